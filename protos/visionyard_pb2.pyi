@@ -314,14 +314,18 @@ class CancelJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id", "after_seq", "include_logs")
+    __slots__ = ("job_id", "after_seq", "include_logs", "snapshot", "logs_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_LOGS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    LOGS_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     after_seq: int
     include_logs: bool
-    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., include_logs: _Optional[bool] = ...) -> None: ...
+    snapshot: bool
+    logs_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., include_logs: _Optional[bool] = ..., snapshot: _Optional[bool] = ..., logs_only: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("framework", "task", "tag")

@@ -1,0 +1,22 @@
+# visionyard: `make demo` trains a real model end to end; `make test` runs the test suite.
+SHELL := /bin/bash
+UV = $$(command -v uv || echo python3 -m uv)
+
+.PHONY: setup demo test proto bench
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install uv
+	@$(UV) sync
+
+demo: setup
+	$(UV) run python -m runner.demo
+
+test: setup
+	$(UV) run pytest
+
+proto: setup
+	$(UV) run python -m protos.generate
+
+bench: setup
+	$(UV) run python bench/bench_envs.py
+	$(UV) run python bench/bench_runner.py

@@ -1,0 +1,224 @@
+"""Framework catalogs: models, config schema and presets as plain data.
+
+The host (daemon, CLI) lists models and validates ``advanced`` settings from these records
+without importing torch or any framework, so this module and every ``<framework>/catalog.py``
+import nothing but the standard library. Catalogs register themselves in one dict; import
+``adapters.frameworks`` (not this module) to get every registered catalog.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+FIELD_TYPES = ("choice", "int", "float", "bool", "str")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A curated model with the metadata a user needs to pick one."""
+
+    name: str
+    display_name: str
+    tasks: tuple[str, ...]
+    params_millions: float
+    input_size: int
+    recommended_batch_size: int
+    recommended_learning_rate: float
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """One setting under ``advanced``, addressed by a dotted path (``optimizer.type``)."""
+
+    path: str
+    type: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in FIELD_TYPES:
+            raise ValueError(f"field {self.path!r}: type {self.type!r} is not one of {FIELD_TYPES}")
+        if self.type == "choice" and not self.choices:
+            raise ValueError(f"field {self.path!r}: a choice needs choices")
+        # The default must pass its own check, so a typo in a catalog fails at import.
+        coerce(self, self.default)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.path.split("."))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Named defaults for ``advanced`` (``values`` is nested the same way)."""
+
+    name: str
+    description: str
+    values: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class FrameworkCatalog:
+    """Everything the host knows about a framework without importing it."""
+
+    name: str
+    env: str  # env spec name in envs/, e.g. "timm"
+    tasks: tuple[str, ...]
+    dataset_formats: tuple[str, ...]
+    models: tuple[ModelEntry, ...]
+    fields: tuple[SchemaField, ...]
+    presets: tuple[Preset, ...]
+    adapter: str  # "module.path:ClassName", imported in the child env only
+    known_models: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # Curated models are always accepted, even when the name list is stale.
+        names = frozenset(m.name for m in self.models)
+        object.__setattr__(self, "known_models", frozenset(self.known_models) | names)
+
+    def accepts_model(self, name: str) -> bool:
+        """True for a known model name, also with a weights tag (``resnet18.a1_in1k``)."""
+        return name in self.known_models or name.split(".", 1)[0] in self.known_models
+
+    def schema_field(self, path: str) -> SchemaField:
+        for f in self.fields:
+            if f.path == path:
+                return f
+        valid = ", ".join(f.path for f in self.fields)
+        raise UnknownNameError(f"Unknown setting 'advanced.{path}' for {self.name}. Valid: {valid}")
+
+    def preset(self, name: str) -> Preset:
+        for p in self.presets:
+            if p.name == name:
+                return p
+        valid = ", ".join(p.name for p in self.presets)
+        raise UnknownNameError(f"Unknown preset '{name}' for {self.name}. Valid: {valid}")
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A name that is not registered; ``str()`` is the plain message (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# ---------------------------------------------------------------- registry
+
+_CATALOGS: dict[str, FrameworkCatalog] = {}
+
+
+def register_catalog(catalog: FrameworkCatalog) -> FrameworkCatalog:
+    """Add ``catalog`` to the registry and return it unchanged."""
+    existing = _CATALOGS.get(catalog.name)
+    if existing is not None and existing != catalog:
+        raise ValueError(f"framework {catalog.name!r} is registered twice")
+    _CATALOGS[catalog.name] = catalog
+    return catalog
+
+
+def get_catalog(name: str) -> FrameworkCatalog:
+    try:
+        return _CATALOGS[name]
+    except KeyError:
+        valid = ", ".join(sorted(_CATALOGS))
+        raise UnknownNameError(f"Unknown framework '{name}'. Valid: {valid}") from None
+
+
+def registered_catalogs() -> tuple[FrameworkCatalog, ...]:
+    return tuple(_CATALOGS[name] for name in sorted(_CATALOGS))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def find_model(catalog: FrameworkCatalog, name: str) -> ModelEntry | None:
+    """The curated entry for ``name`` (or its untagged name), or None for uncurated models."""
+    base = name.split(".", 1)[0]
+    for model in catalog.models:
+        if model.name in (name, base):
+            return model
+    return None
+
+
+def defaults(catalog: FrameworkCatalog) -> dict:
+    """Every field's default as a nested dict shaped like ``advanced``."""
+    out: dict = {}
+    for f in catalog.fields:
+        _set(out, f.keys, f.default)
+    return out
+
+
+def resolve_advanced(catalog: FrameworkCatalog, values: dict | None, preset: str | None = None) -> dict:
+    """Fill ``values`` with the preset's and then the schema's defaults, checked and coerced.
+
+    Raises ValueError naming the dotted path of the first unknown or invalid setting.
+    Numbers that travelled as doubles (protobuf Struct) come back as ints for int fields.
+    """
+    merged = defaults(catalog)
+    if preset:
+        _merge(merged, copy.deepcopy(catalog.preset(preset).values))
+    by_path = {f.path: f for f in catalog.fields}
+    for path, value in _flatten(values or {}):
+        f = by_path.get(path)
+        if f is None:
+            valid = ", ".join(by_path)
+            raise ValueError(f"advanced.{path}: unknown setting for {catalog.name}. Valid: {valid}")
+        _set(merged, f.keys, coerce(f, value))
+    return merged
+
+
+def coerce(f: SchemaField, value: Any) -> Any:
+    """``value`` converted to the field's type, or ValueError naming ``advanced.<path>``."""
+    where = f"advanced.{f.path}"
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if f.type in ("str", "choice"):
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        if f.type == "choice" and value not in f.choices:
+            raise ValueError(f"{where}: {value!r} is not one of {', '.join(f.choices)}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if f.type == "int":
+        if value != int(value):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if f.minimum is not None and value < f.minimum:
+        raise ValueError(f"{where}: {value} is below the minimum {f.minimum}")
+    if f.maximum is not None and value > f.maximum:
+        raise ValueError(f"{where}: {value} is above the maximum {f.maximum}")
+    return value
+
+
+def _set(tree: dict, keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[keys[-1]] = value
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _flatten(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, path + ".")
+        else:
+            yield path, value

@@ -1,0 +1,122 @@
+"""``job.json``: what the daemon tells a child to do, as plain dataclasses.
+
+The daemon writes ``{"job_id", "job_dir", "device", "checkpoint_dir", "spec"}`` where ``spec`` is
+the validated job spec with its defaults filled. The fields a run cannot do without are
+required; the rest get the same defaults the daemon fills, so a hand-written ``job.json`` (a
+bare benchmark run) stays short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    device: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    framework: str
+    task: str
+    model: str
+    dataset: DatasetSpec
+    training: TrainingSpec
+    name: str = ""
+    pretrained: bool = False
+    image_size: int = 224
+    num_classes: int | None = None  # None or 0: as many as the dataset has
+    advanced: dict = field(default_factory=dict, hash=False)
+    weights: str | None = None
+    resume: str | None = None
+
+    def setting(self, path: str, default: Any = None) -> Any:
+        """The ``advanced`` value at a dotted path (``optimizer.type``), or ``default``."""
+        node: Any = self.advanced
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    job_dir: Path
+    device: str
+    checkpoint_dir: Path
+    spec: JobSpec
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Job:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f), base_dir=Path(path).resolve().parent)
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path | None = None) -> Job:
+        """Parse ``job.json``; a missing required field raises ValueError naming it."""
+        spec = _require(data, "spec", dict)
+        dataset = _require(spec, "dataset", dict, "spec.")
+        training = _require(spec, "training", dict, "spec.")
+        job_spec = JobSpec(
+            framework=_require(spec, "framework", str, "spec."),
+            task=_require(spec, "task", str, "spec."),
+            model=_require(spec, "model", str, "spec."),
+            dataset=DatasetSpec(
+                path=_require(dataset, "path", str, "spec.dataset."),
+                format=_require(dataset, "format", str, "spec.dataset."),
+            ),
+            training=TrainingSpec(
+                epochs=int(_require(training, "epochs", (int, float), "spec.training.")),
+                batch_size=int(_require(training, "batch_size", (int, float), "spec.training.")),
+                learning_rate=float(_require(training, "learning_rate", (int, float), "spec.training.")),
+                device=training.get("device") or "auto",
+                num_workers=int(training.get("num_workers") or 0),
+                seed=int(training.get("seed") or 0),
+            ),
+            name=spec.get("name") or "",
+            pretrained=bool(spec.get("pretrained") or False),
+            image_size=int(spec.get("image_size") or 224),
+            num_classes=int(spec["num_classes"]) if spec.get("num_classes") else None,
+            advanced=dict(spec.get("advanced") or {}),
+            weights=spec.get("weights") or None,
+            resume=spec.get("resume") or None,
+        )
+        job_dir = Path(data.get("job_dir") or base_dir or Path.cwd())
+        return cls(
+            job_id=str(data.get("job_id") or ""),
+            job_dir=job_dir,
+            device=data.get("device") or job_spec.training.device,
+            checkpoint_dir=Path(data.get("checkpoint_dir") or job_dir / "checkpoints"),
+            spec=job_spec,
+        )
+
+    def with_advanced(self, advanced: dict) -> Job:
+        return dataclasses.replace(self, spec=dataclasses.replace(self.spec, advanced=advanced))
+
+
+def _require(data: dict, key: str, types: type | tuple, where: str = "") -> Any:
+    if key not in data or data[key] is None:
+        raise ValueError(f"job spec is missing '{where}{key}'")
+    value = data[key]
+    if not isinstance(value, types) or isinstance(value, bool):
+        raise ValueError(f"job spec field '{where}{key}' has the wrong type: {value!r}")
+    return value

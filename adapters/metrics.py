@@ -1,0 +1,55 @@
+"""The metric vocabulary shared by every framework adapter, log parser and the daemon.
+
+Plain data only: the host imports this to know which metric decides "best" for a task.
+Framework-specific extras keep a clear prefix (``train/box_loss``) and are not listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+VAL_ACCURACY = "val/accuracy"
+VAL_TOP5 = "val/top5"
+VAL_F1 = "val/f1"
+VAL_MAP50 = "val/mAP50"
+VAL_MAP50_95 = "val/mAP50-95"
+VAL_PRECISION = "val/precision"
+VAL_RECALL = "val/recall"
+VAL_MIOU = "val/mIoU"
+VAL_PIXEL_ACCURACY = "val/pixel_accuracy"
+VAL_PSNR = "val/psnr"
+VAL_SSIM = "val/ssim"
+VAL_CER = "val/cer"
+LR = "lr"
+
+
+@dataclass(frozen=True)
+class PrimaryMetric:
+    """The metric that decides which epoch's checkpoint is ``best`` for a task."""
+
+    name: str
+    higher_is_better: bool = True
+
+    def improved(self, value: float | None, best: float | None) -> bool:
+        """True when ``value`` beats ``best`` (any real value beats no best yet)."""
+        if value is None or value != value:  # missing or NaN never improves
+            return False
+        if best is None:
+            return True
+        return value > best if self.higher_is_better else value < best
+
+
+PRIMARY_METRICS: dict[str, PrimaryMetric] = {
+    "image_classification": PrimaryMetric(VAL_ACCURACY),
+    "object_detection": PrimaryMetric(VAL_MAP50_95),
+    "semantic_segmentation": PrimaryMetric(VAL_MIOU),
+    "super_resolution": PrimaryMetric(VAL_PSNR),
+    "ocr": PrimaryMetric(VAL_CER, higher_is_better=False),
+}
+
+
+def primary_metric(task: str) -> PrimaryMetric:
+    """The primary metric of ``task``; unknown tasks fall back to the lowest ``val/loss``."""
+    return PRIMARY_METRICS.get(task, PrimaryMetric(VAL_LOSS, higher_is_better=False))

@@ -1,0 +1,285 @@
+"""The Reporter SDK: how a training child tells the daemon what it is doing.
+
+Training must never wait for, or crash because of, the daemon. Every public method only
+appends to an in-memory queue and returns; a daemon thread batches the queue into
+``ReportBatch`` messages and sends them with ``Reporter.Report``. A batch that fails is resent
+unchanged (same ``batch_seq``) with exponential backoff until the daemon acks it, so the
+daemon applies every item exactly once by deduplicating on ``batch_seq``. ``close()`` flushes
+what is queued, bounded by a timeout.
+
+Without ``VISIONYARD_REPORTER_ADDRESS`` (a bare run outside the daemon, e.g. a benchmark) the
+reporter only logs, and the same training code runs unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+log = logging.getLogger("visionyard.reporter")
+
+ENV_ADDRESS = "VISIONYARD_REPORTER_ADDRESS"  # grpc target: unix:///abs/path.sock or 127.0.0.1:PORT
+ENV_JOB_ID = "VISIONYARD_JOB_ID"
+ENV_TOKEN = "VISIONYARD_JOB_TOKEN"
+
+PROGRESS_INTERVAL = 0.5  # seconds: at most ~2 progress events a second
+RPC_TIMEOUT = 5.0
+BATCH_MAX_ITEMS = 200
+LINGER = 0.05  # seconds to wait for more items before sending a batch
+BACKOFF_INITIAL = 0.2
+BACKOFF_MAX = 5.0
+MAX_QUEUED = 10_000  # beyond this, progress items are dropped (metrics never are)
+
+# Codes after which resending the same batch cannot succeed: the batch is dropped, logged.
+_PERMANENT_CODES = frozenset(
+    (
+        "INVALID_ARGUMENT",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "NOT_FOUND",
+        "FAILED_PRECONDITION",
+        "UNIMPLEMENTED",
+    )
+)
+
+
+class Reporter:
+    """Queue reports for the daemon; every method returns at once and never raises."""
+
+    def __init__(
+        self,
+        target: str | None,
+        job_id: str = "",
+        token: str = "",
+        *,
+        rpc_timeout: float = RPC_TIMEOUT,
+        batch_max_items: int = BATCH_MAX_ITEMS,
+        linger: float = LINGER,
+        progress_interval: float = PROGRESS_INTERVAL,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target or None
+        self.job_id = job_id
+        self._token = token
+        self._rpc_timeout = rpc_timeout
+        self._batch_max = batch_max_items
+        self._linger = linger
+        self._progress_interval = progress_interval
+        self._backoff = (backoff_initial, backoff_max)
+        self._clock = clock
+        self._last_progress: float | None = None
+
+        self._queue: deque = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline = math.inf
+        self._in_flight = False
+        self._batch_seq = 0
+        self._thread: threading.Thread | None = None
+        if self.target:
+            self._thread = threading.Thread(target=self._run, name="visionyard-reporter", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options) -> Reporter:
+        """A reporter for the daemon named in the environment, or a log-only one without it."""
+        env = os.environ if environ is None else environ
+        target = env.get(ENV_ADDRESS, "").strip()
+        if not target:
+            log.info("%s is not set: reporting to the log only", ENV_ADDRESS)
+        return cls(target or None, env.get(ENV_JOB_ID, ""), env.get(ENV_TOKEN, ""), **options)
+
+    @property
+    def connected(self) -> bool:
+        """True when reports go to a daemon (False: log only)."""
+        return self._thread is not None
+
+    # ------------------------------------------------------------ public API
+
+    def metrics(self, step: int, values: Mapping[str, float]) -> None:
+        """Metrics of one step (the epoch, 1-based, for epoch metrics)."""
+        clean = _numbers(values)
+        log.info("step %d: %s", step, "  ".join(f"{k}={v:.6g}" for k, v in clean.items()))
+        self._put("metrics", {"step": int(step), "values": clean})
+
+    def progress(self, epoch: int, total_epochs: int, step: int, total_steps: int) -> None:
+        """Batch progress; throttled, but the last step of an epoch is always sent."""
+        now = self._clock()
+        last_step = step >= total_steps
+        recent = self._last_progress is not None and now - self._last_progress < self._progress_interval
+        if recent and not last_step:
+            return
+        self._last_progress = now
+        log.debug("epoch %d/%d step %d/%d", epoch, total_epochs, step, total_steps)
+        numbers = (int(epoch), int(total_epochs), int(step), int(total_steps))
+        self._put("progress", dict(zip(("epoch", "total_epochs", "step", "total_steps"), numbers)))
+
+    def checkpoint(self, path: str | os.PathLike, kind: str, epoch: int) -> None:
+        """A checkpoint file was written (``kind``: best | last)."""
+        log.info("checkpoint %s (epoch %d): %s", kind, epoch, path)
+        self._put("checkpoint", {"path": str(path), "kind": kind, "epoch": int(epoch)})
+
+    def result(
+        self,
+        metrics: Mapping[str, float],
+        best_checkpoint: str | os.PathLike | None,
+        last_checkpoint: str | os.PathLike | None,
+    ) -> None:
+        """The final metrics and checkpoints of a successful run."""
+        values = _numbers(metrics)
+        log.info("result: best=%s last=%s", best_checkpoint, last_checkpoint)
+        best, last = str(best_checkpoint or ""), str(last_checkpoint or "")
+        self._put("result", {"metrics": values, "best_checkpoint": best, "last_checkpoint": last})
+
+    def error(self, type: str, message: str, traceback: str = "") -> None:  # noqa: A002 (wire names)
+        """Why the run failed (the traceback is printed to stderr by the caller as well)."""
+        self._put("error", {"type": str(type), "message": str(message), "traceback": str(traceback)})
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Send what is queued (waiting at most ``timeout`` s); True when all of it was acked."""
+        with self._cond:
+            if not self._closing:
+                self._closing = True
+                self._deadline = time.monotonic() + timeout
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, self._deadline - time.monotonic()) + 0.5)
+        with self._cond:
+            flushed = not self._queue and not self._in_flight
+        if not flushed:
+            log.warning("reporter closed with %d item(s) not delivered", len(self._queue))
+        return flushed
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ queue
+
+    def _put(self, kind: str, payload: dict) -> None:
+        if self._thread is None:
+            return
+        with self._cond:
+            if self._closing:
+                log.debug("reporter is closed; dropping %s", kind)
+                return
+            if kind == "progress" and len(self._queue) >= MAX_QUEUED:
+                return  # the daemon is far behind: the next progress supersedes this one
+            self._queue.append((time.time(), kind, payload))
+            self._cond.notify_all()
+
+    def _take(self) -> list:
+        """Wait for queued items and return up to one batch of them; [] once closed and empty."""
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._closing and len(self._queue) < self._batch_max:
+                self._cond.wait(self._linger)  # let a burst (metrics + checkpoints) share a batch
+            items = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
+            self._in_flight = bool(items)
+            return items
+
+    # ------------------------------------------------------------ sender thread
+
+    def _run(self) -> None:
+        try:
+            self._send_loop()
+        except Exception:  # the sender must never take the process down
+            log.exception("reporter thread failed; further reports are logged only")
+
+    def _send_loop(self) -> None:
+        import grpc
+
+        from protos import visionyard_pb2_grpc
+
+        channel = stub = None
+        batch = None
+        backoff = self._backoff[0]
+        while True:
+            if batch is None:
+                items = self._take()
+                if not items:
+                    break
+                self._batch_seq += 1
+                batch = self._make_batch(self._batch_seq, items)
+            if channel is None:
+                options = [("grpc.max_reconnect_backoff_ms", 2000)]
+                channel = grpc.insecure_channel(self.target, options=options)
+                stub = visionyard_pb2_grpc.ReporterStub(channel)
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ack = stub.Report(batch, timeout=min(self._rpc_timeout, remaining))
+                if ack.batch_seq != batch.batch_seq:
+                    log.warning("daemon acked batch %d for batch %d", ack.batch_seq, batch.batch_seq)
+                batch, backoff = None, self._backoff[0]
+                self._mark_sent()
+                continue
+            except grpc.RpcError as exc:
+                code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                if code in _PERMANENT_CODES:
+                    log.error("daemon refused report batch %d (%s: %s); dropped", batch.batch_seq, code, details)
+                    batch = None
+                    self._mark_sent()
+                    continue
+                log.warning(
+                    "report batch %d failed (%s: %s); retrying in %.1fs", batch.batch_seq, code, details, backoff
+                )
+                if code == "UNAVAILABLE":  # a fresh channel reconnects at once when the daemon is back
+                    channel.close()
+                    channel = None
+            self._sleep(min(backoff, self._deadline - time.monotonic()))
+            backoff = min(backoff * 2, self._backoff[1])
+        if channel is not None:
+            channel.close()
+
+    def _mark_sent(self) -> None:
+        with self._cond:
+            self._in_flight = False
+            self._cond.notify_all()
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _make_batch(self, seq: int, items: list):
+        from protos import visionyard_pb2 as pb
+
+        batch = pb.ReportBatch(job_id=self.job_id, token=self._token, batch_seq=seq)
+        for wall_time, kind, payload in items:
+            item = batch.items.add(time=wall_time)
+            if kind == "metrics":
+                item.metrics.step = payload["step"]
+                item.metrics.values.update(payload["values"])
+            elif kind == "progress":
+                item.progress.CopyFrom(pb.ProgressEvent(**payload))
+            elif kind == "checkpoint":
+                item.checkpoint.CopyFrom(pb.CheckpointEvent(**payload))
+            elif kind == "result":
+                item.result.CopyFrom(pb.ResultReport(**payload))
+            elif kind == "error":
+                item.error.CopyFrom(pb.ErrorReport(**payload))
+        return batch
+
+
+def _numbers(values: Mapping[str, float]) -> dict[str, float]:
+    """``values`` as plain floats; a value that is not a number is logged and left out."""
+    clean = {}
+    for name, value in values.items():
+        try:
+            clean[str(name)] = float(value)
+        except (TypeError, ValueError):
+            log.warning("metric %r has a non-numeric value %r; not reported", name, value)
+    return clean

@@ -1,0 +1,303 @@
+"""``TimmAdapter``: image classification with any timm model (child env only).
+
+timm itself is imported inside ``_create_model``, after :func:`adapters.hub.prepare_hub_access`
+had the chance to switch huggingface_hub to offline mode, so pretrained weights fail fast
+offline instead of retrying for most of a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from adapters.base import TrainingAdapter
+from adapters.datasets import Sample, open_image, read_classification
+from adapters.hub import is_missing_from_cache, prepare_hub_access
+from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
+from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
+
+log = logging.getLogger("visionyard.timm")
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for but cannot be had (offline and not cached)."""
+
+
+class TimmAdapter(TrainingAdapter):
+    def __init__(self, job, reporter=None) -> None:
+        super().__init__(job, reporter)
+        self.device = resolve_device(job.device)
+        self.class_names: list[str] = []
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.image_size = int(job.spec.image_size)
+        self.criterion: nn.Module = nn.CrossEntropyLoss()
+        self._samples: dict[str, tuple[Sample, ...]] = {}
+        self._loaders: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ setup
+
+    def prepare_dataset(self) -> None:
+        spec = self.spec
+        seed_everything(spec.training.seed)
+        data = read_classification(
+            spec.dataset.path, spec.dataset.format, float(self.setting("data.val_split", 0.2)), spec.training.seed
+        )
+        if spec.num_classes and spec.num_classes != len(data.class_names):
+            raise ValueError(
+                f"num_classes is {spec.num_classes} but the dataset has {len(data.class_names)} classes "
+                f"({', '.join(data.class_names)})"
+            )
+        self.class_names = list(data.class_names)
+        self._samples = {"train": data.train, "val": data.val}
+
+    def prepare_model(self) -> None:
+        spec = self.spec
+        self.model = self._create_model(len(self.class_names), pretrained=spec.pretrained, weights=spec.weights)
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.mean = tuple(float(x) for x in cfg.get("mean") or IMAGENET_MEAN)
+        self.std = tuple(float(x) for x in cfg.get("std") or IMAGENET_STD)
+        self.optimizer = build_optimizer(self.model, spec.training.learning_rate, self.setting)
+        self.scheduler = build_scheduler(self.optimizer, spec.training.epochs, self.setting)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.setting("loss.label_smoothing", 0.0)))
+        self._loaders = {split: self._loader(split) for split in ("train", "val")}
+        n = sum(p.numel() for p in self.model.parameters())
+        log.info("model %s: %.2fM parameters, device %s", spec.model, n / 1e6, self.device)
+
+    def _loader(self, split: str):
+        train = split == "train"
+        transform = build_transform(
+            self.image_size,
+            self.mean,
+            self.std,
+            train=train,
+            random_flip=bool(self.setting("augmentation.random_flip", False)),
+            random_crop=bool(self.setting("augmentation.random_crop", False)),
+        )
+        training = self.spec.training
+        dataset = ImageDataset(self._samples[split], transform)
+        return build_loader(dataset, training.batch_size, training.num_workers, self.device, train, training.seed)
+
+    def _create_model(self, num_classes: int, pretrained: bool, weights: str | None) -> nn.Module:
+        name = self.spec.model
+        kwargs: dict[str, Any] = {"num_classes": num_classes}
+        drop_rate = float(self.setting("model.drop_rate", 0.0) or 0.0)
+        if drop_rate > 0:
+            kwargs["drop_rate"] = drop_rate
+        if weights:
+            if not Path(weights).is_file():
+                raise FileNotFoundError(f"weights file {weights} does not exist")
+            # Loading through the pretrained path drops a classifier head of another size.
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+        elif pretrained:
+            prepare_hub_access()
+            kwargs["pretrained"] = True
+        import timm
+
+        try:
+            model = timm.create_model(name, **kwargs)
+        except Exception as exc:
+            if kwargs.get("pretrained") and not weights and is_missing_from_cache(exc):
+                raise PretrainedWeightsUnavailable(
+                    f"pretrained weights for '{name}' are not in the local cache and the model hub is "
+                    "unreachable; set `pretrained: false` or give local weights with `weights: PATH`"
+                ) from exc
+            raise
+        return model.to(self.device)
+
+    # ------------------------------------------------------------ training
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        model, loader = self.model, self._loaders["train"]
+        model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        total_loss, seen = 0.0, 0
+        for step, (images, labels) in enumerate(loader, start=1):
+            images, labels = self._to_device(images, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.criterion(model(images), labels)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * labels.size(0)
+            seen += labels.size(0)
+            self.report_progress(epoch, step, len(loader))
+        self.scheduler.step()
+        return {TRAIN_LOSS: total_loss / max(seen, 1), LR: lr}
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> dict[str, float]:
+        model = self.model
+        model.eval()
+        n = len(self.class_names)
+        meters = {
+            VAL_ACCURACY: MulticlassAccuracy(num_classes=n, top_k=1, average="micro"),
+            VAL_F1: MulticlassF1Score(num_classes=n, average="macro"),
+        }
+        if n >= 5:
+            meters[VAL_TOP5] = MulticlassAccuracy(num_classes=n, top_k=5, average="micro")
+        meters = {name: meter.to(self.device) for name, meter in meters.items()}
+        # Plain cross-entropy, without label smoothing, so val/loss compares across runs.
+        total_loss, seen = 0.0, 0
+        for images, labels in self._loaders["val"]:
+            images, labels = self._to_device(images, labels)
+            logits = model(images)
+            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            seen += labels.size(0)
+            for meter in meters.values():
+                meter.update(logits, labels)
+        out = {VAL_LOSS: total_loss / max(seen, 1)}
+        out.update({name: float(meter.compute()) for name, meter in meters.items()})
+        return out
+
+    def _to_device(self, images, labels):
+        non_blocking = self.device.type == "cuda"
+        return images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, kind: str, epoch: int, metrics: dict[str, float]) -> Path:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "class_names": list(self.class_names),
+            "model_name": self.spec.model,
+            "num_classes": len(self.class_names),
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+        path = self.checkpoint_path(kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-write never leaves a torn checkpoint
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if self.model is None:  # predict: build the model the checkpoint describes
+            self.class_names = list(state["class_names"])
+            self.image_size = int(state["image_size"])
+            self.mean, self.std = tuple(state["mean"]), tuple(state["std"])
+            self.model = self._create_model(int(state["num_classes"]), pretrained=False, weights=None)
+        elif state.get("model_name") != self.spec.model or list(state["class_names"]) != self.class_names:
+            raise ValueError(
+                f"checkpoint {path} is for model '{state.get('model_name')}' with classes "
+                f"{state['class_names']}; this job trains '{self.spec.model}' with classes {self.class_names}"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and state.get("optimizer"):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler = self._replay_schedule(int(state["epoch"]))
+        return state
+
+    def _replay_schedule(self, epochs_done: int):
+        """This job's schedule, stepped to where ``epochs_done`` epochs leave it.
+
+        Rebuilt rather than restored from the checkpoint, so resuming with more epochs than
+        the first run had stretches the schedule to the new end instead of running on at the
+        old one's final learning rate. With the same epoch count both are identical.
+        """
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = self.spec.training.learning_rate
+        scheduler = build_scheduler(self.optimizer, self.spec.training.epochs, self.setting)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for _ in range(epochs_done):
+                scheduler.step()
+        return scheduler
+
+    # ------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def predict(self, image_path: str | Path, top_k: int = 5) -> list[dict[str, Any]]:
+        if self.model is None:
+            raise RuntimeError("load a checkpoint before predicting")
+        self.model.eval()
+        transform = build_transform(self.image_size, self.mean, self.std)
+        image = transform(open_image(Sample(str(image_path), -1))).unsqueeze(0).to(self.device)
+        probs = torch.softmax(self.model(image), dim=1)[0]
+        scores, indices = probs.topk(min(top_k, probs.numel()))
+        return [
+            {"label": self.class_names[i], "score": float(s), "index": int(i)}
+            for s, i in zip(scores.tolist(), indices.tolist())
+        ]
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if not device or device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        device = "cuda:0"
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' was requested but CUDA is not available here")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+def build_optimizer(model: nn.Module, lr: float, setting) -> torch.optim.Optimizer:
+    kind = setting("optimizer.type", "adamw")
+    weight_decay = float(setting("optimizer.weight_decay", 0.0))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if kind == "sgd":
+        momentum = float(setting("optimizer.momentum", 0.9))
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False)
+    raise ValueError(f"Unknown optimizer '{kind}'. Valid: adam, adamw, sgd")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting):
+    """A per-epoch schedule, after ``scheduler.warmup_epochs`` of linear warmup."""
+    from torch.optim import lr_scheduler as S
+
+    kind = setting("scheduler.type", "cosine")
+    warmup = min(int(setting("scheduler.warmup_epochs", 0)), max(epochs - 1, 0))
+    if kind == "cosine":
+        main = S.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1))
+    elif kind == "step":
+        step_size, gamma = int(setting("scheduler.step_size", 10)), float(setting("scheduler.gamma", 0.1))
+        main = S.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    elif kind == "none":
+        main = S.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        raise ValueError(f"Unknown scheduler '{kind}'. Valid: cosine, step, none")
+    if warmup <= 0:
+        return main
+    ramp = S.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+

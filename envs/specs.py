@@ -1,0 +1,59 @@
+"""The registry of framework env specs: one dict, one register function.
+
+Each framework adapter runs in the env named after it. Everything is pinned so that a job run
+today and a job run next month install the same versions (and share one env on disk).
+``grpcio``/``protobuf`` must equal the host's pins in ``pyproject.toml``: the generated gRPC code
+in ``protos/`` is shared by the daemon and the child and needs the same protobuf runtime
+(``tests/envs/test_specs.py`` checks this).
+"""
+
+from __future__ import annotations
+
+from envs.spec import EnvSpec
+
+_SPECS: dict[str, EnvSpec] = {}
+
+
+def register_spec(spec: EnvSpec) -> EnvSpec:
+    """Add ``spec`` under ``spec.name``; registering a different spec under a taken name fails."""
+    existing = _SPECS.get(spec.name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"Env {spec.name!r} is already registered with a different spec")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> EnvSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ValueError(f"Unknown env {name!r}. Valid: {', '.join(spec_names())}") from None
+
+
+#: The name the runner imports it under (``from envs.specs import get_env_spec``).
+get_env_spec = get_spec
+
+
+def spec_names() -> list[str]:
+    return sorted(_SPECS)
+
+
+# Shared by every framework env: the child reports to the daemon over gRPC.
+GRPC_REQUIREMENTS = ("grpcio==1.85.1", "protobuf==7.36.2")
+
+TIMM = register_spec(
+    EnvSpec(
+        name="timm",
+        python="3.11",
+        requirements=(
+            "torch==2.15.0",
+            "torchvision==0.29.2",
+            "timm==1.0.31",
+            "torchmetrics==1.9.0",
+            *GRPC_REQUIREMENTS,
+            "pillow==13.0.0",
+            "numpy==2.4.6",
+        ),
+        description="timm image classification (torch from the registry, CUDA wheels, runs on CPU)",
+    )
+)

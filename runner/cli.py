@@ -1,0 +1,262 @@
+"""`visionyard` — the command line, built on runner.client.Client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from protos import visionyard_pb2 as pb
+from runner.client import Client, ClientError
+from runner.progress import follow, format_metrics, state_name, summary
+from runner.settings import Paths, resolve_home
+
+console = Console()
+
+
+def _client(args) -> Client:
+    return Client(address=args.address, home=args.home)
+
+
+def _json(message) -> str:
+    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2)
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_serve(args) -> int:
+    from runner.daemon import serve
+
+    serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    with _client(args) as client:
+        job = client.submit(args.spec)
+        console.print(f"submitted job [bold]{job.id}[/] ({job.name})")
+        if not args.follow:
+            return 0
+        final = follow(client, job, console, show_logs=args.logs)
+        summary(final, console)
+        return 0 if final.state == pb.SUCCEEDED else 1
+
+
+def cmd_status(args) -> int:
+    with _client(args) as client:
+        job = client.get(args.job)
+    if args.json:
+        print(_json(job))
+    else:
+        summary(job, console)
+    return 0
+
+
+def cmd_list(args) -> int:
+    states = [pb.JobState.Value(s.upper()) for s in args.state or []]
+    with _client(args) as client:
+        jobs = client.list(states, args.limit)
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(j, preserving_proto_field_name=True) for j in jobs], indent=2))
+        return 0
+    table = Table("id", "name", "state", "epoch", "created", "metrics")
+    for job in jobs:
+        table.add_row(job.id, job.name, state_name(job.state), f"{job.epoch}/{job.total_epochs}",
+                      _when(job.created_at), format_metrics(dict(job.metrics)))
+    console.print(table)
+    return 0
+
+
+def cmd_logs(args) -> int:
+    with _client(args) as client:
+        for event in client.watch(args.job, logs_only=True, snapshot=not args.follow):
+            print(event.log.text, flush=True)
+    return 0
+
+
+def cmd_watch(args) -> int:
+    with _client(args) as client:
+        final = follow(client, client.get(args.job), console, show_logs=args.logs)
+    summary(final, console)
+    return 0 if final.state == pb.SUCCEEDED else 1
+
+
+def cmd_cancel(args) -> int:
+    with _client(args) as client:
+        job = client.cancel(args.job)
+        if args.wait:
+            job = client.wait(job.id)
+    console.print(f"job {job.id}: {state_name(job.state)}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    with _client(args) as client:
+        models = client.models(args.framework or "", args.task or "", args.tag or "")
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in models], indent=2))
+        return 0
+    table = Table("framework", "model", "name", "params (M)", "input", "batch", "lr", "tags")
+    for m in models:
+        table.add_row(m.framework, m.name, m.display_name, f"{m.params_millions:.1f}", str(m.input_size),
+                      str(m.recommended_batch_size), f"{m.recommended_learning_rate:g}", ", ".join(m.tags))
+    console.print(table)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    with _client(args) as client:
+        schema = client.schema(args.framework, args.task or "")
+    if args.json:
+        print(_json(schema))
+        return 0
+    console.print(f"[bold]{schema.framework}[/] tasks: {', '.join(schema.tasks)}; "
+                  f"dataset formats: {', '.join(schema.dataset_formats)}")
+    table = Table("advanced.<path>", "type", "default", "allowed", "description")
+    for f in schema.fields:
+        allowed = ", ".join(f.choices) if f.choices else _range(f)
+        table.add_row(f.path, f.type, f.default_json, allowed, f.description)
+    console.print(table)
+    presets = Table("preset", "description", "values")
+    for p in schema.presets:
+        presets.add_row(p.name, p.description, json.dumps(json_format.MessageToDict(p.values)))
+    console.print(presets)
+    return 0
+
+
+def _range(field: pb.ConfigField) -> str:
+    low = f"{field.minimum:g}" if field.HasField("minimum") else ""
+    high = f"{field.maximum:g}" if field.HasField("maximum") else ""
+    return f"{low}..{high}" if low or high else ""
+
+
+def cmd_envs(args) -> int:
+    with _client(args) as client:
+        if args.envs_command == "prepare":
+            started = time.monotonic()
+            env = client.prepare_env(args.name)
+            console.print(f"env {env.name} ready at {env.path} ({time.monotonic() - started:.1f} s)")
+        elif args.envs_command == "rm":
+            for name in client.remove_env(args.name):
+                console.print(f"removed {name}")
+        else:
+            table = Table("name", "spec", "size", "created", "last used", "path")
+            for env in client.envs():
+                table.add_row(env.name, env.spec_name, f"{env.size_bytes / 2**20:.0f} MiB", _when(env.created_at),
+                              _when(env.last_used_at), env.path)
+            console.print(table)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    with _client(args) as client:
+        predictions = client.predict(args.job, args.image, top_k=args.top_k, checkpoint=args.checkpoint)
+    if args.json:
+        print(json.dumps([{"label": p.label, "score": p.score, "index": p.index} for p in predictions]))
+        return 0
+    for rank, p in enumerate(predictions, 1):
+        console.print(f"{rank}. {p.label:<20} {p.score:.4f}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    paths = Paths(resolve_home(args.home))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", paths.mlflow_uri,
+           "--default-artifact-root", paths.mlflow_artifacts.as_uri(), "--host", args.host, "--port", str(args.port)]
+    console.print(f"MLflow UI on http://{args.host}:{args.port} (store {paths.mlflow_uri})")
+    return subprocess.call(cmd)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=argparse.SUPPRESS, help="daemon address (default: $VISIONYARD_ADDRESS or the home's socket)")
+    common.add_argument("--home", default=argparse.SUPPRESS, help="runner home (default: $VISIONYARD_HOME or ~/.visionyard)")
+    parser = argparse.ArgumentParser(prog="visionyard", description="Train computer-vision models through one runner.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", cmd_serve, "run the daemon in the foreground")
+    p.add_argument("--listen", help="also listen on HOST:PORT (e.g. 127.0.0.1:50051)")
+    p.add_argument("--max-concurrent-jobs", type=int, default=int(os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", 1)))
+    p.add_argument("--gpus", default=None, help="GPU indices to hand out, e.g. 0,1 (default: detected)")
+    p = add("submit", cmd_submit, "submit a job spec (YAML)")
+    p.add_argument("spec")
+    p.add_argument("--follow", "-f", action="store_true", help="show progress until the job ends")
+    p.add_argument("--logs", action="store_true", help="with --follow, also print the job's log")
+    p = add("status", cmd_status, "show one job")
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true")
+    p = add("list", cmd_list, "list jobs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", action="append", choices=[s.lower() for s in pb.JobState.keys()][1:])
+    p.add_argument("--limit", type=int, default=0)
+    p = add("logs", cmd_logs, "print a job's log")
+    p.add_argument("job")
+    p.add_argument("--follow", "-f", action="store_true")
+    p = add("watch", cmd_watch, "follow a job's progress")
+    p.add_argument("job")
+    p.add_argument("--logs", action="store_true")
+    p = add("cancel", cmd_cancel, "cancel a job")
+    p.add_argument("job")
+    p.add_argument("--wait", action="store_true", help="wait until the job has stopped")
+    p = add("models", cmd_models, "list catalog models")
+    p.add_argument("--framework")
+    p.add_argument("--task")
+    p.add_argument("--tag")
+    p.add_argument("--json", action="store_true")
+    p = add("schema", cmd_schema, "show a framework's advanced settings and presets")
+    p.add_argument("framework")
+    p.add_argument("--task")
+    p.add_argument("--json", action="store_true")
+    p = add("envs", cmd_envs, "list, prepare or remove environments")
+    envs_sub = p.add_subparsers(dest="envs_command")
+    envs_sub.add_parser("list", parents=[common])
+    envs_sub.add_parser("prepare", parents=[common]).add_argument("name")
+    envs_sub.add_parser("rm", parents=[common]).add_argument("name")
+    p = add("predict", cmd_predict, "classify an image with a job's checkpoint")
+    p.add_argument("job")
+    p.add_argument("image")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--json", action="store_true")
+    p = add("ui", cmd_ui, "open the MLflow UI on the home's store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.address = getattr(args, "address", None)
+    args.home = getattr(args, "home", None)
+    try:
+        return args.func(args)
+    except ClientError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""A small Python client for the Runner service; the CLI is built on it.
+
+    from runner.client import Client
+    client = Client()                      # finds the daemon like the CLI does
+    job = client.submit("job.yaml")        # a path, a dict, or a protobuf JobSpec
+    for event in client.watch(job.id):     # resumes by sequence number if the stream drops
+        ...
+    final = client.wait(job.id)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import grpc
+import yaml
+
+from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
+from runner.settings import resolve_address
+from runner.spec import SpecError, spec_to_proto
+
+TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
+
+
+class ClientError(RuntimeError):
+    """A failed call, with the daemon's gRPC status code and its message."""
+
+    def __init__(self, code: grpc.StatusCode | None, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ClientError(None, f"cannot read job spec '{path}': {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ClientError(None, f"'{path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ClientError(None, f"'{path}' must hold a mapping (framework:, task:, model:, dataset: ...)")
+    return data
+
+
+def _as_spec(spec: str | os.PathLike | dict | pb.JobSpec) -> pb.JobSpec:
+    if isinstance(spec, pb.JobSpec):
+        return spec
+    if not isinstance(spec, dict):
+        spec = load_spec_file(spec)
+    try:
+        return spec_to_proto(spec)
+    except SpecError as exc:
+        raise ClientError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}") from None
+
+
+class Client:
+    def __init__(self, address: str | None = None, home: str | os.PathLike | None = None, timeout: float = 30):
+        self.address = resolve_address(address, home)
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = pb_grpc.RunnerStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, request, timeout: float | None = -1):
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout if timeout == -1 else timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> ClientError:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ClientError(code, f"no visionyard daemon answers at {self.address} "
+                                     "(start one with `visionyard serve`, or pass --address)")
+        return ClientError(code, exc.details() or str(code))
+
+    # ------------------------------------------------------------ jobs
+
+    def submit(self, spec: str | os.PathLike | dict | pb.JobSpec) -> pb.Job:
+        return self._call("SubmitJob", pb.SubmitJobRequest(spec=_as_spec(spec)))
+
+    def get(self, job_id: str) -> pb.Job:
+        return self._call("GetJob", pb.GetJobRequest(job_id=job_id))
+
+    def list(self, states: list[int] | None = None, limit: int = 0) -> list[pb.Job]:
+        return list(self._call("ListJobs", pb.ListJobsRequest(states=states or [], limit=limit)).jobs)
+
+    def cancel(self, job_id: str) -> pb.Job:
+        return self._call("CancelJob", pb.CancelJobRequest(job_id=job_id))
+
+    def watch(self, job_id: str, after_seq: int = 0, include_logs: bool = False, logs_only: bool = False,
+              snapshot: bool = False, reconnect_seconds: float = 30) -> Iterator[pb.JobEvent]:
+        """Events in order until the job is final; a dropped stream resumes after the last seq."""
+        deadline = None
+        while True:
+            request = pb.WatchJobRequest(job_id=job_id, after_seq=after_seq, include_logs=include_logs,
+                                         logs_only=logs_only, snapshot=snapshot)
+            try:
+                for event in self.stub.WatchJob(request):
+                    deadline = None
+                    after_seq = event.seq
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise self._error(exc) from None
+                deadline = deadline or time.monotonic() + reconnect_seconds
+                if time.monotonic() > deadline:
+                    raise self._error(exc) from None
+                time.sleep(0.5)
+
+    def wait(self, job_id: str) -> pb.Job:
+        for _ in self.watch(job_id):
+            pass
+        return self.get(job_id)
+
+    def predict(self, job_id: str, image: str | os.PathLike | bytes, top_k: int = 5,
+                checkpoint: str = "best") -> list[pb.Prediction]:
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint)
+        return list(self._call("Predict", request, timeout=None).predictions)
+
+    # ------------------------------------------------------------ catalog and envs
+
+    def models(self, framework: str = "", task: str = "", tag: str = "") -> list[pb.ModelInfo]:
+        return list(self._call("ListModels", pb.ListModelsRequest(framework=framework, task=task, tag=tag)).models)
+
+    def schema(self, framework: str, task: str = "") -> pb.ConfigSchema:
+        return self._call("GetConfigSchema", pb.GetConfigSchemaRequest(framework=framework, task=task))
+
+    def envs(self) -> list[pb.EnvInfo]:
+        return list(self._call("ListEnvs", pb.ListEnvsRequest()).envs)
+
+    def prepare_env(self, name: str) -> pb.EnvInfo:
+        return self._call("PrepareEnv", pb.PrepareEnvRequest(name=name), timeout=None)
+
+    def remove_env(self, name: str) -> list[str]:
+        return list(self._call("RemoveEnv", pb.RemoveEnvRequest(name=name)).removed)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Block until the daemon answers (e.g. right after starting it)."""
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise ClientError(grpc.StatusCode.UNAVAILABLE, f"no visionyard daemon came up at {self.address}") from None

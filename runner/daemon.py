@@ -1,0 +1,111 @@
+"""The runner daemon: one gRPC server for clients (Runner) and children (Reporter)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import adapters
+import protos
+from envs.manager import EnvManager
+from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
+from runner.devices import DevicePool, detect_gpus
+from runner.jobs import Runtime
+from runner.scheduler import Scheduler
+from runner.servicers import ReporterServicer, RunnerServicer
+from runner.settings import Paths
+from runner.store import JobStore
+from runner.tracking import Tracker
+
+log = logging.getLogger("visionyard.daemon")
+MAX_SOCKET_PATH = 100
+
+
+def link_child_path(paths: Paths) -> None:
+    """A folder holding only `adapters` and `protos`, the child's PYTHONPATH (no host code leaks in)."""
+    staging = paths.child_path.with_name(paths.child_path.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for package in (adapters, protos):
+        source = Path(package.__file__).resolve().parent
+        (staging / source.name).symlink_to(source, target_is_directory=True)
+    shutil.rmtree(paths.child_path, ignore_errors=True)
+    staging.rename(paths.child_path)
+
+
+class Daemon:
+    def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
+                 gpus: str | None = None):
+        self.paths = Paths(home).ensure()
+        if len(str(self.paths.socket)) > MAX_SOCKET_PATH:
+            raise SystemExit(f"the home path is too long for a unix socket ({self.paths.socket}); "
+                             "use a shorter --home or VISIONYARD_HOME")
+        self.listen = listen
+        link_child_path(self.paths)
+        self.store = JobStore(self.paths.db)
+        self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
+                               lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id))
+        self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
+                               DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}")
+        self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
+                                  options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        pb_grpc.add_RunnerServicer_to_server(RunnerServicer(self.runtime, self.scheduler), self.server)
+        pb_grpc.add_ReporterServicer_to_server(ReporterServicer(self.runtime), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        if self.paths.socket.exists():
+            self.paths.socket.unlink()
+        self.server.add_insecure_port(f"unix://{self.paths.socket}")
+        if self.listen:
+            if self.server.add_insecure_port(self.listen) == 0:
+                raise SystemExit(f"could not listen on {self.listen}")
+        self.server.start()
+        self.scheduler.start()
+        for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("visionyard daemon serving on unix://%s%s (home %s)", self.paths.socket,
+                 f" and {self.listen}" if self.listen else "", self.paths.home)
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.scheduler.shutdown()
+        self.server.stop(grace=2).wait()
+        self.tracker.flush(timeout=30)
+        self.tracker.close()
+        self.store.close()
+        if self.paths.socket.exists():
+            self.paths.socket.unlink()
+
+    def serve_forever(self) -> None:
+        self.start()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        log.info("shutting down")
+        self.stop()
+
+
+def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Daemon(home, listen, max_concurrent_jobs, gpus).serve_forever()

@@ -1,0 +1,72 @@
+"""Which devices a job gets: CPU, or a GPU handed to the child through CUDA_VISIBLE_DEVICES.
+
+The child always sees its GPU as `cuda:0`; the daemon tracks which physical GPUs are taken.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Assignment:
+    device: str             # what the child uses: "cpu" or "cuda:0"
+    visible_devices: str    # CUDA_VISIBLE_DEVICES for the child ("" hides every GPU)
+    gpu: int | None = None  # physical GPU taken from the pool
+
+
+def detect_gpus(explicit: str | None = None) -> list[int]:
+    """GPU indices this runner may hand out: --gpus, else the daemon's CUDA_VISIBLE_DEVICES, else nvidia-smi."""
+    raw = explicit if explicit is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+    if raw is not None:
+        return [int(part) for part in raw.split(",") if part.strip().isdigit()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [i for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
+class DevicePool:
+    def __init__(self, gpus: list[int]):
+        self.gpus = list(gpus)
+        self._free = set(gpus)
+        self._lock = threading.Lock()
+
+    def check(self, request: str) -> str | None:
+        """Why `request` can never be met on this runner, or None when it can."""
+        if request in ("cpu", "auto"):
+            return None
+        if not self.gpus:
+            return (f"'{request}' asks for a GPU but this runner has none "
+                    "(start the daemon with --gpus, or use device: cpu or auto)")
+        if request.startswith("cuda:") and int(request.split(":")[1]) not in self.gpus:
+            return f"'{request}' is not one of this runner's GPUs: {', '.join(f'cuda:{g}' for g in self.gpus)}"
+        return None
+
+    def acquire(self, request: str) -> Assignment | None:
+        """An assignment for `request`, or None when the job must wait for a GPU."""
+        if request == "cpu" or (request == "auto" and not self.gpus):
+            return Assignment("cpu", "")
+        with self._lock:
+            if request.startswith("cuda:"):
+                wanted = int(request.split(":")[1])
+                candidates = [wanted] if wanted in self._free else []
+            else:
+                candidates = sorted(self._free)
+            if not candidates:
+                return None
+            gpu = candidates[0]
+            self._free.discard(gpu)
+            return Assignment("cuda:0", str(gpu), gpu)
+
+    def release(self, assignment: Assignment) -> None:
+        if assignment.gpu is not None:
+            with self._lock:
+                self._free.add(assignment.gpu)

@@ -1,0 +1,229 @@
+"""gRPC servicers: thin, they check input, delegate, and turn errors into status codes."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from adapters.frameworks import all_catalogs, get_catalog
+from envs.specs import get_spec as get_env_spec
+from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
+from runner.convert import job_to_proto, model_to_proto, schema_to_proto
+from runner.jobs import Runtime
+from runner.launcher import child_environment
+from runner.scheduler import Scheduler
+from runner.spec import SpecError, spec_from_proto, validate_job_spec
+from runner.store import JobNotFound, JobState
+
+log = logging.getLogger("visionyard.daemon")
+WATCH_POLL_SECONDS = 0.5
+PREDICT_TIMEOUT_SECONDS = 300
+
+
+def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
+    try:
+        return rt.store.get(job_id)
+    except JobNotFound:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{job_id}' (see `visionyard list`)")
+
+
+class RunnerServicer(pb_grpc.RunnerServicer):
+    def __init__(self, rt: Runtime, scheduler: Scheduler):
+        self.rt, self.scheduler = rt, scheduler
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
+        try:
+            spec = validate_job_spec(spec_from_proto(request.spec))
+        except SpecError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}")
+        problem = self.rt.devices.check(spec.training.device)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\ntraining.device: {problem}")
+        record = self.rt.store.create_job(spec.model_dump(mode="json", exclude_none=True), spec.display_name,
+                                          spec.training.epochs)
+        self.scheduler.notify()
+        return job_to_proto(record)
+
+    def GetJob(self, request: pb.GetJobRequest, context) -> pb.Job:
+        return job_to_proto(_record_or_abort(self.rt, request.job_id, context))
+
+    def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
+        states = [JobState(pb.JobState.Name(s)) for s in request.states if s]
+        records = self.rt.store.list(states, request.limit)
+        return pb.ListJobsResponse(jobs=[job_to_proto(r) for r in records])
+
+    def CancelJob(self, request: pb.CancelJobRequest, context) -> pb.Job:
+        record = _record_or_abort(self.rt, request.job_id, context)
+        if record.state.is_terminal():
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} is already {record.state.value}; nothing to cancel")
+        self.scheduler.cancel(record.id)
+        return job_to_proto(self.rt.store.get(record.id))
+
+    def WatchJob(self, request: pb.WatchJobRequest, context):
+        record = _record_or_abort(self.rt, request.job_id, context)
+        after, store = request.after_seq, self.rt.store
+        include_logs = request.include_logs or request.logs_only
+        while context.is_active():
+            version = store.version
+            events = store.events(record.id, after, include_logs=include_logs)
+            for event in events:
+                after = event.seq
+                if not request.logs_only or event.WhichOneof("kind") == "log":
+                    yield event
+            if events:
+                continue
+            if request.snapshot or store.get(record.id).state.is_terminal():
+                if not store.events(record.id, after, include_logs=include_logs, limit=1):
+                    return
+                continue
+            store.wait_for_change(version, WATCH_POLL_SECONDS)
+
+    def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        catalogs = all_catalogs()
+        if request.framework:
+            catalogs = [self._catalog(request.framework, context)]
+        models = [model_to_proto(c.name, m) for c in catalogs for m in c.models
+                  if (not request.task or request.task in m.tasks) and (not request.tag or request.tag in m.tags)]
+        return pb.ListModelsResponse(models=models)
+
+    def GetConfigSchema(self, request: pb.GetConfigSchemaRequest, context) -> pb.ConfigSchema:
+        catalog = self._catalog(request.framework, context)
+        if request.task and request.task not in catalog.tasks:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"'{request.task}' is not a {catalog.name} task. Valid: {', '.join(catalog.tasks)}")
+        return schema_to_proto(catalog)
+
+    def ListEnvs(self, request, context) -> pb.ListEnvsResponse:
+        return pb.ListEnvsResponse(envs=[_env_info(e) for e in self.rt.envs.list()])
+
+    def PrepareEnv(self, request: pb.PrepareEnvRequest, context) -> pb.EnvInfo:
+        try:
+            spec = get_env_spec(request.name)
+        except (KeyError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.args[0])
+        try:
+            env = self.rt.envs.ensure(spec)
+        except Exception as exc:
+            context.abort(grpc.StatusCode.INTERNAL, f"env '{request.name}' could not be built: {exc}")
+        for record in self.rt.envs.list():
+            if record.name == env.name:
+                return _env_info(record)
+        context.abort(grpc.StatusCode.INTERNAL, f"env {env.name} vanished after it was built")
+
+    def RemoveEnv(self, request: pb.RemoveEnvRequest, context) -> pb.RemoveEnvResponse:
+        busy = {r.env_name for r in self.rt.store.list([JobState.PREPARING, JobState.RUNNING]) if r.env_name}
+        targets = [e.name for e in self.rt.envs.list() if request.name in (e.name, e.spec_name)]
+        if not targets:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no env '{request.name}' (see `visionyard envs list`)")
+        in_use = sorted(set(targets) & busy)
+        if in_use:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"env {', '.join(in_use)} is in use by a running job")
+        return pb.RemoveEnvResponse(removed=self.rt.envs.remove(request.name))
+
+    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        record = _record_or_abort(self.rt, request.job_id, context)
+        which = request.checkpoint or "best"
+        checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
+        if checkpoint is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "checkpoint must be 'best' or 'last'")
+        if not checkpoint or not Path(checkpoint).is_file():
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
+        if not request.image:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
+        env = next((e for e in self.rt.envs.list() if e.name == record.env_name), None)
+        if env is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
+        job_dir = Path(record.job_dir)
+        with tempfile.NamedTemporaryFile(dir=job_dir, prefix="predict-", delete=True) as image:
+            image.write(request.image)
+            image.flush()
+            cmd = [str(Path(env.path) / "bin" / "python"), "-m", "adapters.entrypoint",
+                   "--spec", str(job_dir / "job.json"), "--predict", image.name,
+                   "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5)]
+            env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": ""})
+            try:
+                done = subprocess.run(cmd, cwd=job_dir, env=env_vars, capture_output=True, text=True,
+                                      timeout=PREDICT_TIMEOUT_SECONDS, start_new_session=True)
+            except subprocess.TimeoutExpired:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"predict took over {PREDICT_TIMEOUT_SECONDS} s")
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-10:])
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"predict failed:\n{tail}")
+        lines = done.stdout.strip().splitlines()
+        try:
+            predictions = json.loads(lines[-1])["predictions"]
+        except (IndexError, ValueError, KeyError):
+            context.abort(grpc.StatusCode.INTERNAL, f"predict printed no result:\n{done.stdout[-1000:]}")
+        return pb.PredictResponse(predictions=[
+            pb.Prediction(label=str(p["label"]), score=float(p["score"]), index=int(p.get("index", 0)))
+            for p in predictions])
+
+    def _catalog(self, framework: str, context):
+        try:
+            return get_catalog(framework)
+        except (KeyError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.args[0])
+
+
+def _env_info(record) -> pb.EnvInfo:
+    return pb.EnvInfo(name=record.name, spec_name=record.spec_name, key=record.key, path=str(record.path),
+                      size_bytes=record.size_bytes, created_at=record.created_at,
+                      last_used_at=record.last_used_at, requirements=list(record.requirements))
+
+
+class ReporterServicer(pb_grpc.ReporterServicer):
+    """Receives what children report; checks the per-job token on every batch."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    def Report(self, request: pb.ReportBatch, context) -> pb.ReportAck:
+        try:
+            record = self.rt.store.get(request.job_id)
+        except JobNotFound:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{request.job_id}'")
+        if record.id != request.job_id or not hmac.compare_digest(record.token, request.token):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
+        if record.state.is_terminal():
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
+        if request.batch_seq <= record.last_batch_seq:
+            return pb.ReportAck(batch_seq=request.batch_seq)  # a resend of something already applied
+        for item in request.items:
+            self._apply(record.id, item)
+        self.rt.store.update(record.id, last_batch_seq=request.batch_seq)
+        return pb.ReportAck(batch_seq=request.batch_seq)
+
+    def _apply(self, job_id: str, item: pb.ReportItem) -> None:
+        store, kind = self.rt.store, item.WhichOneof("kind")
+        when = item.time or time.time()
+        if kind == "metrics":
+            values = dict(item.metrics.values)
+            store.add_metrics(job_id, item.metrics.step, values, when)
+            self.rt.tracker.log_metrics(job_id, item.metrics.step, values, when)
+        elif kind == "progress":
+            store.add_event(job_id, pb.JobEvent(time=when, progress=item.progress))
+        elif kind == "checkpoint":
+            store.add_event(job_id, pb.JobEvent(time=when, checkpoint=item.checkpoint))
+            field = "best_checkpoint" if item.checkpoint.kind == "best" else "last_checkpoint"
+            store.update(job_id, **{field: item.checkpoint.path})
+        elif kind == "result":
+            result = item.result
+            fields = {"result_json": json.dumps({"metrics": dict(result.metrics)})}
+            if result.best_checkpoint:
+                fields["best_checkpoint"] = result.best_checkpoint
+            if result.last_checkpoint:
+                fields["last_checkpoint"] = result.last_checkpoint
+            store.update(job_id, **fields)
+        elif kind == "error":
+            store.update(job_id, error_report=f"{item.error.type}: {item.error.message}")

@@ -1,0 +1,206 @@
+"""The job spec: pydantic models, validation against the framework catalogs, wire conversion.
+
+A bad spec never reaches a child. `validate_job_spec` turns a raw dict (YAML from the CLI, or a
+protobuf `JobSpec` converted once at the edge) into a `JobSpec` with every default filled, or
+raises `SpecError` listing each bad field by its path and what would fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
+from adapters.frameworks import all_catalogs, get_catalog
+from protos import visionyard_pb2 as pb
+from runner.datasets import DatasetError, inspect_dataset
+
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+DEFAULT_IMAGE_SIZE = 224
+
+
+class SpecError(ValueError):
+    """One or more problems with a job spec, each as (field path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    path: str = Field(min_length=1)
+    format: str = Field(min_length=1)
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=65_536)
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    device: str = "auto"
+    num_workers: int = Field(0, ge=0, le=64)
+    seed: int = Field(0, ge=0)
+    image_size: int | None = Field(None, ge=8, le=8192)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE_RE.match(value):
+            raise ValueError(f"'{value}' is not a device; use auto, cpu, cuda or cuda:N")
+        return value
+
+
+class JobSpec(_Strict):
+    name: str | None = Field(None, max_length=200)
+    framework: str
+    task: str
+    model: str
+    pretrained: bool = False
+    image_size: int | None = Field(None, ge=8, le=8192)
+    num_classes: int | None = Field(None, ge=1, le=1_000_000)
+    dataset: DatasetSpec
+    training: TrainingSpec = TrainingSpec()
+    advanced: dict[str, Any] = Field(default_factory=dict)
+    preset: str | None = None
+    weights: str | None = None
+    resume: str | None = None
+    repo: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.framework}-{self.model}"
+
+
+# ------------------------------------------------------------------ wire conversion
+
+
+def spec_from_proto(message: pb.JobSpec) -> dict[str, Any]:
+    """The raw dict a protobuf JobSpec carries (only fields the sender set)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def spec_to_proto(spec: dict[str, Any]) -> pb.JobSpec:
+    """A raw dict (e.g. parsed YAML) as a protobuf JobSpec; unknown keys raise SpecError."""
+    try:
+        return json_format.ParseDict(spec, pb.JobSpec())
+    except json_format.ParseError as exc:
+        raise SpecError([("", _parse_error_message(str(exc)))]) from None
+
+
+def _parse_error_message(text: str) -> str:
+    match = re.search(r'has no field named "([^"]+)" at "([^"]*)"', text)
+    if match:
+        field, where = match.groups()
+        where = where.replace("JobSpec", "").strip(".")
+        path = f"{where}.{field}" if where else field
+        valid = re.search(r"Available Fields\(except extensions\): \"\[(.*)\]\"", text)
+        names = re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), valid.group(1)) if valid else ""
+        allowed = f" Valid: {names}" if names else ""
+        return f"{path}: unknown field.{allowed}".replace("'", "")
+    return text
+
+
+# ------------------------------------------------------------------ validation
+
+
+def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True) -> JobSpec:
+    """A complete, checked JobSpec from a raw dict, or SpecError naming every bad field."""
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError([(_loc(e["loc"]), _pydantic_message(e)) for e in exc.errors()]) from None
+
+    try:
+        catalog = get_catalog(spec.framework)
+    except (KeyError, ValueError) as exc:
+        raise SpecError([("framework", _exc_text(exc))]) from None
+
+    problems: list[tuple[str, str]] = []
+    if spec.task not in catalog.tasks:
+        problems.append(("task", f"'{spec.task}' is not a {catalog.name} task. Valid: {', '.join(catalog.tasks)}"))
+    if not catalog.accepts_model(spec.model):
+        problems.append(("model", _unknown_model(catalog, spec.model)))
+    if spec.dataset.format not in catalog.dataset_formats:
+        problems.append(("dataset.format", f"'{spec.dataset.format}' is not supported by {catalog.name}. "
+                         f"Valid: {', '.join(catalog.dataset_formats)}"))
+
+    filled: dict[str, Any] = {}
+    try:
+        filled = resolve_advanced(catalog, spec.advanced, spec.preset)
+    except UnknownNameError as exc:  # an unknown preset
+        problems.append(("preset", str(exc)))
+    except ValueError as exc:
+        path, _, message = str(exc).partition(": ")
+        problems.append((path, f"{message} (see `visionyard schema {catalog.name}`)"))
+
+    updates: dict[str, Any] = {"advanced": filled}
+    if spec.image_size is None:
+        updates["image_size"] = spec.training.image_size or _model_input_size(catalog, spec.model)
+    if check_paths:
+        for field in ("weights", "resume"):
+            value = getattr(spec, field)
+            if value is not None and not Path(value).expanduser().is_file():
+                problems.append((field, f"file '{value}' does not exist on the runner's machine"))
+        if not any(p[0].startswith("dataset") for p in problems):
+            num_classes, dataset_problems = _check_dataset(spec)
+            problems += dataset_problems
+            if num_classes is not None:
+                updates["num_classes"] = num_classes
+    if problems:
+        raise SpecError(problems)
+    return spec.model_copy(update=updates)
+
+
+def _check_dataset(spec: JobSpec) -> tuple[int | None, list[tuple[str, str]]]:
+    try:
+        info = inspect_dataset(Path(spec.dataset.path).expanduser(), spec.dataset.format)
+    except DatasetError as exc:
+        return None, [("dataset.path", str(exc))]
+    if spec.num_classes is not None and spec.num_classes != info.num_classes:
+        return None, [("num_classes", f"is {spec.num_classes} but the dataset at '{spec.dataset.path}' has "
+                       f"{info.num_classes} classes ({', '.join(info.class_names[:10])}"
+                       f"{', ...' if info.num_classes > 10 else ''}); remove it to infer it")]
+    return info.num_classes, []
+
+
+def _model_input_size(catalog: FrameworkCatalog, model: str) -> int:
+    entry = find_model(catalog, model)
+    return entry.input_size if entry else DEFAULT_IMAGE_SIZE
+
+
+def _unknown_model(catalog: FrameworkCatalog, model: str) -> str:
+    close = difflib.get_close_matches(model, sorted(catalog.known_models), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"unknown {catalog.name} model '{model}'.{hint} See `visionyard models --framework {catalog.name}`"
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _pydantic_message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        model: Any = JobSpec
+        for part in error["loc"][:-1]:
+            model = model.model_fields[part].annotation
+        return f"unknown field. Valid: {', '.join(model.model_fields)}"
+    if error["type"] == "missing":
+        return "is required"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _exc_text(exc: Exception) -> str:
+    return exc.args[0] if exc.args else str(exc)
+
+
+def frameworks() -> list[str]:
+    return sorted(c.name for c in all_catalogs())

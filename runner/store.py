@@ -1,0 +1,340 @@
+"""The SQLite job store: jobs, their events (per-job sequence numbers) and metrics.
+
+Every status change goes through `JobStore.transition`, which refuses to leave a final state,
+stamps times and appends the status event in the same transaction. Writers share one
+connection behind a lock; watchers wait on a condition that every append notifies.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable
+
+from protos import visionyard_pb2 as pb
+
+
+class JobState(str, Enum):
+    QUEUED = "QUEUED"          # stored, waiting for a slot
+    PREPARING = "PREPARING"    # building or reusing the env, cloning a repo
+    RUNNING = "RUNNING"        # the child process is alive
+    SUCCEEDED = "SUCCEEDED"    # exit code 0 and a final result
+    FAILED = "FAILED"          # anything else; `error` says why
+    CANCELLED = "CANCELLED"    # stopped on request
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def to_proto(self) -> int:
+        return pb.JobState.Value(self.value)
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ALLOWED = {
+    JobState.QUEUED: {JobState.PREPARING, JobState.FAILED, JobState.CANCELLED},
+    JobState.PREPARING: {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED},
+    JobState.RUNNING: {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    exit_code INTEGER,
+    error TEXT NOT NULL DEFAULT '',
+    job_dir TEXT NOT NULL DEFAULT '',
+    env_name TEXT NOT NULL DEFAULT '',
+    device TEXT NOT NULL DEFAULT '',
+    token TEXT NOT NULL,
+    pid INTEGER,
+    mlflow_run_id TEXT NOT NULL DEFAULT '',
+    best_checkpoint TEXT NOT NULL DEFAULT '',
+    last_checkpoint TEXT NOT NULL DEFAULT '',
+    epoch INTEGER NOT NULL DEFAULT 0,
+    total_epochs INTEGER NOT NULL DEFAULT 0,
+    last_batch_seq INTEGER NOT NULL DEFAULT 0,
+    result_json TEXT,
+    error_report TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, position);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (job_id, key, step)
+);
+"""
+
+UPDATABLE = frozenset({"exit_code", "error", "job_dir", "env_name", "device", "pid", "mlflow_run_id",
+                       "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
+                       "error_report"})
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    spec: dict[str, Any]
+    state: JobState
+    created_at: float
+    token: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+    job_dir: str = ""
+    env_name: str = ""
+    device: str = ""
+    pid: int | None = None
+    mlflow_run_id: str = ""
+    best_checkpoint: str = ""
+    last_checkpoint: str = ""
+    epoch: int = 0
+    total_epochs: int = 0
+    last_batch_seq: int = 0
+    result: dict[str, Any] | None = None
+    error_report: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class JobStore:
+    def __init__(self, path: Path):
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        self.changed = threading.Condition(self._lock)
+        self.version = 0  # bumped by every committed write; watchers wait for it to move
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -------------------------------------------------------------- jobs
+
+    def create_job(self, spec: dict[str, Any], name: str, total_epochs: int) -> JobRecord:
+        job_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        token = uuid.uuid4().hex + uuid.uuid4().hex
+        with self._tx() as db:
+            position = db.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM jobs").fetchone()[0]
+            db.execute(
+                "INSERT INTO jobs (id, position, name, spec_json, state, created_at, token, total_epochs)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, position, name, json.dumps(spec), JobState.QUEUED.value, now, token, total_epochs),
+            )
+            self._append(db, job_id, now, "status", _status_event(JobState.QUEUED, "queued"))
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                rows = self._db.execute("SELECT * FROM jobs WHERE id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
+                if len(rows) != 1 or not job_id:
+                    raise JobNotFound(job_id)
+                row = rows[0]
+            record = _record(row)
+            record.metrics = self.latest_metrics(record.id)
+            return record
+
+    def list(self, states: Iterable[JobState] = (), limit: int = 0) -> list[JobRecord]:
+        states = [s.value for s in states]
+        query = "SELECT * FROM jobs"
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+        query += " ORDER BY position DESC"
+        if limit:
+            query += f" LIMIT {int(limit)}"
+        with self._lock:
+            records = [_record(row) for row in self._db.execute(query, states).fetchall()]
+            for record in records:
+                record.metrics = self.latest_metrics(record.id)
+        return records
+
+    def next_queued(self) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY position LIMIT 1",
+                                   (JobState.QUEUED.value,)).fetchone()
+            return _record(row) if row else None
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        if not fields:
+            return
+        assignments = ", ".join(f"{key} = ?" for key in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+
+    def transition(self, job_id: str, state: JobState, message: str = "", **fields: Any) -> bool:
+        """Move a job to `state`; False (and no change) when the move isn't allowed.
+
+        The one door for status changes: terminal states are final, times are stamped here, and
+        the status event is appended in the same transaction.
+        """
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            current = JobState(row["state"])
+            if state not in ALLOWED.get(current, ()):
+                return False
+            fields = dict(fields, state=state.value)
+            if state is JobState.PREPARING:
+                fields["started_at"] = now
+            if state.is_terminal():
+                fields["finished_at"] = now
+            assignments = ", ".join(f"{key} = ?" for key in fields)
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+            self._append(db, job_id, now, "status", _status_event(state, message))
+        return True
+
+    # -------------------------------------------------------------- events and metrics
+
+    def add_event(self, job_id: str, event: pb.JobEvent) -> int:
+        now = event.time or time.time()
+        with self._tx() as db:
+            return self._append(db, job_id, now, event.WhichOneof("kind"), event)
+
+    def add_logs(self, job_id: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        now = time.time()
+        with self._tx() as db:
+            for line in lines:
+                self._append(db, job_id, now, "log", pb.JobEvent(log=pb.LogLine(text=line)))
+
+    def add_metrics(self, job_id: str, step: int, values: dict[str, float], when: float | None = None) -> int:
+        now = when or time.time()
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO metrics (job_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)",
+                           [(job_id, key, step, float(value), now) for key, value in values.items()])
+            db.execute("UPDATE jobs SET epoch = MAX(epoch, ?) WHERE id = ?", (step, job_id))
+            event = pb.JobEvent(metrics=pb.MetricsEvent(step=step, values=values))
+            return self._append(db, job_id, now, "metrics", event)
+
+    def metrics(self, job_id: str, key: str | None = None) -> list[tuple[str, int, float]]:
+        query, args = "SELECT key, step, value FROM metrics WHERE job_id = ?", [job_id]
+        if key:
+            query, args = query + " AND key = ?", args + [key]
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(query + " ORDER BY step, key", args).fetchall()]
+
+    def latest_metrics(self, job_id: str) -> dict[str, float]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM metrics m WHERE job_id = ? AND step = "
+                "(SELECT MAX(step) FROM metrics WHERE job_id = m.job_id AND key = m.key)", (job_id,)).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def events(self, job_id: str, after_seq: int = 0, include_logs: bool = True, limit: int = 500) -> list[pb.JobEvent]:
+        query = "SELECT seq, time, data FROM events WHERE job_id = ? AND seq > ?"
+        if not include_logs:
+            query += " AND kind != 'log'"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq LIMIT ?", (job_id, after_seq, limit)).fetchall()
+        events = []
+        for seq, when, data in rows:
+            event = pb.JobEvent.FromString(data)
+            event.job_id, event.seq, event.time = job_id, seq, when
+            events.append(event)
+        return events
+
+    def last_seq(self, job_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?",
+                                    (job_id,)).fetchone()[0]
+
+    def wait_for_change(self, seen_version: int, timeout: float) -> None:
+        """Block until some write commits after `seen_version` was read, or `timeout` passes."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.version != seen_version, timeout)
+
+    # -------------------------------------------------------------- internals
+
+    def _append(self, db: sqlite3.Connection, job_id: str, when: float, kind: str, event: pb.JobEvent) -> int:
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
+        event.ClearField("job_id")
+        db.execute("INSERT INTO events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
+                   (job_id, seq, when, kind, event.SerializeToString()))
+        return seq
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self)
+
+
+class _Transaction:
+    def __init__(self, store: JobStore):
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._lock.acquire()
+        self.store._db.execute("BEGIN IMMEDIATE")
+        return self.store._db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                self.store.version += 1
+                self.store.changed.notify_all()
+        finally:
+            self.store._lock.release()
+
+
+def _status_event(state: JobState, message: str) -> pb.JobEvent:
+    return pb.JobEvent(status=pb.StatusChange(state=state.to_proto(), message=message))
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    data = dict(row)
+    return JobRecord(
+        id=data["id"], name=data["name"], spec=json.loads(data["spec_json"]), state=JobState(data["state"]),
+        created_at=data["created_at"], token=data["token"], started_at=data["started_at"],
+        finished_at=data["finished_at"], exit_code=data["exit_code"], error=data["error"],
+        job_dir=data["job_dir"], env_name=data["env_name"], device=data["device"], pid=data["pid"],
+        mlflow_run_id=data["mlflow_run_id"], best_checkpoint=data["best_checkpoint"],
+        last_checkpoint=data["last_checkpoint"], epoch=data["epoch"], total_epochs=data["total_epochs"],
+        last_batch_seq=data["last_batch_seq"],
+        result=json.loads(data["result_json"]) if data["result_json"] else None,
+        error_report=data["error_report"],
+    )

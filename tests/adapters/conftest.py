@@ -1,0 +1,217 @@
+"""Fixtures for the adapter tests: a Reporter server like the daemon's, tiny image datasets.
+
+Tests that need torch run the child code in a subprocess with the interpreter named by
+``VISIONYARD_TEST_CHILD_PYTHON`` (a framework env with torch, timm, torchmetrics); they are
+skipped when it is unset. Everything else runs in the host env.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from concurrent import futures
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_PYTHON_ENV = "VISIONYARD_TEST_CHILD_PYTHON"
+TOKEN = "test-token"
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (30, 30, 220),
+    "yellow": (230, 220, 20),
+    "magenta": (200, 30, 200),
+}
+
+
+class FakeReporterServicer(visionyard_pb2_grpc.ReporterServicer):
+    """Checks the token and applies each ``batch_seq`` once, as the daemon does.
+
+    ``fail_first``: the first N calls fail with UNAVAILABLE before anything is applied.
+    ``lose_acks``: the next N calls are applied but answered with UNAVAILABLE (a lost ack),
+    so the client must resend a batch the server already has.
+    """
+
+    def __init__(self, token: str = TOKEN, fail_first: int = 0, lose_acks: int = 0) -> None:
+        self.token = token
+        self.fail_first = fail_first
+        self.lose_acks = lose_acks
+        self.calls = 0
+        self.received_seqs: list[int] = []  # every call, resends included
+        self.applied_seqs: list[int] = []
+        self.items: list[pb.ReportItem] = []
+        self.job_ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def Report(self, request, context):  # noqa: N802 (grpc method name)
+        with self._lock:
+            self.calls += 1
+            self.received_seqs.append(request.batch_seq)
+            if request.token != self.token:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
+            if self.calls <= self.fail_first:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "daemon is starting")
+            if request.batch_seq not in self.applied_seqs:
+                self.applied_seqs.append(request.batch_seq)
+                self.items.extend(request.items)
+                self.job_ids.add(request.job_id)
+            if self.calls <= self.fail_first + self.lose_acks:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped before the ack")
+        return pb.ReportAck(batch_seq=request.batch_seq)
+
+    def of_kind(self, kind: str) -> list:
+        with self._lock:
+            return [getattr(item, kind) for item in self.items if item.WhichOneof("kind") == kind]
+
+    def kinds(self) -> list[str]:
+        with self._lock:
+            return [item.WhichOneof("kind") for item in self.items]
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+@contextmanager
+def serve_reporter(address: str, servicer: FakeReporterServicer):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    visionyard_pb2_grpc.add_ReporterServicer_to_server(servicer, server)
+    server.add_insecure_port(address)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture
+def short_tmp():
+    """A short directory (unix socket paths are limited to ~107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="vy-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _start_reporter(address: str | None = None, **options):
+    """A fake Reporter service on a unix socket (a fresh one unless ``address`` is given)."""
+    directory = tempfile.mkdtemp(prefix="vy-", dir="/tmp")
+    servicer = FakeReporterServicer(**options)
+    try:
+        with serve_reporter(address or f"unix://{directory}/reporter.sock", servicer) as server:
+            servicer.address = address or f"unix://{directory}/reporter.sock"
+            servicer.server = server
+            yield servicer
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def reporter_server():
+    """``with reporter_server(**options) as servicer:`` — ``servicer.address`` is the target."""
+    return _start_reporter
+
+
+@pytest.fixture(scope="session")
+def child_python() -> str:
+    python = os.environ.get(CHILD_PYTHON_ENV)
+    if not python:
+        pytest.skip(f"{CHILD_PYTHON_ENV} is not set (a python with torch, timm, torchmetrics, grpcio)")
+    return python
+
+
+def _child_env(address: str | None = None, job_id: str = "job-1", **extra: str) -> dict[str, str]:
+    """The environment the daemon gives a child: project on the path, reporter address, token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONYARD_")}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2")
+    if address:
+        env.update(VISIONYARD_REPORTER_ADDRESS=address, VISIONYARD_JOB_ID=job_id, VISIONYARD_JOB_TOKEN=TOKEN)
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- tiny datasets
+
+
+def colour_image(rgb, rng: random.Random, size: int = 24):
+    """A noisy square of one colour (learnable in an epoch or two)."""
+    from PIL import Image
+
+    image = Image.new("RGB", (size, size))
+    pixels = [tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in rgb) for _ in range(size * size)]
+    image.putdata(pixels)
+    return image
+
+
+def _make_imagefolder(root: Path, classes=("red", "green", "blue"), per_class: int = 14, val_per_class: int = 0):
+    rng = random.Random(0)
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for name in classes:
+            if not count:
+                continue
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                colour_image(COLOURS[name], rng).save(folder / f"{name}_{i}.png")
+    return root
+
+
+def _make_dice(root: Path, classes=tuple(COLOURS), per_class: int = 6):
+    """labelme files: labels from flags or shapes, images beside them or embedded, in subfolders."""
+    rng = random.Random(1)
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            folder = root / f"batch{i % 2}"
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            image = colour_image(COLOURS[name], rng)
+            doc = {"imagePath": f"images/{name}_{i}.png", "imageData": None, "shapes": [], "flags": {}}
+            if i % 3 == 0:  # label from a flag
+                doc["flags"] = {other: other == name for other in classes}
+            else:  # label from the first shape
+                doc["shapes"] = [{"label": name, "points": [[0, 0], [5, 5]], "shape_type": "rectangle"}]
+            if i % 2 == 0:
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                doc["imageData"] = base64.b64encode(buffer.getvalue()).decode()
+                doc["imagePath"] = f"{name}_{i}.png"  # not on disk: the embedded copy is used
+            else:
+                image.save(folder / "images" / f"{name}_{i}.png")
+            (folder / f"{name}_{i}.json").write_text(json.dumps(doc))
+    return root
+
+
+# Helpers are handed out as fixtures, so test modules never import this file by name.
+
+
+@pytest.fixture(scope="session")
+def child_env():
+    return _child_env
+
+
+@pytest.fixture(scope="session")
+def make_imagefolder():
+    return _make_imagefolder
+
+
+@pytest.fixture(scope="session")
+def make_dice():
+    return _make_dice

@@ -1,0 +1,141 @@
+"""The Reporter SDK against a real in-process gRPC server (host env: no torch needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+from adapters.reporter import ENV_ADDRESS, ENV_JOB_ID, ENV_TOKEN, Reporter
+
+FAST = {"backoff_initial": 0.05, "backoff_max": 0.2, "rpc_timeout": 2.0}
+
+
+def make_reporter(address: str, **options) -> Reporter:
+    env = {ENV_ADDRESS: address, ENV_JOB_ID: "job-7", ENV_TOKEN: "test-token"}
+    return Reporter.from_env(env, **{**FAST, **options})
+
+
+def test_items_arrive_in_order_in_increasing_batches(reporter_server):
+    with reporter_server() as server:
+        reporter = make_reporter(server.address, batch_max_items=3)
+        for epoch in range(1, 11):
+            reporter.metrics(epoch, {"train/loss": 1.0 / epoch, "val/accuracy": epoch / 10})
+        reporter.checkpoint("/ck/last.pt", "last", 10)
+        reporter.result({"val/accuracy": 1.0}, "/ck/best.pt", "/ck/last.pt")
+        assert reporter.close(timeout=5)
+
+    assert server.job_ids == {"job-7"}
+    assert server.applied_seqs == list(range(1, len(server.applied_seqs) + 1))
+    assert len(server.applied_seqs) >= 4  # 12 items, at most 3 a batch
+    assert [m.step for m in server.of_kind("metrics")] == list(range(1, 11))
+    assert server.of_kind("metrics")[1].values["train/loss"] == 0.5
+    assert server.kinds()[-2:] == ["checkpoint", "result"]
+    result = server.of_kind("result")[0]
+    assert (result.best_checkpoint, result.last_checkpoint) == ("/ck/best.pt", "/ck/last.pt")
+    assert dict(result.metrics) == {"val/accuracy": 1.0}
+
+
+def test_failures_and_lost_acks_deliver_every_item_exactly_once(reporter_server):
+    with reporter_server(fail_first=3, lose_acks=2) as server:
+        reporter = make_reporter(server.address, batch_max_items=2)
+        for step in range(1, 8):
+            reporter.metrics(step, {"train/loss": float(step)})
+            time.sleep(0.01)
+        assert reporter.close(timeout=10)
+
+    assert server.calls > len(server.applied_seqs)  # batches were resent
+    assert server.applied_seqs == sorted(set(server.applied_seqs))
+    assert [m.step for m in server.of_kind("metrics")] == list(range(1, 8))
+
+
+def test_reporter_reconnects_when_the_daemon_comes_up_late(reporter_server, short_tmp):
+    address = f"unix://{short_tmp}/late.sock"
+    reporter = make_reporter(address)
+    reporter.metrics(1, {"train/loss": 2.0})
+    reporter.progress(1, 2, 5, 5)
+    time.sleep(0.5)  # several failed attempts with no server listening
+    with reporter_server(address=address) as server:
+        reporter.metrics(2, {"train/loss": 1.0})
+        assert reporter.close(timeout=10)
+    assert [m.step for m in server.of_kind("metrics")] == [1, 2]
+    assert server.kinds() == ["metrics", "progress", "metrics"]
+
+
+def test_close_flushes_everything_queued(reporter_server):
+    with reporter_server() as server:
+        reporter = make_reporter(server.address, linger=0.5)
+        for step in range(500):
+            reporter.metrics(step, {"lr": 0.1})
+        reporter.error("ValueError", "boom", "Traceback ...")
+        assert reporter.close(timeout=10)
+        assert len(server.of_kind("metrics")) == 500
+        assert server.of_kind("error")[0].message == "boom"
+        reporter.metrics(501, {"lr": 0.1})  # after close: ignored, no exception
+        assert reporter.close() is True
+
+
+def test_close_gives_up_after_its_timeout_when_the_daemon_is_gone(short_tmp):
+    reporter = make_reporter(f"unix://{short_tmp}/nobody.sock")
+    reporter.metrics(1, {"train/loss": 1.0})
+    started = time.monotonic()
+    assert reporter.close(timeout=1.0) is False
+    assert time.monotonic() - started < 3.0
+
+
+def test_refused_batches_are_dropped_not_retried_forever(reporter_server):
+    with reporter_server(token="another-token") as server:
+        reporter = make_reporter(server.address)
+        reporter.metrics(1, {"train/loss": 1.0})
+        assert reporter.close(timeout=5) is True
+    assert server.calls == 1 and server.items == []
+
+
+def test_progress_is_throttled_but_the_last_step_of_an_epoch_is_sent(reporter_server):
+    now = [100.0]
+    with reporter_server() as server:
+        reporter = make_reporter(server.address, clock=lambda: now[0], progress_interval=0.5)
+        for step in range(1, 101):  # one fast epoch: all at the same instant
+            reporter.progress(1, 3, step, 100)
+        now[0] += 0.3
+        reporter.progress(2, 3, 1, 100)  # too soon
+        now[0] += 0.3
+        reporter.progress(2, 3, 2, 100)  # 0.6 s after the last one sent
+        assert reporter.close(timeout=5)
+    sent = [(p.epoch, p.step, p.total_steps, p.total_epochs) for p in server.of_kind("progress")]
+    assert sent == [(1, 1, 100, 3), (1, 100, 100, 3), (2, 2, 100, 3)]
+
+
+def test_bad_values_never_raise_into_training(reporter_server):
+    with reporter_server() as server:
+        reporter = make_reporter(server.address)
+        reporter.metrics(1, {"train/loss": "not a number", "val/accuracy": 0.5, "lr": None})
+        assert reporter.close(timeout=5)
+    assert dict(server.of_kind("metrics")[0].values) == {"val/accuracy": 0.5}
+
+
+def test_without_an_address_the_reporter_only_logs(caplog):
+    caplog.set_level("INFO", logger="visionyard.reporter")
+    reporter = Reporter.from_env({})
+    assert not reporter.connected
+    reporter.metrics(1, {"train/loss": 0.25})
+    reporter.progress(1, 1, 1, 1)
+    reporter.result({"val/accuracy": 1.0}, "", "/ck/last.pt")
+    assert reporter.close() is True
+    assert "train/loss=0.25" in caplog.text
+
+
+def test_reporter_thread_does_not_keep_the_process_alive(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        from adapters.reporter import Reporter
+        reporter = Reporter("unix://{tmp_path}/nobody.sock", "job", "token")
+        reporter.metrics(1, {{"train/loss": 1.0}})
+        print("exiting without close()")
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10

@@ -1,0 +1,207 @@
+"""The timm adapter end to end: ``python -m adapters.entrypoint`` in a child env with torch.
+
+Each test runs the real entrypoint as a subprocess with ``VISIONYARD_TEST_CHILD_PYTHON``,
+reporting to a fake Reporter service in this process, exactly as it runs under the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.catalog import defaults
+from adapters.frameworks import get_catalog
+
+MODEL = "resnet10t"  # 5M parameters: a real timm CNN that trains at 32 px in well under a second
+EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"}
+
+
+def write_job(directory: Path, dataset: Path, fmt: str = "imagefolder", epochs: int = 2, **spec_overrides) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": "test",
+        "framework": "timm",
+        "task": "image_classification",
+        "model": MODEL,
+        "pretrained": False,
+        "image_size": 32,
+        "num_classes": 0,
+        "dataset": {"path": str(dataset), "format": fmt},
+        "training": {"epochs": epochs, "batch_size": 8, "learning_rate": 0.003, "device": "cpu", "num_workers": 0, "seed": 0},
+        "advanced": defaults(get_catalog("timm")),
+        "weights": None,
+        "resume": None,
+    }
+    spec.update(spec_overrides)
+    job = {
+        "job_id": "job-1",
+        "job_dir": str(directory),
+        "device": "cpu",
+        "checkpoint_dir": str(directory / "checkpoints"),
+        "spec": spec,
+    }
+    path = directory / "job.json"
+    path.write_text(json.dumps(job, indent=2))
+    return path
+
+
+def run_entrypoint(python, env, *args, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, "-m", "adapters.entrypoint", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(child_python, child_env, reporter_server, make_imagefolder, tmp_path_factory):
+    """One 2-epoch run on 3 colour classes, shared by the tests that need a trained model."""
+    root = tmp_path_factory.mktemp("trained")
+    dataset = make_imagefolder(root / "colours", per_class=14)
+    job = write_job(root / "job", dataset)
+    with reporter_server() as server:
+        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
+    return {"done": done, "server": server, "job_dir": root / "job", "dataset": dataset}
+
+
+def test_training_reports_epochs_checkpoints_and_result(trained, child_python, child_env):
+    done, server, ckpts = trained["done"], trained["server"], trained["job_dir"] / "checkpoints"
+    assert done.returncode == 0, done.stderr
+    metrics = server.of_kind("metrics")
+    assert [m.step for m in metrics] == [1, 2]
+    for event in metrics:
+        assert set(event.values) == EPOCH_METRICS  # 3 classes: no val/top5
+        assert 0.0 <= event.values["val/accuracy"] <= 1.0 and event.values["lr"] > 0
+    assert metrics[1].values["lr"] < metrics[0].values["lr"]  # cosine decay, stepped per epoch
+
+    checkpoints = [(c.kind, c.epoch, c.path) for c in server.of_kind("checkpoint")]
+    assert ("last", 1, str(ckpts / "last.pt")) in checkpoints and ("last", 2, str(ckpts / "last.pt")) in checkpoints
+    assert ("best", 1, str(ckpts / "best.pt")) in checkpoints
+    assert (ckpts / "last.pt").is_file() and (ckpts / "best.pt").is_file()
+
+    progress = server.of_kind("progress")
+    assert progress and {(p.epoch, p.step) for p in progress} >= {(1, 4), (2, 4)}  # 33 train images / 8
+    assert all(p.total_epochs == 2 and p.total_steps == 4 for p in progress)
+
+    assert server.kinds()[-1] == "result" and not server.of_kind("error")
+    result = server.of_kind("result")[0]
+    assert result.last_checkpoint == str(ckpts / "last.pt") and result.best_checkpoint == str(ckpts / "best.pt")
+    assert set(result.metrics) == EPOCH_METRICS
+    assert server.job_ids == {"job-1"}
+
+    inspect = "import torch, json, sys; s = torch.load(sys.argv[1], weights_only=True); print(json.dumps(sorted(s)))"
+    keys = subprocess.run([child_python, "-c", inspect, ckpts / "best.pt"], capture_output=True, text=True, timeout=60)
+    assert {"model", "optimizer", "scheduler", "epoch", "best_metric", "class_names", "model_name",
+            "num_classes", "image_size", "mean", "std"} <= set(json.loads(keys.stdout))
+
+
+def test_resume_continues_at_the_next_epoch(trained, child_python, child_env, reporter_server, tmp_path):
+    assert trained["done"].returncode == 0
+    last = trained["job_dir"] / "checkpoints" / "last.pt"
+    job = write_job(tmp_path / "resumed", trained["dataset"], epochs=3, resume=str(last))
+    with reporter_server() as server:
+        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr
+    assert [m.step for m in server.of_kind("metrics")] == [3]
+    assert {p.epoch for p in server.of_kind("progress")} == {3}
+    assert [(c.kind, c.epoch) for c in server.of_kind("checkpoint") if c.kind == "last"] == [("last", 3)]
+    assert server.of_kind("result")[0].last_checkpoint == str(tmp_path / "resumed" / "checkpoints" / "last.pt")
+
+
+def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "red.png"
+    Image.new("RGB", (50, 40), (225, 25, 30)).save(image)
+    ckpt = trained["job_dir"] / "checkpoints" / "best.pt"
+    job = trained["job_dir"] / "job.json"
+    done = run_entrypoint(
+        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", ckpt, "--top-k", 2
+    )
+    assert done.returncode == 0, done.stderr
+    predictions = json.loads(done.stdout.strip().splitlines()[-1])["predictions"]
+    assert len(predictions) == 2
+    assert set(predictions[0]) == {"label", "score", "index"}
+    assert predictions[0]["score"] >= predictions[1]["score"]
+    assert predictions[0]["label"] == "red" and predictions[0]["index"] == 2  # classes sorted: blue, green, red
+
+
+def test_dice_dataset_with_five_classes_reports_top5(child_python, child_env, reporter_server, make_dice, tmp_path):
+    dataset = make_dice(tmp_path / "dice", per_class=6)
+    job = write_job(tmp_path / "job", dataset, fmt="dice", epochs=1)
+    with reporter_server() as server:
+        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr
+    (metrics,) = server.of_kind("metrics")
+    assert set(metrics.values) == EPOCH_METRICS | {"val/top5"}
+    assert metrics.values["val/top5"] == 1.0  # 5 classes: the top 5 always hold the answer
+    assert server.of_kind("result")
+
+
+def test_pretrained_offline_fails_fast_with_a_clear_message(child_python, child_env, reporter_server, make_imagefolder, tmp_path):
+    dataset = make_imagefolder(tmp_path / "colours", per_class=3)
+    job = write_job(tmp_path / "job", dataset, pretrained=True)
+    offline = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HTTPS_PROXY": "", "https_proxy": ""}
+    with reporter_server() as server:
+        started = time.monotonic()
+        env = child_env(server.address, **offline)
+        env.pop("HF_HUB_OFFLINE", None)
+        done = run_entrypoint(child_python, env, "--spec", job, timeout=60)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert elapsed < 15, f"took {elapsed:.1f}s"
+    (error,) = server.of_kind("error")
+    assert error.type == "PretrainedWeightsUnavailable"
+    assert f"pretrained weights for '{MODEL}' are not in the local cache" in error.message
+    assert "`pretrained: false`" in error.message and "`weights: PATH`" in error.message
+    assert "Traceback" in done.stderr and not server.of_kind("result")
+
+
+def test_a_bad_dataset_exits_1_with_an_error_report(child_python, child_env, reporter_server, tmp_path):
+    (tmp_path / "empty").mkdir()
+    job = write_job(tmp_path / "job", tmp_path / "empty")
+    with reporter_server() as server:
+        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 1
+    (error,) = server.of_kind("error")
+    assert error.type == "DatasetError" and "has no train/ folder" in error.message
+    assert str(tmp_path / "empty") in error.message and "Traceback" in error.traceback
+    assert "DatasetError" in done.stderr
+    assert server.kinds() == ["error"]
+
+
+def test_sigterm_stops_training_promptly(child_python, child_env, reporter_server, make_imagefolder, tmp_path):
+    dataset = make_imagefolder(tmp_path / "colours", per_class=14)
+    job = write_job(tmp_path / "job", dataset, epochs=500)
+    with reporter_server() as server:
+        proc = subprocess.Popen(
+            [child_python, "-m", "adapters.entrypoint", "--spec", str(job)],
+            env=child_env(server.address),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert server.wait_for(lambda s: s.of_kind("metrics"), timeout=90), "training never started"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == -signal.SIGTERM
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_model_names_file_matches_the_env_timm(child_python, child_env):
+    done = subprocess.run(
+        [child_python, "-m", "adapters.timm.model_names", "--check"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,79 @@
+"""Shared fixtures: one timm env per test session, and a real daemon in a temp home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def shared_envs(tmp_path_factory) -> Path:
+    """One env root for the whole session, so the timm env is built once."""
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="session")
+def timm_env(shared_envs):
+    from envs.manager import EnvManager
+    from envs.specs import get_env_spec
+
+    with open(shared_envs.parent / "timm-env-build.log", "w") as log:
+        return EnvManager(shared_envs).ensure(get_env_spec("timm"), log=log)
+
+
+@pytest.fixture(scope="session")
+def child_python(timm_env) -> Path:
+    """The python of the real timm env, for tests that run child code directly."""
+    os.environ["VISIONYARD_TEST_CHILD_PYTHON"] = str(timm_env.python)
+    return timm_env.python
+
+
+class DaemonProcess:
+    def __init__(self, home: Path, extra_args: list[str] = ()):
+        self.home = home
+        self.log_path = home / "daemon.log"
+        home.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "serve", "--home", str(home), *extra_args],
+                                     cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        from runner.client import Client
+
+        self.address = f"unix://{home / 'daemon.sock'}"
+        self.client = Client(address=self.address)
+        self.client.wait_ready(timeout=60)
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def start_daemon(home: Path, envs_root: Path, extra_args: list[str] = ()) -> DaemonProcess:
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "envs").exists():
+        (home / "envs").symlink_to(envs_root, target_is_directory=True)
+    return DaemonProcess(home, list(extra_args))
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, shared_envs, timm_env):
+    """A real daemon (subprocess) in a temp home whose envs are the session's."""
+    proc = start_daemon(tmp_path_factory.mktemp("home"), shared_envs)
+    yield proc
+    proc.stop()

@@ -1,0 +1,196 @@
+"""Real daemon, real timm env, real child processes: what a user sees through gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner.client import ClientError
+from runner.launcher import group_members
+from tests.fixtures import make_dice, make_imagefolder, save_image
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=12, val_per_class=4)
+
+
+def job_spec(data: Path, **over) -> dict:
+    spec = {"name": "colours", "framework": "timm", "task": "image_classification", "model": "resnet18",
+            "pretrained": False, "image_size": 32, "dataset": {"path": str(data), "format": "imagefolder"},
+            "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.003, "device": "cpu"},
+            "advanced": {"optimizer": {"type": "adamw", "weight_decay": 0.01}, "scheduler": {"type": "cosine"},
+                         "augmentation": {"random_flip": True}}}
+    spec.update(over)
+    return spec
+
+
+def states(events) -> list[str]:
+    return [pb.JobState.Name(e.status.state) for e in events if e.WhichOneof("kind") == "status"]
+
+
+def wait_for(predicate, timeout=120, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def finished_job(daemon, dataset):
+    job = daemon.client.submit(job_spec(dataset))
+    events = list(daemon.client.watch(job.id, include_logs=True))
+    return daemon.client.get(job.id), events
+
+
+def test_job_succeeds_with_metrics_and_checkpoints(finished_job):
+    job, events = finished_job
+    assert job.state == pb.SUCCEEDED, job.error
+    assert states(events) == ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    epochs = [e.metrics for e in events if e.WhichOneof("kind") == "metrics"]
+    assert [m.step for m in epochs] == [1, 2]
+    for m in epochs:
+        assert {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"} <= set(m.values)
+        assert "val/top5" not in m.values  # three classes only
+    assert job.epoch == 2 and job.total_epochs == 2
+    assert Path(job.best_checkpoint).is_file() and Path(job.last_checkpoint).is_file()
+    assert Path(job.job_dir, "output.log").stat().st_size > 0
+    assert any(e.WhichOneof("kind") == "log" for e in events)
+    assert any(e.WhichOneof("kind") == "progress" for e in events)
+    assert job.exit_code == 0 and job.device == "cpu"
+
+
+def test_metrics_are_in_mlflow(daemon, finished_job):
+    from mlflow.tracking import MlflowClient
+
+    job, _ = finished_job
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    run_id = wait_for(lambda: daemon.client.get(job.id).mlflow_run_id)
+    run = wait_for(lambda: (r := client.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
+    assert run.data.tags["framework"] == "timm" and run.data.tags["model"] == "resnet18"
+    assert run.data.tags["visionyard.job_id"] == job.id
+    assert run.data.params["training.epochs"] == "2"
+    assert run.data.params["advanced.optimizer.type"] == "adamw"
+    history = client.get_metric_history(run_id, "val/accuracy")
+    assert sorted(m.step for m in history) == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"output.log", "best.pt"} <= artifacts
+
+
+def test_predict_returns_top_k(daemon, finished_job, tmp_path):
+    job, _ = finished_job
+    predictions = daemon.client.predict(job.id, save_image(tmp_path / "red.png", "red"), top_k=2)
+    assert len(predictions) == 2
+    assert {p.label for p in predictions} <= {"red", "green", "blue"}
+    assert predictions[0].score >= predictions[1].score
+
+
+def test_second_job_reuses_the_env(daemon, dataset, finished_job):
+    first, _ = finished_job
+    job = daemon.client.submit(job_spec(dataset, name="again", training={"epochs": 1, "batch_size": 8, "device": "cpu"}))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    assert final.env_name == first.env_name
+    logs = [e.log.text for e in daemon.client.watch(job.id, logs_only=True)]
+    assert any(f"env {first.env_name} reused" in line for line in logs)
+    assert [e.name for e in daemon.client.envs()] == [first.env_name]
+
+
+def test_watch_resumes_from_a_sequence_number(daemon, finished_job):
+    job, events = finished_job
+    resumed = list(daemon.client.watch(job.id, after_seq=3, include_logs=True))
+    assert [e.seq for e in resumed] == [e.seq for e in events[3:]]
+
+
+def test_dice_dataset_trains(daemon, tmp_path):
+    root = make_dice(tmp_path / "dice", per_class=8)
+    job = daemon.client.submit(job_spec(root, name="dice", dataset={"path": str(root), "format": "dice"},
+                                        training={"epochs": 1, "batch_size": 8, "device": "cpu"}))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    assert "val/accuracy" in final.metrics
+
+
+def test_cancel_stops_the_whole_process_group(daemon, dataset):
+    spec = job_spec(dataset, name="long", training={"epochs": 500, "batch_size": 4, "device": "cpu"})
+    job = daemon.client.submit(spec)
+    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
+    pid = _pid_of(daemon, job.id)
+    assert group_members(pid), "the child should be running"
+    daemon.client.cancel(job.id)
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.CANCELLED
+    assert wait_for(lambda: not group_members(pid), timeout=15)
+
+
+def _pid_of(daemon, job_id: str) -> int:
+    for event in daemon.client.watch(job_id, snapshot=True):
+        if event.WhichOneof("kind") == "status" and event.status.state == pb.RUNNING:
+            return int(event.status.message.split()[1])
+    raise AssertionError("no RUNNING event with a pid")
+
+
+def test_a_crashed_child_fails_with_the_log_tail(daemon, dataset):
+    job = daemon.client.submit(job_spec(dataset, name="crash", training={"epochs": 500, "batch_size": 4, "device": "cpu"}))
+    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
+    os.kill(_pid_of(daemon, job.id), signal.SIGKILL)
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.FAILED
+    assert "killed by signal SIGKILL" in final.error
+    assert "last log lines" in final.error
+    assert final.exit_code == -signal.SIGKILL
+
+
+def test_a_child_error_fails_with_its_message(daemon, tmp_path):
+    root = make_imagefolder(tmp_path / "broken", per_class=3, val_per_class=1)
+    (root / "train" / "red" / "red_0.png").write_bytes(b"this is not a png")
+    job = daemon.client.submit(job_spec(root, name="broken", training={"epochs": 1, "batch_size": 2, "device": "cpu"}))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.FAILED
+    assert final.exit_code == 1
+    assert "red_0.png" in final.error
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"framework": "yolo"}, "framework"),
+    ({"model": "not_a_model"}, "model"),
+    ({"training": {"epochs": -1}}, "training.epochs"),
+    ({"advanced": {"optimizer": {"flavour": "x"}}}, "advanced.optimizer.flavour"),
+    ({"dataset": {"path": "/no/such/dir", "format": "imagefolder"}}, "dataset.path"),
+    ({"training": {"device": "cuda"}}, "training.device"),
+])
+def test_bad_specs_are_rejected_with_the_field_named(daemon, dataset, override, field):
+    before = len(daemon.client.list())
+    with pytest.raises(ClientError) as info:
+        daemon.client.submit(job_spec(dataset, **override))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{field}:" in str(info.value)
+    assert len(daemon.client.list()) == before  # nothing stored, nothing started
+
+
+def test_unknown_job_is_not_found(daemon):
+    with pytest.raises(ClientError) as info:
+        daemon.client.get("doesnotexist")
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_pretrained_offline_fails_fast_with_advice(daemon, dataset):
+    job = daemon.client.submit(job_spec(dataset, name="pretrained", pretrained=True,
+                                        training={"epochs": 1, "batch_size": 8, "device": "cpu"}))
+    started = time.monotonic()
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.FAILED
+    assert "pretrained: false" in final.error and "weights" in final.error
+    assert time.monotonic() - started < 40

@@ -1,0 +1,73 @@
+"""Children run in their own process group, log to a file, and leave nothing behind."""
+
+import os
+import signal
+import sys
+import time
+
+from runner.launcher import Child, LogTailer, child_environment, group_alive
+
+SPAWNS_GRANDCHILD = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_output_goes_to_the_log_file(tmp_path):
+    log = tmp_path / "out.log"
+    child = Child([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"],
+                  tmp_path, child_environment({}), log)
+    status = child.wait(30)
+    assert status.code == 3 and status.describe() == "exited with code 3"
+    assert log.read_text().split() == ["out", "err"]
+
+
+def test_terminate_kills_the_whole_group(tmp_path):
+    log = tmp_path / "out.log"
+    child = Child([sys.executable, "-c", SPAWNS_GRANDCHILD], tmp_path, child_environment({}), log)
+    deadline = time.time() + 20
+    while "ready" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.getpgid(child.pid) == child.pid  # its own session and group
+    child.terminate(grace=2)
+    status = child.wait(10)
+    assert status.signal == signal.SIGTERM and "SIGTERM" in status.describe()
+    assert not group_alive(child.pid)
+
+
+def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path):
+    log = tmp_path / "out.log"
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+    child = Child([sys.executable, "-c", code], tmp_path, child_environment({}), log)
+    while "ready" not in log.read_text():
+        time.sleep(0.05)
+    started = time.monotonic()
+    child.terminate(grace=1)
+    assert child.wait(10).signal == signal.SIGKILL
+    assert 0.9 < time.monotonic() - started < 5
+
+
+def test_distributed_variables_are_removed(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    env = child_environment({"X": "1"})
+    assert "RANK" not in env and "WORLD_SIZE" not in env
+    assert env["X"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_tailer_splits_lines_and_carries_partials(tmp_path):
+    log = tmp_path / "out.log"
+    log.write_bytes(b"")
+    got = []
+    tailer = LogTailer(log, got.extend, interval=0.01)
+    with open(log, "ab") as f:
+        f.write(b"one\ntw")
+        f.flush()
+        tailer.drain()
+        f.write(b"o\rthree\r\nfour")
+        f.flush()
+        tailer.drain()
+    tailer.drain(final=True)
+    assert got == ["one", "two", "three", "four"]

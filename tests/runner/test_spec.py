@@ -1,0 +1,103 @@
+"""Job specs: what passes, and that every kind of bad input names its field and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from runner.spec import SpecError, spec_from_proto, spec_to_proto, validate_job_spec
+from tests.fixtures import make_dice, make_imagefolder
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return make_imagefolder(tmp_path / "data", per_class=2, val_per_class=1)
+
+
+def spec(data: Path, **over):
+    base = {"framework": "timm", "task": "image_classification", "model": "resnet18", "pretrained": False,
+            "image_size": 32, "dataset": {"path": str(data), "format": "imagefolder"},
+            "training": {"epochs": 2, "batch_size": 8}}
+    base.update(over)
+    return base
+
+
+def problems(raw) -> dict[str, str]:
+    with pytest.raises(SpecError) as info:
+        validate_job_spec(raw)
+    return dict(info.value.problems)
+
+
+def test_valid_spec_fills_defaults_and_infers_classes(dataset):
+    result = validate_job_spec(spec(dataset))
+    assert result.num_classes == 3
+    assert result.training.device == "auto"
+    assert result.advanced["optimizer"]["type"] == "adamw"
+    assert result.advanced["scheduler"]["type"] == "cosine"
+    assert result.display_name == "timm-resnet18"
+
+
+def test_image_size_defaults_to_the_models_input_size(dataset):
+    raw = spec(dataset)
+    del raw["image_size"]
+    assert validate_job_spec(raw).image_size == 224
+
+
+def test_preset_then_user_values(dataset):
+    result = validate_job_spec(spec(dataset, preset="aggressive", advanced={"loss": {"label_smoothing": 0.2}}))
+    assert result.advanced["loss"]["label_smoothing"] == 0.2
+    assert result.advanced["model"]["drop_rate"] == 0.2
+
+
+@pytest.mark.parametrize("override, field, words", [
+    ({"framework": "yolo"}, "framework", "Unknown framework 'yolo'. Valid: timm"),
+    ({"task": "object_detection"}, "task", "Valid: image_classification"),
+    ({"model": "resnt18"}, "model", "Did you mean resnet18"),
+    ({"training": {"epochs": -3}}, "training.epochs", "greater than or equal to 1"),
+    ({"training": {"device": "gpu"}}, "training.device", "auto, cpu, cuda or cuda:N"),
+    ({"advanced": {"optimizer": {"kind": "sgd"}}}, "advanced.optimizer.kind", "Valid: optimizer.type"),
+    ({"advanced": {"optimizer": {"type": "lion"}}}, "advanced.optimizer.type", "adam, adamw, sgd"),
+    ({"advanced": {"scheduler": {"step_size": 2.5}}}, "advanced.scheduler.step_size", "integer"),
+    ({"preset": "turbo"}, "preset", "Valid: basic, standard, aggressive"),
+    ({"num_classes": 7}, "num_classes", "dataset at"),
+    ({"weights": "/no/such/weights.pth"}, "weights", "does not exist"),
+    ({"epochs": 3}, "epochs", "unknown field. Valid: name, framework"),
+    ({"dataset": {"format": "imagefolder"}}, "dataset.path", "is required"),
+    ({"dataset": {"path": "/no/such/folder", "format": "imagefolder"}}, "dataset.path", "does not exist"),
+    ({"dataset": {"path": "/tmp", "format": "coco"}}, "dataset.format", "Valid: imagefolder, dice"),
+])
+def test_bad_specs_name_the_field(dataset, override, field, words):
+    found = problems(spec(dataset, **override))
+    assert field in found, found
+    assert words in found[field]
+
+
+def test_dataset_layout_errors_name_the_missing_folder(tmp_path):
+    (tmp_path / "val" / "a").mkdir(parents=True)
+    found = problems(spec(tmp_path))
+    assert "has no 'train' folder" in found["dataset.path"]
+    assert "train/<class>/<image>" in found["dataset.path"]
+
+
+def test_dice_dataset(tmp_path):
+    root = make_dice(tmp_path / "dice", per_class=3)
+    result = validate_job_spec(spec(root, dataset={"path": str(root), "format": "dice"}))
+    assert result.num_classes == 3
+
+
+def test_dice_file_without_label(tmp_path):
+    root = make_dice(tmp_path / "dice", per_class=2)
+    (root / "broken.json").write_text('{"imagePath": "red_0.png", "shapes": [], "flags": {}}')
+    found = problems(spec(root, dataset={"path": str(root), "format": "dice"}))
+    assert "broken.json' has no label" in found["dataset.path"]
+
+
+def test_wire_round_trip_keeps_only_what_was_set(dataset):
+    raw = spec(dataset, advanced={"scheduler": {"type": "step", "step_size": 3}})
+    back = spec_from_proto(spec_to_proto(raw))
+    assert back["training"] == {"epochs": 2, "batch_size": 8}
+    assert validate_job_spec(back).advanced["scheduler"]["step_size"] == 3
+
+
+def test_unknown_yaml_key_is_caught_before_the_wire(dataset):
+    with pytest.raises(SpecError, match=r"training.epoch: unknown field. Valid: epochs, batch_size"):
+        spec_to_proto(spec(dataset, training={"epoch": 3}))

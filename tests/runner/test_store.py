@@ -1,0 +1,106 @@
+"""The job store: one guarded door for status changes, gapless per-job event sequences."""
+
+import threading
+
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner.store import JobNotFound, JobState, JobStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def new_job(store, name="j"):
+    return store.create_job({"framework": "timm", "training": {"epochs": 2}}, name, total_epochs=2)
+
+
+def test_lifecycle_and_times(store):
+    job = new_job(store)
+    assert job.state is JobState.QUEUED and job.started_at is None
+    assert store.transition(job.id, JobState.PREPARING)
+    assert store.transition(job.id, JobState.RUNNING, pid=123)
+    assert store.transition(job.id, JobState.SUCCEEDED, exit_code=0)
+    done = store.get(job.id)
+    assert done.state is JobState.SUCCEEDED and done.exit_code == 0 and done.pid == 123
+    assert done.started_at <= done.finished_at
+    states = [pb.JobState.Name(e.status.state) for e in store.events(job.id) if e.HasField("status")]
+    assert states == ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"]
+
+
+def test_terminal_states_are_final(store):
+    job = new_job(store)
+    assert store.transition(job.id, JobState.CANCELLED)
+    for state in JobState:
+        assert not store.transition(job.id, state)
+    assert store.get(job.id).state is JobState.CANCELLED
+
+
+def test_no_skipping_states(store):
+    job = new_job(store)
+    assert not store.transition(job.id, JobState.RUNNING)
+    assert not store.transition(job.id, JobState.SUCCEEDED)
+    assert store.get(job.id).state is JobState.QUEUED
+
+
+def test_events_have_gapless_sequence_per_job_under_concurrency(store):
+    a, b = new_job(store, "a"), new_job(store, "b")
+
+    def write(job_id):
+        for i in range(50):
+            store.add_metrics(job_id, i + 1, {"train/loss": 1.0 / (i + 1)})
+            store.add_logs(job_id, [f"line {i}"])
+
+    threads = [threading.Thread(target=write, args=(j.id,)) for j in (a, b, a)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = [e.seq for e in store.events(a.id, limit=10_000)]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 1 + 2 * 2 * 50
+    assert [e.seq for e in store.events(a.id, after_seq=150, limit=10_000)] == list(range(151, 202))
+
+
+def test_metrics_latest_values_and_history(store):
+    job = new_job(store)
+    store.add_metrics(job.id, 1, {"val/accuracy": 0.5, "lr": 0.1})
+    store.add_metrics(job.id, 2, {"val/accuracy": 0.75})
+    record = store.get(job.id)
+    assert record.metrics == {"val/accuracy": 0.75, "lr": 0.1}
+    assert record.epoch == 2
+    assert store.metrics(job.id, "val/accuracy") == [("val/accuracy", 1, 0.5), ("val/accuracy", 2, 0.75)]
+
+
+def test_fifo_order_and_prefix_lookup(store):
+    first, second = new_job(store, "first"), new_job(store, "second")
+    assert store.next_queued().id == first.id
+    store.transition(first.id, JobState.CANCELLED)
+    assert store.next_queued().id == second.id
+    assert store.get(second.id[:8]).id == second.id
+    assert [j.name for j in store.list()] == ["second", "first"]
+    assert [j.name for j in store.list([JobState.CANCELLED])] == ["first"]
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+
+
+def test_jobs_survive_reopening(tmp_path):
+    store = JobStore(tmp_path / "state.db")
+    job = new_job(store)
+    store.add_logs(job.id, ["hello"])
+    store.close()
+    again = JobStore(tmp_path / "state.db")
+    assert again.get(job.id).name == "j"
+    assert again.events(job.id)[-1].log.text == "hello"
+    again.close()
+
+
+def test_waiting_watchers_wake_on_writes(store):
+    job = new_job(store)
+    seen = store.version
+    threading.Timer(0.2, lambda: store.add_logs(job.id, ["x"])).start()
+    store.wait_for_change(seen, timeout=5)
+    assert store.version != seen
