@@ -46,8 +46,6 @@ def follow(client, job: pb.Job, console: Console | None = None, show_logs: bool 
                     progress.update(epochs, total=p.total_epochs)
                 progress.update(batches, visible=True, total=p.total_steps or None, completed=p.step,
                                 description=f"  epoch {p.epoch} batches")
-            elif kind == "checkpoint":
-                console.log(f"checkpoint {event.checkpoint.kind}: {event.checkpoint.path}")
             elif kind == "log":
                 console.print(event.log.text, markup=False, highlight=False)
         progress.update(batches, visible=False)

@@ -142,7 +142,7 @@ def child_python() -> str:
 def _child_env(address: str | None = None, job_id: str = "job-1", **extra: str) -> dict[str, str]:
     """The environment the daemon gives a child: project on the path, reporter address, token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONYARD_")}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2")
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     if address:
         env.update(VISIONYARD_REPORTER_ADDRESS=address, VISIONYARD_JOB_ID=job_id, VISIONYARD_JOB_TOKEN=TOKEN)
     env.update(extra)

@@ -6,10 +6,13 @@ reporting to a fake Reporter service in this process, exactly as it runs under t
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,23 @@ def write_job(directory: Path, dataset: Path, fmt: str = "imagefolder", epochs: 
     path = directory / "job.json"
     path.write_text(json.dumps(job, indent=2))
     return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The plain values of a ``torch.save`` file, read without torch (tensors become None)."""
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if module.split(".")[0] == "torch":
+                return lambda *args, **kwargs: None
+            return super().find_class(module, name)
+
+        def persistent_load(self, pid):
+            return None
+
+    with zipfile.ZipFile(path) as archive:
+        data = next(name for name in archive.namelist() if name.endswith("/data.pkl"))
+        return Unpickler(io.BytesIO(archive.read(data))).load()
 
 
 def run_entrypoint(python, env, *args, timeout=180) -> subprocess.CompletedProcess:
@@ -96,10 +116,12 @@ def test_training_reports_epochs_checkpoints_and_result(trained, child_python, c
     assert set(result.metrics) == EPOCH_METRICS
     assert server.job_ids == {"job-1"}
 
-    inspect = "import torch, json, sys; s = torch.load(sys.argv[1], weights_only=True); print(json.dumps(sorted(s)))"
-    keys = subprocess.run([child_python, "-c", inspect, ckpts / "best.pt"], capture_output=True, text=True, timeout=60)
+    best, last = read_checkpoint(ckpts / "best.pt"), read_checkpoint(ckpts / "last.pt")
     assert {"model", "optimizer", "scheduler", "epoch", "best_metric", "class_names", "model_name",
-            "num_classes", "image_size", "mean", "std"} <= set(json.loads(keys.stdout))
+            "num_classes", "image_size", "mean", "std"} <= set(best)
+    assert last["epoch"] == 2 and last["class_names"] == ["blue", "green", "red"]
+    assert (last["model_name"], last["num_classes"], last["image_size"]) == (MODEL, 3, 32)
+    assert len(last["mean"]) == 3 and last["best_metric"] == best["best_metric"] == 1.0
 
 
 def test_resume_continues_at_the_next_epoch(trained, child_python, child_env, reporter_server, tmp_path):
@@ -132,17 +154,30 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
     assert predictions[0]["score"] >= predictions[1]["score"]
     assert predictions[0]["label"] == "red" and predictions[0]["index"] == 2  # classes sorted: blue, green, red
 
+    missing = run_entrypoint(
+        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", tmp_path / "nope.pt"
+    )
+    assert missing.returncode == 1 and missing.stdout.strip() == ""
+    assert "nope.pt does not exist" in missing.stderr
 
-def test_dice_dataset_with_five_classes_reports_top5(child_python, child_env, reporter_server, make_dice, tmp_path):
+
+def test_dice_dataset_from_local_weights_of_another_head(
+    trained, child_python, child_env, reporter_server, make_dice, tmp_path
+):
+    """5 dice classes, initialised from the 3-class run's weights: the mismatched head is dropped."""
+    assert trained["done"].returncode == 0
+    weights = trained["job_dir"] / "checkpoints" / "best.pt"
     dataset = make_dice(tmp_path / "dice", per_class=6)
-    job = write_job(tmp_path / "job", dataset, fmt="dice", epochs=1)
+    job = write_job(tmp_path / "job", dataset, fmt="dice", epochs=1, pretrained=True, weights=str(weights))
     with reporter_server() as server:
-        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
+        done = run_entrypoint(child_python, child_env(server.address, HF_HUB_OFFLINE="1"), "--spec", job)
     assert done.returncode == 0, done.stderr
     (metrics,) = server.of_kind("metrics")
     assert set(metrics.values) == EPOCH_METRICS | {"val/top5"}
     assert metrics.values["val/top5"] == 1.0  # 5 classes: the top 5 always hold the answer
-    assert server.of_kind("result")
+    assert read_checkpoint(tmp_path / "job" / "checkpoints" / "last.pt")["class_names"] == [
+        "blue", "green", "magenta", "red", "yellow"
+    ]
 
 
 def test_pretrained_offline_fails_fast_with_a_clear_message(child_python, child_env, reporter_server, make_imagefolder, tmp_path):
@@ -188,7 +223,7 @@ def test_sigterm_stops_training_promptly(child_python, child_env, reporter_serve
             stderr=subprocess.DEVNULL,
         )
         try:
-            assert server.wait_for(lambda s: s.of_kind("metrics"), timeout=90), "training never started"
+            assert server.wait_for(lambda s: s.of_kind("progress"), timeout=90), "training never started"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == -signal.SIGTERM
         finally:

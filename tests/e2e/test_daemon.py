@@ -1,0 +1,115 @@
+"""Daemon-level behaviour: health and reflection, tokens, FIFO slots, restarts without orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
+from runner.launcher import group_members
+from tests.conftest import start_daemon
+from tests.e2e.test_timm_jobs import _pid_of, job_spec, wait_for
+from tests.fixtures import make_imagefolder
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=6, val_per_class=2)
+
+
+def long_job(dataset, name="long"):
+    return job_spec(dataset, name=name, training={"epochs": 500, "batch_size": 4, "device": "cpu"})
+
+
+def test_health_and_reflection(daemon):
+    channel = daemon.client.channel
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "visionyard.v1.Runner", "visionyard.v1.Reporter"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"visionyard.v1.Runner", "visionyard.v1.Reporter", "grpc.health.v1.Health"} <= names
+
+
+def test_reports_with_a_wrong_token_are_refused(daemon, dataset):
+    job = daemon.client.submit(long_job(dataset, "token"))
+    try:
+        wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+        reporter = pb_grpc.ReporterStub(daemon.client.channel)
+        forged = pb.ReportBatch(job_id=job.id, token="guess", batch_seq=10_000, items=[
+            pb.ReportItem(metrics=pb.MetricsEvent(step=99, values={"val/accuracy": 1.0}))])
+        with pytest.raises(grpc.RpcError) as info:
+            reporter.Report(forged, timeout=5)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert daemon.client.get(job.id).epoch != 99
+    finally:
+        daemon.client.cancel(job.id)
+        daemon.client.wait(job.id)
+
+
+def test_fifo_with_one_slot_and_cancel_while_queued(daemon, dataset):
+    first = daemon.client.submit(long_job(dataset, "first"))
+    second = daemon.client.submit(long_job(dataset, "second"))
+    try:
+        wait_for(lambda: daemon.client.get(first.id).state == pb.RUNNING, timeout=120)
+        time.sleep(1)
+        assert daemon.client.get(second.id).state == pb.QUEUED
+        daemon.client.cancel(second.id)
+        assert daemon.client.get(second.id).state == pb.CANCELLED
+    finally:
+        daemon.client.cancel(first.id)
+    assert daemon.client.wait(first.id).state == pb.CANCELLED
+    events = list(daemon.client.watch(second.id))
+    assert [pb.JobState.Name(e.status.state) for e in events if e.HasField("status")] == ["QUEUED", "CANCELLED"]
+
+
+def test_two_slots_run_two_jobs_at_once(tmp_path, shared_envs, timm_env, dataset):
+    daemon = start_daemon(tmp_path / "home", shared_envs, ["--max-concurrent-jobs", "2"])
+    try:
+        jobs = [daemon.client.submit(long_job(dataset, f"par-{i}")) for i in range(2)]
+        wait_for(lambda: all(daemon.client.get(j.id).state == pb.RUNNING for j in jobs), timeout=120)
+        for job in jobs:
+            daemon.client.cancel(job.id)
+        assert all(daemon.client.wait(j.id).state == pb.CANCELLED for j in jobs)
+    finally:
+        daemon.stop()
+
+
+def test_stopping_the_daemon_stops_its_children(tmp_path, shared_envs, timm_env, dataset):
+    daemon = start_daemon(tmp_path / "home", shared_envs)
+    job = daemon.client.submit(long_job(dataset))
+    wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+    pid = _pid_of(daemon, job.id)
+    assert daemon.stop() == 0
+    assert not group_members(pid)
+
+
+def test_a_killed_daemon_leaves_no_orphans_after_restart(tmp_path, shared_envs, timm_env, dataset):
+    home = tmp_path / "home"
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(long_job(dataset))
+    wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+    pid = _pid_of(daemon, job.id)
+    os.killpg(daemon.proc.pid, signal.SIGKILL)  # the daemon dies hard; its child lives on
+    daemon.proc.wait()
+    assert group_members(pid)
+    daemon.client.close()
+    restarted = start_daemon(home, shared_envs)
+    try:
+        final = restarted.client.get(job.id)
+        assert final.state == pb.FAILED and "daemon stopped" in final.error
+        assert wait_for(lambda: not group_members(pid), timeout=15)
+        assert restarted.client.get(job.id).epoch >= 0  # the store survived
+    finally:
+        restarted.stop()
