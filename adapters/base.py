@@ -8,6 +8,8 @@ to build, train, validate, save and load.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,7 @@ class TrainingAdapter:
             self.best_epoch = int(state.get("best_epoch") or 0)
             metrics = dict(state.get("metrics") or {})
             log.info("resuming from %s at epoch %d of %d", self.spec.resume, start, epochs)
+            self._carry_best_forward(Path(self.spec.resume))
 
         last_path = best_path = None
         for epoch in range(start, epochs + 1):
@@ -109,12 +112,15 @@ class TrainingAdapter:
                 self.reporter.checkpoint(best_path, BEST, epoch)
             if patience and epoch - self.best_epoch >= patience and epoch < epochs:
                 log.info(
-                    "early stopping at epoch %d: no better %s for %d epoch(s)", epoch, self.primary.name, patience
+                    "early stopping at epoch %d: no better %s for %d epoch(s)",
+                    epoch,
+                    self.primary.name,
+                    patience,
                 )
                 break
 
-        if best_path is None and self.checkpoint_path(BEST).exists():
-            best_path = self.checkpoint_path(BEST)  # from the run this one resumed
+        if best_path is None and self.spec.resume and self.checkpoint_path(BEST).exists():
+            best_path = self.checkpoint_path(BEST)  # carried over from the resumed run
         if last_path is None and self.spec.resume:
             last_path = Path(self.spec.resume)  # nothing left to train
         result = {
@@ -124,6 +130,22 @@ class TrainingAdapter:
         }
         self.reporter.result(result["metrics"], result["best_checkpoint"], result["last_checkpoint"])
         return result
+
+    def _carry_best_forward(self, resumed: Path) -> None:
+        """Copy the resumed run's ``best.pt`` into this run's checkpoint dir.
+
+        A resumed job usually gets a new checkpoint dir; without the copy it would have no best
+        checkpoint until it beats the old best, and would depend on the old job's files.
+        """
+        source = resumed if resumed.name == f"{BEST}.pt" else resumed.with_name(f"{BEST}.pt")
+        target = self.checkpoint_path(BEST)
+        if not source.is_file() or target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        self.reporter.checkpoint(target, BEST, self.best_epoch)
 
 
 def _ordered(metrics: dict[str, float]) -> dict[str, float]:

@@ -61,7 +61,11 @@ def read_classification(path: str | Path, fmt: str, val_split: float, seed: int)
     if not data.val:
         raise DatasetError(f"{root}: no validation images (add more images per class or a val/ folder)")
     log.info(
-        "dataset %s: %d classes, %d train / %d val images", root, len(data.class_names), len(data.train), len(data.val)
+        "dataset %s: %d classes, %d train / %d val images",
+        root,
+        len(data.class_names),
+        len(data.train),
+        len(data.val),
     )
     return data
 
@@ -69,8 +73,12 @@ def read_classification(path: str | Path, fmt: str, val_split: float, seed: int)
 def read_imagefolder(root: Path, val_split: float, seed: int) -> ClassificationData:
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise DatasetError(f"imagefolder dataset {root} has no train/ folder (expected train/<class>/<image>)")
-    class_names = tuple(sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith(".")))
+        raise DatasetError(
+            f"imagefolder dataset {root} has no train/ folder (expected train/<class>/<image>)"
+        )
+    class_names = tuple(
+        sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    )
     if not class_names:
         raise DatasetError(f"{train_dir} has no class folders (expected train/<class>/<image>)")
     index = {name: i for i, name in enumerate(class_names)}
@@ -79,7 +87,9 @@ def read_imagefolder(root: Path, val_split: float, seed: int) -> ClassificationD
     val_dir = root / "val"
     val: list[Sample] = []
     if val_dir.is_dir():
-        extra = sorted(d.name for d in val_dir.iterdir() if d.is_dir() and d.name not in index and d.name[0] != ".")
+        extra = sorted(
+            d.name for d in val_dir.iterdir() if d.is_dir() and d.name not in index and d.name[0] != "."
+        )
         if extra:
             raise DatasetError(f"{val_dir} has classes that train/ lacks: {', '.join(extra)}")
         present = tuple(name for name in class_names if (val_dir / name).is_dir())

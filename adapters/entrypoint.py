@@ -40,7 +40,9 @@ def load_adapter_class(ref: str) -> type:
 def build_adapter(job: Job, reporter: Reporter):
     catalog = get_catalog(job.spec.framework)
     if job.spec.task not in catalog.tasks:
-        raise ValueError(f"{catalog.name} does not do task '{job.spec.task}'. Valid: {', '.join(catalog.tasks)}")
+        raise ValueError(
+            f"{catalog.name} does not do task '{job.spec.task}'. Valid: {', '.join(catalog.tasks)}"
+        )
     # Fill and normalise `advanced` once more, so a hand-written job.json gets the same defaults.
     job = job.with_advanced(resolve_advanced(catalog, job.spec.advanced))
     return load_adapter_class(catalog.adapter)(job, reporter)
@@ -76,7 +78,9 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapters.entrypoint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m adapters.entrypoint", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--spec", required=True, help="job.json written by the daemon")
     parser.add_argument("--predict", metavar="IMAGE", help="predict one image instead of training")
     parser.add_argument("--checkpoint", help="checkpoint to predict with (with --predict)")

@@ -23,7 +23,9 @@ PROBE_TIMEOUT = 2.0  # seconds, DNS included
 
 def hub_address(environ=os.environ) -> tuple[str, int]:
     """Host and port to probe: the HTTPS proxy when one is set, else the hub endpoint."""
-    url = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or environ.get("HF_ENDPOINT") or HUB_ENDPOINT
+    url = (
+        environ.get("HTTPS_PROXY") or environ.get("https_proxy") or environ.get("HF_ENDPOINT") or HUB_ENDPOINT
+    )
     if "://" not in url:
         url = "http://" + url
     parsed = urlparse(url)

@@ -118,8 +118,8 @@ class Reporter:
             return
         self._last_progress = now
         log.debug("epoch %d/%d step %d/%d", epoch, total_epochs, step, total_steps)
-        numbers = (int(epoch), int(total_epochs), int(step), int(total_steps))
-        self._put("progress", dict(zip(("epoch", "total_epochs", "step", "total_steps"), numbers)))
+        payload = {"epoch": int(epoch), "total_epochs": int(total_epochs), "step": int(step)}
+        self._put("progress", {**payload, "total_steps": int(total_steps)})
 
     def checkpoint(self, path: str | os.PathLike, kind: str, epoch: int) -> None:
         """A checkpoint file was written (``kind``: best | last)."""
@@ -196,6 +196,9 @@ class Reporter:
             self._send_loop()
         except Exception:  # the sender must never take the process down
             log.exception("reporter thread failed; further reports are logged only")
+            with self._cond:
+                self._closing = True  # stop queueing what nobody will send
+                self._queue.clear()
 
     def _send_loop(self) -> None:
         import grpc
@@ -205,6 +208,7 @@ class Reporter:
         channel = stub = None
         batch = None
         backoff = self._backoff[0]
+        failures = 0  # consecutive failed attempts
         while True:
             if batch is None:
                 items = self._take()
@@ -223,20 +227,30 @@ class Reporter:
                 ack = stub.Report(batch, timeout=min(self._rpc_timeout, remaining))
                 if ack.batch_seq != batch.batch_seq:
                     log.warning("daemon acked batch %d for batch %d", ack.batch_seq, batch.batch_seq)
-                batch, backoff = None, self._backoff[0]
+                if failures:
+                    log.info("reporting to the daemon again after %d failed attempt(s)", failures)
+                batch, backoff, failures = None, self._backoff[0], 0
                 self._mark_sent()
                 continue
             except grpc.RpcError as exc:
                 code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
                 details = exc.details() if hasattr(exc, "details") else str(exc)
                 if code in _PERMANENT_CODES:
-                    log.error("daemon refused report batch %d (%s: %s); dropped", batch.batch_seq, code, details)
+                    log.error(
+                        "daemon refused report batch %d (%s: %s); dropped", batch.batch_seq, code, details
+                    )
                     batch = None
                     self._mark_sent()
                     continue
-                log.warning(
-                    "report batch %d failed (%s: %s); retrying in %.1fs", batch.batch_seq, code, details, backoff
-                )
+                failures += 1
+                if failures == 1 or failures % 20 == 0:  # a long outage logs a line now and then
+                    log.warning(
+                        "report batch %d failed %d time(s) (%s: %s); retrying with backoff",
+                        batch.batch_seq,
+                        failures,
+                        code,
+                        details,
+                    )
                 if code == "UNAVAILABLE":  # a fresh channel reconnects at once when the daemon is back
                     channel.close()
                     channel = None

@@ -57,6 +57,8 @@ class Daemon:
                                lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id))
         self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
                                DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}")
+        if "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
+            self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
                                   options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])

@@ -32,6 +32,7 @@ class Runtime:
     tracker: Tracker
     devices: DevicePool
     reporter_address: str
+    threads_per_job: int | None = None  # OMP_NUM_THREADS for children; None keeps the daemon's
 
 
 def env_spec_for(spec: dict):
@@ -125,6 +126,7 @@ class JobExecution(threading.Thread):
             "VISIONYARD_JOB_ID": self.job_id,
             "VISIONYARD_JOB_TOKEN": self.record.token,
             "CUDA_VISIBLE_DEVICES": self.assignment.visible_devices,
+            **({"OMP_NUM_THREADS": str(self.rt.threads_per_job)} if self.rt.threads_per_job else {}),
         })
         with self._lock:
             if self.cancel_requested.is_set():

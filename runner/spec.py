@@ -16,9 +16,9 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
+from adapters.datasets import DatasetError, read_classification
 from adapters.frameworks import all_catalogs, get_catalog
 from protos import visionyard_pb2 as pb
-from runner.datasets import DatasetError, inspect_dataset
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEFAULT_IMAGE_SIZE = 224
@@ -150,7 +150,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True) -> JobSp
             if value is not None and not Path(value).expanduser().is_file():
                 problems.append((field, f"file '{value}' does not exist on the runner's machine"))
         if not any(p[0].startswith("dataset") for p in problems):
-            num_classes, dataset_problems = _check_dataset(spec)
+            num_classes, dataset_problems = _check_dataset(spec, filled)
             problems += dataset_problems
             if num_classes is not None:
                 updates["num_classes"] = num_classes
@@ -159,16 +159,20 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True) -> JobSp
     return spec.model_copy(update=updates)
 
 
-def _check_dataset(spec: JobSpec) -> tuple[int | None, list[tuple[str, str]]]:
+def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
+    """The dataset read exactly as the child will read it (file tree and labels, no pixels)."""
+    val_split = advanced.get("data", {}).get("val_split", 0.2)
     try:
-        info = inspect_dataset(Path(spec.dataset.path).expanduser(), spec.dataset.format)
+        data = read_classification(Path(spec.dataset.path).expanduser(), spec.dataset.format, val_split,
+                                   spec.training.seed)
     except DatasetError as exc:
         return None, [("dataset.path", str(exc))]
-    if spec.num_classes is not None and spec.num_classes != info.num_classes:
+    names = data.class_names
+    if spec.num_classes is not None and spec.num_classes != len(names):
         return None, [("num_classes", f"is {spec.num_classes} but the dataset at '{spec.dataset.path}' has "
-                       f"{info.num_classes} classes ({', '.join(info.class_names[:10])}"
-                       f"{', ...' if info.num_classes > 10 else ''}); remove it to infer it")]
-    return info.num_classes, []
+                       f"{len(names)} classes ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); "
+                       "remove it to infer it")]
+    return len(names), []
 
 
 def _model_input_size(catalog: FrameworkCatalog, model: str) -> int:

@@ -30,13 +30,6 @@ def timm_env(shared_envs):
         return EnvManager(shared_envs).ensure(get_env_spec("timm"), log=log)
 
 
-@pytest.fixture(scope="session")
-def child_python(timm_env) -> Path:
-    """The python of the real timm env, for tests that run child code directly."""
-    os.environ["VISIONYARD_TEST_CHILD_PYTHON"] = str(timm_env.python)
-    return timm_env.python
-
-
 class DaemonProcess:
     def __init__(self, home: Path, extra_args: list[str] = ()):
         self.home = home

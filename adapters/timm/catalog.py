@@ -74,7 +74,12 @@ FIELDS = (
     ),
     SchemaField("model.drop_rate", "float", 0.0, "Dropout before the classifier.", minimum=0.0, maximum=0.9),
     SchemaField(
-        "loss.label_smoothing", "float", 0.0, "Label smoothing of the training loss.", minimum=0.0, maximum=0.5
+        "loss.label_smoothing",
+        "float",
+        0.0,
+        "Label smoothing of the training loss.",
+        minimum=0.0,
+        maximum=0.5,
     ),
     SchemaField(
         "early_stopping.patience",

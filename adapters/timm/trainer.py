@@ -51,7 +51,10 @@ class TimmAdapter(TrainingAdapter):
         spec = self.spec
         seed_everything(spec.training.seed)
         data = read_classification(
-            spec.dataset.path, spec.dataset.format, float(self.setting("data.val_split", 0.2)), spec.training.seed
+            spec.dataset.path,
+            spec.dataset.format,
+            float(self.setting("data.val_split", 0.2)),
+            spec.training.seed,
         )
         if spec.num_classes and spec.num_classes != len(data.class_names):
             raise ValueError(
@@ -63,7 +66,9 @@ class TimmAdapter(TrainingAdapter):
 
     def prepare_model(self) -> None:
         spec = self.spec
-        self.model = self._create_model(len(self.class_names), pretrained=spec.pretrained, weights=spec.weights)
+        self.model = self._create_model(
+            len(self.class_names), pretrained=spec.pretrained, weights=spec.weights
+        )
         cfg = getattr(self.model, "pretrained_cfg", None) or {}
         self.mean = tuple(float(x) for x in cfg.get("mean") or IMAGENET_MEAN)
         self.std = tuple(float(x) for x in cfg.get("std") or IMAGENET_STD)
@@ -86,7 +91,9 @@ class TimmAdapter(TrainingAdapter):
         )
         training = self.spec.training
         dataset = ImageDataset(self._samples[split], transform)
-        return build_loader(dataset, training.batch_size, training.num_workers, self.device, train, training.seed)
+        return build_loader(
+            dataset, training.batch_size, training.num_workers, self.device, train, training.seed
+        )
 
     def _create_model(self, num_classes: int, pretrained: bool, weights: str | None) -> nn.Module:
         name = self.spec.model
@@ -161,7 +168,9 @@ class TimmAdapter(TrainingAdapter):
 
     def _to_device(self, images, labels):
         non_blocking = self.device.type == "cuda"
-        return images.to(self.device, non_blocking=non_blocking), labels.to(self.device, non_blocking=non_blocking)
+        return images.to(self.device, non_blocking=non_blocking), labels.to(
+            self.device, non_blocking=non_blocking
+        )
 
     # ------------------------------------------------------------ checkpoints
 
@@ -238,7 +247,7 @@ class TimmAdapter(TrainingAdapter):
         scores, indices = probs.topk(min(top_k, probs.numel()))
         return [
             {"label": self.class_names[i], "score": float(s), "index": int(i)}
-            for s, i in zip(scores.tolist(), indices.tolist())
+            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
 
 
@@ -300,4 +309,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting):
         return main
     ramp = S.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
     return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
-

@@ -1,8 +1,7 @@
 """Fixtures for the adapter tests: a Reporter server like the daemon's, tiny image datasets.
 
-Tests that need torch run the child code in a subprocess with the interpreter named by
-``VISIONYARD_TEST_CHILD_PYTHON`` (a framework env with torch, timm, torchmetrics); they are
-skipped when it is unset. Everything else runs in the host env.
+Tests that need torch run the child code in a subprocess with the session's timm env (or the
+interpreter named by ``VISIONYARD_TEST_CHILD_PYTHON``). Everything else runs in the host env.
 """
 
 from __future__ import annotations
@@ -132,11 +131,12 @@ def reporter_server():
 
 
 @pytest.fixture(scope="session")
-def child_python() -> str:
-    python = os.environ.get(CHILD_PYTHON_ENV)
-    if not python:
-        pytest.skip(f"{CHILD_PYTHON_ENV} is not set (a python with torch, timm, torchmetrics, grpcio)")
-    return python
+def child_python(request) -> str:
+    """The child env's python: ``$VISIONYARD_TEST_CHILD_PYTHON``, else the suite's timm env.
+
+    Setting the variable skips building the env (handy while working on adapter code).
+    """
+    return os.environ.get(CHILD_PYTHON_ENV) or str(request.getfixturevalue("timm_env").python)
 
 
 def _child_env(address: str | None = None, job_id: str = "job-1", **extra: str) -> dict[str, str]:
@@ -162,7 +162,9 @@ def colour_image(rgb, rng: random.Random, size: int = 24):
     return image
 
 
-def _make_imagefolder(root: Path, classes=("red", "green", "blue"), per_class: int = 14, val_per_class: int = 0):
+def _make_imagefolder(
+    root: Path, classes=("red", "green", "blue"), per_class: int = 14, val_per_class: int = 0
+):
     rng = random.Random(0)
     for split, count in (("train", per_class), ("val", val_per_class)):
         for name in classes:
@@ -178,7 +180,7 @@ def _make_imagefolder(root: Path, classes=("red", "green", "blue"), per_class: i
 def _make_dice(root: Path, classes=tuple(COLOURS), per_class: int = 6):
     """labelme files: labels from flags or shapes, images beside them or embedded, in subfolders."""
     rng = random.Random(1)
-    for c, name in enumerate(classes):
+    for name in classes:
         for i in range(per_class):
             folder = root / f"batch{i % 2}"
             (folder / "images").mkdir(parents=True, exist_ok=True)

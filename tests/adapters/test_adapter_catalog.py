@@ -59,7 +59,14 @@ def test_timm_catalog_contents():
     assert catalog.tasks == ("image_classification",)
     assert catalog.dataset_formats == ("imagefolder", "dice")
     names = {m.name for m in catalog.models}
-    assert {"resnet18", "resnet50", "efficientnet_b0", "vit_base_patch16_224", "mobilenetv3_small_100", "vgg19"} <= names
+    assert {
+        "resnet18",
+        "resnet50",
+        "efficientnet_b0",
+        "vit_base_patch16_224",
+        "mobilenetv3_small_100",
+        "vgg19",
+    } <= names
     assert names <= catalog.known_models and len(catalog.known_models) > 1000
     assert catalog.accepts_model("resnet10t") and catalog.accepts_model("resnet18.a1_in1k")
     assert not catalog.accepts_model("resnet9000")
@@ -106,7 +113,10 @@ def test_resolve_advanced_coerces_struct_numbers():
     ("values", "message"),
     [
         ({"optimizer": {"type": "lion"}}, "advanced.optimizer.type: 'lion' is not one of adam, adamw, sgd"),
-        ({"optimizer": {"weight_decay": -1}}, "advanced.optimizer.weight_decay: -1.0 is below the minimum 0.0"),
+        (
+            {"optimizer": {"weight_decay": -1}},
+            "advanced.optimizer.weight_decay: -1.0 is below the minimum 0.0",
+        ),
         ({"scheduler": {"step_size": 2.5}}, "advanced.scheduler.step_size: expected an integer"),
         ({"data": {"val_split": 0.95}}, "advanced.data.val_split: 0.95 is above the maximum 0.9"),
         ({"augmentation": {"random_flip": 1}}, "advanced.augmentation.random_flip: expected true or false"),
@@ -121,5 +131,7 @@ def test_resolve_advanced_names_the_bad_field(values, message):
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown preset 'turbo' for timm. Valid: basic, standard, aggressive"):
+    with pytest.raises(
+        ValueError, match="Unknown preset 'turbo' for timm. Valid: basic, standard, aggressive"
+    ):
         resolve_advanced(get_catalog("timm"), {}, "turbo")

@@ -36,7 +36,14 @@ def test_imagefolder_with_val_uses_it(tmp_path, make_imagefolder):
 def test_split_keeps_a_training_sample_in_every_class():
     from adapters.datasets import Sample
 
-    samples = [Sample("a0", 0), Sample("a1", 0), Sample("b0", 1), Sample("c0", 2), Sample("c1", 2), Sample("c2", 2)]
+    samples = [
+        Sample("a0", 0),
+        Sample("a1", 0),
+        Sample("b0", 1),
+        Sample("c0", 2),
+        Sample("c1", 2),
+        Sample("c2", 2),
+    ]
     train, val = stratified_split(samples, val_split=0.9, seed=0)
     assert {s.label for s in train} == {0, 1, 2}
     assert Counter(s.label for s in val) == {0: 1, 2: 2}
@@ -59,8 +66,14 @@ def test_dice_labels_from_flags_or_shapes_and_embedded_images(tmp_path, make_dic
     ("doc", "message"),
     [
         ({"imagePath": "x.png", "imageData": None, "shapes": [], "flags": {}}, "no label"),
-        ({"imagePath": "x.png", "imageData": None, "shapes": [], "flags": {"a": True, "b": True}}, "more than one"),
-        ({"imagePath": "missing.png", "imageData": None, "shapes": [{"label": "a"}], "flags": {}}, "not found"),
+        (
+            {"imagePath": "x.png", "imageData": None, "shapes": [], "flags": {"a": True, "b": True}},
+            "more than one",
+        ),
+        (
+            {"imagePath": "missing.png", "imageData": None, "shapes": [{"label": "a"}], "flags": {}},
+            "not found",
+        ),
         ({"hello": "world"}, "not a labelme file"),
     ],
 )
@@ -77,7 +90,10 @@ def test_bad_dice_files_are_named(tmp_path, doc, message):
         ({}, "has no train/ folder"),
         ({"train/cat/a.png": None}, "needs at least 2 classes"),
         ({"train/cat/a.png": None, "train/dog/readme.txt": None}, "class folder .*dog has no images"),
-        ({"train/cat/a.png": None, "train/dog/b.png": None, "val/cow/c.png": None}, "classes that train/ lacks: cow"),
+        (
+            {"train/cat/a.png": None, "train/dog/b.png": None, "val/cow/c.png": None},
+            "classes that train/ lacks: cow",
+        ),
     ],
 )
 def test_bad_imagefolders_say_what_is_wrong(tmp_path, layout, message):

@@ -35,7 +35,12 @@ class ScriptedAdapter(TrainingAdapter):
     def save_checkpoint(self, kind, epoch, metrics):
         path = self.checkpoint_path(kind)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"epoch": epoch, "best_metric": self.best_metric, "best_epoch": self.best_epoch, "metrics": metrics}
+        state = {
+            "epoch": epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "metrics": metrics,
+        }
         path.write_text(json.dumps(state))
         return path
 
@@ -91,16 +96,38 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path, repo
 
 def test_resume_starts_after_the_saved_epoch_and_keeps_the_best(tmp_path, reporter_server):
     saved = tmp_path / "old.pt"
-    saved.write_text(json.dumps({"epoch": 2, "best_metric": 0.7, "best_epoch": 2, "metrics": {"val/accuracy": 0.7}}))
+    saved.write_text(
+        json.dumps({"epoch": 2, "best_metric": 0.7, "best_epoch": 2, "metrics": {"val/accuracy": 0.7}})
+    )
     with reporter_server() as server:
         adapter, _ = run(tmp_path, server, [0.0, 0.0, 0.65, 0.75], resume=str(saved))
     assert adapter.trained == [3, 4]
-    assert [(c.kind, c.epoch) for c in server.of_kind("checkpoint")] == [("last", 3), ("last", 4), ("best", 4)]
+    assert [(c.kind, c.epoch) for c in server.of_kind("checkpoint")] == [
+        ("last", 3),
+        ("last", 4),
+        ("best", 4),
+    ]
+
+
+def test_resume_into_a_new_dir_carries_the_best_checkpoint_over(tmp_path, reporter_server):
+    old = tmp_path / "old-job"
+    old.mkdir()
+    (old / "best.pt").write_text(json.dumps({"epoch": 1, "best_metric": 0.9}))
+    state = {"epoch": 2, "best_metric": 0.9, "best_epoch": 1, "metrics": {"val/accuracy": 0.5}}
+    (old / "last.pt").write_text(json.dumps(state))
+    with reporter_server() as server:
+        _, result = run(tmp_path / "new-job", server, [0.0, 0.0, 0.6], resume=str(old / "last.pt"))
+    copied = tmp_path / "new-job" / "checkpoints" / "best.pt"
+    assert json.loads(copied.read_text())["best_metric"] == 0.9
+    assert [(c.kind, c.epoch) for c in server.of_kind("checkpoint")] == [("best", 1), ("last", 3)]
+    assert result["best_checkpoint"] == str(copied)
 
 
 def test_resume_of_a_finished_run_reports_its_result(tmp_path, reporter_server):
     saved = tmp_path / "done.pt"
-    saved.write_text(json.dumps({"epoch": 2, "best_metric": 0.7, "best_epoch": 2, "metrics": {"val/accuracy": 0.7}}))
+    saved.write_text(
+        json.dumps({"epoch": 2, "best_metric": 0.7, "best_epoch": 2, "metrics": {"val/accuracy": 0.7}})
+    )
     with reporter_server() as server:
         adapter, result = run(tmp_path, server, [0.1, 0.2], resume=str(saved))
     assert adapter.trained == []

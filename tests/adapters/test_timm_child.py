@@ -24,7 +24,9 @@ MODEL = "resnet10t"  # 5M parameters: a real timm CNN that trains at 32 px in we
 EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"}
 
 
-def write_job(directory: Path, dataset: Path, fmt: str = "imagefolder", epochs: int = 2, **spec_overrides) -> Path:
+def write_job(
+    directory: Path, dataset: Path, fmt: str = "imagefolder", epochs: int = 2, **spec_overrides
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     spec = {
         "name": "test",
@@ -35,7 +37,14 @@ def write_job(directory: Path, dataset: Path, fmt: str = "imagefolder", epochs: 
         "image_size": 32,
         "num_classes": 0,
         "dataset": {"path": str(dataset), "format": fmt},
-        "training": {"epochs": epochs, "batch_size": 8, "learning_rate": 0.003, "device": "cpu", "num_workers": 0, "seed": 0},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 8,
+            "learning_rate": 0.003,
+            "device": "cpu",
+            "num_workers": 0,
+            "seed": 0,
+        },
         "advanced": defaults(get_catalog("timm")),
         "weights": None,
         "resume": None,
@@ -102,7 +111,11 @@ def test_training_reports_epochs_checkpoints_and_result(trained, child_python, c
     assert metrics[1].values["lr"] < metrics[0].values["lr"]  # cosine decay, stepped per epoch
 
     checkpoints = [(c.kind, c.epoch, c.path) for c in server.of_kind("checkpoint")]
-    assert ("last", 1, str(ckpts / "last.pt")) in checkpoints and ("last", 2, str(ckpts / "last.pt")) in checkpoints
+    assert ("last", 1, str(ckpts / "last.pt")) in checkpoints and (
+        "last",
+        2,
+        str(ckpts / "last.pt"),
+    ) in checkpoints
     assert ("best", 1, str(ckpts / "best.pt")) in checkpoints
     assert (ckpts / "last.pt").is_file() and (ckpts / "best.pt").is_file()
 
@@ -112,13 +125,26 @@ def test_training_reports_epochs_checkpoints_and_result(trained, child_python, c
 
     assert server.kinds()[-1] == "result" and not server.of_kind("error")
     result = server.of_kind("result")[0]
-    assert result.last_checkpoint == str(ckpts / "last.pt") and result.best_checkpoint == str(ckpts / "best.pt")
+    assert result.last_checkpoint == str(ckpts / "last.pt") and result.best_checkpoint == str(
+        ckpts / "best.pt"
+    )
     assert set(result.metrics) == EPOCH_METRICS
     assert server.job_ids == {"job-1"}
 
     best, last = read_checkpoint(ckpts / "best.pt"), read_checkpoint(ckpts / "last.pt")
-    assert {"model", "optimizer", "scheduler", "epoch", "best_metric", "class_names", "model_name",
-            "num_classes", "image_size", "mean", "std"} <= set(best)
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "epoch",
+        "best_metric",
+        "class_names",
+        "model_name",
+        "num_classes",
+        "image_size",
+        "mean",
+        "std",
+    } <= set(best)
     assert last["epoch"] == 2 and last["class_names"] == ["blue", "green", "red"]
     assert (last["model_name"], last["num_classes"], last["image_size"]) == (MODEL, 3, 32)
     assert len(last["mean"]) == 3 and last["best_metric"] == best["best_metric"] == 1.0
@@ -134,7 +160,9 @@ def test_resume_continues_at_the_next_epoch(trained, child_python, child_env, re
     assert [m.step for m in server.of_kind("metrics")] == [3]
     assert {p.epoch for p in server.of_kind("progress")} == {3}
     assert [(c.kind, c.epoch) for c in server.of_kind("checkpoint") if c.kind == "last"] == [("last", 3)]
-    assert server.of_kind("result")[0].last_checkpoint == str(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert server.of_kind("result")[0].last_checkpoint == str(
+        tmp_path / "resumed" / "checkpoints" / "last.pt"
+    )
 
 
 def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
@@ -152,7 +180,9 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
     assert len(predictions) == 2
     assert set(predictions[0]) == {"label", "score", "index"}
     assert predictions[0]["score"] >= predictions[1]["score"]
-    assert predictions[0]["label"] == "red" and predictions[0]["index"] == 2  # classes sorted: blue, green, red
+    assert (
+        predictions[0]["label"] == "red" and predictions[0]["index"] == 2
+    )  # classes sorted: blue, green, red
 
     missing = run_entrypoint(
         child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", tmp_path / "nope.pt"
@@ -176,14 +206,25 @@ def test_dice_dataset_from_local_weights_of_another_head(
     assert set(metrics.values) == EPOCH_METRICS | {"val/top5"}
     assert metrics.values["val/top5"] == 1.0  # 5 classes: the top 5 always hold the answer
     assert read_checkpoint(tmp_path / "job" / "checkpoints" / "last.pt")["class_names"] == [
-        "blue", "green", "magenta", "red", "yellow"
+        "blue",
+        "green",
+        "magenta",
+        "red",
+        "yellow",
     ]
 
 
-def test_pretrained_offline_fails_fast_with_a_clear_message(child_python, child_env, reporter_server, make_imagefolder, tmp_path):
+def test_pretrained_offline_fails_fast_with_a_clear_message(
+    child_python, child_env, reporter_server, make_imagefolder, tmp_path
+):
     dataset = make_imagefolder(tmp_path / "colours", per_class=3)
     job = write_job(tmp_path / "job", dataset, pretrained=True)
-    offline = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HTTPS_PROXY": "", "https_proxy": ""}
+    offline = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "",
+        "https_proxy": "",
+    }
     with reporter_server() as server:
         started = time.monotonic()
         env = child_env(server.address, **offline)
@@ -212,7 +253,9 @@ def test_a_bad_dataset_exits_1_with_an_error_report(child_python, child_env, rep
     assert server.kinds() == ["error"]
 
 
-def test_sigterm_stops_training_promptly(child_python, child_env, reporter_server, make_imagefolder, tmp_path):
+def test_sigterm_stops_training_promptly(
+    child_python, child_env, reporter_server, make_imagefolder, tmp_path
+):
     dataset = make_imagefolder(tmp_path / "colours", per_class=14)
     job = write_job(tmp_path / "job", dataset, epochs=500)
     with reporter_server() as server:

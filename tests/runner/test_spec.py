@@ -74,7 +74,7 @@ def test_bad_specs_name_the_field(dataset, override, field, words):
 def test_dataset_layout_errors_name_the_missing_folder(tmp_path):
     (tmp_path / "val" / "a").mkdir(parents=True)
     found = problems(spec(tmp_path))
-    assert "has no 'train' folder" in found["dataset.path"]
+    assert "has no train/ folder" in found["dataset.path"]
     assert "train/<class>/<image>" in found["dataset.path"]
 
 
@@ -88,7 +88,7 @@ def test_dice_file_without_label(tmp_path):
     root = make_dice(tmp_path / "dice", per_class=2)
     (root / "broken.json").write_text('{"imagePath": "red_0.png", "shapes": [], "flags": {}}')
     found = problems(spec(root, dataset={"path": str(root), "format": "dice"}))
-    assert "broken.json' has no label" in found["dataset.path"]
+    assert "broken.json: no label" in found["dataset.path"]
 
 
 def test_wire_round_trip_keeps_only_what_was_set(dataset):
