@@ -20,3 +20,4 @@ proto: setup
 bench: setup
 	$(UV) run python bench/bench_envs.py
 	$(UV) run python bench/bench_runner.py
+	$(UV) run python bench/bench_parsers.py

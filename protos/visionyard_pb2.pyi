@@ -411,6 +411,74 @@ class PredictResponse(_message.Message):
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
 
+class RepoInfo(_message.Message):
+    __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    commit: str
+    description: str
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    dataset_format: str
+    source: str
+    spec_yaml: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., commit: _Optional[str] = ..., description: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., dataset_format: _Optional[str] = ..., source: _Optional[str] = ..., spec_yaml: _Optional[str] = ...) -> None: ...
+
+class AddRepoRequest(_message.Message):
+    __slots__ = ("spec_yaml", "filename")
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    spec_yaml: str
+    filename: str
+    def __init__(self, spec_yaml: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class ListReposRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListReposResponse(_message.Message):
+    __slots__ = ("repos",)
+    REPOS_FIELD_NUMBER: _ClassVar[int]
+    repos: _containers.RepeatedCompositeFieldContainer[RepoInfo]
+    def __init__(self, repos: _Optional[_Iterable[_Union[RepoInfo, _Mapping]]] = ...) -> None: ...
+
+class GetRepoRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveRepoRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PrepareRepoRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PrepareRepoResponse(_message.Message):
+    __slots__ = ("repo", "checkout", "env")
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    repo: RepoInfo
+    checkout: str
+    env: EnvInfo
+    def __init__(self, repo: _Optional[_Union[RepoInfo, _Mapping]] = ..., checkout: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ...) -> None: ...
+
 class ResultReport(_message.Message):
     __slots__ = ("metrics", "best_checkpoint", "last_checkpoint")
     class MetricsEntry(_message.Message):

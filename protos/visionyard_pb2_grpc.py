@@ -89,6 +89,31 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.PredictRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.AddRepo = channel.unary_unary(
+                '/visionyard.v1.Runner/AddRepo',
+                request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.RepoInfo.FromString,
+                _registered_method=True)
+        self.ListRepos = channel.unary_unary(
+                '/visionyard.v1.Runner/ListRepos',
+                request_serializer=protos_dot_visionyard__pb2.ListReposRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.ListReposResponse.FromString,
+                _registered_method=True)
+        self.GetRepo = channel.unary_unary(
+                '/visionyard.v1.Runner/GetRepo',
+                request_serializer=protos_dot_visionyard__pb2.GetRepoRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.RepoInfo.FromString,
+                _registered_method=True)
+        self.RemoveRepo = channel.unary_unary(
+                '/visionyard.v1.Runner/RemoveRepo',
+                request_serializer=protos_dot_visionyard__pb2.RemoveRepoRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.RepoInfo.FromString,
+                _registered_method=True)
+        self.PrepareRepo = channel.unary_unary(
+                '/visionyard.v1.Runner/PrepareRepo',
+                request_serializer=protos_dot_visionyard__pb2.PrepareRepoRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.PrepareRepoResponse.FromString,
+                _registered_method=True)
 
 
 class RunnerServicer:
@@ -161,6 +186,37 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddRepo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRepos(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRepo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRepo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareRepo(self, request, context):
+        """Clone/check out the pinned commit and build the repo's env, ahead of any job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +274,31 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=protos_dot_visionyard__pb2.PredictRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.PredictResponse.SerializeToString,
+            ),
+            'AddRepo': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRepo,
+                    request_deserializer=protos_dot_visionyard__pb2.AddRepoRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.RepoInfo.SerializeToString,
+            ),
+            'ListRepos': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRepos,
+                    request_deserializer=protos_dot_visionyard__pb2.ListReposRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.ListReposResponse.SerializeToString,
+            ),
+            'GetRepo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRepo,
+                    request_deserializer=protos_dot_visionyard__pb2.GetRepoRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.RepoInfo.SerializeToString,
+            ),
+            'RemoveRepo': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRepo,
+                    request_deserializer=protos_dot_visionyard__pb2.RemoveRepoRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.RepoInfo.SerializeToString,
+            ),
+            'PrepareRepo': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareRepo,
+                    request_deserializer=protos_dot_visionyard__pb2.PrepareRepoRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.PrepareRepoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +598,141 @@ class Runner:
             '/visionyard.v1.Runner/Predict',
             protos_dot_visionyard__pb2.PredictRequest.SerializeToString,
             protos_dot_visionyard__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRepo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/AddRepo',
+            protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
+            protos_dot_visionyard__pb2.RepoInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRepos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/ListRepos',
+            protos_dot_visionyard__pb2.ListReposRequest.SerializeToString,
+            protos_dot_visionyard__pb2.ListReposResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRepo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/GetRepo',
+            protos_dot_visionyard__pb2.GetRepoRequest.SerializeToString,
+            protos_dot_visionyard__pb2.RepoInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRepo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/RemoveRepo',
+            protos_dot_visionyard__pb2.RemoveRepoRequest.SerializeToString,
+            protos_dot_visionyard__pb2.RepoInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareRepo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/PrepareRepo',
+            protos_dot_visionyard__pb2.PrepareRepoRequest.SerializeToString,
+            protos_dot_visionyard__pb2.PrepareRepoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -161,6 +161,32 @@ def cmd_envs(args) -> int:
     return 0
 
 
+def cmd_repos(args) -> int:
+    with _client(args) as client:
+        if args.repos_command == "add":
+            repo = client.add_repo(args.spec)
+            console.print(f"added repo [bold]{repo.name}[/] ({repo.url} @ {repo.commit[:12]}); "
+                          f"submit jobs with `framework: custom` and `repo: {repo.name}`")
+        elif args.repos_command == "show":
+            repo = client.repo(args.name)
+            console.print(f"# {repo.name} ({repo.source})", highlight=False)
+            print(repo.spec_yaml, end="")
+        elif args.repos_command == "rm":
+            console.print(f"removed repo {client.remove_repo(args.name).name}")
+        elif args.repos_command == "prepare":
+            started = time.monotonic()
+            ready = client.prepare_repo(args.name)
+            console.print(f"repo {ready.repo.name} checked out at {ready.checkout}; env {ready.env.name} ready "
+                          f"({time.monotonic() - started:.1f} s)")
+        else:
+            table = Table("name", "source", "tasks", "dataset", "commit", "url")
+            for repo in client.repos():
+                table.add_row(repo.name, repo.source, ", ".join(repo.tasks), repo.dataset_format, repo.commit[:12],
+                              repo.url)
+            console.print(table)
+    return 0
+
+
 def cmd_predict(args) -> int:
     with _client(args) as client:
         predictions = client.predict(args.job, args.image, top_k=args.top_k, checkpoint=args.checkpoint)
@@ -233,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     envs_sub.add_parser("list", parents=[common])
     envs_sub.add_parser("prepare", parents=[common]).add_argument("name")
     envs_sub.add_parser("rm", parents=[common]).add_argument("name")
+    p = add("repos", cmd_repos, "custom GitHub repos: list, add a YAML spec, show, prepare, remove")
+    repos_sub = p.add_subparsers(dest="repos_command")
+    repos_sub.add_parser("list", parents=[common])
+    repos_sub.add_parser("add", parents=[common]).add_argument("spec", help="repo spec YAML")
+    repos_sub.add_parser("show", parents=[common]).add_argument("name")
+    repos_sub.add_parser("prepare", parents=[common]).add_argument("name")
+    repos_sub.add_parser("rm", parents=[common]).add_argument("name")
     p = add("predict", cmd_predict, "classify an image with a job's checkpoint")
     p.add_argument("job")
     p.add_argument("image")

@@ -150,6 +150,28 @@ class Client:
     def remove_env(self, name: str) -> list[str]:
         return list(self._call("RemoveEnv", pb.RemoveEnvRequest(name=name)).removed)
 
+    # ------------------------------------------------------------ custom repos
+
+    def add_repo(self, spec_file: str | os.PathLike) -> pb.RepoInfo:
+        path = Path(spec_file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ClientError(None, f"cannot read repo spec '{path}': {exc.strerror}") from None
+        return self._call("AddRepo", pb.AddRepoRequest(spec_yaml=text, filename=path.name))
+
+    def repos(self) -> list[pb.RepoInfo]:
+        return list(self._call("ListRepos", pb.ListReposRequest()).repos)
+
+    def repo(self, name: str) -> pb.RepoInfo:
+        return self._call("GetRepo", pb.GetRepoRequest(name=name))
+
+    def remove_repo(self, name: str) -> pb.RepoInfo:
+        return self._call("RemoveRepo", pb.RemoveRepoRequest(name=name))
+
+    def prepare_repo(self, name: str) -> pb.PrepareRepoResponse:
+        return self._call("PrepareRepo", pb.PrepareRepoRequest(name=name), timeout=None)
+
     def wait_ready(self, timeout: float = 30) -> None:
         """Block until the daemon answers (e.g. right after starting it)."""
         try:

@@ -49,3 +49,10 @@ def schema_to_proto(catalog: FrameworkCatalog) -> pb.ConfigSchema:
         values.update(preset.values)
         schema.presets.add(name=preset.name, description=preset.description, values=values)
     return schema
+
+
+def env_to_proto(record) -> pb.EnvInfo:
+    """An envs.manager.EnvRecord on the wire."""
+    return pb.EnvInfo(name=record.name, spec_name=record.spec_name, key=record.key, path=str(record.path),
+                      size_bytes=record.size_bytes, created_at=record.created_at,
+                      last_used_at=record.last_used_at, requirements=list(record.requirements))

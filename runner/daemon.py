@@ -16,6 +16,8 @@ from grpc_reflection.v1alpha import reflection
 
 import adapters
 import protos
+from custom_repos.git import RepoCache
+from custom_repos.registry import RepoRegistry
 from envs.manager import EnvManager
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
@@ -56,7 +58,8 @@ class Daemon:
         self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
                                lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id))
         self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
-                               DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}")
+                               DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}",
+                               repos=RepoRegistry(self.paths.repos / "specs"), repo_cache=RepoCache(self.paths.repos))
         if "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
             self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)

@@ -8,18 +8,24 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adapters.frameworks import get_catalog
 from envs.manager import EnvManager
-from envs.specs import get_spec as get_env_spec
+from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
 from runner.launcher import Child, ExitStatus, LogTailer, child_environment
 from runner.settings import Paths
 from runner.store import JobRecord, JobState, JobStore
 from runner.tracking import Tracker, flatten
+from runner.workloads import PrepareError, Workload, workload_for
+
+if TYPE_CHECKING:
+    from custom_repos.git import RepoCache
+    from custom_repos.registry import RepoRegistry
 
 log = logging.getLogger("visionyard.jobs")
 LOG_TAIL_LINES = 25
+MAX_LOG_LINE = 4000  # characters of one log line kept in the event stream
 
 
 @dataclass
@@ -33,10 +39,8 @@ class Runtime:
     devices: DevicePool
     reporter_address: str
     threads_per_job: int | None = None  # OMP_NUM_THREADS for children; None keeps the daemon's
-
-
-def env_spec_for(spec: dict):
-    return get_env_spec(get_catalog(spec["framework"]).env)
+    repos: "RepoRegistry | None" = None
+    repo_cache: "RepoCache | None" = None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -63,6 +67,9 @@ class JobExecution(threading.Thread):
         self.cancel_reason = "cancelled by user"
         self._child: Child | None = None
         self._lock = threading.Lock()
+        self.workload: Workload | None = None
+        self.extra_artifacts: list[Path] = []
+        self._tailer: LogTailer | None = None
 
     def cancel(self, reason: str = "cancelled by user") -> None:
         with self._lock:
@@ -75,78 +82,74 @@ class JobExecution(threading.Thread):
             threading.Thread(target=child.terminate, name=f"stop-{self.job_id}", daemon=True).start()
 
     def run(self) -> None:
-        tailer = LogTailer(self.log_path, lambda lines: self.rt.store.add_logs(self.job_id, lines))
+        self._tailer = LogTailer(self.log_path, self._on_lines)
         final_state = JobState.FAILED
         try:
             self.job_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.touch()
-            tailer.start()
+            self._tailer.start()
             final_state = self._run()
         except Exception as exc:  # a bug here must fail the job, never the daemon
             log.exception("job %s failed inside the runner", self.job_id)
-            self._finish(JobState.FAILED, f"runner error: {type(exc).__name__}: {exc}")
+            final_state = self._finish(JobState.FAILED, f"runner error: {type(exc).__name__}: {exc}")
         finally:
-            tailer.stop()
+            self._tailer.stop()
             self.rt.devices.release(self.assignment)
             record = self.rt.store.get(self.job_id)
-            artifacts = [Path(p) for p in (record.best_checkpoint, record.last_checkpoint) if p]
-            self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *artifacts[:1]],
+            best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
+            self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *best, *self.extra_artifacts],
                                     tags={"visionyard.state": record.state.value})
             self.on_done(self.job_id, final_state)
+
+    def _on_lines(self, lines: list[Line]) -> None:
+        self.rt.store.add_logs(self.job_id, [line.text[:MAX_LOG_LINE] for line in lines if line.final and line.text])
+        if self.workload is not None:
+            self.workload.on_lines(lines)
 
     def _run(self) -> JobState:
         store, spec = self.rt.store, self.record.spec
         store.update(self.job_id, job_dir=str(self.job_dir), device=self.assignment.device)
         self.rt.tracker.start_run(self.job_id, self.record.name, flatten(spec), {
             "framework": spec["framework"], "model": spec["model"], "task": spec["task"],
-            "visionyard.job_id": self.job_id})
-
-        env_spec = env_spec_for(spec)
+            "visionyard.job_id": self.job_id, **({"repo": spec["repo"]} if spec.get("repo") else {})})
         with open(self.log_path, "a", buffering=1) as job_log:
-            job_log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
             try:
-                env = self.rt.envs.ensure(env_spec, log=job_log, cancel=self.cancel_requested)
-            except Exception as exc:
+                workload = workload_for(self)
+                command = workload.prepare(job_log)
+            except PrepareError as exc:
                 if self.cancel_requested.is_set():
                     return self._finish(JobState.CANCELLED, self.cancel_reason)
-                return self._finish(JobState.FAILED, f"environment '{env_spec.name}' could not be built: {exc}")
-            job_log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
-        store.update(self.job_id, env_name=env.name)
-
-        job_json = self.job_dir / "job.json"
-        checkpoint_dir = self.job_dir / "checkpoints"
-        checkpoint_dir.mkdir(exist_ok=True)
-        job_json.write_text(json.dumps({
-            "job_id": self.job_id, "job_dir": str(self.job_dir), "device": self.assignment.device,
-            "checkpoint_dir": str(checkpoint_dir), "spec": spec}, indent=2))
-        cmd = [str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)]
+                job_log.write(f"[visionyard] {exc}\n")
+                return self._finish(JobState.FAILED, f"{exc}\nlast log lines:\n{log_tail(self.log_path)}")
         env_vars = child_environment({
-            "PYTHONPATH": str(self.rt.paths.child_path),
-            "VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
-            "VISIONYARD_JOB_ID": self.job_id,
-            "VISIONYARD_JOB_TOKEN": self.record.token,
+            **command.env,
+            "PYTHONPATH": os.pathsep.join(command.pythonpath),
             "CUDA_VISIBLE_DEVICES": self.assignment.visible_devices,
             **({"OMP_NUM_THREADS": str(self.rt.threads_per_job)} if self.rt.threads_per_job else {}),
         })
+        if not command.pythonpath:
+            env_vars.pop("PYTHONPATH")
         with self._lock:
             if self.cancel_requested.is_set():
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
-            self._child = Child(cmd, cwd=self.job_dir, env=env_vars, log_path=self.log_path)
+            self.workload = workload
+            self._child = Child(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path)
         store.transition(self.job_id, JobState.RUNNING, f"pid {self._child.pid} on {self.assignment.device}",
                          pid=self._child.pid)
         status = self._child.wait()
         return self._outcome(status)
 
     def _outcome(self, status: ExitStatus) -> JobState:
-        record = self.rt.store.get(self.job_id)
+        self._tailer.stop()  # every line the child wrote reaches the parser before the verdict
+        self.workload.collect()
         exit_code = status.code if status.code is not None else -(status.signal or 0)
         if self.cancel_requested.is_set():
             return self._finish(JobState.CANCELLED, self.cancel_reason, exit_code=exit_code)
-        if status.ok and record.result is not None:
+        ok, why_not = self.workload.succeeded(status.ok)
+        if ok:
             return self._finish(JobState.SUCCEEDED, "finished", exit_code=exit_code)
-        reason = status.describe()
-        if status.ok:
-            reason += " without reporting a result"
+        record = self.rt.store.get(self.job_id)
+        reason = status.describe() + why_not
         if record.error_report:
             reason += f": {record.error_report}"
         tail = log_tail(self.log_path)

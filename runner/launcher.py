@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from log_parsers.base import Line, LineSplitter
+
 TERMINATE_GRACE_SECONDS = 10.0
 DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                     "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
@@ -115,15 +117,19 @@ def terminate_group(pgid: int, grace: float, exited: Callable[[], bool] | None =
 
 
 class LogTailer(threading.Thread):
-    """Follows a growing log file and hands complete lines to `sink` in batches."""
+    """Follows a growing log file and hands its lines to `sink` in batches.
 
-    def __init__(self, path: Path, sink: Callable[[list[str]], None], interval: float = 0.1,
-                 max_line: int = 4000):
+    Lines are split on \\n, \\r\\n and \\r (a progress-bar refresh is a line with final=False);
+    a partial last line waits for the rest, and is flushed when the tailer stops.
+    """
+
+    def __init__(self, path: Path, sink: Callable[[list[Line]], None], interval: float = 0.1,
+                 read_size: int = 1 << 20):
         super().__init__(name=f"tail-{path.parent.name}", daemon=True)
-        self.path, self.sink, self.interval, self.max_line = path, sink, interval, max_line
+        self.path, self.sink, self.interval, self.read_size = path, sink, interval, read_size
         self._stop_event = threading.Event()
         self._offset = 0
-        self._partial = b""
+        self._splitter = LineSplitter()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -140,13 +146,14 @@ class LogTailer(threading.Thread):
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
-                chunk = f.read()
+                while chunk := f.read(self.read_size):
+                    self._offset += len(chunk)
+                    self._emit(self._splitter.feed(chunk))
         except FileNotFoundError:
             return
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        parts = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        self._partial = b"" if final else parts.pop()
-        lines = [p.decode("utf-8", "replace")[: self.max_line] for p in parts if p.strip()]
+        if final:
+            self._emit(self._splitter.flush())
+
+    def _emit(self, lines: list[Line]) -> None:
         if lines:
             self.sink(lines)

@@ -16,9 +16,10 @@ from adapters.frameworks import all_catalogs, get_catalog
 from envs.specs import get_spec as get_env_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.convert import job_to_proto, model_to_proto, schema_to_proto
+from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.jobs import Runtime
 from runner.launcher import child_environment
+from runner.repo_rpcs import RepoRpcs
 from runner.scheduler import Scheduler
 from runner.spec import SpecError, spec_from_proto, validate_job_spec
 from runner.store import JobNotFound, JobState
@@ -35,13 +36,13 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{job_id}' (see `visionyard list`)")
 
 
-class RunnerServicer(pb_grpc.RunnerServicer):
+class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler):
         self.rt, self.scheduler = rt, scheduler
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
         try:
-            spec = validate_job_spec(spec_from_proto(request.spec))
+            spec = validate_job_spec(spec_from_proto(request.spec), repos=self.rt.repos)
         except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}")
         problem = self.rt.devices.check(spec.training.device)
@@ -103,7 +104,7 @@ class RunnerServicer(pb_grpc.RunnerServicer):
         return schema_to_proto(catalog)
 
     def ListEnvs(self, request, context) -> pb.ListEnvsResponse:
-        return pb.ListEnvsResponse(envs=[_env_info(e) for e in self.rt.envs.list()])
+        return pb.ListEnvsResponse(envs=[env_to_proto(e) for e in self.rt.envs.list()])
 
     def PrepareEnv(self, request: pb.PrepareEnvRequest, context) -> pb.EnvInfo:
         try:
@@ -116,7 +117,7 @@ class RunnerServicer(pb_grpc.RunnerServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"env '{request.name}' could not be built: {exc}")
         for record in self.rt.envs.list():
             if record.name == env.name:
-                return _env_info(record)
+                return env_to_proto(record)
         context.abort(grpc.StatusCode.INTERNAL, f"env {env.name} vanished after it was built")
 
     def RemoveEnv(self, request: pb.RemoveEnvRequest, context) -> pb.RemoveEnvResponse:
@@ -174,12 +175,6 @@ class RunnerServicer(pb_grpc.RunnerServicer):
             return get_catalog(framework)
         except (KeyError, ValueError) as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.args[0])
-
-
-def _env_info(record) -> pb.EnvInfo:
-    return pb.EnvInfo(name=record.name, spec_name=record.spec_name, key=record.key, path=str(record.path),
-                      size_bytes=record.size_bytes, created_at=record.created_at,
-                      last_used_at=record.last_used_at, requirements=list(record.requirements))
 
 
 class ReporterServicer(pb_grpc.ReporterServicer):

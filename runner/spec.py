@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +20,10 @@ from adapters.datasets import DatasetError, read_classification
 from adapters.frameworks import all_catalogs, get_catalog
 from protos import visionyard_pb2 as pb
 
+if TYPE_CHECKING:
+    from custom_repos.registry import RepoRegistry
+
+CUSTOM = "custom"  # jobs that run a repo's own command (custom_repos/)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEFAULT_IMAGE_SIZE = 224
 
@@ -111,17 +115,24 @@ def _parse_error_message(text: str) -> str:
 # ------------------------------------------------------------------ validation
 
 
-def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True) -> JobSpec:
-    """A complete, checked JobSpec from a raw dict, or SpecError naming every bad field."""
+def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "RepoRegistry | None" = None) -> JobSpec:
+    """A complete, checked JobSpec from a raw dict, or SpecError naming every bad field.
+
+    `repos` is the runner's repo registry, needed for `framework: custom`.
+    """
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError([(_loc(e["loc"]), _pydantic_message(e)) for e in exc.errors()]) from None
 
+    if spec.framework == CUSTOM:
+        return _validate_custom(spec, repos)
+    if spec.repo is not None:
+        raise SpecError([("repo", f"only applies to framework: {CUSTOM}")])
     try:
         catalog = get_catalog(spec.framework)
-    except (KeyError, ValueError) as exc:
-        raise SpecError([("framework", _exc_text(exc))]) from None
+    except (KeyError, ValueError):
+        raise SpecError([("framework", f"Unknown framework '{spec.framework}'. Valid: {', '.join(frameworks())}")]) from None
 
     problems: list[tuple[str, str]] = []
     if spec.task not in catalog.tasks:
@@ -157,6 +168,29 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True) -> JobSp
     if problems:
         raise SpecError(problems)
     return spec.model_copy(update=updates)
+
+
+def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
+    """`framework: custom`: the repo spec decides tasks, models, dataset format and `advanced`."""
+    from custom_repos.registry import UnknownRepoError
+    from custom_repos.translate import resolve_job, validate_job
+
+    if repos is None:
+        raise SpecError([("framework", "this runner has no repo registry for framework: custom")])
+    if not spec.repo:
+        names = ", ".join(repo.name for repo, _ in repos.list())
+        raise SpecError([("repo", f"is required with framework: {CUSTOM}. Valid: {names} "
+                          "(or add one with `visionyard repos add spec.yaml`)")])
+    try:
+        repo = repos.get(spec.repo)
+    except UnknownRepoError as exc:
+        raise SpecError([("repo", str(exc))]) from None
+    job = spec.model_dump(mode="json", exclude_none=True)
+    problems = validate_job(repo, job)
+    if problems:
+        raise SpecError(problems)
+    resolved = resolve_job(repo, job)
+    return spec.model_copy(update={key: resolved[key] for key in ("advanced", "num_classes") if key in resolved})
 
 
 def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
@@ -202,9 +236,5 @@ def _pydantic_message(error: dict) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _exc_text(exc: Exception) -> str:
-    return exc.args[0] if exc.args else str(exc)
-
-
 def frameworks() -> list[str]:
-    return sorted(c.name for c in all_catalogs())
+    return sorted([*(c.name for c in all_catalogs()), CUSTOM])

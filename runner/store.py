@@ -8,6 +8,7 @@ connection behind a lock; watchers wait on a condition that every append notifie
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -246,8 +247,10 @@ class JobStore:
     def add_metrics(self, job_id: str, step: int, values: dict[str, float], when: float | None = None) -> int:
         now = when or time.time()
         with self._tx() as db:
+            # NaN/inf (a diverged loss) stay in the event stream; the table keeps finite values only
             db.executemany("INSERT OR REPLACE INTO metrics (job_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)",
-                           [(job_id, key, step, float(value), now) for key, value in values.items()])
+                           [(job_id, key, step, float(value), now) for key, value in values.items()
+                            if math.isfinite(value)])
             db.execute("UPDATE jobs SET epoch = MAX(epoch, ?) WHERE id = ?", (step, job_id))
             event = pb.JobEvent(metrics=pb.MetricsEvent(step=step, values=values))
             return self._append(db, job_id, now, "metrics", event)

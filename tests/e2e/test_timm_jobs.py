@@ -105,7 +105,7 @@ def test_second_job_reuses_the_env(daemon, dataset, finished_job):
     assert final.env_name == first.env_name
     logs = [e.log.text for e in daemon.client.watch(job.id, logs_only=True)]
     assert any(f"env {first.env_name} reused" in line for line in logs)
-    assert [e.name for e in daemon.client.envs()] == [first.env_name]
+    assert [e.name for e in daemon.client.envs() if e.spec_name == "timm"] == [first.env_name]
 
 
 def test_watch_resumes_from_a_sequence_number(daemon, finished_job):

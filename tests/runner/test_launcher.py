@@ -70,4 +70,5 @@ def test_tailer_splits_lines_and_carries_partials(tmp_path):
         f.flush()
         tailer.drain()
     tailer.drain(final=True)
-    assert got == ["one", "two", "three", "four"]
+    assert [(line.text, line.final) for line in got] == [("one", True), ("two", False), ("three", True),
+                                                         ("four", True)]

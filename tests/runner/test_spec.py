@@ -49,7 +49,7 @@ def test_preset_then_user_values(dataset):
 
 
 @pytest.mark.parametrize("override, field, words", [
-    ({"framework": "yolo"}, "framework", "Unknown framework 'yolo'. Valid: timm"),
+    ({"framework": "yolo"}, "framework", "Unknown framework 'yolo'. Valid: custom, timm"),
     ({"task": "object_detection"}, "task", "Valid: image_classification"),
     ({"model": "resnt18"}, "model", "Did you mean resnet18"),
     ({"training": {"epochs": -3}}, "training.epochs", "greater than or equal to 1"),

@@ -1,0 +1,347 @@
+"""A custom repo spec: one YAML file that says how to clone, install and run a GitHub repo.
+
+``load_repo_spec(path)`` turns the YAML into a :class:`RepoSpec` or raises :class:`RepoSpecError`
+naming the file and the field path of every problem (``myrepo.yaml: command[3]: unknown
+placeholder '{epoch}'. Valid: ...``), so a user adding a repo sees what to fix before any clone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adapters.catalog import FrameworkCatalog, Preset, SchemaField, coerce
+from custom_repos import template
+
+#: Repo names: lowercase, digits, '.', '_' and single '-' (the env is named ``repo-<name>``).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._]*(?:-[a-z0-9._]+)*$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ADVANCED_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+DATASET_FORMATS = ("yolo", "imagefolder")
+#: Our compatibility shims (custom_repos/shims/sitecustomize.py), applied without editing the repo.
+SHIMS = ("torch_six", "cuda_synchronize_on_cpu")
+
+
+class RepoSpecError(ValueError):
+    """Problems with a repo spec, each as (field path, message), all tied to one file."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(
+            f"{source}: {path}: {message}" if path else f"{source}: {message}" for path, message in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdvancedFieldSpec(_Strict):
+    """A setting a job may pass under ``advanced:``; becomes an adapters.catalog.SchemaField."""
+
+    type: Literal["choice", "int", "float", "bool", "str"]
+    default: Any
+    description: str = ""
+    choices: list[str] = []
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class ArtifactsSpec(_Strict):
+    """Globs relative to the job's output dir. For ``best`` and ``last`` the last match in
+    natural sort order wins (``checkpoint-[0-9]*.pth`` → ``checkpoint-10.pth`` over ``-9``)."""
+
+    best: str | None = None
+    last: str | None = None
+    files: list[str] = []
+
+    @field_validator("best", "last")
+    @classmethod
+    def _one(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value)
+
+    @field_validator("files")
+    @classmethod
+    def _many(cls, value: list[str]) -> list[str]:
+        return [_relative_path(v) for v in value]
+
+
+class RepoSpec(_Strict):
+    name: str
+    url: str
+    commit: str
+    description: str = ""
+    tasks: list[str] = Field(min_length=1)
+    models: list[str] = []
+    python: str = "3.11"
+    requirements_file: str | None = None
+    requirements: list[str] = []
+    overrides: list[str] = []
+    env: dict[str, str] = {}
+    shims: list[str] = []
+    dataset_format: str
+    #: Fewer classes than this is a job error (ConvNeXt reports top-5 accuracy: 5).
+    min_classes: int | None = Field(None, ge=1)
+    #: ``{image_size}`` when the job sets neither ``image_size`` nor ``training.image_size``.
+    default_image_size: int = Field(224, ge=8, le=8192)
+    command: list[str] = Field(min_length=1)
+    advanced: dict[str, AdvancedFieldSpec] = {}
+    #: Per-model defaults for advanced settings (YOLOv7's tiny and P6 models need other hyps).
+    model_defaults: dict[str, dict[str, Any]] = {}
+    #: Repo paths (fnmatch globs) left out of the checkout, e.g. papers a partial mirror lacks.
+    exclude: list[str] = []
+    artifacts: ArtifactsSpec
+    parser: Any
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > 64 or not NAME_RE.match(value):
+            raise ValueError(f"'{value}' is not a valid repo name: use lowercase letters, digits, '.', '_' "
+                             "and single '-', starting with a letter or digit (at most 64)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value.startswith(("https://", "file://")) or value.startswith(("/", "~/")):
+            return value
+        raise ValueError(f"'{value}' is not a supported url: use an https:// URL, a file:// URL "
+                         "or an absolute path to a git repo")
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, value: str) -> str:
+        if not COMMIT_RE.match(value.lower()):
+            raise ValueError(f"'{value}' is not a commit: use the full sha or at least 7 hex digits")
+        return value.lower()
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if not re.match(r"^3\.\d+(\.\d+)?$", value):
+            raise ValueError(f"'{value}' is not a python version like 3.11")
+        return value
+
+    @field_validator("requirements_file")
+    @classmethod
+    def _requirements_file(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: list[str]) -> list[str]:
+        for task in value:
+            if not re.match(r"^[a-z][a-z0-9_]*$", task):
+                raise ValueError(f"'{task}' is not a task name like object_detection")
+        return value
+
+    @field_validator("dataset_format")
+    @classmethod
+    def _dataset_format(cls, value: str) -> str:
+        if value not in DATASET_FORMATS:
+            raise ValueError(f"'{value}' is not a dataset format. Valid: {', '.join(DATASET_FORMATS)}")
+        return value
+
+    @field_validator("shims")
+    @classmethod
+    def _shims(cls, value: list[str]) -> list[str]:
+        for shim in value:
+            if shim not in SHIMS:
+                raise ValueError(f"unknown shim '{shim}'. Valid: {', '.join(SHIMS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RepoSpec:
+        # Raised as one ValueError whose lines start with the field path; parse_repo_spec splits them.
+        problems = _cross_problems(self)
+        if problems:
+            raise ValueError("\n".join(f"{path}: {message}" for path, message in problems))
+        return self
+
+    def schema_fields(self) -> tuple[SchemaField, ...]:
+        return tuple(
+            SchemaField(path=key, type=f.type, default=f.default, description=f.description,
+                        choices=tuple(f.choices), minimum=f.minimum, maximum=f.maximum)
+            for key, f in self.advanced.items())
+
+    def catalog(self) -> FrameworkCatalog:
+        """This repo as a (unregistered) catalog, so ``resolve_advanced`` and listings work on it.
+
+        ``model_defaults`` become presets named after their model.
+        """
+        return FrameworkCatalog(
+            name=self.name, env=f"repo-{self.name}", tasks=tuple(self.tasks),
+            dataset_formats=(self.dataset_format,), models=(), fields=self.schema_fields(),
+            presets=tuple(Preset(model, f"defaults for {model}", _nest(values))
+                          for model, values in self.model_defaults.items()),
+            adapter="", known_models=frozenset(self.models))
+
+
+def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    fields: dict[str, SchemaField] = {}
+    for key, field in spec.advanced.items():
+        if not ADVANCED_KEY_RE.match(key):
+            problems.append((f"advanced.{key}", "not a valid setting name (letters, digits, '_', dots)"))
+            continue
+        try:
+            fields[key] = SchemaField(path=key, type=field.type, default=field.default,
+                                      description=field.description, choices=tuple(field.choices),
+                                      minimum=field.minimum, maximum=field.maximum)
+        except ValueError as exc:
+            problems.append((f"advanced.{key}", str(exc).replace(f"field {key!r}: ", "")))
+    valid = template.valid_placeholders(spec.dataset_format, spec.advanced)
+    for i, element in enumerate(spec.command):
+        if (message := template.check(element, valid)) is not None:
+            problems.append((f"command[{i}]", message))
+    for name, value in spec.env.items():
+        if not ENV_VAR_RE.match(name):
+            problems.append((f"env.{name}", "not a valid environment variable name"))
+        elif (message := template.check(value, valid)) is not None:
+            problems.append((f"env.{name}", message))
+    for model, values in spec.model_defaults.items():
+        if spec.models and model not in spec.models:
+            problems.append((f"model_defaults.{model}", f"not one of models: {', '.join(spec.models)}"))
+        for key, value in values.items():
+            if key not in spec.advanced:
+                problems.append((f"model_defaults.{model}.{key}",
+                                 f"unknown setting. Valid: {', '.join(spec.advanced) or '(none declared)'}"))
+            elif key in fields:
+                try:
+                    coerce(fields[key], value)
+                except ValueError as exc:
+                    problems.append((f"model_defaults.{model}.{key}", str(exc).split(": ", 1)[-1]))
+    problems += _parser_problems(spec.parser)
+    return problems
+
+
+def _parser_problems(config: Any) -> list[tuple[str, str]]:
+    if not isinstance(config, (str, dict)):
+        return [("parser", f"expected a parser name or a mapping, got {type(config).__name__}")]
+    from log_parsers import validate_parser_config  # lazily: log_parsers is another team's package
+
+    try:
+        validate_parser_config(config)
+    except ValueError as exc:
+        message = str(exc)
+        path, sep, rest = message.partition(": ")
+        if sep and path.startswith("parser"):
+            return [(path, rest)]
+        return [("parser", message)]
+    return []
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"'{value}' must be a relative path inside the folder (no '..')")
+    return value
+
+
+def _nest(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        tree = out
+        for part in parents:
+            tree = tree.setdefault(part, {})
+        tree[last] = value
+    return out
+
+
+# ------------------------------------------------------------------ loading
+
+
+def parse_repo_spec(data: Any, source: str) -> RepoSpec:
+    """A checked RepoSpec from parsed YAML, or RepoSpecError naming ``source`` and each field."""
+    if not isinstance(data, dict):
+        raise RepoSpecError(source, [("", f"expected a mapping of spec fields, got {type(data).__name__}")])
+    try:
+        return RepoSpec.model_validate(data)
+    except ValidationError as exc:
+        problems: list[tuple[str, str]] = []
+        for error in exc.errors():
+            if error["loc"] == () and error["type"] == "value_error":  # from _cross_checks
+                for line in _message(error).splitlines():
+                    path, _, message = line.partition(": ")
+                    problems.append((path, message))
+            else:
+                problems.append((_loc(error["loc"]), _message(error)))
+        raise RepoSpecError(source, problems) from None
+
+
+def load_repo_spec(path: Path) -> RepoSpec:
+    """The RepoSpec in a YAML file; syntax errors name the file, line and column."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RepoSpecError(source, [("", f"cannot read the spec: {exc.strerror or exc}")]) from None
+    return parse_repo_spec(load_yaml(text, source), source)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise RepoSpecError(source, [(where, f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise RepoSpecError(source, [("", f"YAML syntax error: {exc}")]) from None
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(error["loc"][:-1])
+        unknown = str(error["loc"][-1])
+        close = difflib.get_close_matches(unknown, valid, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"unknown field.{hint} Valid: {', '.join(valid)}"
+    if error["type"] == "missing":
+        return "is required"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The field names of the model found by walking ``loc`` from RepoSpec (dict keys, list indexes)."""
+    annotation: Any = RepoSpec
+    for part in loc:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = annotation.model_fields[part].annotation
+        else:
+            annotation = _container_item(annotation)
+        annotation = _unwrap_optional(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _container_item(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[-1] if args else Any
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation

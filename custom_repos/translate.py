@@ -1,0 +1,277 @@
+"""A visionyard job → a custom repo's env spec, config files and command line.
+
+The job is the raw job-spec dict (``task``, ``model``, ``dataset{path,format}``, ``training{...}``,
+``image_size``, ``advanced``). Missing training values take the same defaults as
+``runner.spec.TrainingSpec`` (repeated here: custom_repos must not import runner).
+
+``{image_size}`` is the job's ``image_size``, else ``training.image_size``, else the spec's
+``default_image_size`` (YOLOv7 640, ConvNeXt 224): a size belongs to the model family, not to an
+advanced setting a user would have to know about.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters.catalog import UnknownNameError, resolve_advanced
+from custom_repos import template
+from custom_repos.datasets import inspect_dataset, stage_yolo
+from custom_repos.git import RepoError, checkout_commit
+from custom_repos.spec import RepoSpec
+from envs.spec import EnvSpec
+
+#: Same defaults as runner.spec.TrainingSpec.
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3,
+                                     "num_workers": 0, "seed": 0, "image_size": None}
+#: A child that finds these thinks it is one rank of a distributed run (YOLOv7, ConvNeXt).
+DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID")
+SHIM_DIR = Path(__file__).resolve().parent / "shims"
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+#: Requirement-file lines that point at other files: they cannot be resolved from the env dir.
+_FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
+
+
+class RepoJobError(ValueError):
+    """A job this repo cannot run, each problem as (field path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+@dataclass
+class Launch:
+    """How to start a custom repo's training: the daemon spawns ``argv`` in ``cwd``.
+
+    ``env`` is added to the daemon's environment, ``unset_env`` removed from it, and
+    ``pythonpath`` prepended to PYTHONPATH.
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    output_dir: Path
+    pythonpath: list[str]
+    unset_env: list[str] = field(default_factory=lambda: list(DISTRIBUTED_VARS))
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    best: Path | None
+    last: Path | None
+    files: list[Path]
+
+
+# ------------------------------------------------------------------ env
+
+
+def env_spec(spec: RepoSpec, checkout: Path) -> EnvSpec:
+    """The env the repo runs in. Its key covers the repo name, the commit and the requirements
+    file's content (as header lines of ``requirements_text``, which envs installs and hashes)."""
+    commit = checkout_commit(checkout) or spec.commit
+    text = f"# visionyard repo: {spec.name} @ {commit}\n"
+    if spec.requirements_file:
+        path = Path(checkout) / spec.requirements_file
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RepoError(f"{spec.name} @ {commit[:12]}: requirements file '{spec.requirements_file}' "
+                            f"cannot be read: {exc.strerror or exc}") from None
+        for number, line in enumerate(content.splitlines(), 1):
+            option = line.strip().split(maxsplit=1)[0] if line.strip() else ""
+            if option.split("=", 1)[0] in _FILE_OPTIONS:
+                raise RepoError(f"{spec.name}: {spec.requirements_file}:{number}: '{line.strip()}' refers to "
+                                "another file, which visionyard cannot install; list the requirements in the "
+                                "spec's `requirements:` and drop `requirements_file`")
+        text += f"# {spec.requirements_file}\n{content}"
+    return EnvSpec(name=f"repo-{spec.name}", python=spec.python, requirements=tuple(spec.requirements),
+                   overrides=tuple(spec.overrides), requirements_text=text,
+                   description=spec.description or f"custom repo {spec.name}")
+
+
+# ------------------------------------------------------------------ validation
+
+
+def validate_job(spec: RepoSpec, job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every reason this repo cannot run ``job``, as (field path, message); empty when it can."""
+    return _check(spec, _as_dict(job))[0]
+
+
+def resolve_job(spec: RepoSpec, job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` with advanced settings, training defaults, image size and classes filled in.
+
+    Raises RepoJobError listing every problem :func:`validate_job` finds.
+    """
+    problems, resolved = _check(spec, _as_dict(job))
+    if problems:
+        raise RepoJobError(problems)
+    return resolved
+
+
+def _check(spec: RepoSpec, job: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    problems: list[tuple[str, str]] = []
+    task, model = job.get("task"), job.get("model")
+    if task not in spec.tasks:
+        problems.append(("task", f"'{task}' is not a task of repo {spec.name}. Valid: {', '.join(spec.tasks)}"))
+    if not isinstance(model, str) or not model:
+        problems.append(("model", f"is required. Valid: {', '.join(spec.models) or 'any model name'}"))
+    elif spec.models and model not in spec.models:
+        close = difflib.get_close_matches(model, spec.models, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        problems.append(("model", f"'{model}' is not a model of repo {spec.name}.{hint} "
+                         f"Valid: {', '.join(spec.models)}"))
+    elif not MODEL_RE.match(model):
+        problems.append(("model", f"'{model}' is not a model name (letters, digits, '.', '_', '-')"))
+    for key in ("weights", "resume"):
+        if job.get(key):
+            problems.append((key, f"not supported for custom repos; repo {spec.name} trains from scratch"))
+    if job.get("pretrained"):
+        problems.append(("pretrained", f"not supported for custom repos; repo {spec.name} trains from scratch"))
+    if job.get("preset"):
+        problems.append(("preset", "custom repos have no presets; set values under `advanced:`"))
+
+    advanced: dict[str, Any] = {}
+    preset = model if isinstance(model, str) and model in spec.model_defaults else None
+    try:
+        advanced = resolve_advanced(spec.catalog(), job.get("advanced") or {}, preset)
+    except (UnknownNameError, ValueError) as exc:
+        path, _, message = str(exc).partition(": ")
+        problems.append((path, message.replace(f"for {spec.name}", f"for repo {spec.name}")))
+
+    dataset = job.get("dataset") or {}
+    fmt = dataset.get("format") or spec.dataset_format
+    training = {**TRAINING_DEFAULTS, **{k: v for k, v in (job.get("training") or {}).items() if v is not None}}
+    info = None
+    if fmt != spec.dataset_format:
+        problems.append(("dataset.format", f"'{fmt}' is not what repo {spec.name} reads. "
+                         f"Valid: {spec.dataset_format}"))
+    elif not dataset.get("path"):
+        problems.append(("dataset.path", "is required"))
+    else:
+        info, dataset_problems = inspect_dataset(fmt, str(dataset["path"]), int(training.get("seed") or 0))
+        problems += dataset_problems
+    if info is not None:
+        count = len(info.class_names)
+        if spec.min_classes and count < spec.min_classes:
+            problems.append(("dataset.path", f"repo {spec.name} needs at least {spec.min_classes} classes "
+                             f"(it reports top-{spec.min_classes} accuracy); the dataset has {count}"))
+        if job.get("num_classes") not in (None, count):
+            problems.append(("num_classes", f"is {job['num_classes']} but the dataset has {count} classes; "
+                             "remove it to infer it"))
+
+    resolved = copy.deepcopy(job)
+    resolved.update(advanced=advanced, training=training)
+    resolved["image_size"] = job.get("image_size") or training["image_size"] or spec.default_image_size
+    resolved["dataset"] = {**dataset, "format": fmt}
+    if info is not None:
+        resolved["dataset"]["path"] = str(info.root)
+        resolved.update(num_classes=len(info.class_names), class_names=list(info.class_names))
+    return problems, resolved
+
+
+def _as_dict(job: Any) -> dict[str, Any]:
+    if hasattr(job, "model_dump"):  # a runner JobSpec
+        return job.model_dump()
+    return dict(job)
+
+
+# ------------------------------------------------------------------ launch
+
+
+def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checkout: Path, python: Path,
+                   device: str) -> Launch:
+    """Write the repo's config files into ``job_dir`` and render its command.
+
+    ``device`` is what the daemon assigned (``cpu`` or ``cuda:0``; it sets CUDA_VISIBLE_DEVICES).
+    Nothing is written into ``checkout``: bytecode goes to ``<job_dir>/pycache``, outputs to
+    ``<job_dir>/output``, YOLO label caches to ``<job_dir>/data/labels``.
+    """
+    if not DEVICE_RE.match(device):
+        raise ValueError(f"device '{device}' is not cpu, cuda or cuda:N")
+    resolved = resolve_job(spec, job)
+    job_dir = Path(job_dir).absolute()
+    output_dir = job_dir / "output"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    values = _placeholder_values(spec, resolved, job_dir, output_dir, python, device)
+
+    if spec.dataset_format == "yolo":
+        data = stage_yolo(Path(resolved["dataset"]["path"]), job_dir)
+        data_yaml = job_dir / "data.yaml"
+        # Absolute paths and no `download:` key: YOLOv7 would fetch a dataset it cannot find.
+        data_yaml.write_text(yaml.safe_dump({
+            "train": str(data / "images" / "train"), "val": str(data / "images" / "val"),
+            "nc": resolved["num_classes"], "names": resolved["class_names"]}, sort_keys=False))
+        values.update(data_yaml=str(data_yaml), dataset_dir=str(data),
+                      train_dir=str(data / "images" / "train"), val_dir=str(data / "images" / "val"))
+    else:
+        root = Path(resolved["dataset"]["path"])
+        values.update(dataset_dir=str(root), train_dir=str(root / "train"), val_dir=str(root / "val"))
+
+    env = {name: template.render(value, values) for name, value in spec.env.items()}
+    env["PYTHONPYCACHEPREFIX"] = str(job_dir / "pycache")
+    pythonpath: list[str] = []
+    if spec.shims:
+        env["VISIONYARD_SHIMS"] = ",".join(spec.shims)
+        pythonpath = [str(SHIM_DIR)]
+    argv = [template.render(element, values) for element in spec.command]
+    return Launch(argv=argv, env=env, cwd=Path(checkout).absolute(), output_dir=output_dir,
+                  pythonpath=pythonpath)
+
+
+def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, output_dir: Path, python: Path,
+                        device: str) -> dict[str, Any]:
+    training = job["training"]
+    device_type = device.split(":", 1)[0]
+    index = device.split(":", 1)[1] if ":" in device else "0"
+    values: dict[str, Any] = {
+        "python": str(Path(python).absolute()),  # not resolve(): the venv's python is a symlink
+        "model": job["model"], "epochs": training["epochs"], "batch_size": training["batch_size"],
+        "learning_rate": training["learning_rate"], "image_size": job["image_size"], "device": device,
+        "device_index": "cpu" if device_type == "cpu" else index, "device_type": device_type,
+        "output_dir": str(output_dir), "job_dir": str(job_dir), "num_classes": job["num_classes"],
+        "seed": training["seed"], "workers": training["num_workers"],
+    }
+    for key in spec.advanced:
+        value: Any = job["advanced"]
+        for part in key.split("."):
+            value = value[part]
+        values[f"advanced.{key}"] = value
+    return values
+
+
+# ------------------------------------------------------------------ artifacts
+
+
+def find_artifacts(spec: RepoSpec, output_dir: Path) -> Artifacts:
+    """The run's checkpoints and files under ``output_dir``, by the spec's globs.
+
+    For ``best`` and ``last`` the last match in natural sort order wins, so ``checkpoint-[0-9]*.pth``
+    picks ``checkpoint-10.pth`` over ``checkpoint-9.pth``.
+    """
+    output_dir = Path(output_dir)
+
+    def matches(pattern: str | None) -> list[Path]:
+        if not pattern:
+            return []
+        return sorted((p for p in output_dir.glob(pattern) if p.is_file()),
+                      key=lambda p: natural_key(str(p.relative_to(output_dir))))
+
+    best, last = matches(spec.artifacts.best), matches(spec.artifacts.last)
+    files: list[Path] = []
+    for pattern in spec.artifacts.files:
+        files += [p for p in matches(pattern) if p not in files]
+    return Artifacts(best=best[-1] if best else None, last=last[-1] if last else None, files=files)
+
+
+def natural_key(text: str) -> list:
+    """Sort key with digit runs compared as numbers: ``a-2`` < ``a-10``."""
+    return [int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", text))]

@@ -1,0 +1,76 @@
+"""Runner RPCs for custom repos: add a YAML spec, list, show, remove, prepare ahead of jobs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import grpc
+import yaml
+
+from protos import visionyard_pb2 as pb
+from runner.convert import env_to_proto
+
+
+def repo_to_proto(spec, source: str) -> pb.RepoInfo:
+    data = spec.model_dump(mode="json", exclude_defaults=True)
+    return pb.RepoInfo(name=spec.name, url=spec.url, commit=spec.commit, description=spec.description,
+                       tasks=list(spec.tasks), models=list(spec.models), dataset_format=spec.dataset_format,
+                       source=source, spec_yaml=yaml.safe_dump(data, sort_keys=False))
+
+
+class RepoRpcs:
+    """Mixed into RunnerServicer; needs `self.rt` (repos, repo_cache, envs)."""
+
+    def _repo(self, name: str, context):
+        from custom_repos.registry import UnknownRepoError
+
+        try:
+            spec = self.rt.repos.get(name)
+        except UnknownRepoError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        source = next((src for s, src in self.rt.repos.list() if s.name == spec.name), "shipped")
+        return spec, source
+
+    def AddRepo(self, request: pb.AddRepoRequest, context) -> pb.RepoInfo:
+        from custom_repos.spec import RepoSpecError
+
+        filename = Path(request.filename or "repo.yaml").name
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / filename
+            path.write_text(request.spec_yaml)
+            try:
+                spec = self.rt.repos.add(path)
+            except (RepoSpecError, ValueError) as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid repo spec:\n{exc}")
+        return repo_to_proto(spec, "user")
+
+    def ListRepos(self, request, context) -> pb.ListReposResponse:
+        return pb.ListReposResponse(repos=[repo_to_proto(spec, source) for spec, source in self.rt.repos.list()])
+
+    def GetRepo(self, request: pb.GetRepoRequest, context) -> pb.RepoInfo:
+        return repo_to_proto(*self._repo(request.name, context))
+
+    def RemoveRepo(self, request: pb.RemoveRepoRequest, context) -> pb.RepoInfo:
+        spec, source = self._repo(request.name, context)
+        if source != "user":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"repo '{spec.name}' ships with visionyard and cannot be removed")
+        self.rt.repos.remove(spec.name)
+        return repo_to_proto(spec, source)
+
+    def PrepareRepo(self, request: pb.PrepareRepoRequest, context) -> pb.PrepareRepoResponse:
+        from custom_repos.git import RepoError
+        from custom_repos.translate import env_spec
+
+        spec, source = self._repo(request.name, context)
+        try:
+            checkout = self.rt.repo_cache.checkout(spec)
+        except RepoError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"repo '{spec.name}': {exc}")
+        try:
+            env = self.rt.envs.ensure(env_spec(spec, checkout))
+        except Exception as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"env for repo '{spec.name}' could not be built: {exc}")
+        info = next((env_to_proto(e) for e in self.rt.envs.list() if e.name == env.name), pb.EnvInfo(name=env.name))
+        return pb.PrepareRepoResponse(repo=repo_to_proto(spec, source), checkout=str(checkout), env=info)

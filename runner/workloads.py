@@ -1,0 +1,168 @@
+"""What a job runs: a framework adapter, or a custom repo's own command.
+
+Both prepare during PREPARING (env, and for repos the checkout and translated configs), hand
+the job a command to spawn, see the child's log lines, and judge the exit. The job execution
+(runner/jobs.py) owns everything else: states, the process, cancel, tracking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from adapters.frameworks import get_catalog
+from envs.specs import get_spec as get_env_spec
+from log_parsers import build_parser
+from log_parsers.base import Line, MetricUpdate, ProgressUpdate
+from protos import visionyard_pb2 as pb
+from runner.spec import CUSTOM
+
+if TYPE_CHECKING:
+    from runner.jobs import JobExecution
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)   # on top of the child environment
+    pythonpath: list[str] = field(default_factory=list)
+
+
+class PrepareError(RuntimeError):
+    """Preparation failed; the message says what, for the job's error."""
+
+
+class Workload:
+    def __init__(self, execution: "JobExecution"):
+        self.execution = execution
+        self.rt = execution.rt
+        self.job_id = execution.job_id
+        self.spec = execution.record.spec
+
+    def prepare(self, log: TextIO) -> Command:
+        raise NotImplementedError
+
+    def on_lines(self, lines: list[Line]) -> None:
+        """Every line the child writes (progress-bar refreshes included)."""
+
+    def collect(self) -> None:
+        """After the child exited, however it ended: last parsed metrics, artifacts."""
+
+    def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
+        """Whether a finished child counts as a success, and why not."""
+        raise NotImplementedError
+
+    def _ensure_env(self, env_spec, log: TextIO):
+        log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
+        try:
+            env = self.rt.envs.ensure(env_spec, log=log, cancel=self.execution.cancel_requested)
+        except Exception as exc:
+            raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}") from exc
+        log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
+        self.rt.store.update(self.job_id, env_name=env.name)
+        return env
+
+
+class AdapterWorkload(Workload):
+    """A framework adapter in its framework's env; it reports over gRPC itself."""
+
+    def prepare(self, log: TextIO) -> Command:
+        env = self._ensure_env(get_env_spec(get_catalog(self.spec["framework"]).env), log)
+        job_dir = self.execution.job_dir
+        checkpoint_dir = job_dir / "checkpoints"
+        checkpoint_dir.mkdir(exist_ok=True)
+        job_json = job_dir / "job.json"
+        job_json.write_text(json.dumps({
+            "job_id": self.job_id, "job_dir": str(job_dir), "device": self.execution.assignment.device,
+            "checkpoint_dir": str(checkpoint_dir), "spec": self.spec}, indent=2))
+        return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
+                       env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
+                            "VISIONYARD_JOB_ID": self.job_id,
+                            "VISIONYARD_JOB_TOKEN": self.execution.record.token},
+                       pythonpath=[str(self.rt.paths.child_path)])
+
+    def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
+        if not exit_ok:
+            return False, ""
+        if self.rt.store.get(self.job_id).result is None:
+            return False, " without reporting a result"
+        return True, ""
+
+
+class RepoWorkload(Workload):
+    """A custom repo's own command; its stdout becomes metrics through the repo's log parser."""
+
+    def __init__(self, execution: "JobExecution"):
+        super().__init__(execution)
+        self.repo = self.rt.repos.get(self.spec["repo"])
+        self.parser = build_parser(self.repo.parser)
+        self.output_dir: Path | None = None
+        self._last_progress: tuple[int, int] | None = None
+
+    def prepare(self, log: TextIO) -> Command:
+        from custom_repos.git import RepoError
+        from custom_repos.translate import env_spec, prepare_launch
+
+        log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")
+        try:
+            checkout = self.rt.repo_cache.checkout(self.repo, log=log)
+            spec = env_spec(self.repo, checkout)
+        except RepoError as exc:
+            raise PrepareError(f"repo '{self.repo.name}': {exc}") from exc
+        env = self._ensure_env(spec, log)
+        try:
+            launch = prepare_launch(self.repo, self.spec, self.execution.job_dir, checkout, env.python,
+                                    self.execution.assignment.device)
+        except (OSError, ValueError) as exc:
+            raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}") from exc
+        self.output_dir = launch.output_dir
+        log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
+        return Command(list(launch.argv), cwd=launch.cwd, env=dict(launch.env), pythonpath=list(launch.pythonpath))
+
+    def on_lines(self, lines: list[Line]) -> None:
+        events = []
+        for line in lines:
+            events += self.parser.feed_line(line)
+        self._apply(events)
+
+    def collect(self) -> None:
+        self._apply(self.parser.finish())
+        self._collect_artifacts()
+
+    def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
+        return exit_ok, ""
+
+    def _apply(self, events) -> None:
+        store, tracker = self.rt.store, self.rt.tracker
+        for event in events:
+            if isinstance(event, MetricUpdate):
+                store.add_metrics(self.job_id, event.step, event.values)
+                tracker.log_metrics(self.job_id, event.step, event.values)
+            elif isinstance(event, ProgressUpdate):
+                total = event.total_epochs or self.spec["training"]["epochs"]
+                store.add_event(self.job_id, pb.JobEvent(progress=pb.ProgressEvent(
+                    epoch=event.epoch, total_epochs=total, step=event.step or 0, total_steps=event.total_steps or 0)))
+
+    def _collect_artifacts(self) -> None:
+        from custom_repos.translate import find_artifacts
+
+        if self.output_dir is None:
+            return
+        found = find_artifacts(self.repo, self.output_dir)
+        store = self.rt.store
+        for kind in ("last", "best"):
+            path = getattr(found, kind)
+            if path:
+                store.add_event(self.job_id, pb.JobEvent(checkpoint=pb.CheckpointEvent(
+                    path=str(path), kind=kind, epoch=store.get(self.job_id).epoch)))
+                store.update(self.job_id, **{f"{kind}_checkpoint": str(path)})
+        self.execution.extra_artifacts = list(found.files)
+
+
+def workload_for(execution: "JobExecution") -> Workload:
+    if execution.record.spec["framework"] == CUSTOM:
+        return RepoWorkload(execution)
+    return AdapterWorkload(execution)

@@ -1,0 +1,169 @@
+"""Custom repos through the real daemon: clone a local git repo, build its env, run its own
+script, parse its stdout into metrics, collect its artifacts — and fail clearly when any of it breaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner.client import ClientError
+from tests.fixtures import COLOURS, make_imagefolder
+from tests.conftest import start_daemon
+from tests.repo_fixtures import copy_shipped_spec, fake_convnext, fake_yolov7, make_yolo, toy_repo, toy_spec
+
+pytestmark = pytest.mark.e2e
+
+FIVE_CLASSES = {**COLOURS, "white": (240, 240, 240), "black": (10, 10, 10)}
+
+
+def custom_job(repo: str, model: str, task: str, data: Path, fmt: str, epochs: int = 2, **over) -> dict:
+    spec = {"name": f"{repo}-job", "framework": "custom", "repo": repo, "model": model, "task": task,
+            "dataset": {"path": str(data), "format": fmt},
+            "training": {"epochs": epochs, "batch_size": 2, "image_size": 64, "device": "cpu"}}
+    spec.update(over)
+    return spec
+
+
+def metric_steps(events) -> list[tuple[int, dict]]:
+    return [(e.metrics.step, dict(e.metrics.values)) for e in events if e.WhichOneof("kind") == "metrics"]
+
+
+def test_yolov7_format_repo_end_to_end(daemon, tmp_path):
+    url, sha = fake_yolov7(tmp_path / "yolov7")
+    daemon.client.add_repo(copy_shipped_spec("yolov7", str(url), sha, "yolov7-local", tmp_path / "y7.yaml"))
+    data = make_yolo(tmp_path / "parts")
+    job = daemon.client.submit(custom_job("yolov7-local", "yolov7-tiny", "object_detection", data, "yolo"))
+    events = list(daemon.client.watch(job.id, include_logs=True))
+    final = daemon.client.get(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    steps = metric_steps(events)
+    assert [s for s, _ in steps if "val/mAP50-95" in _] == [1, 2]   # one set per epoch, not per \r refresh
+    last = dict(steps[-1][1])
+    assert {"train/loss", "train/box_loss", "val/precision", "val/recall", "val/mAP50", "val/mAP50-95"} <= set(last)
+    assert abs(final.metrics["val/mAP50"] - 0.000914) < 1e-9
+    progress = [e.progress for e in events if e.WhichOneof("kind") == "progress"]
+    assert progress and {p.total_epochs for p in progress} == {2} and max(p.epoch for p in progress) == 2
+    assert final.best_checkpoint.endswith("run/weights/best.pt") and Path(final.best_checkpoint).is_file()
+    assert final.last_checkpoint.endswith("run/weights/last.pt")
+    # the repo's label caches and outputs stay in the job dir; the user's dataset is untouched
+    assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in make_yolo(tmp_path / "ref").rglob("*"))
+
+
+def test_convnext_format_repo_end_to_end(daemon, tmp_path):
+    url, sha = fake_convnext(tmp_path / "convnext")
+    daemon.client.add_repo(copy_shipped_spec("convnext", str(url), sha, "convnext-local", tmp_path / "cx.yaml"))
+    data = make_imagefolder(tmp_path / "five", per_class=2, val_per_class=1, classes=FIVE_CLASSES)
+    job = daemon.client.submit(custom_job("convnext-local", "convnext_tiny", "image_classification", data,
+                                          "imagefolder"))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    steps = metric_steps(daemon.client.watch(job.id))
+    assert [s for s, _ in steps if "val/accuracy" in _] == [1, 2]
+    assert final.metrics["val/accuracy"] == pytest.approx(0.6)
+    assert final.metrics["val/top5"] == pytest.approx(1.0)
+    assert {"train/loss", "lr", "val/loss"} <= set(final.metrics)
+    assert final.best_checkpoint.endswith("checkpoint-best.pth")
+    assert final.last_checkpoint.endswith("checkpoint-1.pth")
+
+
+def test_a_yaml_only_repo(daemon, tmp_path, capsys):
+    from runner.cli import main
+
+    url, sha = toy_repo(tmp_path / "toy")
+    spec_file = tmp_path / "toy.yaml"
+    spec_file.write_text(toy_spec(f"file://{url}", sha))
+    assert main(["repos", "add", str(spec_file), "--address", daemon.address]) == 0
+    assert main(["repos", "list", "--address", daemon.address]) == 0
+    assert "toyrepo" in capsys.readouterr().out
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    job = daemon.client.submit(custom_job("toyrepo", "anything", "image_classification", data, "imagefolder", 3))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    history = {(s, round(v["val/accuracy"], 3)) for s, v in metric_steps(daemon.client.watch(job.id))
+               if "val/accuracy" in v}
+    assert history == {(1, 0.5), (2, 0.6), (3, 0.7)}
+    assert final.epoch == 3 and final.last_checkpoint.endswith("model_3.bin")
+
+
+def test_added_repos_survive_a_restart(tmp_path, shared_envs):
+    url, sha = toy_repo(tmp_path / "toy")
+    spec_file = tmp_path / "toy.yaml"
+    spec_file.write_text(toy_spec(str(url), sha, name="kept"))
+    first = start_daemon(tmp_path / "home", shared_envs)
+    try:
+        first.client.add_repo(spec_file)
+    finally:
+        first.stop()
+    second = start_daemon(tmp_path / "home", shared_envs)
+    try:
+        repos = {r.name: r for r in second.client.repos()}
+        assert {"yolov7", "convnext", "kept"} <= set(repos)
+        assert repos["kept"].source == "user" and repos["yolov7"].source == "shipped"
+        assert "url:" in second.client.repo("kept").spec_yaml
+    finally:
+        second.stop()
+
+
+def test_a_failing_command_fails_the_job_with_its_tail(daemon, tmp_path):
+    url, sha = toy_repo(tmp_path / "toy")
+    spec_file = tmp_path / "toy.yaml"
+    spec_file.write_text(toy_spec(str(url), sha, name="toyfail"))
+    daemon.client.add_repo(spec_file)
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    job = daemon.client.submit(custom_job("toyfail", "m", "image_classification", data, "imagefolder", 3,
+                                          advanced={"fail_at": 2}))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.FAILED and final.exit_code == 3
+    assert "exited with code 3" in final.error and "toy trainer blew up" in final.error
+    assert final.metrics["val/accuracy"] == pytest.approx(0.5)   # epoch 1 still counted
+
+
+@pytest.mark.parametrize("problem", ["no_such_url", "no_such_commit", "bad_requirement"])
+def test_preparation_failures_say_which(daemon, tmp_path, problem):
+    url, sha = toy_repo(tmp_path / "toy")
+    text = toy_spec(str(url), sha, name=f"broken-{problem.replace('_', '-')}")
+    if problem == "no_such_url":
+        text = text.replace(f"url: {url}", f"url: {tmp_path / 'missing-repo'}")
+    elif problem == "no_such_commit":
+        text = text.replace(f"commit: {sha}", "commit: 0123456789abcdef0123456789abcdef01234567")
+    else:
+        text = text.replace("tasks:", "requirements: [visionyard-no-such-package==9.9]\ntasks:")
+    spec_file = tmp_path / "broken.yaml"
+    spec_file.write_text(text)
+    repo = daemon.client.add_repo(spec_file)
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    final = daemon.client.wait(daemon.client.submit(custom_job(repo.name, "m", "image_classification", data,
+                                                              "imagefolder", 1)).id)
+    assert final.state == pb.FAILED
+    expected = {"no_such_url": "missing-repo", "no_such_commit": "0123456789ab",
+                "bad_requirement": "visionyard-no-such-package"}[problem]
+    assert expected in final.error
+
+
+def test_bad_custom_specs_are_rejected(daemon, tmp_path):
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    cases = [
+        (custom_job("nope", "m", "image_classification", data, "imagefolder"), "repo:"),
+        (custom_job("convnext", "convnext_tiny", "image_classification", data, "imagefolder"), "classes"),
+        (custom_job("yolov7", "yolov7-huge", "object_detection", data, "yolo"), "model:"),
+        (custom_job("yolov7", "yolov7-tiny", "object_detection", data, "yolo"), "dataset"),
+        (custom_job("yolov7", "yolov7-tiny", "object_detection", make_yolo(tmp_path / "y"), "yolo",
+                    advanced={"hypp": "x"}), "advanced.hypp"),
+    ]
+    for spec, words in cases:
+        with pytest.raises(ClientError) as info:
+            daemon.client.submit(spec)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in str(info.value), str(info.value)
+
+
+def test_bad_repo_specs_are_rejected_naming_the_field(daemon, tmp_path):
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(toy_spec("/x", "abcdef1").replace('"{epochs}"', '"{epoch}"'))
+    with pytest.raises(ClientError) as info:
+        daemon.client.add_repo(spec_file)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "bad.yaml" in str(info.value) and "{epoch}" in str(info.value)

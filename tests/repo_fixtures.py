@@ -1,0 +1,188 @@
+"""Tiny local git repos that stand in for GitHub ones: our own train scripts, real log formats.
+
+The fake YOLOv7 and ConvNeXt scripts accept the real repos' command lines, replay a log recorded
+from the real repos (tests/log_parsers/data) line by line, and write the files the real ones
+write, so the daemon's clone → env → translate → run → parse → artifacts path runs for real.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import git
+
+DATA = Path(__file__).resolve().parent / "log_parsers" / "data"
+
+REPLAY = '''
+import sys, time
+def replay(path, delay=0.002):
+    with open(path, "rb") as f:
+        data = f.read()
+    for piece in data.split(b"\\n"):
+        sys.stdout.buffer.write(piece + b"\\n")
+        sys.stdout.flush()
+        time.sleep(delay)
+'''
+
+FAKE_YOLOV7 = REPLAY + '''
+import argparse, os
+p = argparse.ArgumentParser()
+for flag in ("--weights", "--cfg", "--data", "--hyp", "--device", "--project", "--name"):
+    p.add_argument(flag)
+p.add_argument("--epochs", type=int)
+p.add_argument("--batch-size", type=int)
+p.add_argument("--img-size", type=int, nargs=2)
+p.add_argument("--workers", type=int)
+p.add_argument("--exist-ok", action="store_true")
+a = p.parse_args()
+assert a.weights == "", a.weights
+assert os.path.isfile(a.data), a.data
+assert os.path.isfile(a.cfg), a.cfg
+assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == "1"
+replay("yolov7.log")
+out = os.path.join(a.project, a.name)
+os.makedirs(os.path.join(out, "weights"), exist_ok=True)
+for name in ("best.pt", "last.pt"):
+    open(os.path.join(out, "weights", name), "wb").write(b"weights")
+open(os.path.join(out, "results.txt"), "w").write("0/1 ...\\n1/1 ...\\n")
+'''
+
+FAKE_CONVNEXT = REPLAY + '''
+import argparse, os
+p = argparse.ArgumentParser()
+for flag in ("--model", "--data_set", "--data_path", "--eval_data_path", "--device", "--output_dir", "--auto_resume"):
+    p.add_argument(flag)
+for flag in ("--nb_classes", "--input_size", "--batch_size", "--epochs", "--warmup_epochs", "--mixup", "--cutmix",
+             "--num_workers", "--seed"):
+    p.add_argument(flag, type=int)
+p.add_argument("--lr", type=float)
+p.add_argument("--drop_path", type=float)
+a = p.parse_args()
+assert os.path.isdir(a.data_path) and os.path.isdir(a.eval_data_path)
+assert a.auto_resume == "false" and a.mixup == 0
+replay("convnext.log")
+os.makedirs(a.output_dir, exist_ok=True)
+for name in ("checkpoint-0.pth", "checkpoint-1.pth", "checkpoint-best.pth"):
+    open(os.path.join(a.output_dir, name), "wb").write(b"weights")
+open(os.path.join(a.output_dir, "log.txt"), "w").write('{"epoch": 0}\\n{"epoch": 1}\\n')
+'''
+
+# A repo no code in visionyard knows about, onboarded with a YAML spec alone.
+TOY_TRAIN = '''
+import argparse, json, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--epochs", type=int, required=True)
+p.add_argument("--train", required=True)
+p.add_argument("--out", required=True)
+p.add_argument("--fail-at", type=int, default=0)
+a = p.parse_args()
+classes = sorted(os.listdir(a.train))
+print(f"toy trainer: {len(classes)} classes, {a.epochs} epochs", flush=True)
+os.makedirs(a.out, exist_ok=True)
+for e in range(a.epochs):
+    for i in range(1, 4):
+        print(f"epoch {e + 1}/{a.epochs} step {i}/3 loss={1.0 / (e + i):.4f}", flush=True)
+        time.sleep(0.02)
+    if a.fail_at and e + 1 == a.fail_at:
+        print("Traceback (most recent call last):\\nRuntimeError: toy trainer blew up", file=sys.stderr)
+        sys.exit(3)
+    print(f"validation: acc {50 + 10 * e:.1f}%", flush=True)
+    with open(os.path.join(a.out, f"model_{e + 1}.bin"), "w") as f:
+        f.write(json.dumps({"epoch": e + 1}))
+'''
+
+
+def make_git_repo(root: Path, files: dict[str, str | bytes]) -> tuple[Path, str]:
+    """A git repo at `root` with `files` committed; returns (path, commit sha)."""
+    root.mkdir(parents=True, exist_ok=True)
+    repo = git.Repo.init(root)
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "visionyard tests")
+        config.set_value("user", "email", "tests@visionyard.invalid")
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    repo.index.add(list(files))
+    sha = repo.index.commit("initial").hexsha
+    return root, sha
+
+
+def fake_yolov7(root: Path) -> tuple[Path, str]:
+    return make_git_repo(root, {
+        "train.py": FAKE_YOLOV7,
+        "yolov7.log": (DATA / "yolov7_tiny_2epochs.log").read_bytes(),
+        "requirements.txt": "# the fake repo needs nothing beyond the stdlib\n",
+        "cfg/training/yolov7-tiny.yaml": "nc: 80\n",
+        "data/hyp.scratch.tiny.yaml": "lr0: 0.01\n",
+    })
+
+
+def fake_convnext(root: Path) -> tuple[Path, str]:
+    return make_git_repo(root, {
+        "main.py": FAKE_CONVNEXT,
+        "convnext.log": (DATA / "convnext_tiny_2epochs.log").read_bytes(),
+    })
+
+
+def toy_repo(root: Path) -> tuple[Path, str]:
+    return make_git_repo(root, {"train.py": TOY_TRAIN, "README.md": "toy\n"})
+
+
+def toy_spec(url: str, commit: str, name: str = "toyrepo") -> str:
+    return f"""
+name: {name}
+url: {url}
+commit: {commit}
+description: a toy classifier no Python in visionyard knows about
+tasks: [image_classification]
+dataset_format: imagefolder
+command: ["{{python}}", train.py, --epochs, "{{epochs}}", --train, "{{train_dir}}", --out, "{{output_dir}}",
+          --fail-at, "{{advanced.fail_at}}"]
+advanced:
+  fail_at: {{type: int, default: 0, minimum: 0, description: "epoch to crash at (0: never)"}}
+artifacts:
+  last: "model_*.bin"
+parser:
+  patterns:
+    - regex: 'epoch (?P<epoch>\\d+)/(?P<epochs>\\d+) step (?P<step>\\d+)/(?P<steps>\\d+) loss=(?P<loss>[\\d.]+)'
+      metrics: {{loss: train/loss}}
+      epoch_group: epoch
+      total_epochs_group: epochs
+      step_group: step
+      total_steps_group: steps
+    - regex: 'validation: acc (?P<acc>[\\d.]+)%'
+      metrics: {{acc: val/accuracy}}
+      scale: {{acc: 0.01}}
+"""
+
+
+def copy_shipped_spec(name: str, url: str, commit: str, new_name: str, dest: Path) -> Path:
+    """A shipped spec pointed at a local repo (what a user does to run a fork or a mirror)."""
+    import yaml
+
+    source = Path(__file__).resolve().parent.parent / "custom_repos" / "specs" / f"{name}.yaml"
+    data = yaml.safe_load(source.read_text())
+    data.update(name=new_name, url=url, commit=commit)
+    data.update(requirements=[], overrides=[])  # the fakes need no torch: keep their envs tiny
+    dest.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_yolo(root: Path, per_split: dict[str, int] = {"train": 4, "val": 2}, size: int = 64) -> Path:
+    """A YOLO-format dataset: images/{train,val}, labels/{train,val} (normalized cx cy w h), classes.txt."""
+    from PIL import Image
+
+    for split, count in per_split.items():
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.new("RGB", (size, size), (40 * i % 255, 100, 150)).save(root / "images" / split / f"{i}.jpg")
+            (root / "labels" / split / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.3 0.4\n")
+    (root / "classes.txt").write_text("bolt\nnut\n")
+    return root
