@@ -74,6 +74,7 @@ class Daemon:
         self._stopped = threading.Event()
 
     def start(self) -> None:
+        self.scheduler.recover()  # before any client can see a job the last daemon left active
         if self.paths.socket.exists():
             self.paths.socket.unlink()
         self.server.add_insecure_port(f"unix://{self.paths.socket}")

@@ -25,7 +25,6 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def start(self) -> None:
-        self.recover()
         self._thread.start()
 
     def notify(self) -> None:
