@@ -98,7 +98,7 @@ class RepoSpec(_Strict):
     model_defaults: dict[str, dict[str, Any]] = {}
     #: Repo paths (fnmatch globs) left out of the checkout, e.g. papers a partial mirror lacks.
     exclude: list[str] = []
-    artifacts: ArtifactsSpec
+    artifacts: ArtifactsSpec = ArtifactsSpec()  # none: the run only reports metrics
     parser: Any
 
     @field_validator("name")

@@ -159,7 +159,7 @@ class RepoWorkload(Workload):
                 store.add_event(self.job_id, pb.JobEvent(checkpoint=pb.CheckpointEvent(
                     path=str(path), kind=kind, epoch=store.get(self.job_id).epoch)))
                 store.update(self.job_id, **{f"{kind}_checkpoint": str(path)})
-        self.execution.extra_artifacts = list(found.files)
+        self.execution.extra_artifacts = [p for p in (found.last, *found.files) if p]
 
 
 def workload_for(execution: "JobExecution") -> Workload:

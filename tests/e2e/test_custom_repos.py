@@ -3,6 +3,7 @@ script, parse its stdout into metrics, collect its artifacts — and fail clearl
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -86,6 +87,36 @@ def test_a_yaml_only_repo(daemon, tmp_path, capsys):
                if "val/accuracy" in v}
     assert history == {(1, 0.5), (2, 0.6), (3, 0.7)}
     assert final.epoch == 3 and final.last_checkpoint.endswith("model_3.bin")
+
+    capsys.readouterr()
+    assert main(["repos", "prepare", "toyrepo", "--address", daemon.address]) == 0
+    assert "checked out at" in capsys.readouterr().out
+    assert main(["repos", "show", "toyrepo", "--address", daemon.address]) == 0
+    assert "validation: acc" in capsys.readouterr().out
+    assert main(["repos", "rm", "yolov7", "--address", daemon.address]) == 2
+    assert "ships with visionyard" in capsys.readouterr().out
+    assert main(["repos", "rm", "toyrepo", "--address", daemon.address]) == 0
+    assert "toyrepo" not in {r.name for r in daemon.client.repos()}
+
+
+def test_custom_runs_are_tracked_in_mlflow_with_their_artifacts(daemon, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    url, sha = fake_convnext(tmp_path / "convnext")
+    daemon.client.add_repo(copy_shipped_spec("convnext", str(url), sha, "convnext-tracked", tmp_path / "cx.yaml"))
+    data = make_imagefolder(tmp_path / "five", per_class=2, val_per_class=1, classes=FIVE_CLASSES)
+    final = daemon.client.wait(daemon.client.submit(custom_job("convnext-tracked", "convnext_tiny",
+                                                               "image_classification", data, "imagefolder")).id)
+    assert final.state == pb.SUCCEEDED, final.error
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    deadline = time.monotonic() + 60
+    while client.get_run(final.mlflow_run_id).info.status != "FINISHED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = client.get_run(final.mlflow_run_id)
+    assert run.data.tags["repo"] == "convnext-tracked" and run.data.tags["framework"] == "custom"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")) == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"output.log", "checkpoint-best.pth", "checkpoint-1.pth", "log.txt"} <= artifacts
 
 
 def test_added_repos_survive_a_restart(tmp_path, shared_envs):
