@@ -10,6 +10,7 @@ import threading
 from concurrent import futures
 from pathlib import Path
 
+import filelock
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -52,6 +53,12 @@ class Daemon:
         if len(str(self.paths.socket)) > MAX_SOCKET_PATH:
             raise SystemExit(f"the home path is too long for a unix socket ({self.paths.socket}); "
                              "use a shorter --home or VISIONYARD_HOME")
+        self._home_lock = filelock.FileLock(str(self.paths.home / "daemon.lock"))
+        try:
+            self._home_lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise SystemExit(f"another visionyard daemon is already serving {self.paths.home} "
+                             f"(at unix://{self.paths.socket}); stop it first or use another --home") from None
         self.listen = listen
         link_child_path(self.paths)
         self.store = JobStore(self.paths.db)
@@ -100,6 +107,7 @@ class Daemon:
         self.store.close()
         if self.paths.socket.exists():
             self.paths.socket.unlink()
+        self._home_lock.release()
 
     def serve_forever(self) -> None:
         self.start()

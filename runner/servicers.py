@@ -21,7 +21,7 @@ from runner.jobs import Runtime
 from runner.launcher import child_environment
 from runner.repo_rpcs import RepoRpcs
 from runner.scheduler import Scheduler
-from runner.spec import SpecError, spec_from_proto, validate_job_spec
+from runner.spec import CUSTOM, SpecError, spec_from_proto, validate_job_spec
 from runner.store import JobNotFound, JobState
 
 log = logging.getLogger("visionyard.daemon")
@@ -132,6 +132,10 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
 
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
         record = _record_or_abort(self.rt, request.job_id, context)
+        if record.spec.get("framework") == CUSTOM:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} trained with repo '{record.spec.get('repo')}'; predict works for framework "
+                          "jobs only (use the repo's own inference script on the checkpoint)")
         which = request.checkpoint or "best"
         checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
         if checkpoint is None:

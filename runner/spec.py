@@ -173,7 +173,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
 def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
     """`framework: custom`: the repo spec decides tasks, models, dataset format and `advanced`."""
     from custom_repos.registry import UnknownRepoError
-    from custom_repos.translate import resolve_job, validate_job
+    from custom_repos.translate import RepoJobError, resolve_job
 
     if repos is None:
         raise SpecError([("framework", "this runner has no repo registry for framework: custom")])
@@ -185,11 +185,10 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
         repo = repos.get(spec.repo)
     except UnknownRepoError as exc:
         raise SpecError([("repo", str(exc))]) from None
-    job = spec.model_dump(mode="json", exclude_none=True)
-    problems = validate_job(repo, job)
-    if problems:
-        raise SpecError(problems)
-    resolved = resolve_job(repo, job)
+    try:
+        resolved = resolve_job(repo, spec.model_dump(mode="json", exclude_none=True))
+    except RepoJobError as exc:
+        raise SpecError(exc.problems) from None
     return spec.model_copy(update={key: resolved[key] for key in ("advanced", "num_classes") if key in resolved})
 
 

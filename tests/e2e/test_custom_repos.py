@@ -49,6 +49,9 @@ def test_yolov7_format_repo_end_to_end(daemon, tmp_path):
     assert progress and {p.total_epochs for p in progress} == {2} and max(p.epoch for p in progress) == 2
     assert final.best_checkpoint.endswith("run/weights/best.pt") and Path(final.best_checkpoint).is_file()
     assert final.last_checkpoint.endswith("run/weights/last.pt")
+    with pytest.raises(ClientError) as info:
+        daemon.client.predict(job.id, b"not used")
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and "framework jobs only" in str(info.value)
     # the repo's label caches and outputs stay in the job dir; the user's dataset is untouched
     assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in make_yolo(tmp_path / "ref").rglob("*"))
 

@@ -113,3 +113,14 @@ def test_a_killed_daemon_leaves_no_orphans_after_restart(tmp_path, shared_envs, 
         assert restarted.client.get(job.id).epoch >= 0  # the store survived
     finally:
         restarted.stop()
+
+
+def test_a_second_daemon_on_the_same_home_refuses_to_start(daemon):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "runner.cli", "serve", "--home", str(daemon.home)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "already serving" in done.stderr
+    assert daemon.client.list() is not None  # the first one still answers
