@@ -76,11 +76,11 @@ def test_spec_errors_name_file_and_field(spec_dict, changes, path, words):
 
 def test_missing_fields_are_listed_together(spec_dict):
     data = spec_dict()
-    for key in ("url", "command", "artifacts"):
+    for key in ("url", "command", "dataset_format"):
         del data[key]
     with pytest.raises(RepoSpecError) as info:
         parse_repo_spec(data, "x.yaml")
-    assert [p for p, _ in info.value.problems] == ["url", "command", "artifacts"]
+    assert [p for p, _ in info.value.problems] == ["url", "dataset_format", "command"]
     assert "x.yaml: url: is required" in str(info.value)
 
 
