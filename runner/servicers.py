@@ -91,9 +91,14 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
     def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         catalogs = all_catalogs()
         if request.framework:
-            catalogs = [self._catalog(request.framework, context)]
-        models = [model_to_proto(c.name, m) for c in catalogs for m in c.models
-                  if (not request.task or request.task in m.tasks) and (not request.tag or request.tag in m.tags)]
+            catalogs = [] if request.framework == CUSTOM else [self._catalog(request.framework, context)]
+        models = [model_to_proto(c.name, m) for c in catalogs for m in c.models]
+        if request.framework in ("", CUSTOM):
+            models += [pb.ModelInfo(framework=CUSTOM, name=model, display_name=f"{repo.name}: {model}",
+                                    tasks=list(repo.tasks), tags=[f"repo:{repo.name}"])
+                       for repo, _ in self.rt.repos.list() for model in repo.models]
+        models = [m for m in models if (not request.task or request.task in m.tasks)
+                  and (not request.tag or request.tag in m.tags)]
         return pb.ListModelsResponse(models=models)
 
     def GetConfigSchema(self, request: pb.GetConfigSchemaRequest, context) -> pb.ConfigSchema:

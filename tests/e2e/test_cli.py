@@ -59,6 +59,8 @@ def test_catalog_commands(daemon, capsys):
     names = {m["name"] for m in json.loads(out)}
     assert code == 0 and {"resnet18", "mobilenetv3_small_100", "efficientnet_b0"} <= names
     assert "vit_large_patch16_224" not in names
+    code, out = run(capsys, daemon, "models", "--framework", "custom", "--tag", "repo:yolov7", "--json")
+    assert code == 0 and "yolov7-tiny" in {m["name"] for m in json.loads(out)}
     code, out = run(capsys, daemon, "schema", "timm", "--json")
     schema = json.loads(out)
     assert {"optimizer.type", "scheduler.type", "augmentation.random_flip"} <= {f["path"] for f in schema["fields"]}
