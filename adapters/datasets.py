@@ -171,6 +171,8 @@ def _labelme_sample(path: Path) -> tuple[str, str, bool]:
         raise DatasetError(f"{path}: not a labelme file (expected imagePath, imageData, shapes, flags)")
 
     flags = doc.get("flags") or {}
+    if not isinstance(flags, dict):
+        raise DatasetError(f"{path}: 'flags' must be a mapping of class name to true/false")
     chosen = sorted(name for name, on in flags.items() if on is True)
     if len(chosen) > 1:
         raise DatasetError(f"{path}: more than one class flag is true ({', '.join(chosen)})")

@@ -95,7 +95,11 @@ def yolo_class_names(root: Path) -> tuple[list[str], str | None]:
         return [str(n) for n in names], None
     classes = root / "classes.txt"
     if classes.is_file():
-        names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = classes.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [], f"{classes}: cannot read it ({exc})"
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         if names:
             return names, None
         return [], f"{classes} is empty (one class name per line)"

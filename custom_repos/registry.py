@@ -108,6 +108,8 @@ class RepoRegistry:
 
     def remove(self, name: str) -> None:
         """Delete the user spec ``name`` (also a broken one); shipped specs cannot be removed."""
+        if "/" in name or name.startswith(".") or not name:
+            raise UnknownRepoError(f"Unknown user repo '{name}'")
         if name in shipped_specs():
             raise ShippedRepoError(f"'{name}' is a shipped repo spec and cannot be removed")
         target = self.user_dir / f"{name}.yaml"

@@ -275,10 +275,15 @@ class EnvManager:
 
     # -- list / remove / gc ------------------------------------------------------------------
 
-    def list(self) -> list[EnvRecord]:
-        """Every finished env under root, sorted by name. Walks each env to size it."""
+    def list(self, name: str | None = None) -> list[EnvRecord]:
+        """Every finished env under root (or those named `name`, an env or spec name), sorted by name.
+
+        Walks each listed env to size it, so pass `name` when only one is wanted.
+        """
         records = []
         for path, data in self._finished():
+            if name is not None and name not in (path.name, data["spec"]["name"]):
+                continue
             size, unique = disk_usage(path)
             records.append(
                 EnvRecord(

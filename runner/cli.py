@@ -209,6 +209,16 @@ def cmd_ui(args) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--address", default=argparse.SUPPRESS, help="daemon address (default: $VISIONYARD_ADDRESS or the home's socket)")
@@ -223,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", cmd_serve, "run the daemon in the foreground")
     p.add_argument("--listen", help="also listen on HOST:PORT (e.g. 127.0.0.1:50051)")
-    p.add_argument("--max-concurrent-jobs", type=int, default=int(os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", 1)))
+    p.add_argument("--max-concurrent-jobs", type=_positive_int,
+                   default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", "1"),
+                   help="jobs running at once (default 1, or $VISIONYARD_MAX_CONCURRENT_JOBS)")
     p.add_argument("--gpus", default=None, help="GPU indices to hand out, e.g. 0,1 (default: detected)")
     p = add("submit", cmd_submit, "submit a job spec (YAML)")
     p.add_argument("spec")
@@ -269,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", cmd_predict, "classify an image with a job's checkpoint")
     p.add_argument("job")
     p.add_argument("image")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=_positive_int, default=5)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--json", action="store_true")
     p = add("ui", cmd_ui, "open the MLflow UI on the home's store")

@@ -51,11 +51,27 @@ def _as_spec(spec: str | os.PathLike | dict | pb.JobSpec) -> pb.JobSpec:
     if isinstance(spec, pb.JobSpec):
         return spec
     if not isinstance(spec, dict):
-        spec = load_spec_file(spec)
+        spec = _relative_to(load_spec_file(spec), Path(spec).resolve().parent)
     try:
         return spec_to_proto(spec)
     except SpecError as exc:
         raise ClientError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}") from None
+
+
+def _relative_to(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative paths in a spec file are relative to the file's folder (the daemon may run elsewhere)."""
+    def fix(value):
+        if isinstance(value, str) and value and not value.startswith("~") and not Path(value).is_absolute():
+            return str(folder / value)
+        return value
+
+    spec = dict(spec)
+    if isinstance(spec.get("dataset"), dict):
+        spec["dataset"] = {**spec["dataset"], "path": fix(spec["dataset"].get("path"))}
+    for key in ("weights", "resume"):
+        if key in spec:
+            spec[key] = fix(spec[key])
+    return spec
 
 
 class Client:
@@ -129,7 +145,10 @@ class Client:
 
     def predict(self, job_id: str, image: str | os.PathLike | bytes, top_k: int = 5,
                 checkpoint: str = "best") -> list[pb.Prediction]:
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        try:
+            data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        except OSError as exc:
+            raise ClientError(None, f"cannot read image '{image}': {exc.strerror}") from None
         request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint)
         return list(self._call("Predict", request, timeout=None).predictions)
 

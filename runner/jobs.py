@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from envs.manager import EnvManager
 from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
-from runner.launcher import Child, ExitStatus, LogTailer, child_environment
+from runner.launcher import Child, ExitStatus, LogTailer, child_environment, process_start_ticks
 from runner.settings import Paths
 from runner.store import JobRecord, JobState, JobStore
 from runner.tracking import Tracker, flatten
@@ -121,13 +121,14 @@ class JobExecution(threading.Thread):
                     return self._finish(JobState.CANCELLED, self.cancel_reason)
                 job_log.write(f"[visionyard] {exc}\n")
                 return self._finish(JobState.FAILED, f"{exc}\nlast log lines:\n{log_tail(self.log_path)}")
+        pythonpath = [*command.pythonpath, *filter(None, [command.env.get("PYTHONPATH")])]
         env_vars = child_environment({
             **command.env,
-            "PYTHONPATH": os.pathsep.join(command.pythonpath),
+            "PYTHONPATH": os.pathsep.join(pythonpath),
             "CUDA_VISIBLE_DEVICES": self.assignment.visible_devices,
             **({"OMP_NUM_THREADS": str(self.rt.threads_per_job)} if self.rt.threads_per_job else {}),
         })
-        if not command.pythonpath:
+        if not pythonpath:
             env_vars.pop("PYTHONPATH")
         with self._lock:
             if self.cancel_requested.is_set():
@@ -135,7 +136,7 @@ class JobExecution(threading.Thread):
             self.workload = workload
             self._child = Child(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path)
         store.transition(self.job_id, JobState.RUNNING, f"pid {self._child.pid} on {self.assignment.device}",
-                         pid=self._child.pid)
+                         pid=self._child.pid, pid_start=process_start_ticks(self._child.pid))
         status = self._child.wait()
         return self._outcome(status)
 

@@ -7,6 +7,7 @@ restart), and learns who it is through environment variables passed with `env=`.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from log_parsers.base import Line, LineSplitter
+
+log = logging.getLogger("visionyard.launcher")
 
 TERMINATE_GRACE_SECONDS = 10.0
 DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
@@ -50,20 +53,15 @@ class Child:
     """A running child process and its process group."""
 
     def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path):
-        self.cmd = cmd
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.popen.pid
-        self.started = time.time()
 
     def wait(self, timeout: float | None = None) -> ExitStatus:
         rc = self.popen.wait(timeout)
         kill_group(self.pid, signal.SIGKILL)  # whatever the child left behind in its group goes too
         return ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None)
-
-    def poll(self) -> bool:
-        return self.popen.poll() is not None
 
     def terminate(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """SIGTERM to the whole group, SIGKILL after `grace` seconds."""
@@ -76,6 +74,17 @@ def kill_group(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), to tell our child from a later process that
+    reuses its pid; None when it is gone or /proc is unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[19])
 
 
 def group_members(pgid: int) -> list[int]:
@@ -155,5 +164,9 @@ class LogTailer(threading.Thread):
             self._emit(self._splitter.flush())
 
     def _emit(self, lines: list[Line]) -> None:
-        if lines:
+        if not lines:
+            return
+        try:
             self.sink(lines)
+        except Exception:  # a bad line must not stop the tail: later lines and metrics still count
+            log.exception("handling %d log line(s) of %s failed", len(lines), self.path)

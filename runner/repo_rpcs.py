@@ -24,11 +24,15 @@ class RepoRpcs:
 
     def _repo(self, name: str, context):
         from custom_repos.registry import UnknownRepoError
+        from custom_repos.spec import RepoSpecError
 
         try:
             spec = self.rt.repos.get(name)
         except UnknownRepoError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except RepoSpecError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"repo spec '{name}' in the home is broken (fix it and `repos add` it again, or `repos rm` it):\n{exc}")
         source = next((src for s, src in self.rt.repos.list() if s.name == spec.name), "shipped")
         return spec, source
 
@@ -52,12 +56,16 @@ class RepoRpcs:
         return repo_to_proto(*self._repo(request.name, context))
 
     def RemoveRepo(self, request: pb.RemoveRepoRequest, context) -> pb.RepoInfo:
-        spec, source = self._repo(request.name, context)
-        if source != "user":
+        from custom_repos.registry import ShippedRepoError, UnknownRepoError
+
+        try:
+            self.rt.repos.remove(request.name)  # also removes a user spec that no longer loads
+        except ShippedRepoError:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"repo '{spec.name}' ships with visionyard and cannot be removed")
-        self.rt.repos.remove(spec.name)
-        return repo_to_proto(spec, source)
+                          f"repo '{request.name}' ships with visionyard and cannot be removed")
+        except UnknownRepoError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return pb.RepoInfo(name=request.name, source="user")
 
     def PrepareRepo(self, request: pb.PrepareRepoRequest, context) -> pb.PrepareRepoResponse:
         from custom_repos.git import RepoError
@@ -72,5 +80,5 @@ class RepoRpcs:
             env = self.rt.envs.ensure(env_spec(spec, checkout))
         except Exception as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"env for repo '{spec.name}' could not be built: {exc}")
-        info = next((env_to_proto(e) for e in self.rt.envs.list() if e.name == env.name), pb.EnvInfo(name=env.name))
+        info = next((env_to_proto(e) for e in self.rt.envs.list(env.name)), pb.EnvInfo(name=env.name))
         return pb.PrepareRepoResponse(repo=repo_to_proto(spec, source), checkout=str(checkout), env=info)

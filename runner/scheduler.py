@@ -6,7 +6,7 @@ import logging
 import threading
 
 from runner.jobs import JobExecution, Runtime
-from runner.launcher import group_alive, terminate_group
+from runner.launcher import group_alive, process_start_ticks, terminate_group
 from runner.store import JobState
 
 log = logging.getLogger("visionyard.scheduler")
@@ -33,7 +33,8 @@ class Scheduler:
     def recover(self) -> None:
         """Jobs left PREPARING or RUNNING by a previous daemon: stop their processes, fail them."""
         for record in self.rt.store.list([JobState.PREPARING, JobState.RUNNING]):
-            if record.pid and group_alive(record.pid):
+            ours = record.pid and record.pid_start is not None and process_start_ticks(record.pid) == record.pid_start
+            if ours and group_alive(record.pid):  # never a later process that reuses the pid
                 terminate_group(record.pid, grace=5)
             self.rt.store.transition(record.id, JobState.FAILED, "the daemon stopped while the job was active",
                                      error="the daemon stopped while the job was active; resubmit it")
@@ -78,7 +79,12 @@ class Scheduler:
                 record = self.rt.store.next_queued()
                 if record is None:
                     return
-                assignment = self.rt.devices.acquire(record.spec["training"]["device"])
+                device = record.spec["training"]["device"]
+                problem = self.rt.devices.check(device)
+                if problem:  # e.g. queued before a restart with fewer GPUs: fail it, don't block the queue
+                    self.rt.store.transition(record.id, JobState.FAILED, problem, error=f"training.device: {problem}")
+                    continue
+                assignment = self.rt.devices.acquire(device)
                 if assignment is None:
                     return  # strict FIFO: the head waits for its GPU
                 if not self.rt.store.transition(record.id, JobState.PREPARING, f"device {assignment.device}"):

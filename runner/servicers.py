@@ -120,14 +120,13 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             env = self.rt.envs.ensure(spec)
         except Exception as exc:
             context.abort(grpc.StatusCode.INTERNAL, f"env '{request.name}' could not be built: {exc}")
-        for record in self.rt.envs.list():
-            if record.name == env.name:
-                return env_to_proto(record)
+        for record in self.rt.envs.list(env.name):
+            return env_to_proto(record)
         context.abort(grpc.StatusCode.INTERNAL, f"env {env.name} vanished after it was built")
 
     def RemoveEnv(self, request: pb.RemoveEnvRequest, context) -> pb.RemoveEnvResponse:
         busy = {r.env_name for r in self.rt.store.list([JobState.PREPARING, JobState.RUNNING]) if r.env_name}
-        targets = [e.name for e in self.rt.envs.list() if request.name in (e.name, e.spec_name)]
+        targets = [e.name for e in self.rt.envs.list(request.name)]
         if not targets:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no env '{request.name}' (see `visionyard envs list`)")
         in_use = sorted(set(targets) & busy)
@@ -150,7 +149,7 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
                           f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
-        env = next((e for e in self.rt.envs.list() if e.name == record.env_name), None)
+        env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
         if env is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
@@ -161,7 +160,8 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             cmd = [str(Path(env.path) / "bin" / "python"), "-m", "adapters.entrypoint",
                    "--spec", str(job_dir / "job.json"), "--predict", image.name,
                    "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5)]
-            env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": ""})
+            env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": "",
+                                          "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")})
             try:
                 done = subprocess.run(cmd, cwd=job_dir, env=env_vars, capture_output=True, text=True,
                                       timeout=PREDICT_TIMEOUT_SECONDS, start_new_session=True)
@@ -201,11 +201,10 @@ class ReporterServicer(pb_grpc.ReporterServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
         if record.state.is_terminal():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
-        if request.batch_seq <= record.last_batch_seq:
+        if not self.rt.store.claim_batch(record.id, request.batch_seq):
             return pb.ReportAck(batch_seq=request.batch_seq)  # a resend of something already applied
         for item in request.items:
             self._apply(record.id, item)
-        self.rt.store.update(record.id, last_batch_seq=request.batch_seq)
         return pb.ReportAck(batch_seq=request.batch_seq)
 
     def _apply(self, job_id: str, item: pb.ReportItem) -> None:

@@ -124,6 +124,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError([(_loc(e["loc"]), _pydantic_message(e)) for e in exc.errors()]) from None
+    spec = _absolute_paths(spec)
 
     if spec.framework == CUSTOM:
         return _validate_custom(spec, repos)
@@ -158,7 +159,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     if check_paths:
         for field in ("weights", "resume"):
             value = getattr(spec, field)
-            if value is not None and not Path(value).expanduser().is_file():
+            if value is not None and not Path(value).is_file():
                 problems.append((field, f"file '{value}' does not exist on the runner's machine"))
         if not any(p[0].startswith("dataset") for p in problems):
             num_classes, dataset_problems = _check_dataset(spec, filled)
@@ -170,9 +171,21 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     return spec.model_copy(update=updates)
 
 
+def _absolute_paths(spec: JobSpec) -> JobSpec:
+    """`~` expanded and relative paths made absolute, so the child (whose working directory is
+    its job dir) opens exactly what was validated."""
+    def absolute(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
+
+    return spec.model_copy(update={
+        "dataset": spec.dataset.model_copy(update={"path": absolute(spec.dataset.path)}),
+        "weights": absolute(spec.weights), "resume": absolute(spec.resume)})
+
+
 def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
     """`framework: custom`: the repo spec decides tasks, models, dataset format and `advanced`."""
     from custom_repos.registry import UnknownRepoError
+    from custom_repos.spec import RepoSpecError
     from custom_repos.translate import RepoJobError, resolve_job
 
     if repos is None:
@@ -185,6 +198,8 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
         repo = repos.get(spec.repo)
     except UnknownRepoError as exc:
         raise SpecError([("repo", str(exc))]) from None
+    except RepoSpecError as exc:
+        raise SpecError([("repo", f"the spec of repo '{spec.repo}' is broken; fix it and add it again: {exc}")]) from None
     try:
         resolved = resolve_job(repo, spec.model_dump(mode="json", exclude_none=True))
     except RepoJobError as exc:
@@ -196,10 +211,11 @@ def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None,
     """The dataset read exactly as the child will read it (file tree and labels, no pixels)."""
     val_split = advanced.get("data", {}).get("val_split", 0.2)
     try:
-        data = read_classification(Path(spec.dataset.path).expanduser(), spec.dataset.format, val_split,
-                                   spec.training.seed)
+        data = read_classification(Path(spec.dataset.path), spec.dataset.format, val_split, spec.training.seed)
     except DatasetError as exc:
         return None, [("dataset.path", str(exc))]
+    except OSError as exc:  # unreadable folders or files
+        return None, [("dataset.path", f"cannot read the dataset: {exc}")]
     names = data.class_names
     if spec.num_classes is not None and spec.num_classes != len(names):
         return None, [("num_classes", f"is {spec.num_classes} but the dataset at '{spec.dataset.path}' has "

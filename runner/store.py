@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     device TEXT NOT NULL DEFAULT '',
     token TEXT NOT NULL,
     pid INTEGER,
+    pid_start INTEGER,
     mlflow_run_id TEXT NOT NULL DEFAULT '',
     best_checkpoint TEXT NOT NULL DEFAULT '',
     last_checkpoint TEXT NOT NULL DEFAULT '',
@@ -88,7 +89,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 
-UPDATABLE = frozenset({"exit_code", "error", "job_dir", "env_name", "device", "pid", "mlflow_run_id",
+UPDATABLE = frozenset({"exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
                        "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
                        "error_report"})
 
@@ -117,6 +118,7 @@ class JobRecord:
     env_name: str = ""
     device: str = ""
     pid: int | None = None
+    pid_start: int | None = None
     mlflow_run_id: str = ""
     best_checkpoint: str = ""
     last_checkpoint: str = ""
@@ -136,6 +138,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "pid_start" not in columns:  # state.db from before pid start times were kept
+            self._db.execute("ALTER TABLE jobs ADD COLUMN pid_start INTEGER")
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
         self.version = 0  # bumped by every committed write; watchers wait for it to move
@@ -164,7 +169,8 @@ class JobStore:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
-                rows = self._db.execute("SELECT * FROM jobs WHERE id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
+                rows = self._db.execute("SELECT * FROM jobs WHERE substr(id, 1, ?) = ? LIMIT 2",
+                                        (len(job_id), job_id)).fetchall()
                 if len(rows) != 1 or not job_id:
                     raise JobNotFound(job_id)
                 row = rows[0]
@@ -201,6 +207,13 @@ class JobStore:
         assignments = ", ".join(f"{key} = ?" for key in fields)
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+
+    def claim_batch(self, job_id: str, batch_seq: int) -> bool:
+        """Record that a child's report batch is being applied; False when it already was."""
+        with self._tx() as db:
+            cursor = db.execute("UPDATE jobs SET last_batch_seq = ? WHERE id = ? AND last_batch_seq < ?",
+                                (batch_seq, job_id, batch_seq))
+            return cursor.rowcount == 1
 
     def transition(self, job_id: str, state: JobState, message: str = "", **fields: Any) -> bool:
         """Move a job to `state`; False (and no change) when the move isn't allowed.
@@ -334,7 +347,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         id=data["id"], name=data["name"], spec=json.loads(data["spec_json"]), state=JobState(data["state"]),
         created_at=data["created_at"], token=data["token"], started_at=data["started_at"],
         finished_at=data["finished_at"], exit_code=data["exit_code"], error=data["error"],
-        job_dir=data["job_dir"], env_name=data["env_name"], device=data["device"], pid=data["pid"],
+        job_dir=data["job_dir"], env_name=data["env_name"], device=data["device"], pid=data["pid"], pid_start=data["pid_start"],
         mlflow_run_id=data["mlflow_run_id"], best_checkpoint=data["best_checkpoint"],
         last_checkpoint=data["last_checkpoint"], epoch=data["epoch"], total_epochs=data["total_epochs"],
         last_batch_seq=data["last_batch_seq"],

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from runner.jobs import JobExecution
 
 
+MAX_STEP = 2**31 - 1  # steps and epochs travel as int32
+
+
 @dataclass
 class Command:
     argv: list[str]
@@ -81,7 +84,8 @@ class AdapterWorkload(Workload):
         return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
                        env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
                             "VISIONYARD_JOB_ID": self.job_id,
-                            "VISIONYARD_JOB_TOKEN": self.execution.record.token},
+                            "VISIONYARD_JOB_TOKEN": self.execution.record.token,
+                            "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")},
                        pythonpath=[str(self.rt.paths.child_path)])
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
@@ -97,14 +101,19 @@ class RepoWorkload(Workload):
 
     def __init__(self, execution: "JobExecution"):
         super().__init__(execution)
-        self.repo = self.rt.repos.get(self.spec["repo"])
-        self.parser = build_parser(self.repo.parser)
+        self.repo = None
+        self.parser = None
         self.output_dir: Path | None = None
-        self._last_progress: tuple[int, int] | None = None
 
     def prepare(self, log: TextIO) -> Command:
         from custom_repos.git import RepoError
         from custom_repos.translate import env_spec, prepare_launch
+
+        try:
+            self.repo = self.rt.repos.get(self.spec["repo"])
+        except (KeyError, ValueError) as exc:  # removed or broken since the job was submitted
+            raise PrepareError(f"repo '{self.spec['repo']}' is no longer usable: {exc}") from exc
+        self.parser = build_parser(self.repo.parser)
 
         log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")
         try:
@@ -123,13 +132,16 @@ class RepoWorkload(Workload):
         return Command(list(launch.argv), cwd=launch.cwd, env=dict(launch.env), pythonpath=list(launch.pythonpath))
 
     def on_lines(self, lines: list[Line]) -> None:
+        if self.parser is None:
+            return
         events = []
         for line in lines:
             events += self.parser.feed_line(line)
         self._apply(events)
 
     def collect(self) -> None:
-        self._apply(self.parser.finish())
+        if self.parser is not None:
+            self._apply(self.parser.finish())
         self._collect_artifacts()
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
@@ -138,6 +150,10 @@ class RepoWorkload(Workload):
     def _apply(self, events) -> None:
         store, tracker = self.rt.store, self.rt.tracker
         for event in events:
+            numbers = (event.step,) if isinstance(event, MetricUpdate) else \
+                (event.epoch, event.total_epochs or 0, event.step or 0, event.total_steps or 0)
+            if not all(0 <= n <= MAX_STEP for n in numbers):
+                continue  # a number no epoch counter reaches: a parser matched something else
             if isinstance(event, MetricUpdate):
                 store.add_metrics(self.job_id, event.step, event.values)
                 tracker.log_metrics(self.job_id, event.step, event.values)

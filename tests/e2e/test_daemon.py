@@ -124,3 +124,23 @@ def test_a_second_daemon_on_the_same_home_refuses_to_start(daemon):
     assert done.returncode != 0
     assert "already serving" in done.stderr
     assert daemon.client.list() is not None  # the first one still answers
+
+
+def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocking(tmp_path, shared_envs, timm_env,
+                                                                                 dataset):
+    home = tmp_path / "home"
+    with_gpu = start_daemon(home, shared_envs, ["--gpus", "0"])
+    try:
+        blocker = with_gpu.client.submit(long_job(dataset, "blocker"))
+        gpu_job = with_gpu.client.submit(job_spec(dataset, name="gpu", training={"epochs": 1, "device": "cuda:0"}))
+        wait_for(lambda: with_gpu.client.get(blocker.id).state == pb.RUNNING, timeout=120)
+    finally:
+        with_gpu.stop()
+    cpu_only = start_daemon(home, shared_envs)  # restarted without GPUs
+    try:
+        cpu_job = cpu_only.client.submit(job_spec(dataset, name="after", training={"epochs": 1, "device": "cpu"}))
+        assert cpu_only.client.wait(cpu_job.id).state == pb.SUCCEEDED
+        failed = cpu_only.client.get(gpu_job.id)
+        assert failed.state == pb.FAILED and "training.device" in failed.error and "has none" in failed.error
+    finally:
+        cpu_only.stop()

@@ -72,3 +72,33 @@ def test_tailer_splits_lines_and_carries_partials(tmp_path):
     tailer.drain(final=True)
     assert [(line.text, line.final) for line in got] == [("one", True), ("two", False), ("three", True),
                                                          ("four", True)]
+
+
+def test_process_start_ticks_tell_a_pid_reuse_apart(tmp_path):
+    from runner.launcher import process_start_ticks
+
+    me = process_start_ticks(os.getpid())
+    assert me is not None and me == process_start_ticks(os.getpid())
+    child = Child([sys.executable, "-c", "pass"], tmp_path, child_environment({}), tmp_path / "x.log")
+    started = process_start_ticks(child.pid)
+    child.wait(30)
+    assert process_start_ticks(child.pid) in (None, started)  # gone (or a zombie of the same process)
+    assert process_start_ticks(2**22 + 12345) is None
+
+
+def test_a_failing_sink_does_not_stop_the_tail(tmp_path):
+    log = tmp_path / "out.log"
+    log.write_text("bad\n")
+    got = []
+
+    def sink(lines):
+        if any(line.text == "bad" for line in lines):
+            raise ValueError("parser blew up")
+        got.extend(line.text for line in lines)
+
+    tailer = LogTailer(log, sink, interval=0.01)
+    tailer.drain()
+    with open(log, "a") as f:
+        f.write("good\n")
+    tailer.drain(final=True)
+    assert got == ["good"]

@@ -101,3 +101,29 @@ def test_wire_round_trip_keeps_only_what_was_set(dataset):
 def test_unknown_yaml_key_is_caught_before_the_wire(dataset):
     with pytest.raises(SpecError, match=r"training.epoch: unknown field. Valid: epochs, batch_size"):
         spec_to_proto(spec(dataset, training={"epoch": 3}))
+
+
+def test_paths_become_absolute_so_the_child_opens_what_was_checked(dataset, monkeypatch):
+    monkeypatch.chdir(dataset.parent)
+    result = validate_job_spec(spec(Path(dataset.name)))
+    assert result.dataset.path == str(dataset.resolve())
+    monkeypatch.setenv("HOME", str(dataset.parent))
+    assert validate_job_spec(spec(Path("~") / dataset.name)).dataset.path == str(dataset.resolve())
+
+
+def test_spec_files_resolve_relative_paths_from_their_folder(dataset, tmp_path, monkeypatch):
+    import yaml
+
+    from runner.client import _as_spec
+
+    folder = dataset.parent
+    (folder / "job.yaml").write_text(yaml.safe_dump(spec(Path(dataset.name))))
+    monkeypatch.chdir(tmp_path.parent)
+    assert _as_spec(folder / "job.yaml").dataset.path == str(folder / dataset.name)
+
+
+def test_unreadable_labelme_flags_name_the_file(tmp_path):
+    root = make_dice(tmp_path / "dice", per_class=2)
+    (root / "odd.json").write_text('{"imagePath": "red_0.png", "flags": ["red"]}')
+    found = problems(spec(root, dataset={"path": str(root), "format": "dice"}))
+    assert "odd.json: 'flags' must be a mapping" in found["dataset.path"]

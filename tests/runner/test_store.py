@@ -104,3 +104,20 @@ def test_waiting_watchers_wake_on_writes(store):
     threading.Timer(0.2, lambda: store.add_logs(job.id, ["x"])).start()
     store.wait_for_change(seen, timeout=5)
     assert store.version != seen
+
+
+def test_report_batches_are_claimed_once(store):
+    job = new_job(store)
+    assert store.claim_batch(job.id, 1)
+    assert not store.claim_batch(job.id, 1)       # a resend
+    assert store.claim_batch(job.id, 2)
+    assert not store.claim_batch(job.id, 1)       # never moves backwards
+    assert store.get(job.id).last_batch_seq == 2
+
+
+def test_prefix_lookup_treats_wildcards_literally(store):
+    new_job(store)
+    with pytest.raises(JobNotFound):
+        store.get("_")
+    with pytest.raises(JobNotFound):
+        store.get("%")
