@@ -40,6 +40,12 @@ def test_submit_follow_status_list_logs_predict(daemon, tmp_path, capsys):
     code, out = run(capsys, daemon, "logs", job_id)
     assert code == 0 and "[visionyard] preparing env 'timm'" in out
 
+    code, out = run(capsys, daemon, "watch", job_id)
+    assert code == 0 and "SUCCEEDED" in out
+
+    code, out = run(capsys, daemon, "cancel", job_id)
+    assert code == 2 and "already SUCCEEDED" in out
+
     code, out = run(capsys, daemon, "predict", job_id, str(save_image(tmp_path / "g.png", "green")), "--json",
                     "--top-k", "3")
     assert code == 0 and len(json.loads(out)) == 3
@@ -73,3 +79,23 @@ def test_no_daemon_gives_a_clear_error(tmp_path, capsys):
     code = main(["list", "--address", f"unix://{tmp_path}/none.sock"])
     assert code == 2
     assert "no visionyard daemon answers" in capsys.readouterr().out
+
+
+def test_envs_prepare_list_rm(tmp_path, capsys):
+    from tests.conftest import start_daemon
+
+    envs_root = tmp_path / "own-envs"
+    envs_root.mkdir()
+    daemon = start_daemon(tmp_path / "home", envs_root)
+    try:
+        code, out = run(capsys, daemon, "envs", "prepare", "timm")
+        assert code == 0 and "ready at" in out
+        code, out = run(capsys, daemon, "envs", "list")
+        assert code == 0 and "timm-" in out
+        code, out = run(capsys, daemon, "envs", "rm", "timm")
+        assert code == 0 and "removed timm-" in out
+        assert daemon.client.envs() == []
+        code, out = run(capsys, daemon, "envs", "prepare", "pytorch")
+        assert code == 2 and "Unknown env 'pytorch'" in out
+    finally:
+        daemon.stop()
