@@ -54,6 +54,11 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(rows[-lines:])
 
 
+def _repo_tags(record: JobRecord) -> dict[str, str]:
+    repo = record.repo_spec
+    return {"repo": repo["name"], "repo.url": repo["url"], "repo.commit": repo["commit"]} if repo else {}
+
+
 class JobExecution(threading.Thread):
     """Runs one job; `cancel()` may be called from any thread at any time."""
 
@@ -111,7 +116,7 @@ class JobExecution(threading.Thread):
         store.update(self.job_id, job_dir=str(self.job_dir), device=self.assignment.device)
         self.rt.tracker.start_run(self.job_id, self.record.name, flatten(spec), {
             "framework": spec["framework"], "model": spec["model"], "task": spec["task"],
-            "visionyard.job_id": self.job_id, **({"repo": spec["repo"]} if spec.get("repo") else {})})
+            "visionyard.job_id": self.job_id, **_repo_tags(self.record)})
         with open(self.log_path, "a", buffering=1) as job_log:
             try:
                 workload = workload_for(self)

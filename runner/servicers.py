@@ -48,8 +48,9 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         problem = self.rt.devices.check(spec.training.device)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\ntraining.device: {problem}")
+        repo_spec = self.rt.repos.get(spec.repo).model_dump(mode="json") if spec.framework == CUSTOM else None
         record = self.rt.store.create_job(spec.model_dump(mode="json", exclude_none=True), spec.display_name,
-                                          spec.training.epochs)
+                                          spec.training.epochs, repo_spec=repo_spec)
         self.scheduler.notify()
         return job_to_proto(record)
 

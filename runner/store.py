@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     total_epochs INTEGER NOT NULL DEFAULT 0,
     last_batch_seq INTEGER NOT NULL DEFAULT 0,
     result_json TEXT,
-    error_report TEXT NOT NULL DEFAULT ''
+    error_report TEXT NOT NULL DEFAULT '',
+    repo_spec_json TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, position);
 CREATE TABLE IF NOT EXISTS events (
@@ -127,6 +128,7 @@ class JobRecord:
     last_batch_seq: int = 0
     result: dict[str, Any] | None = None
     error_report: str = ""
+    repo_spec: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -139,8 +141,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "pid_start" not in columns:  # state.db from before pid start times were kept
-            self._db.execute("ALTER TABLE jobs ADD COLUMN pid_start INTEGER")
+        for column in ("pid_start INTEGER", "repo_spec_json TEXT"):  # a state.db from an older version
+            if column.split()[0] not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
         self.version = 0  # bumped by every committed write; watchers wait for it to move
@@ -151,16 +154,19 @@ class JobStore:
 
     # -------------------------------------------------------------- jobs
 
-    def create_job(self, spec: dict[str, Any], name: str, total_epochs: int) -> JobRecord:
+    def create_job(self, spec: dict[str, Any], name: str, total_epochs: int,
+                   repo_spec: dict[str, Any] | None = None) -> JobRecord:
+        """A QUEUED job; `repo_spec` is the custom repo's spec as validated (what the job will run)."""
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         token = uuid.uuid4().hex + uuid.uuid4().hex
         with self._tx() as db:
             position = db.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (id, position, name, spec_json, state, created_at, token, total_epochs)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, position, name, json.dumps(spec), JobState.QUEUED.value, now, token, total_epochs),
+                "INSERT INTO jobs (id, position, name, spec_json, state, created_at, token, total_epochs,"
+                " repo_spec_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, position, name, json.dumps(spec), JobState.QUEUED.value, now, token, total_epochs,
+                 json.dumps(repo_spec) if repo_spec is not None else None),
             )
             self._append(db, job_id, now, "status", _status_event(JobState.QUEUED, "queued"))
         return self.get(job_id)
@@ -353,4 +359,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         last_batch_seq=data["last_batch_seq"],
         result=json.loads(data["result_json"]) if data["result_json"] else None,
         error_report=data["error_report"],
+        repo_spec=json.loads(data["repo_spec_json"]) if data["repo_spec_json"] else None,
     )

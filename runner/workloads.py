@@ -109,10 +109,15 @@ class RepoWorkload(Workload):
         from custom_repos.git import RepoError
         from custom_repos.translate import env_spec, prepare_launch
 
+        from custom_repos.spec import parse_repo_spec
+
+        snapshot = self.execution.record.repo_spec  # the spec as validated at submit time
         try:
-            self.repo = self.rt.repos.get(self.spec["repo"])
-        except (KeyError, ValueError) as exc:  # removed or broken since the job was submitted
-            raise PrepareError(f"repo '{self.spec['repo']}' is no longer usable: {exc}") from exc
+            self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else \
+                self.rt.repos.get(self.spec["repo"])
+        except (KeyError, ValueError) as exc:
+            raise PrepareError(f"repo '{self.spec['repo']}' is not usable: {exc}") from exc
+        log.write(f"[visionyard] repo spec '{self.repo.name}' as submitted: {self.repo.url} @ {self.repo.commit}\n")
         self.parser = build_parser(self.repo.parser)
 
         log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")

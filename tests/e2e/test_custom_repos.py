@@ -117,6 +117,7 @@ def test_custom_runs_are_tracked_in_mlflow_with_their_artifacts(daemon, tmp_path
         time.sleep(0.2)
     run = client.get_run(final.mlflow_run_id)
     assert run.data.tags["repo"] == "convnext-tracked" and run.data.tags["framework"] == "custom"
+    assert run.data.tags["repo.commit"] == sha
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")) == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"output.log", "checkpoint-best.pth", "checkpoint-1.pth", "log.txt"} <= artifacts
@@ -201,3 +202,24 @@ def test_bad_repo_specs_are_rejected_naming_the_field(daemon, tmp_path):
         daemon.client.add_repo(spec_file)
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "bad.yaml" in str(info.value) and "{epoch}" in str(info.value)
+
+
+def test_a_queued_job_runs_the_repo_spec_it_was_submitted_with(daemon, tmp_path):
+    from tests.e2e.test_timm_jobs import job_spec, wait_for
+
+    url, sha = toy_repo(tmp_path / "toy")
+    spec_file = tmp_path / "snap.yaml"
+    spec_file.write_text(toy_spec(str(url), sha, name="snap"))
+    daemon.client.add_repo(spec_file)
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    blocker = daemon.client.submit(job_spec(data, name="blocker", training={"epochs": 500, "batch_size": 2,
+                                                                             "device": "cpu"}))
+    try:
+        wait_for(lambda: daemon.client.get(blocker.id).state == pb.RUNNING, timeout=120)
+        queued = daemon.client.submit(custom_job("snap", "m", "image_classification", data, "imagefolder", 2))
+        daemon.client.remove_repo("snap")  # gone from the registry while the job waits
+    finally:
+        daemon.client.cancel(blocker.id)
+    final = daemon.client.wait(queued.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    assert final.epoch == 2
