@@ -30,10 +30,6 @@ def get_spec(name: str) -> EnvSpec:
         raise ValueError(f"Unknown env {name!r}. Valid: {', '.join(spec_names())}") from None
 
 
-#: The name the runner imports it under (``from envs.specs import get_env_spec``).
-get_env_spec = get_spec
-
-
 def spec_names() -> list[str]:
     return sorted(_SPECS)
 

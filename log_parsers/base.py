@@ -71,6 +71,16 @@ class ProgressUpdate:
 Event = MetricUpdate | ProgressUpdate
 
 
+def _append_refreshes(pieces: list[str], append) -> None:
+    """Progress-bar refreshes (text ended by a lone \\r) as non-final lines; empty ones dropped."""
+    for piece in pieces:
+        if "\x1b" in piece:
+            piece = _ANSI.sub("", piece)
+        piece = piece.rstrip()
+        if piece:
+            append(Line(piece, False))
+
+
 class LineSplitter:
     """Bytes or str chunks in, complete lines out.
 
@@ -106,12 +116,7 @@ class LineSplitter:
                     part = part[:-1]
                 if "\r" in part:
                     *refreshes, part = part.split("\r")
-                    for piece in refreshes:
-                        if "\x1b" in piece:
-                            piece = _ANSI.sub("", piece)
-                        piece = piece.rstrip()
-                        if piece:
-                            append(Line(piece, False))
+                    _append_refreshes(refreshes, append)
             if "\x1b" in part:
                 part = _ANSI.sub("", part)
             append(Line(part.rstrip(), True))
@@ -119,12 +124,7 @@ class LineSplitter:
             *refreshes, tail = rest.split("\r")
             if not tail:  # ends with "\r": keep the last piece (and its "\r") for the next feed
                 tail = refreshes.pop() + "\r"
-            for piece in refreshes:
-                if "\x1b" in piece:
-                    piece = _ANSI.sub("", piece)
-                piece = piece.rstrip()
-                if piece:
-                    append(Line(piece, False))
+            _append_refreshes(refreshes, append)
             rest = tail
         if len(rest) > MAX_LINE_CHARS:
             append(Line(strip_ansi(rest).rstrip(), True))

@@ -48,10 +48,6 @@ class Scheduler:
                 return True
             return self.rt.store.transition(job_id, JobState.CANCELLED, "cancelled by user before it started")
 
-    def running(self) -> list[str]:
-        with self._lock:
-            return list(self._running)
-
     def shutdown(self, reason: str = "the daemon shut down", timeout: float = 30) -> None:
         self._stopping.set()
         self._wake.set()

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from adapters.frameworks import all_catalogs, get_catalog
-from envs.specs import get_spec as get_env_spec
+from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
@@ -114,7 +114,7 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
 
     def PrepareEnv(self, request: pb.PrepareEnvRequest, context) -> pb.EnvInfo:
         try:
-            spec = get_env_spec(request.name)
+            spec = get_spec(request.name)
         except (KeyError, ValueError) as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.args[0])
         try:

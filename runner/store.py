@@ -194,8 +194,9 @@ class JobStore:
             query += f" LIMIT {int(limit)}"
         with self._lock:
             records = [_record(row) for row in self._db.execute(query, states).fetchall()]
-            for record in records:
-                record.metrics = self.latest_metrics(record.id)
+            latest = self._latest_metrics_of([r.id for r in records])
+        for record in records:
+            record.metrics = latest.get(record.id, {})
         return records
 
     def next_queued(self) -> JobRecord | None:
@@ -282,11 +283,21 @@ class JobStore:
             return [tuple(row) for row in self._db.execute(query + " ORDER BY step, key", args).fetchall()]
 
     def latest_metrics(self, job_id: str) -> dict[str, float]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, value FROM metrics m WHERE job_id = ? AND step = "
-                "(SELECT MAX(step) FROM metrics WHERE job_id = m.job_id AND key = m.key)", (job_id,)).fetchall()
-        return {row[0]: row[1] for row in rows}
+        return self._latest_metrics_of([job_id]).get(job_id, {})
+
+    def _latest_metrics_of(self, job_ids: list[str]) -> dict[str, dict[str, float]]:
+        """The newest value of every metric, for many jobs in one query."""
+        latest: dict[str, dict[str, float]] = {}
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start:start + 500]
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT job_id, key, value FROM metrics m WHERE job_id IN ({','.join('?' * len(chunk))}) "
+                    "AND step = (SELECT MAX(step) FROM metrics WHERE job_id = m.job_id AND key = m.key)",
+                    chunk).fetchall()
+            for job_id, key, value in rows:
+                latest.setdefault(job_id, {})[key] = value
+        return latest
 
     def events(self, job_id: str, after_seq: int = 0, include_logs: bool = True, limit: int = 500) -> list[pb.JobEvent]:
         query = "SELECT seq, time, data FROM events WHERE job_id = ? AND seq > ?"
@@ -300,11 +311,6 @@ class JobStore:
             event.job_id, event.seq, event.time = job_id, seq, when
             events.append(event)
         return events
-
-    def last_seq(self, job_id: str) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?",
-                                    (job_id,)).fetchone()[0]
 
     def wait_for_change(self, seen_version: int, timeout: float) -> None:
         """Block until some write commits after `seen_version` was read, or `timeout` passes."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from adapters.frameworks import get_catalog
-from envs.specs import get_spec as get_env_spec
+from envs.specs import get_spec
 from log_parsers import build_parser
 from log_parsers.base import Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
@@ -73,7 +73,7 @@ class AdapterWorkload(Workload):
     """A framework adapter in its framework's env; it reports over gRPC itself."""
 
     def prepare(self, log: TextIO) -> Command:
-        env = self._ensure_env(get_env_spec(get_catalog(self.spec["framework"]).env), log)
+        env = self._ensure_env(get_spec(get_catalog(self.spec["framework"]).env), log)
         job_dir = self.execution.job_dir
         checkpoint_dir = job_dir / "checkpoints"
         checkpoint_dir.mkdir(exist_ok=True)

@@ -24,10 +24,10 @@ def shared_envs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def timm_env(shared_envs):
     from envs.manager import EnvManager
-    from envs.specs import get_env_spec
+    from envs.specs import get_spec
 
     with open(shared_envs.parent / "timm-env-build.log", "w") as log:
-        return EnvManager(shared_envs).ensure(get_env_spec("timm"), log=log)
+        return EnvManager(shared_envs).ensure(get_spec("timm"), log=log)
 
 
 class DaemonProcess:
