@@ -20,6 +20,12 @@ from typing import Any
 class DatasetSpec:
     path: str
     format: str
+    split: str | None = None  # without a val split on disk: how val is made (adapters.datasets.split)
+    val_ratio: float | None = None
+    split_file: str | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class Job:
             dataset=DatasetSpec(
                 path=_require(dataset, "path", str, "spec.dataset."),
                 format=_require(dataset, "format", str, "spec.dataset."),
+                split=dataset.get("split") or None,
+                val_ratio=float(dataset["val_ratio"]) if dataset.get("val_ratio") else None,
+                split_file=dataset.get("split_file") or None,
             ),
             training=TrainingSpec(
                 epochs=int(_require(training, "epochs", (int, float), "spec.training.")),

@@ -1,10 +1,12 @@
-"""The dataset a custom repo reads: layout checks, class names, and staging into the job dir.
+"""The dataset a custom repo reads: checked by the shared dataset layer, staged into the job dir.
 
-Checked on the host before a job is queued, file tree and labels only (no pixels), so a wrong
-layout is an error naming the missing folder instead of a crash minutes into a child run.
+Checked on the host before a job is queued with the same readers the framework adapters use
+(``adapters.datasets``), so a wrong layout or label is an error naming the file instead of a
+crash minutes into a child run. Repos evaluate on a val split of their own, so the dataset must
+have one on disk (they cannot split train themselves).
 
-- ``yolo``: ``images/{train,val}/``, ``labels/{train,val}/*.txt``; class names from ``data.yaml``
-  (``names:`` list or dict) or ``classes.txt`` (one per line) in the dataset root.
+- ``yolo``: ``images/{train,val}/`` + ``labels/{train,val}/`` (or ``{train,val}/images`` +
+  ``{train,val}/labels``); class names from ``data.yaml`` or ``classes.txt``.
 - ``imagefolder``: ``train/<class>/<image>`` and ``val/<class>/<image>``, the same classes in
   both (torchvision's ImageFolder numbers each split's class folders on its own).
 """
@@ -12,17 +14,18 @@ layout is an error naming the missing folder instead of a crash minutes into a c
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from adapters.datasets import IMAGE_EXTENSIONS, DatasetError, read_classification
+from adapters.datasets import SplitOptions, convert_dataset, formats_for_task
+from adapters.datasets import inspect_dataset as inspect_shared
+from adapters.datasets.convert import TARGETS
+from adapters.datasets.yolo import split_dirs
 
 YOLO_SPLITS = ("train", "val")
-YOLO_NAME_FILES = ("data.yaml", "data.yml", "dataset.yaml")
-#: Label files read to check class ids; enough to catch a wrong `names:`, cheap on big datasets.
-MAX_LABEL_FILES_CHECKED = 2000
+#: The task a repo's dataset format is read for.
+FORMAT_TASKS = {"yolo": "object_detection", "imagefolder": "image_classification"}
 
 Problems = list[tuple[str, str]]
 
@@ -33,121 +36,57 @@ class DatasetInfo:
     class_names: tuple[str, ...]
 
 
-def inspect_dataset(fmt: str, path: str, seed: int = 0) -> tuple[DatasetInfo | None, Problems]:
-    """The dataset's classes, or the problems (as (field path, message)) that stop a run."""
+def accepted_formats(repo_format: str) -> list[str]:
+    """The repo's own format first, then every format the dataset layer converts into it."""
+    task = FORMAT_TASKS[repo_format]
+    return [repo_format, *(f for f in formats_for_task(task) if f != repo_format and task in TARGETS[repo_format])]
+
+
+def inspect_dataset(fmt: str, path: str, seed: int = 0, repo_format: str | None = None,
+                    split: SplitOptions | None = None) -> tuple[DatasetInfo | None, Problems]:
+    """The dataset's classes, or the problems (as (field path, message)) that stop a run.
+
+    A dataset in the repo's own format is used in place and must have its val split on disk; one
+    in another format (``accepted_formats``) is converted into the job dir at launch, with the
+    val split the job's split settings make.
+    """
+    repo_format = repo_format or fmt
     root = Path(path).expanduser().absolute()
     if not root.is_dir():
         return None, [("dataset.path", f"{root} does not exist or is not a folder")]
-    if fmt == "yolo":
-        return _inspect_yolo(root)
-    if fmt == "imagefolder":
-        return _inspect_imagefolder(root, seed)
-    return None, [("dataset.format", f"unsupported format '{fmt}'")]
-
-
-def _inspect_yolo(root: Path) -> tuple[DatasetInfo | None, Problems]:
-    layout = "expected images/{train,val}/<image> and labels/{train,val}/<image>.txt"
-    problems: Problems = []
-    for split in YOLO_SPLITS:
-        images, labels = root / "images" / split, root / "labels" / split
-        if not images.is_dir():
-            problems.append(("dataset.path", f"yolo dataset {root} has no images/{split}/ folder ({layout})"))
-        elif not _has_file(images, IMAGE_EXTENSIONS):
-            problems.append(("dataset.path", f"{images} has no images"))
-        if not labels.is_dir():
-            problems.append(("dataset.path", f"yolo dataset {root} has no labels/{split}/ folder ({layout})"))
-        elif not _has_file(labels, {".txt"}):
-            problems.append(("dataset.path", f"{labels} has no .txt label files"))
-    names, name_problem = yolo_class_names(root)
-    if name_problem:
-        problems.append(("dataset.path", name_problem))
-    if problems:
+    if repo_format not in FORMAT_TASKS or fmt not in accepted_formats(repo_format):
+        return None, [("dataset.format", f"unsupported format '{fmt}'")]
+    dataset, found = inspect_shared(root, fmt, FORMAT_TASKS[repo_format], split=split or SplitOptions(seed=seed),
+                                    decode="sample")
+    problems = [("dataset.path", str(p)) for p in found.errors]
+    if dataset is None or problems:
         return None, problems
-    if (bad := _bad_label(root, len(names))) is not None:
-        return None, [("dataset.path", bad)]
-    return DatasetInfo(root, tuple(names)), []
+    if fmt != repo_format:
+        return DatasetInfo(root, dataset.class_names), []
+    if dataset.val_source != "disk":
+        where = "images/val/ (or val/images/)" if fmt == "yolo" else "val/<class>/"
+        return None, [("dataset.path", f"{fmt} dataset {root} has no validation images in {where}: this repo "
+                       "evaluates on the val split and cannot split train itself")]
+    if fmt == "imagefolder":
+        missing = [name for i, name in enumerate(dataset.class_names) if not any(r.label == i for r in dataset.val)]
+        if missing:
+            return None, [("dataset.path", f"{root / 'val'} has no images for class(es) {', '.join(missing)}: "
+                           "val/ needs every class that train/ has")]
+    return DatasetInfo(root, dataset.class_names), []
 
 
-def yolo_class_names(root: Path) -> tuple[list[str], str | None]:
-    """Class names from data.yaml's ``names:`` or classes.txt, or a message saying what is wrong."""
-    for filename in YOLO_NAME_FILES:
-        path = root / filename
-        if not path.is_file():
-            continue
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            return [], f"{path}: cannot read it as YAML: {exc}"
-        names = doc.get("names") if isinstance(doc, dict) else None
-        if isinstance(names, dict):
-            try:
-                keys = sorted(int(k) for k in names)
-            except (TypeError, ValueError):
-                return [], f"{path}: names: keys must be class ids 0..N-1"
-            if keys != list(range(len(keys))):
-                return [], f"{path}: names: class ids must be 0..{len(keys) - 1} without gaps"
-            names = [names[k] if k in names else names[str(k)] for k in keys]
-        if not isinstance(names, list) or not names:
-            return [], f"{path}: no `names:` list (or {{id: name}} mapping) of class names"
-        nc = doc.get("nc")
-        if nc is not None and nc != len(names):
-            return [], f"{path}: nc is {nc} but names lists {len(names)} classes"
-        return [str(n) for n in names], None
-    classes = root / "classes.txt"
-    if classes.is_file():
-        try:
-            text = classes.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return [], f"{classes}: cannot read it ({exc})"
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-        if names:
-            return names, None
-        return [], f"{classes} is empty (one class name per line)"
-    return [], (f"yolo dataset {root} has no class names: add data.yaml with a `names:` list "
-                "or classes.txt with one name per line")
+def materialize(fmt: str, root: Path, repo_format: str, job_dir: Path, split: SplitOptions) -> Path:
+    """The dataset folder the repo reads: the user's (YOLO staged by links), or a conversion.
 
-
-def _bad_label(root: Path, num_classes: int) -> str | None:
-    """The first label line whose class id is not in 0..num_classes-1 (a sample of the files)."""
-    checked = 0
-    for split in YOLO_SPLITS:
-        for path in sorted((root / "labels" / split).rglob("*.txt")):
-            if checked >= MAX_LABEL_FILES_CHECKED:
-                return None
-            checked += 1
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                return f"{path}: cannot read it: {exc}"
-            for number, line in enumerate(lines, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                try:
-                    class_id = float(fields[0])
-                except ValueError:
-                    return f"{path}:{number}: '{fields[0]}' is not a class id"
-                if class_id != int(class_id) or not 0 <= class_id < num_classes:
-                    return (f"{path}:{number}: class id {fields[0]} is outside 0..{num_classes - 1} "
-                            f"({num_classes} class names)")
-    return None
-
-
-def _inspect_imagefolder(root: Path, seed: int) -> tuple[DatasetInfo | None, Problems]:
-    layout = "expected train/<class>/<image> and val/<class>/<image>"
-    if not (root / "val").is_dir():
-        return None, [("dataset.path", f"imagefolder dataset {root} has no val/ folder: this repo evaluates "
-                       f"on val/ and cannot split train/ itself ({layout})")]
-    try:
-        data = read_classification(root, "imagefolder", 0.2, seed)
-    except DatasetError as exc:
-        return None, [("dataset.path", str(exc))]
-    missing = [name for name in data.class_names
-               if not (root / "val" / name).is_dir() or not _has_file(root / "val" / name, IMAGE_EXTENSIONS)]
-    if missing:
-        return None, [("dataset.path", f"{root / 'val'} has no images for class(es) {', '.join(missing)}: "
-                       "val/ needs every class that train/ has")]
-    return DatasetInfo(root, data.class_names), []
+    A conversion goes to ``job_dir/data`` (redone from scratch if a previous launch left one).
+    """
+    if fmt == repo_format:
+        return stage_yolo(root, job_dir) if fmt == "yolo" else root
+    out = job_dir / "data"
+    if out.exists():
+        shutil.rmtree(out)
+    convert_dataset(root, fmt, repo_format, FORMAT_TASKS[repo_format], out, split=split)
+    return out
 
 
 def stage_yolo(root: Path, job_dir: Path) -> Path:
@@ -160,8 +99,11 @@ def stage_yolo(root: Path, job_dir: Path) -> Path:
     for kind in ("images", "labels"):
         (data / kind).mkdir(parents=True, exist_ok=True)
         for split in YOLO_SPLITS:
+            dirs = split_dirs(root, split)
+            if dirs is None:
+                raise FileNotFoundError(f"yolo dataset {root} has no {split} split any more (it had at submit)")
             link = data / kind / split
-            target = (root / kind / split).absolute()
+            target = dirs[0 if kind == "images" else 1].absolute()
             if link.is_symlink() or link.exists():
                 if link.is_symlink() and Path(os.readlink(link)) == target:
                     continue
@@ -169,6 +111,3 @@ def stage_yolo(root: Path, job_dir: Path) -> Path:
             link.symlink_to(target, target_is_directory=True)
     return data
 
-
-def _has_file(folder: Path, suffixes) -> bool:
-    return any(p.suffix.lower() in suffixes and p.is_file() for p in folder.rglob("*"))

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.catalog import FrameworkCatalog, Preset, SchemaField, coerce
 from custom_repos import template
+from custom_repos.datasets import accepted_formats
 
 #: Repo names: lowercase, digits, '.', '_' and single '-' (the env is named ``repo-<name>``).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._]*(?:-[a-z0-9._]+)*$")
@@ -180,7 +181,7 @@ class RepoSpec(_Strict):
         """
         return FrameworkCatalog(
             name=self.name, env=f"repo-{self.name}", tasks=tuple(self.tasks),
-            dataset_formats=(self.dataset_format,), models=(), fields=self.schema_fields(),
+            dataset_formats=tuple(accepted_formats(self.dataset_format)), models=(), fields=self.schema_fields(),
             presets=tuple(Preset(model, f"defaults for {model}", _nest(values))
                           for model, values in self.model_defaults.items()),
             adapter="", known_models=frozenset(self.models))

@@ -23,7 +23,8 @@ import yaml
 
 from adapters.catalog import UnknownNameError, resolve_advanced
 from custom_repos import template
-from custom_repos.datasets import inspect_dataset, stage_yolo
+from adapters.datasets import split_options
+from custom_repos.datasets import accepted_formats, inspect_dataset, materialize
 from custom_repos.git import RepoError, checkout_commit
 from custom_repos.spec import RepoSpec
 from envs.spec import EnvSpec
@@ -151,13 +152,16 @@ def _check(spec: RepoSpec, job: dict[str, Any]) -> tuple[list[tuple[str, str]], 
     fmt = dataset.get("format") or spec.dataset_format
     training = {**TRAINING_DEFAULTS, **{k: v for k, v in (job.get("training") or {}).items() if v is not None}}
     info = None
-    if fmt != spec.dataset_format:
+    accepted = accepted_formats(spec.dataset_format)
+    if fmt not in accepted:
         problems.append(("dataset.format", f"'{fmt}' is not what repo {spec.name} reads. "
-                         f"Valid: {spec.dataset_format}"))
+                         f"Valid: {', '.join(accepted)} (converted to {spec.dataset_format} at launch)"))
     elif not dataset.get("path"):
         problems.append(("dataset.path", "is required"))
     else:
-        info, dataset_problems = inspect_dataset(fmt, str(dataset["path"]), int(training.get("seed") or 0))
+        seed = int(training.get("seed") or 0)
+        info, dataset_problems = inspect_dataset(fmt, str(dataset["path"]), seed, spec.dataset_format,
+                                                 split_options(dataset, seed))
         problems += dataset_problems
     if info is not None:
         count = len(info.class_names)
@@ -203,8 +207,10 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
     output_dir.mkdir(parents=True, exist_ok=True)
     values = _placeholder_values(spec, resolved, job_dir, output_dir, python, device)
 
+    dataset = resolved["dataset"]
+    data = materialize(dataset["format"], Path(dataset["path"]), spec.dataset_format, job_dir,
+                       split_options(dataset, int(resolved["training"]["seed"] or 0)))
     if spec.dataset_format == "yolo":
-        data = stage_yolo(Path(resolved["dataset"]["path"]), job_dir)
         data_yaml = job_dir / "data.yaml"
         # Absolute paths and no `download:` key: YOLOv7 would fetch a dataset it cannot find.
         data_yaml.write_text(yaml.safe_dump({
@@ -213,8 +219,7 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
         values.update(data_yaml=str(data_yaml), dataset_dir=str(data),
                       train_dir=str(data / "images" / "train"), val_dir=str(data / "images" / "val"))
     else:
-        root = Path(resolved["dataset"]["path"])
-        values.update(dataset_dir=str(root), train_dir=str(root / "train"), val_dir=str(root / "val"))
+        values.update(dataset_dir=str(data), train_dir=str(data / "train"), val_dir=str(data / "val"))
 
     env = {name: template.render(value, values) for name, value in spec.env.items()}
     env["PYTHONPYCACHEPREFIX"] = str(job_dir / "pycache")

@@ -26,12 +26,18 @@ FAILED: JobState
 CANCELLED: JobState
 
 class DatasetSpec(_message.Message):
-    __slots__ = ("path", "format")
+    __slots__ = ("path", "format", "split", "val_ratio", "split_file")
     PATH_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    VAL_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FILE_FIELD_NUMBER: _ClassVar[int]
     path: str
     format: str
-    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+    split: str
+    val_ratio: float
+    split_file: str
+    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., split: _Optional[str] = ..., val_ratio: _Optional[float] = ..., split_file: _Optional[str] = ...) -> None: ...
 
 class TrainingSpec(_message.Message):
     __slots__ = ("epochs", "batch_size", "learning_rate", "device", "num_workers", "seed", "image_size")

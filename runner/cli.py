@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from protos import visionyard_pb2 as pb
+from runner import dataset_cli
 from runner.client import Client, ClientError
 from runner.progress import follow, format_metrics, state_name, summary
 from runner.settings import Paths, resolve_home
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=5)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--json", action="store_true")
+    dataset_cli.add_parser(sub, common)
     p = add("ui", cmd_ui, "open the MLflow UI on the home's store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
-from adapters.datasets import DatasetError, read_classification
+from adapters.datasets import STRATEGIES, format_names, inspect_dataset, split_options
 from adapters.frameworks import all_catalogs, get_catalog
 from protos import visionyard_pb2 as pb
 
@@ -43,6 +43,25 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     path: str = Field(min_length=1)
     format: str = Field(min_length=1)
+    #: Without a val split on disk: how val is made, its share, and for `file` the train list
+    #: (relative to the dataset folder, or absolute).
+    split: str | None = None
+    val_ratio: float | None = Field(None, gt=0, lt=1)
+    split_file: str | None = Field(None, min_length=1)
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str | None) -> str | None:
+        if value is not None and value not in STRATEGIES:
+            raise ValueError(f"'{value}' is not a split strategy. Valid: {', '.join(STRATEGIES)}")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in format_names():
+            raise ValueError(f"Unknown dataset format '{value}'. Valid: {', '.join(format_names())}")
+        return value
 
 
 class TrainingSpec(_Strict):
@@ -161,7 +180,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
             value = getattr(spec, field)
             if value is not None and not Path(value).is_file():
                 problems.append((field, f"file '{value}' does not exist on the runner's machine"))
-        if not any(p[0].startswith("dataset") for p in problems):
+        if not any(p[0].startswith("dataset") or p[0] == "task" for p in problems):
             num_classes, dataset_problems = _check_dataset(spec, filled)
             problems += dataset_problems
             if num_classes is not None:
@@ -177,8 +196,12 @@ def _absolute_paths(spec: JobSpec) -> JobSpec:
     def absolute(value: str | None) -> str | None:
         return None if value is None else str(Path(value).expanduser().resolve())
 
+    root = absolute(spec.dataset.path)
+    split_file = spec.dataset.split_file
+    if split_file is not None:
+        split_file = str((Path(root) / Path(split_file).expanduser()).resolve())
     return spec.model_copy(update={
-        "dataset": spec.dataset.model_copy(update={"path": absolute(spec.dataset.path)}),
+        "dataset": spec.dataset.model_copy(update={"path": root, "split_file": split_file}),
         "weights": absolute(spec.weights), "resume": absolute(spec.resume)})
 
 
@@ -208,20 +231,25 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
 
 
 def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
-    """The dataset read exactly as the child will read it (file tree and labels, no pixels)."""
-    val_split = advanced.get("data", {}).get("val_split", 0.2)
-    try:
-        data = read_classification(Path(spec.dataset.path), spec.dataset.format, val_split, spec.training.seed)
-    except DatasetError as exc:
-        return None, [("dataset.path", str(exc))]
-    except OSError as exc:  # unreadable folders or files
-        return None, [("dataset.path", f"cannot read the dataset: {exc}")]
-    names = data.class_names
-    if spec.num_classes is not None and spec.num_classes != len(names):
+    """The dataset read exactly as the child will read it: layout, labels, a sample of images."""
+    fallback_ratio = advanced.get("data", {}).get("val_split")
+    split = split_options(spec.dataset.model_dump(), spec.training.seed, fallback_ratio)
+    dataset, problems = inspect_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,
+                                        decode="sample")
+    if problems.has_errors:
+        errors = [("dataset.path", str(p)) for p in problems.errors]
+        if hidden := problems.more("error"):
+            errors.append(("dataset.path", f"... and {hidden} more problem(s) of the same kinds; "
+                           f"`visionyard datasets check {spec.dataset.path} --format {spec.dataset.format} "
+                           f"--task {spec.task}` lists them all"))
+        return None, errors
+    assert dataset is not None
+    names = dataset.class_names
+    if spec.num_classes is not None and names and spec.num_classes != len(names):
         return None, [("num_classes", f"is {spec.num_classes} but the dataset at '{spec.dataset.path}' has "
                        f"{len(names)} classes ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); "
                        "remove it to infer it")]
-    return len(names), []
+    return len(names) or None, []
 
 
 def _model_input_size(catalog: FrameworkCatalog, model: str) -> int:

@@ -8,14 +8,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from adapters.datasets import Sample, open_image
+from adapters.datasets import ImageRecord, open_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageDataset(Dataset):
-    def __init__(self, samples: Sequence[Sample], transform) -> None:
+    def __init__(self, samples: Sequence[ImageRecord], transform) -> None:
         self.samples = list(samples)
         self.transform = transform
 

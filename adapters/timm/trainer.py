@@ -19,7 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from adapters.base import TrainingAdapter
-from adapters.datasets import Sample, open_image, read_classification
+from adapters.datasets import ImageRecord, open_image, read_dataset, split_options
 from adapters.hub import is_missing_from_cache, prepare_hub_access
 from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
 from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
@@ -42,7 +42,7 @@ class TimmAdapter(TrainingAdapter):
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.image_size = int(job.spec.image_size)
         self.criterion: nn.Module = nn.CrossEntropyLoss()
-        self._samples: dict[str, tuple[Sample, ...]] = {}
+        self._samples: dict[str, list[ImageRecord]] = {}
         self._loaders: dict[str, Any] = {}
 
     # ------------------------------------------------------------ setup
@@ -50,12 +50,8 @@ class TimmAdapter(TrainingAdapter):
     def prepare_dataset(self) -> None:
         spec = self.spec
         seed_everything(spec.training.seed)
-        data = read_classification(
-            spec.dataset.path,
-            spec.dataset.format,
-            float(self.setting("data.val_split", 0.2)),
-            spec.training.seed,
-        )
+        split = split_options(spec.dataset.as_dict(), spec.training.seed, self.setting("data.val_split"))
+        data = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split)
         if spec.num_classes and spec.num_classes != len(data.class_names):
             raise ValueError(
                 f"num_classes is {spec.num_classes} but the dataset has {len(data.class_names)} classes "
@@ -242,7 +238,7 @@ class TimmAdapter(TrainingAdapter):
             raise RuntimeError("load a checkpoint before predicting")
         self.model.eval()
         transform = build_transform(self.image_size, self.mean, self.std)
-        image = transform(open_image(Sample(str(image_path), -1))).unsqueeze(0).to(self.device)
+        image = transform(open_image(ImageRecord(str(image_path)))).unsqueeze(0).to(self.device)
         probs = torch.softmax(self.model(image), dim=1)[0]
         scores, indices = probs.topk(min(top_k, probs.numel()))
         return [

@@ -76,6 +76,29 @@ def test_yolov7_launch(tmp_path, yolo_dataset):
     assert again.argv[again.argv.index("--device") + 1] == "0"
 
 
+def test_a_coco_dataset_is_converted_into_the_job_dir_for_a_yolo_repo(tmp_path):
+    from tests.dataset_fixtures import ann, make_coco
+
+    spec = shipped_specs()["yolov7"]
+    dataset = make_coco(tmp_path / "coco", {"train": [ann(1), ann(2, 2, 7)], "val": [ann(3)]})
+    before = snapshot(dataset)
+    job = yolo_job(dataset, dataset={"path": str(dataset), "format": "coco"})
+    assert resolve_job(spec, job)["class_names"] == ["car", "bike"]  # COCO ids 3, 7 in ascending order
+    job_dir = tmp_path / "jobs" / "8"
+    for _ in range(2):  # a second launch (a retry) redoes the conversion
+        prepare_launch(spec, job, job_dir, tmp_path, PY, "cpu")
+    data = job_dir / "data"
+    assert yaml.safe_load((job_dir / "data.yaml").read_text())["names"] == ["car", "bike"]
+    assert (data / "labels" / "train" / "train1.txt").read_text() == "0 0.500000 0.333333 0.500000 0.333333\n"
+    assert (data / "labels" / "train" / "train2.txt").read_text().startswith("1 ")
+    assert sorted(p.name for p in (data / "images" / "val").iterdir()) == ["val1.png", "val2.png"]
+    assert snapshot(dataset) == before
+
+    problems = validate_job(spec, yolo_job(dataset, dataset={"path": str(dataset), "format": "masks"}))
+    assert problems == [("dataset.format", "'masks' is not what repo yolov7 reads. Valid: yolo, coco, dice, voc "
+                         "(converted to yolo at launch)")]
+
+
 def test_yolov7_p6_models_use_train_aux_and_default_image_size(tmp_path, yolo_dataset):
     spec = shipped_specs()["yolov7"]
     job = yolo_job(yolo_dataset(), model="yolov7-w6", training={})
@@ -112,8 +135,9 @@ def test_resolve_job_fills_classes_and_advanced(yolo_dataset):
 
 def _yolo_layout_problem(root: Path, what: str) -> None:
     if what == "no-val-images":
-        for p in (root / "images" / "val").iterdir():
-            p.unlink()
+        for kind in ("images", "labels"):
+            for p in (root / kind / "val").iterdir():
+                p.unlink()
     elif what == "no-labels-train":
         for p in (root / "labels" / "train").iterdir():
             p.unlink()
@@ -125,10 +149,10 @@ def _yolo_layout_problem(root: Path, what: str) -> None:
 
 
 @pytest.mark.parametrize("what, field, words", [
-    ("no-val-images", "dataset.path", ["images/val has no images"]),
-    ("no-labels-train", "dataset.path", ["has no labels/train/ folder"]),
+    ("no-val-images", "dataset.path", ["no validation images in images/val/"]),
+    ("no-labels-train", "dataset.path", ["has images/train/ but no labels/train/ folder"]),
     ("no-names", "dataset.path", ["no class names", "classes.txt"]),
-    ("bad-class-id", "dataset.path", ["1.txt:2: class id 7 is outside 0..1"]),
+    ("bad-class-id", "dataset.path", ["labels/val/1.txt:line 2: class id 7 is outside 0..1"]),
 ])
 def test_yolo_layout_problems(yolo_dataset, what, field, words):
     root = yolo_dataset()
@@ -160,7 +184,7 @@ def test_validate_job_problems(yolo_dataset, changes, field, words):
 
 @pytest.mark.parametrize("case, words", [
     ("few-classes", ["needs at least 5 classes", "has 3"]),
-    ("no-val", ["has no val/ folder"]),
+    ("no-val", ["has no validation images in val/"]),
     ("val-missing-class", ["has no images for class(es) black"]),
 ])
 def test_imagefolder_problems(imagefolder_dataset, case, words):

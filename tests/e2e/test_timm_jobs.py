@@ -153,14 +153,24 @@ def test_a_crashed_child_fails_with_the_log_tail(daemon, dataset):
     assert final.exit_code == -signal.SIGKILL
 
 
-def test_a_child_error_fails_with_its_message(daemon, tmp_path):
-    root = make_imagefolder(tmp_path / "broken", per_class=3, val_per_class=1)
-    (root / "train" / "red" / "red_0.png").write_bytes(b"this is not a png")
-    job = daemon.client.submit(job_spec(root, name="broken", training={"epochs": 1, "batch_size": 2, "device": "cpu"}))
+def test_a_child_error_fails_with_its_message(daemon, dataset, tmp_path):
+    weights = tmp_path / "garbage-weights.pt"
+    weights.write_bytes(b"this is not a checkpoint")  # exists, so it passes submit; the child can't load it
+    job = daemon.client.submit(job_spec(dataset, name="broken", weights=str(weights),
+                                        training={"epochs": 1, "batch_size": 2, "device": "cpu"}))
     final = daemon.client.wait(job.id)
     assert final.state == pb.FAILED
     assert final.exit_code == 1
-    assert "red_0.png" in final.error
+    assert "Traceback" in final.error or "Error" in final.error, final.error
+
+
+def test_an_unreadable_image_is_refused_at_submit_naming_it(daemon, tmp_path):
+    root = make_imagefolder(tmp_path / "broken", per_class=3, val_per_class=1)
+    (root / "val" / "red" / "red_0.png").write_bytes(b"this is not a png")
+    with pytest.raises(ClientError) as info:
+        daemon.client.submit(job_spec(root, name="broken"))
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "val/red/red_0.png: cannot decode the image" in str(info.value)
 
 
 @pytest.mark.parametrize("override, field", [

@@ -127,3 +127,27 @@ def test_unreadable_labelme_flags_name_the_file(tmp_path):
     (root / "odd.json").write_text('{"imagePath": "red_0.png", "flags": ["red"]}')
     found = problems(spec(root, dataset={"path": str(root), "format": "dice"}))
     assert "odd.json: 'flags' must be a mapping" in found["dataset.path"]
+
+
+def test_split_settings_are_checked_and_reach_the_wire(tmp_path):
+    root = make_imagefolder(tmp_path / "d", per_class=4, val_per_class=0)
+    (root / "train.txt").write_text("train/red/red_0.png\ntrain/green/green_0.png\ntrain/blue/blue_0.png\n")
+    dataset = {"path": str(root), "format": "imagefolder", "split": "file", "split_file": "train.txt"}
+    result = validate_job_spec(spec_from_proto(spec_to_proto(spec(root, dataset=dataset))))
+    assert result.dataset.split == "file" and result.dataset.split_file == str(root / "train.txt")
+    assert result.num_classes == 3
+
+    found = problems(spec(root, dataset={**dataset, "split": "alphabetical"}))
+    assert "is not a split strategy. Valid: stratified, random, sequential, file" in found["dataset.split"]
+    found = problems(spec(root, dataset={**dataset, "split": None, "val_ratio": 1.5}))
+    assert "dataset.val_ratio" in found
+    (root / "train.txt").write_text("train/red/nope.png\n")
+    found = problems(spec(root, dataset=dataset))
+    assert f"{root / 'train.txt'}:line 1: " in found["dataset.path"]
+
+
+def test_a_format_the_framework_cannot_read_names_what_it_can(dataset):
+    found = problems(spec(dataset, dataset={"path": str(dataset), "format": "coco"}))
+    assert "'coco' is not supported by timm. Valid: imagefolder, dice" in found["dataset.format"]
+    found = problems(spec(dataset, dataset={"path": str(dataset), "format": "tfrecord"}))
+    assert "Unknown dataset format 'tfrecord'. Valid: coco, dice, imagefolder" in found["dataset.format"]

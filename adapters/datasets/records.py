@@ -1,0 +1,152 @@
+"""Plain records every reader returns and every consumer (adapters, converters, checks) reads.
+
+Coordinates stay in the unit their format stores them in, and each image says which:
+``ImageRecord.normalized`` is True for YOLO (fractions of the image's width and height) and
+False for COCO, VOC and labelme (pixels). Reading a large COCO file therefore copies no
+coordinate, and a YOLO dataset is read without opening a single image. Consumers that need one
+unit ask for it: ``to_pixels(record)`` / ``to_normalized(record)`` (``images.image_size`` reads
+the image header when the format did not record the size).
+
+Geometry, per annotation (all optional, by task):
+- ``box``: ``(x1, y1, x2, y2)``, corners of the axis-aligned box;
+- ``polygons``: flat ``[x1, y1, x2, y2, ...]`` lists (one object may have several parts);
+- ``rle``: a COCO run-length mask ``{"size": [h, w], "counts": ...}`` (always pixels);
+- ``keypoints``: flat ``[x, y, v, ...]`` with visibility v in {0, 1, 2} (0: not labelled);
+- ``rbox``: the 4 corners of a rotated box, flat ``[x1, y1, ..., x4, y4]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+TASKS = (
+    "image_classification",
+    "object_detection",
+    "instance_segmentation",
+    "semantic_segmentation",
+    "pose_estimation",
+    "obb_detection",
+    "super_resolution",
+    "ocr",
+)
+#: Tasks whose images carry per-object annotations with class ids.
+OBJECT_TASKS = ("object_detection", "instance_segmentation", "pose_estimation", "obb_detection")
+SPLITS = ("train", "val")
+
+
+@dataclass(slots=True)
+class Annotation:
+    """One object in an image. ``where`` locates it in its label file ("line 3", "annotation id 17")."""
+
+    class_id: int
+    box: tuple[float, float, float, float] | None = None
+    polygons: list | None = None
+    rle: dict | None = None
+    keypoints: list | None = None
+    rbox: list | None = None
+    #: COCO ``iscrowd`` or VOC ``difficult``: kept, but not a normal training target.
+    ignore: bool = False
+    where: str = ""
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    """One image and what is known about it. Treat as read-only."""
+
+    path: str
+    width: int | None = None
+    height: int | None = None
+    #: Classification: the class id.
+    label: int | None = None
+    annotations: list[Annotation] = field(default_factory=list)
+    #: True when annotation coordinates are fractions of width/height (YOLO), False for pixels.
+    normalized: bool = False
+    #: Semantic segmentation: the class-id PNG of this image.
+    mask: str | None = None
+    #: Super-resolution: the paired low-resolution image (None: made by bicubic downscaling).
+    lr: str | None = None
+    #: OCR: the transcription.
+    text: str | None = None
+    #: labelme files that embed the image: ``path`` is the JSON file holding ``imageData``.
+    embedded: bool = False
+    #: The label file this record came from (a YOLO .txt, a labelme or VOC file, a COCO json).
+    label_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset read for one task: class names, and train/val images."""
+
+    root: str
+    format: str
+    task: str
+    class_names: tuple[str, ...]
+    train: list[ImageRecord]
+    val: list[ImageRecord]
+    #: Pose: (keypoints per object, 2 or 3 values per keypoint).
+    kpt_shape: tuple[int, int] | None = None
+    #: Super-resolution: the upscaling factor.
+    scale: int | None = None
+    #: How val was made: "disk" (a val split on disk) or the split strategy's name.
+    val_source: str = "disk"
+
+    def split(self, name: str) -> list[ImageRecord]:
+        return {"train": self.train, "val": self.val}[name]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def to_pixels(record: ImageRecord) -> ImageRecord:
+    """The record with pixel coordinates (reads the image header if the size is unknown)."""
+    if not record.normalized:
+        return record
+    width, height = _size(record)
+    return replace(record, width=width, height=height, normalized=False,
+                   annotations=[_scaled(a, width, height) for a in record.annotations])
+
+
+def to_normalized(record: ImageRecord) -> ImageRecord:
+    """The record with coordinates as fractions of the image size."""
+    if record.normalized:
+        return record
+    width, height = _size(record)
+    return replace(record, width=width, height=height, normalized=True,
+                   annotations=[_scaled(a, 1.0 / width, 1.0 / height) for a in record.annotations])
+
+
+def _size(record: ImageRecord) -> tuple[int, int]:
+    if record.width and record.height:
+        return record.width, record.height
+    from adapters.datasets.images import image_size
+
+    return image_size(record)
+
+
+def _scaled(ann: Annotation, sx: float, sy: float) -> Annotation:
+    def flat(values):
+        return [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(values)]
+
+    def points(values):  # x, y, v triples: scale x and y, keep v
+        out = list(values)
+        for i in range(0, len(out) - 2, 3):
+            out[i] *= sx
+            out[i + 1] *= sy
+        return out
+
+    box = None if ann.box is None else (ann.box[0] * sx, ann.box[1] * sy, ann.box[2] * sx, ann.box[3] * sy)
+    return replace(
+        ann,
+        box=box,
+        polygons=None if ann.polygons is None else [flat(p) for p in ann.polygons],
+        keypoints=None if ann.keypoints is None else points(ann.keypoints),
+        rbox=None if ann.rbox is None else flat(ann.rbox),
+    )
+
+
+def polygon_box(polygons) -> tuple[float, float, float, float]:
+    """The axis-aligned box around one or more flat polygons."""
+    xs = [v for p in polygons for v in p[0::2]]
+    ys = [v for p in polygons for v in p[1::2]]
+    return min(xs), min(ys), max(xs), max(ys)
