@@ -21,3 +21,4 @@ bench: setup
 	$(UV) run python bench/bench_envs.py
 	$(UV) run python bench/bench_runner.py
 	$(UV) run python bench/bench_parsers.py
+	$(UV) run python bench/bench_datasets.py

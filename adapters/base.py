@@ -1,8 +1,10 @@
-"""``TrainingAdapter``: the hooks a framework adapter fills in, and the one training loop.
+"""The adapter base classes: the hooks a framework adapter fills in.
 
-The loop (``fit``) is the same for every framework, so resume, best/last checkpoints, early
-stopping and the events the daemon sees behave identically everywhere. Adapters only say how
-to build, train, validate, save and load.
+``TrainingAdapter`` owns the training loop (``fit``): resume, best/last checkpoints and early
+stopping behave identically for every adapter that trains this way (timm); it only says how to
+build, train, validate, save and load. ``FrameworkLoopAdapter`` is for frameworks that own their
+loop (Ultralytics, HF ``Trainer``): ``train()`` runs it, and the framework's callbacks report
+through the same ``RunRecorder``, so the daemon sees the same events from both kinds.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.job import Job
-from adapters.metrics import LR, primary_metric
+from adapters.recorder import BEST, LAST, RunRecorder
 from adapters.reporter import Reporter
 
 log = logging.getLogger("visionyard.adapter")
 
-BEST = "best"
-LAST = "last"
+__all__ = ["BEST", "LAST", "FrameworkLoopAdapter", "TrainingAdapter"]
 
 
 class TrainingAdapter:
@@ -30,10 +31,16 @@ class TrainingAdapter:
         self.job = job
         self.spec = job.spec
         self.reporter = reporter if reporter is not None else Reporter(None)
-        self.primary = primary_metric(job.spec.task)
+        self.recorder = RunRecorder(self.reporter, job.spec.task, job.spec.training.epochs)
         self.checkpoint_dir = Path(job.checkpoint_dir)
-        self.best_metric: float | None = None
-        self.best_epoch = 0  # epoch of best_metric; 0 before any improvement
+
+    @property
+    def best_metric(self) -> float | None:
+        return self.recorder.best_metric
+
+    @property
+    def best_epoch(self) -> int:
+        return self.recorder.best_epoch
 
     # ------------------------------------------------------------ hooks
 
@@ -64,8 +71,10 @@ class TrainingAdapter:
         """
         raise NotImplementedError
 
-    def predict(self, image_path: str | Path, top_k: int = 5) -> list[dict[str, Any]]:
-        """Top-k predictions ``[{"label", "score", "index"}]`` of a loaded checkpoint."""
+    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        """What a loaded checkpoint sees in one image, in the task-generic shape that
+        ``adapters.entrypoint`` documents (task, predictions with box / polygon / keypoints /
+        rotated box, size, optional annotated ``image_png`` or ``mask_png``, text, timings)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ helpers
@@ -77,7 +86,7 @@ class TrainingAdapter:
         return self.checkpoint_dir / f"{kind}.pt"
 
     def report_progress(self, epoch: int, step: int, total_steps: int) -> None:
-        self.reporter.progress(epoch, self.spec.training.epochs, step, total_steps)
+        self.recorder.progress(epoch, step, total_steps)
 
     # ------------------------------------------------------------ the loop
 
@@ -88,48 +97,32 @@ class TrainingAdapter:
         self.prepare_dataset()
         self.prepare_model()
 
-        start, metrics = 1, {}
+        start = 1
         if self.spec.resume:
             state = self.load_checkpoint(self.spec.resume)
             start = int(state["epoch"]) + 1
-            self.best_metric = state.get("best_metric")
-            self.best_epoch = int(state.get("best_epoch") or 0)
-            metrics = dict(state.get("metrics") or {})
+            self.recorder.restore(state.get("best_metric"), int(state.get("best_epoch") or 0), state.get("metrics"))
             log.info("resuming from %s at epoch %d of %d", self.spec.resume, start, epochs)
             self._carry_best_forward(Path(self.spec.resume))
+            if self.checkpoint_path(BEST).exists():
+                self.recorder.checkpoints[BEST] = self.checkpoint_path(BEST)
+            self.recorder.checkpoints[LAST] = Path(self.spec.resume)  # until this run writes its own
 
-        last_path = best_path = None
         for epoch in range(start, epochs + 1):
-            metrics = {**self.train_epoch(epoch), **self.validate(epoch)}
-            self.reporter.metrics(epoch, _ordered(metrics))
-            improved = self.primary.improved(metrics.get(self.primary.name), self.best_metric)
+            improved = self.recorder.epoch(epoch, {**self.train_epoch(epoch), **self.validate(epoch)})
+            metrics = self.recorder.metrics
+            self.recorder.checkpoint(self.save_checkpoint(LAST, epoch, metrics), LAST, epoch)
             if improved:
-                self.best_metric, self.best_epoch = float(metrics[self.primary.name]), epoch
-            last_path = self.save_checkpoint(LAST, epoch, metrics)
-            self.reporter.checkpoint(last_path, LAST, epoch)
-            if improved:
-                best_path = self.save_checkpoint(BEST, epoch, metrics)
-                self.reporter.checkpoint(best_path, BEST, epoch)
+                self.recorder.checkpoint(self.save_checkpoint(BEST, epoch, metrics), BEST, epoch)
             if patience and epoch - self.best_epoch >= patience and epoch < epochs:
                 log.info(
                     "early stopping at epoch %d: no better %s for %d epoch(s)",
                     epoch,
-                    self.primary.name,
+                    self.recorder.primary.name,
                     patience,
                 )
                 break
-
-        if best_path is None and self.spec.resume and self.checkpoint_path(BEST).exists():
-            best_path = self.checkpoint_path(BEST)  # carried over from the resumed run
-        if last_path is None and self.spec.resume:
-            last_path = Path(self.spec.resume)  # nothing left to train
-        result = {
-            "metrics": _ordered(metrics),
-            "best_checkpoint": str(best_path or ""),
-            "last_checkpoint": str(last_path or ""),
-        }
-        self.reporter.result(result["metrics"], result["best_checkpoint"], result["last_checkpoint"])
-        return result
+        return self.recorder.result()
 
     def _carry_best_forward(self, resumed: Path) -> None:
         """Copy the resumed run's ``best.pt`` into this run's checkpoint dir.
@@ -145,10 +138,22 @@ class TrainingAdapter:
         partial = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(source, partial)
         os.replace(partial, target)
-        self.reporter.checkpoint(target, BEST, self.best_epoch)
+        self.recorder.checkpoint(target, BEST, self.best_epoch)
 
 
-def _ordered(metrics: dict[str, float]) -> dict[str, float]:
-    """train/* first, then val/*, then lr and the rest: stable, readable log lines."""
-    rank = {"train": 0, "val": 1}
-    return dict(sorted(metrics.items(), key=lambda kv: (rank.get(kv[0].split("/")[0], 2), kv[0] == LR)))
+
+class FrameworkLoopAdapter(TrainingAdapter):
+    """An adapter whose framework runs the training loop; its callbacks report via ``self.recorder``.
+
+    ``train()`` runs the framework's loop (resume included); the recorder's latest metrics and
+    checkpoints make the result.
+    """
+
+    def train(self) -> None:
+        raise NotImplementedError
+
+    def fit(self) -> dict[str, Any]:
+        self.prepare_dataset()
+        self.prepare_model()
+        self.train()
+        return self.recorder.result()

@@ -4,9 +4,26 @@ Training: load the job, pick the adapter named by the framework's catalog, ``fit
 reports every epoch and the result), flush the reporter, exit 0. Any exception: traceback on
 stderr, an ``ErrorReport``, flush, exit 1.
 
-Predict: ``--predict IMAGE --checkpoint PATH [--top-k K]`` prints one JSON line
-``{"predictions": [{"label", "score", "index"}, ...]}`` as the last line of stdout, exit 0;
-on failure the message goes to stderr, exit 1. No reporter is used.
+Predict: ``--predict IMAGE --checkpoint PATH [--top-k K] [--annotate]`` calls the adapter's
+``predict(image_path, top_k, annotate=False)`` (``annotate`` is passed only to adapters whose
+``predict`` takes it). The adapter returns either
+
+- a list of prediction dicts (the first contract, classification): ``[{"label", "score", "index"}]``
+- or a dict ``{"task", "predictions": [...], "width", "height", "mask_png": bytes?,
+  "image_png": bytes?, "text": str?, "timings_ms": {...}}``, where each prediction may also carry
+  ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y, v], ...]`` and
+  ``rotated_box: [cx, cy, w, h, angle]`` (pixels of the input image, angle in radians).
+
+Both are normalised into one JSON object, printed as the last line of stdout, exit 0::
+
+    {"task", "predictions": [{"label", "score", "index", "box"?, "polygon"?, "keypoints"?,
+     "rotated_box"?}], "width", "height", "mask_png_b64"?, "image_png_b64"?, "text"?,
+     "timings_ms": {...}}
+
+``task`` defaults to the job's task, ``width``/``height`` to the image's size, and
+``timings_ms`` always has ``load`` (checkpoint) and ``total`` (the ``predict`` call) measured
+here, next to whatever the adapter measured (``preprocess``, ``inference``, ``postprocess``).
+On failure the message goes to stderr, exit 1. No reporter is used.
 
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
@@ -14,12 +31,16 @@ Reporter address, job id and token come from the environment (see ``adapters.rep
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
+import inspect
 import json
 import logging
 import signal
 import sys
+import time
 import traceback
+from typing import Any
 
 from adapters.catalog import resolve_advanced
 from adapters.frameworks import get_catalog
@@ -63,18 +84,95 @@ def train(spec_path: str) -> int:
     return code
 
 
-def predict(spec_path: str, image: str, checkpoint: str, top_k: int) -> int:
+def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: bool = False) -> int:
     try:
-        adapter = build_adapter(Job.from_file(spec_path), Reporter(None))
+        job = Job.from_file(spec_path)
+        adapter = build_adapter(job, Reporter(None))
+        started = time.perf_counter()
         adapter.load_checkpoint(checkpoint)
-        predictions = adapter.predict(image, top_k)
+        loaded = time.perf_counter()
+        raw = _call_predict(adapter, image, top_k, annotate)
+        done = time.perf_counter()
+        result = normalise_prediction_result(raw, job.spec.task, image)
+        result["timings_ms"].setdefault("load", (loaded - started) * 1000)
+        result["timings_ms"].setdefault("total", (done - loaded) * 1000)
     except Exception as exc:
         log.debug("predict failed", exc_info=True)
         print(f"predict failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     sys.stdout.flush()
-    print(json.dumps({"predictions": predictions}), flush=True)
+    print(json.dumps(result), flush=True)
     return 0
+
+
+def _call_predict(adapter, image: str, top_k: int, annotate: bool):
+    """``adapter.predict``, with ``annotate`` only for adapters that take it."""
+    try:
+        params = inspect.signature(adapter.predict).parameters.values()
+    except (TypeError, ValueError):
+        params = ()
+    if any(p.name == "annotate" or p.kind is p.VAR_KEYWORD for p in params):
+        return adapter.predict(image, top_k, annotate=annotate)
+    return adapter.predict(image, top_k)
+
+
+# Flat number lists a prediction may carry, and their lengths.
+_FLAT_FIELDS = {"box": 4, "rotated_box": 5}
+# Lists of points, and the numbers per point.
+_POINT_FIELDS = {"polygon": 2, "keypoints": 3}
+
+
+def normalise_prediction_result(raw: Any, task: str, image: str) -> dict[str, Any]:
+    """An adapter's ``predict`` return value (list or dict) → the JSON object the daemon reads."""
+    if isinstance(raw, dict):
+        data = dict(raw)
+    elif isinstance(raw, (list, tuple)):
+        data = {"predictions": list(raw)}
+    else:
+        raise TypeError(f"predict returned {type(raw).__name__}; expected a list or a dict")
+    result: dict[str, Any] = {
+        "task": str(data.get("task") or task),
+        "predictions": [_normalise_one(i, p) for i, p in enumerate(data.get("predictions") or [])],
+    }
+    width, height = data.get("width"), data.get("height")
+    if not width or not height:
+        width, height = _image_size(image)
+    result["width"], result["height"] = int(width), int(height)
+    for key in ("mask_png", "image_png"):
+        if data.get(key):
+            result[f"{key}_b64"] = base64.b64encode(bytes(data[key])).decode("ascii")
+    if data.get("text"):
+        result["text"] = str(data["text"])
+    result["timings_ms"] = {str(k): float(v) for k, v in (data.get("timings_ms") or {}).items()}
+    return result
+
+
+def _normalise_one(i: int, p: dict[str, Any]) -> dict[str, Any]:
+    try:
+        out = {"label": str(p.get("label", "")), "score": float(p.get("score", 0.0)), "index": int(p.get("index", 0))}
+        for key, size in _FLAT_FIELDS.items():
+            if p.get(key) is not None:
+                out[key] = [float(v) for v in p[key]]
+                if len(out[key]) != size:
+                    raise ValueError(f"{key} needs {size} numbers, got {len(out[key])}")
+        for key, size in _POINT_FIELDS.items():
+            if p.get(key) is not None:
+                out[key] = [[float(v) for v in point] for point in p[key]]
+                if any(len(point) != size for point in out[key]):
+                    raise ValueError(f"every point of {key} needs {size} numbers")
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"prediction {i} from the adapter is malformed: {exc}") from exc
+    return out
+
+
+def _image_size(image: str) -> tuple[int, int]:
+    """(width, height) from the image's header; (0, 0) when it can't be read."""
+    try:
+        from adapters.datasets import ImageRecord, image_size
+
+        return image_size(ImageRecord(image))
+    except Exception:
+        return 0, 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predict", metavar="IMAGE", help="predict one image instead of training")
     parser.add_argument("--checkpoint", help="checkpoint to predict with (with --predict)")
     parser.add_argument("--top-k", type=int, default=5, help="number of predictions (with --predict)")
+    parser.add_argument("--annotate", action="store_true",
+                        help="with --predict, also return the image with the predictions drawn")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -96,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")
-        return predict(args.spec, args.predict, args.checkpoint, max(1, args.top_k))
+        return predict(args.spec, args.predict, args.checkpoint, max(1, args.top_k), args.annotate)
     return train(args.spec)
 
 

@@ -17,6 +17,9 @@ VAL_MAP50 = "val/mAP50"
 VAL_MAP50_95 = "val/mAP50-95"
 VAL_PRECISION = "val/precision"
 VAL_RECALL = "val/recall"
+#: Instance segmentation and pose report the mask / keypoint twins of the box metrics.
+VAL_MASK_MAP50_95 = "val/mask_mAP50-95"
+VAL_POSE_MAP50_95 = "val/pose_mAP50-95"
 VAL_MIOU = "val/mIoU"
 VAL_PIXEL_ACCURACY = "val/pixel_accuracy"
 VAL_PSNR = "val/psnr"
@@ -44,6 +47,9 @@ class PrimaryMetric:
 PRIMARY_METRICS: dict[str, PrimaryMetric] = {
     "image_classification": PrimaryMetric(VAL_ACCURACY),
     "object_detection": PrimaryMetric(VAL_MAP50_95),
+    "obb_detection": PrimaryMetric(VAL_MAP50_95),
+    "instance_segmentation": PrimaryMetric(VAL_MASK_MAP50_95),
+    "pose_estimation": PrimaryMetric(VAL_POSE_MAP50_95),
     "semantic_segmentation": PrimaryMetric(VAL_MIOU),
     "super_resolution": PrimaryMetric(VAL_PSNR),
     "ocr": PrimaryMetric(VAL_CER, higher_is_better=False),

@@ -13,17 +13,14 @@ have one on disk (they cannot split train themselves).
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.datasets import SplitOptions, convert_dataset, formats_for_task
+from adapters.datasets import SplitOptions, formats_for_task
 from adapters.datasets import inspect_dataset as inspect_shared
 from adapters.datasets.convert import TARGETS
-from adapters.datasets.yolo import split_dirs
+from adapters.datasets.stage import stage
 
-YOLO_SPLITS = ("train", "val")
 #: The task a repo's dataset format is read for.
 FORMAT_TASKS = {"yolo": "object_detection", "imagefolder": "image_classification"}
 
@@ -78,36 +75,9 @@ def inspect_dataset(fmt: str, path: str, seed: int = 0, repo_format: str | None 
 def materialize(fmt: str, root: Path, repo_format: str, job_dir: Path, split: SplitOptions) -> Path:
     """The dataset folder the repo reads: the user's (YOLO staged by links), or a conversion.
 
-    A conversion goes to ``job_dir/data`` (redone from scratch if a previous launch left one).
+    YOLO goes to ``job_dir/data`` either way (links to the user's split folders when the dataset
+    is already YOLO, so label caches land in the job dir); an ImageFolder dataset is read in place.
     """
-    if fmt == repo_format:
-        return stage_yolo(root, job_dir) if fmt == "yolo" else root
-    out = job_dir / "data"
-    if out.exists():
-        shutil.rmtree(out)
-    convert_dataset(root, fmt, repo_format, FORMAT_TASKS[repo_format], out, split=split)
-    return out
-
-
-def stage_yolo(root: Path, job_dir: Path) -> Path:
-    """``job_dir/data`` with images/ and labels/ split folders symlinked to the user's dataset.
-
-    YOLOv7 writes ``labels/<split>.cache`` next to the label folders; with this layout the
-    caches land in ``job_dir/data/labels/``, and the user's dataset is only read. Idempotent.
-    """
-    data = job_dir / "data"
-    for kind in ("images", "labels"):
-        (data / kind).mkdir(parents=True, exist_ok=True)
-        for split in YOLO_SPLITS:
-            dirs = split_dirs(root, split)
-            if dirs is None:
-                raise FileNotFoundError(f"yolo dataset {root} has no {split} split any more (it had at submit)")
-            link = data / kind / split
-            target = dirs[0 if kind == "images" else 1].absolute()
-            if link.is_symlink() or link.exists():
-                if link.is_symlink() and Path(os.readlink(link)) == target:
-                    continue
-                link.unlink()
-            link.symlink_to(target, target_is_directory=True)
-    return data
-
+    if fmt == repo_format == "imagefolder":
+        return root
+    return stage(root, fmt, repo_format, FORMAT_TASKS[repo_format], job_dir / "data", split)

@@ -53,3 +53,23 @@ TIMM = register_spec(
         description="timm image classification (torch from the registry, CUDA wheels, runs on CPU)",
     )
 )
+
+ULTRALYTICS = register_spec(
+    EnvSpec(
+        name="ultralytics",
+        python="3.11",
+        requirements=(
+            "torch==2.15.0",
+            "torchvision==0.29.2",
+            "ultralytics==8.4.190",
+            "opencv-python==5.0.0.93",
+            "matplotlib==3.11.2",  # Ultralytics' plotting; its DejaVuSans stands in for the Arial it downloads
+            "pycocotools==2.0.11",  # the dataset layer: COCO masks when converting to YOLO
+            "pyyaml==6.0.4",
+            *GRPC_REQUIREMENTS,
+            "pillow==13.0.0",
+            "numpy==2.4.6",
+        ),
+        description="Ultralytics YOLO detection, segmentation, pose, OBB, classification (torch from the registry)",
+    )
+)

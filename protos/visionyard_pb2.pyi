@@ -277,15 +277,67 @@ class EnvInfo(_message.Message):
     requirements: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., spec_name: _Optional[str] = ..., key: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., last_used_at: _Optional[float] = ..., requirements: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Box(_message.Message):
+    __slots__ = ("x1", "y1", "x2", "y2")
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    X2_FIELD_NUMBER: _ClassVar[int]
+    Y2_FIELD_NUMBER: _ClassVar[int]
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ...) -> None: ...
+
+class Point(_message.Message):
+    __slots__ = ("x", "y")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
+
+class Keypoint(_message.Message):
+    __slots__ = ("x", "y", "visibility")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    visibility: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., visibility: _Optional[float] = ...) -> None: ...
+
+class RotatedBox(_message.Message):
+    __slots__ = ("cx", "cy", "w", "h", "angle")
+    CX_FIELD_NUMBER: _ClassVar[int]
+    CY_FIELD_NUMBER: _ClassVar[int]
+    W_FIELD_NUMBER: _ClassVar[int]
+    H_FIELD_NUMBER: _ClassVar[int]
+    ANGLE_FIELD_NUMBER: _ClassVar[int]
+    cx: float
+    cy: float
+    w: float
+    h: float
+    angle: float
+    def __init__(self, cx: _Optional[float] = ..., cy: _Optional[float] = ..., w: _Optional[float] = ..., h: _Optional[float] = ..., angle: _Optional[float] = ...) -> None: ...
+
 class Prediction(_message.Message):
-    __slots__ = ("label", "score", "index")
+    __slots__ = ("label", "score", "index", "box", "polygon", "keypoints", "rotated_box")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    POLYGON_FIELD_NUMBER: _ClassVar[int]
+    KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
+    ROTATED_BOX_FIELD_NUMBER: _ClassVar[int]
     label: str
     score: float
     index: int
-    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., index: _Optional[int] = ...) -> None: ...
+    box: Box
+    polygon: _containers.RepeatedCompositeFieldContainer[Point]
+    keypoints: _containers.RepeatedCompositeFieldContainer[Keypoint]
+    rotated_box: RotatedBox
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., polygon: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[Keypoint, _Mapping]]] = ..., rotated_box: _Optional[_Union[RotatedBox, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec",)
@@ -400,22 +452,45 @@ class RemoveEnvResponse(_message.Message):
     def __init__(self, removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "image", "top_k", "checkpoint")
+    __slots__ = ("job_id", "image", "top_k", "checkpoint", "annotate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     image: bytes
     top_k: int
     checkpoint: str
-    def __init__(self, job_id: _Optional[str] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    annotate: bool
+    def __init__(self, job_id: _Optional[str] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("predictions",)
+    __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms")
+    class TimingsMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PNG_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    task: str
+    width: int
+    height: int
+    mask_png: bytes
+    image_png: bytes
+    text: str
+    timings_ms: _containers.ScalarMap[str, float]
+    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RepoInfo(_message.Message):
     __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 from google.protobuf import json_format
 from rich.console import Console
@@ -190,13 +191,98 @@ def cmd_repos(args) -> int:
 
 def cmd_predict(args) -> int:
     with _client(args) as client:
-        predictions = client.predict(args.job, args.image, top_k=args.top_k, checkpoint=args.checkpoint)
+        response = client.predict(args.job, args.image, top_k=args.top_k, checkpoint=args.checkpoint,
+                                  annotate=bool(args.save))
+    saved = _save_prediction_images(response, args.save) if args.save else {}
     if args.json:
-        print(json.dumps([{"label": p.label, "score": p.score, "index": p.index} for p in predictions]))
+        print(json.dumps(_prediction_json(response), indent=2))
+        for note in _image_notes(response, saved):
+            print(note, file=sys.stderr)
         return 0
-    for rank, p in enumerate(predictions, 1):
-        console.print(f"{rank}. {p.label:<20} {p.score:.4f}")
+    _plain(f"task {response.task or '?'}, image {response.width}x{response.height}, "
+           f"{len(response.predictions)} prediction(s)")
+    for rank, p in enumerate(response.predictions, 1):
+        _plain(f"{rank}. {_describe_prediction(p)}")
+    if response.text:
+        _plain(f"text: {response.text}")
+    if response.timings_ms:
+        _plain(f"timings: {_format_timings(dict(response.timings_ms))}")
+    for note in _image_notes(response, saved):
+        _plain(note)
     return 0
+
+
+def _plain(text: str) -> None:
+    """A line as is: labels may hold [brackets] (no rich markup) and lines stay unwrapped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+PREDICT_IMAGE_FIELDS = ("image_png", "mask_png")
+TIMING_ORDER = ("preprocess", "inference", "postprocess", "total", "load")
+
+
+def _save_prediction_images(response: pb.PredictResponse, path: str) -> dict[str, str]:
+    """Write the annotated/super-resolved image to ``path`` (or the class-id mask when that is all
+    there is; with both, the mask goes next to it as ``<stem>-mask<suffix>``). Returns field → path."""
+    target = Path(path)
+    if response.image_png:
+        todo = {"image_png": target}
+        if response.mask_png:
+            todo["mask_png"] = target.with_name(f"{target.stem}-mask{target.suffix or '.png'}")
+    elif response.mask_png:
+        todo = {"mask_png": target}
+    else:
+        raise ClientError(None, f"this model's task ({response.task or 'unknown'}) returns no image; "
+                                "run predict without --save")
+    for field, file in todo.items():
+        try:
+            file.write_bytes(getattr(response, field))
+        except OSError as exc:
+            raise ClientError(None, f"cannot write {file}: {exc.strerror}") from None
+    return {field: str(file) for field, file in todo.items()}
+
+
+def _image_notes(response: pb.PredictResponse, saved: dict[str, str]) -> list[str]:
+    notes = []
+    for field in PREDICT_IMAGE_FIELDS:
+        size = len(getattr(response, field))
+        if field in saved:
+            notes.append(f"{field} ({size} bytes) saved to {saved[field]}")
+        elif size:
+            notes.append(f"{field} ({size} bytes) not shown; --save PATH writes it")
+    return notes
+
+
+def _prediction_json(response: pb.PredictResponse) -> dict:
+    """The response as proto JSON, every plain field shown (a box's 0.0 too), images left out."""
+    shown = pb.PredictResponse()
+    shown.CopyFrom(response)
+    for field in PREDICT_IMAGE_FIELDS:
+        shown.ClearField(field)
+    data = json_format.MessageToDict(shown, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+    for field in PREDICT_IMAGE_FIELDS:
+        data.pop(field, None)
+    return data
+
+
+def _describe_prediction(p: pb.Prediction) -> str:
+    parts = [f"{p.label or p.index:<20} {p.score:.4f}"]
+    if p.HasField("box"):
+        parts.append(f"box [{p.box.x1:.1f}, {p.box.y1:.1f}, {p.box.x2:.1f}, {p.box.y2:.1f}]")
+    if p.polygon:
+        parts.append(f"polygon {len(p.polygon)} points")
+    if p.keypoints:
+        parts.append(f"{len(p.keypoints)} keypoints")
+    if p.HasField("rotated_box"):
+        r = p.rotated_box
+        parts.append(f"rotated box [cx {r.cx:.1f}, cy {r.cy:.1f}, w {r.w:.1f}, h {r.h:.1f}, angle {r.angle:.3f} rad]")
+    return "  ".join(parts)
+
+
+def _format_timings(timings: dict[str, float]) -> str:
+    keys = [k for k in TIMING_ORDER if k in timings] + sorted(set(timings) - set(TIMING_ORDER))
+    return ", ".join(f"{k} {timings[k]:.1f} ms" for k in keys)
 
 
 def cmd_ui(args) -> int:
@@ -279,12 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     repos_sub.add_parser("show", parents=[common]).add_argument("name")
     repos_sub.add_parser("prepare", parents=[common]).add_argument("name")
     repos_sub.add_parser("rm", parents=[common]).add_argument("name")
-    p = add("predict", cmd_predict, "classify an image with a job's checkpoint")
+    p = add("predict", cmd_predict, "predict with a job's checkpoint")
     p.add_argument("job")
     p.add_argument("image")
-    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--top-k", type=_positive_int, default=5, help="at most this many predictions (default 5)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the response as JSON (images left out)")
+    p.add_argument("--save", metavar="PATH",
+                   help="write the annotated (or super-resolved) image, or a semantic mask, to PATH")
     dataset_cli.add_parser(sub, common)
     p = add("ui", cmd_ui, "open the MLflow UI on the home's store")
     p.add_argument("--host", default="127.0.0.1")

@@ -144,13 +144,20 @@ class Client:
         return self.get(job_id)
 
     def predict(self, job_id: str, image: str | os.PathLike | bytes, top_k: int = 5,
-                checkpoint: str = "best") -> list[pb.Prediction]:
+                checkpoint: str = "best", annotate: bool = False) -> pb.PredictResponse:
+        """Run a job's checkpoint on one image (a path or the encoded bytes).
+
+        The response has the task, the predictions (best first; box, polygon, keypoints,
+        rotated box where the task has them), the image size and timings; with ``annotate``
+        also ``image_png``, the image with the predictions drawn (for tasks that draw).
+        """
         try:
             data = image if isinstance(image, bytes) else Path(image).read_bytes()
         except OSError as exc:
             raise ClientError(None, f"cannot read image '{image}': {exc.strerror}") from None
-        request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint)
-        return list(self._call("Predict", request, timeout=None).predictions)
+        request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint,
+                                    annotate=annotate)
+        return self._call("Predict", request, timeout=None)
 
     # ------------------------------------------------------------ catalog and envs
 

@@ -19,6 +19,7 @@ from protos import visionyard_pb2_grpc as pb_grpc
 from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.jobs import Runtime
 from runner.launcher import child_environment
+from runner.predictions import PredictOutputError, parse_child_output
 from runner.repo_rpcs import RepoRpcs
 from runner.scheduler import Scheduler
 from runner.spec import CUSTOM, SpecError, spec_from_proto, validate_job_spec
@@ -161,6 +162,8 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             cmd = [str(Path(env.path) / "bin" / "python"), "-m", "adapters.entrypoint",
                    "--spec", str(job_dir / "job.json"), "--predict", image.name,
                    "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5)]
+            if request.annotate:
+                cmd.append("--annotate")
             env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": "",
                                           "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")})
             try:
@@ -171,14 +174,10 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-10:])
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"predict failed:\n{tail}")
-        lines = done.stdout.strip().splitlines()
         try:
-            predictions = json.loads(lines[-1])["predictions"]
-        except (IndexError, ValueError, KeyError):
-            context.abort(grpc.StatusCode.INTERNAL, f"predict printed no result:\n{done.stdout[-1000:]}")
-        return pb.PredictResponse(predictions=[
-            pb.Prediction(label=str(p["label"]), score=float(p["score"]), index=int(p.get("index", 0)))
-            for p in predictions])
+            return parse_child_output(done.stdout, task=record.spec.get("task", ""))
+        except PredictOutputError as exc:
+            context.abort(grpc.StatusCode.INTERNAL, f"{exc}\n{done.stdout[-1000:]}")
 
     def _catalog(self, framework: str, context):
         try:

@@ -159,6 +159,11 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
         problems.append(("task", f"'{spec.task}' is not a {catalog.name} task. Valid: {', '.join(catalog.tasks)}"))
     if not catalog.accepts_model(spec.model):
         problems.append(("model", _unknown_model(catalog, spec.model)))
+    elif (entry := find_model(catalog, spec.model)) is not None and spec.task in catalog.tasks \
+            and spec.task not in entry.tasks:
+        able = [m.name for m in catalog.models if spec.task in m.tasks]
+        problems.append(("model", f"{catalog.name} model '{spec.model}' does not do {spec.task} (it does "
+                         f"{', '.join(entry.tasks)}). Models that do: {', '.join(able)}"))
     if spec.dataset.format not in catalog.dataset_formats:
         problems.append(("dataset.format", f"'{spec.dataset.format}' is not supported by {catalog.name}. "
                          f"Valid: {', '.join(catalog.dataset_formats)}"))

@@ -1,4 +1,4 @@
-"""Shared fixtures: one timm env per test session, and a real daemon in a temp home."""
+"""Shared fixtures: one env per framework per test session, and a real daemon in a temp home."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def timm_env(shared_envs):
 
     with open(shared_envs.parent / "timm-env-build.log", "w") as log:
         return EnvManager(shared_envs).ensure(get_spec("timm"), log=log)
+
+
+@pytest.fixture(scope="session")
+def ultralytics_env(shared_envs):
+    from envs.manager import EnvManager
+    from envs.specs import get_spec
+
+    with open(shared_envs.parent / "ultralytics-env-build.log", "w") as log:
+        return EnvManager(shared_envs).ensure(get_spec("ultralytics"), log=log)
 
 
 class DaemonProcess:

@@ -46,3 +46,48 @@ def make_yolo(root: Path, labels: dict[str, str], *, names="names: [cat, dog]\n"
     if names is not None:
         (root / "data.yaml").write_text(names)
     return root
+
+
+def make_yolo_task(root: Path, task: str, train: int = 8, val: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """A tiny YOLO dataset for ``task`` with real drawn objects (a red and a blue rectangle per image).
+
+    Detection, segmentation (the rectangle as a polygon), pose (3 keypoints: two corners and the
+    centre, ``kpt_shape: [3, 3]``), OBB (the rectangle's corners) and classification (an
+    ImageFolder root of red / blue images).
+    """
+    import random
+
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    if task == "image_classification":
+        for split, count in (("train", train), ("val", val)):
+            for name, colour in colours.items():
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                for i in range(count):
+                    jitter = tuple(max(0, min(255, c + rng.randint(-30, 30))) for c in colour)
+                    Image.new("RGB", (size, size), jitter).save(root / split / name / f"{name}{i}.png")
+        return root
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image = Image.new("RGB", (size, size), (20, 20, 20))
+            draw = ImageDraw.Draw(image)
+            lines = []
+            for class_id, colour in enumerate(colours.values()):
+                w, h = rng.randint(size // 6, size // 3), rng.randint(size // 6, size // 3)
+                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
+                draw.rectangle([x, y, x + w, y + h], fill=colour)
+                x1, y1, x2, y2 = x / size, y / size, (x + w) / size, (y + h) / size
+                corners = [x1, y1, x2, y1, x2, y2, x1, y2]
+                box = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+                values = {"object_detection": box, "instance_segmentation": corners, "obb_detection": corners,
+                          "pose_estimation": box + [x1, y1, 2, x2, y2, 2, box[0], box[1], 2]}[task]
+                lines.append(" ".join([str(class_id), *(f"{v:.6f}" for v in values)]))
+            image.save(root / "images" / split / f"{i}.png")
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    extra = "kpt_shape: [3, 3]\n" if task == "pose_estimation" else ""
+    (root / "data.yaml").write_text("names: [red, blue]\n" + extra)
+    return root

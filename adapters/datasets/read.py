@@ -155,28 +155,28 @@ def _check_annotation(record: ImageRecord, ann, n: int, bounds: tuple[float, flo
                       problems: Problems) -> None:
     """``bounds``: ``_bounds(record)``."""
     where = ann.where
+    file = record.label_file or record.path
     if not 0 <= ann.class_id < n:
-        problems.error(record.label_file or record.path, f"class id {ann.class_id} is outside 0..{n - 1} ({n} class "
-                       "names); fix the id or the class list", where=where, kind="class-id")
+        problems.error(file, f"class id {ann.class_id} is outside 0..{n - 1} ({n} class names); fix the id or "
+                       "the class list", where=where, kind="class-id")
         return
     box = ann.box
     if box is not None:
         x1, y1, x2, y2 = box
         if not (x2 > x1 and y2 > y1):
-            problems.error(record.label_file or record.path, f"degenerate box {_fmt(box)} (zero or negative width "
-                           "or height); fix or remove it", where=where, kind="degenerate-box")
+            problems.error(file, f"degenerate box {_fmt(box)} (zero or negative width or height); fix or remove it",
+                           where=where, kind="degenerate-box")
             return
         if bounds is not None and (x1 < bounds[0] or y1 < bounds[0] or x2 > bounds[1] or y2 > bounds[2]):
-            problems.error(record.label_file or record.path, f"box {_fmt(box)} lies outside the image "
-                           f"({_unit(record)})", where=where, kind="out-of-image")
+            problems.error(file, f"box {_fmt(box)} lies outside the image ({_unit(record)})", where=where,
+                           kind="out-of-image")
             return
     if bounds is None:
         return
     polygons, keypoints = ann.polygons, ann.keypoints
     if polygons:  # one polygon (nearly every object) is checked in place, parts as one flat list
         points = polygons[0] if len(polygons) == 1 else [v for p in polygons for v in p]
-        name = "polygon" if points and not _inside_fast(points, bounds) \
-            and _outside(points[0::2], points[1::2], bounds) else None
+        name = "polygon" if points and _outside(points[0::2], points[1::2], bounds) else None
     else:
         name = None
     if name is None and ann.rbox and _outside(ann.rbox[0::2], ann.rbox[1::2], bounds):
@@ -186,18 +186,7 @@ def _check_annotation(record: ImageRecord, ann, n: int, bounds: tuple[float, flo
         if _outside([keypoints[3 * i] for i in labelled], [keypoints[3 * i + 1] for i in labelled], bounds):
             name = "keypoint"
     if name is not None:
-        problems.error(record.label_file or record.path, f"{name} point outside the image ({_unit(record)})",
-                       where=where, kind="out-of-image")
-
-
-def _inside_fast(points: list, bounds) -> bool:
-    """True when every value lies in [lo, min(hi_x, hi_y)]: the x, y pairs are then inside, found in
-    two passes and no copies (most points of most images). False means "look at x and y apart"."""
-    lo, hi_x, hi_y = bounds
-    try:
-        return len(points) >= 2 and min(points) >= lo and max(points) <= (hi_x if hi_x < hi_y else hi_y)
-    except TypeError:  # not numbers: let the exact check say what it says
-        return False
+        problems.error(file, f"{name} point outside the image ({_unit(record)})", where=where, kind="out-of-image")
 
 
 def _outside(xs: list, ys: list, bounds: tuple[float, float, float]) -> bool:

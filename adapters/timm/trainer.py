@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -233,18 +234,41 @@ class TimmAdapter(TrainingAdapter):
     # ------------------------------------------------------------ inference
 
     @torch.no_grad()
-    def predict(self, image_path: str | Path, top_k: int = 5) -> list[dict[str, Any]]:
+    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        """Top-k classes of one image, in the shape ``adapters.entrypoint`` documents.
+
+        ``annotate`` is ignored: classification draws nothing on the image.
+        """
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
         self.model.eval()
+        started = time.perf_counter()
+        pil_image = open_image(ImageRecord(str(image_path)))
         transform = build_transform(self.image_size, self.mean, self.std)
-        image = transform(open_image(ImageRecord(str(image_path)))).unsqueeze(0).to(self.device)
-        probs = torch.softmax(self.model(image), dim=1)[0]
+        image = transform(pil_image).unsqueeze(0).to(self.device)
+        preprocessed = time.perf_counter()
+        logits = self.model(image)
+        if logits.is_cuda:
+            torch.cuda.synchronize(logits.device)
+        inferred = time.perf_counter()
+        probs = torch.softmax(logits.float(), dim=1)[0]
         scores, indices = probs.topk(min(top_k, probs.numel()))
-        return [
+        predictions = [
             {"label": self.class_names[i], "score": float(s), "index": int(i)}
             for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
+        done = time.perf_counter()
+        return {
+            "task": self.spec.task,
+            "predictions": predictions,
+            "width": pil_image.width,
+            "height": pil_image.height,
+            "timings_ms": {
+                "preprocess": (preprocessed - started) * 1000,
+                "inference": (inferred - preprocessed) * 1000,
+                "postprocess": (done - inferred) * 1000,
+            },
+        }
 
 
 # ---------------------------------------------------------------- building blocks

@@ -27,8 +27,9 @@ def test_host_imports_catalogs_without_any_framework():
         """
         import sys
         import adapters, adapters.catalog, adapters.frameworks, adapters.metrics, adapters.job
-        import adapters.timm, adapters.timm.catalog
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "grpc", "torchvision"))
+        import adapters.timm, adapters.timm.catalog, adapters.ultralytics.catalog, adapters.datasets
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in
+                       ("torch", "timm", "grpc", "torchvision", "ultralytics", "PIL", "numpy", "yaml", "pycocotools"))
         assert not heavy, heavy
         assert 'torch' not in sys.modules
         print(adapters.frameworks.get_catalog("timm").adapter)
@@ -42,13 +43,13 @@ def test_host_imports_catalogs_without_any_framework():
 def test_unknown_framework_lists_the_valid_ones():
     with pytest.raises(UnknownNameError) as info:
         get_catalog("yolo")
-    assert str(info.value) == "Unknown framework 'yolo'. Valid: timm"
+    assert str(info.value) == "Unknown framework 'yolo'. Valid: timm, ultralytics"
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
 
 
 def test_registry_holds_one_record_per_framework():
     catalogs = all_catalogs()
-    assert [c.name for c in catalogs] == ["timm"]
+    assert [c.name for c in catalogs] == ["timm", "ultralytics"]
     assert all(isinstance(c, FrameworkCatalog) for c in catalogs)
     assert get_catalog("timm") is catalogs[0]
 
@@ -135,3 +136,36 @@ def test_unknown_preset_lists_the_valid_ones():
         ValueError, match="Unknown preset 'turbo' for timm. Valid: basic, standard, aggressive"
     ):
         resolve_advanced(get_catalog("timm"), {}, "turbo")
+
+
+def test_ultralytics_catalog_contents():
+    catalog = get_catalog("ultralytics")
+    assert catalog.env == "ultralytics" and catalog.adapter == "adapters.ultralytics.trainer:UltralyticsAdapter"
+    assert catalog.tasks == ("object_detection", "instance_segmentation", "pose_estimation", "obb_detection",
+                             "image_classification")
+    names = [m.name for m in catalog.models]
+    assert names == ["yolov8n", "yolov8s", "yolov8m", "yolov8l", "yolov8x", "yolov9t", "yolov9s", "yolov9m",
+                     "yolov9c", "yolov9e", "yolo11n", "yolo11s", "yolo11m", "yolo11l", "yolo11x"]
+    assert catalog.accepts_model("yolo11n-obb") and catalog.accepts_model("yolov9c-seg")
+    assert not catalog.accepts_model("yolov9t-pose")  # YOLOv9 has no pose models
+    assert find_model(catalog, "yolov8n").params_millions == 3.2
+    assert {p.name for p in catalog.presets} == {"basic", "standard", "aggressive"}
+    filled = resolve_advanced(catalog, {"augmentation": {"fliplr": 0.0}}, "basic")
+    assert filled["augmentation"]["fliplr"] == 0.0 and filled["augmentation"]["mosaic"] == 0.5
+    with pytest.raises(ValueError, match="advanced.augmentation.mosaic: 2.0 is above the maximum 1.0"):
+        resolve_advanced(catalog, {"augmentation": {"mosaic": 2}})
+
+
+def test_ultralytics_metric_names_map_to_the_shared_vocabulary():
+    from adapters.ultralytics.metrics import epoch_metrics
+
+    val = {"metrics/precision(B)": 0.5, "metrics/recall(B)": 0.4, "metrics/mAP50(B)": 0.3,
+           "metrics/mAP50-95(B)": 0.2, "metrics/mAP50-95(M)": 0.1, "metrics/mAP50(P)": 0.05,
+           "val/box_loss": 1.0, "val/seg_loss": 2.0, "fitness": 0.9}
+    out = epoch_metrics(val, {"train/box_loss": 0.5, "train/seg_loss": 0.25}, {"lr/pg0": 0.01, "lr/pg1": 0.02})
+    assert out == {"val/precision": 0.5, "val/recall": 0.4, "val/mAP50": 0.3, "val/mAP50-95": 0.2,
+                   "val/mask_mAP50-95": 0.1, "val/pose_mAP50": 0.05, "val/box_loss": 1.0, "val/seg_loss": 2.0,
+                   "val/loss": 3.0, "train/box_loss": 0.5, "train/seg_loss": 0.25, "train/loss": 0.75, "lr": 0.01}
+    classify = epoch_metrics({"metrics/accuracy_top1": 0.75, "metrics/accuracy_top5": 1.0, "val/loss": 0.6},
+                             {"train/loss": 0.7}, {})
+    assert classify == {"val/accuracy": 0.75, "val/top5": 1.0, "val/loss": 0.6, "train/loss": 0.7}

@@ -173,10 +173,15 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
     ckpt = trained["job_dir"] / "checkpoints" / "best.pt"
     job = trained["job_dir"] / "job.json"
     done = run_entrypoint(
-        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", ckpt, "--top-k", 2
+        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", ckpt, "--top-k", 2,
+        "--annotate",
     )
     assert done.returncode == 0, done.stderr
-    predictions = json.loads(done.stdout.strip().splitlines()[-1])["predictions"]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["task"] == "image_classification" and (result["width"], result["height"]) == (50, 40)
+    assert {"preprocess", "inference", "postprocess", "total", "load"} <= set(result["timings_ms"])
+    assert "image_png_b64" not in result and "mask_png_b64" not in result
+    predictions = result["predictions"]
     assert len(predictions) == 2
     assert set(predictions[0]) == {"label", "score", "index"}
     assert predictions[0]["score"] >= predictions[1]["score"]

@@ -62,8 +62,11 @@ def test_yolov7_launch(tmp_path, yolo_dataset):
         "nc": 2, "names": ["red", "green"]}  # the user's `download:` is never copied
     for kind in ("images", "labels"):
         for split in ("train", "val"):
-            link = job_dir / "data" / kind / split
-            assert link.is_symlink() and link.resolve() == (dataset / kind / split).resolve()
+            staged = job_dir / "data" / kind / split
+            assert staged.is_dir() and not staged.is_symlink()  # YOLO label caches land here
+            files = sorted(staged.iterdir())
+            assert files and all(f.is_symlink() and f.resolve().parent == (dataset / kind / split).resolve()
+                                 for f in files)
     assert launch.env == {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")}
     assert launch.pythonpath == [] and launch.cwd == checkout and launch.output_dir == job_dir / "output"
     assert launch.output_dir.is_dir() and "RANK" in launch.unset_env

@@ -48,7 +48,12 @@ def test_submit_follow_status_list_logs_predict(daemon, tmp_path, capsys):
 
     code, out = run(capsys, daemon, "predict", job_id, str(save_image(tmp_path / "g.png", "green")), "--json",
                     "--top-k", "3")
-    assert code == 0 and len(json.loads(out)) == 3
+    response = json.loads(out)
+    assert code == 0 and len(response["predictions"]) == 3
+    assert response["task"] == "image_classification" and "inference" in response["timings_ms"]
+
+    code, out = run(capsys, daemon, "predict", job_id, str(tmp_path / "g.png"), "--save", str(tmp_path / "out.png"))
+    assert code == 2 and "returns no image" in " ".join(out.split()) and not (tmp_path / "out.png").exists()
 
 
 def test_submit_of_a_bad_spec_exits_non_zero_with_the_field(daemon, tmp_path, capsys):

@@ -91,10 +91,16 @@ def test_metrics_are_in_mlflow(daemon, finished_job):
 
 def test_predict_returns_top_k(daemon, finished_job, tmp_path):
     job, _ = finished_job
-    predictions = daemon.client.predict(job.id, save_image(tmp_path / "red.png", "red"), top_k=2)
+    response = daemon.client.predict(job.id, save_image(tmp_path / "red.png", "red", size=40), top_k=2,
+                                     annotate=True)
+    predictions = response.predictions
     assert len(predictions) == 2
     assert {p.label for p in predictions} <= {"red", "green", "blue"}
     assert predictions[0].score >= predictions[1].score
+    assert not predictions[0].HasField("box") and not predictions[0].polygon
+    assert response.task == "image_classification" and (response.width, response.height) == (40, 40)
+    assert {"preprocess", "inference", "postprocess", "total", "load"} <= set(response.timings_ms)
+    assert response.image_png == b"" and response.mask_png == b""  # classification draws nothing
 
 
 def test_second_job_reuses_the_env(daemon, dataset, finished_job):

@@ -151,3 +151,27 @@ def test_a_format_the_framework_cannot_read_names_what_it_can(dataset):
     assert "'coco' is not supported by timm. Valid: imagefolder, dice" in found["dataset.format"]
     found = problems(spec(dataset, dataset={"path": str(dataset), "format": "tfrecord"}))
     assert "Unknown dataset format 'tfrecord'. Valid: coco, dice, imagefolder" in found["dataset.format"]
+
+
+def _ultralytics(data: Path, task: str = "object_detection", **over):
+    fields = {"framework": "ultralytics", "task": task, "model": "yolov8n", "image_size": 64,
+              "dataset": {"path": str(data), "format": "yolo"}}
+    return spec(data, **{**fields, **over})
+
+
+def test_ultralytics_jobs_are_checked_against_its_catalog_and_dataset(tmp_path):
+    from tests.dataset_fixtures import make_yolo_task
+
+    data = make_yolo_task(tmp_path / "det", "object_detection", train=2, val=1)
+    result = validate_job_spec(_ultralytics(data))
+    assert result.num_classes == 2 and result.advanced["optimizer"]["type"] == "SGD"
+    assert validate_job_spec(_ultralytics(data, preset="aggressive")).advanced["augmentation"]["mixup"] == 0.15
+
+    found = problems(_ultralytics(data, model="yolov9t", task="pose_estimation"))
+    assert "'yolov9t' does not do pose_estimation" in found["model"] and "yolov8n" in found["model"]
+    found = problems(_ultralytics(data, advanced={"augmentation": {"mosiac": 1.0}}))
+    assert "unknown setting for ultralytics. Valid: optimizer.type" in found["advanced.augmentation.mosiac"]
+
+    (data / "labels" / "train" / "1.txt").write_text("0 0.5 0.5 0.2\n")
+    found = problems(_ultralytics(data))
+    assert f"{data / 'labels' / 'train' / '1.txt'}:line 1: 4 columns; detection needs 5" in found["dataset.path"]

@@ -128,3 +128,21 @@ def test_dice_objects_in_the_converter_layout(tmp_path):
     (tmp_path / "annotations" / "im2.json").write_text(json.dumps(doc))
     [problem] = inspect_dataset(tmp_path, "dice", "object_detection")[1].errors
     assert problem.file == str(tmp_path / "annotations" / "im2.json") and problem.where == "shape 0"
+
+
+@pytest.mark.parametrize("bad", [
+    {"segmentation": [[1, "a", 3, 4, 5, 6]]},
+    {"segmentation": [[1, None, 3, 4, 5, 6]]},
+    {"bbox": [1, "2", 3, 4]},
+])
+def test_values_of_the_wrong_type_are_problems_naming_the_annotation(tmp_path, bad):
+    root = make_coco(tmp_path, {"train": [ann(1), {**ann(5), **bad}], "val": [ann(3)]})
+    _, problems = inspect_dataset(root, "coco", "instance_segmentation")
+    bad_ones = [p for p in problems.errors if p.where == "annotation id 5"]
+    assert bad_ones and bad_ones[0].file == str(root / "annotations" / "instances_train.json")
+
+
+def test_an_images_entry_that_is_not_an_object_is_named(tmp_path):
+    root = make_coco(tmp_path, {"train": [ann(1)], "val": [ann(3)]}, extra_images=[7])
+    _, problems = inspect_dataset(root, "coco", "object_detection")
+    assert any("image entry 7 is not an object" in p.message for p in problems.errors)

@@ -1,0 +1,66 @@
+"""``RunRecorder``: the one place that decides what an epoch, a checkpoint and a result report are.
+
+Every adapter reports through it, whether it owns its training loop (timm: ``fit()`` in
+``adapters.base``) or a framework owns it (Ultralytics' trainer, HF ``Trainer``: their callbacks
+call the recorder). So metrics come ordered the same way, "best" is tracked against the task's
+primary metric the same way, and the final result has the same shape for every framework.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters.metrics import LR, primary_metric
+from adapters.reporter import Reporter
+
+BEST = "best"
+LAST = "last"
+
+
+class RunRecorder:
+    def __init__(self, reporter: Reporter, task: str, total_epochs: int) -> None:
+        self.reporter = reporter
+        self.primary = primary_metric(task)
+        self.total_epochs = total_epochs
+        self.best_metric: float | None = None
+        self.best_epoch = 0  # epoch of best_metric; 0 before any improvement
+        self.metrics: dict[str, float] = {}  # the latest epoch's
+        self.checkpoints: dict[str, Path | None] = {BEST: None, LAST: None}
+
+    def restore(self, best_metric: float | None, best_epoch: int, metrics: dict[str, float] | None) -> None:
+        """Carry a resumed run's best and latest metrics forward."""
+        self.best_metric, self.best_epoch = best_metric, int(best_epoch or 0)
+        self.metrics = dict(metrics or {})
+
+    def progress(self, epoch: int, step: int, total_steps: int) -> None:
+        self.reporter.progress(epoch, self.total_epochs, step, total_steps)
+
+    def epoch(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Report an epoch's metrics (1-based epoch); True when the primary metric improved."""
+        self.metrics = ordered(metrics)
+        self.reporter.metrics(epoch, self.metrics)
+        improved = self.primary.improved(metrics.get(self.primary.name), self.best_metric)
+        if improved:
+            self.best_metric, self.best_epoch = float(metrics[self.primary.name]), epoch
+        return improved
+
+    def checkpoint(self, path: str | Path, kind: str, epoch: int) -> None:
+        self.checkpoints[kind] = Path(path)
+        self.reporter.checkpoint(path, kind, epoch)
+
+    def result(self) -> dict[str, Any]:
+        """Report and return the result: the latest metrics and the best/last checkpoints."""
+        result = {
+            "metrics": self.metrics,
+            "best_checkpoint": str(self.checkpoints[BEST] or ""),
+            "last_checkpoint": str(self.checkpoints[LAST] or ""),
+        }
+        self.reporter.result(result["metrics"], result["best_checkpoint"], result["last_checkpoint"])
+        return result
+
+
+def ordered(metrics: dict[str, float]) -> dict[str, float]:
+    """train/* first, then val/*, then lr and the rest: stable, readable log lines."""
+    rank = {"train": 0, "val": 1}
+    return dict(sorted(metrics.items(), key=lambda kv: (rank.get(kv[0].split("/")[0], 2), kv[0] == LR)))

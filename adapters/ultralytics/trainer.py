@@ -1,0 +1,308 @@
+"""``UltralyticsAdapter``: YOLOv8 / v9 / 11 trained by Ultralytics' own trainer (child env only).
+
+Ultralytics runs the loop; its callbacks report through the shared ``RunRecorder``: progress per
+batch (``on_train_batch_end``), the checkpoints it wrote (``on_model_save``) and the epoch's
+metrics in our vocabulary (``on_fit_epoch_end``). ``best.pt`` is Ultralytics' best (by its
+fitness, which for detection weighs mAP50-95 at 0.9); ``last.pt`` is written every epoch and keeps
+its optimizer state at the end, so ``resume:`` of a finished job trains on at the next epoch.
+
+The dataset is staged into the job dir (``adapters.datasets.stage``): YOLO split folders linked,
+any other format converted, so Ultralytics' label caches never land in the user's dataset.
+
+Offline and quiet (``quiet_environment``, before Ultralytics is imported): no DNS probe
+(``YOLO_OFFLINE``), no font download (matplotlib's DejaVu Sans stands in for ``Arial.ttf`` in a
+config dir of the job's own), no pip auto-install, no hub, no MLflow/W&B/... integrations (the
+daemon tracks the run), and progress bars that print one line when they finish instead of
+thousands of ``\\r`` refreshes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters.base import BEST, LAST, FrameworkLoopAdapter
+from adapters.datasets import read_dataset, split_options
+from adapters.datasets.stage import stage
+from adapters.ultralytics.catalog import TASK_SUFFIX
+from adapters.ultralytics.metrics import epoch_metrics
+
+log = logging.getLogger("visionyard.ultralytics")
+
+#: Ultralytics' integrations and phone-home switches, all off: the daemon tracks every run.
+QUIET_SETTINGS = {"sync": False, "hub": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
+                  "raytune": False, "tensorboard": False, "wandb": False, "neptune": False,
+                  "vscode_msg": False, "openvino_msg": False}
+#: Where the data yaml and the staged dataset go, inside the job dir.
+DATA_DIR = "data"
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for but are not on this machine."""
+
+
+def quiet_environment(config_root: Path) -> None:
+    """Environment for an offline, quiet Ultralytics; call before importing it."""
+    config = config_root / "Ultralytics"
+    config.mkdir(parents=True, exist_ok=True)
+    os.environ.update(YOLO_CONFIG_DIR=str(config_root), YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false")
+    font = config / "Arial.ttf"
+    if not font.exists():
+        import matplotlib
+
+        dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        shutil.copyfile(dejavu, font)
+
+
+def _import_ultralytics():
+    import ultralytics.utils.tqdm as bars
+
+    # Non-interactive bars print their final state once, as a plain line: the job log gets one
+    # line per epoch and phase, and live progress reaches `watch` through our own events.
+    bars.is_noninteractive_console = lambda: True
+    from ultralytics import YOLO
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({k: v for k, v in QUIET_SETTINGS.items() if k in SETTINGS})
+    return YOLO, SETTINGS
+
+
+def model_name(model: str, task: str) -> str:
+    """``yolov8n`` + pose → ``yolov8n-pose``; a name that already has the task's suffix stays."""
+    suffix = TASK_SUFFIX[task]
+    if suffix and model.endswith(suffix):
+        return model
+    for other in TASK_SUFFIX.values():
+        if other and model.endswith(other):
+            raise ValueError(f"model '{model}' is a {other.lstrip('-')} model, but the task is {task}; "
+                             f"use '{model.removesuffix(other)}'")
+    return model + suffix
+
+
+def ultralytics_device(device: str) -> str:
+    """Our device (``auto``, ``cpu``, ``cuda``, ``cuda:N``) as Ultralytics names it (``cpu``, ``N``)."""
+    import torch
+
+    if device in ("", "auto"):
+        return "0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' was requested but CUDA is not available here")
+    return device.split(":", 1)[1] if ":" in device else "0"
+
+
+class UltralyticsAdapter(FrameworkLoopAdapter):
+    def __init__(self, job, reporter=None) -> None:
+        super().__init__(job, reporter)
+        quiet_environment(Path(job.job_dir) / "ultralytics-config")
+        self.task = job.spec.task
+        self.class_names: list[str] = []
+        self.data: Path | None = None
+        self.model = None
+        self._saved: dict[str, Path] = {}  # checkpoints Ultralytics wrote this epoch
+        self._reported: set[int] = set()
+        self._step = 0
+
+    # ------------------------------------------------------------ setup
+
+    def prepare_dataset(self) -> None:
+        spec = self.spec
+        split = split_options(spec.dataset.as_dict(), spec.training.seed)
+        source = read_dataset(spec.dataset.path, spec.dataset.format, self.task, split=split)
+        if spec.num_classes and spec.num_classes != source.num_classes:
+            raise ValueError(f"num_classes is {spec.num_classes} but the dataset has {source.num_classes} classes "
+                             f"({', '.join(source.class_names)})")
+        self.class_names = list(source.class_names)
+        classify = self.task == "image_classification"
+        staged = stage(spec.dataset.path, spec.dataset.format, "imagefolder" if classify else "yolo", self.task,
+                       Path(self.job.job_dir) / DATA_DIR, split)
+        if classify:
+            self.data = staged
+            return
+        doc: dict[str, Any] = {"path": str(staged), "train": "images/train", "val": "images/val",
+                               "names": dict(enumerate(self.class_names))}
+        if source.kpt_shape:
+            doc["kpt_shape"] = list(source.kpt_shape)
+        self.data = Path(self.job.job_dir) / "data.yaml"
+        self.data.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def prepare_model(self) -> None:
+        yolo, settings = _import_ultralytics()
+        spec = self.spec
+        name = model_name(spec.model, self.task)
+        if spec.resume:
+            self.model = yolo(str(self._resume_checkpoint(Path(spec.resume))))
+        elif spec.weights:
+            self.model = yolo(spec.weights)
+        elif spec.pretrained:
+            weights = Path(settings["weights_dir"]) / f"{name}.pt"
+            if not weights.is_file():
+                raise PretrainedWeightsUnavailable(
+                    f"pretrained weights {name}.pt are not on this machine (looked in {weights.parent}) and this "
+                    "runner does not download them; put the file there, give `weights: PATH`, or set "
+                    "`pretrained: false`")
+            self.model = yolo(str(weights))
+        else:
+            self.model = yolo(f"{name}.yaml")
+        for event, callback in (("on_train_epoch_start", self._on_epoch_start),
+                                ("on_train_batch_end", self._on_batch_end),
+                                ("on_model_save", self._on_model_save),
+                                ("on_fit_epoch_end", self._on_fit_epoch_end),
+                                ("on_train_end", self._on_train_end)):
+            self.model.add_callback(event, callback)
+
+    def _resume_checkpoint(self, resume: Path) -> Path:
+        """A copy of ``resume`` in this job's dir that trains to this job's epochs.
+
+        Ultralytics resumes to the epochs the checkpoint was started with; the copy carries ours,
+        and the resumed run's ``best.pt`` comes along so this job has a best from the start.
+        """
+        import torch
+
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        done = int(ckpt.get("epoch", -1)) + 1
+        if done <= 0:
+            raise ValueError(f"{resume} holds no unfinished training to resume (it is a final checkpoint); "
+                             "train from it with `weights:` instead")
+        if done >= self.spec.training.epochs:
+            raise ValueError(f"{resume} has trained {done} epoch(s); set training.epochs above {done} to resume")
+        ckpt["train_args"]["epochs"] = self.spec.training.epochs
+        target = Path(self.job.job_dir) / "resume.pt"
+        torch.save(ckpt, target)
+        best = resume.with_name("best.pt")
+        weights = self.checkpoint_dir / "weights"
+        if best.is_file() and best != weights / "best.pt":
+            weights.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(best, weights / "best.pt")
+            self.recorder.checkpoint(weights / "best.pt", BEST, done)
+        return target
+
+    # ------------------------------------------------------------ training
+
+    def train(self) -> None:
+        spec, s = self.spec, self.setting
+        common: dict[str, Any] = dict(
+            data=str(self.data), imgsz=int(spec.image_size), batch=spec.training.batch_size,
+            device=ultralytics_device(self.job.device), workers=spec.training.num_workers, plots=False,
+        )
+        if spec.resume:  # the rest comes from the checkpoint's own arguments
+            self.model.train(resume=str(Path(self.job.job_dir) / "resume.pt"), save_dir=str(self.checkpoint_dir),
+                             **common)
+            return
+        args = dict(
+            common, project=str(self.checkpoint_dir.parent), name=self.checkpoint_dir.name, exist_ok=True,
+            epochs=spec.training.epochs, seed=spec.training.seed, pretrained=False, verbose=True,
+            optimizer=s("optimizer.type", "SGD"), lr0=spec.training.learning_rate,
+            momentum=s("optimizer.momentum"), weight_decay=s("optimizer.weight_decay"), lrf=s("lrf"),
+            cos_lr=s("cos_lr"), warmup_epochs=s("warmup_epochs"), patience=s("patience"),
+            close_mosaic=s("close_mosaic"), amp=s("amp"), **(s("augmentation") or {}),
+        )
+        if self.task == "image_classification":
+            args["dropout"] = s("dropout")
+        self.model.train(**args)
+
+    def _on_epoch_start(self, trainer) -> None:
+        self._step = 0
+        self._saved.clear()
+
+    def _on_batch_end(self, trainer) -> None:
+        self._step += 1
+        self.recorder.progress(trainer.epoch + 1, self._step, len(trainer.train_loader))
+
+    def _on_model_save(self, trainer) -> None:
+        self._saved[LAST] = Path(trainer.last)
+        if trainer.best_fitness == trainer.fitness and Path(trainer.best).is_file():
+            self._saved[BEST] = Path(trainer.best)
+        if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
+            # Ultralytics strips the optimizer from last.pt when training ends, which makes it
+            # impossible to resume; keep the full one to put back (on_train_end).
+            shutil.copyfile(trainer.last, self._full_last(trainer))
+
+    def _on_train_end(self, trainer) -> None:
+        full = self._full_last(trainer)
+        if full.is_file():
+            os.replace(full, trainer.last)
+
+    @staticmethod
+    def _full_last(trainer) -> Path:
+        return Path(trainer.last).with_name(".last.resumable.pt")
+
+    def _on_fit_epoch_end(self, trainer) -> None:
+        epoch = trainer.epoch + 1
+        if trainer.epoch >= trainer.epochs or epoch in self._reported:
+            return  # the final validation of best.pt after the last epoch: not an epoch of its own
+        self._reported.add(epoch)
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+        self.recorder.epoch(epoch, epoch_metrics(trainer.metrics or {}, losses or {}, trainer.lr or {}))
+        for kind in (LAST, BEST):
+            if kind in self._saved:
+                self.recorder.checkpoint(self._saved[kind], kind, epoch)
+        self._saved.clear()
+
+    # ------------------------------------------------------------ checkpoints and inference
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        yolo, _ = _import_ultralytics()
+        self.model = yolo(str(path))
+        names = getattr(self.model, "names", None) or {}
+        self.class_names = [names[i] for i in sorted(names)]
+        return {"epoch": 0}
+
+    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        if self.model is None:
+            raise RuntimeError("load a checkpoint before predicting")
+        from adapters.datasets import ImageRecord, open_image
+
+        started = time.perf_counter()
+        image = open_image(ImageRecord(str(image_path)))  # any file name: the daemon's upload has no suffix
+        device = ultralytics_device(self.job.device)
+        result = self.model.predict(image, imgsz=int(self.spec.image_size), device=device, verbose=False)[0]
+        height, width = result.orig_shape
+        out: dict[str, Any] = {"task": self.task, "width": int(width), "height": int(height),
+                               "predictions": _predictions(result, self.task, top_k),
+                               "timings_ms": {k: float(v) for k, v in (result.speed or {}).items()}}
+        if annotate:
+            out["image_png"] = _png(result.plot()[..., ::-1])  # BGR -> RGB
+        out["timings_ms"]["total"] = (time.perf_counter() - started) * 1000
+        return out
+
+
+def _predictions(result, task: str, top_k: int) -> list[dict[str, Any]]:
+    names = result.names
+    if task == "image_classification":
+        probs = result.probs.data.float().cpu()
+        scores, indices = probs.topk(min(top_k, probs.numel()))
+        return [{"label": names[int(i)], "score": float(p), "index": int(i)}
+                for p, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+    if task == "obb_detection":
+        obb = result.obb
+        return [{"label": names[int(c)], "score": float(p), "index": int(c), "box": [float(v) for v in box],
+                 "rotated_box": [float(v) for v in rbox]}
+                for c, p, box, rbox in zip(obb.cls.tolist(), obb.conf.tolist(), obb.xyxy.tolist(),
+                                           obb.xywhr.tolist(), strict=True)]
+    boxes = result.boxes
+    out = [{"label": names[int(c)], "score": float(p), "index": int(c), "box": [float(v) for v in box]}
+           for c, p, box in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), strict=True)]
+    if task == "instance_segmentation" and result.masks is not None:
+        for item, polygon in zip(out, result.masks.xy, strict=True):
+            item["polygon"] = [[float(x), float(y)] for x, y in polygon.tolist()]
+    if task == "pose_estimation" and result.keypoints is not None:
+        for item, points in zip(out, result.keypoints.data.tolist(), strict=True):
+            item["keypoints"] = [[float(v) for v in point] + [1.0] * (3 - len(point)) for point in points]
+    return out
+
+
+def _png(rgb) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.copy()).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,206 @@
+"""The Ultralytics adapter end to end: ``python -m adapters.entrypoint`` in the ultralytics env.
+
+Every task trains one epoch at 64 px on a tiny dataset made by code, reporting to a fake
+Reporter service, with a network guard on the child's path: any attempt to reach another host
+fails the run and is logged, so these tests prove a run makes none.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from adapters.catalog import defaults
+from adapters.frameworks import get_catalog
+from tests.dataset_fixtures import ann, make_coco, make_yolo_task
+
+GUARD = Path(__file__).resolve().parent / "netguard"
+BOX = {"val/precision", "val/recall", "val/mAP50", "val/mAP50-95"}
+TASK_METRICS = {
+    "object_detection": BOX | {"train/box_loss", "train/cls_loss", "train/dfl_loss"},
+    "obb_detection": BOX | {"train/box_loss", "train/cls_loss", "train/dfl_loss"},
+    "instance_segmentation": BOX | {"val/mask_precision", "val/mask_recall", "val/mask_mAP50", "val/mask_mAP50-95",
+                                    "train/seg_loss"},
+    "pose_estimation": BOX | {"val/pose_precision", "val/pose_recall", "val/pose_mAP50", "val/pose_mAP50-95",
+                              "train/pose_loss", "train/kobj_loss"},
+    "image_classification": {"val/accuracy", "val/top5"},
+}
+
+
+def write_job(directory: Path, dataset: Path, task: str, fmt: str = "yolo", epochs: int = 1, **over) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = {"name": "u", "framework": "ultralytics", "task": task, "model": "yolov8n", "pretrained": False,
+            "image_size": 64, "dataset": {"path": str(dataset), "format": fmt},
+            "training": {"epochs": epochs, "batch_size": 4, "learning_rate": 0.01, "device": "cpu",
+                         "num_workers": 0, "seed": 0},
+            "advanced": defaults(get_catalog("ultralytics")), "weights": None, "resume": None}
+    spec.update(over)
+    job = {"job_id": "job-1", "job_dir": str(directory), "device": "cpu",
+           "checkpoint_dir": str(directory / "checkpoints"), "spec": spec}
+    (directory / "job.json").write_text(json.dumps(job))
+    return directory / "job.json"
+
+
+def run(python, env, *args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "-m", "adapters.entrypoint", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def guarded_env(child_env, tmp_path_factory):
+    log = tmp_path_factory.mktemp("net") / "attempts.log"
+
+    def make(address=None):
+        env = child_env(address)
+        env["PYTHONPATH"] = f"{GUARD}:{env['PYTHONPATH']}"
+        env["VISIONYARD_TEST_NET_LOG"] = str(log)
+        return env
+    make.log = log
+    return make
+
+
+@pytest.fixture(scope="module")
+def python(ultralytics_env) -> str:
+    return str(ultralytics_env.python)
+
+
+@pytest.fixture(scope="module")
+def runs(python, guarded_env, reporter_server, tmp_path_factory):
+    """One run per task, on demand and once: ``runs(task)`` -> (completed process, server, job dir)."""
+    done: dict[str, tuple] = {}
+
+    def train(task: str):
+        if task not in done:
+            root = tmp_path_factory.mktemp(task)
+            dataset = make_yolo_task(root / "data", task)
+            job = write_job(root / "job", dataset, task)
+            with reporter_server() as server:
+                done[task] = (run(python, guarded_env(server.address), "--spec", job), server, root / "job", dataset)
+        return done[task]
+    return train
+
+
+@pytest.mark.parametrize("task", list(TASK_METRICS))
+def test_each_task_trains_and_reports_its_metrics(runs, guarded_env, task):
+    completed, server, job_dir, dataset = runs(task)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    [epoch] = server.of_kind("metrics")
+    assert epoch.step == 1
+    assert TASK_METRICS[task] <= set(epoch.values), sorted(epoch.values)
+    assert {"train/loss", "lr"} <= set(epoch.values)
+    weights = job_dir / "checkpoints" / "weights"
+    checkpoints = {(c.kind, c.epoch, c.path) for c in server.of_kind("checkpoint")}
+    assert ("last", 1, str(weights / "last.pt")) in checkpoints
+    assert (weights / "last.pt").is_file() and (weights / "best.pt").is_file()
+    progress = server.of_kind("progress")
+    assert progress and all(p.total_epochs == 1 and p.epoch == 1 for p in progress)
+    assert progress[-1].step == progress[-1].total_steps
+    result = server.of_kind("result")[0]
+    assert server.kinds()[-1] == "result" and not server.of_kind("error")
+    assert result.last_checkpoint == str(weights / "last.pt") and set(result.metrics) == set(epoch.values)
+    assert not any(dataset.rglob("*.cache"))  # label caches stay in the job dir
+    assert "\r" not in completed.stdout + completed.stderr  # progress bars print lines, not refreshes
+    assert not guarded_env.log.exists(), guarded_env.log.read_text()  # no network attempt at all
+
+
+@pytest.mark.parametrize("task", ["object_detection", "instance_segmentation", "pose_estimation",
+                                  "obb_detection", "image_classification"])
+def test_predict_returns_the_task_shape(runs, python, guarded_env, task):
+    completed, _, job_dir, dataset = runs(task)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    image = next((dataset / "val").rglob("*.png")) if task == "image_classification" \
+        else dataset / "images" / "val" / "0.png"
+    done = run(python, guarded_env(), "--spec", job_dir / "job.json", "--predict", image,
+               "--checkpoint", job_dir / "checkpoints" / "weights" / "last.pt", "--top-k", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["task"] == task and (out["width"], out["height"]) == (64, 64)
+    if task == "image_classification":
+        assert [p["label"] for p in out["predictions"]] and len(out["predictions"]) == 2
+        assert {p["label"] for p in out["predictions"]} == {"red", "blue"}
+
+
+def test_prediction_shapes_per_task(python, tmp_path):
+    """Each task's Results → our prediction dicts (a hand-built Results: no training needed)."""
+    script = tmp_path / "shapes.py"
+    script.write_text('''
+import json, numpy as np, torch
+from ultralytics.engine.results import Results
+from adapters.ultralytics.trainer import _predictions
+img = np.zeros((40, 60, 3), dtype=np.uint8)
+names = {0: "red", 1: "blue"}
+boxes = torch.tensor([[10., 5., 30., 25., 0.9, 1.]])
+out = {
+  "object_detection": _predictions(Results(img, "x.png", names, boxes=boxes), "object_detection", 5),
+  "instance_segmentation": _predictions(Results(img, "x.png", names, boxes=boxes,
+      masks=torch.zeros(1, 40, 60).index_fill_(1, torch.arange(5, 25), 1)), "instance_segmentation", 5),
+  "pose_estimation": _predictions(Results(img, "x.png", names, boxes=boxes,
+      keypoints=torch.tensor([[[12., 6., .8], [28., 24., .7]]])), "pose_estimation", 5),
+  "obb_detection": _predictions(Results(img, "x.png", names,
+      obb=torch.tensor([[20., 15., 10., 6., 0.5, 0.8, 0.]])), "obb_detection", 5),
+  "image_classification": _predictions(Results(img, "x.png", names, probs=torch.tensor([.3, .7])),
+      "image_classification", 5),
+}
+print(json.dumps(out))
+''')
+    env_python = python
+    done = subprocess.run([env_python, str(script)], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    [det] = out["object_detection"]
+    assert det == {"label": "blue", "score": pytest.approx(0.9), "index": 1, "box": [10.0, 5.0, 30.0, 25.0]}
+    [seg] = out["instance_segmentation"]
+    assert len(seg["polygon"]) >= 3 and all(len(p) == 2 for p in seg["polygon"])
+    [pose] = out["pose_estimation"]
+    assert pose["keypoints"] == [[12.0, 6.0, pytest.approx(0.8)], [28.0, 24.0, pytest.approx(0.7)]]
+    [obb] = out["obb_detection"]
+    assert obb["label"] == "red" and obb["rotated_box"] == pytest.approx([20.0, 15.0, 10.0, 6.0, 0.5])
+    assert len(obb["box"]) == 4
+    assert [(p["label"], p["index"]) for p in out["image_classification"]] == [("blue", 1), ("red", 0)]
+
+
+def test_coco_and_dice_datasets_train_through_conversion(python, guarded_env, reporter_server, tmp_path):
+    import json as _json
+
+    from PIL import Image
+
+    coco = make_coco(tmp_path / "coco", {"train": [ann(1), ann(2, 2, 7, (5, 5, 20, 10))], "val": [ann(3)]},
+                     size=(64, 48))
+    dice = tmp_path / "dice"
+    (dice / "images").mkdir(parents=True)
+    (dice / "annotations").mkdir()
+    for i in range(6):
+        Image.new("RGB", (64, 48), (200, 10, 10)).save(dice / "images" / f"{i}.png")
+        doc = {"imagePath": f"{i}.png", "imageData": None, "imageWidth": 64, "imageHeight": 48, "flags": {},
+               "shapes": [{"label": "part", "shape_type": "rectangle", "points": [[4, 4], [30, 20]]}]}
+        (dice / "annotations" / f"{i}.json").write_text(_json.dumps(doc))
+    for dataset, fmt in ((coco, "coco"), (dice, "dice")):
+        job = write_job(tmp_path / f"job-{fmt}", dataset, "object_detection", fmt=fmt)
+        with reporter_server() as server:
+            done = run(python, guarded_env(server.address), "--spec", job)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "val/mAP50-95" in server.of_kind("metrics")[0].values
+        assert (tmp_path / f"job-{fmt}" / "data" / "labels" / "train").is_dir()  # converted into the job dir
+
+
+def test_resume_continues_at_the_next_epoch(runs, python, guarded_env, reporter_server, tmp_path):
+    completed, _, job_dir, dataset = runs("object_detection")
+    assert completed.returncode == 0
+    last = job_dir / "checkpoints" / "weights" / "last.pt"
+    job = write_job(tmp_path / "resumed", dataset, "object_detection", epochs=2, resume=str(last))
+    with reporter_server() as server:
+        done = run(python, guarded_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [m.step for m in server.of_kind("metrics")] == [2]
+    weights = tmp_path / "resumed" / "checkpoints" / "weights"
+    assert (weights / "last.pt").is_file() and (weights / "best.pt").is_file()
+    assert {c.path for c in server.of_kind("checkpoint")} <= {str(weights / "last.pt"), str(weights / "best.pt")}
+
+    job = write_job(tmp_path / "again", dataset, "object_detection", epochs=1, resume=str(last))
+    with reporter_server() as server:
+        done = run(python, guarded_env(server.address), "--spec", job)
+    assert done.returncode == 1 and "set training.epochs above 1 to resume" in server.of_kind("error")[0].message
