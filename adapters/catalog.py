@@ -9,6 +9,7 @@ import nothing but the standard library. Catalogs register themselves in one dic
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,11 @@ class FrameworkCatalog:
     presets: tuple[Preset, ...]
     adapter: str  # "module.path:ClassName", imported in the child env only
     known_models: frozenset[str] = frozenset()
+    #: For catalogs open to any model (hub ids, local folders): ``check(model, task)`` returns
+    #: why the model can't train the task, or None. Without it, only ``known_models`` pass.
+    model_check: Callable[[str, str], str | None] | None = field(default=None, compare=False)
+    #: Short names → canonical names (hub ids), applied when a spec is validated.
+    model_alias: Callable[[str], str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Curated models are always accepted, even when the name list is stale.
@@ -85,6 +91,9 @@ class FrameworkCatalog:
     def accepts_model(self, name: str) -> bool:
         """True for a known model name, also with a weights tag (``resnet18.a1_in1k``)."""
         return name in self.known_models or name.split(".", 1)[0] in self.known_models
+
+    def canonical_model(self, name: str) -> str:
+        return self.model_alias(name) if self.model_alias else name
 
     def schema_field(self, path: str) -> SchemaField:
         for f in self.fields:

@@ -7,6 +7,7 @@ registered. Plain data only: safe to import on the host, which has no torch.
 from __future__ import annotations
 
 import adapters.timm.catalog  # noqa: F401  (registers "timm")
+import adapters.transformers.catalog  # noqa: F401  (registers "transformers")
 import adapters.ultralytics.catalog  # noqa: F401  (registers "ultralytics")
 from adapters.catalog import FrameworkCatalog, get_catalog, registered_catalogs
 

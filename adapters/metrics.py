@@ -25,6 +25,7 @@ VAL_PIXEL_ACCURACY = "val/pixel_accuracy"
 VAL_PSNR = "val/psnr"
 VAL_SSIM = "val/ssim"
 VAL_CER = "val/cer"
+VAL_WER = "val/wer"
 LR = "lr"
 
 

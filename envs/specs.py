@@ -73,3 +73,25 @@ ULTRALYTICS = register_spec(
         description="Ultralytics YOLO detection, segmentation, pose, OBB, classification (torch from the registry)",
     )
 )
+
+TRANSFORMERS = register_spec(
+    EnvSpec(
+        name="transformers",
+        python="3.11",
+        requirements=(
+            "torch==2.15.0",
+            "torchvision==0.29.2",
+            "transformers==5.23.0",
+            "accelerate==1.15.0",  # Trainer
+            "scipy==1.17.1",  # Hungarian matching in the DETR-family and Mask2Former/EoMT losses
+            "pycocotools==2.0.11",  # detection mAP
+            "torchmetrics==1.9.0",  # PSNR/SSIM, CER/WER
+            "timm==1.0.31",  # backbones some architectures load through timm
+            "pyyaml==6.0.4",
+            *GRPC_REQUIREMENTS,
+            "pillow==13.0.0",
+            "numpy==2.4.6",
+        ),
+        description="HuggingFace Transformers: classification, detection, segmentation, super-resolution, OCR",
+    )
+)

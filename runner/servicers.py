@@ -146,7 +146,7 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
         if checkpoint is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "checkpoint must be 'best' or 'last'")
-        if not checkpoint or not Path(checkpoint).is_file():
+        if not checkpoint or not Path(checkpoint).exists():  # a file, or a save_pretrained folder
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
         if not request.image:

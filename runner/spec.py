@@ -157,7 +157,10 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     problems: list[tuple[str, str]] = []
     if spec.task not in catalog.tasks:
         problems.append(("task", f"'{spec.task}' is not a {catalog.name} task. Valid: {', '.join(catalog.tasks)}"))
-    if not catalog.accepts_model(spec.model):
+    if catalog.model_check is not None:
+        if spec.task in catalog.tasks and (problem := catalog.model_check(spec.model, spec.task)):
+            problems.append(("model", problem))
+    elif not catalog.accepts_model(spec.model):
         problems.append(("model", _unknown_model(catalog, spec.model)))
     elif (entry := find_model(catalog, spec.model)) is not None and spec.task in catalog.tasks \
             and spec.task not in entry.tasks:
@@ -177,14 +180,14 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
         path, _, message = str(exc).partition(": ")
         problems.append((path, f"{message} (see `visionyard schema {catalog.name}`)"))
 
-    updates: dict[str, Any] = {"advanced": filled}
+    updates: dict[str, Any] = {"advanced": filled, "model": catalog.canonical_model(spec.model)}
     if spec.image_size is None:
-        updates["image_size"] = spec.training.image_size or _model_input_size(catalog, spec.model)
+        updates["image_size"] = spec.training.image_size or _model_input_size(catalog, updates["model"])
     if check_paths:
-        for field in ("weights", "resume"):
+        for field in ("weights", "resume"):  # a file, or a save_pretrained / checkpoint folder (transformers)
             value = getattr(spec, field)
-            if value is not None and not Path(value).is_file():
-                problems.append((field, f"file '{value}' does not exist on the runner's machine"))
+            if value is not None and not Path(value).exists():
+                problems.append((field, f"'{value}' does not exist on the runner's machine"))
         if not any(p[0].startswith("dataset") or p[0] == "task" for p in problems):
             num_classes, dataset_problems = _check_dataset(spec, filled)
             problems += dataset_problems

@@ -21,6 +21,10 @@ MAX_BATCH = 1000
 STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED"}
 
 
+#: Files of a checkpoint folder that only resuming needs (HF Trainer): not logged as artifacts.
+RESUME_STATE = ("optimizer.", "scheduler.", "rng_state", "scaler.")
+
+
 @dataclass
 class _Op:
     kind: str
@@ -156,12 +160,18 @@ class Tracker:
         client = self._mlflow()
         for key, value in op.data["tags"].items():
             client.set_tag(run_id, key, value)
-        for path in op.data["artifacts"]:
-            if Path(path).is_file():
-                try:
+        for path in map(Path, op.data["artifacts"]):
+            try:
+                if path.is_file():
                     client.log_artifact(run_id, str(path))
-                except Exception:
-                    log.exception("could not log artifact %s", path)
+                elif path.is_dir():  # a save_pretrained checkpoint folder: the model, not the training state
+                    files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(RESUME_STATE))
+                    for file in files:
+                        folder = file.parent.relative_to(path)
+                        where = path.name if folder == Path(".") else f"{path.name}/{folder}"
+                        client.log_artifact(run_id, str(file), where)
+            except Exception:
+                log.exception("could not log artifact %s", path)
         client.set_terminated(run_id, status=STATUS.get(op.data["state"], "FAILED"))
 
     def _do_flush(self, op: _Op) -> None:

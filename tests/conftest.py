@@ -31,6 +31,15 @@ def timm_env(shared_envs):
 
 
 @pytest.fixture(scope="session")
+def transformers_env(shared_envs):
+    from envs.manager import EnvManager
+    from envs.specs import get_spec
+
+    with open(shared_envs.parent / "transformers-env-build.log", "w") as log:
+        return EnvManager(shared_envs).ensure(get_spec("transformers"), log=log)
+
+
+@pytest.fixture(scope="session")
 def ultralytics_env(shared_envs):
     from envs.manager import EnvManager
     from envs.specs import get_spec

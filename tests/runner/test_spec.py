@@ -175,3 +175,25 @@ def test_ultralytics_jobs_are_checked_against_its_catalog_and_dataset(tmp_path):
     (data / "labels" / "train" / "1.txt").write_text("0 0.5 0.5 0.2\n")
     found = problems(_ultralytics(data))
     assert f"{data / 'labels' / 'train' / '1.txt'}:line 1: 4 columns; detection needs 5" in found["dataset.path"]
+
+
+def test_transformers_models_hub_ids_aliases_and_local_folders(tmp_path, dataset):
+    def hf(model, task="image_classification"):
+        raw = spec(dataset, framework="transformers", task=task, model=str(model))
+        del raw["image_size"]  # the model's own input size
+        return raw
+
+    assert validate_job_spec(hf("google/vit-base-patch16-224")).image_size == 224
+    assert validate_job_spec(hf("someone/any-vit-finetune")).model == "someone/any-vit-finetune"
+    resolved = validate_job_spec({**hf("ustc-community/dfine_x_coco", "object_detection"),
+                                  "dataset": {"path": str(dataset), "format": "imagefolder"}}, check_paths=False)
+    assert resolved.model == "ustc-community/dfine-xlarge-coco" and resolved.image_size == 640
+
+    assert "is a model for image_classification, not object_detection" in \
+        problems(hf("google/vit-base-patch16-224", "object_detection"))["model"]
+    folder = tmp_path / "tiny-segformer"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "segformer"}')
+    assert "is a 'segformer' model; object_detection trains d_fine, detr" in problems(hf(folder, "object_detection"))["model"]
+    assert "cannot read" in problems(hf(tmp_path / "nothing-here"))["model"]
+    assert "neither a hub id" in problems(hf("not a model"))["model"]

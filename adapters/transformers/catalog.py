@@ -1,0 +1,159 @@
+"""The HuggingFace Transformers catalog: curated hub models, aliases, the ``advanced`` schema.
+
+Plain data; the host imports it without transformers. Curated models carry metadata; any other
+hub id (``org/name``) or a local folder saved with ``save_pretrained`` is accepted too, when its
+architecture (``config.json``'s ``model_type``) is one the task's trainer handles. Short names
+from the platform's plans resolve to the hub's real ids (``ALIASES``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from adapters.catalog import FrameworkCatalog, ModelEntry, Preset, SchemaField, register_catalog
+
+CLS, DET, SEG, SR, OCR = ("image_classification", "object_detection", "semantic_segmentation", "super_resolution",
+                          "ocr")
+TASKS = (CLS, DET, SEG, SR, OCR)
+
+#: Architectures (``model_type``) each task's trainer handles. Classification takes any model
+#: ``AutoModelForImageClassification`` builds, so it is not listed (None: anything).
+ARCHITECTURES: dict[str, tuple[str, ...] | None] = {
+    CLS: None,
+    DET: ("d_fine", "detr", "conditional_detr", "deformable_detr", "rt_detr", "rt_detr_v2", "yolos"),
+    SEG: ("segformer", "mask2former", "eomt"),
+    SR: ("swin2sr",),
+    OCR: ("vision-encoder-decoder",),
+}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _m(name, display, task, params, size, batch, lr, *tags) -> ModelEntry:
+    return ModelEntry(name, display, (task,), params, size, batch, lr, tuple(tags))
+
+
+MODELS = (
+    _m("google/vit-base-patch16-224", "ViT-B/16", CLS, 86.6, 224, 32, 5e-5, "transformer"),
+    _m("google/vit-large-patch16-224", "ViT-L/16", CLS, 304.3, 224, 8, 2e-5, "transformer", "high-accuracy"),
+    _m("facebook/deit-base-distilled-patch16-224", "DeiT-B distilled", CLS, 87.3, 224, 32, 5e-5, "transformer"),
+    _m("facebook/dinov2-base", "DINOv2-B", CLS, 86.6, 224, 32, 2e-5, "transformer", "self-supervised"),
+    _m("facebook/dinov2-large", "DINOv2-L", CLS, 304.4, 224, 8, 1e-5, "transformer", "self-supervised",
+       "high-accuracy"),
+    _m("microsoft/swin-base-patch4-window7-224", "Swin-B", CLS, 87.8, 224, 32, 5e-5, "transformer"),
+    _m("facebook/convnext-base-224", "ConvNeXt-B", CLS, 88.6, 224, 32, 5e-5, "cnn"),
+    _m("ustc-community/dfine-nano-coco", "D-FINE nano", DET, 3.8, 640, 16, 1e-4, "detr", "lightweight", "edge"),
+    _m("ustc-community/dfine-small-coco", "D-FINE small", DET, 10.3, 640, 16, 1e-4, "detr", "lightweight"),
+    _m("ustc-community/dfine-medium-coco", "D-FINE medium", DET, 19.6, 640, 8, 1e-4, "detr"),
+    _m("ustc-community/dfine-large-coco", "D-FINE large", DET, 31.3, 640, 8, 1e-4, "detr", "high-accuracy"),
+    _m("ustc-community/dfine-xlarge-coco", "D-FINE xlarge", DET, 62.7, 640, 4, 1e-4, "detr", "high-accuracy"),
+    _m("facebook/detr-resnet-50", "DETR R50", DET, 41.3, 800, 4, 1e-4, "detr", "classic"),
+    _m("facebook/detr-resnet-101", "DETR R101", DET, 60.2, 800, 4, 1e-4, "detr", "classic"),
+    _m("microsoft/conditional-detr-resnet-50", "Conditional DETR R50", DET, 43.5, 800, 4, 1e-4, "detr"),
+    _m("PekingU/rtdetr_r50vd", "RT-DETR R50", DET, 42.9, 640, 8, 1e-4, "detr", "real-time"),
+    _m("nvidia/segformer-b0-finetuned-ade-512-512", "SegFormer-B0 (ADE20k)", SEG, 3.8, 512, 8, 6e-5,
+       "transformer", "lightweight"),
+    _m("nvidia/segformer-b5-finetuned-ade-640-640", "SegFormer-B5 (ADE20k)", SEG, 84.7, 640, 2, 6e-5,
+       "transformer", "high-accuracy"),
+    _m("facebook/mask2former-swin-base-ade-semantic", "Mask2Former Swin-B (ADE20k)", SEG, 107.0, 512, 2, 1e-4,
+       "transformer", "high-accuracy"),
+    _m("tue-mps/ade20k_semantic_eomt_large_512", "EoMT ViT-L (ADE20k)", SEG, 316.0, 512, 2, 1e-4,
+       "transformer", "high-accuracy"),
+    _m("caidas/swin2SR-classical-sr-x2-64", "Swin2SR classical x2", SR, 11.9, 64, 8, 2e-4, "transformer"),
+    _m("caidas/swin2SR-classical-sr-x4-64", "Swin2SR classical x4", SR, 12.0, 64, 8, 2e-4, "transformer"),
+    _m("caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr", "Swin2SR real-world x4", SR, 11.9, 64, 8, 2e-4,
+       "transformer"),
+    _m("microsoft/trocr-base-printed", "TrOCR-B printed", OCR, 334.0, 384, 8, 5e-5, "transformer"),
+    _m("microsoft/trocr-base-handwritten", "TrOCR-B handwritten", OCR, 334.0, 384, 8, 5e-5, "transformer"),
+)
+
+#: Short names from the platform's plans → the hub's real ids.
+ALIASES = {
+    **{f"ustc-community/dfine_{s}_coco": f"ustc-community/dfine-{full}-coco"
+       for s, full in (("n", "nano"), ("s", "small"), ("m", "medium"), ("l", "large"), ("x", "xlarge"))},
+    "caidas/swin2sr-classicalsr-x2-64": "caidas/swin2SR-classical-sr-x2-64",
+    "caidas/swin2sr-classicalsr-x4-64": "caidas/swin2SR-classical-sr-x4-64",
+    "tue-mps/eomt-vit-large": "tue-mps/ade20k_semantic_eomt_large_512",
+    "facebook/mask2former-swin-base-ade": "facebook/mask2former-swin-base-ade-semantic",
+}
+
+FIELDS = (
+    SchemaField("optimizer.weight_decay", "float", 0.01, "AdamW weight decay.", minimum=0.0, maximum=1.0),
+    SchemaField("optimizer.beta1", "float", 0.9, "AdamW beta1.", minimum=0.0, maximum=1.0),
+    SchemaField("optimizer.beta2", "float", 0.999, "AdamW beta2.", minimum=0.0, maximum=1.0),
+    SchemaField("scheduler.type", "choice", "linear", "Learning-rate schedule after warmup.",
+                choices=("linear", "cosine", "constant")),
+    SchemaField("scheduler.warmup_ratio", "float", 0.0, "Share of the steps spent warming up.", minimum=0.0,
+                maximum=1.0),
+    SchemaField("scheduler.warmup_steps", "int", 0, "Warmup steps (wins over warmup_ratio when > 0).", minimum=0),
+    SchemaField("gradient_accumulation_steps", "int", 1, "Batches per optimizer step.", minimum=1, maximum=1024),
+    SchemaField("max_grad_norm", "float", 1.0, "Gradient clipping norm (0: off).", minimum=0.0),
+    SchemaField("mixed_precision", "choice", "auto", "Mixed precision on CUDA (auto: bf16 where supported, "
+                "else fp16; never on CPU).", choices=("auto", "no", "fp16", "bf16")),
+    SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification).", minimum=0.0, maximum=1.0),
+    SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images "
+                "(classification, segmentation, super-resolution; boxes are flipped with detection images)."),
+    SchemaField("upscale", "int", 2, "Super-resolution factor for HR-only datasets (paired LR_xN folders say "
+                "their own).", minimum=1, maximum=8),
+    SchemaField("generation.max_length", "int", 64, "OCR: the longest text generated.", minimum=1, maximum=2048),
+    SchemaField("detection.threshold", "float", 0.05, "Detection: score threshold for evaluation and predict.",
+                minimum=0.0, maximum=1.0),
+)
+
+PRESETS = (
+    Preset("basic", "Constant learning rate, no warmup: a quick baseline.", {"scheduler": {"type": "constant"}}),
+    Preset("standard", "Linear decay with 10% warmup.", {"scheduler": {"type": "linear", "warmup_ratio": 0.1}}),
+    Preset("aggressive", "Cosine decay, warmup, stronger weight decay and label smoothing.",
+           {"scheduler": {"type": "cosine", "warmup_ratio": 0.1}, "optimizer": {"weight_decay": 0.05},
+            "label_smoothing": 0.1}),
+)
+
+
+def resolve_model(name: str) -> str:
+    """A platform short name → the hub id; anything else unchanged."""
+    return ALIASES.get(name, name)
+
+
+def check_model(name: str, task: str) -> str | None:
+    """Why ``name`` can't be trained for ``task`` (None: it can, as far as the host can tell).
+
+    Curated and aliased ids must list the task; a local folder must hold a ``config.json`` whose
+    ``model_type`` the task handles; any other ``org/name`` is a hub id, checked in the child.
+    """
+    name = resolve_model(name)
+    entry = next((m for m in MODELS if m.name == name), None)
+    if entry is not None:
+        return None if task in entry.tasks else f"'{name}' is a model for {entry.tasks[0]}, not {task}"
+    folder = Path(name).expanduser()
+    if folder.is_absolute() or name.startswith("."):
+        config = folder / "config.json"
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError) as exc:
+            return f"'{name}' is not a folder saved with save_pretrained (cannot read {config}: {exc})"
+        allowed = ARCHITECTURES.get(task)
+        if allowed is not None and model_type not in allowed:
+            return f"{config} is a '{model_type}' model; {task} trains {', '.join(allowed)}"
+        return None
+    if HUB_ID.match(name):
+        return None
+    return (f"'{name}' is neither a hub id (org/name) nor a local folder; see `visionyard models --framework "
+            "transformers`")
+
+
+CATALOG = register_catalog(
+    FrameworkCatalog(
+        name="transformers",
+        env="transformers",
+        tasks=TASKS,
+        dataset_formats=("imagefolder", "dice", "coco", "voc", "yolo", "masks", "sr_pairs", "ocr"),
+        models=MODELS,
+        fields=FIELDS,
+        presets=PRESETS,
+        adapter="adapters.transformers.trainer:TransformersAdapter",
+        known_models=frozenset(ALIASES),
+        model_check=check_model,
+        model_alias=resolve_model,
+    )
+)

@@ -1,0 +1,83 @@
+"""``HFTask``: what differs per task when HF's ``Trainer`` trains a vision model.
+
+The adapter (``adapters/transformers/trainer.py``) owns everything the tasks share: loading from
+a hub id or folder (offline: fail fast), ``TrainingArguments``, the callback that reports through
+the ``RunRecorder``, checkpoints (``save_pretrained`` folders with the processor), resume and
+predict's task-generic shape. A task says how to build its model and processor, turn dataset
+records into model inputs, batch them, score an evaluation, and predict one image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.datasets import Dataset, ImageRecord
+
+
+class HFTask:
+    #: The task's name in the job spec.
+    name = ""
+    #: The ``transformers`` Auto class that loads a checkpoint of this task.
+    auto_model = ""
+    #: ``compute_metrics``' key for the task's primary metric (``val/<key>``).
+    primary = ""
+    #: Trainer arguments this task needs (e.g. keep uncollated predictions for detection).
+    training_args: dict[str, Any] = {}
+
+    def __init__(self, job) -> None:
+        self.job = job
+        self.spec = job.spec
+        self.class_names: list[str] = []
+
+    def setting(self, path: str, default: Any = None) -> Any:
+        return self.spec.setting(path, default)
+
+    # ------------------------------------------------------------ model
+
+    def build(self, source: str, pretrained: bool, dataset: Dataset | None) -> tuple[Any, Any]:
+        """(model, processor) from a hub id or folder; fresh weights when not ``pretrained``.
+
+        ``dataset`` is None when loading a checkpoint of ours (predict, resume): then the
+        checkpoint already has the right head.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ data
+
+    def encode(self, record: ImageRecord, train: bool) -> dict[str, Any]:
+        """One record → the model's inputs (``pixel_values``, ``labels``, ...)."""
+        raise NotImplementedError
+
+    def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        return {key: torch.stack([item[key] for item in batch]) if hasattr(batch[0][key], "shape")
+                else torch.tensor([item[key] for item in batch]) for key in batch[0]}
+
+    # ------------------------------------------------------------ evaluation and inference
+
+    def compute_metrics(self, eval_pred) -> dict[str, float]:
+        """Metrics of one evaluation, keyed by their name after ``val/`` (``accuracy``)."""
+        raise NotImplementedError
+
+    def trainer_class(self):
+        from transformers import Trainer
+
+        return Trainer
+
+    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
+        """One PIL image → ``{"predictions": [...], ...}`` in the task-generic shape."""
+        raise NotImplementedError
+
+
+class RecordDataset:
+    """A torch-style dataset over records, encoded on access by the task."""
+
+    def __init__(self, records: list[ImageRecord], task: HFTask, train: bool) -> None:
+        self.records, self.task, self.train = records, task, train
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.task.encode(self.records[i], self.train)

@@ -1,0 +1,71 @@
+"""Image classification: any ``AutoModelForImageClassification`` (ViT, DeiT, DINOv2, Swin, ConvNeXt...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adapters.datasets import ImageRecord, open_image
+from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.common import flip_image, image_processor, pixel_values
+
+
+class ClassificationTask(HFTask):
+    name = "image_classification"
+    auto_model = "AutoModelForImageClassification"
+    primary = "accuracy"
+
+    def build(self, source: str, pretrained: bool, dataset) -> tuple[Any, Any]:
+        from transformers import AutoConfig, AutoModelForImageClassification
+
+        processor = image_processor(source, self.spec.image_size)
+        if dataset is None:
+            model = AutoModelForImageClassification.from_pretrained(source)
+            self.class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            return model, processor
+        labels = {"num_labels": len(self.class_names), "id2label": dict(enumerate(self.class_names)),
+                  "label2id": {name: i for i, name in enumerate(self.class_names)}}
+        if pretrained:
+            model = AutoModelForImageClassification.from_pretrained(source, ignore_mismatched_sizes=True, **labels)
+        else:
+            model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(source, **labels))
+        return model, processor
+
+    def encode(self, record: ImageRecord, train: bool) -> dict[str, Any]:
+        image = open_image(record)
+        if train and self.setting("augmentation.random_flip", True):
+            image = flip_image(image)
+        return {"pixel_values": pixel_values(self.processor, image), "labels": record.label}
+
+    def compute_metrics(self, eval_pred) -> dict[str, float]:
+        logits, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+        return classification_metrics(logits, labels)
+
+    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
+        import torch
+
+        inputs = processor(images=image, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            probs = model(**inputs).logits.softmax(-1)[0]
+        scores, indices = probs.topk(min(top_k, probs.numel()))
+        names = model.config.id2label
+        return {"predictions": [{"label": names[int(i)], "score": float(s), "index": int(i)}
+                                for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]}
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, top-5 accuracy (with 5+ classes) and macro F1 over the classes present."""
+    predicted = logits.argmax(-1)
+    out = {"accuracy": float((predicted == labels).mean())}
+    if logits.shape[-1] >= 5:
+        top5 = np.argsort(-logits, axis=-1)[:, :5]
+        out["top5"] = float((top5 == labels[:, None]).any(-1).mean())
+    f1s = []
+    for c in np.union1d(labels, predicted):
+        tp = float(((predicted == c) & (labels == c)).sum())
+        fp = float(((predicted == c) & (labels != c)).sum())
+        fn = float(((predicted != c) & (labels == c)).sum())
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    out["f1"] = float(np.mean(f1s)) if f1s else 0.0
+    return out

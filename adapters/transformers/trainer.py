@@ -1,0 +1,195 @@
+"""``TransformersAdapter``: vision models trained by HF's ``Trainer`` (child env only).
+
+The ``Trainer`` runs the loop; a callback reports through the shared ``RunRecorder``: progress
+per optimizer step, each epoch's metrics after evaluation (the task's ``compute_metrics``, so the
+real task metric, not only the loss), and the checkpoint folders it saves: ``checkpoint-<step>``
+with the model, its config and the processor (``save_pretrained``), plus optimizer, scheduler and
+trainer state. Such a folder is what ``predict`` and ``resume`` load, and it opens with plain
+``AutoModel*.from_pretrained(folder)``. ``best`` is the Trainer's best by the task's primary
+metric (``metric_for_best_model``); the Trainer keeps it and the newest one.
+
+Models come from a hub id (offline: only from the local cache, failing in seconds with what to
+do) or a local folder; ``pretrained: false`` builds the architecture from its config with fresh
+weights. What differs per task lives in ``adapters/transformers/tasks/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.base import BEST, LAST, FrameworkLoopAdapter
+from adapters.datasets import open_image, read_dataset, split_options
+from adapters.datasets.records import ImageRecord
+from adapters.hub import is_missing_from_cache, prepare_hub_access
+from adapters.metrics import primary_metric
+from adapters.transformers.tasks import get_task
+from adapters.transformers.tasks.base import RecordDataset
+
+log = logging.getLogger("visionyard.transformers")
+
+#: ``Trainer.evaluate`` bookkeeping that is not a metric.
+NOT_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch")
+
+
+class ModelUnavailable(RuntimeError):
+    """A hub model that is neither cached nor downloadable here."""
+
+
+class TransformersAdapter(FrameworkLoopAdapter):
+    def __init__(self, job, reporter=None) -> None:
+        super().__init__(job, reporter)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "\r" bars for every save and load would flood the job log
+        self.task = get_task(job.spec.task, job)
+        self.dataset = None
+        self.model = None
+        self.processor = None
+
+    # ------------------------------------------------------------ setup
+
+    def prepare_dataset(self) -> None:
+        spec = self.spec
+        split = split_options(spec.dataset.as_dict(), spec.training.seed)
+        self.dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,
+                                    scale=self.setting("upscale") if spec.task == "super_resolution" else None)
+        if spec.num_classes and self.dataset.class_names and spec.num_classes != self.dataset.num_classes:
+            raise ValueError(f"num_classes is {spec.num_classes} but the dataset has {self.dataset.num_classes} "
+                             f"classes ({', '.join(self.dataset.class_names)})")
+        self.task.class_names = list(self.dataset.class_names)
+        self.task.dataset = self.dataset
+
+    def prepare_model(self) -> None:
+        spec = self.spec
+        if spec.resume:  # a checkpoint folder of ours: its head already fits
+            self.model, self.processor = self._load(spec.resume, pretrained=True, dataset=None)
+        else:
+            self.model, self.processor = self._load(spec.weights or spec.model, spec.pretrained, self.dataset)
+        self.task.processor = self.processor
+
+    def _load(self, source: str, pretrained: bool, dataset) -> tuple[Any, Any]:
+        local = Path(source).expanduser().exists()
+        online = local or prepare_hub_access()
+        try:
+            return self.task.build(str(source), pretrained, dataset)
+        except Exception as exc:
+            if not local and (is_missing_from_cache(exc) or (not online and isinstance(exc, OSError))):
+                raise ModelUnavailable(
+                    f"model '{source}' is not in the local Hugging Face cache and the hub is unreachable; "
+                    "run once where huggingface.co is reachable (or set HF_ENDPOINT to a mirror), or give "
+                    "a local folder saved with save_pretrained as `model:`") from exc
+            raise
+
+    # ------------------------------------------------------------ training
+
+    def training_arguments(self):
+        import torch
+        from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+        spec, s = self.spec, self.setting
+        on_cuda = self.job.device != "cpu" and torch.cuda.is_available()
+        precision = s("mixed_precision", "auto")
+        if precision == "auto":
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "no"
+        warmup = s("scheduler.warmup_steps") or s("scheduler.warmup_ratio") or 0
+        primary = primary_metric(spec.task)
+        cls = Seq2SeqTrainingArguments if self.task.training_args.get("predict_with_generate") else TrainingArguments
+        return cls(
+            output_dir=str(self.checkpoint_dir), num_train_epochs=spec.training.epochs,
+            per_device_train_batch_size=spec.training.batch_size, per_device_eval_batch_size=spec.training.batch_size,
+            learning_rate=spec.training.learning_rate, weight_decay=s("optimizer.weight_decay"),
+            adam_beta1=s("optimizer.beta1"), adam_beta2=s("optimizer.beta2"), lr_scheduler_type=s("scheduler.type"),
+            warmup_steps=warmup, gradient_accumulation_steps=s("gradient_accumulation_steps"),
+            max_grad_norm=s("max_grad_norm"), label_smoothing_factor=s("label_smoothing") or 0.0,
+            fp16=on_cuda and precision == "fp16", bf16=on_cuda and precision == "bf16", use_cpu=not on_cuda,
+            eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
+            metric_for_best_model=primary.name.removeprefix("val/"),
+            greater_is_better=primary.higher_is_better, dataloader_num_workers=spec.training.num_workers,
+            seed=spec.training.seed, data_seed=spec.training.seed, remove_unused_columns=False,
+            report_to="none", disable_tqdm=True, **self.task.training_args,
+        )
+
+    def train(self) -> None:
+        trainer = self.task.trainer_class()(
+            model=self.model, args=self.training_arguments(),
+            train_dataset=RecordDataset(self.dataset.train, self.task, train=True),
+            eval_dataset=RecordDataset(self.dataset.val, self.task, train=False),
+            data_collator=self.task.collate, compute_metrics=self.task.compute_metrics,
+            processing_class=self.processor, callbacks=[_Report(self)],
+        )
+        trainer.train(resume_from_checkpoint=self.spec.resume or None)
+
+    # ------------------------------------------------------------ checkpoints and inference
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        self.model, self.processor = self._load(str(path), pretrained=True, dataset=None)
+        self.task.processor = self.processor
+        self.model.eval()
+        return {"epoch": 0}
+
+    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        if self.model is None:
+            raise RuntimeError("load a checkpoint before predicting")
+        started = time.perf_counter()
+        image = open_image(ImageRecord(str(image_path)))
+        loaded = time.perf_counter()
+        out = self.task.predict(self.model, self.processor, image, top_k, annotate)
+        out.update(task=self.spec.task, width=image.width, height=image.height)
+        out.setdefault("timings_ms", {}).update(preprocess=(loaded - started) * 1000,
+                                                inference=(time.perf_counter() - loaded) * 1000)
+        return out
+
+
+def _our_metrics(metrics: dict[str, float], train_log: dict[str, float]) -> dict[str, float]:
+    """``Trainer.evaluate``'s ``eval_*`` and the epoch's training log in our vocabulary."""
+    out = {f"val/{key.removeprefix('eval_')}": float(value) for key, value in metrics.items()
+           if key.startswith("eval_") and key not in NOT_METRICS and isinstance(value, (int, float))}
+    if "loss" in train_log:
+        out["train/loss"] = float(train_log["loss"])
+    if "learning_rate" in train_log:
+        out["lr"] = float(train_log["learning_rate"])
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _report_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class _Report(_report_callback_base()):
+    """Trainer events → the RunRecorder (progress, epoch metrics, checkpoints)."""
+
+    def __init__(self, adapter: TransformersAdapter) -> None:
+        self.recorder = adapter.recorder
+        self.epoch_start = 0
+        self.train_log: dict[str, float] = {}
+
+    def _epoch(self, state) -> int:
+        return max(1, round(state.epoch or 0))
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_start = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        per_epoch = max(1, math.ceil(state.max_steps / max(1, args.num_train_epochs)))
+        epoch = min(int(state.global_step - 1) // per_epoch + 1, int(args.num_train_epochs))
+        self.recorder.progress(epoch, state.global_step - self.epoch_start, per_epoch)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.train_log = dict(logs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.recorder.epoch(self._epoch(state), _our_metrics(metrics or {}, self.train_log))
+
+    def on_save(self, args, state, control, **kwargs):
+        epoch = self._epoch(state)
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.recorder.checkpoint(folder, LAST, epoch)
+        if state.best_model_checkpoint and Path(state.best_model_checkpoint) == folder:
+            self.recorder.checkpoint(folder, BEST, epoch)

@@ -1,0 +1,70 @@
+"""Real daemon, real Transformers env: a job with a local tiny model, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from protos import visionyard_pb2 as pb
+from tests.conftest import start_daemon
+from tests.fixtures import make_imagefolder, save_image
+
+pytestmark = pytest.mark.e2e
+
+VIT = """
+import sys
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, num_labels=2)
+ViTForImageClassification(cfg).save_pretrained(sys.argv[1])
+ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, shared_envs, transformers_env):
+    proc = start_daemon(tmp_path_factory.mktemp("home"), shared_envs)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(transformers_env, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
+    subprocess.run([str(transformers_env.python), "-c", textwrap.dedent(VIT), str(folder)], check=True,
+                   capture_output=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    return folder
+
+
+def test_a_vit_job_trains_and_predicts_through_the_daemon(daemon, tiny_vit, tmp_path):
+    data = make_imagefolder(tmp_path / "colours", per_class=8, val_per_class=3)
+    job = daemon.client.submit({"name": "vit", "framework": "transformers", "task": "image_classification",
+                                "model": str(tiny_vit), "pretrained": True, "image_size": 32,
+                                "dataset": {"path": str(data), "format": "imagefolder"}, "preset": "standard",
+                                "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001, "device": "cpu"}})
+    events = list(daemon.client.watch(job.id))
+    final = daemon.client.get(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    epochs = [e.metrics for e in events if e.WhichOneof("kind") == "metrics"]
+    assert [m.step for m in epochs] == [1, 2]
+    assert {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"} <= set(epochs[-1].values)
+    assert Path(final.last_checkpoint, "config.json").is_file()  # a save_pretrained folder
+    response = daemon.client.predict(job.id, save_image(tmp_path / "red.png", "red", size=32), top_k=2)
+    assert response.task == "image_classification" and len(response.predictions) == 2
+
+
+def test_the_best_checkpoint_folder_reaches_mlflow_without_training_state(daemon):
+    from mlflow.tracking import MlflowClient
+
+    from tests.e2e.test_timm_jobs import wait_for
+
+    [job] = [j for j in daemon.client.list() if j.name == "vit"]
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    run = wait_for(lambda: (r := client.get_run(job.mlflow_run_id)).info.status == "FINISHED" and r, timeout=60)
+    folder = Path(job.best_checkpoint).name
+    files = {a.path for a in client.list_artifacts(run.info.run_id, folder)}
+    assert f"{folder}/config.json" in files and f"{folder}/model.safetensors" in files
+    assert not any("optimizer" in f or "scheduler" in f for f in files)
