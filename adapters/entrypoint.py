@@ -141,7 +141,7 @@ def normalise_prediction_result(raw: Any, task: str, image: str) -> dict[str, An
     for key in ("mask_png", "image_png"):
         if data.get(key):
             result[f"{key}_b64"] = base64.b64encode(bytes(data[key])).decode("ascii")
-    if data.get("text"):
+    if data.get("text") is not None:
         result["text"] = str(data["text"])
     result["timings_ms"] = {str(k): float(v) for k, v in (data.get("timings_ms") or {}).items()}
     return result

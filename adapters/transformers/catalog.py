@@ -91,7 +91,7 @@ FIELDS = (
     SchemaField("max_grad_norm", "float", 1.0, "Gradient clipping norm (0: off).", minimum=0.0),
     SchemaField("mixed_precision", "choice", "auto", "Mixed precision on CUDA (auto: bf16 where supported, "
                 "else fp16; never on CPU).", choices=("auto", "no", "fp16", "bf16")),
-    SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification).", minimum=0.0, maximum=1.0),
+    SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification, OCR).", minimum=0.0, maximum=1.0),
     SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images "
                 "(classification, segmentation, super-resolution; boxes are flipped with detection images)."),
     SchemaField("upscale", "int", 2, "Super-resolution factor for HR-only datasets (paired LR_xN folders say "

@@ -1,0 +1,161 @@
+"""Transformers OCR in the real env: a tiny ViT + TrOCR-decoder model with a byte tokenizer saved to a
+folder, trained on drawn text, evaluated by generation (CER/WER), predicted with, reloaded by plain
+transformers; and the error rates on hand-made cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.metrics import VAL_CER, PrimaryMetric, primary_metric
+from adapters.transformers.tasks.ocr import OCRTask, edit_distance, text_metrics
+
+TINY_TROCR = """
+import sys
+from transformers import (ByT5Tokenizer, TrOCRConfig, TrOCRProcessor, ViTConfig, ViTImageProcessor,
+                          VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
+tokenizer = ByT5Tokenizer()  # bytes: no vocabulary file, no download; pad 0, </s> 1
+encoder = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64)
+decoder = TrOCRConfig(vocab_size=len(tokenizer), d_model=32, decoder_layers=2, decoder_attention_heads=2,
+                      decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=None, decoder_start_token_id=0)
+config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+VisionEncoderDecoderModel(config).save_pretrained(sys.argv[1])
+TrOCRProcessor(image_processor=ViTImageProcessor(size={"height": 32, "width": 32}),
+               tokenizer=tokenizer).save_pretrained(sys.argv[1])
+"""
+
+TRAIN_TEXTS = ("ab", "ba", "abc", "cab", "ab ba", "ca", "bc", "cb")
+VAL_TEXTS = ("ab", "ba", "abc", "a b")
+
+
+def make_ocr_dataset(root: Path) -> Path:
+    """``{train,val}/images/*.png`` with the text drawn in black on white, and ``labels.jsonl``."""
+    from PIL import Image, ImageDraw
+
+    for split, texts in (("train", TRAIN_TEXTS), ("val", VAL_TEXTS)):
+        images = root / split / "images"
+        images.mkdir(parents=True)
+        lines = []
+        for i, text in enumerate(texts):
+            image = Image.new("RGB", (64, 32), "white")
+            ImageDraw.Draw(image).text((4, 10), text, fill="black")
+            image.save(images / f"{i}.png")
+            lines.append(json.dumps({"file": f"{i}.png", "text": text}))
+        (root / split / "labels.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(hf_script, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hfocr")
+    hf_script(TINY_TROCR, root / "trocr")
+    dataset = make_ocr_dataset(root / "data")
+    job = hf_job.write(root / "job", "ocr", root / "trocr", dataset, "ocr", epochs=2)
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
+    return {"done": done, "server": server, "root": root, "dataset": dataset, "job": job}
+
+
+def test_trains_reports_error_rates_and_checkpoint_folders(trained):
+    done, server = trained["done"], trained["server"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    metrics = server.of_kind("metrics")
+    assert [m.step for m in metrics] == [1, 2]
+    for m in metrics:
+        assert {"train/loss", "val/loss", "val/cer", "val/wer", "lr"} <= set(m.values)
+        assert m.values["val/cer"] >= 0 and m.values["val/wer"] >= 0
+    # best = the lowest CER (the first of equals): the Trainer was told lower is better
+    cers = [m.values["val/cer"] for m in metrics]
+    best = [c for c in server.of_kind("checkpoint") if c.kind == "best"]
+    assert best and best[-1].epoch == cers.index(min(cers)) + 1
+    result = server.of_kind("result")[0]
+    assert result.last_checkpoint.endswith("checkpoint-4")  # 8 train images / 4 per batch, 2 epochs
+    folder = trained["root"] / "job" / "checkpoints" / "checkpoint-4"
+    for name in ("config.json", "generation_config.json", "processor_config.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    assert "\r" not in done.stdout + done.stderr
+
+
+def test_the_checkpoint_loads_in_plain_transformers_and_predict_gives_its_text(trained, hf_script):
+    last = trained["server"].of_kind("result")[0].last_checkpoint
+    out = hf_script("""
+import json, sys
+from PIL import Image
+from transformers import AutoProcessor, VisionEncoderDecoderModel
+from adapters.entrypoint import build_adapter
+from adapters.job import Job
+from adapters.reporter import Reporter
+model = VisionEncoderDecoderModel.from_pretrained(sys.argv[2])
+processor = AutoProcessor.from_pretrained(sys.argv[2])
+pixels = processor(images=Image.open(sys.argv[3]).convert("RGB"), return_tensors="pt").pixel_values
+ids = model.generate(pixel_values=pixels)
+adapter = build_adapter(Job.from_file(sys.argv[1]), Reporter(None))
+adapter.load_checkpoint(sys.argv[2])
+print(json.dumps({"processor": type(processor).__name__, "tokenizer": type(processor.tokenizer).__name__,
+                  "ids": [model.config.decoder_start_token_id, model.config.pad_token_id, model.config.eos_token_id],
+                  "max_length": model.generation_config.max_length, "generated": ids.shape[-1],
+                  "text": processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip(),
+                  "predicted": adapter.predict(sys.argv[3])}))
+""", trained["job"], last, trained["dataset"] / "val" / "images" / "0.png")
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert loaded["processor"] == "TrOCRProcessor" and loaded["tokenizer"] == "ByT5Tokenizer"
+    assert loaded["ids"] == [0, 0, 1]  # start (the model's own), pad and </s> (the tokenizer's)
+    assert loaded["max_length"] == 64 and loaded["generated"] <= 64  # generation.max_length's default
+    predicted = loaded["predicted"]
+    assert predicted["task"] == "ocr" and predicted["predictions"] == []
+    assert isinstance(predicted["text"], str) and predicted["text"] == loaded["text"]
+
+
+def test_predict_in_the_child_prints_the_text(trained, hf_python, hf_job, child_env):
+    last = trained["server"].of_kind("result")[0].last_checkpoint
+    image = trained["dataset"] / "val" / "images" / "1.png"
+    done = hf_job.run(hf_python, child_env(), "--spec", trained["job"], "--predict", image, "--checkpoint", last)
+    assert done.returncode == 0, done.stderr[-4000:]
+    response = json.loads(done.stdout.strip().splitlines()[-1])
+    assert response["task"] == "ocr" and (response["width"], response["height"]) == (64, 32)
+    assert response["predictions"] == []
+    assert isinstance(response.get("text", ""), str)  # the entrypoint leaves out an empty text
+
+
+def test_the_best_checkpoint_is_the_one_with_the_lowest_cer():
+    assert primary_metric("ocr") == PrimaryMetric(VAL_CER, higher_is_better=False)
+    assert f"val/{OCRTask.primary}" == VAL_CER
+
+
+@pytest.mark.parametrize(("a", "b", "distance"), [
+    ("", "", 0), ("abc", "abc", 0), ("abc", "abd", 1), ("abc", "", 3), ("", "ab", 2),
+    ("kitten", "sitting", 3), ("flaw", "lawn", 2), (["the", "cat"], ["the", "dog", "sat"], 2),
+])
+def test_edit_distance_on_known_cases(a, b, distance):
+    assert edit_distance(a, b) == distance == edit_distance(b, a)
+
+
+@pytest.mark.parametrize(("predicted", "expected", "rates"), [
+    (["abd"], ["abc"], {"cer": pytest.approx(1 / 3), "wer": 1.0}),
+    (["abc", "the cat"], ["abc", "the cat"], {"cer": 0.0, "wer": 0.0}),
+    (["the cat sit"], ["the cat sat"], {"cer": pytest.approx(1 / 11), "wer": pytest.approx(1 / 3)}),
+    # summed over the set, not averaged per text: 1 edit in 2 chars + 0 in 8 chars = 1/10
+    (["a", "abcdefgh"], ["ab", "abcdefgh"], {"cer": pytest.approx(1 / 10), "wer": pytest.approx(1 / 2)}),
+    # insertions can take an error rate past 1
+    (["abcd"], ["a"], {"cer": 3.0, "wer": 1.0}),
+])
+def test_error_rates_on_known_cases(predicted, expected, rates):
+    assert text_metrics(predicted, expected) == rates
+
+
+def test_error_rates_match_torchmetrics(hf_script):
+    cases = [(["abd"], ["abc"]), (["the cat sit", "a"], ["the cat sat", "ab"]),
+             (["hello wrld", ""], ["hello world", "x y"])]
+    out = hf_script("""
+import json, sys
+from torchmetrics.text import CharErrorRate, WordErrorRate
+cases = json.loads(sys.argv[1])
+print(json.dumps([[float(CharErrorRate()(p, e)), float(WordErrorRate()(p, e))] for p, e in cases]))
+""", json.dumps(cases))
+    expected = json.loads(out.strip().splitlines()[-1])
+    for (predicted, reference), (cer, wer) in zip(cases, expected, strict=True):
+        assert text_metrics(predicted, reference) == {"cer": pytest.approx(cer), "wer": pytest.approx(wer)}
