@@ -94,11 +94,13 @@ FIELDS = (
     SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification, OCR).", minimum=0.0, maximum=1.0),
     SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images "
                 "(classification, segmentation, super-resolution; boxes are flipped with detection images)."),
-    SchemaField("upscale", "int", 2, "Super-resolution factor for HR-only datasets (paired LR_xN folders say "
-                "their own).", minimum=1, maximum=8),
+    SchemaField("upscale", "int", 0, "Super-resolution factor for HR-only datasets (0: the model's own); paired "
+                "LR_xN folders say their own.", minimum=0, maximum=8),
     SchemaField("generation.max_length", "int", 64, "OCR: the longest text generated.", minimum=1, maximum=2048),
-    SchemaField("detection.threshold", "float", 0.05, "Detection: score threshold for evaluation and predict.",
-                minimum=0.0, maximum=1.0),
+    SchemaField("detection.threshold", "float", 0.05, "Detection: lowest score a box needs to count in the "
+                "evaluation (mAP).", minimum=0.0, maximum=1.0),
+    SchemaField("detection.predict_threshold", "float", 0.3, "Detection: lowest score a box needs to be returned by "
+                "predict.", minimum=0.0, maximum=1.0),
 )
 
 PRESETS = (

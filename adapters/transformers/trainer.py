@@ -15,6 +15,7 @@ weights. What differs per task lives in ``adapters/transformers/tasks/``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -55,8 +56,10 @@ class TransformersAdapter(FrameworkLoopAdapter):
     def prepare_dataset(self) -> None:
         spec = self.spec
         split = split_options(spec.dataset.as_dict(), spec.training.seed)
-        self.dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,
-                                    scale=self.setting("upscale") if spec.task == "super_resolution" else None)
+        self.dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split)
+        if spec.task == "super_resolution" and self.dataset.scale is None and self.setting("upscale"):
+            # HR only: LR made at this scale (else at the model's own)
+            self.dataset = dataclasses.replace(self.dataset, scale=int(self.setting("upscale")))
         if spec.num_classes and self.dataset.class_names and spec.num_classes != self.dataset.num_classes:
             raise ValueError(f"num_classes is {spec.num_classes} but the dataset has {self.dataset.num_classes} "
                              f"classes ({', '.join(self.dataset.class_names)})")

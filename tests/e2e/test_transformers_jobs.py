@@ -10,7 +10,9 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from tests.conftest import start_daemon
+from tests.dataset_fixtures import ann, make_coco
 from tests.fixtures import make_imagefolder, save_image
+from tests.hf_models import DETECTION_MODELS
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +70,24 @@ def test_the_best_checkpoint_folder_reaches_mlflow_without_training_state(daemon
     files = {a.path for a in client.list_artifacts(run.info.run_id, folder)}
     assert f"{folder}/config.json" in files and f"{folder}/model.safetensors" in files
     assert not any("optimizer" in f or "scheduler" in f for f in files)
+
+
+def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers_env, tmp_path):
+    models = tmp_path / "models"
+    subprocess.run([str(transformers_env.python), "-c", textwrap.dedent(DETECTION_MODELS), str(models)], check=True,
+                   capture_output=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    anns = [ann(1, 1, 3, (10, 5, 20, 10)), ann(2, 2, 7, (2, 12, 8, 14))]
+    data = make_coco(tmp_path / "parts", {"train": anns, "val": anns}, size=(64, 48))
+    job = daemon.client.submit({"name": "dfine", "framework": "transformers", "task": "object_detection",
+                                "model": str(models / "dfine"), "image_size": 64,
+                                "dataset": {"path": str(data), "format": "coco"},
+                                "advanced": {"detection": {"predict_threshold": 0.0}},
+                                "training": {"epochs": 1, "batch_size": 2, "learning_rate": 0.0001, "device": "cpu"}})
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    assert {"val/mAP50", "val/mAP50-95", "val/mAP75", "val/loss", "train/loss"} <= set(final.metrics)
+    response = daemon.client.predict(job.id, data / "val" / "val1.png", annotate=True)
+    assert response.task == "object_detection" and (response.width, response.height) == (64, 48)
+    assert response.predictions and all(p.HasField("box") for p in response.predictions)
+    assert response.image_png.startswith(b"\x89PNG")
+

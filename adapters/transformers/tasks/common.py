@@ -12,7 +12,7 @@ def image_processor(source: str, image_size: int | None):
 
     processor = AutoImageProcessor.from_pretrained(source)
     size = getattr(processor, "size", None)
-    if image_size and isinstance(size, dict) and {"height", "width"} <= set(size):
+    if image_size and size is not None and "height" in size and "width" in size:  # a dict or SizeDict
         processor.size = {"height": int(image_size), "width": int(image_size)}
     return processor
 

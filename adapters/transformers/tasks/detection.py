@@ -1,0 +1,264 @@
+"""Object detection: D-FINE, RT-DETR, DETR, Conditional DETR... through ``AutoModelForObjectDetection``.
+
+Targets are what the model's processor makes from COCO-style annotations (``class_labels`` and
+normalized cxcywh ``boxes`` per image, plus the image's ``orig_size``). Crowd / difficult objects
+(``Annotation.ignore``) are no training target; they travel beside the targets as
+``crowd_boxes`` so that evaluation treats them as COCO ``iscrowd`` regions (a detection there is
+neither a hit nor a false positive).
+
+Evaluation is pycocotools' ``COCOeval`` on boxes in the pixels of the original images:
+``detection_map`` takes plain per-image ground truth and detections, so it is tested by hand.
+The Trainer would hand ``compute_metrics`` every tensor the model returns (D-FINE: the
+auxiliary and intermediate outputs of each decoder layer too); ``DetectionTrainer`` keeps only
+``logits`` and ``pred_boxes``, and ``eval_do_concat_batches=False`` keeps batches apart (the
+targets are lists of dicts, which cannot be concatenated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import numpy as np
+
+from adapters.datasets import ImageRecord, open_image, to_pixels
+from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.common import flip_image, image_processor
+
+#: Most detections ``predict`` returns for one image (the most confident first).
+MAX_DETECTIONS = 100
+#: COCOeval's ``stats`` index of each metric (maxDets 100, all areas).
+COCO_STATS = {"mAP50-95": 0, "mAP50": 1, "mAP75": 2}
+
+
+class DetectionTask(HFTask):
+    name = "object_detection"
+    auto_model = "AutoModelForObjectDetection"
+    primary = "mAP50-95"
+    training_args = {"eval_do_concat_batches": False}
+
+    def build(self, source: str, pretrained: bool, dataset) -> tuple[Any, Any]:
+        from transformers import AutoConfig, AutoModelForObjectDetection
+
+        processor = image_processor(source, self.spec.image_size)
+        if dataset is None:
+            model = AutoModelForObjectDetection.from_pretrained(source)
+            self.class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            return model, processor
+        labels = {"num_labels": len(self.class_names), "id2label": dict(enumerate(self.class_names)),
+                  "label2id": {name: i for i, name in enumerate(self.class_names)}}
+        if pretrained:
+            model = AutoModelForObjectDetection.from_pretrained(source, ignore_mismatched_sizes=True, **labels)
+        else:
+            model = AutoModelForObjectDetection.from_config(AutoConfig.from_pretrained(source, **labels))
+        return model, processor
+
+    # ------------------------------------------------------------ data
+
+    def encode(self, record: ImageRecord, train: bool) -> dict[str, Any]:
+        import torch
+
+        record = to_pixels(record)
+        image = open_image(record)
+        objects = [(a.class_id, a.box, a.ignore) for a in record.annotations if a.box is not None]
+        if train and self.setting("augmentation.random_flip", True):
+            flipped = flip_image(image)
+            if flipped is not image:
+                width = image.width
+                objects = [(c, (width - x2, y1, width - x1, y2), ignore) for c, (x1, y1, x2, y2), ignore in objects]
+                image = flipped
+        annotations = [{"bbox": [x1, y1, x2 - x1, y2 - y1], "category_id": c, "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0} for c, (x1, y1, x2, y2), ignore in objects if not ignore]
+        encoded = self.processor(images=image, annotations={"image_id": 0, "annotations": annotations},
+                                 return_tensors="pt")
+        labels = dict(encoded["labels"][0])
+        crowd = [(c, box) for c, box, ignore in objects if ignore]
+        labels["crowd_class_labels"] = torch.tensor([c for c, _ in crowd], dtype=torch.long)
+        labels["crowd_boxes"] = torch.tensor([_normalized_cxcywh(box, image.width, image.height) for _, box in crowd],
+                                             dtype=torch.float32).reshape(-1, 4)
+        item = {"pixel_values": encoded["pixel_values"][0], "labels": labels}
+        if "pixel_mask" in encoded:  # DETR-style processors
+            item["pixel_mask"] = encoded["pixel_mask"][0]
+        return item
+
+    def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Images stacked (zero-padded at the bottom/right when sizes differ, ``pixel_mask`` saying
+        where the image is), targets kept as a list of dicts.
+
+        Boxes stay normalized to each image's own size, as in the original DETR: its position
+        embedding follows the mask, and post-processing scales by the original size.
+        """
+        import torch
+
+        images = [item["pixel_values"] for item in batch]
+        height, width = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
+        pixels = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        mask = torch.zeros((len(images), height, width), dtype=torch.long)
+        for i, image in enumerate(images):
+            pixels[i, :, : image.shape[1], : image.shape[2]] = image
+            mask[i, : image.shape[1], : image.shape[2]] = batch[i].get("pixel_mask", 1)
+        out = {"pixel_values": pixels, "labels": [item["labels"] for item in batch]}
+        if "pixel_mask" in batch[0]:
+            out["pixel_mask"] = mask
+        return out
+
+    # ------------------------------------------------------------ evaluation and inference
+
+    def trainer_class(self):
+        return detection_trainer()
+
+    def compute_metrics(self, eval_pred) -> dict[str, float]:
+        """Per-batch ``(logits, pred_boxes)`` and targets → post-processed detections → COCO mAP."""
+        import torch
+
+        ground_truth, detections = [], []
+        for (logits, boxes), targets in zip(eval_pred.predictions, eval_pred.label_ids, strict=True):
+            sizes = [tuple(int(v) for v in target["orig_size"]) for target in targets]
+            results = self.processor.post_process_object_detection(
+                _Outputs(torch.as_tensor(logits), torch.as_tensor(boxes)),
+                threshold=self.setting("detection.threshold", 0.05), target_sizes=sizes)
+            detections += [{key: r[key].cpu().numpy() for key in ("boxes", "scores", "labels")} for r in results]
+            ground_truth += [_ground_truth(target, size) for target, size in zip(targets, sizes, strict=True)]
+        return detection_map(ground_truth, detections)
+
+    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
+        """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``);
+        ``top_k`` is a classification notion and is not used."""
+        import torch
+
+        inputs = processor(images=image, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        [result] = processor.post_process_object_detection(
+            outputs, threshold=self.setting("detection.predict_threshold", 0.3),
+            target_sizes=[(image.height, image.width)])
+        order = result["scores"].argsort(descending=True)[:MAX_DETECTIONS].tolist()
+        names = model.config.id2label
+        predictions = [{"label": names[int(result["labels"][i])], "score": float(result["scores"][i]),
+                        "index": int(result["labels"][i]), "box": [float(v) for v in result["boxes"][i].tolist()]}
+                       for i in order]
+        out: dict[str, Any] = {"predictions": predictions}
+        if annotate:
+            out["image_png"] = draw_boxes(image, predictions)
+        return out
+
+
+class _Outputs:
+    """The two fields ``post_process_object_detection`` reads from a model output."""
+
+    def __init__(self, logits, pred_boxes) -> None:
+        self.logits, self.pred_boxes = logits, pred_boxes
+
+
+def detection_trainer():
+    """A ``Trainer`` whose evaluation keeps only ``logits`` and ``pred_boxes`` of the outputs.
+
+    ``Trainer.prediction_step`` takes every output but the loss as "logits", in the model's field
+    order (DETR puts ``loss_dict`` first; D-FINE adds per-layer intermediate tensors), and moves
+    them all to the CPU for every batch. Trimming the outputs in ``compute_loss`` keeps the rest
+    of its machinery (autocast, loss scaling, gathering).
+    """
+    from transformers import Trainer
+
+    class DetectionTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+            if not return_outputs:
+                return loss
+            return loss, {"loss": loss, "logits": outputs["logits"], "pred_boxes": outputs["pred_boxes"]}
+
+    return DetectionTrainer
+
+
+# ---------------------------------------------------------------- boxes and metrics
+
+
+def _normalized_cxcywh(box, width: int, height: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def _pixel_xyxy(boxes, size) -> np.ndarray:
+    """Normalized cxcywh → absolute xyxy in an image of ``size`` (height, width)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = size
+    cx, cy, w, h = boxes[:, 0] * width, boxes[:, 1] * height, boxes[:, 2] * width, boxes[:, 3] * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def _ground_truth(target: dict[str, Any], size) -> dict[str, np.ndarray]:
+    boxes, crowd = _pixel_xyxy(target["boxes"], size), _pixel_xyxy(target.get("crowd_boxes", []), size)
+    labels = np.asarray(target["class_labels"]).reshape(-1)
+    crowd_labels = np.asarray(target.get("crowd_class_labels", []), dtype=np.int64).reshape(-1)
+    return {"boxes": np.concatenate([boxes, crowd]), "labels": np.concatenate([labels, crowd_labels]),
+            "iscrowd": np.concatenate([np.zeros(len(boxes), bool), np.ones(len(crowd), bool)])}
+
+
+def detection_map(ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO mAP50-95, mAP50 and mAP75 of per-image detections against per-image ground truth.
+
+    ``ground_truth[i]``: ``{"boxes": [[x1, y1, x2, y2], ...], "labels": [class, ...]}`` and
+    optionally ``"iscrowd": [bool, ...]`` (regions whose detections are ignored);
+    ``detections[i]``: ``{"boxes", "scores", "labels"}`` for the same image. Pixels, any unit as
+    long as both agree. Categories without ground truth do not count; with no ground truth at all
+    every metric is 0.0 (a number, so the Trainer can still pick a best checkpoint).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(ground_truth) != len(detections):
+        raise ValueError(f"{len(ground_truth)} images of ground truth but {len(detections)} of detections")
+    images, gt, dt = [], [], []
+    for image_id, (truth, found) in enumerate(zip(ground_truth, detections, strict=True), start=1):
+        images.append({"id": image_id})
+        crowd = np.asarray(truth.get("iscrowd", np.zeros(len(truth["labels"]))), dtype=bool).reshape(-1)
+        for box, label, is_crowd in zip(_boxes(truth["boxes"]), np.asarray(truth["labels"]).reshape(-1), crowd,
+                                        strict=True):
+            gt.append(_coco_box(box, label, image_id, len(gt) + 1, iscrowd=int(is_crowd)))
+        for box, label, score in zip(_boxes(found["boxes"]), np.asarray(found["labels"]).reshape(-1),
+                                     np.asarray(found["scores"]).reshape(-1), strict=True):
+            dt.append({**_coco_box(box, label, image_id, len(dt) + 1), "score": float(score)})
+    if not gt:
+        return dict.fromkeys(COCO_STATS, 0.0)
+    categories = [{"id": c} for c in sorted({a["category_id"] for a in gt + dt})]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        truth_coco, found_coco = COCO(), COCO()
+        truth_coco.dataset = {"images": images, "annotations": gt, "categories": categories}
+        found_coco.dataset = {"images": images, "annotations": dt, "categories": categories}
+        truth_coco.createIndex()
+        found_coco.createIndex()
+        evaluation = COCOeval(truth_coco, found_coco, iouType="bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: max(0.0, float(evaluation.stats[i])) for name, i in COCO_STATS.items()}  # -1: nothing to score
+
+
+def _boxes(boxes) -> np.ndarray:
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _coco_box(box, label, image_id: int, ann_id: int, iscrowd: int = 0) -> dict[str, Any]:
+    """xyxy → a COCO annotation; ids start at 1 (COCOeval reads id 0 as "unmatched")."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = max(0.0, x2 - x1), max(0.0, y2 - y1)
+    return {"id": ann_id, "image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, w, h],
+            "area": w * h, "iscrowd": iscrowd}
+
+
+def draw_boxes(image, predictions: list[dict[str, Any]]) -> bytes:
+    """The image with each prediction's box and "label score" drawn on it, as PNG bytes."""
+    from PIL import ImageDraw
+
+    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+    canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    for p in predictions:
+        colour = palette[p["index"] % len(palette)]
+        x1, y1, x2, y2 = p["box"]
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
+        draw.text((x1 + 2, y1 + 1), f"{p['label']} {p['score']:.2f}", fill=colour)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()

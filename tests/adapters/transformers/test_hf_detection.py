@@ -1,0 +1,242 @@
+"""Transformers detection in the real env: a tiny D-FINE (YOLO dataset) and a tiny DETR (COCO
+dataset with a crowd box and images of two shapes) saved to folders, trained, predicted with,
+reloaded by plain transformers; the encode → targets → compute_metrics path checked with perfect
+predictions; and the mAP function on hand-made cases (host)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from PIL import Image
+
+from adapters.transformers.tasks.detection import detection_map
+from tests.dataset_fixtures import ann, make_coco, make_yolo_task
+from tests.hf_models import DETECTION_MODELS as TINY_MODELS
+
+# The task's data and metric path without training: records → encode → collate → the targets as the
+# Trainer hands them back (numpy) → compute_metrics with predictions equal to the targets.
+ROUND_TRIP = """
+import json, random, sys
+import numpy as np, torch
+from transformers import EvalPrediction
+from transformers.trainer_pt_utils import nested_numpify
+from adapters.datasets import read_dataset, to_pixels
+from adapters.job import Job
+from adapters.transformers.tasks.detection import DetectionTask, _ground_truth
+
+job = Job.from_file(sys.argv[1])
+spec = job.spec
+dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task)
+task = DetectionTask(job)
+task.class_names = list(dataset.class_names)
+model, task.processor = task.build(spec.model, True, dataset)
+model.eval()
+out = {}
+
+batch = task.collate([task.encode(r, train=False) for r in dataset.val])
+targets = nested_numpify(batch["labels"])
+out["sizes"] = [list(batch["pixel_values"].shape), list(batch["pixel_mask"].shape) if "pixel_mask" in batch else None,
+                [int(m.sum()) for m in batch["pixel_mask"]] if "pixel_mask" in batch else None]
+out["ground_truth"] = [
+    [sorted([round(v, 2) for v in box] + [int(c), bool(k)] for box, c, k in
+            zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist())),
+     sorted([round(v, 2) for v in a.box] + [a.class_id, a.ignore] for a in to_pixels(r).annotations)]
+    for r, t in ((r, _ground_truth(t, tuple(t["orig_size"]))) for r, t in zip(dataset.val, targets))]
+
+with torch.no_grad():
+    outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+logits, boxes = torch.full_like(outputs.logits, -10.0), torch.full_like(outputs.pred_boxes, 0.5)
+if logits.shape[-1] > len(task.class_names):  # DETR: a "no object" class last
+    logits[..., -1] = 10.0
+for i, target in enumerate(batch["labels"]):
+    n = len(target["class_labels"])
+    for j, (c, box) in enumerate(zip(target["class_labels"], target["boxes"])):
+        logits[i, j] = -10.0
+        logits[i, j, c] = 10.0
+        boxes[i, j] = box
+    for j, (c, box) in enumerate(zip(target["crowd_class_labels"], target["crowd_boxes"]), start=n):
+        logits[i, j] = -10.0
+        logits[i, j, c] = 5.0  # a detection inside a crowd region: neither a hit nor a false positive
+        boxes[i, j] = box * torch.tensor([1.0, 1.0, 0.5, 0.5])
+out["perfect"] = task.compute_metrics(EvalPrediction(predictions=[(logits.numpy(), boxes.numpy())],
+                                                     label_ids=[targets]))
+empty = torch.full_like(logits, -10.0)
+if logits.shape[-1] > len(task.class_names):
+    empty[..., -1] = 10.0
+out["nothing"] = task.compute_metrics(EvalPrediction(predictions=[(empty.numpy(), boxes.numpy())],
+                                                     label_ids=[targets]))
+
+# Random flips: the box must follow the image (the colour at each box centre is its class's).
+random.seed(0)
+colours, flips = [], 0
+for record in dataset.train:
+    plain = task.encode(record, train=False)["labels"]["boxes"]
+    for _ in range(4):
+        item = task.encode(record, train=True)
+        flips += not torch.allclose(item["labels"]["boxes"], plain)
+        pixels, labels = item["pixel_values"], item["labels"]
+        for c, (cx, cy, w, h) in zip(labels["class_labels"].tolist(), labels["boxes"].tolist()):
+            x, y = int(cx * pixels.shape[2]), int(cy * pixels.shape[1])
+            colours.append([c, *pixels[:, y, x].tolist()])
+out["flips"], out["colours"] = flips, colours
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_models(hf_script, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hfdet-models")
+    hf_script(TINY_MODELS, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def coco_dataset(tmp_path_factory):
+    """Two 40x30 images and one 30x40 per split; a car, a bike, and a crowd of bikes."""
+    root = tmp_path_factory.mktemp("hfdet-coco")
+    anns = [ann(1, 1, 3, (10, 5, 20, 10)), ann(2, 1, 7, (2, 12, 8, 14)), ann(3, 2, 3, (20, 10, 15, 15)),
+            ann(4, 2, 7, (0, 0, 12, 10), iscrowd=1), ann(5, 3, 7, (5, 20, 10, 12))]
+    make_coco(root, {"train": anns, "val": anns},
+              extra_images=[{"id": 3, "file_name": "tall.png", "width": 30, "height": 40}])
+    for split in ("train", "val"):
+        Image.new("RGB", (30, 40), (90, 90, 90)).save(root / split / "tall.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_models, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hfdet")
+    dataset = make_yolo_task(root / "data", "object_detection", train=8, val=4, size=64)
+    job = hf_job.write(root / "job", "object_detection", tiny_models / "dfine", dataset, "yolo", epochs=2,
+                       image_size=64)
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
+    return {"done": done, "server": server, "root": root, "dataset": dataset}
+
+
+def _assert_epoch_metrics(server, epochs):
+    metrics = server.of_kind("metrics")
+    assert [m.step for m in metrics] == epochs
+    for m in metrics:
+        assert {"train/loss", "val/loss", "val/mAP50", "val/mAP50-95", "val/mAP75", "lr"} <= set(m.values)
+        assert all(0.0 <= m.values[k] <= 1.0 for k in ("val/mAP50", "val/mAP50-95", "val/mAP75"))
+
+
+def test_dfine_trains_reports_map_and_checkpoint_folders(trained):
+    done, server = trained["done"], trained["server"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    _assert_epoch_metrics(server, [1, 2])
+    assert {c.kind for c in server.of_kind("checkpoint")} == {"last", "best"}
+    result = server.of_kind("result")[0]
+    assert result.last_checkpoint.endswith("checkpoint-4")  # 8 train images / 4 per batch, 2 epochs
+    assert (trained["root"] / "job" / "checkpoints" / "checkpoint-4" / "preprocessor_config.json").is_file()
+
+
+def test_the_checkpoint_loads_in_plain_transformers_and_predicts_boxes(trained, hf_script, hf_python, hf_job,
+                                                                       child_env):
+    last = trained["server"].of_kind("result")[0].last_checkpoint
+    out = hf_script("""
+import sys
+from transformers import AutoImageProcessor, AutoModelForObjectDetection
+model = AutoModelForObjectDetection.from_pretrained(sys.argv[1])
+AutoImageProcessor.from_pretrained(sys.argv[1])
+print(type(model).__name__, sorted(model.config.id2label.values()))
+""", last)
+    assert out.strip() == "DFineForObjectDetection ['blue', 'red']"
+    # A barely trained model scores low: threshold 0 so that there is something to look at.
+    job = hf_job.write(trained["root"] / "predict", "object_detection", last, trained["dataset"], "yolo",
+                       image_size=64, advanced={"detection": {"threshold": 0.0, "predict_threshold": 0.0}})
+    image = trained["dataset"] / "images" / "val" / "0.png"
+    done = hf_job.run(hf_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", last, "--annotate")
+    assert done.returncode == 0, done.stderr[-4000:]
+    response = json.loads(done.stdout.strip().splitlines()[-1])
+    assert response["task"] == "object_detection" and (response["width"], response["height"]) == (64, 64)
+    predictions = response["predictions"]
+    assert 0 < len(predictions) <= 100
+    assert [p["score"] for p in predictions] == sorted((p["score"] for p in predictions), reverse=True)
+    for p in predictions:
+        assert p["label"] in ("red", "blue") and p["index"] in (0, 1) and len(p["box"]) == 4
+        assert all(isinstance(v, float) for v in p["box"])
+    assert base64.b64decode(response["image_png_b64"]).startswith(b"\x89PNG")
+
+
+def test_detr_trains_on_coco_with_crowd_boxes_and_mixed_shapes(tiny_models, coco_dataset, hf_python, hf_job,
+                                                               child_env, reporter_server, tmp_path):
+    job = hf_job.write(tmp_path / "job", "object_detection", tiny_models / "detr", coco_dataset, "coco")
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr[-4000:]
+    _assert_epoch_metrics(server, [1])
+    assert server.of_kind("result")[0].last_checkpoint.endswith("checkpoint-1")
+
+
+def test_targets_round_trip_to_perfect_map(tiny_models, coco_dataset, hf_script, hf_job, tmp_path):
+    """COCO + DETR: boxes back in pixels (non-square images, so height and width can't swap),
+    crowd boxes as crowd, padding to the batch's largest image with a pixel mask."""
+    job = hf_job.write(tmp_path / "coco", "object_detection", tiny_models / "detr", coco_dataset, "coco")
+    out = json.loads(hf_script(ROUND_TRIP, job).strip().splitlines()[-1])
+    for got, want in out["ground_truth"]:
+        assert got == want
+    assert any(k for image in out["ground_truth"] for *_, k in image[1])  # the crowd box is there
+    assert out["sizes"] == [[3, 3, 64, 64], [3, 64, 64], [48 * 64, 48 * 64, 64 * 48]]
+    assert out["perfect"] == pytest.approx({"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0})
+    assert out["nothing"] == {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}
+
+
+def test_flipped_boxes_follow_the_image(tiny_models, hf_script, hf_job, tmp_path):
+    """YOLO + D-FINE: normalized labels, fixed-size processor; random flips move boxes with pixels."""
+    dataset = make_yolo_task(tmp_path / "data", "object_detection", train=4, val=2, size=64)
+    job = hf_job.write(tmp_path / "yolo", "object_detection", tiny_models / "dfine", dataset, "yolo",
+                       image_size=64)
+    out = json.loads(hf_script(ROUND_TRIP, job).strip().splitlines()[-1])
+    assert out["sizes"][0] == [2, 3, 64, 64] and out["sizes"][1] is None
+    assert out["perfect"] == pytest.approx({"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0})
+    assert 0 < out["flips"] < 16  # some of the 4 x 4 encodings flipped, some not
+    for class_id, r, g, b in out["colours"]:  # red (0) is drawn first, so only blue (1) is never covered
+        if class_id == 1:
+            assert b > 0.6 and r < 0.3
+    assert any(class_id == 0 and r > 0.6 for class_id, r, g, b in out["colours"])
+
+
+# ---------------------------------------------------------------- the mAP function (host)
+
+TRUTH = [{"boxes": [[10, 10, 50, 50]], "labels": [0]}]
+
+
+def _found(boxes, labels, scores=None):
+    return [{"boxes": boxes, "labels": labels, "scores": scores or [0.9] * len(labels)}]
+
+
+@pytest.mark.parametrize(("truth", "found", "expected"), [
+    pytest.param(TRUTH, _found([[10, 10, 50, 50]], [0]), {"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0},
+                 id="perfect"),
+    pytest.param(TRUTH, _found([], []), {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}, id="nothing-found"),
+    # shifted 9 px: IoU 1240 / 1960 = 0.63 -> a hit at 0.50, 0.55, 0.60 of the ten thresholds
+    pytest.param(TRUTH, _found([[19, 10, 59, 50]], [0]), {"mAP50": 1.0, "mAP50-95": 0.3, "mAP75": 0.0},
+                 id="iou-0.63"),
+    pytest.param(TRUTH, _found([[10, 10, 50, 50]], [1]), {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0},
+                 id="wrong-class"),
+    # a more confident false positive ranked first: precision 1/2 at the only recall level
+    pytest.param(TRUTH, _found([[60, 60, 90, 90], [10, 10, 50, 50]], [0, 0], [0.95, 0.9]),
+                 {"mAP50": pytest.approx(0.5, abs=0.01), "mAP50-95": pytest.approx(0.5, abs=0.01),
+                  "mAP75": pytest.approx(0.5, abs=0.01)}, id="false-positive-first"),
+    # the same box on a crowd region is ignored
+    pytest.param([{"boxes": [[10, 10, 50, 50], [60, 60, 90, 90]], "labels": [0, 0], "iscrowd": [False, True]}],
+                 _found([[61, 61, 89, 89], [10, 10, 50, 50]], [0, 0], [0.95, 0.9]),
+                 {"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0}, id="crowd-ignored"),
+    pytest.param([{"boxes": [], "labels": []}], _found([[1, 1, 5, 5]], [0]),
+                 {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}, id="no-ground-truth"),
+])
+def test_detection_map_on_known_cases(truth, found, expected):
+    got = detection_map(truth, found)
+    assert got == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in expected.items()}
+
+
+def test_detection_map_averages_over_images_and_classes():
+    truth = [{"boxes": [[0, 0, 10, 10]], "labels": [0]}, {"boxes": [[0, 0, 10, 10]], "labels": [1]}]
+    found = [{"boxes": [[0, 0, 10, 10]], "labels": [0], "scores": [0.8]}, {"boxes": [], "labels": [], "scores": []}]
+    assert detection_map(truth, found)["mAP50"] == pytest.approx(0.5)  # class 0 found, class 1 missed
+    with pytest.raises(ValueError, match="1 images of ground truth but 2"):
+        detection_map(truth[:1], found)
