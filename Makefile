@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV = $$(command -v uv || echo python3 -m uv)
 
-.PHONY: setup demo test proto bench
+.PHONY: setup demo test test-quick proto bench
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install uv
@@ -13,6 +13,9 @@ demo: setup
 
 test: setup
 	$(UV) run pytest
+
+test-quick: setup
+	$(UV) run pytest -m "not slow"
 
 proto: setup
 	$(UV) run python -m protos.generate

@@ -15,6 +15,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+#: Fixtures that build a framework env or start a real daemon: tests using them are `slow`.
+HEAVY_FIXTURES = {"timm_env", "ultralytics_env", "transformers_env", "hf_python", "child_python", "daemon"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark what a quick local run (`make test-quick`, `-m "not slow"`) may skip; CI runs everything."""
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_envs(tmp_path_factory) -> Path:
     """One env root for the whole session, so the timm env is built once."""

@@ -186,6 +186,14 @@ class _Report(_report_callback_base()):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.train_log = dict(logs)
+            # fp16's loss scaler skips steps with inf gradients on purpose: only the loss counts there
+            watched = ("loss",) if args.fp16 else ("loss", "grad_norm")
+            bad = [k for k in watched if isinstance(logs.get(k), float) and not math.isfinite(logs[k])]
+            if bad:  # stop here with the reason, not later in evaluation with NaN boxes or logits
+                raise FloatingPointError(
+                    f"training diverged in epoch {self._epoch(state)}: {' and '.join(bad)} became "
+                    f"{logs[bad[0]]}; lower training.learning_rate, keep advanced.max_grad_norm on, or check the "
+                    "dataset for blank or corrupt images")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.recorder.epoch(self._epoch(state), _our_metrics(metrics or {}, self.train_log))

@@ -43,13 +43,13 @@ def test_host_imports_catalogs_without_any_framework():
 def test_unknown_framework_lists_the_valid_ones():
     with pytest.raises(UnknownNameError) as info:
         get_catalog("yolo")
-    assert str(info.value) == "Unknown framework 'yolo'. Valid: timm, ultralytics"
+    assert str(info.value) == "Unknown framework 'yolo'. Valid: timm, transformers, ultralytics"
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
 
 
 def test_registry_holds_one_record_per_framework():
     catalogs = all_catalogs()
-    assert [c.name for c in catalogs] == ["timm", "ultralytics"]
+    assert [c.name for c in catalogs] == ["timm", "transformers", "ultralytics"]
     assert all(isinstance(c, FrameworkCatalog) for c in catalogs)
     assert get_catalog("timm") is catalogs[0]
 

@@ -10,7 +10,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from tests.conftest import start_daemon
-from tests.dataset_fixtures import ann, make_coco
+from tests.dataset_fixtures import make_yolo_task
 from tests.fixtures import make_imagefolder, save_image
 from tests.hf_models import DETECTION_MODELS
 
@@ -76,8 +76,11 @@ def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers
     models = tmp_path / "models"
     subprocess.run([str(transformers_env.python), "-c", textwrap.dedent(DETECTION_MODELS), str(models)], check=True,
                    capture_output=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
-    anns = [ann(1, 1, 3, (10, 5, 20, 10)), ann(2, 2, 7, (2, 12, 8, 14))]
-    data = make_coco(tmp_path / "parts", {"train": anns, "val": anns}, size=(64, 48))
+    from adapters.datasets import convert_dataset
+
+    drawn = make_yolo_task(tmp_path / "drawn", "object_detection", train=4, val=2)  # coloured boxes, not blank
+    data = tmp_path / "parts"
+    convert_dataset(drawn, "yolo", "coco", "object_detection", data)
     job = daemon.client.submit({"name": "dfine", "framework": "transformers", "task": "object_detection",
                                 "model": str(models / "dfine"), "image_size": 64,
                                 "dataset": {"path": str(data), "format": "coco"},
@@ -86,8 +89,8 @@ def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers
     final = daemon.client.wait(job.id)
     assert final.state == pb.SUCCEEDED, final.error
     assert {"val/mAP50", "val/mAP50-95", "val/mAP75", "val/loss", "train/loss"} <= set(final.metrics)
-    response = daemon.client.predict(job.id, data / "val" / "val1.png", annotate=True)
-    assert response.task == "object_detection" and (response.width, response.height) == (64, 48)
+    response = daemon.client.predict(job.id, data / "images" / "val" / "0.png", annotate=True)
+    assert response.task == "object_detection" and (response.width, response.height) == (64, 64)
     assert response.predictions and all(p.HasField("box") for p in response.predictions)
     assert response.image_png.startswith(b"\x89PNG")
 

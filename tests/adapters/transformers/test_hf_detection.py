@@ -240,3 +240,18 @@ def test_detection_map_averages_over_images_and_classes():
     assert detection_map(truth, found)["mAP50"] == pytest.approx(0.5)  # class 0 found, class 1 missed
     with pytest.raises(ValueError, match="1 images of ground truth but 2"):
         detection_map(truth[:1], found)
+
+
+def test_a_diverging_run_stops_with_the_reason(tiny_models, hf_python, hf_job, child_env, reporter_server, tmp_path):
+    """Blank images give D-FINE NaN gradients: the job says so instead of failing later on NaN boxes."""
+    anns = [ann(1, 1, 3, (10, 5, 20, 10)), ann(2, 2, 7, (2, 12, 8, 14))]
+    data = make_coco(tmp_path / "blank", {"train": anns, "val": anns}, size=(64, 48))
+    job = hf_job.write(tmp_path / "job", "object_detection", tiny_models / "dfine", data, "coco", image_size=64,
+                       training={"epochs": 1, "batch_size": 2, "learning_rate": 1e-4, "device": "cpu",
+                                 "num_workers": 0, "seed": 0})
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 1
+    [error] = server.of_kind("error")
+    assert error.type == "FloatingPointError" and "training diverged in epoch 1" in error.message
+    assert "learning_rate" in error.message
