@@ -25,3 +25,4 @@ bench: setup
 	$(UV) run python bench/bench_runner.py
 	$(UV) run python bench/bench_parsers.py
 	$(UV) run python bench/bench_datasets.py
+	$(UV) run python bench/bench_ultralytics.py

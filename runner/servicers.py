@@ -165,7 +165,7 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             if request.annotate:
                 cmd.append("--annotate")
             env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": "",
-                                          "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")})
+                                          "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)})
             try:
                 done = subprocess.run(cmd, cwd=job_dir, env=env_vars, capture_output=True, text=True,
                                       timeout=PREDICT_TIMEOUT_SECONDS, start_new_session=True)

@@ -45,6 +45,12 @@ class Paths:
         return self.home / "jobs"
 
     @property
+    def pycache(self) -> Path:
+        """Bytecode of every child (``PYTHONPYCACHEPREFIX``): compiled once, reused by later jobs,
+        never written into the source tree or an env."""
+        return self.home / "pycache"
+
+    @property
     def child_path(self) -> Path:
         """Holds only `adapters` and `protos`: the child's PYTHONPATH."""
         return self.home / "child-path"

@@ -85,7 +85,7 @@ class AdapterWorkload(Workload):
                        env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
                             "VISIONYARD_JOB_ID": self.job_id,
                             "VISIONYARD_JOB_TOKEN": self.execution.record.token,
-                            "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")},
+                            "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)},
                        pythonpath=[str(self.rt.paths.child_path)])
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
@@ -134,7 +134,8 @@ class RepoWorkload(Workload):
             raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}") from exc
         self.output_dir = launch.output_dir
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
-        return Command(list(launch.argv), cwd=launch.cwd, env=dict(launch.env), pythonpath=list(launch.pythonpath))
+        env_vars = {**launch.env, "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)}  # shared across jobs
+        return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath))
 
     def on_lines(self, lines: list[Line]) -> None:
         if self.parser is None:

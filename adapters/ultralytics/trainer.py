@@ -54,11 +54,11 @@ def quiet_environment(config_root: Path) -> None:
     config.mkdir(parents=True, exist_ok=True)
     os.environ.update(YOLO_CONFIG_DIR=str(config_root), YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false")
     font = config / "Arial.ttf"
-    if not font.exists():
-        import matplotlib
+    if not font.exists():  # found without importing matplotlib (half a second a job)
+        import importlib.util
 
-        dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        shutil.copyfile(dejavu, font)
+        package = Path(importlib.util.find_spec("matplotlib").origin).parent
+        shutil.copyfile(package / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf", font)
 
 
 def _import_ultralytics():

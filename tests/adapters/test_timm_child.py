@@ -237,7 +237,7 @@ def test_pretrained_offline_fails_fast_with_a_clear_message(
         done = run_entrypoint(child_python, env, "--spec", job, timeout=60)
         elapsed = time.monotonic() - started
     assert done.returncode == 1
-    assert elapsed < 15, f"took {elapsed:.1f}s"
+    assert elapsed < 40, f"took {elapsed:.1f}s"  # imports only; the hub's retry storm alone is ~46 s
     (error,) = server.of_kind("error")
     assert error.type == "PretrainedWeightsUnavailable"
     assert f"pretrained weights for '{MODEL}' are not in the local cache" in error.message

@@ -111,11 +111,14 @@ def test_custom_runs_are_tracked_in_mlflow_with_their_artifacts(daemon, tmp_path
     final = daemon.client.wait(daemon.client.submit(custom_job("convnext-tracked", "convnext_tiny",
                                                                "image_classification", data, "imagefolder")).id)
     assert final.state == pb.SUCCEEDED, final.error
-    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
     deadline = time.monotonic() + 60
-    while client.get_run(final.mlflow_run_id).info.status != "FINISHED" and time.monotonic() < deadline:
+    while not (run_id := daemon.client.get(final.id).mlflow_run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)  # runs are created by the tracker's own thread
+    # Only now: opening the store while the daemon still creates it races on its schema migration.
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    while client.get_run(run_id).info.status != "FINISHED" and time.monotonic() < deadline:
         time.sleep(0.2)
-    run = client.get_run(final.mlflow_run_id)
+    run = client.get_run(run_id)
     assert run.data.tags["repo"] == "convnext-tracked" and run.data.tags["framework"] == "custom"
     assert run.data.tags["repo.commit"] == sha
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")) == [1, 2]

@@ -76,8 +76,8 @@ def test_metrics_are_in_mlflow(daemon, finished_job):
     from mlflow.tracking import MlflowClient
 
     job, _ = finished_job
-    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
     run_id = wait_for(lambda: daemon.client.get(job.id).mlflow_run_id)
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")  # after the daemon created the store
     run = wait_for(lambda: (r := client.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
     assert run.data.tags["framework"] == "timm" and run.data.tags["model"] == "resnet18"
     assert run.data.tags["visionyard.job_id"] == job.id

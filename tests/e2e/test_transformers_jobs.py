@@ -64,8 +64,9 @@ def test_the_best_checkpoint_folder_reaches_mlflow_without_training_state(daemon
     from tests.e2e.test_timm_jobs import wait_for
 
     [job] = [j for j in daemon.client.list() if j.name == "vit"]
-    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
-    run = wait_for(lambda: (r := client.get_run(job.mlflow_run_id)).info.status == "FINISHED" and r, timeout=60)
+    run_id = wait_for(lambda: daemon.client.get(job.id).mlflow_run_id)
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")  # after the daemon created the store
+    run = wait_for(lambda: (r := client.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
     folder = Path(job.best_checkpoint).name
     files = {a.path for a in client.list_artifacts(run.info.run_id, folder)}
     assert f"{folder}/config.json" in files and f"{folder}/model.safetensors" in files
