@@ -95,3 +95,44 @@ def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers
     assert response.predictions and all(p.HasField("box") for p in response.predictions)
     assert response.image_png.startswith(b"\x89PNG")
 
+
+
+def _build(python, script: str, out: Path) -> Path:
+    subprocess.run([str(python), "-c", textwrap.dedent(script), str(out)], check=True, capture_output=True,
+                   timeout=300, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    return out
+
+
+@pytest.mark.parametrize("task", ["semantic_segmentation", "super_resolution", "ocr"])
+def test_every_other_task_trains_and_predicts_through_the_daemon(daemon, transformers_env, tmp_path, task):
+    from tests.adapters.transformers import test_hf_ocr as ocr
+    from tests.adapters.transformers import test_hf_segmentation as seg
+    from tests.adapters.transformers import test_hf_super_resolution as sr
+
+    python = transformers_env.python
+    if task == "semantic_segmentation":
+        model = _build(python, seg.MODELS, tmp_path / "models") / "segformer"
+        data, fmt, metrics = seg.make_masks(tmp_path / "data"), "masks", {"val/mIoU", "val/pixel_accuracy"}
+        image = next((data / "val" / "images").iterdir())
+    elif task == "super_resolution":
+        model = _build(python, sr.SWIN2SR, tmp_path / "swin2sr")
+        data, fmt, metrics = sr.make_sr_pairs(tmp_path / "data"), "sr_pairs", {"val/psnr", "val/ssim"}
+        image = next((data / "val" / "LR_x2").iterdir())
+    else:
+        model = _build(python, ocr.TINY_TROCR, tmp_path / "trocr")
+        data, fmt, metrics = ocr.make_ocr_dataset(tmp_path / "data"), "ocr", {"val/cer", "val/wer"}
+        image = next((data / "val" / "images").iterdir())
+    job = daemon.client.submit({"name": task, "framework": "transformers", "task": task, "model": str(model),
+                                "pretrained": True, "image_size": 32, "dataset": {"path": str(data), "format": fmt},
+                                "training": {"epochs": 1, "batch_size": 4, "learning_rate": 0.001, "device": "cpu"}})
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    assert metrics | {"val/loss", "train/loss"} <= set(final.metrics)
+    response = daemon.client.predict(job.id, image)
+    assert response.task == task
+    if task == "semantic_segmentation":
+        assert response.mask_png.startswith(b"\x89PNG") and response.predictions
+    elif task == "super_resolution":
+        assert response.image_png.startswith(b"\x89PNG")
+    else:
+        assert isinstance(response.text, str)
