@@ -26,3 +26,4 @@ bench: setup
 	$(UV) run python bench/bench_parsers.py
 	$(UV) run python bench/bench_datasets.py
 	$(UV) run python bench/bench_ultralytics.py
+	$(UV) run python bench/bench_transformers.py
