@@ -8,8 +8,8 @@ alternating rounds (the order flips every round), after one untimed 1-epoch warm
 
 - visionyard: ``SubmitJob`` of an ``image_classification`` job (``model: <folder>``,
   ``pretrained: true``, CPU) → the job's final state (``finished_at``); the first optimizer step
-  and each epoch's metrics are the daemon's stamps on the first ``progress`` and the ``metrics``
-  events.
+  and each epoch's metrics are the times the child stamped on its first ``progress`` report and on
+  its ``metrics`` reports; CPU is the daemon's reaped-children time (``/proc`` cutime + cstime).
 - bare:      a script in the env's python doing what the adapter does, as a subprocess: process
   start → exit. The same ``TrainingArguments`` as ``TransformersAdapter.training_arguments()``
   builds from the catalog's defaults (the warm-ups' ``training_args.bin`` are compared, paths
@@ -21,11 +21,13 @@ alternating rounds (the order flips every round), after one untimed 1-epoch warm
   visionyard's). Its callback only prints a timestamp at the first step and each evaluation.
   Same ``OMP_NUM_THREADS`` as the daemon gives its children.
 
-Goal: wall time through visionyard ≤ 1.03× bare (median/median).
+Goal: wall time through visionyard ≤ 1.03× bare (median/median). Each round's own ratio is shown
+too: on a busy box, where ``OMP_NUM_THREADS`` = cores, a run can stretch several-fold, so look at
+the rounds and the load average before trusting a median.
 
 ``--write-bytecode`` drops ``PYTHONDONTWRITEBYTECODE`` from the environment of the daemon and of
-the bare runs: the way most machines run, where the bare run reuses the ``.pyc`` files the
-warm-up wrote into the venv.
+the bare runs: the way most machines run, where the bare run reuses the ``.pyc`` files its
+warm-up wrote into the venv, and the daemon's children those in the home's ``pycache``.
 
     uv run python bench/bench_transformers.py [--rounds 5] [--epochs 3] [--per-class 600] [--envs DIR]
 """
@@ -356,7 +358,7 @@ def measure(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, list[Run]], 
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     model = tmp / "model"
     subprocess.run([str(env.python), "-c", MAKE_MODEL, str(model), str(args.size)], check=True,
-                   env=base_environ(args.write_bytecode))
+                   env={**base_environ(args.write_bytecode), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     dataset = make_imagefolder(tmp / "data", per_class=args.per_class, val_per_class=args.val_per_class,
                                size=args.size)
     bare = Bare(env.python, tmp / "bare", model, dataset, args)
