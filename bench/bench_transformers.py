@@ -59,10 +59,11 @@ from envs.manager import EnvManager  # noqa: E402
 from envs.specs import get_spec  # noqa: E402
 from protos import visionyard_pb2 as pb  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
+
+from child_env import base_environ, threads  # noqa: E402  (bench/ is on the path)
 from tests.fixtures import make_imagefolder  # noqa: E402
 
 GOAL_RATIO = 1.03
-MAX_CONCURRENT_JOBS = 1  # the daemon's default; children get cores // this many threads
 TASK = "image_classification"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -197,18 +198,6 @@ def training_arguments(spec: dict, out: Path) -> dict:
 def samples(split_dir: Path, class_names: list[str]) -> list[tuple[str, int]]:
     """(path, label) per image, in the imagefolder reader's order."""
     return [(str(p), i) for i, name in enumerate(class_names) for p in list_images(split_dir / name)]
-
-
-def threads() -> str:
-    """``OMP_NUM_THREADS`` as the daemon sets it for its children (runner/daemon.py)."""
-    return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_JOBS))
-
-
-def base_environ(write_bytecode: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONYARD_", "VIRTUAL_ENV"))}
-    if write_bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
 
 
 @dataclass

@@ -60,11 +60,12 @@ from envs.manager import EnvManager  # noqa: E402
 from envs.specs import get_spec  # noqa: E402
 from protos import visionyard_pb2 as pb  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
+
+from child_env import base_environ, threads  # noqa: E402  (bench/ is on the path)
 from tests.dataset_fixtures import make_yolo_task  # noqa: E402
 
 GOAL_RATIO = 1.03
 GOAL_FIRST_EPOCH_S = 1.0
-MAX_CONCURRENT_JOBS = 1  # the daemon's default; children get cores // this many threads
 #: args.yaml entries that name where things are, not how training goes.
 PATH_ARGS = {"data", "project", "name", "save_dir"}
 TICK = os.sysconf("SC_CLK_TCK")
@@ -173,18 +174,6 @@ def bare_train_args(spec: dict, data_yaml: Path, out: Path) -> dict:
         warmup_epochs=d["warmup_epochs"], patience=d["patience"], close_mosaic=d["close_mosaic"], amp=d["amp"],
         **d["augmentation"],
     )
-
-
-def threads() -> str:
-    """``OMP_NUM_THREADS`` as the daemon sets it for its children (runner/daemon.py)."""
-    return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_JOBS))
-
-
-def base_environ(write_bytecode: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONYARD_", "VIRTUAL_ENV"))}
-    if write_bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
 
 
 @dataclass
