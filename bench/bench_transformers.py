@@ -25,9 +25,9 @@ Goal: wall time through visionyard ≤ 1.03× bare (median/median). Each round's
 too: on a busy box, where ``OMP_NUM_THREADS`` = cores, a run can stretch several-fold, so look at
 the rounds and the load average before trusting a median.
 
-``--write-bytecode`` drops ``PYTHONDONTWRITEBYTECODE`` from the environment of the daemon and of
-the bare runs: the way most machines run, where the bare run reuses the ``.pyc`` files its
-warm-up wrote into the venv, and the daemon's children those in the home's ``pycache``.
+Both write and reuse bytecode, as Python does by default: the bare runs the ``.pyc`` files the
+warm-up wrote into the venv, the jobs those in the home's shared ``pycache`` (the daemon lets its
+children write there even when it runs with ``PYTHONDONTWRITEBYTECODE``).
 
     uv run python bench/bench_transformers.py [--rounds 5] [--epochs 3] [--per-class 600] [--envs DIR]
 """
@@ -220,7 +220,7 @@ class Bare:
         self.class_names = sorted(d.name for d in (dataset / "train").iterdir() if d.is_dir())
         self.train = samples(dataset / "train", self.class_names)
         self.val = samples(dataset / "val", self.class_names)
-        self.env = base_environ(args.write_bytecode)
+        self.env = base_environ()
         self.env.update(PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=threads())
 
     def run(self, spec: dict, name: str) -> tuple[Run, Path]:
@@ -342,22 +342,16 @@ def measure(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, list[Run]], 
     with open(tmp / "env-build.log", "w") as build_log:
         env = EnvManager(home / "envs").ensure(get_spec("transformers"), log=build_log)
     print(f"env {env.name} {'reused' if env.reused else f'built in {env.build_seconds:.1f} s'}; "
-          f"OMP_NUM_THREADS={threads()}; PYTHONDONTWRITEBYTECODE="
-          f"{base_environ(args.write_bytecode).get('PYTHONDONTWRITEBYTECODE', '(unset)')}; load average "
+          f"OMP_NUM_THREADS={threads()}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     model = tmp / "model"
     subprocess.run([str(env.python), "-c", MAKE_MODEL, str(model), str(args.size)], check=True,
-                   env={**base_environ(args.write_bytecode), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+                   env={**base_environ(), "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     dataset = make_imagefolder(tmp / "data", per_class=args.per_class, val_per_class=args.val_per_class,
                                size=args.size)
     bare = Bare(env.python, tmp / "bare", model, dataset, args)
 
-    no_bytecode = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) if args.write_bytecode else None
-    try:
-        daemon = start_daemon(home, home / "envs")  # the daemon, and so its children, inherit os.environ
-    finally:
-        if no_bytecode is not None:
-            os.environ["PYTHONDONTWRITEBYTECODE"] = no_bytecode
+    daemon = start_daemon(home, home / "envs")
     runs: dict[str, list[Run]] = {"visionyard": [], "bare": []}
     try:
         print("warm-up: one 1-epoch run of each (untimed)...", flush=True)
@@ -391,8 +385,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--envs", type=Path, help="an envs folder to reuse (default: built in the temp home)")
-    parser.add_argument("--write-bytecode", action="store_true",
-                        help="run daemon and bare without PYTHONDONTWRITEBYTECODE (as most machines do)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (job logs, bare logs)")
     args = parser.parse_args(argv)
     begun = time.perf_counter()

@@ -24,13 +24,12 @@ epochs after the first, the time after the last epoch, the training process's CP
 moved by other load on a busy box), and for visionyard the submit → exec latency, the daemon's
 own CPU, the report delivery latency and child exit → final state.
 
-Both inherit this shell's environment, ``PYTHONDONTWRITEBYTECODE`` included (the header says
-which). ``--write-bytecode`` drops it for the daemon and the bare runs, the way most machines run:
-the bare runs then reuse the ``.pyc`` files the warm-up wrote into the venv, while each job
-compiles into its own ``PYTHONPYCACHEPREFIX`` (``<job dir>/pycache``).
+Both write and reuse bytecode, as Python does by default: the bare runs the ``.pyc`` files the
+warm-up wrote into the venv, the jobs those in the home's shared ``pycache`` (the daemon lets its
+children write there even when it runs with ``PYTHONDONTWRITEBYTECODE``).
 
     uv run python bench/bench_ultralytics.py [--rounds 5] [--epochs 3] [--size 128] [--envs DIR]
-                                             [--write-bytecode] [--keep]
+                                             [--keep]
 """
 
 from __future__ import annotations
@@ -192,7 +191,7 @@ class Run:
 class Bare:
     """Bare Ultralytics in the env's python: one subprocess per run, nothing of visionyard's."""
 
-    def __init__(self, python: Path, work: Path, dataset: Path, write_bytecode: bool):
+    def __init__(self, python: Path, work: Path, dataset: Path):
         self.python, self.work, self.dataset = python, work, dataset
         self.script = work / "bare_train.py"
         work.mkdir(parents=True, exist_ok=True)
@@ -202,7 +201,7 @@ class Bare:
         font = subprocess.run([str(python), "-c", "import matplotlib; print(matplotlib.get_data_path())"],
                               check=True, capture_output=True, text=True).stdout.strip()
         shutil.copyfile(Path(font) / "fonts" / "ttf" / "DejaVuSans.ttf", config / "Ultralytics" / "Arial.ttf")
-        self.env = base_environ(write_bytecode)
+        self.env = base_environ()
         self.env.update(PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=threads(),
                         YOLO_CONFIG_DIR=str(config), YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false")
 
@@ -319,18 +318,12 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, list[Run]]:
     with open(tmp / "env-build.log", "w") as build_log:
         env = EnvManager(home / "envs").ensure(get_spec("ultralytics"), log=build_log)
     print(f"env {env.name} {'reused' if env.reused else f'built in {env.build_seconds:.1f} s'}; "
-          f"OMP_NUM_THREADS={threads()}; PYTHONDONTWRITEBYTECODE="
-          f"{base_environ(args.write_bytecode).get('PYTHONDONTWRITEBYTECODE', '(unset)')}", flush=True)
+          f"OMP_NUM_THREADS={threads()}", flush=True)
     dataset = make_yolo_task(tmp / "data" / "rects", "object_detection", train=args.train, val=args.val,
                              size=args.size)
-    bare = Bare(env.python, tmp / "bare", dataset, args.write_bytecode)
+    bare = Bare(env.python, tmp / "bare", dataset)
 
-    no_bytecode = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) if args.write_bytecode else None
-    try:
-        daemon = start_daemon(home, home / "envs")  # the daemon, and so its children, inherit os.environ
-    finally:
-        if no_bytecode is not None:
-            os.environ["PYTHONDONTWRITEBYTECODE"] = no_bytecode
+    daemon = start_daemon(home, home / "envs")
     runs: dict[str, list[Run]] = {"visionyard": [], "bare": []}
     try:
         print("warm-up: one 1-epoch run of each (untimed)...", flush=True)
@@ -363,8 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="image size (px), also imgsz")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--envs", type=Path, help="an envs folder to reuse (default: built in the temp home)")
-    parser.add_argument("--write-bytecode", action="store_true",
-                        help="run daemon and bare without PYTHONDONTWRITEBYTECODE (as most machines do)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (job logs, bare logs)")
     args = parser.parse_args(argv)
     begun = time.perf_counter()

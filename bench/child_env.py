@@ -12,8 +12,10 @@ def threads() -> str:
     return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_JOBS))
 
 
-def base_environ(write_bytecode: bool) -> dict[str, str]:
+def base_environ() -> dict[str, str]:
+    """The bare runs' environment: this shell's, run the way Python runs by default, writing and
+    reusing ``.pyc`` files (in the venv, warmed by the untimed warm-up run), as the daemon's children
+    do in the home's shared ``pycache``, whatever ``PYTHONDONTWRITEBYTECODE`` says here."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONYARD_", "VIRTUAL_ENV"))}
-    if write_bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env

@@ -42,9 +42,16 @@ class ExitStatus:
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
-    """The daemon's environment minus distributed-launch variables, plus `extra`."""
+    """The daemon's environment minus distributed-launch variables, plus `extra`.
+
+    When `extra` says where bytecode goes (``PYTHONPYCACHEPREFIX``, the home's shared cache), the
+    child writes it there even if the daemon runs with ``PYTHONDONTWRITEBYTECODE``: otherwise every
+    job would recompile the stdlib, torch and its framework at start.
+    """
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_VARS and not k.startswith("VIRTUAL_ENV")}
     env.update(extra)
+    if "PYTHONPYCACHEPREFIX" in extra:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

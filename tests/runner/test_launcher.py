@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -58,6 +59,18 @@ def test_distributed_variables_are_removed(monkeypatch):
     env = child_environment({"X": "1"})
     assert "RANK" not in env and "WORLD_SIZE" not in env
     assert env["X"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_children_write_bytecode_into_the_shared_cache(tmp_path, monkeypatch):
+    """A daemon run with PYTHONDONTWRITEBYTECODE still lets its children fill the home's cache."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    assert child_environment({})["PYTHONDONTWRITEBYTECODE"] == "1"  # no cache named: left as it is
+    cache = tmp_path / "pycache"
+    (tmp_path / "mod_in_cache.py").write_text("VALUE = 1\n")
+    env = child_environment({"PYTHONPYCACHEPREFIX": str(cache), "PYTHONPATH": str(tmp_path)})
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    subprocess.run([sys.executable, "-c", "import mod_in_cache"], env=env, check=True, cwd=tmp_path)
+    assert list(cache.rglob("mod_in_cache*.pyc"))
 
 
 def test_tailer_splits_lines_and_carries_partials(tmp_path):
