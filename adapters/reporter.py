@@ -7,6 +7,12 @@ unchanged (same ``batch_seq``) with exponential backoff until the daemon acks it
 daemon applies every item exactly once by deduplicating on ``batch_seq``. ``close()`` flushes
 what is queued, bounded by a timeout.
 
+Every batch is also appended to a journal file in the job dir (``VISIONYARD_REPORT_JOURNAL``)
+as soon as it is made, before it is sent: a daemon that was down while the child reported (or
+restarted in between) applies from the journal what it never received, so nothing reported is
+lost. Records are a 4-byte big-endian length and a serialized ``ReportBatch``; a record torn by a
+crash mid-write is the journal's end.
+
 Without ``VISIONYARD_REPORTER_ADDRESS`` (a bare run outside the daemon, e.g. a benchmark) the
 reporter only logs, and the same training code runs unchanged.
 """
@@ -26,6 +32,7 @@ log = logging.getLogger("visionyard.reporter")
 ENV_ADDRESS = "VISIONYARD_REPORTER_ADDRESS"  # grpc target: unix:///abs/path.sock or 127.0.0.1:PORT
 ENV_JOB_ID = "VISIONYARD_JOB_ID"
 ENV_TOKEN = "VISIONYARD_JOB_TOKEN"
+ENV_JOURNAL = "VISIONYARD_REPORT_JOURNAL"
 
 PROGRESS_INTERVAL = 0.5  # seconds: at most ~2 progress events a second
 RPC_TIMEOUT = 5.0
@@ -64,8 +71,11 @@ class Reporter:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         clock: Callable[[], float] = time.monotonic,
+        journal: str | os.PathLike | None = None,
     ) -> None:
         self.target = target or None
+        self._journal_path = journal
+        self._journal = None
         self.job_id = job_id
         self._token = token
         self._rpc_timeout = rpc_timeout
@@ -82,6 +92,7 @@ class Reporter:
         self._deadline = math.inf
         self._in_flight = False
         self._batch_seq = 0
+        self._undelivered = 0
         self._thread: threading.Thread | None = None
         if self.target:
             self._thread = threading.Thread(target=self._run, name="visionyard-reporter", daemon=True)
@@ -94,6 +105,7 @@ class Reporter:
         target = env.get(ENV_ADDRESS, "").strip()
         if not target:
             log.info("%s is not set: reporting to the log only", ENV_ADDRESS)
+        options.setdefault("journal", env.get(ENV_JOURNAL) or None)
         return cls(target or None, env.get(ENV_JOB_ID, ""), env.get(ENV_TOKEN, ""), **options)
 
     @property
@@ -155,7 +167,8 @@ class Reporter:
         with self._cond:
             flushed = not self._queue and not self._in_flight
         if not flushed:
-            log.warning("reporter closed with %d item(s) not delivered", len(self._queue))
+            kept = f"; they are in the journal {self._journal_path}" if self._journal_path else ""
+            log.warning("reporter closed with %d item(s) not delivered%s", self._undelivered or len(self._queue), kept)
         return flushed
 
     def __enter__(self) -> Reporter:
@@ -178,15 +191,18 @@ class Reporter:
             self._queue.append((time.time(), kind, payload))
             self._cond.notify_all()
 
-    def _take(self) -> list:
-        """Wait for queued items and return up to one batch of them; [] once closed and empty."""
+    def _take(self, block: bool = True) -> list:
+        """Up to one batch of queued items: waits for some when `block` (and returns [] once closed
+        and empty), else returns what is there now."""
         with self._cond:
-            while not self._queue and not self._closing:
-                self._cond.wait()
-            if not self._closing and len(self._queue) < self._batch_max:
-                self._cond.wait(self._linger)  # let a burst (metrics + checkpoints) share a batch
+            if block:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._closing and len(self._queue) < self._batch_max:
+                    self._cond.wait(self._linger)  # let a burst (metrics + checkpoints) share a batch
             items = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
-            self._in_flight = bool(items)
+            if items:
+                self._in_flight = True
             return items
 
     # ------------------------------------------------------------ sender thread
@@ -206,16 +222,20 @@ class Reporter:
         from protos import visionyard_pb2_grpc
 
         channel = stub = None
-        batch = None
+        pending: deque = deque()  # batches made (and journaled) but not acked yet, oldest first
         backoff = self._backoff[0]
         failures = 0  # consecutive failed attempts
         while True:
-            if batch is None:
-                items = self._take()
-                if not items:
-                    break
+            while items := self._take(block=not pending):  # batch and journal everything queued
                 self._batch_seq += 1
-                batch = self._make_batch(self._batch_seq, items)
+                pending.append(self._make_batch(self._batch_seq, items))
+                self._journal_batch(pending[-1])
+                if len(pending) > 1 or failures:
+                    continue
+                break
+            if not pending:
+                break
+            batch = pending[0]
             if channel is None:
                 options = [("grpc.max_reconnect_backoff_ms", 2000)]
                 channel = grpc.insecure_channel(self.target, options=options)
@@ -229,8 +249,10 @@ class Reporter:
                     log.warning("daemon acked batch %d for batch %d", ack.batch_seq, batch.batch_seq)
                 if failures:
                     log.info("reporting to the daemon again after %d failed attempt(s)", failures)
-                batch, backoff, failures = None, self._backoff[0], 0
-                self._mark_sent()
+                pending.popleft()
+                backoff, failures = self._backoff[0], 0
+                if not pending:
+                    self._mark_sent()
                 continue
             except grpc.RpcError as exc:
                 code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
@@ -239,8 +261,9 @@ class Reporter:
                     log.error(
                         "daemon refused report batch %d (%s: %s); dropped", batch.batch_seq, code, details
                     )
-                    batch = None
-                    self._mark_sent()
+                    pending.popleft()
+                    if not pending:
+                        self._mark_sent()
                     continue
                 failures += 1
                 if failures == 1 or failures % 20 == 0:  # a long outage logs a line now and then
@@ -258,6 +281,25 @@ class Reporter:
             backoff = min(backoff * 2, self._backoff[1])
         if channel is not None:
             channel.close()
+        with self._cond:
+            self._undelivered = sum(len(b.items) for b in pending) + len(self._queue)
+        while items := self._take(block=False):  # past the deadline: the journal still keeps them
+            self._batch_seq += 1
+            self._journal_batch(self._make_batch(self._batch_seq, items))
+        if self._journal is not None:
+            self._journal.close()
+
+    def _journal_batch(self, batch) -> None:
+        if self._journal_path is None:
+            return
+        data = batch.SerializeToString()
+        try:
+            if self._journal is None:
+                self._journal = open(self._journal_path, "ab", buffering=0)
+            self._journal.write(len(data).to_bytes(4, "big") + data)  # one write: torn only by a crash
+        except OSError as exc:
+            log.warning("could not journal report batch %d (%s); it is only sent", batch.batch_seq, exc)
+            self._journal_path = None
 
     def _mark_sent(self) -> None:
         with self._cond:
@@ -286,6 +328,28 @@ class Reporter:
             elif kind == "error":
                 item.error.CopyFrom(pb.ErrorReport(**payload))
         return batch
+
+
+def read_journal(path: str | os.PathLike) -> list:
+    """The ``ReportBatch``es journaled in `path`, in order; a torn last record ends the list."""
+    from protos import visionyard_pb2 as pb
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    batches, at = [], 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        if at + 4 + size > len(data):
+            break
+        try:
+            batches.append(pb.ReportBatch.FromString(data[at + 4:at + 4 + size]))
+        except Exception:  # noqa: BLE001 (a corrupt record: what follows can't be trusted either)
+            break
+        at += 4 + size
+    return batches
 
 
 def _numbers(values: Mapping[str, float]) -> dict[str, float]:

@@ -42,7 +42,8 @@ def _when(ts: float) -> str:
 def cmd_serve(args) -> int:
     from runner.daemon import serve
 
-    serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus)
+    serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus,
+          cancel_jobs_on_stop=args.cancel_jobs_on_stop)
     return 0
 
 
@@ -313,12 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionyard", description="Train computer-vision models through one runner.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name, func, help_text):
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    def add(name, func, help_text, description=None):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=description or help_text)
         p.set_defaults(func=func)
         return p
 
-    p = add("serve", cmd_serve, "run the daemon in the foreground")
+    p = add("serve", cmd_serve, "run the daemon in the foreground",
+            description="Run the daemon in the foreground. Jobs outlive it: stopping the daemon (SIGTERM, "
+                        "Ctrl-C) or losing it (a crash, kill -9) leaves running jobs running under their "
+                        "supervisors, and the next start on the same home adopts them (or records how they "
+                        "ended meanwhile); jobs it left preparing are prepared again. "
+                        "--cancel-jobs-on-stop cancels running jobs at a clean stop instead.")
+    p.add_argument("--cancel-jobs-on-stop", action="store_true",
+                   help="cancel running jobs when the daemon stops (default: they go on and are adopted "
+                        "at the next start)")
     p.add_argument("--listen", help="also listen on HOST:PORT (e.g. 127.0.0.1:50051)")
     p.add_argument("--max-concurrent-jobs", type=_positive_int,
                    default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", "1"),

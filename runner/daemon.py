@@ -23,11 +23,11 @@ from envs.manager import EnvManager
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.devices import DevicePool, detect_gpus
-from runner.jobs import Runtime
+from runner.jobs import Runtime, finish_tracking
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
 from runner.settings import Paths
-from runner.store import JobStore
+from runner.store import JobState, JobStore
 from runner.tracking import Tracker
 
 log = logging.getLogger("visionyard.daemon")
@@ -48,7 +48,7 @@ def link_child_path(paths: Paths) -> None:
 
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
-                 gpus: str | None = None):
+                 gpus: str | None = None, cancel_jobs_on_stop: bool = False):
         self.paths = Paths(home).ensure()
         if len(str(self.paths.socket)) > MAX_SOCKET_PATH:
             raise SystemExit(f"the home path is too long for a unix socket ({self.paths.socket}); "
@@ -60,10 +60,13 @@ class Daemon:
             raise SystemExit(f"another visionyard daemon is already serving {self.paths.home} "
                              f"(at unix://{self.paths.socket}); stop it first or use another --home") from None
         self.listen = listen
+        self.cancel_jobs_on_stop = cancel_jobs_on_stop
         link_child_path(self.paths)
         self.store = JobStore(self.paths.db)
         self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
-                               lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id))
+                               lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id),
+                               metric_points=self.store.metric_points,
+                               on_ended=lambda job_id: self.store.update(job_id, tracking_done=1))
         self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
                                DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}",
                                repos=RepoRegistry(self.paths.repos / "specs"), repo_cache=RepoCache(self.paths.repos))
@@ -81,7 +84,10 @@ class Daemon:
         self._stopped = threading.Event()
 
     def start(self) -> None:
-        self.scheduler.recover()  # before any client can see a job the last daemon left active
+        self.scheduler.recover()  # before any client (or child) can see a job the last daemon left active
+        for record in self.store.list([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]):
+            if not record.tracking_done:
+                finish_tracking(self.runtime, record)
         if self.paths.socket.exists():
             self.paths.socket.unlink()
         self.server.add_insecure_port(f"unix://{self.paths.socket}")
@@ -100,7 +106,7 @@ class Daemon:
             return
         self._stopped.set()
         self.health.enter_graceful_shutdown()
-        self.scheduler.shutdown()
+        self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
         self.server.stop(grace=2).wait()
         self.tracker.flush(timeout=30)
         self.tracker.close()
@@ -119,7 +125,8 @@ class Daemon:
         self.stop()
 
 
-def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None) -> None:
+def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
+          cancel_jobs_on_stop: bool = False) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop).serve_forever()

@@ -66,6 +66,13 @@ class DevicePool:
             self._free.discard(gpu)
             return Assignment("cuda:0", str(gpu), gpu)
 
+    def claim(self, gpu: int | None, visible_devices: str, device: str) -> Assignment:
+        """The assignment a job adopted after a restart already holds (its GPU is taken again)."""
+        if gpu is not None:
+            with self._lock:
+                self._free.discard(gpu)
+        return Assignment(device or "cpu", visible_devices, gpu)
+
     def release(self, assignment: Assignment) -> None:
         if assignment.gpu is not None:
             with self._lock:

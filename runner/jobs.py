@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +15,8 @@ from typing import TYPE_CHECKING
 from envs.manager import EnvManager
 from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
-from runner.launcher import Child, ExitStatus, LogTailer, child_environment, process_start_ticks
+from runner.launcher import Child, ExitStatus, LogTailer, child_environment, read_exit_record, replay_lines
+from runner.reports import apply_journal
 from runner.settings import Paths
 from runner.store import JobRecord, JobState, JobStore
 from runner.tracking import Tracker, flatten
@@ -58,16 +62,27 @@ def _repo_tags(record: JobRecord) -> dict[str, str]:
     return {"repo": repo["name"], "repo.url": repo["url"], "repo.commit": repo["commit"]} if repo else {}
 
 
-class JobExecution(threading.Thread):
-    """Runs one job; `cancel()` may be called from any thread at any time."""
+DETACHED = "DETACHED"  # the daemon stopped watching a job that goes on (adopted at its next start)
+LAUNCH_RECORD = "launch.json"
+FINAL_RETRY_MAX_SECONDS = 30.0
 
-    def __init__(self, rt: Runtime, record: JobRecord, assignment: Assignment, on_done):
+
+class JobExecution(threading.Thread):
+    """Runs one job, or adopts one a previous daemon started (`adopted=True`).
+
+    `cancel()` and `detach()` may be called from any thread at any time.
+    """
+
+    def __init__(self, rt: Runtime, record: JobRecord, assignment: Assignment, on_done, adopted: bool = False):
         super().__init__(name=f"job-{record.id}", daemon=True)
         self.rt, self.record, self.assignment, self.on_done = rt, record, assignment, on_done
+        self.adopted = adopted
         self.job_id = record.id
         self.job_dir = rt.paths.job_dir(record.id)
         self.log_path = self.job_dir / "output.log"
         self.cancel_requested = threading.Event()
+        self.detach_requested = threading.Event()
+        self.stop_preparing = threading.Event()  # cancel or detach: an env build stops
         self.cancel_reason = "cancelled by user"
         self._child: Child | None = None
         self._lock = threading.Lock()
@@ -81,46 +96,66 @@ class JobExecution(threading.Thread):
                 return
             self.cancel_reason = reason
             self.cancel_requested.set()
+            self.stop_preparing.set()
             child = self._child
         if child is not None:
             threading.Thread(target=child.terminate, name=f"stop-{self.job_id}", daemon=True).start()
 
+    def detach(self) -> None:
+        """Stop watching, leave the job running: the next daemon adopts it (a job still preparing
+        stops preparing, and the next daemon prepares it again)."""
+        self.detach_requested.set()
+        self.stop_preparing.set()
+
     def run(self) -> None:
-        self._tailer = LogTailer(self.log_path, self._on_lines)
-        final_state = JobState.FAILED
+        self._tailer = LogTailer(self.log_path, self._on_lines, offset=self.record.log_offset)
+        final_state: JobState | str = JobState.FAILED
         try:
             self.job_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.touch()
-            self._tailer.start()
-            final_state = self._run()
+            final_state = self._adopt() if self.adopted else self._run()
         except Exception as exc:  # a bug here must fail the job, never the daemon
             log.exception("job %s failed inside the runner", self.job_id)
             final_state = self._finish(JobState.FAILED, f"runner error: {type(exc).__name__}: {exc}")
         finally:
+            self._wrap_up(final_state)
+
+    def _wrap_up(self, final_state: JobState | str) -> None:
+        if final_state == DETACHED:
+            if self._tailer.is_alive():
+                self._tailer.stop(final=False)
+            self.on_done(self.job_id, None)
+            return
+        if self._tailer.is_alive():
             self._tailer.stop()
-            self.rt.devices.release(self.assignment)
-            record = self.rt.store.get(self.job_id)
-            best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
-            self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *best, *self.extra_artifacts],
-                                    tags={"visionyard.state": record.state.value})
-            self.on_done(self.job_id, final_state)
+        self.rt.devices.release(self.assignment)
+        record = self.rt.store.get(self.job_id)
+        best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
+        self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *best, *self.extra_artifacts],
+                                tags={"visionyard.state": record.state.value})
+        self.on_done(self.job_id, final_state)
 
-    def _on_lines(self, lines: list[Line]) -> None:
-        self.rt.store.add_logs(self.job_id, [line.text[:MAX_LOG_LINE] for line in lines if line.final and line.text])
-        if self.workload is not None:
-            self.workload.on_lines(lines)
+    def _on_lines(self, lines: list[Line], offset: int) -> None:
+        """Log lines, what the repo's parser makes of them, and how far the log is read: together."""
+        with self.rt.store.atomic():
+            self.rt.store.add_logs(self.job_id, [line.text[:MAX_LOG_LINE] for line in lines
+                                                 if line.final and line.text])
+            if self.workload is not None and lines:
+                self.workload.on_lines(lines)
+            self.rt.store.update(self.job_id, log_offset=offset)
 
-    def _run(self) -> JobState:
+    def _run(self) -> JobState | str:
         store, spec = self.rt.store, self.record.spec
+        self._tailer.start()
         store.update(self.job_id, job_dir=str(self.job_dir), device=self.assignment.device)
-        self.rt.tracker.start_run(self.job_id, self.record.name, flatten(spec), {
-            "framework": spec["framework"], "model": spec["model"], "task": spec["task"],
-            "visionyard.job_id": self.job_id, **_repo_tags(self.record)})
+        self._start_tracking()
         with open(self.log_path, "a", buffering=1) as job_log:
             try:
                 workload = workload_for(self)
                 command = workload.prepare(job_log)
             except PrepareError as exc:
+                if self.detach_requested.is_set():
+                    return DETACHED
                 if self.cancel_requested.is_set():
                     return self._finish(JobState.CANCELLED, self.cancel_reason)
                 job_log.write(f"[visionyard] {exc}\n")
@@ -134,22 +169,64 @@ class JobExecution(threading.Thread):
         })
         if not pythonpath:
             env_vars.pop("PYTHONPATH")
+        (self.job_dir / LAUNCH_RECORD).write_text(json.dumps({
+            "gpu": self.assignment.gpu, "visible_devices": self.assignment.visible_devices,
+            "device": self.assignment.device, "workload": workload.saved_state()}))
         with self._lock:
+            if self.detach_requested.is_set():
+                return DETACHED
             if self.cancel_requested.is_set():
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
             self.workload = workload
-            self._child = Child(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path)
+            self._child = Child.start(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path,
+                                      job_dir=self.job_dir, token=self.record.token)
         store.transition(self.job_id, JobState.RUNNING, f"pid {self._child.pid} on {self.assignment.device}",
-                         pid=self._child.pid, pid_start=process_start_ticks(self._child.pid))
-        status = self._child.wait()
-        return self._outcome(status)
+                         pid=self._child.pid, pid_start=self._child.start_ticks)
+        status = self._child.wait(stop=self.detach_requested)
+        return DETACHED if status is None else self._outcome(status)
+
+    def _adopt(self) -> JobState | str:
+        """A job a previous daemon started: watch it again if it runs, else judge how it ended."""
+        record = self.record
+        self._start_tracking()
+        workload = workload_for(self)
+        workload.restore(read_launch_record(self.job_dir).get("workload") or {})
+        workload.replay(replay_lines(self.log_path, record.log_offset) if record.log_offset else iter(()))
+        child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token)
+        with self._lock:
+            self.workload, self._child = workload, child
+        self._tailer.start()
+        if child is None:
+            log.info("job %s ended while the daemon was down; harvesting it", self.job_id)
+            status = read_exit_record(self.job_dir) or ExitStatus(None, None, known=False)
+        else:
+            log.info("job %s is still running (supervisor pid %d); adopted", self.job_id, child.pid)
+            self.rt.store.add_logs(self.job_id, ["[visionyard] the daemon restarted; the job went on and is "
+                                                 "watched again"])
+            if self.cancel_requested.is_set():
+                child.terminate()
+            status = child.wait(stop=self.detach_requested)
+        return DETACHED if status is None else self._outcome(status)
+
+    def _start_tracking(self) -> None:
+        spec = self.record.spec
+        if self.record.mlflow_run_id:  # a run a previous daemon made: logged on, ended by us
+            self.rt.tracker.attach(self.job_id, self.record.mlflow_run_id)
+            return
+        self.rt.tracker.start_run(self.job_id, self.record.name, flatten(spec), {
+            "framework": spec["framework"], "model": spec["model"], "task": spec["task"],
+            "visionyard.job_id": self.job_id, **_repo_tags(self.record)})
 
     def _outcome(self, status: ExitStatus) -> JobState:
         self._tailer.stop()  # every line the child wrote reaches the parser before the verdict
+        apply_journal(self.rt, self.job_id, self.job_dir)  # reports the daemon never received
         self.workload.collect()
         exit_code = status.code if status.code is not None else -(status.signal or 0)
-        if self.cancel_requested.is_set():
-            return self._finish(JobState.CANCELLED, self.cancel_reason, exit_code=exit_code)
+        if not status.known:
+            exit_code = None
+        if self.cancel_requested.is_set() or status.cancelled:
+            reason = self.cancel_reason if self.cancel_requested.is_set() else "cancelled while the daemon was down"
+            return self._finish(JobState.CANCELLED, reason, exit_code=exit_code)
         ok, why_not = self.workload.succeeded(status.ok)
         if ok:
             return self._finish(JobState.SUCCEEDED, "finished", exit_code=exit_code)
@@ -161,6 +238,38 @@ class JobExecution(threading.Thread):
         return self._finish(JobState.FAILED, f"child {reason}\nlast log lines:\n{tail}", exit_code=exit_code)
 
     def _finish(self, state: JobState, message: str, **fields) -> JobState:
+        """The final transition, retried until the store takes it (a full disk, a locked database):
+        until then the job keeps its slot, so no other job starts in its place."""
         error = message if state is JobState.FAILED else ""
-        self.rt.store.transition(self.job_id, state, message.split("\n")[0], error=error, **fields)
-        return state
+        delay = 0.5
+        while True:
+            try:
+                self.rt.store.transition(self.job_id, state, message.split("\n")[0], error=error, **fields)
+                return state
+            except sqlite3.Error as exc:
+                log.error("job %s: could not record its final state %s (%s); retrying in %.0f s",
+                          self.job_id, state.value, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, FINAL_RETRY_MAX_SECONDS)
+
+
+def finish_tracking(rt: Runtime, record: JobRecord) -> None:
+    """End the MLflow run of a job that ended while its run could not be (MLflow or the daemon
+    down): created if it never was, caught up with the store's metrics, ended with its state."""
+    if not record.mlflow_run_id:
+        spec = record.spec
+        rt.tracker.start_run(record.id, record.name, flatten(spec), {
+            "framework": spec["framework"], "model": spec["model"], "task": spec["task"],
+            "visionyard.job_id": record.id, **_repo_tags(record)})
+    else:
+        rt.tracker.attach(record.id, record.mlflow_run_id)
+    job_dir = rt.paths.job_dir(record.id)
+    artifacts = [job_dir / "output.log", *([Path(record.best_checkpoint)] if record.best_checkpoint else [])]
+    rt.tracker.end_run(record.id, record.state.value, artifacts, tags={"visionyard.state": record.state.value})
+
+
+def read_launch_record(job_dir: Path) -> dict:
+    try:
+        return json.loads((job_dir / LAUNCH_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}

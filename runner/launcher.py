@@ -1,16 +1,21 @@
-"""Run a command in an env as a child process, watch it, stop it.
+"""Run a job's command under its supervisor, watch it, stop it, find it again after a restart.
 
-The child gets its own session (process group), its stdout+stderr appended to a log file
-(a file, never a pipe: the child can't block on a full pipe and the log survives a daemon
-restart), and learns who it is through environment variables passed with `env=`.
+The command runs under a per-job supervisor (runner/supervisor.py) in a session of its own,
+its stdout+stderr appended to a log file (a file, never a pipe: the child can't block on a full
+pipe and the log survives a daemon restart), and learns who it is through environment variables
+passed with `env=`. The supervisor, not the daemon, is the command's parent, so the job goes on
+when the daemon stops; `Child.attach` finds it again, and `LogTailer` resumes the log where the
+last daemon stopped reading.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from log_parsers.base import Line, LineSplitter
+from runner.supervisor import alive
+from runner.supervisor import start_ticks as process_start_ticks  # when a pid started: tells a reuse apart
 
 log = logging.getLogger("visionyard.launcher")
 
@@ -26,16 +33,25 @@ DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MAS
                     "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 
 
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+SUPERVISOR_RECORD, EXIT_RECORD, TOKEN_ENV = "supervisor.json", "exit.json", "VISIONYARD_SUPERVISOR_TOKEN"
+WAIT_POLL_SECONDS = 0.2  # how often a waiter looks at a process it is not the parent of
+
+
 @dataclass
 class ExitStatus:
     code: int | None      # exit code when the child exited
     signal: int | None    # signal number when a signal killed it
+    cancelled: bool = False  # the supervisor was asked to stop it
+    known: bool = True    # False: the job ended while no daemon watched and left no exit record
 
     @property
     def ok(self) -> bool:
         return self.code == 0
 
     def describe(self) -> str:
+        if not self.known:
+            return "ended while the daemon was down and left no exit record"
         if self.signal is not None:
             return f"killed by signal {signal.Signals(self.signal).name}"
         return f"exited with code {self.code}"
@@ -57,103 +73,134 @@ def child_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Child:
-    """A running child process and its process group."""
+    """A job's command, run by its supervisor (runner/supervisor.py) in a session of its own.
 
-    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path):
-        with open(log_path, "ab") as log:
-            self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        self.pid = self.popen.pid
+    The daemon holds the supervisor, never the command: cancel is SIGTERM to the supervisor,
+    which stops every descendant of the job; the outcome is the supervisor's exit record. A
+    daemon that restarts re-attaches to a live supervisor with `attach`.
+    """
 
-    def wait(self, timeout: float | None = None) -> ExitStatus:
-        rc = self.popen.wait(timeout)
-        kill_group(self.pid, signal.SIGKILL)  # whatever the child left behind in its group goes too
-        return ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None)
+    def __init__(self, pid: int, start: int | None, job_dir: Path, popen: subprocess.Popen | None = None,
+                 grace: float = TERMINATE_GRACE_SECONDS):
+        self.pid, self.start_ticks, self.job_dir, self.popen, self.grace = pid, start, job_dir, popen, grace
 
-    def terminate(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
-        """SIGTERM to the whole group, SIGKILL after `grace` seconds."""
-        terminate_group(self.pid, grace, lambda: self.popen.poll() is not None)
+    @classmethod
+    def start(cls, cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, job_dir: Path,
+              token: str, grace: float = TERMINATE_GRACE_SECONDS) -> "Child":
+        for stale in (EXIT_RECORD, SUPERVISOR_RECORD):
+            (job_dir / stale).unlink(missing_ok=True)
+        argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(job_dir), f"{grace:g}", "--", *cmd]
+        with open(log_path, "ab") as log_file:
+            popen = subprocess.Popen(argv, cwd=cwd, env={**env, TOKEN_ENV: token}, stdin=subprocess.DEVNULL,
+                                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(popen.pid, process_start_ticks(popen.pid), job_dir, popen, grace)
 
-
-def kill_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When `pid` started (clock ticks since boot), to tell our child from a later process that
-    reuses its pid; None when it is gone or /proc is unavailable."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2:].split()[19])
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group, read from /proc."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    @classmethod
+    def attach(cls, pid: int | None, start: int | None, job_dir: Path, token: str,
+               grace: float = TERMINATE_GRACE_SECONDS) -> "Child | None":
+        """The job's supervisor if it still runs: same pid, same start time, and the job's token in
+        its environment (never a later process that reuses the pid); else None."""
+        if not pid or start is None or process_start_ticks(pid) != start:
+            return None
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
         except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+            return None
+        if f"{TOKEN_ENV}={token}".encode() not in environ:
+            return None
+        return cls(pid, start, job_dir, None, grace)
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return process_start_ticks(self.pid) == self.start_ticks and alive(self.pid)
+
+    def wait(self, timeout: float | None = None, stop: threading.Event | None = None) -> ExitStatus | None:
+        """How the job ended; None when `timeout` passed or `stop` was set first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive():
+            if stop is not None and stop.is_set():
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            if self.popen is not None:
+                try:
+                    self.popen.wait(WAIT_POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(WAIT_POLL_SECONDS)
+        return self.exit_status()
+
+    def exit_status(self) -> ExitStatus:
+        """The supervisor's exit record; its exit code when the record couldn't be written."""
+        record = read_exit_record(self.job_dir)
+        if record is not None:
+            return record
+        rc = self.popen.returncode if self.popen is not None else None
+        if rc is None:
+            return ExitStatus(None, None, known=False)
+        if rc < 0:
+            return ExitStatus(None, -rc)
+        return ExitStatus(None, rc - 128) if 128 < rc <= 128 + 64 else ExitStatus(rc, None)
+
+    def terminate(self, grace: float | None = None) -> None:
+        """Ask the supervisor to stop the job (SIGTERM to everything in it, SIGKILL after its grace
+        period); a supervisor that doesn't finish within grace + 10 s is killed, and the command
+        with it (it dies with its supervisor)."""
+        if not self.alive():
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if self.wait(timeout=(self.grace if grace is None else grace) + 10) is None:
+            log.warning("supervisor %d did not stop the job in time; killing it", self.pid)
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
-def group_alive(pgid: int) -> bool:
-    if os.path.isdir("/proc/self"):
-        return bool(group_members(pgid))
+def read_exit_record(job_dir: Path) -> ExitStatus | None:
     try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def terminate_group(pgid: int, grace: float, exited: Callable[[], bool] | None = None) -> None:
-    if not kill_group(pgid, signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if (exited() if exited else not group_alive(pgid)):
-            break
-        time.sleep(0.05)
-    kill_group(pgid, signal.SIGKILL)
+        record = json.loads((job_dir / EXIT_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return ExitStatus(record.get("code"), record.get("signal"), bool(record.get("cancelled")))
 
 
 class LogTailer(threading.Thread):
-    """Follows a growing log file and hands its lines to `sink` in batches.
+    """Follows a growing log file and hands its lines to `sink(lines, offset)` in batches.
 
     Lines are split on \\n, \\r\\n and \\r (a progress-bar refresh is a line with final=False);
-    a partial last line waits for the rest, and is flushed when the tailer stops.
+    a partial last line waits for the rest, and is flushed when the tailer stops for good.
+    `offset` is where a tailer started later (by a restarted daemon) must resume so that no line
+    is handed over twice or skipped: the end of the last line boundary the sink has seen. Store
+    it with what the lines produced, in one transaction.
     """
 
-    def __init__(self, path: Path, sink: Callable[[list[Line]], None], interval: float = 0.1,
-                 read_size: int = 1 << 20):
+    def __init__(self, path: Path, sink: Callable[[list[Line], int], None], interval: float = 0.1,
+                 read_size: int = 1 << 20, offset: int = 0):
         super().__init__(name=f"tail-{path.parent.name}", daemon=True)
         self.path, self.sink, self.interval, self.read_size = path, sink, interval, read_size
         self._stop_event = threading.Event()
-        self._offset = 0
+        self._final = True
+        self._offset = self.safe_offset = offset
+        self._held_cr = False  # the last chunk ended in \r: the splitter holds that line back
         self._splitter = LineSplitter()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             self.drain()
             self._stop_event.wait(self.interval)
-        self.drain(final=True)
+        self.drain(final=self._final)
 
-    def stop(self) -> None:
+    def stop(self, final: bool = True) -> None:
+        """Stop after a last read; `final=False` (the daemon detaches from a job that goes on)
+        keeps a partial last line for the next tailer instead of handing it over now."""
+        self._final = final
         self._stop_event.set()
         if self.is_alive():
             self.join()
@@ -163,17 +210,48 @@ class LogTailer(threading.Thread):
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
                 while chunk := f.read(self.read_size):
-                    self._offset += len(chunk)
-                    self._emit(self._splitter.feed(chunk))
+                    start, self._offset = self._offset, self._offset + len(chunk)
+                    boundary = _last_boundary(chunk, self._held_cr)
+                    self._held_cr = chunk.endswith(b"\r")
+                    self._emit(self._splitter.feed(chunk), None if boundary is None else start + boundary)
         except FileNotFoundError:
             return
         if final:
-            self._emit(self._splitter.flush())
+            self._emit(self._splitter.flush(), self._offset)
 
-    def _emit(self, lines: list[Line]) -> None:
-        if not lines:
+    def _emit(self, lines: list[Line], safe_offset: int | None) -> None:
+        if safe_offset is not None:
+            self.safe_offset = safe_offset
+        if not lines and safe_offset is None:
             return
         try:
-            self.sink(lines)
+            self.sink(lines, self.safe_offset)
         except Exception:  # a bad line must not stop the tail: later lines and metrics still count
             log.exception("handling %d log line(s) of %s failed", len(lines), self.path)
+
+
+def _last_boundary(chunk: bytes, after_cr: bool) -> int | None:
+    """Bytes of `chunk` up to its last point where a line splitter holds nothing back: after a
+    \\n, or after a \\r that a byte other than \\n follows (`after_cr`: the previous chunk ended
+    in one); None when there is none."""
+    newline = chunk.rfind(b"\n") + 1
+    cr = chunk.rfind(b"\r", newline, len(chunk) - 1)  # no \n follows it: it is past the last one
+    if cr >= 0:
+        return cr + 1
+    if newline:
+        return newline
+    return 0 if after_cr else None
+
+
+def replay_lines(path: Path, upto: int, read_size: int = 1 << 20):
+    """The lines of `path`'s first `upto` bytes (a line boundary), as a tailer handed them over:
+    to rebuild a parser's state before tailing on from `upto`."""
+    splitter = LineSplitter()
+    chunk = b""
+    with open(path, "rb") as f:
+        left = upto
+        while left > 0 and (chunk := f.read(min(read_size, left))):
+            left -= len(chunk)
+            yield from splitter.feed(chunk)
+    if chunk.endswith(b"\r"):  # a boundary: what follows isn't \n, so that piece was a refresh
+        yield from splitter.feed(b"-")

@@ -1,12 +1,19 @@
-"""FIFO scheduling: queued jobs start in submission order while a slot (and device) is free."""
+"""FIFO scheduling: queued jobs start in submission order while a slot (and device) is free.
+
+Jobs outlive the daemon: at start, `recover()` adopts what a previous daemon left running (or
+harvests what ended meanwhile) and prepares again the jobs it left preparing; at stop, jobs go on
+unless the daemon was told to cancel them.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
-from runner.jobs import JobExecution, Runtime
-from runner.launcher import group_alive, process_start_ticks, terminate_group
+from runner.jobs import JobExecution, Runtime, read_launch_record
+from runner.launcher import SUPERVISOR_RECORD, Child, read_exit_record
+from runner.reports import apply_journal
 from runner.store import JobState
 
 log = logging.getLogger("visionyard.scheduler")
@@ -31,13 +38,40 @@ class Scheduler:
         self._wake.set()
 
     def recover(self) -> None:
-        """Jobs left PREPARING or RUNNING by a previous daemon: stop their processes, fail them."""
-        for record in self.rt.store.list([JobState.PREPARING, JobState.RUNNING]):
-            ours = record.pid and record.pid_start is not None and process_start_ticks(record.pid) == record.pid_start
-            if ours and group_alive(record.pid):  # never a later process that reuses the pid
-                terminate_group(record.pid, grace=5)
-            self.rt.store.transition(record.id, JobState.FAILED, "the daemon stopped while the job was active",
-                                     error="the daemon stopped while the job was active; resubmit it")
+        """Jobs a previous daemon left active. RUNNING: adopted if the job still runs, else judged
+        by how it ended. PREPARING: queued again at its place and prepared from the start (an env
+        build or a clone is redone; the env cache makes that cheap) — unless its command had
+        already started, which makes it RUNNING. Call before serving: a child's reports must find
+        its journal applied."""
+        records = sorted(self.rt.store.list([JobState.PREPARING, JobState.RUNNING]), key=lambda r: r.created_at)
+        for record in records:
+            job_dir = self.rt.paths.job_dir(record.id)
+            if record.state is JobState.PREPARING and not self._started_meanwhile(record, job_dir):
+                self.rt.store.transition(record.id, JobState.QUEUED,
+                                         "the daemon restarted while the job was preparing; preparing it again")
+                continue
+            record = self.rt.store.get(record.id)
+            apply_journal(self.rt, record.id, job_dir)
+            launch = read_launch_record(job_dir)
+            assignment = self.rt.devices.claim(launch.get("gpu"), launch.get("visible_devices", ""),
+                                               launch.get("device") or record.device)
+            execution = JobExecution(self.rt, record, assignment, self._done, adopted=True)
+            with self._lock:
+                self._running[record.id] = execution
+            execution.start()
+
+    def _started_meanwhile(self, record, job_dir) -> bool:
+        """A job left PREPARING whose supervisor had started: it is RUNNING (or ran) really."""
+        try:
+            started = json.loads((job_dir / SUPERVISOR_RECORD).read_text())
+        except (OSError, ValueError):
+            return False
+        child = Child.attach(started.get("supervisor_pid"), started.get("supervisor_start"), job_dir, record.token)
+        if child is None and read_exit_record(job_dir) is None:
+            return False
+        self.rt.store.transition(record.id, JobState.RUNNING, "its command had started before the daemon stopped",
+                                 pid=started.get("supervisor_pid"), pid_start=started.get("supervisor_start"))
+        return True
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or active job; False when it is already final."""
@@ -48,13 +82,19 @@ class Scheduler:
                 return True
             return self.rt.store.transition(job_id, JobState.CANCELLED, "cancelled by user before it started")
 
-    def shutdown(self, reason: str = "the daemon shut down", timeout: float = 30) -> None:
+    def shutdown(self, cancel_jobs: bool = False, reason: str = "the daemon shut down",
+                 timeout: float = 30) -> None:
+        """Stop scheduling. Active jobs go on (the next daemon adopts them), or with `cancel_jobs`
+        are cancelled and waited for."""
         self._stopping.set()
         self._wake.set()
         with self._lock:
             executions = list(self._running.values())
         for execution in executions:
-            execution.cancel(reason)
+            if cancel_jobs:
+                execution.cancel(reason)
+            else:
+                execution.detach()
         for execution in executions:
             execution.join(timeout)
 
@@ -90,7 +130,7 @@ class Scheduler:
                 self._running[record.id] = execution
                 execution.start()
 
-    def _done(self, job_id: str, state: JobState) -> None:
+    def _done(self, job_id: str, state: JobState | None) -> None:
         with self._lock:
             self._running.pop(job_id, None)
         self._wake.set()

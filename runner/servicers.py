@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
@@ -21,6 +19,7 @@ from runner.jobs import Runtime
 from runner.launcher import child_environment
 from runner.predictions import PredictOutputError, parse_child_output
 from runner.repo_rpcs import RepoRpcs
+from runner.reports import apply_batch
 from runner.scheduler import Scheduler
 from runner.spec import CUSTOM, SpecError, spec_from_proto, validate_job_spec
 from runner.store import JobNotFound, JobState
@@ -201,32 +200,5 @@ class ReporterServicer(pb_grpc.ReporterServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
         if record.state.is_terminal():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
-        if not self.rt.store.claim_batch(record.id, request.batch_seq):
-            return pb.ReportAck(batch_seq=request.batch_seq)  # a resend of something already applied
-        for item in request.items:
-            self._apply(record.id, item)
+        apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
         return pb.ReportAck(batch_seq=request.batch_seq)
-
-    def _apply(self, job_id: str, item: pb.ReportItem) -> None:
-        store, kind = self.rt.store, item.WhichOneof("kind")
-        when = item.time or time.time()
-        if kind == "metrics":
-            values = dict(item.metrics.values)
-            store.add_metrics(job_id, item.metrics.step, values, when)
-            self.rt.tracker.log_metrics(job_id, item.metrics.step, values, when)
-        elif kind == "progress":
-            store.add_event(job_id, pb.JobEvent(time=when, progress=item.progress))
-        elif kind == "checkpoint":
-            store.add_event(job_id, pb.JobEvent(time=when, checkpoint=item.checkpoint))
-            field = "best_checkpoint" if item.checkpoint.kind == "best" else "last_checkpoint"
-            store.update(job_id, **{field: item.checkpoint.path})
-        elif kind == "result":
-            result = item.result
-            fields = {"result_json": json.dumps({"metrics": dict(result.metrics)})}
-            if result.best_checkpoint:
-                fields["best_checkpoint"] = result.best_checkpoint
-            if result.last_checkpoint:
-                fields["last_checkpoint"] = result.last_checkpoint
-            store.update(job_id, **fields)
-        elif kind == "error":
-            store.update(job_id, error_report=f"{item.error.type}: {item.error.message}")

@@ -39,7 +39,8 @@ class JobState(str, Enum):
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ALLOWED = {
     JobState.QUEUED: {JobState.PREPARING, JobState.FAILED, JobState.CANCELLED},
-    JobState.PREPARING: {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED},
+    JobState.PREPARING: {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED,
+                         JobState.QUEUED},  # QUEUED: prepared again after a daemon restart
     JobState.RUNNING: {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
 }
 
@@ -69,7 +70,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_batch_seq INTEGER NOT NULL DEFAULT 0,
     result_json TEXT,
     error_report TEXT NOT NULL DEFAULT '',
-    repo_spec_json TEXT
+    repo_spec_json TEXT,
+    log_offset INTEGER NOT NULL DEFAULT 0,
+    tracking_done INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, position);
 CREATE TABLE IF NOT EXISTS events (
@@ -92,7 +95,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 UPDATABLE = frozenset({"exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
                        "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
-                       "error_report"})
+                       "error_report", "log_offset", "tracking_done"})
 
 
 class JobNotFound(KeyError):
@@ -129,6 +132,8 @@ class JobRecord:
     result: dict[str, Any] | None = None
     error_report: str = ""
     repo_spec: dict[str, Any] | None = None
+    log_offset: int = 0          # bytes of output.log whose lines (and parsed metrics) are applied
+    tracking_done: bool = False  # the MLflow run holds every metric and is ended
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -141,10 +146,15 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for column in ("pid_start INTEGER", "repo_spec_json TEXT"):  # a state.db from an older version
+        for column in ("pid_start INTEGER", "repo_spec_json TEXT", "log_offset INTEGER NOT NULL DEFAULT 0",
+                       "tracking_done INTEGER NOT NULL DEFAULT 0"):  # a state.db from an older version
             if column.split()[0] not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+                if column.startswith("tracking_done"):  # runs of jobs ended before were ended then
+                    self._db.execute("UPDATE jobs SET tracking_done = 1 WHERE state IN (?, ?, ?)",
+                                     [s.value for s in TERMINAL])
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of `atomic()` blocks held by the thread that holds the lock
         self.changed = threading.Condition(self._lock)
         self.version = 0  # bumped by every committed write; watchers wait for it to move
 
@@ -282,6 +292,12 @@ class JobStore:
         with self._lock:
             return [tuple(row) for row in self._db.execute(query + " ORDER BY step, key", args).fetchall()]
 
+    def metric_points(self, job_id: str) -> list[tuple[str, int, float, float]]:
+        """Every (key, step, value, time) of a job: what its MLflow run must hold."""
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(
+                "SELECT key, step, value, time FROM metrics WHERE job_id = ? ORDER BY step, key", (job_id,)).fetchall()]
+
     def latest_metrics(self, job_id: str) -> dict[str, float]:
         return self._latest_metrics_of([job_id]).get(job_id, {})
 
@@ -312,6 +328,10 @@ class JobStore:
             events.append(event)
         return events
 
+    def atomic(self) -> "_Transaction":
+        """One transaction around several store calls (they nest): all of them commit, or none."""
+        return _Transaction(self)
+
     def wait_for_change(self, seen_version: int, timeout: float) -> None:
         """Block until some write commits after `seen_version` was read, or `timeout` passes."""
         with self.changed:
@@ -335,18 +355,34 @@ class _Transaction:
         self.store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        self.store._lock.acquire()
-        self.store._db.execute("BEGIN IMMEDIATE")
-        return self.store._db
+        store = self.store
+        store._lock.acquire()
+        if store._depth == 0:
+            try:
+                store._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                store._lock.release()
+                raise
+        store._depth += 1
+        return store._db
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        store = self.store
         try:
-            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
-            if exc_type is None:
-                self.store.version += 1
-                self.store.changed.notify_all()
+            store._depth -= 1
+            if store._depth == 0:
+                try:
+                    store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                except sqlite3.Error:
+                    if exc_type is None:  # the commit failed (disk full...): nothing was written
+                        if store._db.in_transaction:
+                            store._db.execute("ROLLBACK")
+                        raise
+                if exc_type is None:
+                    store.version += 1
+                    store.changed.notify_all()
         finally:
-            self.store._lock.release()
+            store._lock.release()
 
 
 def _status_event(state: JobState, message: str) -> pb.JobEvent:
@@ -366,4 +402,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         result=json.loads(data["result_json"]) if data["result_json"] else None,
         error_report=data["error_report"],
         repo_spec=json.loads(data["repo_spec_json"]) if data["repo_spec_json"] else None,
+        log_offset=data["log_offset"], tracking_done=bool(data["tracking_done"]),
     )

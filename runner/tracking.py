@@ -2,14 +2,23 @@
 
 A single background thread owns the MLflow client. Metrics are queued and sent with
 `log_batch` (many points per request); a slow or broken tracking store never delays a job.
+
+The job store is the record; MLflow catches up with it. A run that could not be created is
+created again later; when a run ends, every metric point the store holds and the run lacks (a
+batch lost while MLflow was down, or queued when the daemon died) is logged first, then the run
+is ended with the job's state. An end that fails is retried with backoff until it succeeds, and
+`on_ended` tells the store, so a restarted daemon ends what the last one could not.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +27,7 @@ log = logging.getLogger("visionyard.tracking")
 
 EXPERIMENT = "visionyard"
 MAX_BATCH = 1000
+RETRY_INITIAL, RETRY_MAX = 2.0, 120.0  # seconds between attempts to start or end a run
 STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED"}
 
 
@@ -44,13 +54,53 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def prepare_sqlite_store(tracking_uri: str) -> None:
+    """Create an embedded (SQLite) MLflow store atomically: its tables are made in a side file that
+    is renamed into place, so a daemon killed while MLflow creates them (several seconds) leaves no
+    half-made store behind. A half-made one (tables, but no schema version) is moved aside."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri[len("sqlite:///"):])
+    if path.exists() and not _has_schema_version(path):
+        aside = path.with_name(f"{path.name}.incomplete-{int(time.time())}")
+        log.warning("the MLflow store %s was never fully created (the daemon stopped while creating it); "
+                    "moved it to %s and creating it again", path, aside)
+        os.replace(path, aside)
+    if path.exists():
+        return
+    from mlflow.tracking import MlflowClient
+
+    side = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    side.unlink(missing_ok=True)
+    client = MlflowClient(f"sqlite:///{side}")
+    client.search_experiments(max_results=1)  # creates every table and stamps the schema version
+    engine = getattr(client._tracking_client.store, "engine", None)
+    if engine is not None:
+        engine.dispose()  # the last connection closes: everything is in the file itself
+    os.replace(side, path)
+
+
+def _has_schema_version(path: Path) -> bool:
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return bool(db.execute("SELECT version_num FROM alembic_version").fetchone())
+    except sqlite3.Error:
+        return False
+
+
 class Tracker:
-    def __init__(self, tracking_uri: str, artifact_root: Path, on_run_created: Callable[[str, str], None]):
+    def __init__(self, tracking_uri: str, artifact_root: Path, on_run_created: Callable[[str, str], None],
+                 metric_points: Callable[[str], list[tuple[str, int, float, float]]] | None = None,
+                 on_ended: Callable[[str], None] | None = None):
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.on_run_created = on_run_created
+        self.metric_points = metric_points  # (key, step, value, time) the store holds for a job
+        self.on_ended = on_ended
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._runs: dict[str, str] = {}
+        self._starts: dict[str, _Op] = {}  # start ops not done yet (MLflow down): retried
+        self._retries: list[tuple[float, _Op]] = []  # (when, op) to try again
         self._client = None
         self._experiment_id: str | None = None
         self._thread = threading.Thread(target=self._loop, name="mlflow", daemon=True)
@@ -60,6 +110,10 @@ class Tracker:
 
     def start_run(self, job_id: str, run_name: str, params: dict[str, str], tags: dict[str, str]) -> None:
         self._queue.put(_Op("start", job_id, {"name": run_name, "params": params, "tags": tags}))
+
+    def attach(self, job_id: str, run_id: str) -> None:
+        """Log to (and later end) a run that already exists: a job a previous daemon started."""
+        self._queue.put(_Op("attach", job_id, {"run_id": run_id}))
 
     def log_metrics(self, job_id: str, step: int, values: dict[str, float], when: float | None = None) -> None:
         self._queue.put(_Op("metrics", job_id, {"step": step, "values": values, "time": when or time.time()}))
@@ -81,7 +135,14 @@ class Tracker:
 
     def _loop(self) -> None:
         while True:
-            ops = [self._queue.get()]
+            try:
+                ops = [self._queue.get(timeout=self._next_retry_in())]
+            except queue.Empty:
+                ops = []
+            now = time.monotonic()
+            due = [op for when, op in self._retries if when <= now]
+            self._retries = [(when, op) for when, op in self._retries if when > now]
+            ops = due + ops
             while len(ops) < MAX_BATCH:
                 try:
                     ops.append(self._queue.get_nowait())
@@ -90,6 +151,16 @@ class Tracker:
             self._run_all([op for op in ops if op is not None])
             if None in ops:
                 return
+
+    def _next_retry_in(self) -> float | None:
+        if not self._retries:
+            return None
+        return max(0.0, min(when for when, _ in self._retries) - time.monotonic())
+
+    def _retry(self, op: _Op) -> None:
+        delay = op.data.get("delay", RETRY_INITIAL)
+        op.data["delay"] = min(delay * 2, RETRY_MAX)
+        self._retries.append((time.monotonic() + delay, op))
 
     def _run_all(self, ops: list[_Op]) -> None:
         metrics: dict[str, list[_Op]] = {}
@@ -109,8 +180,14 @@ class Tracker:
     def _safely(self, op: _Op) -> None:
         try:
             getattr(self, f"_do_{op.kind}")(op)
-        except Exception:  # tracking must never take the daemon down
-            log.exception("MLflow %s for job %s failed", op.kind, op.job_id)
+        except Exception as exc:  # tracking must never take the daemon down
+            if op.kind in ("start", "end"):
+                log.warning("MLflow %s for job %s failed (%s: %s); retrying in %.0f s", op.kind, op.job_id,
+                            type(exc).__name__, exc, op.data.get("delay", RETRY_INITIAL))
+                self._client = None  # a fresh client next time (the store may have moved or recovered)
+                self._retry(op)
+            else:
+                log.exception("MLflow %s for job %s failed", op.kind, op.job_id)
             if op.kind == "flush":
                 op.data["done"].set()
 
@@ -119,6 +196,7 @@ class Tracker:
             import mlflow
             from mlflow.tracking import MlflowClient
 
+            prepare_sqlite_store(self.tracking_uri)
             mlflow.set_tracking_uri(self.tracking_uri)
             client = MlflowClient(self.tracking_uri)
             experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -133,10 +211,14 @@ class Tracker:
     def _do_start(self, op: _Op) -> None:
         from mlflow.entities import Param, RunTag
 
+        if op.job_id in self._runs:
+            return
+        self._starts[op.job_id] = op
         client = self._mlflow()
         run = client.create_run(self._experiment_id, run_name=op.data["name"], tags=op.data["tags"])
         run_id = run.info.run_id
         self._runs[op.job_id] = run_id
+        self._starts.pop(op.job_id, None)
         params = [Param(k, v) for k, v in op.data["params"].items()]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i:i + 100], tags=[RunTag("visionyard.job_id", op.job_id)])
@@ -153,11 +235,17 @@ class Tracker:
         for i in range(0, len(points), MAX_BATCH):
             self._mlflow().log_batch(run_id, metrics=points[i:i + MAX_BATCH])
 
+    def _do_attach(self, op: _Op) -> None:
+        self._runs[op.job_id] = op.data["run_id"]
+
     def _do_end(self, op: _Op) -> None:
-        run_id = self._runs.pop(op.job_id, None)
+        if op.job_id not in self._runs and op.job_id in self._starts:  # its run was never created
+            self._do_start(self._starts[op.job_id])
+        run_id = self._runs.get(op.job_id)
         if run_id is None:
             return
         client = self._mlflow()
+        self._catch_up(client, op.job_id, run_id)
         for key, value in op.data["tags"].items():
             client.set_tag(run_id, key, value)
         for path in map(Path, op.data["artifacts"]):
@@ -173,6 +261,27 @@ class Tracker:
             except Exception:
                 log.exception("could not log artifact %s", path)
         client.set_terminated(run_id, status=STATUS.get(op.data["state"], "FAILED"))
+        self._runs.pop(op.job_id, None)
+        if self.on_ended is not None:
+            self.on_ended(op.job_id)
+
+    def _catch_up(self, client, job_id: str, run_id: str) -> None:
+        """Log the store's metric points the run lacks (by key and step)."""
+        from mlflow.entities import Metric
+
+        if self.metric_points is None:
+            return
+        by_key: dict[str, list[tuple[int, float, float]]] = {}
+        for key, step, value, when in self.metric_points(job_id):
+            by_key.setdefault(key, []).append((step, value, when))
+        missing = []
+        for key, points in by_key.items():
+            have = {m.step for m in client.get_metric_history(run_id, key)}
+            missing += [Metric(key, value, int(when * 1000), step) for step, value, when in points if step not in have]
+        for i in range(0, len(missing), MAX_BATCH):
+            client.log_batch(run_id, metrics=missing[i:i + MAX_BATCH])
+        if missing:
+            log.info("job %s: logged %d metric point(s) MLflow had missed", job_id, len(missing))
 
     def _do_flush(self, op: _Op) -> None:
         op.data["done"].set()

@@ -17,6 +17,7 @@ from envs.specs import get_spec
 from log_parsers import build_parser
 from log_parsers.base import Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
+from runner.reports import ENV_JOURNAL, JOURNAL_NAME
 from runner.spec import CUSTOM
 
 if TYPE_CHECKING:
@@ -51,6 +52,16 @@ class Workload:
     def on_lines(self, lines: list[Line]) -> None:
         """Every line the child writes (progress-bar refreshes included)."""
 
+    def saved_state(self) -> dict:
+        """What a restarted daemon needs to watch the running child again (JSON, in launch.json)."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        """Rebuild what `prepare` set up, from `saved_state()`, without doing any of it again."""
+
+    def replay(self, lines) -> None:
+        """The lines a previous daemon already handled: rebuild parser state, apply nothing."""
+
     def collect(self) -> None:
         """After the child exited, however it ended: last parsed metrics, artifacts."""
 
@@ -61,7 +72,7 @@ class Workload:
     def _ensure_env(self, env_spec, log: TextIO):
         log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
         try:
-            env = self.rt.envs.ensure(env_spec, log=log, cancel=self.execution.cancel_requested)
+            env = self.rt.envs.ensure(env_spec, log=log, cancel=self.execution.stop_preparing)
         except Exception as exc:
             raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}") from exc
         log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
@@ -83,6 +94,7 @@ class AdapterWorkload(Workload):
             "checkpoint_dir": str(checkpoint_dir), "spec": self.spec}, indent=2))
         return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
                        env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
+                            ENV_JOURNAL: str(job_dir / JOURNAL_NAME),
                             "VISIONYARD_JOB_ID": self.job_id,
                             "VISIONYARD_JOB_TOKEN": self.execution.record.token,
                             "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)},
@@ -136,6 +148,22 @@ class RepoWorkload(Workload):
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
         env_vars = {**launch.env, "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)}  # shared across jobs
         return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath))
+
+    def saved_state(self) -> dict:
+        return {"output_dir": str(self.output_dir) if self.output_dir else None}
+
+    def restore(self, state: dict) -> None:
+        from custom_repos.spec import parse_repo_spec
+
+        snapshot = self.execution.record.repo_spec
+        self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else self.rt.repos.get(self.spec["repo"])
+        self.parser = build_parser(self.repo.parser)
+        self.output_dir = Path(state["output_dir"]) if state.get("output_dir") else None
+
+    def replay(self, lines) -> None:
+        if self.parser is not None:
+            for line in lines:
+                self.parser.feed_line(line)
 
     def on_lines(self, lines: list[Line]) -> None:
         if self.parser is None:

@@ -76,6 +76,7 @@ p.add_argument("--epochs", type=int, required=True)
 p.add_argument("--train", required=True)
 p.add_argument("--out", required=True)
 p.add_argument("--fail-at", type=int, default=0)
+p.add_argument("--epoch-seconds", type=float, default=0.0)
 a = p.parse_args()
 classes = sorted(os.listdir(a.train))
 print(f"toy trainer: {len(classes)} classes, {a.epochs} epochs", flush=True)
@@ -83,7 +84,7 @@ os.makedirs(a.out, exist_ok=True)
 for e in range(a.epochs):
     for i in range(1, 4):
         print(f"epoch {e + 1}/{a.epochs} step {i}/3 loss={1.0 / (e + i):.4f}", flush=True)
-        time.sleep(0.02)
+        time.sleep(0.02 + a.epoch_seconds / 3)
     if a.fail_at and e + 1 == a.fail_at:
         print("Traceback (most recent call last):\\nRuntimeError: toy trainer blew up", file=sys.stderr)
         sys.exit(3)
@@ -139,9 +140,10 @@ description: a toy classifier no Python in visionyard knows about
 tasks: [image_classification]
 dataset_format: imagefolder
 command: ["{{python}}", train.py, --epochs, "{{epochs}}", --train, "{{train_dir}}", --out, "{{output_dir}}",
-          --fail-at, "{{advanced.fail_at}}"]
+          --fail-at, "{{advanced.fail_at}}", --epoch-seconds, "{{advanced.epoch_seconds}}"]
 advanced:
   fail_at: {{type: int, default: 0, minimum: 0, description: "epoch to crash at (0: never)"}}
+  epoch_seconds: {{type: float, default: 0.0, minimum: 0, description: "extra seconds each epoch takes"}}
 artifacts:
   last: "model_*.bin"
 parser:

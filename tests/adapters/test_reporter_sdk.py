@@ -139,3 +139,44 @@ def test_reporter_thread_does_not_keep_the_process_alive(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 10
+
+
+def test_every_batch_is_journaled_before_it_is_sent_even_with_no_daemon(tmp_path, short_tmp):
+    """With nobody listening, what was reported is in the journal when the child exits, in order,
+    and the daemon's later reading of it matches what a live daemon would have received."""
+    from adapters.reporter import ENV_JOURNAL, read_journal
+
+    journal = tmp_path / "reports.journal"
+    env = {ENV_ADDRESS: f"unix://{short_tmp}/nobody.sock", ENV_JOB_ID: "job-9", ENV_TOKEN: "t", ENV_JOURNAL: str(journal)}
+    reporter = Reporter.from_env(env, **FAST, batch_max_items=2)
+    for epoch in range(1, 6):
+        reporter.metrics(epoch, {"val/accuracy": epoch / 10})
+        time.sleep(0.02)
+    reporter.result({"val/accuracy": 0.5}, "/ck/best.pt", "/ck/last.pt")
+    assert not reporter.close(timeout=0.5)  # nothing delivered...
+    batches = read_journal(journal)  # ...but all of it kept
+    assert [b.batch_seq for b in batches] == list(range(1, len(batches) + 1))
+    assert {b.job_id for b in batches} == {"job-9"}
+    items = [item for b in batches for item in b.items]
+    assert [i.metrics.step for i in items if i.WhichOneof("kind") == "metrics"] == [1, 2, 3, 4, 5]
+    assert items[-1].WhichOneof("kind") == "result"
+
+    with open(journal, "ab") as f:  # a crash mid-write tears the last record: the rest still reads
+        f.write((500).to_bytes(4, "big") + b"\x01\x02")
+    assert len(read_journal(journal)) == len(batches)
+
+
+def test_journaled_batches_are_resent_with_the_same_numbers(reporter_server, tmp_path, short_tmp):
+    from adapters.reporter import ENV_JOURNAL, read_journal
+
+    journal = tmp_path / "reports.journal"
+    address = f"unix://{short_tmp}/later.sock"
+    env = {ENV_ADDRESS: address, ENV_JOB_ID: "job-7", ENV_TOKEN: "test-token", ENV_JOURNAL: str(journal)}
+    reporter = Reporter.from_env(env, **FAST, batch_max_items=1)
+    for step in range(1, 4):
+        reporter.metrics(step, {"train/loss": float(step)})
+    time.sleep(0.5)  # no daemon yet: batches wait (and are journaled)
+    assert len(read_journal(journal)) == 3
+    with reporter_server(address=address) as server:
+        assert reporter.close(timeout=10)
+    assert server.applied_seqs == [b.batch_seq for b in read_journal(journal)] == [1, 2, 3]

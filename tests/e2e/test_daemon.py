@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.launcher import group_members
+from runner.supervisor import alive, descendants
 from tests.conftest import start_daemon
 from tests.e2e.test_timm_jobs import _pid_of, job_spec, wait_for
 from tests.fixtures import make_imagefolder
@@ -86,33 +86,38 @@ def test_two_slots_run_two_jobs_at_once(tmp_path, shared_envs, timm_env, dataset
         daemon.stop()
 
 
-def test_stopping_the_daemon_stops_its_children(tmp_path, shared_envs, timm_env, dataset):
-    daemon = start_daemon(tmp_path / "home", shared_envs)
+def test_stopping_the_daemon_with_cancel_jobs_on_stop_stops_its_children(tmp_path, shared_envs, timm_env, dataset):
+    daemon = start_daemon(tmp_path / "home", shared_envs, ["--cancel-jobs-on-stop"])
     job = daemon.client.submit(long_job(dataset))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
     pid = _pid_of(daemon, job.id)
+    processes = descendants(pid)
     assert daemon.stop() == 0
-    assert not group_members(pid)
+    assert not [p for p in [pid, *processes] if alive(p)]
 
 
-def test_a_killed_daemon_leaves_no_orphans_after_restart(tmp_path, shared_envs, timm_env, dataset):
+def test_a_killed_daemons_job_is_adopted_and_cancelled_without_orphans(tmp_path, shared_envs, timm_env, dataset):
     home = tmp_path / "home"
     daemon = start_daemon(home, shared_envs)
     job = daemon.client.submit(long_job(dataset))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
     pid = _pid_of(daemon, job.id)
-    os.killpg(daemon.proc.pid, signal.SIGKILL)  # the daemon dies hard; its child lives on
+    os.killpg(daemon.proc.pid, signal.SIGKILL)  # the daemon dies hard; the job lives on
     daemon.proc.wait()
-    assert group_members(pid)
+    processes = descendants(pid)
+    assert processes
     daemon.client.close()
     restarted = start_daemon(home, shared_envs)
     try:
-        final = restarted.client.get(job.id)
-        assert final.state == pb.FAILED and "daemon stopped" in final.error
-        assert wait_for(lambda: not group_members(pid), timeout=15)
-        assert restarted.client.get(job.id).epoch >= 0  # the store survived
+        assert restarted.client.get(job.id).state == pb.RUNNING
+        restarted.client.cancel(job.id)
+        assert restarted.client.wait(job.id).state == pb.CANCELLED
+        assert wait_for(lambda: not [p for p in [pid, *processes] if alive(p)],
+                        timeout=15)
     finally:
         restarted.stop()
+
+
 
 
 def test_a_second_daemon_on_the_same_home_refuses_to_start(daemon):

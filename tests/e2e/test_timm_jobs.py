@@ -12,7 +12,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from runner.client import ClientError
-from runner.launcher import group_members
+from runner.supervisor import alive, descendants
 from tests.fixtures import make_dice, make_imagefolder, save_image
 
 pytestmark = pytest.mark.e2e
@@ -129,16 +129,17 @@ def test_dice_dataset_trains(daemon, tmp_path):
     assert "val/accuracy" in final.metrics
 
 
-def test_cancel_stops_the_whole_process_group(daemon, dataset):
+def test_cancel_stops_every_process_of_the_job(daemon, dataset):
     spec = job_spec(dataset, name="long", training={"epochs": 500, "batch_size": 4, "device": "cpu"})
     job = daemon.client.submit(spec)
     wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
-    pid = _pid_of(daemon, job.id)
-    assert group_members(pid), "the child should be running"
+    pid = _pid_of(daemon, job.id)  # the job's supervisor
+    processes = descendants(pid)
+    assert processes, "the child should be running"
     daemon.client.cancel(job.id)
     final = daemon.client.wait(job.id)
     assert final.state == pb.CANCELLED
-    assert wait_for(lambda: not group_members(pid), timeout=15)
+    assert wait_for(lambda: not [p for p in [pid, *processes] if alive(p)], timeout=15)
 
 
 def _pid_of(daemon, job_id: str) -> int:

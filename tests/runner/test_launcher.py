@@ -1,12 +1,15 @@
-"""Children run in their own process group, log to a file, and leave nothing behind."""
+"""Jobs run under a supervisor: output to a log file, nothing escapes a cancel, the outcome is
+recorded for a daemon that wasn't there, and a log is tailed on from where the last daemon was."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from runner.launcher import Child, LogTailer, child_environment, group_alive
+from runner.launcher import Child, LogTailer, child_environment, read_exit_record, replay_lines
+from runner.supervisor import alive, descendants
 
 SPAWNS_GRANDCHILD = """
 import subprocess, sys, time
@@ -15,42 +18,107 @@ print("ready", flush=True)
 time.sleep(600)
 """
 
+# A job whose processes try to escape: a setsid grandchild, and a double-forked daemon in a new session.
+ESCAPES = """
+import os, subprocess, sys, time
+subprocess.Popen(["setsid", sys.executable, "-c", "import time; time.sleep(600)"])
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(600)
+    os._exit(0)
+time.sleep(0.5)
+print("ready", flush=True)
+time.sleep(600)
+"""
 
-def test_output_goes_to_the_log_file(tmp_path):
+
+def start(tmp_path, code, grace=10.0, token="t0ken"):
     log = tmp_path / "out.log"
-    child = Child([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"],
-                  tmp_path, child_environment({}), log)
+    return Child.start([sys.executable, "-c", code], tmp_path, child_environment({}), log, tmp_path, token, grace)
+
+
+def wait_for_text(path, text, timeout=20):
+    deadline = time.time() + timeout
+    while text not in path.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert text in path.read_text(), path.read_text()
+
+
+def processes_of(supervisor_pid):
+    return descendants(supervisor_pid)
+
+
+def test_output_goes_to_the_log_file_and_the_exit_is_recorded(tmp_path):
+    child = start(tmp_path, "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)")
     status = child.wait(30)
-    assert status.code == 3 and status.describe() == "exited with code 3"
-    assert log.read_text().split() == ["out", "err"]
+    assert status.code == 3 and status.describe() == "exited with code 3" and not status.cancelled
+    assert (tmp_path / "out.log").read_text().split() == ["out", "err"]
+    assert read_exit_record(tmp_path).code == 3
+    record = json.loads((tmp_path / "supervisor.json").read_text())
+    assert record["supervisor_pid"] == child.pid and record["child_pid"] != child.pid
 
 
-def test_terminate_kills_the_whole_group(tmp_path):
-    log = tmp_path / "out.log"
-    child = Child([sys.executable, "-c", SPAWNS_GRANDCHILD], tmp_path, child_environment({}), log)
-    deadline = time.time() + 20
-    while "ready" not in log.read_text() and time.time() < deadline:
-        time.sleep(0.05)
-    assert os.getpgid(child.pid) == child.pid  # its own session and group
-    child.terminate(grace=2)
+def test_cancel_leaves_no_process_even_ones_that_called_setsid_or_double_forked(tmp_path):
+    child = start(tmp_path, ESCAPES, grace=2)
+    wait_for_text(tmp_path / "out.log", "ready")
+    before = processes_of(child.pid)
+    assert len(before) >= 3  # the command, the setsid grandchild, the double-forked daemon
+    sessions = {os.getsid(pid) for pid in before if os.path.exists(f"/proc/{pid}")}
+    assert len(sessions) >= 2  # they really left the command's session
+    started = time.monotonic()
+    child.terminate()
     status = child.wait(10)
-    assert status.signal == signal.SIGTERM and "SIGTERM" in status.describe()
-    deadline = time.time() + 10  # the grandchild got SIGTERM too; on a busy box it takes a moment to exit
-    while group_alive(child.pid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not group_alive(child.pid)
+    assert status.cancelled and status.signal == signal.SIGTERM
+    assert time.monotonic() - started < 2 + 1
+    assert not [pid for pid in before if alive(pid)]
 
 
 def test_sigkill_after_grace_when_sigterm_is_ignored(tmp_path):
-    log = tmp_path / "out.log"
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
-    child = Child([sys.executable, "-c", code], tmp_path, child_environment({}), log)
-    while "ready" not in log.read_text():
-        time.sleep(0.05)
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(600)")
+    child = start(tmp_path, code, grace=1)
+    wait_for_text(tmp_path / "out.log", "ready")
     started = time.monotonic()
-    child.terminate(grace=1)
+    child.terminate()
     assert child.wait(10).signal == signal.SIGKILL
     assert 0.9 < time.monotonic() - started < 5
+    assert "SIGKILL" in (tmp_path / "out.log").read_text()  # the supervisor says what it did
+
+
+def test_what_a_finished_command_leaves_behind_is_killed(tmp_path):
+    code = "import subprocess, sys; subprocess.Popen(['setsid', sys.executable, '-c', 'import time; time.sleep(600)'])"
+    child = start(tmp_path, code)
+    assert child.wait(30).code == 0
+    assert not processes_of(child.pid)
+
+
+def test_a_second_daemon_attaches_to_a_running_job_by_pid_start_time_and_token(tmp_path):
+    child = start(tmp_path, SPAWNS_GRANDCHILD, token="secret-1")
+    wait_for_text(tmp_path / "out.log", "ready")
+    assert Child.attach(child.pid, child.start_ticks, tmp_path, "secret-2") is None  # not this job's token
+    assert Child.attach(child.pid, child.start_ticks + 1, tmp_path, "secret-1") is None  # a reused pid
+    adopted = Child.attach(child.pid, child.start_ticks, tmp_path, "secret-1")
+    assert adopted is not None and adopted.popen is None and adopted.alive()
+    assert adopted.wait(timeout=0.3) is None  # still running
+    adopted.terminate()
+    status = adopted.wait(15)  # not our child: the outcome comes from the exit record
+    assert status.cancelled and status.signal == signal.SIGTERM
+    child.popen.wait(5)
+    assert Child.attach(child.pid, child.start_ticks, tmp_path, "secret-1") is None
+
+
+def test_a_command_that_cannot_start_fails_with_a_message(tmp_path):
+    child = Child.start([str(tmp_path / "no-such-program")], tmp_path, child_environment({}), tmp_path / "out.log",
+                        tmp_path, "t")
+    assert child.wait(30).code == 127
+    assert "could not start" in (tmp_path / "out.log").read_text()
+
+
+def test_the_supervisor_token_stays_out_of_the_command_environment(tmp_path):
+    child = start(tmp_path, "import os; print(sorted(k for k in os.environ if 'SUPERVISOR' in k))", token="abc")
+    child.wait(30)
+    assert (tmp_path / "out.log").read_text().strip() == "[]"
 
 
 def test_distributed_variables_are_removed(monkeypatch):
@@ -73,11 +141,15 @@ def test_children_write_bytecode_into_the_shared_cache(tmp_path, monkeypatch):
     assert list(cache.rglob("mod_in_cache*.pyc"))
 
 
+def collect(got):
+    return lambda lines, offset: got.extend(lines)
+
+
 def test_tailer_splits_lines_and_carries_partials(tmp_path):
     log = tmp_path / "out.log"
     log.write_bytes(b"")
     got = []
-    tailer = LogTailer(log, got.extend, interval=0.01)
+    tailer = LogTailer(log, collect(got), interval=0.01)
     with open(log, "ab") as f:
         f.write(b"one\ntw")
         f.flush()
@@ -90,12 +162,41 @@ def test_tailer_splits_lines_and_carries_partials(tmp_path):
                                                          ("four", True)]
 
 
+def test_a_tailer_resumed_at_the_stored_offset_hands_over_every_line_once(tmp_path):
+    """Chunks cut anywhere (mid-line, mid-\\r\\n, mid-character); a daemon stopped after any chunk;
+    the next one resumes at the offset stored with the lines: the lines are those of one reading."""
+    text = "epoch 1 ✓\nbar 10%\rbar 50%\rbar 100%\r\nloss 0.5\n\nµ done\rlast".encode()
+    log = tmp_path / "out.log"
+    log.write_bytes(text)
+    whole = []
+    LogTailer(log, collect(whole)).drain(final=True)
+    for cut in range(1, len(text)):
+        for chunk in (1, 3, 7):
+            got, stored = [], []
+
+            def sink(lines, offset):
+                got.extend(lines)
+                stored.append(offset)
+
+            first = LogTailer(log, sink, read_size=chunk)
+            with open(log, "rb") as f:  # the first daemon saw only `cut` bytes
+                partial = tmp_path / "partial.log"
+                partial.write_bytes(f.read(cut))
+            first.path = partial
+            first.drain()
+            offset = stored[-1] if stored else 0
+            replayed = list(replay_lines(log, offset))
+            assert replayed == got  # a parser rebuilt from the replay is where the first one was
+            LogTailer(log, sink, read_size=chunk, offset=offset).drain(final=True)
+            assert got == whole, (cut, chunk)
+
+
 def test_process_start_ticks_tell_a_pid_reuse_apart(tmp_path):
     from runner.launcher import process_start_ticks
 
     me = process_start_ticks(os.getpid())
     assert me is not None and me == process_start_ticks(os.getpid())
-    child = Child([sys.executable, "-c", "pass"], tmp_path, child_environment({}), tmp_path / "x.log")
+    child = start(tmp_path, "pass")
     started = process_start_ticks(child.pid)
     child.wait(30)
     assert process_start_ticks(child.pid) in (None, started)  # gone (or a zombie of the same process)
@@ -107,7 +208,7 @@ def test_a_failing_sink_does_not_stop_the_tail(tmp_path):
     log.write_text("bad\n")
     got = []
 
-    def sink(lines):
+    def sink(lines, offset):
         if any(line.text == "bad" for line in lines):
             raise ValueError("parser blew up")
         got.extend(line.text for line in lines)

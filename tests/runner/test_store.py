@@ -121,3 +121,35 @@ def test_prefix_lookup_treats_wildcards_literally(store):
         store.get("_")
     with pytest.raises(JobNotFound):
         store.get("%")
+
+
+def test_atomic_blocks_commit_all_or_nothing(tmp_path):
+    """A report batch (claim + items) or a log chunk (lines + metrics + offset) is one transaction."""
+    store = JobStore(tmp_path / "state.db")
+    job = store.create_job({"framework": "timm"}, "j", 2)
+    with pytest.raises(RuntimeError):
+        with store.atomic():
+            assert store.claim_batch(job.id, 1)
+            store.add_metrics(job.id, 1, {"val/accuracy": 0.5})
+            store.update(job.id, log_offset=120)
+            raise RuntimeError("the daemon dies half-way")
+    record = store.get(job.id)
+    assert record.last_batch_seq == 0 and record.log_offset == 0 and not store.metrics(job.id)
+    with store.atomic():
+        assert store.claim_batch(job.id, 1)
+        store.add_metrics(job.id, 1, {"val/accuracy": 0.5})
+        store.update(job.id, log_offset=120)
+    assert not store.claim_batch(job.id, 1)  # applied once: a resend is refused
+    record = store.get(job.id)
+    assert record.last_batch_seq == 1 and record.log_offset == 120 and store.metrics(job.id)
+    assert store.metric_points(job.id)[0][:3] == ("val/accuracy", 1, 0.5)
+
+
+def test_a_preparing_job_can_be_queued_again_but_a_final_one_stays_final(tmp_path):
+    store = JobStore(tmp_path / "state.db")
+    job = store.create_job({"framework": "timm"}, "j", 2)
+    assert store.transition(job.id, JobState.PREPARING)
+    assert store.transition(job.id, JobState.QUEUED, "the daemon restarted")
+    assert store.next_queued().id == job.id
+    assert store.transition(job.id, JobState.FAILED)
+    assert not store.transition(job.id, JobState.QUEUED)

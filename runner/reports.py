@@ -1,0 +1,73 @@
+"""What a child reports, applied to the store exactly once: over gRPC, or from its journal.
+
+A batch is claimed (its number must be above the last applied) and its items written in one
+transaction, so a daemon killed mid-batch applies all of it or none of it, and a batch that
+arrives twice (a resend, or once over gRPC and once from the journal) counts once. MLflow hears
+about metrics after the commit; the tracker fills in whatever it missed when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from adapters.reporter import ENV_JOURNAL, read_journal
+from protos import visionyard_pb2 as pb
+
+if TYPE_CHECKING:
+    from runner.jobs import Runtime
+
+log = logging.getLogger("visionyard.reports")
+JOURNAL_NAME = "reports.journal"
+__all__ = ["ENV_JOURNAL", "JOURNAL_NAME", "apply_batch", "apply_journal"]
+
+
+def apply_batch(rt: "Runtime", job_id: str, batch: pb.ReportBatch) -> bool:
+    """Apply `batch` unless it already was; True when it was applied now."""
+    store = rt.store
+    with store.atomic():
+        if not store.claim_batch(job_id, batch.batch_seq):
+            return False
+        for item in batch.items:
+            _apply_item(rt, job_id, item)
+    for item in batch.items:
+        if item.WhichOneof("kind") == "metrics":
+            rt.tracker.log_metrics(job_id, item.metrics.step, dict(item.metrics.values), item.time or None)
+    return True
+
+
+def apply_journal(rt: "Runtime", job_id: str, job_dir: Path) -> int:
+    """Apply the batches of the job's journal the store hasn't seen; how many were applied."""
+    applied = 0
+    for batch in read_journal(job_dir / JOURNAL_NAME):
+        if batch.job_id == job_id and apply_batch(rt, job_id, batch):
+            applied += 1
+    if applied:
+        log.info("job %s: applied %d report batch(es) from its journal", job_id, applied)
+    return applied
+
+
+def _apply_item(rt: "Runtime", job_id: str, item: pb.ReportItem) -> None:
+    store, kind = rt.store, item.WhichOneof("kind")
+    when = item.time or time.time()
+    if kind == "metrics":
+        store.add_metrics(job_id, item.metrics.step, dict(item.metrics.values), when)
+    elif kind == "progress":
+        store.add_event(job_id, pb.JobEvent(time=when, progress=item.progress))
+    elif kind == "checkpoint":
+        store.add_event(job_id, pb.JobEvent(time=when, checkpoint=item.checkpoint))
+        field = "best_checkpoint" if item.checkpoint.kind == "best" else "last_checkpoint"
+        store.update(job_id, **{field: item.checkpoint.path})
+    elif kind == "result":
+        result = item.result
+        fields = {"result_json": json.dumps({"metrics": dict(result.metrics)})}
+        if result.best_checkpoint:
+            fields["best_checkpoint"] = result.best_checkpoint
+        if result.last_checkpoint:
+            fields["last_checkpoint"] = result.last_checkpoint
+        store.update(job_id, **fields)
+    elif kind == "error":
+        store.update(job_id, error_report=f"{item.error.type}: {item.error.message}")

@@ -1,0 +1,226 @@
+"""Jobs outlive the daemon: kill -9 it mid-training, start it again, and nothing is lost or doubled.
+
+Real daemons, real supervisors, real children, real signals. A daemon killed with SIGKILL gets no
+chance to clean up; its jobs' supervisors live on in their own sessions, and the next daemon on
+the same home adopts them (or harvests how they ended while it was down).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner.supervisor import alive, descendants
+from tests.conftest import start_daemon
+from tests.e2e.test_timm_jobs import _pid_of, job_spec, states, wait_for
+from tests.fixtures import make_imagefolder
+from tests.repo_fixtures import toy_repo, toy_spec
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=12, val_per_class=4)
+
+
+def kill_daemon(daemon) -> None:
+    daemon.client.close()
+    os.killpg(daemon.proc.pid, signal.SIGKILL)  # no chance to clean up
+    daemon.proc.wait()
+    daemon._log.close()
+
+
+def metric_events(client, job_id) -> list[pb.JobEvent]:
+    return [e for e in client.watch(job_id) if e.WhichOneof("kind") == "metrics"]
+
+
+def mlflow_run(daemon, job_id: str):
+    """The job's MLflow run once it is ended (runs are made and ended off the job's path)."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = wait_for(lambda: daemon.client.get(job_id).mlflow_run_id, timeout=60)
+    client = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    return client, wait_for(lambda: (r := client.get_run(run_id)).info.status != "RUNNING" and r, timeout=60)
+
+
+def supervisor_pid(daemon, job_id) -> int:
+    return _pid_of(daemon, job_id)  # the RUNNING event names the job's supervisor
+
+
+def restart_after_the_job_ended(daemon, job_id, home, envs):
+    """Kill the daemon while the job runs, let the job end unwatched, start a new daemon."""
+    wait_for(lambda: daemon.client.get(job_id).state == pb.RUNNING, timeout=240)
+    pid = supervisor_pid(daemon, job_id)
+    kill_daemon(daemon)
+    wait_for(lambda: not alive(pid), timeout=240)
+    return start_daemon(home, envs)
+
+
+def last_status_message(daemon, job_id) -> str:
+    return [e.status.message for e in daemon.client.watch(job_id) if e.WhichOneof("kind") == "status"][-1]
+
+
+def test_a_timm_job_survives_three_kill_9s_of_the_daemon(tmp_path, shared_envs, timm_env, dataset):
+    home, epochs = tmp_path / "home", 8
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(job_spec(dataset, name="survivor",
+                                        training={"epochs": epochs, "batch_size": 4, "device": "cpu"}))
+    for kill_after_epoch in (1, 3, 5):
+        wait_for(lambda: daemon.client.get(job.id).epoch >= kill_after_epoch, timeout=240)
+        kill_daemon(daemon)
+        daemon = start_daemon(home, shared_envs)
+        assert daemon.client.get(job.id).state == pb.RUNNING  # adopted, not failed
+    try:
+        final = daemon.client.wait(job.id)
+        assert final.state == pb.SUCCEEDED, final.error
+        steps = Counter(e.metrics.step for e in metric_events(daemon.client, job.id))
+        assert steps == {step: 1 for step in range(1, epochs + 1)}  # every epoch's metrics, exactly once
+        assert Path(final.best_checkpoint).is_file() and Path(final.last_checkpoint).is_file()
+        assert states(daemon.client.watch(job.id)) == ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"]
+        client, run = mlflow_run(daemon, job.id)
+        assert run.info.status == "FINISHED"
+        history = client.get_metric_history(run.info.run_id, "val/accuracy")
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+    finally:
+        daemon.stop()
+
+
+def toy_job(data: Path, repo: str, epochs: int, **advanced) -> dict:
+    return {"name": f"{repo}-job", "framework": "custom", "repo": repo, "model": "toy",
+            "task": "image_classification", "dataset": {"path": str(data), "format": "imagefolder"},
+            "training": {"epochs": epochs, "batch_size": 2, "device": "cpu"}, "advanced": advanced}
+
+
+@pytest.fixture
+def toy(tmp_path):
+    url, sha = toy_repo(tmp_path / "toy")
+
+    def add(daemon, name="toyslow"):
+        spec_file = tmp_path / f"{name}.yaml"
+        spec_file.write_text(toy_spec(str(url), sha, name=name))
+        daemon.client.add_repo(spec_file)
+        return name
+    return add
+
+
+def test_a_custom_repo_job_survives_three_kill_9s_with_every_line_parsed_once(tmp_path, shared_envs, toy):
+    home, epochs = tmp_path / "home", 8
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(toy_job(data, toy(daemon), epochs, epoch_seconds=1.2))
+    for kill_after_epoch in (1, 3, 5):
+        wait_for(lambda: daemon.client.get(job.id).epoch >= kill_after_epoch, timeout=120)
+        kill_daemon(daemon)
+        daemon = start_daemon(home, shared_envs)
+    try:
+        final = daemon.client.wait(job.id)
+        assert final.state == pb.SUCCEEDED, final.error
+        accuracy = [(e.metrics.step, round(e.metrics.values["val/accuracy"], 3))
+                    for e in metric_events(daemon.client, job.id) if "val/accuracy" in e.metrics.values]
+        assert accuracy == [(e, round(0.5 + 0.1 * (e - 1), 3)) for e in range(1, epochs + 1)]
+        logs = [e.log.text for e in daemon.client.watch(job.id, include_logs=True) if e.WhichOneof("kind") == "log"]
+        validation = [line for line in logs if line.startswith("validation: acc")]
+        assert len(validation) == epochs and len(set(validation)) == epochs  # no line twice, none skipped
+        steps = [line for line in logs if line.startswith("epoch ")]
+        assert len(steps) == 3 * epochs and len(set(steps)) == 3 * epochs
+        assert final.last_checkpoint.endswith(f"model_{epochs}.bin")
+        _, run = mlflow_run(daemon, job.id)
+        assert run.info.status == "FINISHED"
+    finally:
+        daemon.stop()
+
+
+def test_a_job_that_finished_while_the_daemon_was_down_is_harvested(tmp_path, shared_envs, timm_env, dataset):
+    home = tmp_path / "home"
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(job_spec(dataset, name="harvest", training={"epochs": 3, "batch_size": 4,
+                                                                            "device": "cpu"}))
+    daemon = restart_after_the_job_ended(daemon, job.id, home, shared_envs)
+    try:
+        final = daemon.client.wait(job.id)
+        assert final.state == pb.SUCCEEDED, final.error
+        assert final.exit_code == 0
+        steps = Counter(e.metrics.step for e in metric_events(daemon.client, job.id))
+        assert steps == {1: 1, 2: 1, 3: 1}  # reported while nobody listened: applied from the journal
+        assert Path(final.best_checkpoint).is_file()
+        _, run = mlflow_run(daemon, job.id)
+        assert run.info.status == "FINISHED"
+    finally:
+        daemon.stop()
+
+
+def test_a_child_that_crashed_while_the_daemon_was_down_fails_with_its_exit_code(tmp_path, shared_envs, toy):
+    home = tmp_path / "home"
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(toy_job(data, toy(daemon, "toycrash"), 4, fail_at=2, epoch_seconds=1.0))
+    daemon = restart_after_the_job_ended(daemon, job.id, home, shared_envs)
+    try:
+        final = daemon.client.wait(job.id)
+        assert final.state == pb.FAILED and final.exit_code == 3
+        assert "exited with code 3" in final.error and "toy trainer blew up" in final.error
+        accuracy = [e.metrics.step for e in metric_events(daemon.client, job.id) if "val/accuracy" in e.metrics.values]
+        assert accuracy == [1]  # the epoch it finished, parsed from the log after the restart
+        _, run = mlflow_run(daemon, job.id)
+        assert run.info.status == "FAILED"
+    finally:
+        daemon.stop()
+
+
+def test_stopping_the_daemon_leaves_jobs_running_unless_told_to_cancel_them(tmp_path, shared_envs, toy):
+    home = tmp_path / "home"
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    daemon = start_daemon(home, shared_envs)
+    job = daemon.client.submit(toy_job(data, toy(daemon), 60, epoch_seconds=1.0))
+    wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+    pid = supervisor_pid(daemon, job.id)
+    assert daemon.stop() == 0
+    assert alive(pid) and descendants(pid)  # a clean stop left it running
+
+    daemon = start_daemon(home, shared_envs, ["--cancel-jobs-on-stop"])
+    assert daemon.client.get(job.id).state == pb.RUNNING
+    assert daemon.stop() == 0
+    daemon = start_daemon(home, shared_envs)
+    try:
+        final = daemon.client.get(job.id)
+        assert final.state == pb.CANCELLED and "shut down" in last_status_message(daemon, job.id)
+        assert not alive(pid)
+    finally:
+        daemon.stop()
+
+
+def test_a_cancelled_job_leaves_no_process_even_setsid_and_double_forked_ones(tmp_path, shared_envs, toy):
+    """A repo whose command starts a `setsid` grandchild and a double-forked daemon: cancel stops
+    them all within the grace period and a second."""
+    from tests.repo_fixtures import make_git_repo
+
+    escaping = ("import os, subprocess, sys, time\n"
+                "subprocess.Popen(['setsid', sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+                "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n"
+                "    os._exit(0)\n"
+                "print('epoch 1/9 step 1/3 loss=0.5', flush=True)\ntime.sleep(600)\n")
+    url, sha = make_git_repo(tmp_path / "escaper", {"train.py": escaping})
+    spec_file = tmp_path / "escaper.yaml"
+    spec_file.write_text(toy_spec(str(url), sha, name="escaper"))
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    daemon = start_daemon(tmp_path / "home", shared_envs)
+    try:
+        daemon.client.add_repo(spec_file)
+        job = daemon.client.submit(toy_job(data, "escaper", 9))
+        wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=120)
+        pid = supervisor_pid(daemon, job.id)
+        processes = wait_for(lambda: len(d := descendants(pid)) >= 3 and d, timeout=30)
+        started = time.monotonic()
+        daemon.client.cancel(job.id)
+        assert daemon.client.wait(job.id).state == pb.CANCELLED
+        wait_for(lambda: not [p for p in processes if alive(p)], timeout=15)
+        assert time.monotonic() - started < 10 + 1  # the default grace period, plus a second
+    finally:
+        daemon.stop()
