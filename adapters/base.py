@@ -10,11 +10,11 @@ through the same ``RunRecorder``, so the daemon sees the same events from both k
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from adapters.files import atomic_path
 from adapters.job import Job
 from adapters.recorder import BEST, LAST, RunRecorder
 from adapters.reporter import Reporter
@@ -135,9 +135,8 @@ class TrainingAdapter:
         if not source.is_file() or target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            shutil.copyfile(source, partial)
         self.recorder.checkpoint(target, BEST, self.best_epoch)
 
 

@@ -68,7 +68,7 @@ class RepoCache:
             ready = self.checkouts / _checkout_name(spec, spec.commit)
             if ready.is_dir():
                 _log(log, f"[visionyard] using checkout {ready}\n")
-                return ready
+                return _used(ready)
         lock = filelock.FileLock(str(self.locks / f"{clone_name}.lock"))
         try:
             lock.acquire(timeout=0)
@@ -90,7 +90,7 @@ class RepoCache:
                 final = self.checkouts / _checkout_name(spec, sha)
                 if final.is_dir():
                     _log(log, f"[visionyard] using checkout {final}\n")
-                    return final
+                    return _used(final)
                 self._materialise(repo, spec, url, sha, final, log)
                 return final
         finally:
@@ -173,6 +173,15 @@ def normalize_url(url: str) -> str:
 def _excluded(path: str, patterns: list[str]) -> bool:
     """True when ``path`` matches a glob of ``exclude:`` or lies in a folder it names."""
     return any(fnmatch(path, g) or path.startswith(g.rstrip("/") + "/") for g in patterns)
+
+
+def _used(checkout: Path) -> Path:
+    """Stamp a checkout as used now: garbage collection removes the ones unused for long."""
+    try:
+        os.utime(checkout)
+    except OSError:
+        pass
+    return checkout
 
 
 def _checkout_name(spec: RepoSpec, sha: str) -> str:

@@ -451,6 +451,44 @@ class RemoveEnvResponse(_message.Message):
     removed: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class CollectGarbageRequest(_message.Message):
+    __slots__ = ("dry_run", "env_max_idle_days", "envs_max_gb", "checkout_max_idle_days", "job_dir_max_age_days")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ENV_MAX_IDLE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ENVS_MAX_GB_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUT_MAX_IDLE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    JOB_DIR_MAX_AGE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    env_max_idle_days: float
+    envs_max_gb: float
+    checkout_max_idle_days: float
+    job_dir_max_age_days: float
+    def __init__(self, dry_run: _Optional[bool] = ..., env_max_idle_days: _Optional[float] = ..., envs_max_gb: _Optional[float] = ..., checkout_max_idle_days: _Optional[float] = ..., job_dir_max_age_days: _Optional[float] = ...) -> None: ...
+
+class Removal(_message.Message):
+    __slots__ = ("kind", "name", "path", "bytes", "reason")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    path: str
+    bytes: int
+    reason: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., bytes: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CollectGarbageResponse(_message.Message):
+    __slots__ = ("removed", "freed_bytes", "dry_run")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedCompositeFieldContainer[Removal]
+    freed_bytes: int
+    dry_run: bool
+    def __init__(self, removed: _Optional[_Iterable[_Union[Removal, _Mapping]]] = ..., freed_bytes: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class PredictRequest(_message.Message):
     __slots__ = ("job_id", "image", "top_k", "checkpoint", "annotate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

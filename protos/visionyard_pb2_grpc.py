@@ -84,6 +84,11 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.RemoveEnvRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.RemoveEnvResponse.FromString,
                 _registered_method=True)
+        self.CollectGarbage = channel.unary_unary(
+                '/visionyard.v1.Runner/CollectGarbage',
+                request_serializer=protos_dot_visionyard__pb2.CollectGarbageRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.CollectGarbageResponse.FromString,
+                _registered_method=True)
         self.Predict = channel.unary_unary(
                 '/visionyard.v1.Runner/Predict',
                 request_serializer=protos_dot_visionyard__pb2.PredictRequest.SerializeToString,
@@ -180,6 +185,12 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CollectGarbage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Predict(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -269,6 +280,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.RemoveEnv,
                     request_deserializer=protos_dot_visionyard__pb2.RemoveEnvRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.RemoveEnvResponse.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=protos_dot_visionyard__pb2.CollectGarbageRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.CollectGarbageResponse.SerializeToString,
             ),
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
@@ -571,6 +587,33 @@ class Runner:
             '/visionyard.v1.Runner/RemoveEnv',
             protos_dot_visionyard__pb2.RemoveEnvRequest.SerializeToString,
             protos_dot_visionyard__pb2.RemoveEnvResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/CollectGarbage',
+            protos_dot_visionyard__pb2.CollectGarbageRequest.SerializeToString,
+            protos_dot_visionyard__pb2.CollectGarbageResponse.FromString,
             options,
             channel_credentials,
             insecure,

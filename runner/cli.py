@@ -42,8 +42,12 @@ def _when(ts: float) -> str:
 def cmd_serve(args) -> int:
     from runner.daemon import serve
 
+    from runner.gc import Policy
+
+    policy = Policy(env_max_idle_days=args.gc_env_days, envs_max_gb=args.gc_envs_max_gb,
+                    checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
     serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus,
-          cancel_jobs_on_stop=args.cancel_jobs_on_stop)
+          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy)
     return 0
 
 
@@ -161,6 +165,20 @@ def cmd_envs(args) -> int:
                 table.add_row(env.name, env.spec_name, f"{env.size_bytes / 2**20:.0f} MiB", _when(env.created_at),
                               _when(env.last_used_at), env.path)
             console.print(table)
+    return 0
+
+
+def cmd_gc(args) -> int:
+    with _client(args) as client:
+        reply = client.collect_garbage(args.dry_run, env_max_idle_days=args.env_days, envs_max_gb=args.envs_max_gb,
+                                       checkout_max_idle_days=args.checkout_days, job_dir_max_age_days=args.job_days)
+    verb = "would free" if reply.dry_run else "freed"
+    table = Table("kind", "name", "size", "why", "path")
+    for item in reply.removed:
+        table.add_row(item.kind, item.name, f"{item.bytes / 2**20:.1f} MiB", item.reason, item.path)
+    if reply.removed:
+        console.print(table)
+    console.print(f"{verb} {reply.freed_bytes / 2**20:.1f} MiB ({len(reply.removed)} item(s))")
     return 0
 
 
@@ -333,6 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
                    default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", "1"),
                    help="jobs running at once (default 1, or $VISIONYARD_MAX_CONCURRENT_JOBS)")
     p.add_argument("--gpus", default=None, help="GPU indices to hand out, e.g. 0,1 (default: detected)")
+    p.add_argument("--gc-env-days", type=float, default=30.0,
+                   help="automatic gc: remove envs unused for this many days (default 30; 0: never)")
+    p.add_argument("--gc-envs-max-gb", type=float, default=0.0,
+                   help="automatic gc: keep envs under this many GB, least recently used go first (default 0: no cap)")
+    p.add_argument("--gc-checkout-days", type=float, default=30.0,
+                   help="automatic gc: remove repo checkouts no job uses, unused for this many days (default 30)")
+    p.add_argument("--gc-job-days", type=float, default=0.0,
+                   help="automatic gc: remove job dirs (logs, checkpoints) of jobs finished this many days ago; "
+                        "records and MLflow runs stay (default 0: never)")
+    p = add("gc", cmd_gc, "remove unused envs, repo checkouts and old job dirs, and say what was freed",
+            description="Remove envs, repo checkouts and job dirs nobody needs: never what a queued, preparing "
+                        "or running job uses; job records and MLflow runs stay. Limits not given take the "
+                        "daemon's policy (visionyard serve --gc-*), which it also applies every hour.")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    p.add_argument("--env-days", type=float, help="envs unused for more days than this (0: none)")
+    p.add_argument("--envs-max-gb", type=float, help="then least recently used envs until under this size (0: no cap)")
+    p.add_argument("--checkout-days", type=float, help="repo checkouts unused for more days than this (0: none)")
+    p.add_argument("--job-days", type=float, help="job dirs of jobs finished more days ago than this (0: none)")
     p = add("submit", cmd_submit, "submit a job spec (YAML)")
     p.add_argument("spec")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the job ends")

@@ -176,6 +176,12 @@ class Client:
     def remove_env(self, name: str) -> list[str]:
         return list(self._call("RemoveEnv", pb.RemoveEnvRequest(name=name)).removed)
 
+    def collect_garbage(self, dry_run: bool = False, **limits: float | None) -> pb.CollectGarbageResponse:
+        """Remove unused envs, checkouts and old job dirs; `limits` (None: the daemon's policy) are
+        env_max_idle_days, envs_max_gb, checkout_max_idle_days, job_dir_max_age_days."""
+        request = pb.CollectGarbageRequest(dry_run=dry_run, **{k: v for k, v in limits.items() if v is not None})
+        return self._call("CollectGarbage", request, timeout=None)
+
     # ------------------------------------------------------------ custom repos
 
     def add_repo(self, spec_file: str | os.PathLike) -> pb.RepoInfo:

@@ -23,6 +23,7 @@ from envs.manager import EnvManager
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.devices import DevicePool, detect_gpus
+from runner.gc import Policy, collect_garbage
 from runner.jobs import Runtime, finish_tracking
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
@@ -32,6 +33,7 @@ from runner.tracking import Tracker
 
 log = logging.getLogger("visionyard.daemon")
 MAX_SOCKET_PATH = 100
+GC_FIRST_DELAY, GC_INTERVAL = 60.0, 3600.0
 
 
 def link_child_path(paths: Paths) -> None:
@@ -48,7 +50,7 @@ def link_child_path(paths: Paths) -> None:
 
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
-                 gpus: str | None = None, cancel_jobs_on_stop: bool = False):
+                 gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None):
         self.paths = Paths(home).ensure()
         if len(str(self.paths.socket)) > MAX_SOCKET_PATH:
             raise SystemExit(f"the home path is too long for a unix socket ({self.paths.socket}); "
@@ -61,6 +63,7 @@ class Daemon:
                              f"(at unix://{self.paths.socket}); stop it first or use another --home") from None
         self.listen = listen
         self.cancel_jobs_on_stop = cancel_jobs_on_stop
+        self.gc_policy = gc_policy or Policy()
         link_child_path(self.paths)
         self.store = JobStore(self.paths.db)
         self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
@@ -75,7 +78,8 @@ class Daemon:
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
                                   options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-        pb_grpc.add_RunnerServicer_to_server(RunnerServicer(self.runtime, self.scheduler), self.server)
+        pb_grpc.add_RunnerServicer_to_server(RunnerServicer(self.runtime, self.scheduler, self.gc_policy),
+                                             self.server)
         pb_grpc.add_ReporterServicer_to_server(ReporterServicer(self.runtime), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -96,10 +100,24 @@ class Daemon:
                 raise SystemExit(f"could not listen on {self.listen}")
         self.server.start()
         self.scheduler.start()
+        threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("visionyard daemon serving on unix://%s%s (home %s)", self.paths.socket,
                  f" and {self.listen}" if self.listen else "", self.paths.home)
+
+    def _collect_garbage(self) -> None:
+        """The automatic policy: a first pass a minute after start, then every hour."""
+        wait = GC_FIRST_DELAY
+        while not self._stopped.wait(wait):
+            wait = GC_INTERVAL
+            try:
+                removed = collect_garbage(self.runtime, self.gc_policy)
+            except Exception:  # gc must never take the daemon down
+                log.exception("garbage collection failed")
+                continue
+            if removed:
+                log.info("gc freed %.1f MiB (%d item(s))", sum(r.bytes for r in removed) / 2**20, len(removed))
 
     def stop(self) -> None:
         if self._stopped.is_set():
@@ -126,7 +144,7 @@ class Daemon:
 
 
 def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
-          cancel_jobs_on_stop: bool = False) -> None:
+          cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy).serve_forever()

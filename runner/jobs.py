@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters.files import remove_partials
 from envs.manager import EnvManager
 from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
@@ -65,6 +67,7 @@ def _repo_tags(record: JobRecord) -> dict[str, str]:
 DETACHED = "DETACHED"  # the daemon stopped watching a job that goes on (adopted at its next start)
 LAUNCH_RECORD = "launch.json"
 FINAL_RETRY_MAX_SECONDS = 30.0
+LOW_DISK_BYTES = 8 * 2**20  # below this, a disk counts as full: the store and the logs need some room
 
 
 class JobExecution(threading.Thread):
@@ -128,6 +131,8 @@ class JobExecution(threading.Thread):
             return
         if self._tailer.is_alive():
             self._tailer.stop()
+        for partial in remove_partials(self.job_dir / "checkpoints"):  # torn by a kill or a full disk
+            log.info("job %s: removed the interrupted write %s", self.job_id, partial)
         self.rt.devices.release(self.assignment)
         record = self.rt.store.get(self.job_id)
         best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
@@ -235,6 +240,7 @@ class JobExecution(threading.Thread):
         if record.error_report:
             reason += f": {record.error_report}"
         tail = log_tail(self.log_path)
+        reason += disk_full_note(self.job_dir, f"{record.error_report}\n{tail}")
         return self._finish(JobState.FAILED, f"child {reason}\nlast log lines:\n{tail}", exit_code=exit_code)
 
     def _finish(self, state: JobState, message: str, **fields) -> JobState:
@@ -251,6 +257,17 @@ class JobExecution(threading.Thread):
                           self.job_id, state.value, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, FINAL_RETRY_MAX_SECONDS)
+
+
+def disk_full_note(folder: Path, text: str) -> str:
+    """When the job failed for want of disk space, which disk (and how full), for its error."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if "No space left on device" in text or "disk is full" in text or free < LOW_DISK_BYTES:
+        return f" (the disk holding {folder} is full: {free / 2**20:.0f} MiB free)"
+    return ""
 
 
 def finish_tracking(rt: Runtime, record: JobRecord) -> None:

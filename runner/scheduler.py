@@ -123,7 +123,12 @@ class Scheduler:
                 assignment = self.rt.devices.acquire(device)
                 if assignment is None:
                     return  # strict FIFO: the head waits for its GPU
-                if not self.rt.store.transition(record.id, JobState.PREPARING, f"device {assignment.device}"):
+                try:
+                    moved = self.rt.store.transition(record.id, JobState.PREPARING, f"device {assignment.device}")
+                except Exception:  # the store can't be written (a full disk): try again on the next pass
+                    self.rt.devices.release(assignment)
+                    raise
+                if not moved:
                     self.rt.devices.release(assignment)
                     continue
                 execution = JobExecution(self.rt, record, assignment, self._done)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
+import shutil
+import sqlite3
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -15,7 +19,8 @@ from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
-from runner.jobs import Runtime
+from runner.gc import Policy, collect_garbage
+from runner.jobs import LOW_DISK_BYTES, Runtime
 from runner.launcher import child_environment
 from runner.predictions import PredictOutputError, parse_child_output
 from runner.repo_rpcs import RepoRpcs
@@ -29,6 +34,18 @@ WATCH_POLL_SECONDS = 0.5
 PREDICT_TIMEOUT_SECONDS = 300
 
 
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _disk_full(folder: Path, free: int) -> str:
+    return (f"the disk holding {folder} is full ({free / 2**20:.0f} MiB free); no job can be stored or run "
+            "until space is freed there (old job dirs, envs: `visionyard gc`)")
+
+
 def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
     try:
         return rt.store.get(job_id)
@@ -37,8 +54,8 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
 
 
 class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
-    def __init__(self, rt: Runtime, scheduler: Scheduler):
-        self.rt, self.scheduler = rt, scheduler
+    def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None):
+        self.rt, self.scheduler, self.gc_policy = rt, scheduler, gc_policy or Policy()
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
         try:
@@ -49,8 +66,16 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\ntraining.device: {problem}")
         repo_spec = self.rt.repos.get(spec.repo).model_dump(mode="json") if spec.framework == CUSTOM else None
-        record = self.rt.store.create_job(spec.model_dump(mode="json", exclude_none=True), spec.display_name,
-                                          spec.training.epochs, repo_spec=repo_spec)
+        home = self.rt.paths.home
+        if (free := _free_bytes(home)) < LOW_DISK_BYTES:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _disk_full(home, free))
+        try:
+            record = self.rt.store.create_job(spec.model_dump(mode="json", exclude_none=True), spec.display_name,
+                                              spec.training.epochs, repo_spec=repo_spec)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _disk_full(home, _free_bytes(home)))
         self.scheduler.notify()
         return job_to_proto(record)
 
@@ -134,6 +159,20 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         if in_use:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"env {', '.join(in_use)} is in use by a running job")
         return pb.RemoveEnvResponse(removed=self.rt.envs.remove(request.name))
+
+    def CollectGarbage(self, request: pb.CollectGarbageRequest, context) -> pb.CollectGarbageResponse:
+        limits = {}
+        for name in ("env_max_idle_days", "envs_max_gb", "checkout_max_idle_days", "job_dir_max_age_days"):
+            if request.HasField(name):
+                value = getattr(request, name)
+                if not math.isfinite(value) or value < 0:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name} must be a number ≥ 0 (0 turns it off)")
+                limits[name] = value
+        removed = collect_garbage(self.rt, replace(self.gc_policy, **limits), dry_run=request.dry_run)
+        return pb.CollectGarbageResponse(
+            removed=[pb.Removal(kind=r.kind, name=r.name, path=str(r.path), bytes=r.bytes, reason=r.reason)
+                     for r in removed],
+            freed_bytes=sum(r.bytes for r in removed), dry_run=request.dry_run)
 
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
         record = _record_or_abort(self.rt, request.job_id, context)

@@ -8,7 +8,6 @@ offline instead of retrying for most of a minute.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 import warnings
@@ -21,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from adapters.base import TrainingAdapter
 from adapters.datasets import ImageRecord, open_image, read_dataset, split_options
+from adapters.files import atomic_path
 from adapters.hub import is_missing_from_cache, prepare_hub_access
 from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
 from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
@@ -189,9 +189,8 @@ class TimmAdapter(TrainingAdapter):
         }
         path = self.checkpoint_path(kind)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-write never leaves a torn checkpoint
+        with atomic_path(path) as tmp:  # a kill or a full disk mid-write never leaves a torn checkpoint
+            torch.save(state, tmp)
         return path
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:

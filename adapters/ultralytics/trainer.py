@@ -31,6 +31,7 @@ import yaml
 from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import read_dataset, split_options
 from adapters.datasets.stage import stage
+from adapters.files import atomic_path
 from adapters.ultralytics.catalog import TASK_SUFFIX
 from adapters.ultralytics.metrics import epoch_metrics
 
@@ -224,7 +225,8 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
             # Ultralytics strips the optimizer from last.pt when training ends, which makes it
             # impossible to resume; keep the full one to put back (on_train_end).
-            shutil.copyfile(trainer.last, self._full_last(trainer))
+            with atomic_path(self._full_last(trainer)) as partial:
+                shutil.copyfile(trainer.last, partial)
 
     def _on_train_end(self, trainer) -> None:
         full = self._full_last(trainer)

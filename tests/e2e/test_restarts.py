@@ -224,3 +224,72 @@ def test_a_cancelled_job_leaves_no_process_even_setsid_and_double_forked_ones(tm
         assert time.monotonic() - started < 10 + 1  # the default grace period, plus a second
     finally:
         daemon.stop()
+
+
+FILLS_THE_DISK = """
+import os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out, exist_ok=True)
+print("epoch 1/2 step 1/3 loss=0.5", flush=True)
+with open(os.path.join(out, "filler.bin"), "wb") as f:
+    while True:
+        f.write(b"\\0" * (1 << 20))
+        f.flush()
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs (root only: mounting needs it)."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_job_naming_the_disk_and_never_runs_two_jobs_under_a_limit_of_one(
+        tmp_path, shared_envs, toy, small_disk):
+    import grpc
+
+    from runner.client import ClientError
+    from tests.repo_fixtures import make_git_repo
+
+    url, sha = make_git_repo(tmp_path / "filler", {"train.py": FILLS_THE_DISK})
+    spec_file = tmp_path / "filler.yaml"
+    spec_file.write_text(toy_spec(str(url), sha, name="filler"))
+    data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
+    home = small_disk / "home"
+    daemon = start_daemon(home, shared_envs, ["--max-concurrent-jobs", "1"])
+    try:
+        daemon.client.add_repo(spec_file)
+        filler = daemon.client.submit(toy_job(data, "filler", 2))
+        after = daemon.client.submit(toy_job(data, toy(daemon), 2))
+        full = Path(wait_for(lambda: list(home.rglob("filler.bin")), timeout=120)[0])
+        wait_for(lambda: os.statvfs(small_disk).f_bavail == 0, timeout=60)
+        with pytest.raises(ClientError) as info:  # nothing new is stored on a full disk
+            daemon.client.submit(toy_job(data, "filler", 2))
+        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and str(home) in str(info.value)
+        deadline = time.monotonic() + 8  # the disk stays full: the limit holds all along
+        while time.monotonic() < deadline:
+            active = [j for j in daemon.client.list() if j.state in (pb.PREPARING, pb.RUNNING)]
+            assert len(active) <= 1
+            assert daemon.client.get(after.id).state == pb.QUEUED or daemon.client.get(filler.id).state == pb.FAILED
+            time.sleep(0.1)
+        full.unlink()  # the user frees space
+        final = daemon.client.wait(filler.id)
+        assert final.state == pb.FAILED
+        assert f"the disk holding {home / 'jobs' / filler.id} is full" in final.error
+        assert "No space left on device" in final.error
+        assert daemon.client.wait(after.id).state == pb.SUCCEEDED
+        first, second = daemon.client.get(filler.id), daemon.client.get(after.id)
+        assert second.started_at >= first.finished_at  # the second started only once the first was final
+    finally:
+        daemon.stop()

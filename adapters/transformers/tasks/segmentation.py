@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
+from adapters.files import atomic_path
 from adapters.transformers.tasks.base import HFTask
 
 log = logging.getLogger("visionyard.transformers")
@@ -214,9 +214,8 @@ class SegmentationTask(HFTask):
         history.append({**self._evaluation, **metrics,
                         "iou": {name: None if np.isnan(v) else float(v) for name, v in zip(names, iou, strict=True)}})
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"classes": list(names), "evaluations": history}, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"classes": list(names), "evaluations": history}, indent=1), encoding="utf-8")
 
     # ------------------------------------------------------------ inference
 
