@@ -39,7 +39,7 @@ RPC_TIMEOUT = 5.0
 BATCH_MAX_ITEMS = 200
 LINGER = 0.05  # seconds to wait for more items before sending a batch
 BACKOFF_INITIAL = 0.2
-BACKOFF_MAX = 5.0
+BACKOFF_MAX = 1.0  # a restarted daemon hears from a child within a second
 MAX_QUEUED = 10_000  # beyond this, progress items are dropped (metrics never are)
 
 # Codes after which resending the same batch cannot succeed: the batch is dropped, logged.

@@ -101,6 +101,7 @@ class Tracker:
         self._runs: dict[str, str] = {}
         self._starts: dict[str, _Op] = {}  # start ops not done yet (MLflow down): retried
         self._retries: list[tuple[float, _Op]] = []  # (when, op) to try again
+        self._ended: set[str] = set()  # jobs whose run this tracker ended
         self._client = None
         self._experiment_id: str | None = None
         self._thread = threading.Thread(target=self._loop, name="mlflow", daemon=True)
@@ -182,7 +183,7 @@ class Tracker:
             getattr(self, f"_do_{op.kind}")(op)
         except Exception as exc:  # tracking must never take the daemon down
             if op.kind in ("start", "end"):
-                log.warning("MLflow %s for job %s failed (%s: %s); retrying in %.0f s", op.kind, op.job_id,
+                log.warning("MLflow %s for job %s failed (%s: %s); retrying in %.1f s", op.kind, op.job_id,
                             type(exc).__name__, exc, op.data.get("delay", RETRY_INITIAL))
                 self._client = None  # a fresh client next time (the store may have moved or recovered)
                 self._retry(op)
@@ -211,7 +212,7 @@ class Tracker:
     def _do_start(self, op: _Op) -> None:
         from mlflow.entities import Param, RunTag
 
-        if op.job_id in self._runs:
+        if op.job_id in self._runs or op.job_id in self._ended:  # a retry the end already did
             return
         self._starts[op.job_id] = op
         client = self._mlflow()
@@ -262,6 +263,8 @@ class Tracker:
                 log.exception("could not log artifact %s", path)
         client.set_terminated(run_id, status=STATUS.get(op.data["state"], "FAILED"))
         self._runs.pop(op.job_id, None)
+        self._starts.pop(op.job_id, None)
+        self._ended.add(op.job_id)
         if self.on_ended is not None:
             self.on_ended(op.job_id)
 

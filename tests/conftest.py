@@ -86,11 +86,15 @@ class DaemonProcess:
         return self.proc.returncode
 
 
-def start_daemon(home: Path, envs_root: Path, extra_args: list[str] = ()) -> DaemonProcess:
+def start_daemon(home: Path, envs_root: Path, extra_args: list[str] = (),
+                 cancel_jobs_on_stop: bool = True) -> DaemonProcess:
+    """A daemon on `home` whose envs are `envs_root`. Its `stop()` cancels running jobs, so that no
+    test leaves a training behind (pass False for the default: jobs outlive the daemon)."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "envs").exists():
         (home / "envs").symlink_to(envs_root, target_is_directory=True)
-    return DaemonProcess(home, list(extra_args))
+    flags = ["--cancel-jobs-on-stop"] if cancel_jobs_on_stop and "--cancel-jobs-on-stop" not in extra_args else []
+    return DaemonProcess(home, [*extra_args, *flags])
 
 
 @pytest.fixture(scope="module")

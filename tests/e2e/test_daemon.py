@@ -87,7 +87,7 @@ def test_two_slots_run_two_jobs_at_once(tmp_path, shared_envs, timm_env, dataset
 
 
 def test_stopping_the_daemon_with_cancel_jobs_on_stop_stops_its_children(tmp_path, shared_envs, timm_env, dataset):
-    daemon = start_daemon(tmp_path / "home", shared_envs, ["--cancel-jobs-on-stop"])
+    daemon = start_daemon(tmp_path / "home", shared_envs, ["--cancel-jobs-on-stop"])  # explicitly
     job = daemon.client.submit(long_job(dataset))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
     pid = _pid_of(daemon, job.id)

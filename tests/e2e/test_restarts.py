@@ -177,7 +177,7 @@ def test_a_child_that_crashed_while_the_daemon_was_down_fails_with_its_exit_code
 def test_stopping_the_daemon_leaves_jobs_running_unless_told_to_cancel_them(tmp_path, shared_envs, toy):
     home = tmp_path / "home"
     data = make_imagefolder(tmp_path / "colours", per_class=2, val_per_class=1)
-    daemon = start_daemon(home, shared_envs)
+    daemon = start_daemon(home, shared_envs, cancel_jobs_on_stop=False)  # the default
     job = daemon.client.submit(toy_job(data, toy(daemon), 60, epoch_seconds=1.0))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
     pid = supervisor_pid(daemon, job.id)
@@ -185,9 +185,9 @@ def test_stopping_the_daemon_leaves_jobs_running_unless_told_to_cancel_them(tmp_
     assert alive(pid) and descendants(pid)  # a clean stop left it running
 
     daemon = start_daemon(home, shared_envs, ["--cancel-jobs-on-stop"])
-    assert daemon.client.get(job.id).state == pb.RUNNING
+    assert daemon.client.get(job.id).state == pb.RUNNING  # adopted after a clean stop too
     assert daemon.stop() == 0
-    daemon = start_daemon(home, shared_envs)
+    daemon = start_daemon(home, shared_envs, cancel_jobs_on_stop=False)
     try:
         final = daemon.client.get(job.id)
         assert final.state == pb.CANCELLED and "shut down" in last_status_message(daemon, job.id)

@@ -1,0 +1,67 @@
+"""MLflow catches up with the job store: a tracking store that is down loses no run and no point."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runner import tracking
+from runner.tracking import Tracker, prepare_sqlite_store
+
+
+@pytest.mark.slow  # MLflow creates its tables: seconds on a small box
+def test_a_tracking_store_that_was_down_gets_the_run_every_point_and_the_end(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(tracking, "RETRY_INITIAL", 0.2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    down = [True]
+    real = Tracker._mlflow
+
+    def unreachable(self):
+        if down[0]:
+            raise ConnectionError("the tracking server does not answer")
+        return real(self)
+
+    monkeypatch.setattr(Tracker, "_mlflow", unreachable)
+    now = time.time()
+    points = [("val/accuracy", 1, 0.5, now), ("val/accuracy", 2, 0.75, now), ("train/loss", 2, 0.3, now)]
+    created, ended = [], []
+    tracker = Tracker(uri, tmp_path / "artifacts", lambda job, run: created.append(run),
+                      metric_points=lambda job: points, on_ended=ended.append)
+    try:
+        tracker.start_run("job-1", "a run", {"training.epochs": "2"}, {"framework": "timm"})
+        tracker.log_metrics("job-1", 1, {"val/accuracy": 0.5})  # no run to log to: caught up at the end
+        time.sleep(1.0)
+        assert not created
+        down[0] = False  # the store is back
+        tracker.log_metrics("job-1", 2, {"val/accuracy": 0.75})
+        tracker.end_run("job-1", "SUCCEEDED", [])
+        deadline = time.monotonic() + 90
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ended == ["job-1"] and len(created) == 1
+    finally:
+        tracker.close()
+    client = MlflowClient(uri)
+    run = client.get_run(created[0])
+    assert run.info.status == "FINISHED" and run.data.params["training.epochs"] == "2"
+    history = client.get_metric_history(created[0], "val/accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.75)]  # each point once
+    assert [m.step for m in client.get_metric_history(created[0], "train/loss")] == [2]
+
+
+def test_a_half_created_store_is_moved_aside(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:  # tables, but no schema version: MLflow stopped half-way
+        db.execute("CREATE TABLE experiments (id INTEGER)")
+    db.close()
+    prepare_sqlite_store(f"sqlite:///{path}")
+    assert list(tmp_path.glob("mlflow.db.incomplete-*"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()
+    db.close()
+    assert not list(tmp_path.glob("mlflow.db.creating-*"))
