@@ -112,7 +112,7 @@ def children(pid: int) -> set[int]:
 
 
 class ChildrenCpu(threading.Thread):
-    """CPU seconds of a process's children, read every SAMPLE_S while they live.
+    """CPU seconds of a process's children and grandchildren, read every SAMPLE_S while they live.
 
     The daemon's child is not ours to wait4() on; the last reading before it exits is at most
     SAMPLE_S old, so this undercounts by up to SAMPLE_S per busy core.
@@ -126,9 +126,13 @@ class ChildrenCpu(threading.Thread):
     def run(self) -> None:
         watched: set[int] = set()
         while not self.done.is_set():
-            # Once the job's child is found, read only its stat: the sampler must stay light (it
-            # runs during the visionyard runs only).
-            for pid in list(watched) or children(self.parent):
+            # The daemon's child is the job's supervisor, whose child trains. Once both are found,
+            # read only their stats: the sampler must stay light (it runs during visionyard runs).
+            candidates = set(watched)
+            if len(watched) < 2:
+                found = children(self.parent)
+                candidates |= found | {grandchild for pid in found for grandchild in children(pid)}
+            for pid in candidates:
                 if (used := cpu_seconds(pid)) is not None:
                     self.seen[pid], self.last_alive = used, time.time()
                     watched.add(pid)
