@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import shutil
@@ -27,7 +26,7 @@ from runner.repo_rpcs import RepoRpcs
 from runner.reports import apply_batch
 from runner.scheduler import Scheduler
 from runner.spec import CUSTOM, SpecError, spec_from_proto, validate_job_spec
-from runner.store import JobNotFound, JobState
+from runner.store import BatchOutOfOrder, JobNotFound, JobState, token_matches
 
 log = logging.getLogger("visionyard.daemon")
 WATCH_POLL_SECONDS = 0.5
@@ -235,9 +234,12 @@ class ReporterServicer(pb_grpc.ReporterServicer):
             record = self.rt.store.get(request.job_id)
         except JobNotFound:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{request.job_id}'")
-        if record.id != request.job_id or not hmac.compare_digest(record.token, request.token):
+        if record.id != request.job_id or not token_matches(request.token, record.token_hash):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
         if record.state.is_terminal():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
-        apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
+        try:
+            apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
+        except BatchOutOfOrder as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.ReportAck(batch_seq=request.batch_seq)
