@@ -168,6 +168,11 @@ class JobStore:
         self._depth = 0  # nesting of `atomic()` blocks held by the thread that holds the lock
         self.changed = threading.Condition(self._lock)
         self.version = 0  # bumped by every committed write; watchers wait for it to move
+        # Per job: how many commits added events to it, and a condition only its watchers wait on,
+        # so a write to one job wakes that job's watch streams and no others.
+        self._job_versions: dict[str, int] = {}
+        self._job_changed: dict[str, threading.Condition] = {}
+        self._touched: set[str] = set()  # jobs the open transaction appended events to
 
     def close(self) -> None:
         with self._lock:
@@ -204,6 +209,13 @@ class JobStore:
             record = _record(row)
             record.metrics = self.latest_metrics(record.id)
             return record
+
+    def state(self, job_id: str) -> JobState:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobState(row[0])
 
     def list(self, states: Iterable[JobState] = (), limit: int = 0) -> list[JobRecord]:
         states = [s.value for s in states]
@@ -357,11 +369,28 @@ class JobStore:
         with self.changed:
             self.changed.wait_for(lambda: self.version != seen_version, timeout)
 
+    def job_version(self, job_id: str) -> int:
+        with self._lock:
+            return self._job_versions.get(job_id, 0)
+
+    def wake(self, job_id: str) -> None:
+        """Wake `job_id`'s watchers (one of them has gone and should notice)."""
+        with self._lock:
+            if (condition := self._job_changed.get(job_id)) is not None:
+                condition.notify_all()
+
+    def wait_for_job(self, job_id: str, seen_version: int, timeout: float) -> None:
+        """Block until an event of `job_id` commits after `seen_version` was read, or `timeout`."""
+        with self._lock:
+            condition = self._job_changed.setdefault(job_id, threading.Condition(self._lock))
+            condition.wait_for(lambda: self._job_versions.get(job_id, 0) != seen_version, timeout)
+
     # -------------------------------------------------------------- internals
 
     def _append(self, db: sqlite3.Connection, job_id: str, when: float, kind: str, event: pb.JobEvent) -> int:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
         event.ClearField("job_id")
+        self._touched.add(job_id)
         db.execute("INSERT INTO events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
                    (job_id, seq, when, kind, event.SerializeToString()))
         return seq
@@ -391,6 +420,7 @@ class _Transaction:
         try:
             store._depth -= 1
             if store._depth == 0:
+                touched, store._touched = store._touched, set()
                 try:
                     store._db.execute("ROLLBACK" if exc_type else "COMMIT")
                 except sqlite3.Error:
@@ -401,6 +431,10 @@ class _Transaction:
                 if exc_type is None:
                     store.version += 1
                     store.changed.notify_all()
+                    for job_id in touched:
+                        store._job_versions[job_id] = store._job_versions.get(job_id, 0) + 1
+                        if (condition := store._job_changed.get(job_id)) is not None:
+                            condition.notify_all()
         finally:
             store._lock.release()
 
