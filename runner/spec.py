@@ -32,6 +32,7 @@ MAX_PATH, MAX_TEXT = 4096, 500  # characters of a path; of a model name or hub i
 MAX_ADVANCED_NUMBER = 1e12      # |x| of any number under `advanced` (the schema may bound it tighter)
 MAX_ADVANCED_TEXT = 10_000      # characters of a string under `advanced`
 MAX_DEPTH, MAX_KEYS = 8, 1000   # nesting and size of `advanced`
+MAX_DATASET_FILES = 2_000_000   # entries a dataset folder may hold (a submit reads it)
 #: Folders a dataset can't be: scanning them walks the whole system (or kernel files).
 SYSTEM_ROOTS = ("/", "/proc", "/sys", "/dev", "/run", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc",
                 "/var", "/snap")
@@ -154,6 +155,8 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError([(_loc(e["loc"]), _pydantic_message(e)) for e in exc.errors()]) from None
+    if problem := _system_folder(os.path.normpath(spec.dataset.path)):  # as given: /proc/1/root is /
+        raise SpecError([problem])
     spec = _absolute_paths(spec)
     if problems := _path_problems(spec):
         raise SpecError(problems)
@@ -274,11 +277,33 @@ def _path_problems(spec: JobSpec) -> list[tuple[str, str]]:
             continue
         if any(len(part.encode()) > 255 for part in Path(value).parts):
             problems.append((field, f"{quote(value)} has a name longer than 255 bytes"))
-    root = spec.dataset.path
-    if root in SYSTEM_ROOTS or any(root.startswith(f"{system}/") for system in ("/proc", "/sys", "/dev")):
-        problems.append(("dataset.path", f"{quote(root)} is a system folder, not a dataset; point it at the "
-                                         "folder that holds the dataset"))
+    if problem := _system_folder(spec.dataset.path):
+        problems.append(problem)
     return problems
+
+
+def _system_folder(root: str) -> tuple[str, str] | None:
+    if root in SYSTEM_ROOTS or any(root.startswith(f"{system}/") for system in ("/proc", "/sys", "/dev")):
+        return ("dataset.path", f"{quote(root)} is a system folder, not a dataset; point it at the folder that "
+                                "holds the dataset")
+    return None
+
+
+def count_files(root: Path, limit: int) -> int:
+    """Entries under `root` (symlinks not followed), counting stops past `limit`."""
+    count, todo = 0, [root]
+    while todo and count <= limit:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(Path(entry.path))
+                    if count > limit:
+                        break
+        except OSError:
+            continue
+    return count
 
 
 def _readable(path: Path) -> bool:
@@ -336,6 +361,9 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
 
 def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
     """The dataset read exactly as the child will read it: layout, labels, a sample of images."""
+    if (count := count_files(Path(spec.dataset.path), MAX_DATASET_FILES)) > MAX_DATASET_FILES:
+        return None, [("dataset.path", f"{quote(spec.dataset.path)} holds over {MAX_DATASET_FILES:,} files and "
+                                       "folders; point it at the dataset's own folder")]
     fallback_ratio = advanced.get("data", {}).get("val_split")
     split = split_options(spec.dataset.model_dump(), spec.training.seed, fallback_ratio)
     dataset, problems = inspect_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,
