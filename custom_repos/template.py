@@ -7,8 +7,10 @@ to the empty string stays one empty argument (YOLOv7's ``--weights ''``).
 
 from __future__ import annotations
 
+import shlex
 import string
 from collections.abc import Iterable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 #: Placeholders every spec may use, with what they render to (shown in error messages and docs).
@@ -72,14 +74,82 @@ def check(template: str, valid: Iterable[str]) -> str | None:
     return None
 
 
-def render(template: str, values: Mapping[str, Any]) -> str:
-    """``template`` with each placeholder replaced by :func:`format_value` of its value."""
+def render(template: str, values: Mapping[str, Any], shell: bool = False) -> str:
+    """``template`` with each placeholder replaced by :func:`format_value` of its value; in a
+    shell script (`shell`), each value quoted for where it stands (bare, in '...' or in "..."),
+    so it stays literal text."""
     parts = []
+    state = _ShellState()
     for literal, name, _spec, _conversion in _parse(template):
         parts.append(literal)
+        if shell:
+            state.feed(literal)
         if name is not None:
-            parts.append(format_value(values[name]))
+            text = format_value(values[name])
+            parts.append(state.quote(text) if shell else text)
     return "".join(parts)
+
+
+class _ShellState:
+    """Which quotes a POSIX shell script is inside, after the text fed so far."""
+
+    def __init__(self) -> None:
+        self.quote_char = ""  # "", "'" or '"'
+        self.escaped = False
+
+    def feed(self, text: str) -> None:
+        for char in text:
+            if self.escaped:
+                self.escaped = False
+            elif self.quote_char == "'":
+                if char == "'":
+                    self.quote_char = ""
+            elif char == "\\":
+                self.escaped = True
+            elif self.quote_char == '"':
+                if char == '"':
+                    self.quote_char = ""
+            elif char in "'\"":
+                self.quote_char = char
+
+    def quote(self, value: str) -> str:
+        if self.escaped:  # a backslash right before the placeholder: it escapes our first character
+            self.escaped = False
+            return "\\" + self.quote(value)  # noqa: the backslash now escapes itself
+        if self.quote_char == "'":
+            return value.replace("'", "'\\''")
+        if self.quote_char == '"':
+            return "".join("\\" + c if c in '\\"$`' else c for c in value)
+        return shlex.quote(value)
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
+
+
+def render_command(command: list[str], values: Mapping[str, Any]) -> list[str]:
+    """A spec's command as argv: every element rendered on its own (a value never splits into more
+    elements, whatever spaces it holds), and the script of a shell's ``-c`` with quoted values
+    (``$(...)``, backticks, ``;``, newlines in a value stay literal)."""
+    script = _shell_script_index(command)
+    return [render(element, values, shell=i == script) for i, element in enumerate(command)]
+
+
+def _shell_script_index(command: list[str]) -> int | None:
+    """Where the script is when `command` runs a shell with ``-c`` (also through ``env``)."""
+    at = 0
+    while at < len(command) and PurePath(command[at]).name == "env":
+        at += 1
+        while at < len(command) and ("=" in command[at] or command[at].startswith("-")):
+            at += 1
+    if at >= len(command) or PurePath(command[at]).name not in SHELLS:
+        return None
+    for i in range(at + 1, len(command)):
+        flag = command[i]
+        if flag.startswith("-") and not flag.startswith("--") and "c" in flag[1:]:
+            return i + 1 if i + 1 < len(command) else None
+        if not flag.startswith("-"):
+            return None
+    return None
 
 
 def format_value(value: Any) -> str:

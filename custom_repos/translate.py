@@ -227,7 +227,7 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
     if spec.shims:
         env["VISIONYARD_SHIMS"] = ",".join(spec.shims)
         pythonpath = [str(SHIM_DIR)]
-    argv = [template.render(element, values) for element in spec.command]
+    argv = template.render_command(list(spec.command), values)
     return Launch(argv=argv, env=env, cwd=Path(checkout).absolute(), output_dir=output_dir,
                   pythonpath=pythonpath)
 

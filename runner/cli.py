@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ console = Console()
 
 
 def _client(args) -> Client:
-    return Client(address=args.address, home=args.home)
+    return Client(address=args.address, home=args.home, token=getattr(args, "token", None),
+                  tls_ca=getattr(args, "tls_ca", None))
 
 
 def _json(message) -> str:
@@ -42,12 +44,16 @@ def _when(ts: float) -> str:
 def cmd_serve(args) -> int:
     from runner.daemon import serve
 
+    from runner.daemon import TcpOptions
     from runner.gc import Policy
+    from runner.guard import TOKEN_ENV
 
     policy = Policy(env_max_idle_days=args.gc_env_days, envs_max_gb=args.gc_envs_max_gb,
                     checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
+    tcp = TcpOptions(token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV), tls_cert=args.tls_cert,
+                     tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, insecure=args.insecure_listen)
     serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus,
-          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy)
+          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy, tcp=tcp)
     return 0
 
 
@@ -329,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--address", default=argparse.SUPPRESS, help="daemon address (default: $VISIONYARD_ADDRESS or the home's socket)")
     common.add_argument("--home", default=argparse.SUPPRESS, help="runner home (default: $VISIONYARD_HOME or ~/.visionyard)")
+    common.add_argument("--token", default=argparse.SUPPRESS,
+                        help="the daemon's token, for TCP (default: $VISIONYARD_TOKEN or the home's auth-token file)")
+    common.add_argument("--tls-ca", default=argparse.SUPPRESS,
+                        help="PEM file of the CA that signed the daemon's certificate (TLS; default: $VISIONYARD_TLS_CA)")
     parser = argparse.ArgumentParser(prog="visionyard", description="Train computer-vision models through one runner.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -343,10 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "supervisors, and the next start on the same home adopts them (or records how they "
                         "ended meanwhile); jobs it left preparing are prepared again. "
                         "--cancel-jobs-on-stop cancels running jobs at a clean stop instead.")
+    p.add_argument("--tls-cert", type=Path, help="serve --listen over TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="... and this private key (PEM)")
+    p.add_argument("--tls-client-ca", type=Path, help="also require client certificates signed by this CA (PEM)")
+    p.add_argument("--insecure-listen", action="store_true",
+                   help="allow --listen on a non-loopback address without TLS (the token travels in clear text)")
     p.add_argument("--cancel-jobs-on-stop", action="store_true",
                    help="cancel running jobs when the daemon stops (default: they go on and are adopted "
                         "at the next start)")
-    p.add_argument("--listen", help="also listen on HOST:PORT (e.g. 127.0.0.1:50051)")
+    p.add_argument("--listen", help="also listen on HOST:PORT (e.g. 127.0.0.1:50051); clients must send the "
+                                    "daemon's token (--token, $VISIONYARD_TOKEN, or the home's auth-token file, made "
+                                    "0600 on first start). The token lets its holder run code as this user (it can "
+                                    "add repos), like access to the Docker socket")
     p.add_argument("--max-concurrent-jobs", type=_positive_int,
                    default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", "1"),
                    help="jobs running at once (default 1, or $VISIONYARD_MAX_CONCURRENT_JOBS)")
@@ -430,12 +448,18 @@ def main(argv: list[str] | None = None) -> int:
     args.address = getattr(args, "address", None)
     args.home = getattr(args, "home", None)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except ClientError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `visionyard status JOB --json | head -1`: the reader left; so do we, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own flush at exit must not fail again
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -20,10 +20,14 @@ import yaml
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.settings import resolve_address
+from runner.guard import TOKEN_ENV, TokenCredentials, read_token
+from runner.settings import resolve_address, resolve_home
 from runner.spec import SpecError, spec_to_proto
 
 TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
+
+
+TLS_CA_ENV = "VISIONYARD_TLS_CA"
 
 
 class ClientError(RuntimeError):
@@ -75,10 +79,27 @@ def _relative_to(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 class Client:
-    def __init__(self, address: str | None = None, home: str | os.PathLike | None = None, timeout: float = 30):
+    """A connection to the daemon: its unix socket by default, or `address` (HOST:PORT over TCP).
+
+    Over TCP the daemon's token goes with every call: `token`, else ``$VISIONYARD_TOKEN``, else
+    the home's token file when this user can read it. `tls_ca` (or ``$VISIONYARD_TLS_CA``) is the
+    PEM file that signed the daemon's certificate; with it the connection is TLS.
+    """
+
+    def __init__(self, address: str | None = None, home: str | os.PathLike | None = None, timeout: float = 30,
+                 token: str | None = None, tls_ca: str | os.PathLike | None = None):
         self.address = resolve_address(address, home)
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(self.address)
+        tls_ca = tls_ca or os.environ.get(TLS_CA_ENV)
+        if tls_ca:
+            credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+            self.channel = grpc.secure_channel(self.address, credentials)
+        else:
+            self.channel = grpc.insecure_channel(self.address)
+        token = token or os.environ.get(TOKEN_ENV) or (None if self.address.startswith("unix:")
+                                                       else read_token(resolve_home(home)))
+        if token:
+            self.channel = grpc.intercept_channel(self.channel, TokenCredentials(token))
         self.stub = pb_grpc.RunnerStub(self.channel)
 
     def close(self) -> None:

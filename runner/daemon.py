@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
 import signal
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
@@ -24,6 +26,7 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.devices import DevicePool, detect_gpus
 from runner.gc import Policy, collect_garbage
+from runner.guard import Guard, load_or_create_token
 from runner.jobs import Runtime, finish_tracking
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
@@ -34,6 +37,8 @@ from runner.tracking import Tracker
 log = logging.getLogger("visionyard.daemon")
 MAX_SOCKET_PATH = 100
 GC_FIRST_DELAY, GC_INTERVAL = 60.0, 3600.0
+CLIENT_WORKERS = 1100  # threads for client calls: a watch stream holds one while it is open
+REPORTER_WORKERS = 32  # threads for children's reports, shared with nothing else
 
 
 def link_child_path(paths: Paths) -> None:
@@ -50,8 +55,11 @@ def link_child_path(paths: Paths) -> None:
 
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
-                 gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None):
+                 gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None,
+                 tcp: TcpOptions | None = None):
+        os.umask(0o077)  # everything the daemon and its children write is the owner's only
         self.paths = Paths(home).ensure()
+        make_private(self.paths)
         if len(str(self.paths.socket)) > MAX_SOCKET_PATH:
             raise SystemExit(f"the home path is too long for a unix socket ({self.paths.socket}); "
                              "use a shorter --home or VISIONYARD_HOME")
@@ -71,34 +79,55 @@ class Daemon:
                                metric_points=self.store.metric_points,
                                on_ended=lambda job_id: self.store.update(job_id, tracking_done=1))
         self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
-                               DevicePool(detect_gpus(gpus)), reporter_address=f"unix://{self.paths.socket}",
+                               DevicePool(detect_gpus(gpus)),
+                               reporter_address=f"unix://{self.paths.reporter_socket}",
                                repos=RepoRegistry(self.paths.repos / "specs"), repo_cache=RepoCache(self.paths.repos))
         if "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
             self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
-                                  options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-        pb_grpc.add_RunnerServicer_to_server(RunnerServicer(self.runtime, self.scheduler, self.gc_policy),
-                                             self.server)
-        pb_grpc.add_ReporterServicer_to_server(ReporterServicer(self.runtime), self.server)
+        self.tcp = tcp or TcpOptions()
+        if listen:
+            self.tcp.check(listen)
         self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [d.full_name for d in pb.DESCRIPTOR.services_by_name.values()]
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy)
+        reporter = ReporterServicer(self.runtime)
+        # Clients (watch streams hold a thread each) and children's reports never share threads:
+        # children report on a socket of their own, served by a pool nothing else uses.
+        self.server = self._server(CLIENT_WORKERS, Guard(), runner, reporter)
+        self.reporter_server = self._server(REPORTER_WORKERS, Guard(), None, reporter)
+        self.tcp_server = None
+        if listen:
+            token = load_or_create_token(self.paths.home, self.tcp.token)
+            self.tcp_server = self._server(CLIENT_WORKERS, Guard(token), runner, reporter)
         self._stopped = threading.Event()
+
+    def _server(self, workers: int, guard: Guard, runner, reporter) -> grpc.Server:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+                             interceptors=[guard], maximum_concurrent_rpcs=workers,
+                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        names = [pb.DESCRIPTOR.services_by_name["Reporter"].full_name, health.SERVICE_NAME]
+        if runner is not None:
+            pb_grpc.add_RunnerServicer_to_server(runner, server)
+            names += [pb.DESCRIPTOR.services_by_name["Runner"].full_name, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, server)
+        pb_grpc.add_ReporterServicer_to_server(reporter, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        return server
 
     def start(self) -> None:
         self.scheduler.recover()  # before any client (or child) can see a job the last daemon left active
         for record in self.store.list([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]):
             if not record.tracking_done:
                 finish_tracking(self.runtime, record)
-        if self.paths.socket.exists():
-            self.paths.socket.unlink()
+        for socket in (self.paths.socket, self.paths.reporter_socket):
+            socket.unlink(missing_ok=True)
         self.server.add_insecure_port(f"unix://{self.paths.socket}")
-        if self.listen:
-            if self.server.add_insecure_port(self.listen) == 0:
-                raise SystemExit(f"could not listen on {self.listen}")
-        self.server.start()
+        self.reporter_server.add_insecure_port(f"unix://{self.paths.reporter_socket}")
+        if self.tcp_server is not None and self.tcp.add_port(self.tcp_server, self.listen) == 0:
+            raise SystemExit(f"could not listen on {self.listen}")
+        for server in (self.server, self.reporter_server, self.tcp_server):
+            if server is not None:
+                server.start()
         self.scheduler.start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
@@ -125,12 +154,15 @@ class Daemon:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
-        self.server.stop(grace=2).wait()
+        stopping = [server.stop(grace=2) for server in (self.server, self.reporter_server, self.tcp_server)
+                    if server is not None]
+        for done in stopping:
+            done.wait()
         self.tracker.flush(timeout=30)
         self.tracker.close()
         self.store.close()
-        if self.paths.socket.exists():
-            self.paths.socket.unlink()
+        for socket in (self.paths.socket, self.paths.reporter_socket):
+            socket.unlink(missing_ok=True)
         self._home_lock.release()
 
     def serve_forever(self) -> None:
@@ -144,7 +176,63 @@ class Daemon:
 
 
 def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
-          cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None) -> None:
+          cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None, tcp: TcpOptions | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp).serve_forever()
+
+
+def make_private(paths: Paths) -> None:
+    """The home and what an older version left in it readable by the owner only (files made from
+    now on are, by the umask)."""
+    os.chmod(paths.home, 0o700)
+    for path in (paths.db, paths.db.with_name(paths.db.name + "-wal"), paths.db.with_name(paths.db.name + "-shm"),
+                 paths.mlflow_db):
+        if path.exists():
+            os.chmod(path, 0o600)
+    for folder in (paths.jobs, paths.mlflow_artifacts, paths.envs, paths.repos):
+        if folder.is_dir() and not folder.is_symlink():
+            os.chmod(folder, 0o700)
+
+
+@dataclass
+class TcpOptions:
+    """How the daemon listens on TCP (`--listen`): the token clients must send, and TLS."""
+
+    token: str | None = None          # default: the home's auth-token file, made on first start
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # also require client certificates signed by this CA
+    insecure: bool = False            # allow a non-loopback address without TLS
+
+    def check(self, listen: str) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SystemExit("--tls-cert and --tls-key go together: pass both, or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key")
+        for path in (self.tls_cert, self.tls_key, self.tls_client_ca):
+            if path and not Path(path).is_file():
+                raise SystemExit(f"{path}: no such file (a PEM file is needed)")
+        if not self.tls_cert and not self.insecure and not is_loopback(listen):
+            raise SystemExit(f"refusing to listen on {listen} without TLS: the token would cross the network "
+                             "in clear text. Pass --tls-cert and --tls-key, listen on 127.0.0.1, or force it "
+                             "with --insecure-listen")
+
+    def add_port(self, server: grpc.Server, listen: str) -> int:
+        if not self.tls_cert:
+            return server.add_insecure_port(listen)
+        client_ca = Path(self.tls_client_ca).read_bytes() if self.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials([(Path(self.tls_key).read_bytes(), Path(self.tls_cert).read_bytes())],
+                                                  root_certificates=client_ca,
+                                                  require_client_auth=client_ca is not None)
+        return server.add_secure_port(listen, credentials)
+
+
+def is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

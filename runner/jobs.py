@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from runner.devices import Assignment, DevicePool
 from runner.launcher import Child, ExitStatus, LogTailer, child_environment, read_exit_record, replay_lines
 from runner.reports import apply_journal
 from runner.settings import Paths
-from runner.store import JobRecord, JobState, JobStore
+from runner.store import JobRecord, JobState, JobStore, hash_token
 from runner.tracking import Tracker, flatten
 from runner.workloads import PrepareError, Workload, workload_for
 
@@ -92,6 +93,7 @@ class JobExecution(threading.Thread):
         self.workload: Workload | None = None
         self.extra_artifacts: list[Path] = []
         self._tailer: LogTailer | None = None
+        self.token = ""  # the child's reporter token, made at launch
 
     def cancel(self, reason: str = "cancelled by user") -> None:
         with self._lock:
@@ -150,9 +152,11 @@ class JobExecution(threading.Thread):
             self.rt.store.update(self.job_id, log_offset=offset)
 
     def _run(self) -> JobState | str:
-        store, spec = self.rt.store, self.record.spec
+        store = self.rt.store
         self._tailer.start()
-        store.update(self.job_id, job_dir=str(self.job_dir), device=self.assignment.device)
+        self.token = secrets.token_hex(32)  # the child's: the store keeps only its hash
+        store.update(self.job_id, job_dir=str(self.job_dir), device=self.assignment.device,
+                     token=hash_token(self.token))
         self._start_tracking()
         with open(self.log_path, "a", buffering=1) as job_log:
             try:
@@ -184,7 +188,7 @@ class JobExecution(threading.Thread):
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
             self.workload = workload
             self._child = Child.start(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path,
-                                      job_dir=self.job_dir, token=self.record.token)
+                                      job_dir=self.job_dir, token=self.token)
         store.transition(self.job_id, JobState.RUNNING, f"pid {self._child.pid} on {self.assignment.device}",
                          pid=self._child.pid, pid_start=self._child.start_ticks)
         status = self._child.wait(stop=self.detach_requested)
@@ -197,7 +201,7 @@ class JobExecution(threading.Thread):
         workload = workload_for(self)
         workload.restore(read_launch_record(self.job_dir).get("workload") or {})
         workload.replay(replay_lines(self.log_path, record.log_offset) if record.log_offset else iter(()))
-        child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token)
+        child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token_hash)
         with self._lock:
             self.workload, self._child = workload, child
         self._tailer.start()

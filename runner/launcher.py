@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from log_parsers.base import Line, LineSplitter
+from runner.store import token_matches
 from runner.supervisor import alive
 from runner.supervisor import start_ticks as process_start_ticks  # when a pid started: tells a reuse apart
 
@@ -96,10 +97,10 @@ class Child:
         return cls(popen.pid, process_start_ticks(popen.pid), job_dir, popen, grace)
 
     @classmethod
-    def attach(cls, pid: int | None, start: int | None, job_dir: Path, token: str,
+    def attach(cls, pid: int | None, start: int | None, job_dir: Path, token_hash: str,
                grace: float = TERMINATE_GRACE_SECONDS) -> "Child | None":
-        """The job's supervisor if it still runs: same pid, same start time, and the job's token in
-        its environment (never a later process that reuses the pid); else None."""
+        """The job's supervisor if it still runs: same pid, same start time, and in its environment
+        the token whose hash the store keeps (never a later process that reuses the pid); else None."""
         if not pid or start is None or process_start_ticks(pid) != start:
             return None
         try:
@@ -107,7 +108,9 @@ class Child:
                 environ = f.read().split(b"\0")
         except OSError:
             return None
-        if f"{TOKEN_ENV}={token}".encode() not in environ:
+        prefix = f"{TOKEN_ENV}=".encode()
+        tokens = [item[len(prefix):].decode(errors="replace") for item in environ if item.startswith(prefix)]
+        if not tokens or not token_matches(tokens[0], token_hash):
             return None
         return cls(pid, start, job_dir, None, grace)
 

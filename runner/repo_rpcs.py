@@ -19,6 +19,9 @@ def repo_to_proto(spec, source: str) -> pb.RepoInfo:
                        source=source, spec_yaml=yaml.safe_dump(data, sort_keys=False))
 
 
+MAX_SPEC_CHARS = 256 * 1024
+
+
 class RepoRpcs:
     """Mixed into RunnerServicer; needs `self.rt` (repos, repo_cache, envs)."""
 
@@ -39,13 +42,19 @@ class RepoRpcs:
     def AddRepo(self, request: pb.AddRepoRequest, context) -> pb.RepoInfo:
         from custom_repos.spec import RepoSpecError
 
-        filename = Path(request.filename or "repo.yaml").name
+        filename = Path(request.filename).name or "repo.yaml"
+        if not filename.isprintable() or len(filename.encode()) > 255 or filename in (".", ".."):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"filename {filename[:100]!r} is not a printable file name of at most 255 bytes")
+        if len(request.spec_yaml) > MAX_SPEC_CHARS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"spec_yaml is {len(request.spec_yaml)} characters long; a repo spec is at most {MAX_SPEC_CHARS}")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / filename
             path.write_text(request.spec_yaml)
             try:
                 spec = self.rt.repos.add(path)
-            except (RepoSpecError, ValueError) as exc:
+            except (RepoSpecError, ValueError, yaml.YAMLError, RecursionError) as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid repo spec:\n{exc}")
         return repo_to_proto(spec, "user")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from adapters.reporter import ENV_JOURNAL, read_journal
 from protos import visionyard_pb2 as pb
+from runner.store import BatchOutOfOrder
 
 if TYPE_CHECKING:
     from runner.jobs import Runtime
@@ -26,13 +27,15 @@ __all__ = ["ENV_JOURNAL", "JOURNAL_NAME", "apply_batch", "apply_journal"]
 
 
 def apply_batch(rt: "Runtime", job_id: str, batch: pb.ReportBatch) -> bool:
-    """Apply `batch` unless it already was; True when it was applied now."""
+    """Apply `batch` unless it already was; True when it was applied now. A batch past the next
+    one raises BatchOutOfOrder and changes nothing."""
     store = rt.store
     with store.atomic():
         if not store.claim_batch(job_id, batch.batch_seq):
             return False
+        job_dir = rt.paths.job_dir(job_id)
         for item in batch.items:
-            _apply_item(rt, job_id, item)
+            _apply_item(rt, job_id, job_dir, item)
     for item in batch.items:
         if item.WhichOneof("kind") == "metrics":
             rt.tracker.log_metrics(job_id, item.metrics.step, dict(item.metrics.values), item.time or None)
@@ -43,16 +46,44 @@ def apply_journal(rt: "Runtime", job_id: str, job_dir: Path) -> int:
     """Apply the batches of the job's journal the store hasn't seen; how many were applied."""
     applied = 0
     for batch in read_journal(job_dir / JOURNAL_NAME):
-        if batch.job_id == job_id and apply_batch(rt, job_id, batch):
-            applied += 1
+        try:
+            if batch.job_id == job_id and apply_batch(rt, job_id, batch):
+                applied += 1
+        except BatchOutOfOrder as exc:  # a hole in the journal: what follows can't be applied in order
+            log.warning("job %s: journal %s: %s", job_id, job_dir / JOURNAL_NAME, exc)
+            break
     if applied:
         log.info("job %s: applied %d report batch(es) from its journal", job_id, applied)
     return applied
 
 
-def _apply_item(rt: "Runtime", job_id: str, item: pb.ReportItem) -> None:
+def inside(path: str | Path, folder: Path) -> bool:
+    """`path` resolves (symlinks followed) to `folder` or below it."""
+    try:
+        return Path(path).resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def _refuse_path(rt: "Runtime", job_id: str, what: str, path: str, job_dir: Path) -> None:
+    shown = path if len(path) <= 200 else path[:200] + "…"
+    log.warning("job %s reported a %s outside its job dir (%s): %r; refused", job_id, what, job_dir, shown)
+    rt.store.add_logs(job_id, [f"[visionyard] refused a reported {what} outside the job dir: {shown!r}"])
+
+
+def _apply_item(rt: "Runtime", job_id: str, job_dir: Path, item: pb.ReportItem) -> None:
+    """One item of a batch. Paths a child reports are taken only inside its job dir: the daemon
+    never reads or uploads a file elsewhere on a child's word."""
     store, kind = rt.store, item.WhichOneof("kind")
     when = item.time or time.time()
+    if kind == "checkpoint" and not inside(item.checkpoint.path, job_dir):
+        return _refuse_path(rt, job_id, "checkpoint", item.checkpoint.path, job_dir)
+    if kind == "result":
+        for which in ("best_checkpoint", "last_checkpoint"):
+            path = getattr(item.result, which)
+            if path and not inside(path, job_dir):
+                _refuse_path(rt, job_id, which.replace("_", " "), path, job_dir)
+                item.result.ClearField(which)
     if kind == "metrics":
         store.add_metrics(job_id, item.metrics.step, dict(item.metrics.values), when)
     elif kind == "progress":

@@ -66,7 +66,7 @@ class Scheduler:
             started = json.loads((job_dir / SUPERVISOR_RECORD).read_text())
         except (OSError, ValueError):
             return False
-        child = Child.attach(started.get("supervisor_pid"), started.get("supervisor_start"), job_dir, record.token)
+        child = Child.attach(started.get("supervisor_pid"), started.get("supervisor_start"), job_dir, record.token_hash)
         if child is None and read_exit_record(job_dir) is None:
             return False
         self.rt.store.transition(record.id, JobState.RUNNING, "its command had started before the daemon stopped",

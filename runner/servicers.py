@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
 
 from adapters.frameworks import all_catalogs, get_catalog
 from envs.specs import get_spec
@@ -26,11 +29,13 @@ from runner.predictions import PredictOutputError, parse_child_output
 from runner.repo_rpcs import RepoRpcs
 from runner.reports import apply_batch
 from runner.scheduler import Scheduler
-from runner.spec import CUSTOM, SpecError, spec_from_proto, validate_job_spec
-from runner.store import JobNotFound, JobState
+from runner.spec import CUSTOM, SpecError, quote, spec_from_proto, validate_job_spec
+from runner.store import BatchOutOfOrder, JobNotFound, JobState, token_matches
 
 log = logging.getLogger("visionyard.daemon")
-WATCH_POLL_SECONDS = 0.5
+WATCH_POLL_SECONDS = 5.0  # a watch wakes on its job's events; this only notices a client that left
+SUBMIT_CHECK_SECONDS = 60.0  # a submitted spec's checks (its dataset read) take at most this long
+MAX_LIST = 10_000
 PREDICT_TIMEOUT_SECONDS = 300
 
 
@@ -47,21 +52,26 @@ def _disk_full(folder: Path, free: int) -> str:
 
 
 def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
+    if not job_id or len(job_id) > 64 or not job_id.isprintable():
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                      f"job_id {quote(job_id, 80)} is not a job id (1 to 64 printable characters; see `visionyard list`)")
     try:
         return rt.store.get(job_id)
     except JobNotFound:
-        context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{job_id}' (see `visionyard list`)")
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
 
 class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None):
         self.rt, self.scheduler, self.gc_policy = rt, scheduler, gc_policy or Policy()
+        self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="submit-check")
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
         try:
-            spec = validate_job_spec(spec_from_proto(request.spec), repos=self.rt.repos)
-        except SpecError as exc:
+            raw = spec_from_proto(request.spec)
+        except (ValueError, TypeError, json_format.Error) as exc:  # e.g. NaN or Infinity in `advanced`
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}")
+        spec = self._validated(raw, context)
         problem = self.rt.devices.check(spec.training.device)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\ntraining.device: {problem}")
@@ -79,12 +89,44 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         self.scheduler.notify()
         return job_to_proto(record)
 
+    def _validated(self, raw: dict, context):
+        """The spec checked off the RPC threads, in bounded time: reading a dataset can be slow."""
+        started = threading.Event()
+
+        def check():
+            started.set()
+            return validate_job_spec(raw, repos=self.rt.repos)
+
+        future = self._checks.submit(check)
+        try:
+            return future.result(timeout=SUBMIT_CHECK_SECONDS)
+        except SpecError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}")
+        except FutureTimeout:
+            future.cancel()
+            if not started.is_set():
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              "the runner is busy checking other submitted datasets; submit again in a minute")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"invalid job spec:\ndataset.path: checking it took over {SUBMIT_CHECK_SECONDS:g} s; point it "
+                          "at the dataset's own folder (`visionyard datasets check PATH` shows what it holds)")
+        except OSError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"invalid job spec:\na path in it can't be read ({exc.strerror or exc})")
+
     def GetJob(self, request: pb.GetJobRequest, context) -> pb.Job:
         return job_to_proto(_record_or_abort(self.rt, request.job_id, context))
 
     def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
-        states = [JobState(pb.JobState.Name(s)) for s in request.states if s]
-        records = self.rt.store.list(states, request.limit)
+        known = {v.number for v in pb.JobState.DESCRIPTOR.values if v.number}
+        if bad := [s for s in request.states if s not in known]:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"states: {bad[:5]} are not job states. Valid: "
+                          f"{', '.join(f'{pb.JobState.Name(n)} ({n})' for n in sorted(known))}")
+        if not 0 <= request.limit <= MAX_LIST:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be between 0 (all) and {MAX_LIST}")
+        states = [JobState(pb.JobState.Name(s)) for s in request.states]
+        records = self.rt.store.list(states, request.limit or MAX_LIST)
         return pb.ListJobsResponse(jobs=[job_to_proto(r) for r in records])
 
     def CancelJob(self, request: pb.CancelJobRequest, context) -> pb.Job:
@@ -99,8 +141,9 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         record = _record_or_abort(self.rt, request.job_id, context)
         after, store = request.after_seq, self.rt.store
         include_logs = request.include_logs or request.logs_only
+        context.add_callback(lambda: store.wake(record.id))  # a client that leaves frees its thread at once
         while context.is_active():
-            version = store.version
+            version = store.job_version(record.id)
             events = store.events(record.id, after, include_logs=include_logs)
             for event in events:
                 after = event.seq
@@ -108,11 +151,11 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
                     yield event
             if events:
                 continue
-            if request.snapshot or store.get(record.id).state.is_terminal():
+            if request.snapshot or store.state(record.id).is_terminal():
                 if not store.events(record.id, after, include_logs=include_logs, limit=1):
                     return
                 continue
-            store.wait_for_change(version, WATCH_POLL_SECONDS)
+            store.wait_for_job(record.id, version, WATCH_POLL_SECONDS)
 
     def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         catalogs = all_catalogs()
@@ -187,6 +230,8 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         if not checkpoint or not Path(checkpoint).exists():  # a file, or a save_pretrained folder
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
+        if not 0 <= request.top_k <= 1000:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be between 1 and 1000 (0: 5)")
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
         env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
@@ -235,9 +280,12 @@ class ReporterServicer(pb_grpc.ReporterServicer):
             record = self.rt.store.get(request.job_id)
         except JobNotFound:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{request.job_id}'")
-        if record.id != request.job_id or not hmac.compare_digest(record.token, request.token):
+        if record.id != request.job_id or not token_matches(request.token, record.token_hash):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
         if record.state.is_terminal():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
-        apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
+        try:
+            apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
+        except BatchOutOfOrder as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.ReportAck(batch_seq=request.batch_seq)

@@ -33,6 +33,11 @@ class Paths:
         return self.home / SOCKET_NAME
 
     @property
+    def reporter_socket(self) -> Path:
+        """Where children report: a socket of their own, so clients can't crowd them out."""
+        return self.home / "reporter.sock"
+
+    @property
     def envs(self) -> Path:
         return self.home / "envs"
 
@@ -72,7 +77,7 @@ class Paths:
 
     def ensure(self) -> "Paths":
         for folder in (self.home, self.envs, self.repos, self.jobs, self.mlflow_artifacts):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self
 
 

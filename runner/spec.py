@@ -8,6 +8,8 @@ raises `SpecError` listing each bad field by its path and what would fix it.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,14 @@ if TYPE_CHECKING:
 CUSTOM = "custom"  # jobs that run a repo's own command (custom_repos/)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEFAULT_IMAGE_SIZE = 224
+MAX_PATH, MAX_TEXT = 4096, 500  # characters of a path; of a model name or hub id
+MAX_ADVANCED_NUMBER = 1e12      # |x| of any number under `advanced` (the schema may bound it tighter)
+MAX_ADVANCED_TEXT = 10_000      # characters of a string under `advanced`
+MAX_DEPTH, MAX_KEYS = 8, 1000   # nesting and size of `advanced`
+MAX_DATASET_FILES = 2_000_000   # entries a dataset folder may hold (a submit reads it)
+#: Folders a dataset can't be: scanning them walks the whole system (or kernel files).
+SYSTEM_ROOTS = ("/", "/proc", "/sys", "/dev", "/run", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc",
+                "/var", "/snap")
 
 
 class SpecError(ValueError):
@@ -41,13 +51,13 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    path: str = Field(min_length=1)
-    format: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=MAX_PATH)
+    format: str = Field(min_length=1, max_length=100)
     #: Without a val split on disk: how val is made, its share, and for `file` the train list
     #: (relative to the dataset folder, or absolute).
     split: str | None = None
     val_ratio: float | None = Field(None, gt=0, lt=1)
-    split_file: str | None = Field(None, min_length=1)
+    split_file: str | None = Field(None, min_length=1, max_length=MAX_PATH)
 
     @field_validator("split")
     @classmethod
@@ -67,10 +77,10 @@ class DatasetSpec(_Strict):
 class TrainingSpec(_Strict):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=65_536)
-    learning_rate: float = Field(1e-3, gt=0, le=10)
+    learning_rate: float = Field(1e-3, ge=1e-10, le=10)
     device: str = "auto"
     num_workers: int = Field(0, ge=0, le=64)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     image_size: int | None = Field(None, ge=8, le=8192)
 
     @field_validator("device")
@@ -83,19 +93,19 @@ class TrainingSpec(_Strict):
 
 class JobSpec(_Strict):
     name: str | None = Field(None, max_length=200)
-    framework: str
-    task: str
-    model: str
+    framework: str = Field(max_length=100)
+    task: str = Field(max_length=100)
+    model: str = Field(min_length=1, max_length=MAX_TEXT)
     pretrained: bool = False
     image_size: int | None = Field(None, ge=8, le=8192)
     num_classes: int | None = Field(None, ge=1, le=1_000_000)
     dataset: DatasetSpec
     training: TrainingSpec = TrainingSpec()
     advanced: dict[str, Any] = Field(default_factory=dict)
-    preset: str | None = None
-    weights: str | None = None
-    resume: str | None = None
-    repo: str | None = None
+    preset: str | None = Field(None, max_length=100)
+    weights: str | None = Field(None, min_length=1, max_length=MAX_PATH)
+    resume: str | None = Field(None, min_length=1, max_length=MAX_PATH)
+    repo: str | None = Field(None, max_length=100)
 
     @property
     def display_name(self) -> str:
@@ -139,11 +149,17 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
 
     `repos` is the runner's repo registry, needed for `framework: custom`.
     """
+    if problems := hostile_values(raw):
+        raise SpecError(problems)
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError([(_loc(e["loc"]), _pydantic_message(e)) for e in exc.errors()]) from None
+    if problem := _system_folder(os.path.normpath(spec.dataset.path)):  # as given: /proc/1/root is /
+        raise SpecError([problem])
     spec = _absolute_paths(spec)
+    if problems := _path_problems(spec):
+        raise SpecError(problems)
 
     if spec.framework == CUSTOM:
         return _validate_custom(spec, repos)
@@ -186,8 +202,9 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     if check_paths:
         for field in ("weights", "resume"):  # a file, or a save_pretrained / checkpoint folder (transformers)
             value = getattr(spec, field)
-            if value is not None and not Path(value).exists():
-                problems.append((field, f"'{value}' does not exist on the runner's machine"))
+            if value is not None and not _readable(Path(value)):
+                problems.append((field, f"{quote(value)} does not exist on the runner's machine, or the runner "
+                                        "can't read it"))
         if not any(p[0].startswith("dataset") or p[0] == "task" for p in problems):
             num_classes, dataset_problems = _check_dataset(spec, filled)
             problems += dataset_problems
@@ -198,19 +215,123 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     return spec.model_copy(update=updates)
 
 
+def quote(value: Any, limit: int = 200) -> str:
+    """A value for an error message: repr'd (control characters visible), at most `limit` chars."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def hostile_values(raw: Any) -> list[tuple[str, str]]:
+    """What no field may hold, found before anything reads the spec: NUL and control characters,
+    non-finite or huge numbers, deep or huge nesting, names that are not printable."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(raw, dict):
+        return [("", f"a job spec is a mapping of fields, not {type(raw).__name__}")]
+
+    def walk(value: Any, path: str, depth: int, in_advanced: bool) -> None:
+        if len(problems) >= 20:
+            return
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH or len(value) > MAX_KEYS:
+                problems.append((path, f"nested deeper than {MAX_DEPTH} or with over {MAX_KEYS} keys"))
+                return
+            for key, item in value.items():
+                if not isinstance(key, str) or not key.isprintable() or len(key) > 100:
+                    problems.append((path, f"key {quote(key)} is not a printable name of at most 100 characters"))
+                    continue
+                walk(item, f"{path}.{key}" if path else key, depth + 1, in_advanced or key == "advanced")
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH or len(value) > MAX_KEYS:
+                problems.append((path, f"nested deeper than {MAX_DEPTH} or with over {MAX_KEYS} items"))
+                return
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]", depth + 1, in_advanced)
+        elif isinstance(value, bool) or value is None:
+            return
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                problems.append((path, f"{quote(value)} is not a finite number"))
+            elif in_advanced and abs(value) > MAX_ADVANCED_NUMBER:
+                problems.append((path, f"{quote(value)} is out of range (at most {MAX_ADVANCED_NUMBER:g} in size)"))
+        elif isinstance(value, str):
+            limit = MAX_ADVANCED_TEXT if in_advanced else MAX_PATH
+            if len(value) > limit:
+                problems.append((path, f"is {len(value)} characters long; at most {limit}"))
+            elif "\0" in value or any(ord(c) < 32 and c not in ("\t\n" if in_advanced else "") or ord(c) == 127
+                                       for c in value):
+                problems.append((path, f"{quote(value)} holds a NUL or control character"))
+            elif path == "name" and not value.isprintable():
+                problems.append((path, f"{quote(value)} is not printable text"))
+        else:
+            problems.append((path, f"{quote(value)} is not a number, text, list or mapping"))
+
+    walk(raw, "", 0, False)
+    return problems
+
+
+def _path_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    problems = []
+    for field, value in (("dataset.path", spec.dataset.path), ("dataset.split_file", spec.dataset.split_file),
+                         ("weights", spec.weights), ("resume", spec.resume)):
+        if value is None:
+            continue
+        if any(len(part.encode()) > 255 for part in Path(value).parts):
+            problems.append((field, f"{quote(value)} has a name longer than 255 bytes"))
+    if problem := _system_folder(spec.dataset.path):
+        problems.append(problem)
+    return problems
+
+
+def _system_folder(root: str) -> tuple[str, str] | None:
+    if root in SYSTEM_ROOTS or any(root.startswith(f"{system}/") for system in ("/proc", "/sys", "/dev")):
+        return ("dataset.path", f"{quote(root)} is a system folder, not a dataset; point it at the folder that "
+                                "holds the dataset")
+    return None
+
+
+def count_files(root: Path, limit: int) -> int:
+    """Entries under `root` (symlinks not followed), counting stops past `limit`."""
+    count, todo = 0, [root]
+    while todo and count <= limit:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(Path(entry.path))
+                    if count > limit:
+                        break
+        except OSError:
+            continue
+    return count
+
+
+def _readable(path: Path) -> bool:
+    try:
+        return path.exists() and os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
 def _absolute_paths(spec: JobSpec) -> JobSpec:
     """`~` expanded and relative paths made absolute, so the child (whose working directory is
     its job dir) opens exactly what was validated."""
-    def absolute(value: str | None) -> str | None:
-        return None if value is None else str(Path(value).expanduser().resolve())
+    def absolute(value: str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(Path(value).expanduser().resolve())
+        except (RuntimeError, OSError) as exc:  # ~nosuchuser, a symlink loop
+            raise SpecError([(field, f"{quote(value)} can't be resolved to a folder on the runner ({exc})")]) from None
 
-    root = absolute(spec.dataset.path)
+    root = absolute(spec.dataset.path, "dataset.path")
     split_file = spec.dataset.split_file
     if split_file is not None:
-        split_file = str((Path(root) / Path(split_file).expanduser()).resolve())
+        split_file = absolute(str(Path(root) / split_file) if not split_file.startswith("~") else split_file,
+                              "dataset.split_file")
     return spec.model_copy(update={
         "dataset": spec.dataset.model_copy(update={"path": root, "split_file": split_file}),
-        "weights": absolute(spec.weights), "resume": absolute(spec.resume)})
+        "weights": absolute(spec.weights, "weights"), "resume": absolute(spec.resume, "resume")})
 
 
 def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
@@ -240,6 +361,9 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
 
 def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
     """The dataset read exactly as the child will read it: layout, labels, a sample of images."""
+    if (count := count_files(Path(spec.dataset.path), MAX_DATASET_FILES)) > MAX_DATASET_FILES:
+        return None, [("dataset.path", f"{quote(spec.dataset.path)} holds over {MAX_DATASET_FILES:,} files and "
+                                       "folders; point it at the dataset's own folder")]
     fallback_ratio = advanced.get("data", {}).get("val_split")
     split = split_options(spec.dataset.model_dump(), spec.training.seed, fallback_ratio)
     dataset, problems = inspect_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,

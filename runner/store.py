@@ -7,8 +7,11 @@ connection behind a lock; watchers wait on a condition that every append notifie
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
+import secrets
 import sqlite3
 import threading
 import time
@@ -59,7 +62,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_dir TEXT NOT NULL DEFAULT '',
     env_name TEXT NOT NULL DEFAULT '',
     device TEXT NOT NULL DEFAULT '',
-    token TEXT NOT NULL,
+    token TEXT NOT NULL,              -- sha256 of the job's reporter token (never the token)
     pid INTEGER,
     pid_start INTEGER,
     mlflow_run_id TEXT NOT NULL DEFAULT '',
@@ -93,7 +96,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 
-UPDATABLE = frozenset({"exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
+UPDATABLE = frozenset({"token", "exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
                        "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
                        "error_report", "log_offset", "tracking_done"})
 
@@ -106,6 +109,10 @@ class InvalidTransition(RuntimeError):
     pass
 
 
+class BatchOutOfOrder(ValueError):
+    pass
+
+
 @dataclass
 class JobRecord:
     id: str
@@ -113,7 +120,7 @@ class JobRecord:
     spec: dict[str, Any]
     state: JobState
     created_at: float
-    token: str
+    token_hash: str  # sha256 (hex) of the token the job's child got; set at launch
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
@@ -153,10 +160,19 @@ class JobStore:
                 if column.startswith("tracking_done"):  # runs of jobs ended before were ended then
                     self._db.execute("UPDATE jobs SET tracking_done = 1 WHERE state IN (?, ?, ?)",
                                      [s.value for s in TERMINAL])
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < 1:  # tokens were kept in plain text
+            rows = self._db.execute("SELECT id, token FROM jobs").fetchall()
+            self._db.executemany("UPDATE jobs SET token = ? WHERE id = ?", [(hash_token(t), i) for i, t in rows])
+            self._db.execute("PRAGMA user_version = 1")
         self._lock = threading.RLock()
         self._depth = 0  # nesting of `atomic()` blocks held by the thread that holds the lock
         self.changed = threading.Condition(self._lock)
         self.version = 0  # bumped by every committed write; watchers wait for it to move
+        # Per job: how many commits added events to it, and a condition only its watchers wait on,
+        # so a write to one job wakes that job's watch streams and no others.
+        self._job_versions: dict[str, int] = {}
+        self._job_changed: dict[str, threading.Condition] = {}
+        self._touched: set[str] = set()  # jobs the open transaction appended events to
 
     def close(self) -> None:
         with self._lock:
@@ -169,7 +185,7 @@ class JobStore:
         """A QUEUED job; `repo_spec` is the custom repo's spec as validated (what the job will run)."""
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
-        token = uuid.uuid4().hex + uuid.uuid4().hex
+        token = hash_token(secrets.token_hex(32))  # replaced at launch by the child's own
         with self._tx() as db:
             position = db.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
@@ -193,6 +209,13 @@ class JobStore:
             record = _record(row)
             record.metrics = self.latest_metrics(record.id)
             return record
+
+    def state(self, job_id: str) -> JobState:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobState(row[0])
 
     def list(self, states: Iterable[JobState] = (), limit: int = 0) -> list[JobRecord]:
         states = [s.value for s in states]
@@ -226,11 +249,20 @@ class JobStore:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
 
     def claim_batch(self, job_id: str, batch_seq: int) -> bool:
-        """Record that a child's report batch is being applied; False when it already was."""
+        """Record that a child's report batch is being applied: True for the next one, False for
+        one already applied; a batch past the next is refused (BatchOutOfOrder): reports come in
+        order, so a jump can only be forged, and would make every real batch after it a "resend"."""
         with self._tx() as db:
-            cursor = db.execute("UPDATE jobs SET last_batch_seq = ? WHERE id = ? AND last_batch_seq < ?",
-                                (batch_seq, job_id, batch_seq))
-            return cursor.rowcount == 1
+            cursor = db.execute("UPDATE jobs SET last_batch_seq = ? WHERE id = ? AND last_batch_seq = ?",
+                                (batch_seq, job_id, batch_seq - 1))
+            if cursor.rowcount == 1:
+                return True
+            row = db.execute("SELECT last_batch_seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if batch_seq > row[0]:
+                raise BatchOutOfOrder(f"report batch {batch_seq} is not the next one (expected {row[0] + 1})")
+            return False
 
     def transition(self, job_id: str, state: JobState, message: str = "", **fields: Any) -> bool:
         """Move a job to `state`; False (and no change) when the move isn't allowed.
@@ -337,11 +369,28 @@ class JobStore:
         with self.changed:
             self.changed.wait_for(lambda: self.version != seen_version, timeout)
 
+    def job_version(self, job_id: str) -> int:
+        with self._lock:
+            return self._job_versions.get(job_id, 0)
+
+    def wake(self, job_id: str) -> None:
+        """Wake `job_id`'s watchers (one of them has gone and should notice)."""
+        with self._lock:
+            if (condition := self._job_changed.get(job_id)) is not None:
+                condition.notify_all()
+
+    def wait_for_job(self, job_id: str, seen_version: int, timeout: float) -> None:
+        """Block until an event of `job_id` commits after `seen_version` was read, or `timeout`."""
+        with self._lock:
+            condition = self._job_changed.setdefault(job_id, threading.Condition(self._lock))
+            condition.wait_for(lambda: self._job_versions.get(job_id, 0) != seen_version, timeout)
+
     # -------------------------------------------------------------- internals
 
     def _append(self, db: sqlite3.Connection, job_id: str, when: float, kind: str, event: pb.JobEvent) -> int:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
         event.ClearField("job_id")
+        self._touched.add(job_id)
         db.execute("INSERT INTO events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
                    (job_id, seq, when, kind, event.SerializeToString()))
         return seq
@@ -371,6 +420,7 @@ class _Transaction:
         try:
             store._depth -= 1
             if store._depth == 0:
+                touched, store._touched = store._touched, set()
                 try:
                     store._db.execute("ROLLBACK" if exc_type else "COMMIT")
                 except sqlite3.Error:
@@ -381,8 +431,21 @@ class _Transaction:
                 if exc_type is None:
                     store.version += 1
                     store.changed.notify_all()
+                    for job_id in touched:
+                        store._job_versions[job_id] = store._job_versions.get(job_id, 0) + 1
+                        if (condition := store._job_changed.get(job_id)) is not None:
+                            condition.notify_all()
         finally:
             store._lock.release()
+
+
+def hash_token(token: str) -> str:
+    """What the store keeps of a job's token: enough to check one, not to forge one."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), token_hash)
 
 
 def _status_event(state: JobState, message: str) -> pb.JobEvent:
@@ -393,7 +456,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     return JobRecord(
         id=data["id"], name=data["name"], spec=json.loads(data["spec_json"]), state=JobState(data["state"]),
-        created_at=data["created_at"], token=data["token"], started_at=data["started_at"],
+        created_at=data["created_at"], token_hash=data["token"], started_at=data["started_at"],
         finished_at=data["finished_at"], exit_code=data["exit_code"], error=data["error"],
         job_dir=data["job_dir"], env_name=data["env_name"], device=data["device"], pid=data["pid"], pid_start=data["pid_start"],
         mlflow_run_id=data["mlflow_run_id"], best_checkpoint=data["best_checkpoint"],

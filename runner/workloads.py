@@ -8,7 +8,7 @@ the job a command to spawn, see the child's log lines, and judge the exit. The j
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -17,7 +17,7 @@ from envs.specs import get_spec
 from log_parsers import build_parser
 from log_parsers.base import Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
-from runner.reports import ENV_JOURNAL, JOURNAL_NAME
+from runner.reports import ENV_JOURNAL, JOURNAL_NAME, inside
 from runner.spec import CUSTOM
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class AdapterWorkload(Workload):
                        env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
                             ENV_JOURNAL: str(job_dir / JOURNAL_NAME),
                             "VISIONYARD_JOB_ID": self.job_id,
-                            "VISIONYARD_JOB_TOKEN": self.execution.record.token,
+                            "VISIONYARD_JOB_TOKEN": self.execution.token,
                             "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)},
                        pythonpath=[str(self.rt.paths.child_path)])
 
@@ -202,7 +202,13 @@ class RepoWorkload(Workload):
         if self.output_dir is None:
             return
         found = find_artifacts(self.repo, self.output_dir)
-        store = self.rt.store
+        store, job_dir = self.rt.store, self.execution.job_dir
+        outside = [p for p in (found.last, found.best, *found.files) if p and not inside(p, job_dir)]
+        for path in outside:  # e.g. a link the repo made to a file of the daemon's user: never uploaded
+            store.add_logs(self.job_id, [f"[visionyard] artifact {path} leads outside the job dir; ignored"])
+        found = replace(found, last=None if found.last in outside else found.last,
+                        best=None if found.best in outside else found.best,
+                        files=[p for p in found.files if p not in outside])
         for kind in ("last", "best"):
             path = getattr(found, kind)
             if path:

@@ -266,3 +266,42 @@ def test_find_artifacts_natural_order(tmp_path):
     assert found.files == [out / "log.txt"]
     empty = find_artifacts(shipped_specs()["yolov7"], out)
     assert empty.best is None and empty.last is None and empty.files == []
+
+
+PAYLOADS = ["$(touch {m}/dollar)", "`touch {m}/backtick`", "x; touch {m}/semicolon", "x\ntouch {m}/newline",
+            "x && touch {m}/and | cat", "'single' \"double\" \\ $HOME", "-c 'touch {m}/flag'"]
+
+
+@pytest.mark.parametrize("shell", [["sh", "-c"], ["/bin/bash", "-lc"], ["env", "A=1", "sh", "-ec"]])
+def test_values_stay_literal_in_a_shell_command(tmp_path, git_repo, spec_dict, yolo_dataset, shell):
+    """What a user puts in a job can't run as shell code: every value is one quoted word."""
+    import subprocess
+
+    marker = tmp_path / "markers"
+    marker.mkdir()
+    spec = parse_repo_spec(spec_dict(
+        url=str(git_repo.path), commit=git_repo.second,
+        command=[*shell, "printf '%s\\n' \"hyp={advanced.hyp}\" model={model} out={output_dir} 'epochs={epochs}' "
+                         "'hyp again: '{advanced.hyp}'.'"],
+        advanced={"hyp": {"type": "str", "default": "data/hyp.yaml"}}), "t.yaml")
+    checkout = RepoCache(tmp_path / "repos").checkout(spec)
+    for i, payload in enumerate(PAYLOADS):
+        value = payload.format(m=marker)
+        launch = prepare_launch(spec, yolo_job(yolo_dataset(), model="big", advanced={"hyp": value}),
+                                tmp_path / f"job {i} $(x)", checkout, PY, "cpu")
+        done = subprocess.run(launch.argv, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert f"hyp={value}\n" in done.stdout, done.stdout
+        assert f"out={tmp_path / f'job {i} $(x)' / 'output'}\n" in done.stdout
+        assert f"hyp again: {value}.\n" in done.stdout  # bare, between two quoted strings
+    assert not list(marker.iterdir())
+
+
+def test_a_value_is_one_argument_whatever_it_holds(tmp_path, git_repo, spec_dict, yolo_dataset):
+    spec = parse_repo_spec(spec_dict(url=str(git_repo.path), commit=git_repo.second), "t.yaml")
+    checkout = RepoCache(tmp_path / "repos").checkout(spec)
+    value = "a b; c $(d)\n--epochs=99"
+    launch = prepare_launch(spec, yolo_job(yolo_dataset(), model="big", advanced={"hyp": value}), tmp_path / "job",
+                            checkout, PY, "cpu")
+    assert launch.argv[launch.argv.index("--hyp") + 1] == value
+    assert launch.argv[-1] == "--epochs=3"

@@ -9,6 +9,7 @@ import sys
 import time
 
 from runner.launcher import Child, LogTailer, child_environment, read_exit_record, replay_lines
+from runner.store import hash_token
 from runner.supervisor import alive, descendants
 
 SPAWNS_GRANDCHILD = """
@@ -96,16 +97,17 @@ def test_what_a_finished_command_leaves_behind_is_killed(tmp_path):
 def test_a_second_daemon_attaches_to_a_running_job_by_pid_start_time_and_token(tmp_path):
     child = start(tmp_path, SPAWNS_GRANDCHILD, token="secret-1")
     wait_for_text(tmp_path / "out.log", "ready")
-    assert Child.attach(child.pid, child.start_ticks, tmp_path, "secret-2") is None  # not this job's token
-    assert Child.attach(child.pid, child.start_ticks + 1, tmp_path, "secret-1") is None  # a reused pid
-    adopted = Child.attach(child.pid, child.start_ticks, tmp_path, "secret-1")
+    mine = hash_token("secret-1")  # the store keeps the hash of the token the job got
+    assert Child.attach(child.pid, child.start_ticks, tmp_path, hash_token("secret-2")) is None  # another job's
+    assert Child.attach(child.pid, child.start_ticks + 1, tmp_path, mine) is None  # a reused pid
+    adopted = Child.attach(child.pid, child.start_ticks, tmp_path, mine)
     assert adopted is not None and adopted.popen is None and adopted.alive()
     assert adopted.wait(timeout=0.3) is None  # still running
     adopted.terminate()
     status = adopted.wait(15)  # not our child: the outcome comes from the exit record
     assert status.cancelled and status.signal == signal.SIGTERM
     child.popen.wait(5)
-    assert Child.attach(child.pid, child.start_ticks, tmp_path, "secret-1") is None
+    assert Child.attach(child.pid, child.start_ticks, tmp_path, mine) is None
 
 
 def test_a_command_that_cannot_start_fails_with_a_message(tmp_path):

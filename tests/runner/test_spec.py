@@ -197,3 +197,35 @@ def test_transformers_models_hub_ids_aliases_and_local_folders(tmp_path, dataset
     assert "is a 'segformer' model; object_detection trains d_fine, detr" in problems(hf(folder, "object_detection"))["model"]
     assert "cannot read" in problems(hf(tmp_path / "nothing-here"))["model"]
     assert "neither a hub id" in problems(hf("not a model"))["model"]
+
+
+@pytest.mark.parametrize("raw, field, words", [
+    ({"advanced": {"lr0": float("nan")}}, "advanced.lr0", "not a finite number"),
+    ({"advanced": {"x": {"y": 1e300}}}, "advanced.x.y", "out of range"),
+    ({"name": "bad\x00name"}, "name", "NUL or control character"),
+    ({"name": "tab\there"}, "name", "NUL or control character"),
+    ({"dataset": {"path": "/data\x00/x", "format": "imagefolder"}}, "dataset.path", "NUL"),
+    ({"dataset": {"path": "x" * 5000, "format": "imagefolder"}}, "dataset.path", "5000 characters"),
+    ({"dataset": {"path": "/", "format": "dice"}}, "dataset.path", "system folder"),
+    ({"dataset": {"path": "/proc/1/root", "format": "dice"}}, "dataset.path", "system folder"),
+    ({"dataset": {"path": "/proc/self/fd", "format": "dice"}}, "dataset.path", "system folder"),
+    ({"dataset": {"path": "~nosuchuser-xyz/data", "format": "imagefolder"}}, "dataset.path", "can't be resolved"),
+    ({"dataset": {"path": "/tmp/" + "n" * 300, "format": "imagefolder"}}, "dataset.path", "longer than 255 bytes"),
+    ({"training": {"learning_rate": 1e-300}}, "training.learning_rate", "greater than or equal"),
+])
+def test_hostile_values_are_refused_naming_the_field(raw, field, words):
+    base = {"framework": "timm", "task": "image_classification", "model": "resnet18",
+            "dataset": {"path": "/nonexistent/data", "format": "imagefolder"}}
+    with pytest.raises(SpecError) as info:
+        validate_job_spec({**base, **raw})
+    message = str(info.value)
+    assert f"{field}:" in message and words in message, message
+    assert len(message) < 2000
+
+
+def test_missing_and_unreadable_files_get_the_same_answer(tmp_path):
+    base = {"framework": "timm", "task": "image_classification", "model": "resnet18",
+            "dataset": {"path": str(tmp_path), "format": "imagefolder"}}
+    with pytest.raises(SpecError) as missing:
+        validate_job_spec({**base, "weights": str(tmp_path / "nope.pt")})
+    assert "does not exist on the runner's machine, or the runner can't read it" in str(missing.value)

@@ -153,3 +153,15 @@ def test_a_preparing_job_can_be_queued_again_but_a_final_one_stays_final(tmp_pat
     assert store.next_queued().id == job.id
     assert store.transition(job.id, JobState.FAILED)
     assert not store.transition(job.id, JobState.QUEUED)
+
+
+def test_a_batch_past_the_next_is_refused_and_changes_nothing(store):
+    """A forged batch_seq=10**15 must not make every real batch after it look like a resend."""
+    from runner.store import BatchOutOfOrder
+
+    job = new_job(store)
+    assert store.claim_batch(job.id, 1)
+    with pytest.raises(BatchOutOfOrder, match="expected 2"):
+        store.claim_batch(job.id, 10**15)
+    assert store.get(job.id).last_batch_seq == 1
+    assert store.claim_batch(job.id, 2)  # the real next one still counts

@@ -1,0 +1,166 @@
+"""What stands between a request and the servicers: the daemon's token, and a clear answer.
+
+- TCP requires the daemon's token (call metadata ``authorization: Bearer <token>``), compared in
+  constant time; without it, or with a wrong one, a call gets ``UNAUTHENTICATED``. The unix
+  socket needs none: its file is the owner's only. Two calls are open to anyone who can connect:
+  the health check, and ``Reporter.Report``, which carries the job's own token instead.
+- Every answer is bounded and never ``UNKNOWN``: a servicer's abort message is cut to
+  ``MAX_DETAILS`` characters, and an exception a servicer did not expect becomes ``INTERNAL``
+  with one line naming it (the traceback goes to the daemon's log).
+
+The token is equivalent to running code as the daemon's user (with it, a client can add a repo
+whose command the daemon runs), the way access to the Docker socket is.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+
+log = logging.getLogger("visionyard.daemon")
+
+TOKEN_FILE = "auth-token"
+TOKEN_ENV = "VISIONYARD_TOKEN"
+METADATA_KEY = "authorization"
+MAX_DETAILS = 2000
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/visionyard.v1.Reporter/Report"})
+
+
+def load_or_create_token(home: Path, given: str | None = None) -> str:
+    """The daemon's token: `given`, else the home's token file, made (0600) on first start."""
+    if given:
+        return given
+    path = home / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def read_token(home: Path) -> str | None:
+    """The token a local client may use: the home's token file, when it can read it."""
+    try:
+        return (home / TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def bounded(text: str, limit: int = MAX_DETAILS) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 40] + f"… ({len(text) - limit + 40} more characters)"
+
+
+def quote_value(value: Any, limit: int = 200) -> str:
+    """A user's value for an error message: repr'd (control characters visible), at most `limit`."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+class _BoundedContext:
+    """The servicer's context, whose `abort` keeps its message short."""
+
+    def __init__(self, context: grpc.ServicerContext):
+        self._context = context
+
+    def abort(self, code, details):
+        self._context.abort(code, bounded(details))
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
+def _guarded(behavior: Callable, streaming: bool, method: str) -> Callable:
+    def fail(exc: Exception, context: grpc.ServicerContext):
+        if context.code() is not None and context.code() != grpc.StatusCode.OK:
+            raise exc  # an abort: its code and message already stand
+        log.exception("%s failed on an unexpected error", method)
+        context.abort(grpc.StatusCode.INTERNAL, bounded(f"{method} failed: {type(exc).__name__}: {exc}", 500))
+
+    if streaming:
+        def stream(request, context):
+            try:
+                yield from behavior(request, _BoundedContext(context))
+            except Exception as exc:  # noqa: BLE001
+                fail(exc, context)
+        return stream
+
+    def unary(request, context):
+        try:
+            return behavior(request, _BoundedContext(context))
+        except Exception as exc:  # noqa: BLE001
+            fail(exc, context)
+    return unary
+
+
+class Guard(grpc.ServerInterceptor):
+    """Bounded answers on every server; the token check on the TCP one (`token` given)."""
+
+    def __init__(self, token: str | None = None):
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if self.expected is not None and method not in OPEN_METHODS:
+            presented = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
+            if not hmac.compare_digest(str(presented).encode(), self.expected):
+                return _refuse(grpc.StatusCode.UNAUTHENTICATED,
+                               "missing or wrong token: pass --token or set VISIONYARD_TOKEN (the daemon's "
+                               f"token is in its home, {TOKEN_FILE})")
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_guarded(handler.unary_unary, False, method))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_guarded(handler.unary_stream, True, method))
+        return handler
+
+
+def _refuse(code: grpc.StatusCode, message: str):
+    def refuse(request, context):
+        context.abort(code, message)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class TokenCredentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                       grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the daemon's token to every call a client makes."""
+
+    def __init__(self, token: str):
+        self.metadata = (METADATA_KEY, f"Bearer {token}")
+
+    def _details(self, details):
+        metadata = [*(details.metadata or ()), self.metadata]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base, metadata):
+        self.method, self.timeout, self.credentials = base.method, base.timeout, base.credentials
+        self.wait_for_ready, self.compression = base.wait_for_ready, base.compression
+        self.metadata = metadata
