@@ -27,7 +27,8 @@ console = Console()
 
 def _client(args) -> Client:
     return Client(address=args.address, home=args.home, token=getattr(args, "token", None),
-                  tls_ca=getattr(args, "tls_ca", None))
+                  tls_ca=getattr(args, "tls_ca", None), client_cert=getattr(args, "client_cert", None),
+                  client_key=getattr(args, "client_key", None))
 
 
 def _json(message) -> str:
@@ -339,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the daemon's token, for TCP (default: $VISIONYARD_TOKEN or the home's auth-token file)")
     common.add_argument("--tls-ca", default=argparse.SUPPRESS,
                         help="PEM file of the CA that signed the daemon's certificate (TLS; default: $VISIONYARD_TLS_CA)")
+    common.add_argument("--client-cert", default=argparse.SUPPRESS,
+                        help="this client's certificate (PEM), for a daemon started with --tls-client-ca")
+    common.add_argument("--client-key", default=argparse.SUPPRESS, help="... and its private key (PEM)")
     parser = argparse.ArgumentParser(prog="visionyard", description="Train computer-vision models through one runner.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -28,6 +28,7 @@ TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
 
 
 TLS_CA_ENV = "VISIONYARD_TLS_CA"
+CLIENT_CERT_ENV, CLIENT_KEY_ENV = "VISIONYARD_CLIENT_CERT", "VISIONYARD_CLIENT_KEY"
 
 
 class ClientError(RuntimeError):
@@ -83,16 +84,23 @@ class Client:
 
     Over TCP the daemon's token goes with every call: `token`, else ``$VISIONYARD_TOKEN``, else
     the home's token file when this user can read it. `tls_ca` (or ``$VISIONYARD_TLS_CA``) is the
-    PEM file that signed the daemon's certificate; with it the connection is TLS.
+    PEM file that signed the daemon's certificate; with it the connection is TLS, and
+    `client_cert`/`client_key` (``$VISIONYARD_CLIENT_CERT``/``_KEY``) are this client's, for a
+    daemon that requires client certificates.
     """
 
     def __init__(self, address: str | None = None, home: str | os.PathLike | None = None, timeout: float = 30,
-                 token: str | None = None, tls_ca: str | os.PathLike | None = None):
+                 token: str | None = None, tls_ca: str | os.PathLike | None = None,
+                 client_cert: str | os.PathLike | None = None, client_key: str | os.PathLike | None = None):
         self.address = resolve_address(address, home)
         self.timeout = timeout
         tls_ca = tls_ca or os.environ.get(TLS_CA_ENV)
+        client_cert = client_cert or os.environ.get(CLIENT_CERT_ENV)
+        client_key = client_key or os.environ.get(CLIENT_KEY_ENV)
         if tls_ca:
-            credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+            credentials = grpc.ssl_channel_credentials(
+                Path(tls_ca).read_bytes(), private_key=Path(client_key).read_bytes() if client_key else None,
+                certificate_chain=Path(client_cert).read_bytes() if client_cert else None)
             self.channel = grpc.secure_channel(self.address, credentials)
         else:
             self.channel = grpc.insecure_channel(self.address)

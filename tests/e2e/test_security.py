@@ -70,13 +70,21 @@ def test_a_non_loopback_address_without_tls_is_refused(tmp_path, shared_envs):
     assert done.returncode != 0 and "without TLS" in done.stderr and "--insecure-listen" in done.stderr
 
 
-def test_tls_with_the_token(tmp_path, shared_envs):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                           "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                           "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
+def openssl(*args: str) -> None:
+    made = subprocess.run(["openssl", *args], capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"openssl could not make a certificate: {made.stderr[-200:]}")
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert))
+    return cert, key
+
+
+def test_tls_with_the_token(tmp_path, shared_envs):
+    cert, key = self_signed(tmp_path, "localhost")
     port = free_port()
     daemon = start_daemon(tmp_path / "home", shared_envs, ["--listen", f"0.0.0.0:{port}", "--tls-cert", str(cert),
                                                            "--tls-key", str(key), "--token", "s3cret-token"])
@@ -87,6 +95,28 @@ def test_tls_with_the_token(tmp_path, shared_envs):
             with pytest.raises(ClientError) as info:
                 client.list()
             assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        daemon.stop()
+
+
+def test_tls_can_require_client_certificates(tmp_path, shared_envs):
+    cert, key = self_signed(tmp_path, "localhost")
+    ca, ca_key = self_signed(tmp_path, "vy-ca")
+    client_key, csr, client_cert = tmp_path / "client.key", tmp_path / "client.csr", tmp_path / "client.pem"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=client", "-keyout", str(client_key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+            "-out", str(client_cert))
+    port = free_port()
+    daemon = start_daemon(tmp_path / "home", shared_envs, ["--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+                                                           "--tls-key", str(key), "--tls-client-ca", str(ca),
+                                                           "--token", "tok"])
+    try:
+        with Client(address=f"localhost:{port}", tls_ca=cert, token="tok", client_cert=client_cert,
+                    client_key=client_key, timeout=10) as client:
+            assert client.list() is not None
+        with Client(address=f"localhost:{port}", tls_ca=cert, token="tok", timeout=10) as client:
+            with pytest.raises(ClientError):  # no client certificate: the handshake fails
+                client.list()
     finally:
         daemon.stop()
 

@@ -31,7 +31,7 @@ class FakeClient:
     response = pb.PredictResponse()
     calls: list[dict] = []
 
-    def __init__(self, address=None, home=None, token=None, tls_ca=None):
+    def __init__(self, address=None, home=None, **options):
         pass
 
     def __enter__(self):

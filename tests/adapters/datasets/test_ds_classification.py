@@ -46,6 +46,14 @@ def test_a_dataset_under_a_dot_directory_reads(tmp_path, make_imagefolder):
     assert len(data.train) == 9 and not any(".thumbs" in r.path for r in data.train)
 
 
+def test_a_dice_dataset_under_a_dot_directory_reads(tmp_path):
+    from tests.fixtures import make_dice
+
+    root = make_dice(tmp_path / "data" / ".cache" / "dice", per_class=4)
+    data = read_dataset(root, "dice", TASK, split=SplitOptions(val_ratio=0.25))
+    assert len(data.train) + len(data.val) == 12
+
+
 def _records(labels):
     return [ImageRecord(f"{label}{i}", label=label) for i, label in enumerate(labels)]
 
