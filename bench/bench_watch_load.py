@@ -1,7 +1,8 @@
 """Open watch streams vs everything else: GetJob latency and report-apply latency under load.
 
 A real daemon runs a custom-repo job that prints a log line every ~0.2 s. With 0, 100 and 500
-`WatchJob` streams open on it (include_logs: every line goes to every stream), this measures
+`WatchJob` streams open on it (include_logs: every line goes to every stream; a separate process
+reads them), this measures
 `GetJob` latency (p50/p99 of ``--calls`` calls) over the daemon's socket, and the latency of a
 child's `Report` (a batch with one metrics item, applied before the reply) over the reporter
 socket. Goal: `GetJob` p99 < 100 ms with 500 streams, and reports applied without delay.
@@ -12,6 +13,7 @@ socket. Goal: `GetJob` p99 < 100 ms with 500 streams, and reports applied withou
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -57,28 +59,28 @@ def supervisor_token(home: Path, job_id: str) -> str:
     raise SystemExit("the job's supervisor was not found")
 
 
-def open_streams(address: str, job_id: str, count: int, stop: threading.Event) -> list[threading.Thread]:
-    opened = threading.Semaphore(0)
-    channel = grpc.insecure_channel(address)
-    stub = pb_grpc.RunnerStub(channel)
+def consume_streams(address: str, job_id: str, count: int, ready, stop) -> None:
+    """In a process of its own (the measuring one must not share a GIL with hundreds of
+    consumers): open `count` watch streams and read them until `stop` is set."""
+    threading.stack_size(256 * 1024)
+    stub = pb_grpc.RunnerStub(grpc.insecure_channel(address))
+    streams = []
 
-    def consume():
-        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, include_logs=True))
-        opened.release()
+    def consume(stream):
         try:
             for _ in stream:
-                if stop.is_set():
-                    stream.cancel()
-                    return
+                pass
         except grpc.RpcError:
-            return
+            pass
 
-    threads = [threading.Thread(target=consume, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
     for _ in range(count):
-        opened.acquire()
-    return threads
+        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, include_logs=True))
+        streams.append(stream)
+        threading.Thread(target=consume, args=(stream,), daemon=True).start()
+    ready.set()
+    stop.wait()
+    for stream in streams:
+        stream.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--envs", type=Path, help="an envs folder to reuse")
     args = parser.parse_args(argv)
-    threading.stack_size(256 * 1024)  # hundreds of stream consumers in this process
     tmp = Path(tempfile.mkdtemp(prefix="vy-bench-watch-"))
     envs = (args.envs or tmp / "envs").absolute()
     envs.mkdir(parents=True, exist_ok=True)
@@ -111,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         seq = 0
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         for count in (int(n) for n in args.streams.split(",")):
-            stop = threading.Event()
+            context = multiprocessing.get_context("spawn")
+            ready, stop = context.Event(), context.Event()
             opened = time.perf_counter()
-            threads = open_streams(daemon.address, job.id, count, stop)
+            consumer = context.Process(target=consume_streams, args=(daemon.address, job.id, count, ready, stop))
+            consumer.start()
+            ready.wait(120)
             opened = time.perf_counter() - opened
             time.sleep(2)
             gets, reports = [], []
@@ -135,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {percentile(gets, 0.99):6.1f} ms  max {max(gets):6.1f} ms | Report p50 "
                   f"{statistics.median(reports):6.1f} ms  p99 {percentile(reports, 0.99):6.1f} ms  "
                   f"max {max(reports):6.1f} ms", flush=True)
-            for thread in threads:
-                thread.join(10)
+            consumer.join(30)
         daemon.client.cancel(job.id)
     finally:
         daemon.stop()

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -173,6 +174,8 @@ class JobStore:
         self._job_versions: dict[str, int] = {}
         self._job_changed: dict[str, threading.Condition] = {}
         self._touched: set[str] = set()  # jobs the open transaction appended events to
+        self._appended: list[tuple[str, int, str, pb.JobEvent]] = []  # ... and those events
+        self._recent: OrderedDict[str, _RecentEvents] = OrderedDict()  # per job, the latest events
 
     def close(self) -> None:
         with self._lock:
@@ -348,6 +351,12 @@ class JobStore:
         return latest
 
     def events(self, job_id: str, after_seq: int = 0, include_logs: bool = True, limit: int = 500) -> list[pb.JobEvent]:
+        """Events after `after_seq`, oldest first. Recent ones come from memory (shared, read-only
+        messages: don't change them), so many watchers of one job cost no queries."""
+        with self._lock:
+            recent = self._recent.get(job_id)
+            if recent and recent.first <= after_seq + 1:
+                return recent.after(after_seq, include_logs, limit)
         query = "SELECT seq, time, data FROM events WHERE job_id = ? AND seq > ?"
         if not include_logs:
             query += " AND kind != 'log'"
@@ -391,12 +400,55 @@ class JobStore:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
         event.ClearField("job_id")
         self._touched.add(job_id)
+        data = event.SerializeToString()
         db.execute("INSERT INTO events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
-                   (job_id, seq, when, kind, event.SerializeToString()))
+                   (job_id, seq, when, kind, data))
+        shared = pb.JobEvent.FromString(data)
+        shared.job_id, shared.seq, shared.time = job_id, seq, when
+        self._appended.append((job_id, seq, kind, shared))
         return seq
+
+    def _remember(self, appended: list[tuple[str, int, str, pb.JobEvent]]) -> None:
+        for job_id, seq, kind, event in appended:
+            recent = self._recent.get(job_id)
+            if recent is None or recent.next != seq:  # none yet, or a gap: start afresh here
+                recent = self._recent[job_id] = _RecentEvents(seq)
+            self._recent.move_to_end(job_id)
+            recent.add(kind, event)
+        while len(self._recent) > RECENT_JOBS:
+            self._recent.popitem(last=False)
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self)
+
+
+RECENT_JOBS, RECENT_EVENTS = 256, 2000  # jobs whose latest events stay in memory, and how many each
+
+
+class _RecentEvents:
+    """A job's latest events, contiguous in seq: `first` .. `next - 1`."""
+
+    __slots__ = ("first", "next", "kinds", "events")
+
+    def __init__(self, first: int):
+        self.first = self.next = first
+        self.kinds: list[str] = []
+        self.events: list[pb.JobEvent] = []
+
+    def add(self, kind: str, event: pb.JobEvent) -> None:
+        self.kinds.append(kind)
+        self.events.append(event)
+        self.next += 1
+        if len(self.events) > 2 * RECENT_EVENTS:
+            drop = len(self.events) - RECENT_EVENTS
+            del self.kinds[:drop], self.events[:drop]
+            self.first += drop
+
+    def after(self, after_seq: int, include_logs: bool, limit: int) -> list[pb.JobEvent]:
+        start = max(0, after_seq + 1 - self.first)
+        if include_logs:
+            return self.events[start:start + limit]
+        return [e for k, e in zip(self.kinds[start:], self.events[start:]) if k != "log"][:limit]
 
 
 class _Transaction:
@@ -421,6 +473,7 @@ class _Transaction:
             store._depth -= 1
             if store._depth == 0:
                 touched, store._touched = store._touched, set()
+                appended, store._appended = store._appended, []
                 try:
                     store._db.execute("ROLLBACK" if exc_type else "COMMIT")
                 except sqlite3.Error:
@@ -429,6 +482,7 @@ class _Transaction:
                             store._db.execute("ROLLBACK")
                         raise
                 if exc_type is None:
+                    store._remember(appended)
                     store.version += 1
                     store.changed.notify_all()
                     for job_id in touched:

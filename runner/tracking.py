@@ -28,6 +28,7 @@ log = logging.getLogger("visionyard.tracking")
 EXPERIMENT = "visionyard"
 MAX_BATCH = 1000
 RETRY_INITIAL, RETRY_MAX = 2.0, 120.0  # seconds between attempts to start or end a run
+TRACKER_NICENESS = 10
 STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED"}
 
 
@@ -135,6 +136,10 @@ class Tracker:
     # ------------------------------------------------------------ worker
 
     def _loop(self) -> None:
+        try:  # bookkeeping: on a busy machine, training comes first (Linux: a thread's own niceness)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TRACKER_NICENESS)
+        except (AttributeError, OSError):
+            pass
         while True:
             try:
                 ops = [self._queue.get(timeout=self._next_retry_in())]

@@ -165,3 +165,27 @@ def test_a_batch_past_the_next_is_refused_and_changes_nothing(store):
         store.claim_batch(job.id, 10**15)
     assert store.get(job.id).last_batch_seq == 1
     assert store.claim_batch(job.id, 2)  # the real next one still counts
+
+
+def test_recent_events_come_from_memory_and_match_the_database(store):
+    """Watchers of a busy job read its latest events without a query; what they get is exactly what
+    a read from the database gives, logs filtered the same way."""
+    job = new_job(store)
+    for i in range(30):
+        store.add_logs(job.id, [f"line {i}"])
+        if i % 5 == 0:
+            store.add_metrics(job.id, i // 5 + 1, {"train/loss": 1.0 / (i + 1)})
+    fresh = JobStore(store.path)  # a second store on the same file: nothing in memory yet
+    try:
+        for after in (0, 1, 7, 30, 35, 100):
+            for logs in (True, False):
+                cached = store.events(job.id, after, include_logs=logs, limit=10)
+                from_db = fresh.events(job.id, after, include_logs=logs, limit=10)
+                assert [e.SerializeToString() for e in cached] == [e.SerializeToString() for e in from_db]
+        with pytest.raises(RuntimeError):  # a rolled-back write leaves memory as it was
+            with store.atomic():
+                store.add_logs(job.id, ["never"])
+                raise RuntimeError
+        assert "never" not in [e.log.text for e in store.events(job.id, 0)]
+    finally:
+        fresh.close()
