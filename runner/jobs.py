@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -18,7 +19,8 @@ from adapters.files import remove_partials
 from envs.manager import EnvManager
 from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
-from runner.launcher import Child, ExitStatus, LogTailer, child_environment, read_exit_record, replay_lines
+from runner.launcher import (Child, ExitStatus, LogTailer, child_environment, process_start_ticks, read_exit_record,
+                             replay_lines)
 from runner.reports import apply_journal
 from runner.settings import Paths
 from runner.store import JobRecord, JobState, JobStore, hash_token
@@ -208,6 +210,13 @@ class JobExecution(threading.Thread):
         if child is None:
             log.info("job %s ended while the daemon was down; harvesting it", self.job_id)
             status = read_exit_record(self.job_dir) or ExitStatus(None, None, known=False)
+            if not status.known and record.pid and process_start_ticks(record.pid) == record.pid_start:
+                # started by a version without supervisors: its process can't be watched again
+                log.warning("job %s: its process %d predates supervisors; stopping it", self.job_id, record.pid)
+                try:
+                    os.killpg(record.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         else:
             log.info("job %s is still running (supervisor pid %d); adopted", self.job_id, child.pid)
             self.rt.store.add_logs(self.job_id, ["[visionyard] the daemon restarted; the job went on and is "
