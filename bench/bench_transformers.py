@@ -60,7 +60,7 @@ from envs.specs import get_spec  # noqa: E402
 from protos import visionyard_pb2 as pb  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 
-from child_env import base_environ, threads  # noqa: E402  (bench/ is on the path)
+from child_env import alternating_rounds, base_environ, threads  # noqa: E402  (bench/ is on the path)
 from tests.fixtures import make_imagefolder  # noqa: E402
 
 GOAL_RATIO = 1.03
@@ -361,15 +361,14 @@ def measure(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, list[Run]], 
             raise SystemExit("bare TrainingArguments differ from the adapter's:\n  " + "\n  ".join(differences))
         print("bare TrainingArguments = the adapter's (training_args.bin, paths aside)", flush=True)
         spec = job_spec(model, dataset, args, args.epochs, "bench")
-        for i in range(args.rounds):
-            for which in ("visionyard", "bare") if i % 2 == 0 else ("bare", "visionyard"):
-                if which == "visionyard":
-                    run, _ = through_daemon(daemon, dict(spec, name=f"round-{i}"))
-                else:
-                    run, _ = bare.run(spec, f"round-{i}")
-                runs[which].append(run)
-                print(f"  round {i + 1} {which:<10} wall {run.wall:6.2f} s   first step {run.step:6.2f} s   "
-                      f"first epoch {run.epochs[0]:6.2f} s   CPU {run.cpu:6.2f} s", flush=True)
+        for i, which in alternating_rounds(args.rounds):
+            if which == "visionyard":
+                run, _ = through_daemon(daemon, dict(spec, name=f"round-{i}"))
+            else:
+                run, _ = bare.run(spec, f"round-{i}")
+            runs[which].append(run)
+            print(f"  round {i + 1} {which:<10} wall {run.wall:6.2f} s   first step {run.step:6.2f} s   "
+                  f"first epoch {run.epochs[0]:6.2f} s   CPU {run.cpu:6.2f} s", flush=True)
     finally:
         daemon.stop()
     return runs, len(bare.train), len(bare.val)

@@ -63,7 +63,7 @@ from envs.specs import get_spec  # noqa: E402
 from protos import visionyard_pb2 as pb  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 
-from child_env import base_environ, threads  # noqa: E402  (bench/ is on the path)
+from child_env import alternating_rounds, base_environ, threads  # noqa: E402  (bench/ is on the path)
 from tests.dataset_fixtures import make_yolo_task  # noqa: E402
 
 GOAL_RATIO = 1.03
@@ -340,15 +340,14 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, list[Run]]:
             raise SystemExit("bare arguments differ from the adapter's:\n  " + "\n  ".join(differences))
         print("bare arguments = the adapter's (args.yaml, paths aside)", flush=True)
         spec = job_spec(dataset, args, args.epochs, "bench")
-        for i in range(args.rounds):
-            for which in ("visionyard", "bare") if i % 2 == 0 else ("bare", "visionyard"):
-                if which == "visionyard":
-                    run, _ = through_daemon(daemon, dict(spec, name=f"round-{i}"))
-                else:
-                    run, _ = bare.run(spec, f"round-{i}")
-                runs[which].append(run)
-                print(f"  round {i + 1} {which:<10} wall {run.wall:6.2f} s   first epoch {run.first:6.2f} s   "
-                      f"CPU {run.cpu:6.2f} s", flush=True)
+        for i, which in alternating_rounds(args.rounds):
+            if which == "visionyard":
+                run, _ = through_daemon(daemon, dict(spec, name=f"round-{i}"))
+            else:
+                run, _ = bare.run(spec, f"round-{i}")
+            runs[which].append(run)
+            print(f"  round {i + 1} {which:<10} wall {run.wall:6.2f} s   first epoch {run.first:6.2f} s   "
+                  f"CPU {run.cpu:6.2f} s", flush=True)
     finally:
         daemon.stop()
     return runs

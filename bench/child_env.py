@@ -19,3 +19,11 @@ def base_environ() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONYARD_", "VIRTUAL_ENV"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def alternating_rounds(rounds: int):
+    """(round, "visionyard" | "bare") in the order the framework benches run them: the order flips
+    every round, so neither side always goes first on a warming or cooling box."""
+    for i in range(rounds):
+        for which in ("visionyard", "bare") if i % 2 == 0 else ("bare", "visionyard"):
+            yield i, which

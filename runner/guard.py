@@ -63,12 +63,6 @@ def bounded(text: str, limit: int = MAX_DETAILS) -> str:
     return text if len(text) <= limit else text[:limit - 40] + f"… ({len(text) - limit + 40} more characters)"
 
 
-def quote_value(value: Any, limit: int = 200) -> str:
-    """A user's value for an error message: repr'd (control characters visible), at most `limit`."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
-
-
 class _BoundedContext:
     """The servicer's context, whose `abort` keeps its message short."""
 
