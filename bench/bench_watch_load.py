@@ -1,13 +1,15 @@
 """Open watch streams vs everything else: GetJob latency and report-apply latency under load.
 
-A real daemon runs a custom-repo job that prints a log line every ~0.2 s. With 0, 100 and 500
-`WatchJob` streams open on it (include_logs: every line goes to every stream; a separate process
-reads them), this measures
-`GetJob` latency (p50/p99 of ``--calls`` calls) over the daemon's socket, and the latency of a
-child's `Report` (a batch with one metrics item, applied before the reply) over the reporter
-socket. Goal: `GetJob` p99 < 100 ms with 500 streams, and reports applied without delay.
+A real daemon runs a custom-repo job that prints a log line every ~0.2 s (and a metrics line
+per 0.6 s epoch). With 0, 100 and 500 `WatchJob` streams open on it (include_logs: every event
+goes to every stream; a separate process reads them on one asyncio loop), this measures
+`GetJob` latency (p50/p99 of ``--calls`` calls, one per ~10 ms) over the daemon's socket, and the
+latency of a child's `Report` (a batch with one metrics item, applied before the reply, every
+``--report-every`` calls: ~4 a second, each one more event for every stream) over the reporter
+socket, and the CPU the daemon and the watchers used. Goal: `GetJob` p99 < 100 ms with 500
+streams, and reports applied without delay.
 
-    uv run python bench/bench_watch_load.py [--streams 0,100,500] [--calls 300] [--envs DIR]
+    uv run python bench/bench_watch_load.py [--streams 0,100,500] [--calls 1000] [--envs DIR]
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def supervisor_token(home: Path, job_id: str) -> str:
     """The job's token, from its supervisor's environment (the owner may read it)."""
     for entry in Path("/proc").iterdir():
@@ -59,35 +65,49 @@ def supervisor_token(home: Path, job_id: str) -> str:
     raise SystemExit("the job's supervisor was not found")
 
 
-def consume_streams(address: str, job_id: str, count: int, ready, stop) -> None:
-    """In a process of its own (the measuring one must not share a GIL with hundreds of
-    consumers): open `count` watch streams and read them until `stop` is set."""
-    threading.stack_size(256 * 1024)
-    stub = pb_grpc.RunnerStub(grpc.insecure_channel(address))
-    streams = []
+def consume_streams(address: str, job_id: str, count: int, ready, stop, nice: int = 0,
+                    include_logs: bool = True) -> None:
+    """In a process of its own, on one asyncio loop (the way a fleet of watchers on other machines
+    costs this one nothing but the daemon's side): open `count` watch streams and read them until
+    `stop` is set."""
+    import asyncio
 
-    def consume(stream):
+    import grpc.aio
+
+    os.nice(nice)
+
+    async def consume(stub) -> None:
         try:
-            for _ in stream:
+            async for _ in stub.WatchJob(pb.WatchJobRequest(job_id=job_id, include_logs=include_logs)):
                 pass
         except grpc.RpcError:
             pass
 
-    for _ in range(count):
-        stream = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, include_logs=True))
-        streams.append(stream)
-        threading.Thread(target=consume, args=(stream,), daemon=True).start()
-    ready.set()
-    stop.wait()
-    for stream in streams:
-        stream.cancel()
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.RunnerStub(channel)
+            tasks = [asyncio.create_task(consume(stub)) for _ in range(count)]
+            await asyncio.sleep(0.5)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="0,100,500")
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--report-every", type=int, default=25)
     parser.add_argument("--envs", type=Path, help="an envs folder to reuse")
+    parser.add_argument("--no-logs", action="store_true",
+                        help="watch without log lines (status, metrics, progress: what `submit --follow` shows)")
+    parser.add_argument("--consumer-nice", type=int, default=0,
+                        help="niceness of the watchers' process (10: as if the watchers ran on other machines)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="vy-bench-watch-"))
     envs = (args.envs or tmp / "envs").absolute()
@@ -104,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             "name": "chatty", "framework": "custom", "repo": "toy", "model": "toy", "task": "image_classification",
             "dataset": {"path": str(data), "format": "imagefolder"},
             "training": {"epochs": 100000, "batch_size": 2, "device": "cpu"}, "advanced": {"epoch_seconds": 0.6}})
-        while daemon.client.get(job.id).epoch < 1:
-            time.sleep(0.2)
+        while daemon.client.get(job.id).epoch < 1 or not daemon.client.get(job.id).mlflow_run_id:
+            time.sleep(0.2)  # measured in steady state: the home's MLflow store made, the run started
         token = supervisor_token(home, job.id)
         runner = pb_grpc.RunnerStub(grpc.insecure_channel(daemon.address))
         reporter = pb_grpc.ReporterStub(grpc.insecure_channel(f"unix://{home / 'reporter.sock'}"))
@@ -115,17 +135,20 @@ def main(argv: list[str] | None = None) -> int:
             context = multiprocessing.get_context("spawn")
             ready, stop = context.Event(), context.Event()
             opened = time.perf_counter()
-            consumer = context.Process(target=consume_streams, args=(daemon.address, job.id, count, ready, stop))
+            consumer = context.Process(target=consume_streams, args=(daemon.address, job.id, count, ready, stop,
+                                                                          args.consumer_nice, not args.no_logs))
             consumer.start()
             ready.wait(120)
             opened = time.perf_counter() - opened
             time.sleep(2)
             gets, reports = [], []
+            cpu = [cpu_seconds(daemon.proc.pid), cpu_seconds(consumer.pid)]
+            measured = time.perf_counter()
             for i in range(args.calls):
                 started = time.perf_counter()
                 runner.GetJob(pb.GetJobRequest(job_id=job.id), timeout=30)
                 gets.append((time.perf_counter() - started) * 1000)
-                if i % 3 == 0:
+                if i % args.report_every == 0:
                     seq += 1
                     batch = pb.ReportBatch(job_id=job.id, token=token, batch_seq=seq,
                                            items=[pb.ReportItem(metrics=pb.MetricsEvent(step=1, values={"x/bench": i}))])
@@ -133,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                     reporter.Report(batch, timeout=30)
                     reports.append((time.perf_counter() - started) * 1000)
                 time.sleep(0.01)
+            measured = time.perf_counter() - measured
+            cpu = [(cpu_seconds(pid) - before) / measured for pid, before in zip((daemon.proc.pid, consumer.pid), cpu)]
             stop.set()
             results.append((count, gets, reports, opened))
             print(f"{count:4d} streams (opened in {opened:.1f} s): GetJob p50 {statistics.median(gets):6.1f} ms  "
                   f"p99 {percentile(gets, 0.99):6.1f} ms  max {max(gets):6.1f} ms | Report p50 "
                   f"{statistics.median(reports):6.1f} ms  p99 {percentile(reports, 0.99):6.1f} ms  "
-                  f"max {max(reports):6.1f} ms", flush=True)
+                  f"max {max(reports):6.1f} ms | CPU: daemon {cpu[0]:.2f}, consumers {cpu[1]:.2f} cores", flush=True)
             consumer.join(30)
         daemon.client.cancel(job.id)
     finally:

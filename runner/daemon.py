@@ -1,4 +1,4 @@
-"""The runner daemon: one gRPC server for clients (Runner) and children (Reporter)."""
+"""The runner daemon: gRPC servers for clients (Runner, asyncio) and for children (Reporter)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import filelock
 import grpc
+import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,18 +28,22 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.devices import DevicePool, detect_gpus
 from runner.gc import Policy, collect_garbage
-from runner.guard import Guard, load_or_create_token
+from runner.guard import AioGuard, Guard, load_or_create_token
 from runner.jobs import Runtime, finish_tracking
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
 from runner.settings import Paths
 from runner.store import JobState, JobStore
 from runner.tracking import Tracker
+from runner.watch import EventLoopThread, WatchHub
 
 log = logging.getLogger("visionyard.daemon")
 MAX_SOCKET_PATH = 100
 GC_FIRST_DELAY, GC_INTERVAL = 60.0, 3600.0
-CLIENT_WORKERS = 1100  # threads for client calls: a watch stream holds one while it is open
+SERVER_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+CLIENT_WORKERS = 64  # threads for clients' unary calls (watch streams are coroutines and hold none)
+MAX_CLIENT_CALLS = 20_000  # calls open at once on a client server, watch streams included
+SWITCH_INTERVAL = 0.001  # s a thread holds the GIL while another waits: short, for quick answers under load
 REPORTER_WORKERS = 32  # threads for children's reports, shared with nothing else
 
 
@@ -89,22 +95,33 @@ class Daemon:
         if listen:
             self.tcp.check(listen)
         self.health = health.HealthServicer()
-        runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy)
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        # Clients are served by asyncio servers (a watch stream is a coroutine, unary calls run on
+        # a bounded pool); children report on a socket of their own, served by threads nothing
+        # else uses, so no number of watchers can delay a report.
+        self.aio = EventLoopThread()
+        self.watch_hub = WatchHub(self.aio.loop)
+        self.store.add_listener(self.watch_hub.changed)
+        self.client_pool = futures.ThreadPoolExecutor(max_workers=CLIENT_WORKERS, thread_name_prefix="rpc")
+        runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool)
         reporter = ReporterServicer(self.runtime)
-        # Clients (watch streams hold a thread each) and children's reports never share threads:
-        # children report on a socket of their own, served by a pool nothing else uses.
-        self.server = self._server(CLIENT_WORKERS, Guard(), runner, reporter)
-        self.reporter_server = self._server(REPORTER_WORKERS, Guard(), None, reporter)
+        self.server = self.aio.run(self._client_server(AioGuard(), runner, reporter))
+        self.reporter_server = self._register(
+            grpc.server(futures.ThreadPoolExecutor(max_workers=REPORTER_WORKERS, thread_name_prefix="report"),
+                        interceptors=[Guard()], maximum_concurrent_rpcs=REPORTER_WORKERS, options=SERVER_OPTIONS),
+            None, reporter)
         self.tcp_server = None
         if listen:
             token = load_or_create_token(self.paths.home, self.tcp.token)
-            self.tcp_server = self._server(CLIENT_WORKERS, Guard(token), runner, reporter)
+            self.tcp_server = self.aio.run(self._client_server(AioGuard(token), runner, reporter))
         self._stopped = threading.Event()
 
-    def _server(self, workers: int, guard: Guard, runner, reporter) -> grpc.Server:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-                             interceptors=[guard], maximum_concurrent_rpcs=workers,
-                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    async def _client_server(self, guard: AioGuard, runner, reporter) -> grpc.aio.Server:
+        server = grpc.aio.server(migration_thread_pool=self.client_pool, interceptors=[guard],
+                                 maximum_concurrent_rpcs=MAX_CLIENT_CALLS, options=SERVER_OPTIONS)
+        return self._register(server, runner, reporter)
+
+    def _register(self, server, runner, reporter):
         names = [pb.DESCRIPTOR.services_by_name["Reporter"].full_name, health.SERVICE_NAME]
         if runner is not None:
             pb_grpc.add_RunnerServicer_to_server(runner, server)
@@ -125,9 +142,10 @@ class Daemon:
         self.reporter_server.add_insecure_port(f"unix://{self.paths.reporter_socket}")
         if self.tcp_server is not None and self.tcp.add_port(self.tcp_server, self.listen) == 0:
             raise SystemExit(f"could not listen on {self.listen}")
-        for server in (self.server, self.reporter_server, self.tcp_server):
+        self.reporter_server.start()
+        for server in (self.server, self.tcp_server):
             if server is not None:
-                server.start()
+                self.aio.run(server.start())
         self.scheduler.start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
@@ -154,10 +172,13 @@ class Daemon:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
-        stopping = [server.stop(grace=2) for server in (self.server, self.reporter_server, self.tcp_server)
-                    if server is not None]
-        for done in stopping:
-            done.wait()
+        reporter_stopped = self.reporter_server.stop(grace=2)
+        for server in (self.server, self.tcp_server):
+            if server is not None:
+                self.aio.run(server.stop(grace=2))
+        reporter_stopped.wait()
+        self.aio.close()
+        self.client_pool.shutdown(wait=False, cancel_futures=True)
         self.tracker.flush(timeout=30)
         self.tracker.close()
         self.store.close()

@@ -15,6 +15,7 @@ whose command the daemon runs), the way access to the Docker socket is.
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 import os
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import grpc
+import grpc.aio
 
 log = logging.getLogger("visionyard.daemon")
 
@@ -66,7 +68,7 @@ def bounded(text: str, limit: int = MAX_DETAILS) -> str:
 class _BoundedContext:
     """The servicer's context, whose `abort` keeps its message short."""
 
-    def __init__(self, context: grpc.ServicerContext):
+    def __init__(self, context):
         self._context = context
 
     def abort(self, code, details):
@@ -76,12 +78,50 @@ class _BoundedContext:
         return getattr(self._context, name)
 
 
+class _AioBoundedContext(_BoundedContext):
+    async def abort(self, code, details):
+        await self._context.abort(code, bounded(details))
+
+
+def _aborted(exc: Exception, context) -> bool:
+    """Whether `exc` is the servicer's own abort (its code and message already stand)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return True
+    code = getattr(context, "code", None)  # the sync server's context; the aio one raises AbortError
+    return code is not None and code() is not None and code() != grpc.StatusCode.OK
+
+
+def _internal(exc: Exception, method: str) -> str:
+    log.error("%s failed on an unexpected error", method, exc_info=exc)
+    return bounded(f"{method} failed: {type(exc).__name__}: {exc}", 500)
+
+
 def _guarded(behavior: Callable, streaming: bool, method: str) -> Callable:
-    def fail(exc: Exception, context: grpc.ServicerContext):
-        if context.code() is not None and context.code() != grpc.StatusCode.OK:
-            raise exc  # an abort: its code and message already stand
-        log.exception("%s failed on an unexpected error", method)
-        context.abort(grpc.StatusCode.INTERNAL, bounded(f"{method} failed: {type(exc).__name__}: {exc}", 500))
+    if inspect.isasyncgenfunction(behavior):
+        async def async_stream(request, context):
+            try:
+                async for item in behavior(request, _AioBoundedContext(context)):
+                    yield item
+            except Exception as exc:  # noqa: BLE001 (cancellation is a BaseException: it passes)
+                if _aborted(exc, context):
+                    raise
+                await context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
+        return async_stream
+
+    if inspect.iscoroutinefunction(behavior):
+        async def async_unary(request, context):
+            try:
+                return await behavior(request, _AioBoundedContext(context))
+            except Exception as exc:  # noqa: BLE001
+                if _aborted(exc, context):
+                    raise
+                await context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
+        return async_unary
+
+    def fail(exc: Exception, context):
+        if _aborted(exc, context):
+            raise exc
+        context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
 
     if streaming:
         def stream(request, context):
@@ -99,28 +139,56 @@ def _guarded(behavior: Callable, streaming: bool, method: str) -> Callable:
     return unary
 
 
+def _passing_bytes(serializer: Callable | None) -> Callable:
+    """A stream's response serializer that sends what is already serialized as it is."""
+    def serialize(message):
+        return message if isinstance(message, bytes) else serializer(message)
+    return serialize
+
+
 class Guard(grpc.ServerInterceptor):
     """Bounded answers on every server; the token check on the TCP one (`token` given)."""
 
     def __init__(self, token: str | None = None):
         self.expected = f"Bearer {token}".encode() if token else None
 
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        if self.expected is not None and method not in OPEN_METHODS:
-            presented = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
-            if not hmac.compare_digest(str(presented).encode(), self.expected):
-                return _refuse(grpc.StatusCode.UNAUTHENTICATED,
-                               "missing or wrong token: pass --token or set VISIONYARD_TOKEN (the daemon's "
-                               f"token is in its home, {TOKEN_FILE})")
-        handler = continuation(handler_call_details)
-        if handler is None:
+    def refusal(self, handler_call_details):
+        """The answer to a call without the token, or None to let it through."""
+        if self.expected is None or handler_call_details.method in OPEN_METHODS:
             return None
-        if handler.unary_unary:
-            return handler._replace(unary_unary=_guarded(handler.unary_unary, False, method))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=_guarded(handler.unary_stream, True, method))
-        return handler
+        presented = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
+        if hmac.compare_digest(str(presented).encode(), self.expected):
+            return None
+        return _refuse(grpc.StatusCode.UNAUTHENTICATED,
+                       "missing or wrong token: pass --token or set VISIONYARD_TOKEN (the daemon's "
+                       f"token is in its home, {TOKEN_FILE})")
+
+    def intercept_service(self, continuation, handler_call_details):
+        return self.refusal(handler_call_details) or _wrap(continuation(handler_call_details),
+                                                           handler_call_details.method)
+
+
+class AioGuard(grpc.aio.ServerInterceptor):
+    """The same guard on an asyncio server: plain functions run on its thread pool, coroutines
+    and async generators on its loop."""
+
+    def __init__(self, token: str | None = None):
+        self.guard = Guard(token)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        return self.guard.refusal(handler_call_details) or _wrap(await continuation(handler_call_details),
+                                                                 handler_call_details.method)
+
+
+def _wrap(handler, method: str):
+    if handler is None:
+        return None
+    if handler.unary_unary:
+        return handler._replace(unary_unary=_guarded(handler.unary_unary, False, method))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=_guarded(handler.unary_stream, True, method),
+                                response_serializer=_passing_bytes(handler.response_serializer))
+    return handler
 
 
 def _refuse(code: grpc.StatusCode, message: str):

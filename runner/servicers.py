@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +31,9 @@ from runner.reports import apply_batch
 from runner.scheduler import Scheduler
 from runner.spec import CUSTOM, SpecError, quote, spec_from_proto, validate_job_spec
 from runner.store import BatchOutOfOrder, JobNotFound, JobState, token_matches
+from runner.watch import WatchHub, watch_job
 
 log = logging.getLogger("visionyard.daemon")
-WATCH_POLL_SECONDS = 5.0  # a watch wakes on its job's events; this only notices a client that left
 SUBMIT_CHECK_SECONDS = 60.0  # a submitted spec's checks (its dataset read) take at most this long
 MAX_LIST = 10_000
 PREDICT_TIMEOUT_SECONDS = 300
@@ -62,8 +62,10 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
 
 
 class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
-    def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None):
+    def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
+                 watch_hub: WatchHub | None = None, pool: Executor | None = None):
         self.rt, self.scheduler, self.gc_policy = rt, scheduler, gc_policy or Policy()
+        self.watch_hub, self.pool = watch_hub, pool  # WatchJob's, on the aio servers' loop
         self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="submit-check")
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
@@ -114,8 +116,17 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"invalid job spec:\na path in it can't be read ({exc.strerror or exc})")
 
-    def GetJob(self, request: pb.GetJobRequest, context) -> pb.Job:
-        return job_to_proto(_record_or_abort(self.rt, request.job_id, context))
+    async def GetJob(self, request: pb.GetJobRequest, context) -> pb.Job:
+        """On the loop itself: a job's row and latest metrics are one quick read (the store's lock
+        is held for a write's few ms at most), so no thread is woken for it."""
+        job_id = request.job_id
+        if not job_id or len(job_id) > 64 or not job_id.isprintable():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"job_id {quote(job_id, 80)} is not a job id "
+                                "(1 to 64 printable characters; see `visionyard list`)")
+        try:
+            return job_to_proto(self.rt.store.get(job_id))
+        except JobNotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
     def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
         known = {v.number for v in pb.JobState.DESCRIPTOR.values if v.number}
@@ -137,25 +148,11 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         self.scheduler.cancel(record.id)
         return job_to_proto(self.rt.store.get(record.id))
 
-    def WatchJob(self, request: pb.WatchJobRequest, context):
-        record = _record_or_abort(self.rt, request.job_id, context)
-        after, store = request.after_seq, self.rt.store
-        include_logs = request.include_logs or request.logs_only
-        context.add_callback(lambda: store.wake(record.id))  # a client that leaves frees its thread at once
-        while context.is_active():
-            version = store.job_version(record.id)
-            events = store.events(record.id, after, include_logs=include_logs)
-            for event in events:
-                after = event.seq
-                if not request.logs_only or event.WhichOneof("kind") == "log":
-                    yield event
-            if events:
-                continue
-            if request.snapshot or store.state(record.id).is_terminal():
-                if not store.events(record.id, after, include_logs=include_logs, limit=1):
-                    return
-                continue
-            store.wait_for_job(record.id, version, WATCH_POLL_SECONDS)
+    async def WatchJob(self, request: pb.WatchJobRequest, context):
+        """A coroutine per stream on the servers' event loop (`runner/watch.py`); it yields each
+        event already serialized."""
+        async for data in watch_job(self.rt.store, self.watch_hub, self.pool, request, context):
+            yield data
 
     def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
         catalogs = all_catalogs()

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from protos import visionyard_pb2 as pb
 
@@ -41,6 +41,7 @@ class JobState(str, Enum):
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_PROTO = frozenset(state.to_proto() for state in TERMINAL)
 ALLOWED = {
     JobState.QUEUED: {JobState.PREPARING, JobState.FAILED, JobState.CANCELLED},
     JobState.PREPARING: {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED,
@@ -167,15 +168,11 @@ class JobStore:
             self._db.execute("PRAGMA user_version = 1")
         self._lock = threading.RLock()
         self._depth = 0  # nesting of `atomic()` blocks held by the thread that holds the lock
-        self.changed = threading.Condition(self._lock)
-        self.version = 0  # bumped by every committed write; watchers wait for it to move
-        # Per job: how many commits added events to it, and a condition only its watchers wait on,
-        # so a write to one job wakes that job's watch streams and no others.
-        self._job_versions: dict[str, int] = {}
-        self._job_changed: dict[str, threading.Condition] = {}
         self._touched: set[str] = set()  # jobs the open transaction appended events to
         self._appended: list[tuple[str, int, str, pb.JobEvent]] = []  # ... and those events
         self._recent: OrderedDict[str, _RecentEvents] = OrderedDict()  # per job, the latest events
+        self._recent_lock = threading.Lock()  # readers of `_recent` never wait for a database write
+        self._listeners: list[Callable[[set[str]], None]] = []  # told which jobs got events, per commit
 
     def close(self) -> None:
         with self._lock:
@@ -353,7 +350,7 @@ class JobStore:
     def events(self, job_id: str, after_seq: int = 0, include_logs: bool = True, limit: int = 500) -> list[pb.JobEvent]:
         """Events after `after_seq`, oldest first. Recent ones come from memory (shared, read-only
         messages: don't change them), so many watchers of one job cost no queries."""
-        with self._lock:
+        with self._recent_lock:
             recent = self._recent.get(job_id)
             if recent and recent.first <= after_seq + 1:
                 return recent.after(after_seq, include_logs, limit)
@@ -369,30 +366,30 @@ class JobStore:
             events.append(event)
         return events
 
+    def recent_wire(self, job_id: str, after_seq: int, include_logs: bool = True,
+                    limit: int = 500) -> list[WireEvent] | None:
+        """Events after `after_seq` as bytes on the wire, from memory only (never waits for the
+        database); None when memory doesn't reach back that far (`wire_events` reads the rest)."""
+        with self._recent_lock:
+            recent = self._recent.get(job_id)
+            if recent and recent.first <= after_seq + 1:
+                return recent.wire_after(after_seq, include_logs, limit)
+        return None
+
+    def wire_events(self, job_id: str, after_seq: int, include_logs: bool = True, limit: int = 500) -> list[WireEvent]:
+        found = self.recent_wire(job_id, after_seq, include_logs, limit)
+        if found is not None:
+            return found
+        return [_wire(event) for event in self.events(job_id, after_seq, include_logs, limit)]
+
+    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """`listener(job_ids)` after every commit that added events to those jobs; it runs on the
+        writer's thread with the store locked, so it must only hand the news on."""
+        self._listeners.append(listener)
+
     def atomic(self) -> "_Transaction":
         """One transaction around several store calls (they nest): all of them commit, or none."""
         return _Transaction(self)
-
-    def wait_for_change(self, seen_version: int, timeout: float) -> None:
-        """Block until some write commits after `seen_version` was read, or `timeout` passes."""
-        with self.changed:
-            self.changed.wait_for(lambda: self.version != seen_version, timeout)
-
-    def job_version(self, job_id: str) -> int:
-        with self._lock:
-            return self._job_versions.get(job_id, 0)
-
-    def wake(self, job_id: str) -> None:
-        """Wake `job_id`'s watchers (one of them has gone and should notice)."""
-        with self._lock:
-            if (condition := self._job_changed.get(job_id)) is not None:
-                condition.notify_all()
-
-    def wait_for_job(self, job_id: str, seen_version: int, timeout: float) -> None:
-        """Block until an event of `job_id` commits after `seen_version` was read, or `timeout`."""
-        with self._lock:
-            condition = self._job_changed.setdefault(job_id, threading.Condition(self._lock))
-            condition.wait_for(lambda: self._job_versions.get(job_id, 0) != seen_version, timeout)
 
     # -------------------------------------------------------------- internals
 
@@ -409,14 +406,16 @@ class JobStore:
         return seq
 
     def _remember(self, appended: list[tuple[str, int, str, pb.JobEvent]]) -> None:
-        for job_id, seq, kind, event in appended:
-            recent = self._recent.get(job_id)
-            if recent is None or recent.next != seq:  # none yet, or a gap: start afresh here
-                recent = self._recent[job_id] = _RecentEvents(seq)
-            self._recent.move_to_end(job_id)
-            recent.add(kind, event)
-        while len(self._recent) > RECENT_JOBS:
-            self._recent.popitem(last=False)
+        wire = [(job_id, seq, kind, event, _wire(event)) for job_id, seq, kind, event in appended]
+        with self._recent_lock:
+            for job_id, seq, kind, event, data in wire:
+                recent = self._recent.get(job_id)
+                if recent is None or recent.next != seq:  # none yet, or a gap: start afresh here
+                    recent = self._recent[job_id] = _RecentEvents(seq)
+                self._recent.move_to_end(job_id)
+                recent.add(kind, event, data)
+            while len(self._recent) > RECENT_JOBS:
+                self._recent.popitem(last=False)
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self)
@@ -428,27 +427,50 @@ RECENT_JOBS, RECENT_EVENTS = 256, 2000  # jobs whose latest events stay in memor
 class _RecentEvents:
     """A job's latest events, contiguous in seq: `first` .. `next - 1`."""
 
-    __slots__ = ("first", "next", "kinds", "events")
+    __slots__ = ("first", "next", "kinds", "events", "wire")
 
     def __init__(self, first: int):
         self.first = self.next = first
         self.kinds: list[str] = []
         self.events: list[pb.JobEvent] = []
+        self.wire: list[WireEvent] = []
 
-    def add(self, kind: str, event: pb.JobEvent) -> None:
+    def add(self, kind: str, event: pb.JobEvent, wire: WireEvent) -> None:
         self.kinds.append(kind)
         self.events.append(event)
+        self.wire.append(wire)
         self.next += 1
         if len(self.events) > 2 * RECENT_EVENTS:
             drop = len(self.events) - RECENT_EVENTS
-            del self.kinds[:drop], self.events[:drop]
+            del self.kinds[:drop], self.events[:drop], self.wire[:drop]
             self.first += drop
 
     def after(self, after_seq: int, include_logs: bool, limit: int) -> list[pb.JobEvent]:
+        return self._after(self.events, after_seq, include_logs, limit)
+
+    def wire_after(self, after_seq: int, include_logs: bool, limit: int) -> list[WireEvent]:
+        return self._after(self.wire, after_seq, include_logs, limit)
+
+    def _after(self, items: list, after_seq: int, include_logs: bool, limit: int) -> list:
         start = max(0, after_seq + 1 - self.first)
         if include_logs:
-            return self.events[start:start + limit]
-        return [e for k, e in zip(self.kinds[start:], self.events[start:]) if k != "log"][:limit]
+            return items[start:start + limit]
+        return [item for kind, item in zip(self.kinds[start:], items[start:]) if kind != "log"][:limit]
+
+
+class WireEvent(NamedTuple):
+    """An event as a watch stream sends it: serialized once, shared by every stream."""
+
+    seq: int
+    kind: str      # the JobEvent's `kind` field: status, log, metrics, ...
+    data: bytes    # the serialized JobEvent
+    final: bool    # a status change to a terminal state: nothing of the job's run follows it
+
+
+def _wire(event: pb.JobEvent) -> WireEvent:
+    kind = event.WhichOneof("kind") or ""
+    final = kind == "status" and event.status.state in TERMINAL_PROTO
+    return WireEvent(event.seq, kind, event.SerializeToString(), final)
 
 
 class _Transaction:
@@ -483,12 +505,9 @@ class _Transaction:
                         raise
                 if exc_type is None:
                     store._remember(appended)
-                    store.version += 1
-                    store.changed.notify_all()
-                    for job_id in touched:
-                        store._job_versions[job_id] = store._job_versions.get(job_id, 0) + 1
-                        if (condition := store._job_changed.get(job_id)) is not None:
-                            condition.notify_all()
+                    if touched:
+                        for listener in store._listeners:
+                            listener(touched)
         finally:
             store._lock.release()
 

@@ -149,3 +149,27 @@ def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocki
         assert failed.state == pb.FAILED and "training.device" in failed.error and "has none" in failed.error
     finally:
         cpu_only.stop()
+
+
+def test_hundreds_of_open_watch_streams_starve_nothing(daemon, dataset):
+    """Watch streams hold no thread: with 400 open on a running job, GetJob, ListJobs, a child's
+    reports and cancel still answer, and every stream sees the job end."""
+    job = daemon.client.submit(long_job(dataset, "watched"))
+    channel = grpc.insecure_channel(daemon.address)
+    runner = pb_grpc.RunnerStub(channel)
+    streams = [runner.WatchJob(pb.WatchJobRequest(job_id=job.id, include_logs=i % 2 == 0), timeout=300)
+               for i in range(400)]
+    try:
+        wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)  # reports applied meanwhile
+        for _ in range(20):
+            assert runner.GetJob(pb.GetJobRequest(job_id=job.id), timeout=10).id == job.id
+        assert job.id in [j.id for j in runner.ListJobs(pb.ListJobsRequest(), timeout=10).jobs]
+    finally:
+        daemon.client.cancel(job.id)
+    assert daemon.client.wait(job.id).state == pb.CANCELLED
+    for stream in streams:
+        last = None
+        for event in stream:
+            last = event
+        assert last.status.state == pb.CANCELLED
+    channel.close()

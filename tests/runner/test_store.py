@@ -98,12 +98,34 @@ def test_jobs_survive_reopening(tmp_path):
     again.close()
 
 
-def test_waiting_watchers_wake_on_writes(store):
+def test_listeners_hear_which_jobs_got_events_and_watchers_read_them_serialized(store):
+    one, other = new_job(store), new_job(store)
+    heard: list[set[str]] = []
+    store.add_listener(heard.append)
+    store.add_logs(one.id, ["a", "b"])
+    store.transition(one.id, JobState.PREPARING)
+    store.update(other.id, epoch=1)  # no event: nobody is told
+    assert heard == [{one.id}, {one.id}]
+    wire = store.recent_wire(one.id, after_seq=1)
+    assert [w.kind for w in wire] == ["log", "log", "status"]
+    assert [pb.JobEvent.FromString(w.data).log.text for w in wire[:2]] == ["a", "b"]
+    assert [w.seq for w in wire] == [e.seq for e in store.events(one.id, 1)]
+    assert store.recent_wire(one.id, after_seq=1, include_logs=False)[0].kind == "status"
+    store.transition(one.id, JobState.CANCELLED, "stop")
+    assert store.recent_wire(one.id, after_seq=wire[-1].seq)[0].final  # the run's last word
+
+
+def test_watchers_read_older_events_from_the_database(tmp_path):
+    store = JobStore(tmp_path / "state.db")
     job = new_job(store)
-    seen = store.version
-    threading.Timer(0.2, lambda: store.add_logs(job.id, ["x"])).start()
-    store.wait_for_change(seen, timeout=5)
-    assert store.version != seen
+    store.add_logs(job.id, [f"line {i}" for i in range(5)])
+    store.close()
+    again = JobStore(tmp_path / "state.db")  # a restarted daemon: nothing in memory yet
+    assert again.recent_wire(job.id, after_seq=0) is None
+    wire = again.wire_events(job.id, after_seq=0)
+    assert [w.kind for w in wire] == ["status", *["log"] * 5]
+    assert pb.JobEvent.FromString(wire[-1].data).log.text == "line 4"
+    again.close()
 
 
 def test_report_batches_are_claimed_once(store):
