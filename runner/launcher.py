@@ -45,12 +45,15 @@ class ExitStatus:
     signal: int | None    # signal number when a signal killed it
     cancelled: bool = False  # the supervisor was asked to stop it
     known: bool = True    # False: the job ended while no daemon watched and left no exit record
+    note: str = ""        # how it ended, when neither a code nor a signal tells (e.g. a cluster lost it)
 
     @property
     def ok(self) -> bool:
         return self.code == 0
 
     def describe(self) -> str:
+        if self.note:
+            return self.note
         if not self.known:
             return "ended while the daemon was down and left no exit record"
         if self.signal is not None:

@@ -1,0 +1,234 @@
+"""A job's command on a Ray cluster, behind the same interface as a local `Child`.
+
+The command is submitted through Ray's job submission API with the job's id as its submission id
+(a resubmission is refused by Ray, so it is idempotent), and runs on the node under the same
+per-job supervisor as locally (``exec`` makes the supervisor the process Ray signals): Ray's
+stop sends SIGTERM, the supervisor stops every descendant within the job's grace period, and
+Ray's SIGKILL (``RAY_JOB_STOP_WAIT_TIME_S``) comes only after that. The job's output reaches the
+local log file through Ray's log stream (`RayLogPump`), so the log tailer, the parsers and the
+stored offsets work as for a local job. How it ended: the supervisor's exit record when the
+job dir is shared with the node, else Ray's status and exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import threading
+import time
+from http.client import HTTPException
+from pathlib import Path
+
+from runner.launcher import EXIT_RECORD, SUPERVISOR, SUPERVISOR_RECORD, TERMINATE_GRACE_SECONDS, TOKEN_ENV, \
+    ExitStatus, read_exit_record
+from runner.ray_api import RayJob, RayJobsClient, RayRequestError, RayUnavailable
+
+log = logging.getLogger("visionyard.ray")
+
+POLL_SECONDS = 0.5
+LOST_AFTER_SECONDS = 60.0  # a head unreachable this long: the job is failed, not left RUNNING
+STOP_MARGIN_SECONDS = 5    # Ray's SIGKILL comes this long after the supervisor's own
+
+
+class RayChild:
+    """One Ray job: `start` submits it, `attach` finds it again, `wait` follows it to its end."""
+
+    pid = None          # no local process: the store keeps the submission id instead
+    start_ticks = None
+
+    def __init__(self, client: RayJobsClient, submission_id: str, job_dir: Path, log_path: Path,
+                 log_base: int = 0, lost_after: float = LOST_AFTER_SECONDS):
+        self.client, self.submission_id, self.job_dir = client, submission_id, job_dir
+        self.lost_after = lost_after
+        self.cancel_requested = False
+        self.last: RayJob | None = None
+        self.pump = RayLogPump(client, submission_id, log_path, log_base)
+
+    @classmethod
+    def start(cls, client: RayJobsClient, submission_id: str, cmd: list[str], cwd: Path, env: dict[str, str],
+              log_path: Path, job_dir: Path, token: str, *, python: str = "python3", num_cpus: float = 1,
+              num_gpus: float = 0, metadata: dict[str, str] | None = None, grace: float = TERMINATE_GRACE_SECONDS,
+              lost_after: float = LOST_AFTER_SECONDS) -> "RayChild":
+        """Submit `cmd` (run in `cwd` with `env` on top of the node's environment). `env` holds
+        only what the job needs: Ray passes it to the node as the job's env vars."""
+        for stale in (EXIT_RECORD, SUPERVISOR_RECORD):
+            (job_dir / stale).unlink(missing_ok=True)
+        supervised = [python, "-I", "-S", str(SUPERVISOR), str(job_dir), f"{grace:g}", "--", *cmd]
+        entrypoint = f"cd {shlex.quote(str(cwd))} && exec {shlex.join(supervised)}"
+        env_vars = {**env, TOKEN_ENV: token,
+                    "RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(grace) + STOP_MARGIN_SECONDS)}
+        log_base = log_path.stat().st_size if log_path.exists() else 0
+        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after)
+        if not client.submit(submission_id, entrypoint, env_vars, metadata or {}, num_cpus, num_gpus):
+            log.info("Ray job %s was submitted before; following it", submission_id)
+        child.pump.start()
+        return child
+
+    @classmethod
+    def attach(cls, client: RayJobsClient, submission_id: str, job_dir: Path, log_path: Path, log_base: int,
+               lost_after: float = LOST_AFTER_SECONDS) -> "RayChild":
+        """The job a previous daemon submitted; `wait` tells how it ended if it has (or that the
+        head lost it)."""
+        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after)
+        child.pump.start()
+        return child
+
+    def describe(self) -> str:
+        node = self.last.node_id[:12] if self.last and self.last.node_id else "a node not yet chosen"
+        return f"Ray submission {self.submission_id} on {node}"
+
+    def poll(self) -> RayJob | None:
+        self.last = self.client.job(self.submission_id)
+        return self.last
+
+    def wait(self, timeout: float | None = None, stop: threading.Event | None = None) -> ExitStatus | None:
+        """How the job ended; None when `timeout` passed or `stop` was set first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        unreachable_since = None
+        while True:
+            try:
+                job = self.poll()
+                unreachable_since = None
+            except (RayUnavailable, RayRequestError) as exc:
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since >= self.lost_after:
+                    self.pump.stop()
+                    return ExitStatus(None, None, known=False,
+                                      note=f"was lost: {exc}, for {self.lost_after:g} s (the cluster, or the head, "
+                                           "stopped or restarted)")
+                job = None
+            else:
+                if job is None:
+                    self.pump.stop()
+                    return ExitStatus(None, None, cancelled=self.cancel_requested, known=False,
+                                      note=f"was lost: the Ray head no longer knows submission {self.submission_id} "
+                                           "(the head restarted, and its jobs with it)")
+                if job.final:
+                    self.pump.stop(final=True)
+                    return self.exit_status(job)
+                self.pump.running_on(job.node_id)
+            if stop is not None and stop.is_set():
+                self.pump.stop()
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_SECONDS)
+
+    def exit_status(self, job: RayJob) -> ExitStatus:
+        record = read_exit_record(self.job_dir)  # the supervisor's, when the job dir is shared with the node
+        if record is not None:
+            return record
+        if job.status == "STOPPED":
+            return ExitStatus(None, None, cancelled=True)
+        if job.status == "SUCCEEDED":
+            return ExitStatus(0, None)
+        if job.exit_code is not None:
+            code = int(job.exit_code)
+            return ExitStatus(None, code - 128) if 128 < code <= 128 + 64 else ExitStatus(code, None)
+        return ExitStatus(None, None, known=False,
+                          note=f"failed on the Ray cluster before its command ran ({job.error_type or 'no reason'}): "
+                               f"{job.message.strip()[:500]}")
+
+    def terminate(self, grace: float | None = None) -> None:
+        """Ray's stop (SIGTERM, then the supervisor's grace period, then Ray's SIGKILL); `wait`
+        sees the job STOPPED once nothing of it is left."""
+        self.cancel_requested = True
+        try:
+            self.client.stop(self.submission_id)
+        except (RayUnavailable, RayRequestError) as exc:
+            log.warning("could not stop Ray job %s: %s", self.submission_id, exc)
+
+
+class RayLogPump(threading.Thread):
+    """Appends the job's output, streamed from Ray, to the local log file.
+
+    Ray streams a log from its first byte; the pump skips what the file already holds (what the
+    file gained since `log_base`, its size at submission), so a restarted daemon resumes where the
+    last one stopped. At the job's end the whole log is read once more for what the stream had
+    not yet sent.
+    """
+
+    def __init__(self, client: RayJobsClient, submission_id: str, log_path: Path, log_base: int):
+        super().__init__(name=f"ray-log-{submission_id}", daemon=True)
+        self.client, self.submission_id, self.log_path, self.log_base = client, submission_id, log_path, log_base
+        self._node = threading.Event()
+        self._node_id: str | None = None
+        self._stopped = threading.Event()
+        self._final = False
+        self._response = None
+        self._lock = threading.Lock()
+
+    def running_on(self, node_id: str | None) -> None:
+        if node_id and not self._node.is_set():
+            self._node_id = node_id
+            self._node.set()
+
+    def stop(self, final: bool = False) -> None:
+        self._final = final
+        self._stopped.set()
+        self._node.set()
+        self._interrupt()
+        if self.is_alive():
+            self.join(30)
+        elif final:
+            self._catch_up()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            self._node.wait()
+            if self._stopped.is_set() or not self._node_id:
+                break
+            try:
+                self._stream()
+            except (RayUnavailable, RayRequestError, HTTPException, OSError, ValueError) as exc:
+                if not self._stopped.is_set():
+                    log.debug("Ray log stream of %s broke (%s); reconnecting", self.submission_id, exc)
+            self._stopped.wait(1.0)
+        if self._final:
+            self._catch_up()
+
+    def _consumed(self) -> int:
+        try:
+            return max(0, self.log_path.stat().st_size - self.log_base)
+        except OSError:
+            return 0
+
+    def _stream(self) -> None:
+        skip = self._consumed()
+        stream = self.client.log_stream(self._node_id, self.submission_id)
+        with self._lock:
+            self._response = stream
+        try:
+            with open(self.log_path, "ab") as out:
+                for chunk in stream:
+                    if self._stopped.is_set():
+                        return
+                    if skip >= len(chunk):
+                        skip -= len(chunk)
+                        continue
+                    out.write(chunk[skip:])
+                    out.flush()
+                    skip = 0
+        finally:
+            with self._lock:
+                self._response = None
+            stream.close()
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            stream = self._response
+        if stream is not None:
+            stream.interrupt()
+
+    def _catch_up(self) -> None:
+        try:
+            whole = self.client.logs(self.submission_id)
+        except (RayUnavailable, RayRequestError) as exc:
+            log.warning("could not read the end of Ray job %s's log: %s", self.submission_id, exc)
+            return
+        rest = whole[self._consumed():]
+        if rest:
+            with open(self.log_path, "ab") as out:
+                out.write(rest)
