@@ -102,9 +102,6 @@ class WatchHub:
             del self._streams[job_id]
             self._waiting.pop(job_id, None)
 
-    def watchers(self, job_id: str) -> int:
-        return self._streams[job_id]
-
 
 async def watch_job(store: JobStore, hub: WatchHub, pool: Executor, request: pb.WatchJobRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:

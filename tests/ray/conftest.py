@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from runner.ray_api import RayJobsClient
+from tests.e2e.test_security import free_port
 
 RAY_REQUIREMENT = "ray[default]==2.60.*"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +34,7 @@ def ray_head(ray_venv):
     """The head's dashboard address. Its entrypoints find the head env's `python3` first on PATH
     (as on a node where the Ray env is active)."""
     temp = Path(tempfile.mkdtemp(prefix="vyray-", dir="/tmp"))
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{ray_venv / 'bin'}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("VIRTUAL_ENV", None)
     ray = str(ray_venv / "bin" / "ray")
