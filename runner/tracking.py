@@ -82,11 +82,15 @@ def prepare_sqlite_store(tracking_uri: str) -> None:
 
 
 def _has_schema_version(path: Path) -> bool:
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return bool(db.execute("SELECT version_num FROM alembic_version").fetchone())
-    except sqlite3.Error:
-        return False
+    """Whether MLflow finished creating the store. The connection is a writable one: a daemon
+    killed in the middle of an MLflow write leaves a hot journal, which only a writer rolls back
+    (a read-only connection fails on it, and a complete store must never look half-made). Any
+    error other than a missing version table propagates: it is no proof of a half-made store."""
+    with closing(sqlite3.connect(path, timeout=30)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                          ).fetchone():
+            return False
+        return bool(db.execute("SELECT version_num FROM alembic_version").fetchone())
 
 
 class Tracker:

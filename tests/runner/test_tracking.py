@@ -65,3 +65,32 @@ def test_a_half_created_store_is_moved_aside(tmp_path):
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()
     db.close()
     assert not list(tmp_path.glob("mlflow.db.creating-*"))
+
+
+def test_a_store_left_with_a_hot_journal_by_a_killed_writer_is_kept_whole(tmp_path):
+    """A daemon killed in the middle of an MLflow write leaves a hot journal: the store is complete,
+    its runs are kept, and the unfinished write is rolled back."""
+    import os
+    import signal
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        db.execute("INSERT INTO alembic_version VALUES ('abc')")
+        db.execute("CREATE TABLE runs (run_uuid TEXT)")
+        db.execute("INSERT INTO runs VALUES ('kept')")
+    db.close()
+    pid = os.fork()
+    if pid == 0:  # a writer killed mid-transaction, its journal left behind
+        db = sqlite3.connect(path)
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO runs VALUES (?)", [(os.urandom(200).hex(),) for _ in range(20000)])  # spills to the file
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert (tmp_path / "mlflow.db-journal").exists()
+    prepare_sqlite_store(f"sqlite:///{path}")
+    assert not list(tmp_path.glob("mlflow.db.incomplete-*"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT run_uuid FROM runs").fetchall() == [("kept",)]
+    db.close()
