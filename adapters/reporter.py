@@ -33,6 +33,7 @@ ENV_ADDRESS = "VISIONYARD_REPORTER_ADDRESS"  # grpc target: unix:///abs/path.soc
 ENV_JOB_ID = "VISIONYARD_JOB_ID"
 ENV_TOKEN = "VISIONYARD_JOB_TOKEN"
 ENV_JOURNAL = "VISIONYARD_REPORT_JOURNAL"
+ENV_TLS_ROOTS = "VISIONYARD_REPORTER_TLS_ROOTS"  # PEM: the daemon's listener is TLS (a job on another machine)
 
 PROGRESS_INTERVAL = 0.5  # seconds: at most ~2 progress events a second
 RPC_TIMEOUT = 5.0
@@ -72,8 +73,10 @@ class Reporter:
         backoff_max: float = BACKOFF_MAX,
         clock: Callable[[], float] = time.monotonic,
         journal: str | os.PathLike | None = None,
+        tls_roots: str | None = None,
     ) -> None:
         self.target = target or None
+        self._tls_roots = tls_roots or None
         self._journal_path = journal
         self._journal = None
         self.job_id = job_id
@@ -106,6 +109,7 @@ class Reporter:
         if not target:
             log.info("%s is not set: reporting to the log only", ENV_ADDRESS)
         options.setdefault("journal", env.get(ENV_JOURNAL) or None)
+        options.setdefault("tls_roots", env.get(ENV_TLS_ROOTS) or None)
         return cls(target or None, env.get(ENV_JOB_ID, ""), env.get(ENV_TOKEN, ""), **options)
 
     @property
@@ -238,7 +242,11 @@ class Reporter:
             batch = pending[0]
             if channel is None:
                 options = [("grpc.max_reconnect_backoff_ms", 2000)]
-                channel = grpc.insecure_channel(self.target, options=options)
+                if self._tls_roots:
+                    credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_roots.encode())
+                    channel = grpc.secure_channel(self.target, credentials, options=options)
+                else:
+                    channel = grpc.insecure_channel(self.target, options=options)
                 stub = visionyard_pb2_grpc.ReporterStub(channel)
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:

@@ -90,7 +90,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., framework: _Optional[str] = ..., task: _Optional[str] = ..., model: _Optional[str] = ..., pretrained: _Optional[bool] = ..., image_size: _Optional[int] = ..., num_classes: _Optional[int] = ..., dataset: _Optional[_Union[DatasetSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., advanced: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., preset: _Optional[str] = ..., weights: _Optional[str] = ..., resume: _Optional[str] = ..., repo: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device")
+    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device", "placement")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class Job(_message.Message):
     ENV_NAME_FIELD_NUMBER: _ClassVar[int]
     MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -134,7 +135,8 @@ class Job(_message.Message):
     env_name: str
     mlflow_run_id: str
     device: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    placement: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class StatusChange(_message.Message):
     __slots__ = ("state", "message")

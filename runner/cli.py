@@ -42,10 +42,11 @@ def _when(ts: float) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_serve(args) -> int:
-    from runner.daemon import serve
+RAY_MAX_CONCURRENT_JOBS = 256
 
-    from runner.daemon import TcpOptions
+
+def cmd_serve(args) -> int:
+    from runner.daemon import RayOptions, TcpOptions, serve
     from runner.gc import Policy
     from runner.guard import TOKEN_ENV
 
@@ -53,8 +54,17 @@ def cmd_serve(args) -> int:
                     checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
     tcp = TcpOptions(token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV), tls_cert=args.tls_cert,
                      tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, insecure=args.insecure_listen)
-    serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=args.max_concurrent_jobs, gpus=args.gpus,
-          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy, tcp=tcp)
+    ray = None
+    if args.backend == "ray":
+        if not args.ray_address:
+            raise SystemExit("--backend ray needs --ray-address (the head's dashboard, e.g. http://head:8265)")
+        ray = RayOptions(args.ray_address, cpus_per_job=args.ray_cpus_per_job, python=args.ray_python,
+                         lost_after=args.ray_lost_after, reporter_address=args.reporter_address)
+    elif args.ray_address:
+        raise SystemExit("--ray-address goes with --backend ray")
+    max_jobs = args.max_concurrent_jobs or (RAY_MAX_CONCURRENT_JOBS if ray else 1)
+    serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=max_jobs, gpus=args.gpus,
+          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy, tcp=tcp, ray=ray)
     return 0
 
 
@@ -370,8 +380,23 @@ def build_parser() -> argparse.ArgumentParser:
                                     "0600 on first start). The token lets its holder run code as this user (it can "
                                     "add repos), like access to the Docker socket")
     p.add_argument("--max-concurrent-jobs", type=_positive_int,
-                   default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS", "1"),
-                   help="jobs running at once (default 1, or $VISIONYARD_MAX_CONCURRENT_JOBS)")
+                   default=os.environ.get("VISIONYARD_MAX_CONCURRENT_JOBS"),
+                   help="jobs running at once (default 1, or $VISIONYARD_MAX_CONCURRENT_JOBS; with --backend ray "
+                        f"{RAY_MAX_CONCURRENT_JOBS}: the cluster's free CPUs and GPUs decide)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where jobs run: this machine (default), or a Ray cluster (--ray-address). A Ray job "
+                        "leaves the queue when the cluster has its CPUs (and GPU) free, runs under its "
+                        "supervisor on a node and reports to --listen; the nodes must see this daemon's home "
+                        "at the same path (a shared file system)")
+    p.add_argument("--ray-address", help="the Ray head's dashboard address, e.g. http://head:8265")
+    p.add_argument("--ray-cpus-per-job", type=float, default=1.0,
+                   help="CPUs a job reserves on the Ray cluster (default 1; its OMP_NUM_THREADS)")
+    p.add_argument("--ray-python", default="python3",
+                   help="the Python on the nodes' PATH that runs a job's supervisor (default python3)")
+    p.add_argument("--ray-lost-after", type=float, default=60.0,
+                   help="seconds the Ray head may not answer before its running jobs fail as lost (default 60)")
+    p.add_argument("--reporter-address",
+                   help="HOST:PORT at which the nodes reach --listen (default: the --listen address)")
     p.add_argument("--gpus", default=None, help="GPU indices to hand out, e.g. 0,1 (default: detected)")
     p.add_argument("--gc-env-days", type=float, default=30.0,
                    help="automatic gc: remove envs unused for this many days (default 30; 0: never)")

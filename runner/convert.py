@@ -19,6 +19,7 @@ def job_to_proto(record: JobRecord) -> pb.Job:
         error=record.error, metrics=record.metrics, epoch=record.epoch, total_epochs=record.total_epochs,
         best_checkpoint=record.best_checkpoint, last_checkpoint=record.last_checkpoint, job_dir=record.job_dir,
         env_name=record.env_name, mlflow_run_id=record.mlflow_run_id, device=record.device,
+        placement=record.placement,
     )
     if record.exit_code is not None:
         job.exit_code = record.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import shutil
 import signal
@@ -47,14 +48,18 @@ SWITCH_INTERVAL = 0.001  # s a thread holds the GIL while another waits: short, 
 REPORTER_WORKERS = 32  # threads for children's reports, shared with nothing else
 
 
-def link_child_path(paths: Paths) -> None:
-    """A folder holding only `adapters` and `protos`, the child's PYTHONPATH (no host code leaks in)."""
+def link_child_path(paths: Paths, copy: bool = False) -> None:
+    """A folder holding only `adapters` and `protos`, the child's PYTHONPATH (no host code leaks in):
+    links to the installed packages, or copies of them (`copy`) where other machines run the jobs."""
     staging = paths.child_path.with_name(paths.child_path.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for package in (adapters, protos):
         source = Path(package.__file__).resolve().parent
-        (staging / source.name).symlink_to(source, target_is_directory=True)
+        if copy:
+            shutil.copytree(source, staging / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (staging / source.name).symlink_to(source, target_is_directory=True)
     shutil.rmtree(paths.child_path, ignore_errors=True)
     staging.rename(paths.child_path)
 
@@ -62,7 +67,7 @@ def link_child_path(paths: Paths) -> None:
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
                  gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None,
-                 tcp: TcpOptions | None = None):
+                 tcp: TcpOptions | None = None, ray: RayOptions | None = None):
         os.umask(0o077)  # everything the daemon and its children write is the owner's only
         self.paths = Paths(home).ensure()
         make_private(self.paths)
@@ -78,22 +83,37 @@ class Daemon:
         self.listen = listen
         self.cancel_jobs_on_stop = cancel_jobs_on_stop
         self.gc_policy = gc_policy or Policy()
-        link_child_path(self.paths)
+        self.tcp = tcp or TcpOptions()
+        if listen:
+            self.tcp.check(listen)
+        reporter_address, reporter_env = f"unix://{self.paths.reporter_socket}", {}
+        if ray is not None:
+            reporter_address, reporter_env = ray.check(listen, self.tcp)
+        link_child_path(self.paths, copy=ray is not None)
         self.store = JobStore(self.paths.db)
         self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
                                lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id),
                                metric_points=self.store.metric_points,
                                on_ended=lambda job_id: self.store.update(job_id, tracking_done=1))
+        launcher = None
+        if ray is not None:
+            from runner.ray_backend import RayLauncher
+
+            launcher = RayLauncher(ray.address, self.paths.home / "ray-code", self.store, ray.cpus_per_job,
+                                   ray.python, ray.lost_after)
+            log.info("jobs run on the Ray cluster at %s (Ray %s)", ray.address,
+                     launcher.check_head().get("ray_version", "?"))
+            launcher.install_code()
         self.runtime = Runtime(self.paths, self.store, EnvManager(self.paths.envs), self.tracker,
-                               DevicePool(detect_gpus(gpus)),
-                               reporter_address=f"unix://{self.paths.reporter_socket}",
-                               repos=RepoRegistry(self.paths.repos / "specs"), repo_cache=RepoCache(self.paths.repos))
-        if "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
+                               launcher.devices if launcher else DevicePool(detect_gpus(gpus)),
+                               reporter_address=reporter_address, reporter_env=reporter_env,
+                               repos=RepoRegistry(self.paths.repos / "specs"), repo_cache=RepoCache(self.paths.repos),
+                               launcher=launcher)
+        if ray is not None:  # a job's threads: the CPUs Ray reserves for it
+            self.runtime.threads_per_job = max(1, math.ceil(ray.cpus_per_job))
+        elif "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
             self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
-        self.tcp = tcp or TcpOptions()
-        if listen:
-            self.tcp.check(listen)
         self.health = health.HealthServicer()
         sys.setswitchinterval(SWITCH_INTERVAL)
         # Clients are served by asyncio servers (a watch stream is a coroutine, unary calls run on
@@ -197,10 +217,11 @@ class Daemon:
 
 
 def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
-          cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None, tcp: TcpOptions | None = None) -> None:
+          cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None, tcp: TcpOptions | None = None,
+          ray: RayOptions | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp, ray).serve_forever()
 
 
 def make_private(paths: Paths) -> None:
@@ -247,6 +268,36 @@ class TcpOptions:
                                                   root_certificates=client_ca,
                                                   require_client_auth=client_ca is not None)
         return server.add_secure_port(listen, credentials)
+
+
+@dataclass
+class RayOptions:
+    """`--backend ray`: the head's dashboard address, what a job reserves there, and where its
+    child reports back."""
+
+    address: str
+    cpus_per_job: float = 1.0
+    python: str = "python3"            # on the nodes' PATH: runs the job's supervisor
+    lost_after: float = 60.0           # a head unreachable this long: its jobs fail as lost
+    reporter_address: str | None = None  # HOST:PORT of --listen as the nodes reach it
+
+    def check(self, listen: str | None, tcp: TcpOptions) -> tuple[str, dict[str, str]]:
+        """Where children report (the daemon's TCP listener) and what their channel needs (TLS roots)."""
+        if not listen:
+            raise SystemExit("--backend ray needs --listen HOST:PORT: jobs on the cluster's nodes report to the "
+                             "daemon over TCP")
+        if tcp.tls_client_ca:
+            raise SystemExit("--backend ray can't be used with --tls-client-ca: a job's child has no client "
+                             "certificate (it authenticates with its own job token)")
+        address = self.reporter_address
+        if not address:
+            host = listen.rsplit(":", 1)[0].strip("[]")
+            if host in ("", "0.0.0.0", "::"):
+                raise SystemExit(f"--listen {listen} names no address the nodes can reach: pass "
+                                 "--reporter-address HOST:PORT (this machine's name or address, as the nodes see it)")
+            address = listen
+        env = {"VISIONYARD_REPORTER_TLS_ROOTS": Path(tcp.tls_cert).read_text()} if tcp.tls_cert else {}
+        return address, env
 
 
 def is_loopback(listen: str) -> bool:

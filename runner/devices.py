@@ -17,6 +17,7 @@ class Assignment:
     device: str             # what the child uses: "cpu" or "cuda:0"
     visible_devices: str    # CUDA_VISIBLE_DEVICES for the child ("" hides every GPU)
     gpu: int | None = None  # physical GPU taken from the pool
+    gpus: int = 0           # how many GPUs the job holds (a Ray cluster picks which)
 
 
 def detect_gpus(explicit: str | None = None) -> list[int]:
@@ -38,6 +39,7 @@ class DevicePool:
         self.gpus = list(gpus)
         self._free = set(gpus)
         self._lock = threading.Lock()
+        self.waiting = ""  # why the last `acquire` that returned None must wait
 
     def check(self, request: str) -> str | None:
         """Why `request` can never be met on this runner, or None when it can."""
@@ -50,8 +52,9 @@ class DevicePool:
             return f"'{request}' is not one of this runner's GPUs: {', '.join(f'cuda:{g}' for g in self.gpus)}"
         return None
 
-    def acquire(self, request: str) -> Assignment | None:
-        """An assignment for `request`, or None when the job must wait for a GPU."""
+    def acquire(self, request: str, job_id: str = "") -> Assignment | None:
+        """An assignment for `request`, or None when the job must wait for a GPU (`waiting` says
+        why)."""
         if request == "cpu" or (request == "auto" and not self.gpus):
             return Assignment("cpu", "")
         with self._lock:
@@ -61,17 +64,20 @@ class DevicePool:
             else:
                 candidates = sorted(self._free)
             if not candidates:
+                self.waiting = f"waiting for {'GPU ' + request if request.startswith('cuda:') else 'a GPU'}: " \
+                               f"{'it is' if request.startswith('cuda:') else 'every GPU of this runner is'} taken"
                 return None
             gpu = candidates[0]
             self._free.discard(gpu)
-            return Assignment("cuda:0", str(gpu), gpu)
+            self.waiting = ""
+            return Assignment("cuda:0", str(gpu), gpu, gpus=1)
 
-    def claim(self, gpu: int | None, visible_devices: str, device: str) -> Assignment:
+    def claim(self, gpu: int | None, visible_devices: str, device: str, gpus: int = 0) -> Assignment:
         """The assignment a job adopted after a restart already holds (its GPU is taken again)."""
         if gpu is not None:
             with self._lock:
                 self._free.discard(gpu)
-        return Assignment(device or "cpu", visible_devices, gpu)
+        return Assignment(device or "cpu", visible_devices, gpu, gpus=1 if gpu is not None else 0)
 
     def release(self, assignment: Assignment) -> None:
         if assignment.gpu is not None:

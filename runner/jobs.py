@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from adapters.files import remove_partials
 from envs.manager import EnvManager
 from log_parsers.base import Line
 from runner.devices import Assignment, DevicePool
-from runner.launcher import (Child, ExitStatus, LogTailer, child_environment, process_start_ticks, read_exit_record,
+from runner.launcher import (Child, ExitStatus, LocalLauncher, LogTailer, process_start_ticks, read_exit_record,
                              replay_lines)
 from runner.reports import apply_journal
 from runner.settings import Paths
@@ -30,6 +30,7 @@ from runner.workloads import PrepareError, Workload, workload_for
 if TYPE_CHECKING:
     from custom_repos.git import RepoCache
     from custom_repos.registry import RepoRegistry
+    from runner.ray_backend import RayLauncher
 
 log = logging.getLogger("visionyard.jobs")
 LOG_TAIL_LINES = 25
@@ -46,9 +47,15 @@ class Runtime:
     tracker: Tracker
     devices: DevicePool
     reporter_address: str
+    reporter_env: dict[str, str] = field(default_factory=dict)  # what a child's channel to it needs (TLS roots)
     threads_per_job: int | None = None  # OMP_NUM_THREADS for children; None keeps the daemon's
     repos: "RepoRegistry | None" = None
     repo_cache: "RepoCache | None" = None
+    launcher: "LocalLauncher | RayLauncher | None" = None  # where jobs run; default: this machine
+
+    def __post_init__(self):
+        if self.launcher is None:
+            self.launcher = LocalLauncher(self.devices)
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -171,28 +178,29 @@ class JobExecution(threading.Thread):
                     return self._finish(JobState.CANCELLED, self.cancel_reason)
                 job_log.write(f"[visionyard] {exc}\n")
                 return self._finish(JobState.FAILED, f"{exc}\nlast log lines:\n{log_tail(self.log_path)}")
+        launcher = self.rt.launcher
         pythonpath = [*command.pythonpath, *filter(None, [command.env.get("PYTHONPATH")])]
-        env_vars = child_environment({
+        env_vars = launcher.environment({
             **command.env,
             "PYTHONPATH": os.pathsep.join(pythonpath),
-            "CUDA_VISIBLE_DEVICES": self.assignment.visible_devices,
             **({"OMP_NUM_THREADS": str(self.rt.threads_per_job)} if self.rt.threads_per_job else {}),
-        })
+        }, self.assignment)
         if not pythonpath:
             env_vars.pop("PYTHONPATH")
-        (self.job_dir / LAUNCH_RECORD).write_text(json.dumps({
-            "gpu": self.assignment.gpu, "visible_devices": self.assignment.visible_devices,
-            "device": self.assignment.device, "workload": workload.saved_state()}))
+        launch = {"gpu": self.assignment.gpu, "visible_devices": self.assignment.visible_devices,
+                  "device": self.assignment.device, "gpus": self.assignment.gpus,
+                  "workload": workload.saved_state(), **launcher.launch_record(self.job_id, self.log_path)}
+        (self.job_dir / LAUNCH_RECORD).write_text(json.dumps(launch))
         with self._lock:
             if self.detach_requested.is_set():
                 return DETACHED
             if self.cancel_requested.is_set():
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
             self.workload = workload
-            self._child = Child.start(command.argv, cwd=command.cwd, env=env_vars, log_path=self.log_path,
-                                      job_dir=self.job_dir, token=self.token)
-        store.transition(self.job_id, JobState.RUNNING, f"pid {self._child.pid} on {self.assignment.device}",
-                         pid=self._child.pid, pid_start=self._child.start_ticks)
+            self._child = launcher.start(command.argv, command.cwd, env_vars, self, launch)
+        store.transition(self.job_id, JobState.RUNNING, launcher.describe(self._child, self.assignment),
+                         pid=self._child.pid, pid_start=self._child.start_ticks,
+                         placement=launcher.placement(self._child))
         status = self._child.wait(stop=self.detach_requested)
         return DETACHED if status is None else self._outcome(status)
 
@@ -201,9 +209,16 @@ class JobExecution(threading.Thread):
         record = self.record
         self._start_tracking()
         workload = workload_for(self)
-        workload.restore(read_launch_record(self.job_dir).get("workload") or {})
+        launch = read_launch_record(self.job_dir)
+        workload.restore(launch.get("workload") or {})
         workload.replay(replay_lines(self.log_path, record.log_offset) if record.log_offset else iter(()))
-        child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token_hash)
+        if launch.get("backend") == "ray":
+            from runner import ray_backend
+
+            child = ray_backend.attach(launch, self.job_dir, self.log_path, self.rt.launcher, self.job_id,
+                                       self.assignment)
+        else:
+            child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token_hash)
         with self._lock:
             self.workload, self._child = workload, child
         self._tailer.start()
@@ -218,7 +233,8 @@ class JobExecution(threading.Thread):
                 except (ProcessLookupError, PermissionError):
                     pass
         else:
-            log.info("job %s is still running (supervisor pid %d); adopted", self.job_id, child.pid)
+            log.info("job %s is still running (%s); adopted", self.job_id,
+                     f"supervisor pid {child.pid}" if child.pid else child.describe())
             self.rt.store.add_logs(self.job_id, ["[visionyard] the daemon restarted; the job went on and is "
                                                  "watched again"])
             if self.cancel_requested.is_set():

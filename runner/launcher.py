@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -261,3 +262,28 @@ def replay_lines(path: Path, upto: int, read_size: int = 1 << 20):
             yield from splitter.feed(chunk)
     if chunk.endswith(b"\r"):  # a boundary: what follows isn't \n, so that piece was a refresh
         yield from splitter.feed(b"-")
+
+
+class LocalLauncher:
+    """Jobs as processes of this machine, under their supervisors (the default backend)."""
+
+    name = "local"
+
+    def __init__(self, devices):
+        self.devices = devices  # a DevicePool: this runner's GPUs
+
+    def environment(self, extra: dict[str, str], assignment) -> dict[str, str]:
+        return child_environment({**extra, "CUDA_VISIBLE_DEVICES": assignment.visible_devices})
+
+    def launch_record(self, job_id: str, log_path: Path) -> dict:
+        return {"backend": self.name}
+
+    def start(self, argv: list[str], cwd: Path, env: dict[str, str], execution, launch: dict) -> Child:
+        return Child.start(argv, cwd=cwd, env=env, log_path=execution.log_path, job_dir=execution.job_dir,
+                           token=execution.token)
+
+    def describe(self, child: Child, assignment) -> str:
+        return f"pid {child.pid} on {assignment.device}"
+
+    def placement(self, child: Child) -> str:
+        return f"pid {child.pid} on {socket.gethostname()}"

@@ -57,6 +57,8 @@ def summary(job: pb.Job, console: Console | None = None) -> None:
     table = Table(title=f"job {job.id} — {job.name}", show_header=False)
     colour = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(state_name(job.state), "white")
     table.add_row("state", f"[{colour}]{state_name(job.state)}[/]")
+    if job.placement:
+        table.add_row("runs on" if job.state == pb.RUNNING else "ran on", job.placement)
     for key in sorted(job.metrics):
         table.add_row(key, f"{job.metrics[key]:.4f}")
     if job.best_checkpoint:

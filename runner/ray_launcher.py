@@ -19,6 +19,7 @@ import threading
 import time
 from http.client import HTTPException
 from pathlib import Path
+from typing import Callable
 
 from runner.launcher import EXIT_RECORD, SUPERVISOR, SUPERVISOR_RECORD, TERMINATE_GRACE_SECONDS, TOKEN_ENV, \
     ExitStatus, read_exit_record
@@ -38,9 +39,11 @@ class RayChild:
     start_ticks = None
 
     def __init__(self, client: RayJobsClient, submission_id: str, job_dir: Path, log_path: Path,
-                 log_base: int = 0, lost_after: float = LOST_AFTER_SECONDS):
+                 log_base: int = 0, lost_after: float = LOST_AFTER_SECONDS,
+                 on_running: Callable[[str], None] | None = None):
         self.client, self.submission_id, self.job_dir = client, submission_id, job_dir
         self.lost_after = lost_after
+        self.on_running = on_running  # called once with the node's id when Ray runs the job
         self.cancel_requested = False
         self.last: RayJob | None = None
         self.pump = RayLogPump(client, submission_id, log_path, log_base)
@@ -49,17 +52,18 @@ class RayChild:
     def start(cls, client: RayJobsClient, submission_id: str, cmd: list[str], cwd: Path, env: dict[str, str],
               log_path: Path, job_dir: Path, token: str, *, python: str = "python3", num_cpus: float = 1,
               num_gpus: float = 0, metadata: dict[str, str] | None = None, grace: float = TERMINATE_GRACE_SECONDS,
-              lost_after: float = LOST_AFTER_SECONDS) -> "RayChild":
+              lost_after: float = LOST_AFTER_SECONDS, supervisor: Path = SUPERVISOR,
+              on_running: Callable[[str], None] | None = None) -> "RayChild":
         """Submit `cmd` (run in `cwd` with `env` on top of the node's environment). `env` holds
         only what the job needs: Ray passes it to the node as the job's env vars."""
         for stale in (EXIT_RECORD, SUPERVISOR_RECORD):
             (job_dir / stale).unlink(missing_ok=True)
-        supervised = [python, "-I", "-S", str(SUPERVISOR), str(job_dir), f"{grace:g}", "--", *cmd]
+        supervised = [python, "-I", "-S", str(supervisor), str(job_dir), f"{grace:g}", "--", *cmd]
         entrypoint = f"cd {shlex.quote(str(cwd))} && exec {shlex.join(supervised)}"
         env_vars = {**env, TOKEN_ENV: token,
                     "RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(grace) + STOP_MARGIN_SECONDS)}
         log_base = log_path.stat().st_size if log_path.exists() else 0
-        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after)
+        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after, on_running)
         if not client.submit(submission_id, entrypoint, env_vars, metadata or {}, num_cpus, num_gpus):
             log.info("Ray job %s was submitted before; following it", submission_id)
         child.pump.start()
@@ -67,10 +71,10 @@ class RayChild:
 
     @classmethod
     def attach(cls, client: RayJobsClient, submission_id: str, job_dir: Path, log_path: Path, log_base: int,
-               lost_after: float = LOST_AFTER_SECONDS) -> "RayChild":
+               lost_after: float = LOST_AFTER_SECONDS, on_running: Callable[[str], None] | None = None) -> "RayChild":
         """The job a previous daemon submitted; `wait` tells how it ended if it has (or that the
         head lost it)."""
-        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after)
+        child = cls(client, submission_id, job_dir, log_path, log_base, lost_after, on_running)
         child.pump.start()
         return child
 
@@ -108,7 +112,10 @@ class RayChild:
                 if job.final:
                     self.pump.stop(final=True)
                     return self.exit_status(job)
-                self.pump.running_on(job.node_id)
+                if job.status == "RUNNING" and job.node_id and not self.pump.node_known:
+                    self.pump.running_on(job.node_id)
+                    if self.on_running is not None:
+                        self.on_running(job.node_id)
             if stop is not None and stop.is_set():
                 self.pump.stop()
                 return None
@@ -159,6 +166,10 @@ class RayLogPump(threading.Thread):
         self._final = False
         self._response = None
         self._lock = threading.Lock()
+
+    @property
+    def node_known(self) -> bool:
+        return self._node.is_set()
 
     def running_on(self, node_id: str | None) -> None:
         if node_id and not self._node.is_set():

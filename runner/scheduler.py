@@ -30,6 +30,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._told: tuple[str, str] = ("", "")  # the job at the head of the queue, and why it waits
 
     def start(self) -> None:
         self._thread.start()
@@ -54,14 +55,23 @@ class Scheduler:
             apply_journal(self.rt, record.id, job_dir)
             launch = read_launch_record(job_dir)
             assignment = self.rt.devices.claim(launch.get("gpu"), launch.get("visible_devices", ""),
-                                               launch.get("device") or record.device)
+                                               launch.get("device") or record.device, int(launch.get("gpus") or 0))
             execution = JobExecution(self.rt, record, assignment, self._done, adopted=True)
             with self._lock:
                 self._running[record.id] = execution
             execution.start()
 
     def _started_meanwhile(self, record, job_dir) -> bool:
-        """A job left PREPARING whose supervisor had started: it is RUNNING (or ran) really."""
+        """A job left PREPARING whose supervisor had started (or which its Ray head knows): it is
+        RUNNING (or ran) really."""
+        launch = read_launch_record(job_dir)
+        if launch.get("backend") == "ray" and launch.get("submission_id"):
+            from runner.ray_backend import submitted
+
+            if not submitted(launch):  # never submitted, or the head doesn't answer: prepared again
+                return False
+            self.rt.store.transition(record.id, JobState.RUNNING, "it was submitted to Ray before the daemon stopped")
+            return True
         try:
             started = json.loads((job_dir / SUPERVISOR_RECORD).read_text())
         except (OSError, ValueError):
@@ -120,9 +130,10 @@ class Scheduler:
                 if problem:  # e.g. queued before a restart with fewer GPUs: fail it, don't block the queue
                     self.rt.store.transition(record.id, JobState.FAILED, problem, error=f"training.device: {problem}")
                     continue
-                assignment = self.rt.devices.acquire(device)
-                if assignment is None:
-                    return  # strict FIFO: the head waits for its GPU
+                assignment = self.rt.devices.acquire(device, record.id)
+                if assignment is None:  # strict FIFO: the head waits for its GPU (or the cluster's CPUs)
+                    self._tell_waiting(record.id, self.rt.devices.waiting)
+                    return
                 try:
                     moved = self.rt.store.transition(record.id, JobState.PREPARING, f"device {assignment.device}")
                 except Exception:  # the store can't be written (a full disk): try again on the next pass
@@ -134,6 +145,12 @@ class Scheduler:
                 execution = JobExecution(self.rt, record, assignment, self._done)
                 self._running[record.id] = execution
                 execution.start()
+
+    def _tell_waiting(self, job_id: str, why: str) -> None:
+        """Say once in the job's log why it waits at the head of the queue (again when that changes)."""
+        if why and self._told != (job_id, why):
+            self._told = (job_id, why)
+            self.rt.store.add_logs(job_id, [f"[visionyard] queued: {why}"])
 
     def _done(self, job_id: str, state: JobState | None) -> None:
         with self._lock:

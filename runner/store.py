@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_report TEXT NOT NULL DEFAULT '',
     repo_spec_json TEXT,
     log_offset INTEGER NOT NULL DEFAULT 0,
-    tracking_done INTEGER NOT NULL DEFAULT 0
+    tracking_done INTEGER NOT NULL DEFAULT 0,
+    placement TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, position);
 CREATE TABLE IF NOT EXISTS events (
@@ -100,7 +101,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 UPDATABLE = frozenset({"token", "exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
                        "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
-                       "error_report", "log_offset", "tracking_done"})
+                       "error_report", "log_offset", "tracking_done", "placement"})
 
 
 class JobNotFound(KeyError):
@@ -143,6 +144,7 @@ class JobRecord:
     repo_spec: dict[str, Any] | None = None
     log_offset: int = 0          # bytes of output.log whose lines (and parsed metrics) are applied
     tracking_done: bool = False  # the MLflow run holds every metric and is ended
+    placement: str = ""          # where the job runs: its process here, or its Ray submission and node
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -156,7 +158,8 @@ class JobStore:
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         for column in ("pid_start INTEGER", "repo_spec_json TEXT", "log_offset INTEGER NOT NULL DEFAULT 0",
-                       "tracking_done INTEGER NOT NULL DEFAULT 0"):  # a state.db from an older version
+                       "tracking_done INTEGER NOT NULL DEFAULT 0",
+                       "placement TEXT NOT NULL DEFAULT ''"):  # a state.db from an older version
             if column.split()[0] not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
                 if column.startswith("tracking_done"):  # runs of jobs ended before were ended then
@@ -538,5 +541,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         result=json.loads(data["result_json"]) if data["result_json"] else None,
         error_report=data["error_report"],
         repo_spec=json.loads(data["repo_spec_json"]) if data["repo_spec_json"] else None,
-        log_offset=data["log_offset"], tracking_done=bool(data["tracking_done"]),
+        log_offset=data["log_offset"], tracking_done=bool(data["tracking_done"]), placement=data["placement"],
     )

@@ -93,7 +93,7 @@ class AdapterWorkload(Workload):
             "job_id": self.job_id, "job_dir": str(job_dir), "device": self.execution.assignment.device,
             "checkpoint_dir": str(checkpoint_dir), "spec": self.spec}, indent=2))
         return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
-                       env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address,
+                       env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address, **self.rt.reporter_env,
                             ENV_JOURNAL: str(job_dir / JOURNAL_NAME),
                             "VISIONYARD_JOB_ID": self.job_id,
                             "VISIONYARD_JOB_TOKEN": self.execution.token,

@@ -1,0 +1,109 @@
+"""The Ray backend against the local one, in the same script, on the same machine.
+
+A local Ray head (2 CPUs, built in its own venv with uv) and two daemons sharing one env root:
+`--backend local` and `--backend ray --ray-cpus-per-job 2` (so both give a job the same threads).
+Rounds alternate which backend goes first. For each job:
+
+- submit → exec: from the SubmitJob call to the moment the job's supervisor started the
+  command (its `supervisor.json` is written right then), with a warm env;
+- wall: submit → SUCCEEDED for a small timm training, and exec → SUCCEEDED (the training
+  itself, without Ray's start-up). The goal is a wall ratio ≤ 1.05×, the rest being Ray's own
+  start-up, reported apart.
+
+    uv run python bench/bench_ray.py [--rounds 5] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from protos import visionyard_pb2 as pb  # noqa: E402
+from tests.conftest import start_daemon  # noqa: E402
+from tests.e2e.test_security import free_port  # noqa: E402
+from tests.fixtures import make_imagefolder  # noqa: E402
+from tests.ray.conftest import RAY_REQUIREMENT, RayHead  # noqa: E402
+
+from bench.bench_runner import spec  # noqa: E402
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
+
+
+def run(client, job_spec: dict) -> tuple[float, float, float]:
+    """(submit → exec, submit → SUCCEEDED, exec → SUCCEEDED), in seconds."""
+    started = time.time()
+    job = client.submit(job_spec)
+    for _ in client.watch(job.id):
+        pass
+    final = client.get(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    executed = (Path(final.job_dir) / "supervisor.json").stat().st_mtime
+    return executed - started, final.finished_at - started, final.finished_at - executed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vy-bench-ray-"))
+    venv = tmp / "ray-venv"
+    subprocess.run(["uv", "venv", "-q", "-p", "3.11", str(venv)], check=True)
+    subprocess.run(["uv", "pip", "install", "-q", "-p", str(venv / "bin" / "python"), RAY_REQUIREMENT], check=True)
+    head = RayHead(venv)
+    began = time.monotonic()
+    head.start()
+    head_start = time.monotonic() - began
+    dataset = make_imagefolder(tmp / "data", per_class=60, val_per_class=15)
+    envs = tmp / "envs"
+    envs.mkdir()
+    daemons = {}
+    try:
+        daemons["local"] = start_daemon(tmp / "local", envs, ["--max-concurrent-jobs", "1"])
+        daemons["ray"] = start_daemon(tmp / "ray", envs, ["--backend", "ray", "--ray-address", head.address,
+                                                          "--listen", f"127.0.0.1:{free_port()}",
+                                                          "--ray-cpus-per-job", "2"])
+        print("warming the env and both daemons...", flush=True)
+        for name, daemon in daemons.items():
+            run(daemon.client, spec(dataset, 1, f"warm-{name}"))
+        results = {name: [] for name in daemons}
+        for i in range(args.rounds):
+            for name in ("local", "ray") if i % 2 == 0 else ("ray", "local"):
+                results[name].append(run(daemons[name].client, spec(dataset, args.epochs, f"{name}-{i}")))
+                print(f"round {i} {name}: exec {results[name][-1][0]:.2f} s, wall {results[name][-1][1]:.2f} s",
+                      flush=True)
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+        head.stop()
+        shutil.rmtree(head.temp, ignore_errors=True)
+
+    print(f"\nRay head start-up (ray start until its API answers): {head_start:.1f} s")
+    print(f"resnet18 32px, {args.epochs} epochs, 2 threads, {args.rounds} rounds (alternating):")
+    for name, rows in results.items():
+        print(f"  {name:5}  submit → exec {spread([r[0] for r in rows])}")
+        print(f"         wall          {spread([r[1] for r in rows])}")
+        print(f"         exec → end    {spread([r[2] for r in rows])}")
+    ratio = [ray[1] / local[1] for ray, local in zip(results["ray"], results["local"])]
+    training = [ray[2] / local[2] for ray, local in zip(results["ray"], results["local"])]
+    print(f"wall ratio ray/local per round: median {statistics.median(ratio):.3f}× "
+          f"(min {min(ratio):.3f}, max {max(ratio):.3f})  goal ≤ 1.05×")
+    print(f"training (exec → end) ratio:    median {statistics.median(training):.3f}× "
+          f"(min {min(training):.3f}, max {max(training):.3f})")
+    extra = [ray[0] - local[0] for ray, local in zip(results["ray"], results["local"])]
+    print(f"Ray's own start-up per job (submit → exec, ray minus local): median {statistics.median(extra):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

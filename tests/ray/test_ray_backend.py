@@ -1,0 +1,177 @@
+"""`visionyard serve --backend ray` against a real local head: the same specs, watch, metrics,
+checkpoints and MLflow runs as locally; cancel, restart adoption, admission and a lost head."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner.ray_api import RayJobsClient
+from tests.conftest import start_daemon
+from tests.e2e.test_restarts import kill_daemon
+from tests.e2e.test_security import free_port, self_signed
+from tests.e2e.test_timm_jobs import job_spec, states, wait_for
+from tests.fixtures import make_imagefolder
+from tests.repo_fixtures import toy_repo, toy_spec
+
+pytestmark = pytest.mark.slow
+
+
+def ray_args(address: str, port: int) -> list[str]:
+    return ["--backend", "ray", "--ray-address", address, "--listen", f"127.0.0.1:{port}", "--ray-lost-after", "5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=6, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def ray_daemon(tmp_path_factory, shared_envs, timm_env, ray_head):
+    """A daemon whose jobs run on the session's head; its listener (where children report) is TLS."""
+    home = tmp_path_factory.mktemp("rayhome")
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"), "localhost")
+    args = [*ray_args(ray_head, free_port()), "--tls-cert", str(cert), "--tls-key", str(key)]
+    proc = start_daemon(home, shared_envs, args)
+    proc.ray_args = args
+    url, sha = toy_repo(tmp_path_factory.mktemp("toy") / "toy")
+    spec = home.parent / "toy.yaml"
+    spec.write_text(toy_spec(f"file://{url}", sha))
+    proc.client.add_repo(spec)
+    yield proc
+    proc.stop()
+
+
+def toy_job(data: Path, epochs: int = 3, epoch_seconds: float = 0.0, device: str = "cpu") -> dict:
+    return {"name": "toy-on-ray", "framework": "custom", "repo": "toyrepo", "model": "anything",
+            "task": "image_classification", "dataset": {"path": str(data), "format": "imagefolder"},
+            "training": {"epochs": epochs, "batch_size": 2, "device": device},
+            "advanced": {"epoch_seconds": epoch_seconds}}
+
+
+def finished(client, job_id: str, timeout: float) -> pb.Job:
+    final = (pb.SUCCEEDED, pb.FAILED, pb.CANCELLED)
+    return wait_for(lambda: (job := client.get(job_id)).state in final and job, timeout=timeout, interval=0.5)
+
+
+def accuracy_steps(client, job_id) -> Counter:
+    return Counter(e.metrics.step for e in client.watch(job_id)
+                   if e.WhichOneof("kind") == "metrics" and "val/accuracy" in e.metrics.values)
+
+
+def logs(client, job_id) -> list[str]:
+    """The job's log lines so far."""
+    return [e.log.text for e in client.watch(job_id, logs_only=True, snapshot=True)]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflow_run(ray_daemon, ray_head, data):
+    from mlflow.tracking import MlflowClient
+
+    client = ray_daemon.client
+    job = client.submit(job_spec(data, name="timm-on-ray", training={"epochs": 2, "batch_size": 4, "device": "cpu"}))
+    final = finished(client, job.id, 600)
+    assert final.state == pb.SUCCEEDED, final.error
+    events = list(client.watch(job.id, include_logs=True))
+    assert states(events) == ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"]
+    running = [e.status.message for e in events if e.WhichOneof("kind") == "status" and e.status.state == pb.RUNNING]
+    assert running[0].startswith(f"Ray submission {job.id} at {ray_head}")
+    assert final.placement.startswith(f"Ray submission {job.id} on node ")  # what `status` shows
+    texts = [e.log.text for e in events if e.WhichOneof("kind") == "log"]
+    assert any(t.startswith(f"[visionyard] Ray runs submission {job.id} on node ") for t in texts)
+    assert any("epoch" in t.lower() for t in texts)  # the child's output, through Ray's log stream
+    # the child reported over TLS with its token: every epoch's metrics once, a result, checkpoints
+    steps = Counter(e.metrics.step for e in events if e.WhichOneof("kind") == "metrics")
+    assert steps == {1: 1, 2: 1} and "val/accuracy" in final.metrics
+    assert Path(final.best_checkpoint).is_file() and Path(final.last_checkpoint).is_file()
+    output = (Path(final.job_dir) / "output.log").read_text()
+    assert "report batch" not in output and "not delivered" not in output  # live, not from the journal
+    ray_job = RayJobsClient(ray_head).job(job.id)
+    assert ray_job.status == "SUCCEEDED" and ray_job.metadata["visionyard_job_id"] == job.id
+    run_id = wait_for(lambda: client.get(job.id).mlflow_run_id, timeout=60)
+    mlflow = MlflowClient(f"sqlite:///{ray_daemon.home / 'mlflow.db'}")
+    run = wait_for(lambda: (r := mlflow.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
+    assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "val/accuracy")] == [1, 2]
+
+
+def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):
+    client = ray_daemon.client
+    job = client.submit(toy_job(data, epochs=3))
+    final = finished(client, job.id, 300)
+    assert final.state == pb.SUCCEEDED, final.error
+    history = {(e.metrics.step, round(e.metrics.values["val/accuracy"], 3)) for e in client.watch(job.id)
+               if e.WhichOneof("kind") == "metrics" and "val/accuracy" in e.metrics.values}
+    assert history == {(1, 0.5), (2, 0.6), (3, 0.7)}
+    assert final.epoch == 3 and final.last_checkpoint.endswith("model_3.bin")
+    lines = logs(client, job.id)
+    assert lines.count("toy trainer: 3 classes, 3 epochs") == 1  # each line once, from Ray's stream
+
+
+def test_cancel_stops_the_ray_job_and_leaves_nothing_on_the_node(ray_daemon, ray_head, data):
+    client = ray_daemon.client
+    job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
+    wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
+    job_dir = client.get(job.id).job_dir
+    assert processes_mentioning(job_dir)  # its supervisor and the trainer
+    client.cancel(job.id)
+    final = finished(client, job.id, 120)
+    assert final.state == pb.CANCELLED
+    assert RayJobsClient(ray_head).job(job.id).status == "STOPPED"
+    assert processes_mentioning(job_dir) == []
+
+
+def test_a_gpu_job_waits_in_our_queue_and_is_cancelled_there(ray_daemon, data):
+    client = ray_daemon.client
+    gpu_job = client.submit(toy_job(data, device="cuda"))
+    cpu_job = client.submit(toy_job(data, epochs=1))
+    wait_for(lambda: any("queued: waiting for 1 GPU (0 of 0 free) on the Ray cluster" in t
+                         for t in logs(client, gpu_job.id)), timeout=60)
+    assert client.get(gpu_job.id).state == pb.QUEUED
+    assert client.get(cpu_job.id).state == pb.QUEUED  # first in, first out: it waits behind the GPU job
+    client.cancel(gpu_job.id)
+    assert finished(client, gpu_job.id, 30).state == pb.CANCELLED
+    assert finished(client, cpu_job.id, 300).state == pb.SUCCEEDED
+
+
+def test_a_daemon_killed_while_a_ray_job_runs_adopts_it(ray_daemon, ray_head, data, shared_envs):
+    daemon = ray_daemon
+    job = daemon.client.submit(toy_job(data, epochs=4, epoch_seconds=2.0))
+    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=300)
+    kill_daemon(daemon)
+    daemon = start_daemon(daemon.home, shared_envs, ray_daemon.ray_args)
+    try:
+        assert daemon.client.get(job.id).state == pb.RUNNING
+        final = finished(daemon.client, job.id, 300)
+        assert final.state == pb.SUCCEEDED, final.error
+        assert accuracy_steps(daemon.client, job.id) == {1: 1, 2: 1, 3: 1, 4: 1}
+        assert logs(daemon.client, job.id).count("toy trainer: 3 classes, 4 epochs") == 1
+    finally:
+        ray_daemon.proc, ray_daemon.client, ray_daemon._log = daemon.proc, daemon.client, daemon._log
+
+
+def test_a_stopped_head_fails_its_job_clearly(ray_daemon, ray_cluster, data):
+    client = ray_daemon.client
+    job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
+    wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
+    job_dir = client.get(job.id).job_dir
+    ray_cluster.stop()
+    try:
+        final = finished(client, job.id, 180)
+        assert final.state == pb.FAILED
+        assert "was lost" in final.error and ("can't be reached" in final.error or "no longer knows" in final.error)
+        assert processes_mentioning(job_dir) == []
+    finally:
+        ray_cluster.start()
