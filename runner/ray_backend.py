@@ -47,6 +47,9 @@ class RayDevicePool:
     hold; the head's usage report lags a few seconds, so our jobs are counted from our own claims,
     and a job of ours counts in the head's figure only once it has run for `REPORT_SECONDS`.
 
+    A job that just ended may still be in the head's figure for a few seconds: it is not taken
+    for someone else's use, so a queue of jobs on a full cluster starts the next at once.
+
     A job's device `cuda` or `cuda:N` asks for one GPU (Ray picks which; the child sees it as
     ``cuda:0``); `auto` asks for one when the cluster has any GPU, else runs on CPU.
     """
@@ -57,6 +60,7 @@ class RayDevicePool:
         self.gpus: list[int] = []  # no local GPUs are handed out
         self.waiting = ""
         self._claims: dict[int, _Claim] = {}
+        self._ended: list[tuple[float, _Claim]] = []  # (when, claim) of jobs that ended lately
         self._lock = threading.Lock()
         self._resources = None
         self._resources_at = -math.inf
@@ -82,7 +86,9 @@ class RayDevicePool:
         gpus = 1 if request.startswith("cuda") or (request == "auto" and total_gpus > 0) else 0
         with self._lock:
             now = time.monotonic()
+            self._ended = [(at, c) for at, c in self._ended if now - at < REPORT_SECONDS]
             settled = [c for c in self._claims.values() if c.running_since and now - c.running_since >= REPORT_SECONDS]
+            settled += [c for _, c in self._ended]  # ended, maybe still in the head's figure: not others' use
             free = {}
             for name, ours in (("CPU", [c.cpus for c in self._claims.values()]),
                                ("GPU", [c.gpus for c in self._claims.values()])):
@@ -113,8 +119,14 @@ class RayDevicePool:
                 claim.running_since = time.monotonic()
 
     def release(self, assignment: Assignment) -> None:
+        """The job ended. For `REPORT_SECONDS` the head may still count it as used; what it holds
+        there is not taken for others' use meanwhile, so the next job of the queue starts at once
+        (should the head's figure already have dropped it while others' use grew in that window,
+        the job waits PENDING in Ray for a moment instead)."""
         with self._lock:
-            self._claims.pop(id(assignment), None)
+            claim = self._claims.pop(id(assignment), None)
+            if claim is not None and claim.running_since is not None:
+                self._ended.append((time.monotonic(), claim))
 
 
 class RayLauncher:
@@ -150,6 +162,8 @@ class RayLauncher:
         """Only what the job needs: Ray adds it to the node's own environment (never the daemon's,
         whose paths and secrets mean nothing on a node)."""
         env = {**extra, "PYTHONUNBUFFERED": "1"}
+        if "PYTHONPYCACHEPREFIX" in extra:  # bytecode written and reused there, as for a local child,
+            env["PYTHONDONTWRITEBYTECODE"] = ""  # even where the node's Ray runs with it set (empty: unset)
         if not assignment.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job sees no GPU, as locally; Ray sets it for GPU jobs
         return env

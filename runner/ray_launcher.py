@@ -27,7 +27,8 @@ from runner.ray_api import RayJob, RayJobsClient, RayRequestError, RayUnavailabl
 
 log = logging.getLogger("visionyard.ray")
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0        # how often Ray is asked how the job is doing
+EXIT_CHECK_SECONDS = 0.1  # how often a shared job dir is looked at for the supervisor's exit record
 LOST_AFTER_SECONDS = 60.0  # a head unreachable this long: the job is failed, not left RUNNING
 STOP_MARGIN_SECONDS = 5    # Ray's SIGKILL comes this long after the supervisor's own
 
@@ -91,6 +92,11 @@ class RayChild:
         deadline = None if timeout is None else time.monotonic() + timeout
         unreachable_since = None
         while True:
+            if (self.job_dir / EXIT_RECORD).exists():  # a shared job dir: the supervisor's word, at once
+                if self.cancel_requested:
+                    self._until_ray_says_stopped()
+                self.pump.stop(final=True)
+                return read_exit_record(self.job_dir) or ExitStatus(None, None, known=False)
             try:
                 job = self.poll()
                 unreachable_since = None
@@ -121,7 +127,29 @@ class RayChild:
                 return None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            time.sleep(POLL_SECONDS)
+            self._pause(stop)
+
+    def _until_ray_says_stopped(self, timeout: float = STOP_MARGIN_SECONDS + 10) -> None:
+        """A cancelled job's supervisor has ended everything of it; Ray's word that the job is gone
+        follows within moments (checked, so a cancel ends with nothing of the job left on Ray)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                job = self.poll()
+            except (RayUnavailable, RayRequestError):
+                return
+            if job is None or job.final:
+                return
+            time.sleep(EXIT_CHECK_SECONDS)
+        log.warning("Ray job %s was stopped but Ray still shows it %s", self.submission_id, self.last.status)
+
+    def _pause(self, stop: threading.Event | None) -> None:
+        """Until the next look at Ray; the job dir's exit record is looked for more often (a stat)."""
+        until = time.monotonic() + POLL_SECONDS
+        while (left := until - time.monotonic()) > 0:
+            if (stop is not None and stop.is_set()) or (self.job_dir / EXIT_RECORD).exists():
+                return
+            time.sleep(min(EXIT_CHECK_SECONDS, left))
 
     def exit_status(self, job: RayJob) -> ExitStatus:
         record = read_exit_record(self.job_dir)  # the supervisor's, when the job dir is shared with the node

@@ -58,6 +58,17 @@ def test_what_others_use_is_not_free(monkeypatch):
     assert pool.acquire("cpu") is not None
 
 
+def test_the_next_job_starts_when_ours_ends_though_the_heads_figure_lags():
+    head = FakeHead({"CPU": 2})
+    pool = RayDevicePool(head, cpus_per_job=2)
+    first = pool.acquire("cpu")
+    pool.running(first)
+    head.used["CPU"] = 2  # the head's report shows it
+    assert pool.acquire("cpu") is None
+    pool.release(first)  # it ended; the head's report still shows its 2 CPUs for a few seconds
+    assert pool.acquire("cpu") is not None
+
+
 def test_a_gpu_job_waits_for_a_gpu_the_cluster_lacks_and_auto_runs_on_cpu():
     pool = RayDevicePool(FakeHead({"CPU": 4}), cpus_per_job=1)
     assert pool.check("cuda") is None and pool.check("cuda:1") is None  # the cluster may gain GPUs
