@@ -52,7 +52,7 @@ class DevicePool:
             return f"'{request}' is not one of this runner's GPUs: {', '.join(f'cuda:{g}' for g in self.gpus)}"
         return None
 
-    def acquire(self, request: str, job_id: str = "") -> Assignment | None:
+    def acquire(self, request: str) -> Assignment | None:
         """An assignment for `request`, or None when the job must wait for a GPU (`waiting` says
         why)."""
         if request == "cpu" or (request == "auto" and not self.gpus):
@@ -64,8 +64,8 @@ class DevicePool:
             else:
                 candidates = sorted(self._free)
             if not candidates:
-                self.waiting = f"waiting for {'GPU ' + request if request.startswith('cuda:') else 'a GPU'}: " \
-                               f"{'it is' if request.startswith('cuda:') else 'every GPU of this runner is'} taken"
+                self.waiting = (f"waiting for GPU {request}: it is taken" if request.startswith("cuda:")
+                                else "waiting for a GPU: every GPU of this runner is taken")
                 return None
             gpu = candidates[0]
             self._free.discard(gpu)

@@ -41,6 +41,10 @@ class _Claim:
     running_since: float | None = None  # when Ray started running it (monotonic)
 
 
+def _held(claims, resource: str) -> float:
+    return sum(c.cpus if resource == "CPU" else c.gpus for c in claims)
+
+
 class RayDevicePool:
     """Admission for a Ray cluster: a job starts when the cluster has the CPUs (and the GPU) it asks
     for free. What is free is the cluster's total minus what others use minus what our own jobs
@@ -57,7 +61,6 @@ class RayDevicePool:
     def __init__(self, client: RayJobsClient, cpus_per_job: float = 1.0):
         self.client = client
         self.cpus_per_job = cpus_per_job
-        self.gpus: list[int] = []  # no local GPUs are handed out
         self.waiting = ""
         self._claims: dict[int, _Claim] = {}
         self._ended: list[tuple[float, _Claim]] = []  # (when, claim) of jobs that ended lately
@@ -76,7 +79,7 @@ class RayDevicePool:
             self._resources, self._resources_at = self.client.resources(), now
         return self._resources
 
-    def acquire(self, request: str, job_id: str = "") -> Assignment | None:
+    def acquire(self, request: str) -> Assignment | None:
         try:
             resources = self._look()
         except (RayUnavailable, RayRequestError) as exc:
@@ -90,11 +93,9 @@ class RayDevicePool:
             settled = [c for c in self._claims.values() if c.running_since and now - c.running_since >= REPORT_SECONDS]
             settled += [c for _, c in self._ended]  # ended, maybe still in the head's figure: not others' use
             free = {}
-            for name, ours in (("CPU", [c.cpus for c in self._claims.values()]),
-                               ("GPU", [c.gpus for c in self._claims.values()])):
-                used_by_ours = sum(c.cpus if name == "CPU" else c.gpus for c in settled)
-                others = max(0.0, resources.used.get(name, 0) - used_by_ours)
-                free[name] = resources.total.get(name, 0) - others - sum(ours)
+            for name in ("CPU", "GPU"):
+                others = max(0.0, resources.used.get(name, 0) - _held(settled, name))
+                free[name] = resources.total.get(name, 0) - others - _held(self._claims.values(), name)
             short = [f"{need:g} {name} ({max(0, free[name]):g} of {resources.total.get(name, 0):g} free)"
                      for name, need in (("GPU", gpus), ("CPU", self.cpus_per_job)) if need and free[name] < need]
             if short:

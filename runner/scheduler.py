@@ -130,7 +130,7 @@ class Scheduler:
                 if problem:  # e.g. queued before a restart with fewer GPUs: fail it, don't block the queue
                     self.rt.store.transition(record.id, JobState.FAILED, problem, error=f"training.device: {problem}")
                     continue
-                assignment = self.rt.devices.acquire(device, record.id)
+                assignment = self.rt.devices.acquire(device)
                 if assignment is None:  # strict FIFO: the head waits for its GPU (or the cluster's CPUs)
                     self._tell_waiting(record.id, self.rt.devices.waiting)
                     return
