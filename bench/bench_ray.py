@@ -1,7 +1,9 @@
 """The Ray backend against the local one, in the same script, on the same machine.
 
 A local Ray head (2 CPUs, built in its own venv with uv) and two daemons sharing one env root:
-`--backend local` and `--backend ray --ray-cpus-per-job 2` (so both give a job the same threads).
+`--backend local` and `--backend ray --ray-cpus-per-job 2` (so both give a job the same threads;
+the Ray node keeps its envs and job dirs in a node home of its own, as a node that shares nothing
+with the daemon does: the env is built there by the warm-up job, and results come back at the end).
 Rounds alternate which backend goes first. For each job:
 
 - submit → exec: from the SubmitJob call to the moment the job's supervisor started the
@@ -41,15 +43,17 @@ def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
 
 
-def run(client, job_spec: dict) -> tuple[float, float, float]:
-    """(submit → exec, submit → SUCCEEDED, exec → SUCCEEDED), in seconds."""
+def run(client, job_spec: dict, node_home: Path | None = None) -> tuple[float, float, float]:
+    """(submit → exec, submit → SUCCEEDED, exec → SUCCEEDED), in seconds. `node_home`: where a
+    Ray node ran the job (its supervisor record there is written when the command starts)."""
     started = time.time()
     job = client.submit(job_spec)
     for _ in client.watch(job.id):
         pass
     final = client.get(job.id)
     assert final.state == pb.SUCCEEDED, final.error
-    executed = (Path(final.job_dir) / "supervisor.json").stat().st_mtime
+    job_dir = node_home / "jobs" / job.id if node_home else Path(final.job_dir)
+    executed = (job_dir / "supervisor.json").stat().st_mtime
     return executed - started, final.finished_at - started, final.finished_at - executed
 
 
@@ -74,14 +78,16 @@ def main() -> None:
         daemons["local"] = start_daemon(tmp / "local", envs, ["--max-concurrent-jobs", "1"])
         daemons["ray"] = start_daemon(tmp / "ray", envs, ["--backend", "ray", "--ray-address", head.address,
                                                           "--listen", f"127.0.0.1:{free_port()}",
-                                                          "--ray-cpus-per-job", "2"])
+                                                          "--ray-cpus-per-job", "2",
+                                                          "--ray-node-home", str(tmp / "node")])
         print("warming the env and both daemons...", flush=True)
         for name, daemon in daemons.items():
-            run(daemon.client, spec(dataset, 1, f"warm-{name}"))
+            run(daemon.client, spec(dataset, 1, f"warm-{name}"), tmp / "node" if name == "ray" else None)
         results = {name: [] for name in daemons}
         for i, which in alternating_rounds(args.rounds):
             name = "ray" if which == "visionyard" else "local"  # the baseline takes the bare side
-            results[name].append(run(daemons[name].client, spec(dataset, args.epochs, f"{name}-{i}")))
+            results[name].append(run(daemons[name].client, spec(dataset, args.epochs, f"{name}-{i}"),
+                                     tmp / "node" if name == "ray" else None))
             print(f"round {i} {name}: exec {results[name][-1][0]:.2f} s, wall {results[name][-1][1]:.2f} s",
                   flush=True)
     finally:

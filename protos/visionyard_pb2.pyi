@@ -660,3 +660,35 @@ class ReportAck(_message.Message):
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     batch_seq: int
     def __init__(self, batch_seq: _Optional[int] = ...) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("job_id", "token", "what")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    token: str
+    what: str
+    def __init__(self, job_id: _Optional[str] = ..., token: _Optional[str] = ..., what: _Optional[str] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("job_id", "token", "path", "data", "last")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    token: str
+    path: str
+    data: bytes
+    last: bool
+    def __init__(self, job_id: _Optional[str] = ..., token: _Optional[str] = ..., path: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class UploadAck(_message.Message):
+    __slots__ = ("files", "bytes")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    bytes: int
+    def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...

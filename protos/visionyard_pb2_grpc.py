@@ -801,12 +801,34 @@ class ReporterStub:
                 request_serializer=protos_dot_visionyard__pb2.ReportBatch.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.Fetch = channel.unary_stream(
+                '/visionyard.v1.Reporter/Fetch',
+                request_serializer=protos_dot_visionyard__pb2.FetchRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.FileChunk.FromString,
+                _registered_method=True)
+        self.Upload = channel.stream_unary(
+                '/visionyard.v1.Reporter/Upload',
+                request_serializer=protos_dot_visionyard__pb2.FileChunk.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.UploadAck.FromString,
+                _registered_method=True)
 
 
 class ReporterServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Report(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Upload(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -819,6 +841,16 @@ def add_ReporterServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=protos_dot_visionyard__pb2.ReportBatch.FromString,
                     response_serializer=protos_dot_visionyard__pb2.ReportAck.SerializeToString,
+            ),
+            'Fetch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=protos_dot_visionyard__pb2.FetchRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.FileChunk.SerializeToString,
+            ),
+            'Upload': grpc.stream_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=protos_dot_visionyard__pb2.FileChunk.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.UploadAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -848,6 +880,60 @@ class Reporter:
             '/visionyard.v1.Reporter/Report',
             protos_dot_visionyard__pb2.ReportBatch.SerializeToString,
             protos_dot_visionyard__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/visionyard.v1.Reporter/Fetch',
+            protos_dot_visionyard__pb2.FetchRequest.SerializeToString,
+            protos_dot_visionyard__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/visionyard.v1.Reporter/Upload',
+            protos_dot_visionyard__pb2.FileChunk.SerializeToString,
+            protos_dot_visionyard__pb2.UploadAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,7 +20,7 @@ from protos import visionyard_pb2 as pb
 from runner import dataset_cli
 from runner.client import Client, ClientError
 from runner.progress import follow, format_metrics, state_name, summary
-from runner.settings import Paths, resolve_home
+from runner.settings import DEFAULT_NODE_HOME, Paths, resolve_home
 
 console = Console()
 
@@ -59,7 +59,8 @@ def cmd_serve(args) -> int:
         if not args.ray_address:
             raise SystemExit("--backend ray needs --ray-address (the head's dashboard, e.g. http://head:8265)")
         ray = RayOptions(args.ray_address, cpus_per_job=args.ray_cpus_per_job, python=args.ray_python,
-                         lost_after=args.ray_lost_after, reporter_address=args.reporter_address)
+                         lost_after=args.ray_lost_after, reporter_address=args.reporter_address,
+                         node_home=args.ray_node_home, shared_home=args.ray_shared_home)
     elif args.ray_address:
         raise SystemExit("--ray-address goes with --backend ray")
     max_jobs = args.max_concurrent_jobs or (RAY_MAX_CONCURRENT_JOBS if ray else 1)
@@ -385,14 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{RAY_MAX_CONCURRENT_JOBS}: the cluster's free CPUs and GPUs decide)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="where jobs run: this machine (default), or a Ray cluster (--ray-address). A Ray job "
-                        "leaves the queue when the cluster has its CPUs (and GPU) free, runs under its "
-                        "supervisor on a node and reports to --listen; the nodes must see this daemon's home "
-                        "at the same path (a shared file system)")
+                        "leaves the queue when the cluster has its CPUs (and GPU) free, its env is built on the "
+                        "node (--ray-node-home), it runs under its supervisor there and reports to --listen")
     p.add_argument("--ray-address", help="the Ray head's dashboard address, e.g. http://head:8265")
     p.add_argument("--ray-cpus-per-job", type=float, default=1.0,
                    help="CPUs a job reserves on the Ray cluster (default 1; its OMP_NUM_THREADS)")
     p.add_argument("--ray-python", default="python3",
-                   help="the Python on the nodes' PATH that runs a job's supervisor (default python3)")
+                   help="the Python with Ray on the nodes' PATH: runs a job's agent and supervisor (default python3)")
+    p.add_argument("--ray-node-home", default=DEFAULT_NODE_HOME,
+                   help=f"where a node keeps envs, checkouts and job dirs (default {DEFAULT_NODE_HOME}); "
+                        "a job's checkpoints and outputs come back to this daemon's home when it ends")
+    p.add_argument("--ray-shared-home", action="store_true",
+                   help="the nodes see this daemon's home at the same path (a shared file system): envs, "
+                        "checkouts and job dirs are made there by the daemon, nothing is copied")
     p.add_argument("--ray-lost-after", type=float, default=60.0,
                    help="seconds the Ray head may not answer before its running jobs fail as lost (default 60)")
     p.add_argument("--reporter-address",

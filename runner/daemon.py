@@ -33,7 +33,7 @@ from runner.guard import AioGuard, Guard, load_or_create_token
 from runner.jobs import Runtime, finish_tracking
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
-from runner.settings import Paths
+from runner.settings import DEFAULT_NODE_HOME, Paths
 from runner.store import JobState, JobStore
 from runner.tracking import Tracker
 from runner.watch import EventLoopThread, WatchHub
@@ -89,7 +89,7 @@ class Daemon:
         reporter_address, reporter_env = f"unix://{self.paths.reporter_socket}", {}
         if ray is not None:
             reporter_address, reporter_env = ray.check(listen, self.tcp)
-        link_child_path(self.paths, copy=ray is not None)
+        link_child_path(self.paths, copy=ray is not None and ray.shared_home)
         self.store = JobStore(self.paths.db)
         self.tracker = Tracker(self.paths.mlflow_uri, self.paths.mlflow_artifacts,
                                lambda job_id, run_id: self.store.update(job_id, mlflow_run_id=run_id),
@@ -99,8 +99,9 @@ class Daemon:
         if ray is not None:
             from runner.ray_backend import RayLauncher
 
-            launcher = RayLauncher(ray.address, self.paths.home / "ray-code", self.store, ray.cpus_per_job,
-                                   ray.python, ray.lost_after)
+            launcher = RayLauncher(ray.address, self.paths, self.store, ray.cpus_per_job, ray.python, ray.lost_after,
+                                   node_home=None if ray.shared_home else ray.node_home,
+                                   reporter=(reporter_address, reporter_env))
             log.info("jobs run on the Ray cluster at %s (Ray %s)", ray.address,
                      launcher.check_head().get("ray_version", "?"))
             launcher.install_code()
@@ -280,6 +281,8 @@ class RayOptions:
     python: str = "python3"            # on the nodes' PATH: runs the job's supervisor
     lost_after: float = 60.0           # a head unreachable this long: its jobs fail as lost
     reporter_address: str | None = None  # HOST:PORT of --listen as the nodes reach it
+    node_home: str = DEFAULT_NODE_HOME  # a node's envs, checkouts and job dirs
+    shared_home: bool = False          # the nodes see the daemon's home: nothing is built on or sent to them
 
     def check(self, listen: str | None, tcp: TcpOptions) -> tuple[str, dict[str, str]]:
         """Where children report (the daemon's TCP listener) and what their channel needs (TLS roots)."""
@@ -289,6 +292,8 @@ class RayOptions:
         if tcp.tls_client_ca:
             raise SystemExit("--backend ray can't be used with --tls-client-ca: a job's child has no client "
                              "certificate (it authenticates with its own job token)")
+        if not self.shared_home and not self.node_home.startswith("/"):
+            raise SystemExit(f"--ray-node-home {self.node_home}: give an absolute path (the same on every node)")
         address = self.reporter_address
         if not address:
             host = listen.rsplit(":", 1)[0].strip("[]")

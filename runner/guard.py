@@ -2,8 +2,9 @@
 
 - TCP requires the daemon's token (call metadata ``authorization: Bearer <token>``), compared in
   constant time; without it, or with a wrong one, a call gets ``UNAUTHENTICATED``. The unix
-  socket needs none: its file is the owner's only. Two calls are open to anyone who can connect:
-  the health check, and ``Reporter.Report``, which carries the job's own token instead.
+  socket needs none: its file is the owner's only. The health check is open to anyone who can
+  connect, and so are the ``Reporter`` calls (``Report``, and ``Fetch``/``Upload`` of a job on
+  another node), which carry the job's own token instead.
 - Every answer is bounded and never ``UNKNOWN``: a servicer's abort message is cut to
   ``MAX_DETAILS`` characters, and an exception a servicer did not expect becomes ``INTERNAL``
   with one line naming it (the traceback goes to the daemon's log).
@@ -31,7 +32,8 @@ TOKEN_FILE = "auth-token"
 TOKEN_ENV = "VISIONYARD_TOKEN"
 METADATA_KEY = "authorization"
 MAX_DETAILS = 2000
-OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/visionyard.v1.Reporter/Report"})
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/visionyard.v1.Reporter/Report",
+                          "/visionyard.v1.Reporter/Fetch", "/visionyard.v1.Reporter/Upload"})
 
 
 def load_or_create_token(home: Path, given: str | None = None) -> str:
@@ -185,6 +187,8 @@ def _wrap(handler, method: str):
         return None
     if handler.unary_unary:
         return handler._replace(unary_unary=_guarded(handler.unary_unary, False, method))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=_guarded(handler.stream_unary, False, method))
     if handler.unary_stream:
         return handler._replace(unary_stream=_guarded(handler.unary_stream, True, method),
                                 response_serializer=_passing_bytes(handler.response_serializer))

@@ -101,6 +101,8 @@ class JobExecution(threading.Thread):
         self._lock = threading.Lock()
         self.workload: Workload | None = None
         self.extra_artifacts: list[Path] = []
+        self.env_spec = None   # the env a node builds for the job (Ray, nothing shared)
+        self.checkout: Path | None = None  # the repo checkout the job runs in
         self._tailer: LogTailer | None = None
         self.token = ""  # the child's reporter token, made at launch
 

@@ -264,6 +264,13 @@ def replay_lines(path: Path, upto: int, read_size: int = 1 << 20):
         yield from splitter.feed(b"-")
 
 
+def ensure_env_here(envs, spec, execution, log):
+    """The job's env, built (or reused) by this daemon's env manager."""
+    env = envs.ensure(spec, log=log, cancel=execution.stop_preparing)
+    log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
+    return env
+
+
 class LocalLauncher:
     """Jobs as processes of this machine, under their supervisors (the default backend)."""
 
@@ -271,6 +278,12 @@ class LocalLauncher:
 
     def __init__(self, devices):
         self.devices = devices  # a DevicePool: this runner's GPUs
+
+    def ensure_env(self, envs, spec, execution, log):
+        return ensure_env_here(envs, spec, execution, log)
+
+    def reported_path(self, job_id: str, path: str) -> str:
+        return path
 
     def environment(self, extra: dict[str, str], assignment) -> dict[str, str]:
         return child_environment({**extra, "CUDA_VISIBLE_DEVICES": assignment.visible_devices})

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 TIMEOUT_SECONDS = 10.0
@@ -82,10 +82,14 @@ class RayJobsClient:
         return self._json("GET", "/api/version")
 
     def submit(self, submission_id: str, entrypoint: str, env_vars: dict[str, str], metadata: dict[str, str],
-               num_cpus: float = 0, num_gpus: float = 0) -> bool:
-        """Submit; False when a job with this id exists already (a resubmission: nothing done)."""
+               num_cpus: float = 0, num_gpus: float = 0, py_modules: list[str] | None = None) -> bool:
+        """Submit; False when a job with this id exists already (a resubmission: nothing done).
+        `py_modules`: packages (`gcs://` URIs) Ray unpacks on the node and puts on PYTHONPATH."""
+        runtime_env: dict[str, Any] = {"env_vars": env_vars}
+        if py_modules:
+            runtime_env["py_modules"] = py_modules
         body = {"submission_id": submission_id, "entrypoint": entrypoint, "metadata": metadata,
-                "runtime_env": {"env_vars": env_vars},
+                "runtime_env": runtime_env,
                 "entrypoint_num_cpus": num_cpus, "entrypoint_num_gpus": num_gpus}
         try:
             self._json("POST", "/api/jobs/", body)
@@ -132,6 +136,22 @@ class RayJobsClient:
         return Resources(total={k: float(v[1]) for k, v in usage.items()},
                          used={k: float(v[0]) for k, v in usage.items()})
 
+    # ---------------------------------------------------------------- packages
+
+    def ensure_package(self, name: str, data: Callable[[], bytes]) -> str:
+        """The `gcs://` URI of package `name` (``_ray_pkg_<hash>.zip``), uploaded when the head
+        lacks it (a look also keeps an unused package from Ray's clean-up for a while)."""
+        path = f"/api/packages/gcs/{urllib.parse.quote(name)}"
+        try:
+            with self._open("GET", path):
+                pass
+        except RayRequestError as exc:
+            if exc.status != 404:
+                raise
+            with self._open("PUT", path, raw=data(), timeout=max(120.0, self.timeout)):
+                pass
+        return f"gcs://{name}"
+
     # ---------------------------------------------------------------- http
 
     def _json(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -139,10 +159,11 @@ class RayJobsClient:
             text = response.read().decode("utf-8", "replace")
         return json.loads(text) if text.strip() else {}
 
-    def _open(self, method: str, path: str, body: dict | None = None, timeout: float | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.address + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
+    def _open(self, method: str, path: str, body: dict | None = None, timeout: float | None = None,
+              raw: bytes | None = None):
+        data = json.dumps(body).encode() if body is not None else raw
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        request = urllib.request.Request(self.address + path, data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=timeout or self.timeout)  # noqa: S310 (the user's head)
         except urllib.error.HTTPError as exc:

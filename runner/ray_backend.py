@@ -6,26 +6,35 @@ cluster has what it asks for free (so it waits where a user sees and cancels it,
 inside Ray), runs under its supervisor on a node, reports to the daemon over TCP with its own
 token, and its log reaches the daemon through Ray's log stream.
 
-The cluster's nodes see the daemon's home at the same path (a shared file system): the env,
-the repo checkout and the job dir are made by the daemon there, the job's checkpoints are
-written there. The code a child imports (``adapters``, ``protos``) and the supervisor are
-copied into the home for that reason, never linked to where the daemon is installed.
+By default a node needs only Python and Ray: the daemon prepares the job as for a local run but
+builds no env, writes the node's plan (`runner/node_files.py`) and submits the node agent
+(`runner/node_agent.py`, shipped with our code and uv as Ray packages), which fetches the job
+dir and checkout, builds the env on the node with the same env manager and hash (cached in the
+node home), runs the command under its supervisor and sends the results back. With
+``--ray-shared-home`` the nodes see the daemon's home at the same path instead: the daemon makes
+the env, checkout and job dir there, and the supervisor and the child's code are copied into the
+home, never linked to where the daemon is installed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shlex
 import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from envs import Env
+from envs.spec import PLATFORM
+from runner import node_files
 from runner.devices import Assignment
-from runner.launcher import SUPERVISOR, TERMINATE_GRACE_SECONDS
+from runner.launcher import SUPERVISOR, TERMINATE_GRACE_SECONDS, ensure_env_here
 from runner.ray_api import RayJobsClient, RayRequestError, RayUnavailable
-from runner.ray_launcher import LOST_AFTER_SECONDS, RayChild
+from runner.ray_launcher import LOST_AFTER_SECONDS, RayChild, stop_wait
 
 log = logging.getLogger("visionyard.ray")
 
@@ -131,17 +140,26 @@ class RayDevicePool:
 
 
 class RayLauncher:
-    """Jobs as Ray jobs: our job id is the submission id, the supervisor runs them on the node."""
+    """Jobs as Ray jobs: our job id is the submission id, the supervisor runs them on the node.
+
+    `node_home` (an absolute path, the same on every node): the nodes share nothing with the
+    daemon and the agent prepares each job there; None: they see the daemon's home (shared).
+    """
 
     name = BACKEND
 
-    def __init__(self, address: str, code_dir: Path, store, cpus_per_job: float = 1.0, python: str = "python3",
-                 lost_after: float = LOST_AFTER_SECONDS, grace: float = TERMINATE_GRACE_SECONDS):
+    def __init__(self, address: str, paths, store, cpus_per_job: float = 1.0, python: str = "python3",
+                 lost_after: float = LOST_AFTER_SECONDS, grace: float = TERMINATE_GRACE_SECONDS,
+                 node_home: str | None = None, reporter: tuple[str, dict[str, str]] = ("", {})):
         self.client = RayJobsClient(address)
         self.devices = RayDevicePool(self.client, cpus_per_job)
-        self.code_dir, self.store = code_dir, store
+        self.paths, self.store = paths, store
+        self.code_dir = paths.home / "ray-code"
         self.python, self.lost_after, self.grace = python, lost_after, grace
-        self.supervisor = code_dir / SUPERVISOR.name
+        self.supervisor = self.code_dir / SUPERVISOR.name
+        self.node_home = node_home.rstrip("/") if node_home else None
+        self.reporter_address, self.reporter_env = reporter
+        self.packages: dict[str, str] = {}  # "code" / "uv" → package name in code_dir
 
     def check_head(self) -> str:
         """The head's Ray version; SystemExit with what to fix when it does not answer."""
@@ -153,11 +171,46 @@ class RayLauncher:
                              ) from None
 
     def install_code(self) -> None:
-        """The supervisor where every node sees it (the home)."""
+        """Shared home: the supervisor where every node sees it. Otherwise the node agent's
+        packages (our code, uv), named by the hash of their bytes, kept in the home to upload."""
         self.code_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.code_dir / f".{SUPERVISOR.name}.new"
-        shutil.copyfile(SUPERVISOR, staging)
-        staging.replace(self.supervisor)
+        if self.node_home is None:
+            staging = self.code_dir / f".{SUPERVISOR.name}.new"
+            shutil.copyfile(SUPERVISOR, staging)
+            staging.replace(self.supervisor)
+            return
+        from envs.uvcli import find_uv
+
+        uv = Path(find_uv())
+        code = node_files.code_package()
+        for kind, name, make in (("code", node_files.package_name(code), lambda: code),
+                                 ("uv", node_files.package_name(b"uv" + uv.read_bytes()),
+                                  lambda: node_files.uv_package(uv))):
+            if not (self.code_dir / name).exists():
+                (self.code_dir / f".{name}.new").write_bytes(make())
+                (self.code_dir / f".{name}.new").replace(self.code_dir / name)
+            self.packages[kind] = name
+        for old in self.code_dir.glob("_ray_pkg_*.zip"):
+            if old.name not in self.packages.values():
+                old.unlink(missing_ok=True)
+
+    def ensure_env(self, envs, spec, execution, log) -> Env:
+        """Shared home: the env, built here. Otherwise nothing is built here: the node builds it
+        (same spec, same hash) and links it as the job dir's ``env``."""
+        if self.node_home is None:
+            return ensure_env_here(envs, spec, execution, log)
+        execution.env_spec = spec
+        log.write(f"[visionyard] env '{spec.name}' is built on the node that runs the job (cached there)\n")
+        env_dir = execution.job_dir / "env"
+        return Env("", spec.name, "", env_dir, env_dir / "bin" / "python", reused=False, build_seconds=0.0)
+
+    def reported_path(self, job_id: str, path: str) -> str:
+        """A path a child reported, as the daemon sees it once the node sent the file back."""
+        if self.node_home is not None:
+            node_job_dir = f"{self.node_home}/jobs/{job_id}"
+            if path == node_job_dir or path.startswith(node_job_dir + "/"):
+                return str(self.paths.job_dir(job_id)) + path[len(node_job_dir):]
+        return path
 
     def environment(self, extra: dict[str, str], assignment: Assignment) -> dict[str, str]:
         """Only what the job needs: Ray adds it to the node's own environment (never the daemon's,
@@ -175,12 +228,45 @@ class RayLauncher:
 
     def start(self, argv: list[str], cwd: Path, env: dict[str, str], execution, launch: dict) -> RayChild:
         assignment = execution.assignment
-        return RayChild.start(
-            self.client, launch["submission_id"], argv, cwd, env, execution.log_path, execution.job_dir,
-            execution.token, python=self.python, num_cpus=self.devices.cpus_per_job, num_gpus=assignment.gpus,
-            metadata={"visionyard_job_id": execution.job_id, "visionyard_job_name": execution.record.name[:200]},
-            grace=self.grace, lost_after=self.lost_after, supervisor=self.supervisor,
-            on_running=self.on_running(execution.job_id, assignment))
+        common = dict(num_cpus=self.devices.cpus_per_job, num_gpus=assignment.gpus, lost_after=self.lost_after,
+                      metadata={"visionyard_job_id": execution.job_id,
+                                "visionyard_job_name": execution.record.name[:200]},
+                      on_running=self.on_running(execution.job_id, assignment))
+        if self.node_home is None:
+            return RayChild.start(self.client, launch["submission_id"], argv, cwd, env, execution.log_path,
+                                  execution.job_dir, execution.token, python=self.python, grace=self.grace,
+                                  supervisor=self.supervisor, **common)
+        self.write_plan(argv, cwd, env, execution)
+        modules = [self.client.ensure_package(self.packages[kind], (self.code_dir / self.packages[kind]).read_bytes)
+                   for kind in ("code", "uv")]
+        agent_env = {"VISIONYARD_NODE_HOME": self.node_home, "VISIONYARD_REPORTER_ADDRESS": self.reporter_address,
+                     **self.reporter_env, "VISIONYARD_JOB_ID": execution.job_id,
+                     "VISIONYARD_JOB_TOKEN": execution.token, "PYTHONUNBUFFERED": "1", **stop_wait(self.grace)}
+        if not assignment.gpus:
+            agent_env["CUDA_VISIBLE_DEVICES"] = ""
+        entrypoint = f"exec {shlex.quote(self.python)} -s -m visionyard_node"
+        return RayChild.submit(self.client, launch["submission_id"], entrypoint, agent_env, execution.log_path,
+                               execution.job_dir, py_modules=modules, **common)
+
+    def write_plan(self, argv: list[str], cwd: Path, env: dict[str, str], execution) -> None:
+        """The node's plan: the command with the daemon's paths mapped to the node home's."""
+        from custom_repos.translate import SHIM_DIR
+
+        code = f"{self.node_home}/code/{self.packages['code'].removesuffix('.zip')}"
+        paths = node_files.PathMap({str(self.paths.child_path): f"{code}/child", str(SHIM_DIR): f"{code}/shims",
+                                    str(self.paths.home): self.node_home})
+        checkout = getattr(execution, "checkout", None)
+        job_dir = execution.job_dir
+        plan = {"format": node_files.PLAN_FORMAT, "job_id": execution.job_id,
+                "code": self.packages["code"].removesuffix(".zip"), "uv": self.packages["uv"].removesuffix(".zip"),
+                "uv_platform": PLATFORM, "job_dir": paths.text(str(job_dir)),
+                "argv": [paths.text(a) for a in argv], "cwd": paths.text(str(cwd)),
+                "env": {k: paths.text(v) for k, v in env.items()}, "grace": self.grace,
+                "env_spec": execution.env_spec.to_dict(),
+                "checkout": paths.text(str(checkout)) if checkout else None,
+                "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
+                "upload": [d for d in ("checkpoints", "output") if (job_dir / d).is_dir()]}
+        (job_dir / node_files.PLAN).write_text(json.dumps(plan, indent=1))
 
     def on_running(self, job_id: str, assignment: Assignment):
         def running(node_id: str) -> None:

@@ -6,8 +6,8 @@ per-job supervisor as locally (``exec`` makes the supervisor the process Ray sig
 stop sends SIGTERM, the supervisor stops every descendant within the job's grace period, and
 Ray's SIGKILL (``RAY_JOB_STOP_WAIT_TIME_S``) comes only after that. The job's output reaches the
 local log file through Ray's log stream (`RayLogPump`), so the log tailer, the parsers and the
-stored offsets work as for a local job. How it ended: the supervisor's exit record when the
-job dir is shared with the node, else Ray's status and exit code.
+stored offsets work as for a local job. How it ended: the supervisor's exit record once the
+job dir has it (shared with the node, or sent back by the node agent), else Ray's status and exit code.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ POLL_SECONDS = 1.0        # how often Ray is asked how the job is doing
 EXIT_CHECK_SECONDS = 0.1  # how often a shared job dir is looked at for the supervisor's exit record
 LOST_AFTER_SECONDS = 60.0  # a head unreachable this long: the job is failed, not left RUNNING
 STOP_MARGIN_SECONDS = 5    # Ray's SIGKILL comes this long after the supervisor's own
+
+
+def stop_wait(grace: float) -> dict[str, str]:
+    """Ray's SIGKILL after a stop comes only once the supervisor's grace period is over."""
+    return {"RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(grace) + STOP_MARGIN_SECONDS)}
 
 
 class RayChild:
@@ -57,15 +62,23 @@ class RayChild:
               on_running: Callable[[str], None] | None = None) -> "RayChild":
         """Submit `cmd` (run in `cwd` with `env` on top of the node's environment). `env` holds
         only what the job needs: Ray passes it to the node as the job's env vars."""
-        for stale in (EXIT_RECORD, SUPERVISOR_RECORD):
-            (job_dir / stale).unlink(missing_ok=True)
         supervised = [python, "-I", "-S", str(supervisor), str(job_dir), f"{grace:g}", "--", *cmd]
         entrypoint = f"cd {shlex.quote(str(cwd))} && exec {shlex.join(supervised)}"
-        env_vars = {**env, TOKEN_ENV: token,
-                    "RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(grace) + STOP_MARGIN_SECONDS)}
+        env_vars = {**env, TOKEN_ENV: token, **stop_wait(grace)}
+        return cls.submit(client, submission_id, entrypoint, env_vars, log_path, job_dir, num_cpus=num_cpus,
+                          num_gpus=num_gpus, metadata=metadata, lost_after=lost_after, on_running=on_running)
+
+    @classmethod
+    def submit(cls, client: RayJobsClient, submission_id: str, entrypoint: str, env_vars: dict[str, str],
+               log_path: Path, job_dir: Path, *, num_cpus: float = 1, num_gpus: float = 0,
+               metadata: dict[str, str] | None = None, lost_after: float = LOST_AFTER_SECONDS,
+               on_running: Callable[[str], None] | None = None, py_modules: list[str] | None = None) -> "RayChild":
+        """Submit `entrypoint` as it is (with `env_vars` on top of the node's environment)."""
+        for stale in (EXIT_RECORD, SUPERVISOR_RECORD):
+            (job_dir / stale).unlink(missing_ok=True)
         log_base = log_path.stat().st_size if log_path.exists() else 0
         child = cls(client, submission_id, job_dir, log_path, log_base, lost_after, on_running)
-        if not client.submit(submission_id, entrypoint, env_vars, metadata or {}, num_cpus, num_gpus):
+        if not client.submit(submission_id, entrypoint, env_vars, metadata or {}, num_cpus, num_gpus, py_modules):
             log.info("Ray job %s was submitted before; following it", submission_id)
         child.pump.start()
         return child

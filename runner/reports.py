@@ -76,6 +76,12 @@ def _apply_item(rt: "Runtime", job_id: str, job_dir: Path, item: pb.ReportItem) 
     never reads or uploads a file elsewhere on a child's word."""
     store, kind = rt.store, item.WhichOneof("kind")
     when = item.time or time.time()
+    if kind == "checkpoint":  # the path on a node that shares nothing: the daemon's copy of the file
+        item.checkpoint.path = rt.launcher.reported_path(job_id, item.checkpoint.path)
+    elif kind == "result":
+        for which in ("best_checkpoint", "last_checkpoint"):
+            if getattr(item.result, which):
+                setattr(item.result, which, rt.launcher.reported_path(job_id, getattr(item.result, which)))
     if kind == "checkpoint" and not inside(item.checkpoint.path, job_dir):
         return _refuse_path(rt, job_id, "checkpoint", item.checkpoint.path, job_dir)
     if kind == "result":

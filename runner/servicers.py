@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import shutil
@@ -23,6 +24,7 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.gc import Policy, collect_garbage
+from runner import node_files
 from runner.jobs import LOW_DISK_BYTES, Runtime
 from runner.launcher import child_environment
 from runner.predictions import PredictOutputError, parse_child_output
@@ -272,17 +274,44 @@ class ReporterServicer(pb_grpc.ReporterServicer):
     def __init__(self, rt: Runtime):
         self.rt = rt
 
-    def Report(self, request: pb.ReportBatch, context) -> pb.ReportAck:
+    def _job(self, job_id: str, token: str, context):
+        """The job whose token this is, still running; the call is aborted otherwise."""
         try:
-            record = self.rt.store.get(request.job_id)
+            record = self.rt.store.get(job_id)
         except JobNotFound:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{request.job_id}'")
-        if record.id != request.job_id or not token_matches(request.token, record.token_hash):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no job '{job_id}'")
+        if record.id != job_id or not token_matches(token, record.token_hash):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad job token")
         if record.state.is_terminal():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} is already {record.state.value}")
+        return record
+
+    def Report(self, request: pb.ReportBatch, context) -> pb.ReportAck:
+        record = self._job(request.job_id, request.token, context)
         try:
             apply_batch(self.rt, record.id, request)  # False for a resend of something already applied
         except BatchOutOfOrder as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.ReportAck(batch_seq=request.batch_seq)
+
+    def Fetch(self, request: pb.FetchRequest, context):
+        """What a job on a node without the daemon's files runs with (its plan, job dir, checkout)."""
+        record = self._job(request.job_id, request.token, context)
+        try:
+            for data in node_files.fetch(self.rt.paths.job_dir(record.id), request.what):
+                yield pb.FileChunk(data=data)
+        except (OSError, ValueError) as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} has no {request.what} to fetch: {exc}")
+
+    def Upload(self, request_iterator, context) -> pb.UploadAck:
+        """What a job on such a node left (checkpoints, outputs, its records), into its job dir."""
+        first = next(request_iterator, None)
+        if first is None:
+            return pb.UploadAck()
+        record = self._job(first.job_id, first.token, context)
+        try:
+            files, size = node_files.receive(self.rt.paths.job_dir(record.id),
+                                             itertools.chain([first], request_iterator))
+        except node_files.UploadRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.UploadAck(files=files, bytes=size)

@@ -10,6 +10,7 @@ HOME_ENV = "VISIONYARD_HOME"
 ADDRESS_ENV = "VISIONYARD_ADDRESS"
 DEFAULT_HOME = Path("~/.visionyard")
 SOCKET_NAME = "daemon.sock"
+DEFAULT_NODE_HOME = "/var/tmp/visionyard-node"  # a Ray node's envs, checkouts and job dirs
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:

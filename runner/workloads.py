@@ -72,11 +72,11 @@ class Workload:
     def _ensure_env(self, env_spec, log: TextIO):
         log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
         try:
-            env = self.rt.envs.ensure(env_spec, log=log, cancel=self.execution.stop_preparing)
+            env = self.rt.launcher.ensure_env(self.rt.envs, env_spec, self.execution, log)
         except Exception as exc:
             raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}") from exc
-        log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
-        self.rt.store.update(self.job_id, env_name=env.name)
+        if env.name:  # none when the node that runs the job builds it
+            self.rt.store.update(self.job_id, env_name=env.name)
         return env
 
 
@@ -135,6 +135,7 @@ class RepoWorkload(Workload):
         log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")
         try:
             checkout = self.rt.repo_cache.checkout(self.repo, log=log)
+            self.execution.checkout = checkout
             spec = env_spec(self.repo, checkout)
         except RepoError as exc:
             raise PrepareError(f"repo '{self.repo.name}': {exc}") from exc

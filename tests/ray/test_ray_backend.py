@@ -3,12 +3,15 @@ checkpoints and MLflow runs as locally; cancel, restart adoption, admission and 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
+import grpc
 import pytest
 
 from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
 from runner.ray_api import RayJobsClient
 from tests.conftest import start_daemon
 from tests.e2e.test_restarts import kill_daemon
@@ -20,8 +23,12 @@ from tests.repo_fixtures import toy_repo, toy_spec
 pytestmark = pytest.mark.slow
 
 
-def ray_args(address: str, port: int) -> list[str]:
-    return ["--backend", "ray", "--ray-address", address, "--listen", f"127.0.0.1:{port}", "--ray-lost-after", "5"]
+def ray_args(address: str, port: int, node_home: Path | None = None) -> list[str]:
+    """A daemon on the head; `node_home`: what the node keeps, apart from the daemon's home (the
+    node shares nothing with the daemon), else the nodes see the daemon's home."""
+    placement = ["--ray-node-home", str(node_home)] if node_home else ["--ray-shared-home"]
+    return ["--backend", "ray", "--ray-address", address, "--listen", f"127.0.0.1:{port}", "--ray-lost-after", "5",
+            *placement]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +38,14 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_daemon(tmp_path_factory, shared_envs, timm_env, ray_head):
-    """A daemon whose jobs run on the session's head; its listener (where children report) is TLS."""
+    """A daemon whose jobs run on the session's head; its listener (where children report) is TLS.
+    The node's home is a folder of its own: nothing of the daemon's home is seen there."""
     home = tmp_path_factory.mktemp("rayhome")
+    node_home = tmp_path_factory.mktemp("rayhome-node")
     cert, key = self_signed(tmp_path_factory.mktemp("tls"), "localhost")
-    args = [*ray_args(ray_head, free_port()), "--tls-cert", str(cert), "--tls-key", str(key)]
+    args = [*ray_args(ray_head, free_port(), node_home), "--tls-cert", str(cert), "--tls-key", str(key)]
     proc = start_daemon(home, shared_envs, args)
-    proc.ray_args = args
+    proc.ray_args, proc.node_home = args, node_home
     url, sha = toy_repo(tmp_path_factory.mktemp("toy") / "toy")
     spec = home.parent / "toy.yaml"
     spec.write_text(toy_spec(f"file://{url}", sha))
@@ -96,7 +105,12 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     # the child reported over TLS with its token: every epoch's metrics once, a result, checkpoints
     steps = Counter(e.metrics.step for e in events if e.WhichOneof("kind") == "metrics")
     assert steps == {1: 1, 2: 1} and "val/accuracy" in final.metrics
+    # the checkpoints the child wrote on the node came back into the daemon's job dir
     assert Path(final.best_checkpoint).is_file() and Path(final.last_checkpoint).is_file()
+    assert Path(final.best_checkpoint).is_relative_to(final.job_dir)
+    assert (ray_daemon.node_home / "jobs" / job.id / "checkpoints").is_dir()
+    assert any(t.startswith("[visionyard] env timm-") and f"on this node at {ray_daemon.node_home}/envs/" in t
+               for t in texts)
     output = (Path(final.job_dir) / "output.log").read_text()
     assert "report batch" not in output and "not delivered" not in output  # live, not from the journal
     ray_job = RayJobsClient(ray_head).job(job.id)
@@ -105,6 +119,7 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     mlflow = MlflowClient(f"sqlite:///{ray_daemon.home / 'mlflow.db'}")
     run = wait_for(lambda: (r := mlflow.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
     assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "val/accuracy")] == [1, 2]
+    assert any(a.path.endswith(".pt") or a.is_dir for a in mlflow.list_artifacts(run.info.run_id))
 
 
 def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):
@@ -118,19 +133,62 @@ def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):
     assert final.epoch == 3 and final.last_checkpoint.endswith("model_3.bin")
     lines = logs(client, job.id)
     assert lines.count("toy trainer: 3 classes, 3 epochs") == 1  # each line once, from Ray's stream
+    # the repo's env was built by the node, in the node's home; its outputs came back to the daemon
+    built = [t for t in lines if t.startswith("[visionyard] env repo-toyrepo-") and "on this node at" in t]
+    assert built and f"{ray_daemon.node_home}/envs/repo-toyrepo-" in built[0]
+    assert Path(final.last_checkpoint).is_file() and Path(final.last_checkpoint).is_relative_to(final.job_dir)
+    assert (ray_daemon.node_home / "jobs" / job.id / "output").is_dir()  # where it ran
 
 
 def test_cancel_stops_the_ray_job_and_leaves_nothing_on_the_node(ray_daemon, ray_head, data):
     client = ray_daemon.client
     job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
     wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
-    job_dir = client.get(job.id).job_dir
+    job_dir = str(ray_daemon.node_home / "jobs" / job.id)  # where it runs on the node
     assert processes_mentioning(job_dir)  # its supervisor and the trainer
+    _only_the_jobs_token_fetches_and_uploads(client, ray_head, job.id, job_dir)
     client.cancel(job.id)
     final = finished(client, job.id, 120)
     assert final.state == pb.CANCELLED
     assert RayJobsClient(ray_head).job(job.id).status == "STOPPED"
     assert processes_mentioning(job_dir) == []
+
+
+def _only_the_jobs_token_fetches_and_uploads(client, ray_head: str, job_id: str, node_job_dir: str) -> None:
+    reporter = pb_grpc.ReporterStub(client.channel)
+    for call in (lambda token: list(reporter.Fetch(pb.FetchRequest(job_id=job_id, token=token, what="plan"),
+                                                   timeout=10)),
+                 lambda token: reporter.Upload(iter([pb.FileChunk(job_id=job_id, token=token, path="x", data=b"1",
+                                                                  last=True)]), timeout=10)):
+        with pytest.raises(grpc.RpcError) as info:
+            call("guess")
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    token = RayJobsClient(ray_head)._json("GET", f"/api/jobs/{job_id}")["runtime_env"]["env_vars"][
+        "VISIONYARD_JOB_TOKEN"]  # the job's own (Ray shows it to whoever reaches the dashboard)
+    plan = json.loads(b"".join(c.data for c in reporter.Fetch(pb.FetchRequest(job_id=job_id, token=token,
+                                                                              what="plan"), timeout=10)))
+    assert plan["job_dir"] == node_job_dir
+    with pytest.raises(grpc.RpcError) as info:
+        reporter.Upload(iter([pb.FileChunk(job_id=job_id, token=token, path="../../escape", data=b"1", last=True)]),
+                        timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_with_a_shared_home_the_daemon_builds_and_the_node_runs_in_place(tmp_path, shared_envs, ray_head, data):
+    daemon = start_daemon(tmp_path / "home", shared_envs, ray_args(ray_head, free_port()))  # loopback: plain TCP
+    try:
+        url, sha = toy_repo(tmp_path / "toy")
+        (tmp_path / "toy.yaml").write_text(toy_spec(f"file://{url}", sha))
+        daemon.client.add_repo(tmp_path / "toy.yaml")
+        job = daemon.client.submit(toy_job(data, epochs=1))
+        final = finished(daemon.client, job.id, 300)
+        assert final.state == pb.SUCCEEDED, final.error
+        lines = logs(daemon.client, job.id)
+        assert any(t.startswith("[visionyard] env repo-toyrepo-") and f" at {tmp_path}/home/envs/" in t for t in lines)
+        assert not any("on this node" in t for t in lines)
+        assert (Path(final.job_dir) / "exit.json").is_file()  # the supervisor wrote it there itself
+    finally:
+        daemon.stop()
 
 
 def test_a_gpu_job_waits_in_our_queue_and_is_cancelled_there(ray_daemon, data):
@@ -166,7 +224,8 @@ def test_a_stopped_head_fails_its_job_clearly(ray_daemon, ray_cluster, data):
     client = ray_daemon.client
     job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
     wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
-    job_dir = client.get(job.id).job_dir
+    job_dir = str(ray_daemon.node_home / "jobs" / job.id)
+    assert processes_mentioning(job_dir)
     ray_cluster.stop()
     try:
         final = finished(client, job.id, 180)

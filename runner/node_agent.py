@@ -1,0 +1,287 @@
+"""The node agent: what a Ray job runs first on a node that shares no file system with the daemon.
+
+    python -s -m visionyard_node        (Ray's ``py_modules`` put the package on ``PYTHONPATH``)
+
+The daemon ships this module as ``visionyard_node/__main__.py`` in a Ray package with the
+supervisor, the env manager (``lib/envs`` and the ``filelock`` it uses), the code a child imports
+(``child/adapters``, ``child/protos``) and the repo shims; the uv binary comes in a package of
+its own. On the node the agent
+
+1. copies that package to ``<node home>/code/<id>`` (the paths the daemon wrote the command with);
+2. fetches the job's plan, its job dir and, for a repo, the checkout (cached per node) from the
+   daemon over the job's authenticated channel (``Reporter.Fetch``);
+3. builds the job's env with the same env manager and content hash as the daemon would, cached in
+   ``<node home>/envs`` across jobs, and links it as ``<job dir>/env``;
+4. runs the command under the same supervisor as a local job (Ray's stop reaches both: the
+   supervisor stops everything of the job within its grace period);
+5. sends back what the job left (checkpoints, a repo's outputs, the report journal, the exit
+   record, in that order) with ``Reporter.Upload``, retrying while the daemon is away.
+
+It needs what a node with Ray has: Python 3.11+ and Ray's own dependencies grpcio and protobuf.
+Everything it prints is the job's log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE / "lib"), str(HERE / "child")]
+
+ENV_NODE_HOME = "VISIONYARD_NODE_HOME"
+ENV_CODE_ID = "VISIONYARD_NODE_CODE"
+PLAN_FORMAT = 1
+CHUNK = 1 << 20
+RPC_TIMEOUT = 30.0
+UPLOAD_PATIENCE_SECONDS = 600.0  # a daemon away this long at the job's end: what the job left stays on the node
+CANCEL_UPLOAD_SECONDS = 4.0      # a cancelled job's uploads must end before Ray's SIGKILL
+UPLOAD_ORDER_LAST = ("reports.journal", "supervisor.json", "exit.json")  # exit.json last: the daemon ends on it
+
+
+def say(text: str) -> None:
+    print(f"[visionyard] {text}", flush=True)
+
+
+class Fatal(RuntimeError):
+    """The job can't start on this node; the message says why."""
+
+
+class DaemonLink:
+    """The job's channel to its daemon: the reporter address and TLS roots it reports with."""
+
+    def __init__(self, address: str, job_id: str, token: str, tls_roots: str | None):
+        import grpc
+
+        from protos import visionyard_pb2 as pb
+        from protos import visionyard_pb2_grpc as pb_grpc
+
+        self.grpc, self.pb, self.job_id, self.token = grpc, pb, job_id, token
+        options = [("grpc.max_receive_message_length", 8 * CHUNK), ("grpc.max_send_message_length", 8 * CHUNK)]
+        if tls_roots:
+            credentials = grpc.ssl_channel_credentials(root_certificates=tls_roots.encode())
+            self.channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
+        self.stub = pb_grpc.ReporterStub(self.channel)
+        self.address = address
+
+    def fetch(self, what: str):
+        """The chunks of `what` ("plan", "inputs", "checkout")."""
+        request = self.pb.FetchRequest(job_id=self.job_id, token=self.token, what=what)
+        try:
+            for chunk in self.stub.Fetch(request, timeout=3600):
+                yield chunk.data
+        except self.grpc.RpcError as exc:
+            raise Fatal(f"could not fetch the job's {what} from the daemon at {self.address}: "
+                        f"{exc.code().name}: {exc.details()}") from None
+
+    def upload(self, job_dir: Path, files: list[str], timeout: float) -> tuple[int, int]:
+        def chunks():
+            first = True
+            for rel in files:
+                with open(job_dir / rel, "rb") as f:
+                    data, start = f.read(CHUNK), True
+                    while True:
+                        following = f.read(CHUNK) if data else b""
+                        yield self.pb.FileChunk(job_id=self.job_id if first else "", token=self.token if first else "",
+                                                path=rel if start else "", data=data, last=not following)
+                        first = start = False
+                        if not following:
+                            break
+                        data = following
+
+        ack = self.stub.Upload(chunks(), timeout=timeout)
+        return ack.files, ack.bytes
+
+
+class _Chunks:
+    """A file-like view of a chunk iterator, for tarfile's stream mode."""
+
+    def __init__(self, chunks):
+        self.chunks, self.buffer = iter(chunks), b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            try:
+                self.buffer += next(self.chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            size = len(self.buffer)
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+
+def extract(chunks, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=_Chunks(chunks), mode="r|") as tar:
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(target, filter="tar")  # nothing lands outside target; links to datasets kept
+        else:
+            tar.extractall(target)
+
+
+def install_code(home: Path, code_id: str) -> Path:
+    """This package at ``<home>/code/<code_id>`` (once per node and version)."""
+    final = home / "code" / code_id
+    if not (final / "__main__.py").exists():
+        staging = final.with_name(f".{code_id}-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(HERE, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            staging.rename(final)
+        except OSError:  # another job of this version got there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def find_uv(home: Path, plan: dict) -> str:
+    """The uv the daemon shipped (when this node's platform is the daemon's), else one on PATH."""
+    shipped = importlib.util.find_spec("visionyard_uv")
+    machine = f"{sys.platform}-{platform.machine()}"
+    if shipped is not None and plan.get("uv") and plan.get("uv_platform") == machine:
+        source = Path(next(iter(shipped.submodule_search_locations))) / "uv"
+        final = home / "bin" / f"uv-{plan['uv']}"
+        if not final.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging = final.with_name(f".{final.name}-{os.getpid()}")
+            shutil.copyfile(source, staging)
+            staging.chmod(0o755)
+            staging.replace(final)
+        return str(final)
+    found = shutil.which("uv")
+    if found is None:
+        raise Fatal(f"no uv for this node ({machine}; the daemon ships one for {plan.get('uv_platform')}): "
+                    "install uv on the node's PATH")
+    return found
+
+
+def ensure_checkout(link: DaemonLink, target: Path, home: Path) -> None:
+    """The repo checkout at the path the daemon's command names, fetched once per node."""
+    if target.is_dir():
+        return
+    import filelock
+
+    locks = home / "repos" / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(locks / f"{target.name}.lock")):
+        if target.is_dir():
+            return
+        say(f"fetching the repo checkout into {target}")
+        staging = target.with_name(f".{target.name}-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        extract(link.fetch("checkout"), staging)
+        staging.rename(target)
+
+
+def build_env(home: Path, plan: dict, uv: str, cancel: threading.Event) -> Path:
+    from envs import EnvManager, EnvSpec
+
+    env = EnvManager(home / "envs", uv).ensure(EnvSpec(**plan["env_spec"]), log=sys.stdout, cancel=cancel)
+    say(f"env {env.name} {'reused' if env.reused else 'built'} on this node at {env.path}")
+    return env.path
+
+
+def run_supervised(code: Path, plan: dict, job_dir: Path, cancel: threading.Event) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # Ray's py_modules: not the job's
+    env.update(plan["env"])
+    for name in [k for k, v in env.items() if v == "" and k in plan["env"] and k != "CUDA_VISIBLE_DEVICES"]:
+        del env[name]  # an empty value in the plan unsets the node's own
+    argv = [sys.executable, "-I", "-S", str(code / "supervisor.py"), str(job_dir), f"{plan['grace']:g}", "--",
+            *plan["argv"]]
+    sys.stdout.flush()
+    supervisor = subprocess.Popen(argv, cwd=plan["cwd"], env=env, stdin=subprocess.DEVNULL)
+    forwarded = False
+    while True:
+        try:
+            return _returncode(supervisor.wait(0.2))
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel.is_set() and not forwarded:  # Ray may have signalled this process only
+            supervisor.send_signal(signal.SIGTERM)
+            forwarded = True
+
+
+def _returncode(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def results(job_dir: Path, plan: dict) -> list[str]:
+    """What goes back to the daemon, relative to the job dir: what the job wrote, then its records."""
+    files = []
+    for folder in plan.get("upload", []):
+        for path in sorted((job_dir / folder).rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files.append(path.relative_to(job_dir).as_posix())
+    files += [name for name in UPLOAD_ORDER_LAST if (job_dir / name).is_file()]
+    return files
+
+
+def send_back(link: DaemonLink, job_dir: Path, plan: dict, cancelled: bool) -> None:
+    files = results(job_dir, plan)
+    patience = CANCEL_UPLOAD_SECONDS if cancelled else plan.get("upload_patience", UPLOAD_PATIENCE_SECONDS)
+    deadline, pause = time.monotonic() + patience, 1.0
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            count, size = link.upload(job_dir, files, timeout=max(1.0, left))
+            say(f"sent {count} file(s), {size / 2**20:.1f} MiB, back to the daemon")
+            return
+        except link.grpc.RpcError as exc:
+            code = exc.code()
+            if code not in (link.grpc.StatusCode.UNAVAILABLE, link.grpc.StatusCode.DEADLINE_EXCEEDED) or left <= pause:
+                say(f"could not send the job's results back ({code.name}: {exc.details()}); they stay in {job_dir}")
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
+def main() -> int:
+    cancel = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: cancel.set())
+    env = os.environ
+    home = Path(env[ENV_NODE_HOME])
+    link = DaemonLink(env["VISIONYARD_REPORTER_ADDRESS"], env["VISIONYARD_JOB_ID"], env["VISIONYARD_JOB_TOKEN"],
+                      env.get("VISIONYARD_REPORTER_TLS_ROOTS"))
+    try:
+        plan = json.loads(b"".join(link.fetch("plan")))
+        if plan.get("format") != PLAN_FORMAT:
+            raise Fatal(f"the daemon's plan has format {plan.get('format')}; this agent reads {PLAN_FORMAT}")
+        job_dir = Path(plan["job_dir"])
+        say(f"preparing job {link.job_id} on node {socket.gethostname()} in {job_dir}")
+        code = install_code(home, plan["code"])
+        shutil.rmtree(job_dir, ignore_errors=True)
+        extract(link.fetch("inputs"), job_dir)
+        if plan.get("checkout"):
+            ensure_checkout(link, Path(plan["checkout"]), home)
+        env_path = build_env(home, plan, find_uv(home, plan), cancel)
+        (job_dir / "env").unlink(missing_ok=True)
+        (job_dir / "env").symlink_to(env_path, target_is_directory=True)
+    except Exception as exc:  # noqa: BLE001 (every failure before the command is the job's error, said plainly)
+        if cancel.is_set():
+            say("cancelled while preparing")
+            return 128 + signal.SIGTERM
+        say(f"the job could not start on this node: {exc}")
+        return 2
+    if cancel.is_set():
+        return 128 + signal.SIGTERM
+    code_ = run_supervised(code, plan, job_dir, cancel)
+    send_back(link, job_dir, plan, cancel.is_set())
+    return code_
+
+
+if __name__ == "__main__":
+    sys.exit(main())

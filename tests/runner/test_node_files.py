@@ -1,0 +1,126 @@
+"""What a job on a node that shares nothing with the daemon takes (plan, job dir, checkout) and
+sends back (its results), as the daemon and the node agent handle them."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+from protos import visionyard_pb2 as pb
+from runner import node_agent, node_files
+from runner.node_files import PathMap, UploadRefused, receive
+
+
+def test_paths_map_in_one_pass_and_only_as_whole_components():
+    paths = PathMap({"/home/a/.visionyard": "/var/tmp/node", "/home/a/.visionyard/child-path": "/var/tmp/node/code/x",
+                     "/var/tmp": "/never"})
+    assert paths.text("/home/a/.visionyard/jobs/j1/job.json") == "/var/tmp/node/jobs/j1/job.json"
+    assert paths.text("/home/a/.visionyard/child-path:/home/a/.visionyard/pycache") == \
+        "/var/tmp/node/code/x:/var/tmp/node/pycache"  # the longest first; a result is never mapped again
+    assert paths.text("/home/a/.visionyard2/x") == "/home/a/.visionyard2/x"  # another folder
+    assert paths.text("train: '/home/a/.visionyard/jobs/j1/data'") == "train: '/var/tmp/node/jobs/j1/data'"
+    assert paths.data(b"x=/home/a/.visionyard\n") == b"x=/var/tmp/node\n"
+    assert paths.reverse().text("/var/tmp/node/jobs/j1") == "/home/a/.visionyard/jobs/j1"
+
+
+def _job_dir(tmp_path: Path, home: Path) -> Path:
+    job_dir = home / "jobs" / "j1"
+    (job_dir / "data" / "images").mkdir(parents=True)
+    (job_dir / "checkpoints").mkdir()
+    dataset = tmp_path / "dataset" / "a.jpg"
+    dataset.parent.mkdir()
+    dataset.write_bytes(b"\xff\xd8 jpeg")
+    (job_dir / "data" / "images" / "a.jpg").symlink_to(dataset)  # a dataset file: kept as a link
+    (job_dir / "data" / "labels").symlink_to(job_dir / "checkpoints")  # a link into the job dir: mapped
+    (job_dir / "data.yaml").write_text(f"train: {job_dir}/data/images\n")
+    (job_dir / "job.log").write_text("the daemon's log\n")
+    (job_dir / "weights.bin").write_bytes(b"\x00" * 100 + str(job_dir).encode())
+    plan = {"format": 1, "paths": {str(home): "/var/tmp/node"}, "checkout_source": None}
+    (job_dir / node_files.PLAN).write_text(json.dumps(plan))
+    return job_dir
+
+
+def test_the_job_dir_travels_with_its_paths_mapped_and_its_links_kept(tmp_path):
+    home = tmp_path / "home"
+    job_dir = _job_dir(tmp_path, home)
+    target = tmp_path / "node"
+    node_agent.extract(node_files.fetch(job_dir, "inputs"), target)
+    assert (target / "data.yaml").read_text() == "train: /var/tmp/node/jobs/j1/data/images\n"
+    assert (target / "data" / "images" / "a.jpg").read_bytes() == b"\xff\xd8 jpeg"  # through the kept link
+    assert (target / "data" / "images" / "a.jpg").is_symlink()
+    assert str((target / "data" / "labels").readlink()) == "/var/tmp/node/jobs/j1/checkpoints"
+    assert (target / "weights.bin").read_bytes().endswith(b"/var/tmp/node/jobs/j1")
+    assert not (target / "job.log").exists() and not (target / node_files.PLAN).exists()
+    assert (target / "checkpoints").is_dir()
+    assert json.loads(b"".join(node_files.fetch(job_dir, "plan")))["format"] == 1
+    with pytest.raises(ValueError, match="nothing to fetch as 'checkout'"):
+        list(node_files.fetch(job_dir, "checkout"))  # an adapter job has none
+
+
+def test_a_checkout_travels_without_its_git_folder(tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / ".git" / "HEAD").write_text("ref")
+    (checkout / "train.py").write_text("print('hi')\n" * 200_000)  # more than one chunk
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / node_files.PLAN).write_text(json.dumps({"paths": {"/x": "/y"}, "checkout_source": str(checkout)}))
+    chunks = list(node_files.fetch(job_dir, "checkout"))
+    assert len(chunks) > 1 and all(len(c) <= node_files.CHUNK for c in chunks)
+    node_agent.extract(iter(chunks), tmp_path / "out")
+    assert (tmp_path / "out" / "train.py").read_text() == (checkout / "train.py").read_text()
+    assert not (tmp_path / "out" / ".git").exists()
+
+
+def _upload(files: dict[str, bytes], chunk: int = 3):
+    for name, data in files.items():
+        parts = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        for i, part in enumerate(parts):
+            yield pb.FileChunk(path=name if i == 0 else "", data=part, last=i == len(parts) - 1)
+
+
+def test_an_upload_lands_in_the_job_dir_each_file_whole(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    files = {"checkpoints/best.pt": b"weights" * 10, "exit.json": b'{"code": 0}', "empty": b""}
+    assert receive(job_dir, _upload(files)) == (3, len(b"weights" * 10) + len(b'{"code": 0}'))
+    assert {p: (job_dir / p).read_bytes() for p in files} == files
+    with pytest.raises(UploadRefused, match="without its last chunk"):
+        receive(job_dir, iter([pb.FileChunk(path="a.bin", data=b"12"), pb.FileChunk(path="b.bin", data=b"3", last=True)]))
+    assert not (job_dir / "a.bin").exists()
+    assert [p.name for p in job_dir.iterdir() if p.name.endswith(".upload")] == []  # no partial file left
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "link/x", "link/new/x", "env/bin/python", ""])
+def test_an_upload_never_writes_outside_the_job_dir(tmp_path, path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "link").symlink_to(tmp_path)
+    chunks = iter([pb.FileChunk(path=path or "", data=b"x", last=True)])
+    with pytest.raises(UploadRefused):
+        receive(job_dir, chunks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+    assert not Path("/etc/passwd").read_bytes().startswith(b"x")
+
+
+def test_what_the_node_sends_back_ends_with_the_exit_record(tmp_path):
+    job_dir = tmp_path / "job"
+    for name in ("checkpoints/last.pt", "output/run/model_1.bin", "exit.json", "reports.journal", "data/x.jpg"):
+        (job_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (job_dir / name).write_text(name)
+    (job_dir / "checkpoints" / "dataset").symlink_to(tmp_path)
+    files = node_agent.results(job_dir, {"upload": ["checkpoints", "output"]})
+    assert files == ["checkpoints/last.pt", "output/run/model_1.bin", "reports.journal", "exit.json"]
+
+
+def test_the_node_package_holds_the_agent_its_env_manager_and_the_child_code():
+    names = set(zipfile.ZipFile(BytesIO(node_files.code_package())).namelist())
+    assert {"visionyard_node/__main__.py", "visionyard_node/supervisor.py", "visionyard_node/lib/envs/manager.py",
+            "visionyard_node/lib/filelock/__init__.py", "visionyard_node/child/adapters/entrypoint.py",
+            "visionyard_node/child/protos/visionyard_pb2.py", "visionyard_node/shims/sitecustomize.py"} <= names
+    assert not any("__pycache__" in n for n in names)
+    assert node_files.code_package() == node_files.code_package()  # same bytes, same package name
