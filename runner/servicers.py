@@ -234,6 +234,11 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
         env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
+        if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
+            try:
+                env = self.rt.envs.ensure(get_spec(get_catalog(record.spec["framework"]).env))
+            except Exception as exc:  # noqa: BLE001 (the build's own message says what failed)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the env to predict with could not be built: {exc}")
         if env is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")

@@ -120,6 +120,9 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     run = wait_for(lambda: (r := mlflow.get_run(run_id)).info.status == "FINISHED" and r, timeout=60)
     assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "val/accuracy")] == [1, 2]
     assert any(a.path.endswith(".pt") or a.is_dir for a in mlflow.list_artifacts(run.info.run_id))
+    # its checkpoint predicts here, with the framework's env of this machine (the node built its own)
+    image = next((data / "val").rglob("*.png"))
+    assert client.predict(job.id, image, top_k=2).predictions[0].label
 
 
 def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):
