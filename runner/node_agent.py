@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -194,15 +195,23 @@ def build_env(home: Path, plan: dict, uv: str, cancel: threading.Event) -> Path:
     return env.path
 
 
-def run_supervised(code: Path, plan: dict, job_dir: Path, cancel: threading.Event) -> int:
+def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel: threading.Event) -> int:
+    """The command under its supervisor. Its ``<job dir>/env`` paths name the env where it is: a
+    Python started through the link would take the link for its prefix, and its bytecode (kept
+    per source path) would be compiled anew for every job."""
+    link = re.compile(re.escape(str(job_dir / "env")) + r"(?=/|$)")
+
+    def real(value: str) -> str:
+        return link.sub(lambda _: str(env_path), value)
+
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # Ray's py_modules: not the job's
-    env.update(plan["env"])
+    env.update({k: real(v) for k, v in plan["env"].items()})
     for name in [k for k, v in env.items() if v == "" and k in plan["env"] and k != "CUDA_VISIBLE_DEVICES"]:
         del env[name]  # an empty value in the plan unsets the node's own
     argv = [sys.executable, "-I", "-S", str(code / "supervisor.py"), str(job_dir), f"{plan['grace']:g}", "--",
-            *plan["argv"]]
+            *map(real, plan["argv"])]
     sys.stdout.flush()
-    supervisor = subprocess.Popen(argv, cwd=plan["cwd"], env=env, stdin=subprocess.DEVNULL)
+    supervisor = subprocess.Popen(argv, cwd=real(plan["cwd"]), env=env, stdin=subprocess.DEVNULL)
     forwarded = False
     while True:
         try:
@@ -278,7 +287,7 @@ def main() -> int:
         return 2
     if cancel.is_set():
         return 128 + signal.SIGTERM
-    code_ = run_supervised(code, plan, job_dir, cancel)
+    code_ = run_supervised(code, plan, job_dir, env_path, cancel)
     send_back(link, job_dir, plan, cancel.is_set())
     return code_
 

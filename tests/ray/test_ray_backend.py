@@ -111,6 +111,11 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     assert (ray_daemon.node_home / "jobs" / job.id / "checkpoints").is_dir()
     assert any(t.startswith("[visionyard] env timm-") and f"on this node at {ray_daemon.node_home}/envs/" in t
                for t in texts)
+    # the command ran the env where it is (not through the job dir's link): the node's bytecode of
+    # torch and timm is kept per source path, and serves the node's next jobs
+    pycache = ray_daemon.node_home / "pycache"
+    assert (pycache / str(ray_daemon.node_home / "envs").lstrip("/")).is_dir()
+    assert not (pycache / str(ray_daemon.node_home / "jobs").lstrip("/")).exists()
     output = (Path(final.job_dir) / "output.log").read_text()
     assert "report batch" not in output and "not delivered" not in output  # live, not from the journal
     ray_job = RayJobsClient(ray_head).job(job.id)
