@@ -8,8 +8,9 @@ supervisor, the env manager (``lib/envs`` and the ``filelock`` it uses), the cod
 its own. On the node the agent
 
 1. copies that package to ``<node home>/code/<id>`` (the paths the daemon wrote the command with);
-2. fetches the job's plan, its job dir and, for a repo, the checkout (cached per node) from the
-   daemon over the job's authenticated channel (``Reporter.Fetch``);
+2. fetches the job's plan, its job dir, the files of the daemon's home it starts from (an
+   earlier job's checkpoint) and, for a repo, the checkout (cached per node) from the daemon over
+   the job's authenticated channel (``Reporter.Fetch``);
 3. builds the job's env with the same env manager and content hash as the daemon would, cached in
    ``<node home>/envs`` across jobs, and links it as ``<job dir>/env``;
 4. runs the command under the same supervisor as a local job (Ray's stop reaches both: the
@@ -274,6 +275,8 @@ def main() -> int:
         code = install_code(home, plan["code"])
         shutil.rmtree(job_dir, ignore_errors=True)
         extract(link.fetch("inputs"), job_dir)
+        if plan.get("home_files"):  # at the node home's same place, where the command looks for them
+            extract(link.fetch("home-files"), home)
         if plan.get("checkout"):
             ensure_checkout(link, Path(plan["checkout"]), home)
         env_path = build_env(home, plan, find_uv(home, plan), cancel)

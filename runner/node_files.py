@@ -4,8 +4,9 @@ The daemon prepares a job as for a local run (the checkout, the translated confi
 then writes the node's plan (`node-plan.json`): the command with every path of the daemon's home
 mapped to the node home, the env spec to build there, the checkout to fetch. The node agent
 (`runner/node_agent.py`) fetches the plan, the job dir (a tar; text files and links naming the
-daemon's home are mapped the same way) and the checkout (a tar without ``.git``) with
-``Reporter.Fetch``, and sends the job's results back with ``Reporter.Upload``; both are
+daemon's home are mapped the same way) and the checkout (a tar without ``.git``) and the
+files of the daemon's home the job names (``weights``/``resume``: an earlier job's checkpoint)
+with ``Reporter.Fetch``, and sends the job's results back with ``Reporter.Upload``; both are
 authenticated by the job's token and reach only the job's own dir.
 """
 
@@ -116,8 +117,10 @@ def fetch(job_dir: Path, what: str) -> Iterator[bytes]:
         yield from _tar(job_dir, PathMap(plan["paths"]), skip_top=NOT_INPUTS)
     elif what == "checkout" and plan.get("checkout_source"):
         yield from _tar(Path(plan["checkout_source"]), None, skip_top=frozenset({".git"}))
+    elif what == "home-files" and plan.get("home_files"):  # e.g. an earlier job's checkpoint to resume
+        yield from _tar(Path(plan["home"]), None, only=plan["home_files"])
     else:
-        raise ValueError(f"nothing to fetch as {what!r}: ask for plan, inputs or checkout")
+        raise ValueError(f"nothing to fetch as {what!r}: ask for plan, inputs, checkout or home-files")
 
 
 class _Sink:
@@ -133,35 +136,47 @@ class _Sink:
         return data
 
 
-def _tar(folder: Path, paths: PathMap | None, skip_top: frozenset[str]) -> Iterator[bytes]:
-    sink = _Sink()
-    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk(folder):
-            rel_root = Path(root).relative_to(folder)
-            if rel_root == Path("."):
+def _entries(folder: Path, skip_top: frozenset[str], only: list[str] | None) -> Iterator[tuple[Path, str]]:
+    """(path, name in the tar) of what goes: `folder`'s tree, or only the named files and folders
+    of it (their parents are made on extraction). A linked folder goes as the link."""
+    roots = [(folder / rel, rel) for rel in only] if only is not None else [(folder, "")]
+    for top, top_name in roots:
+        if top_name:
+            yield top, top_name
+            if top.is_symlink() or not top.is_dir():
+                continue
+        for root, dirs, files in os.walk(top):
+            rel_root = Path(top_name) / Path(root).relative_to(top)
+            if Path(root) == folder:
                 dirs[:] = [d for d in dirs if d not in skip_top]
                 files = [f for f in files if f not in skip_top]
             dirs.sort()
             for name in [*dirs, *sorted(files)]:
-                path = Path(root) / name
-                info = tar.gettarinfo(str(path), arcname=(rel_root / name).as_posix())
-                if info.issym() and paths is not None:
-                    info.linkname = paths.text(info.linkname)
-                if info.isreg():
-                    with open(path, "rb") as f:
-                        if paths is not None and info.size <= REWRITE_MAX_BYTES:
-                            data = paths.data(f.read())
-                            info.size = len(data)
-                            tar.addfile(info, io.BytesIO(data))
-                        else:
-                            tar.addfile(info, f)
-                elif info.isdir() or info.issym():
-                    tar.addfile(info)
-                if path.is_dir() and path.is_symlink():
-                    dirs[:] = [d for d in dirs if d != name]  # a linked folder goes as the link
-                while len(chunk := b"".join(sink.parts)) >= CHUNK:
-                    sink.parts = [chunk[CHUNK:]]
-                    yield chunk[:CHUNK]
+                yield Path(root) / name, (rel_root / name).as_posix()
+            dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+
+
+def _tar(folder: Path, paths: PathMap | None, skip_top: frozenset[str] = frozenset(),
+         only: list[str] | None = None) -> Iterator[bytes]:
+    sink = _Sink()
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for path, arcname in _entries(folder, skip_top, only):
+            info = tar.gettarinfo(str(path), arcname=arcname)
+            if info.issym() and paths is not None:
+                info.linkname = paths.text(info.linkname)
+            if info.isreg():
+                with open(path, "rb") as f:
+                    if paths is not None and info.size <= REWRITE_MAX_BYTES:
+                        data = paths.data(f.read())
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                    else:
+                        tar.addfile(info, f)
+            elif info.isdir() or info.issym():
+                tar.addfile(info)
+            while len(chunk := b"".join(sink.parts)) >= CHUNK:
+                sink.parts = [chunk[CHUNK:]]
+                yield chunk[:CHUNK]
     rest = sink.take()
     for start in range(0, len(rest), CHUNK):
         yield rest[start:start + CHUNK]

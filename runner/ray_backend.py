@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shlex
 import shutil
 import threading
@@ -265,8 +266,24 @@ class RayLauncher:
                 "env_spec": execution.env_spec.to_dict(),
                 "checkout": paths.text(str(checkout)) if checkout else None,
                 "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
-                "upload": [d for d in ("checkpoints", "output") if (job_dir / d).is_dir()]}
+                "upload": [d for d in ("checkpoints", "output") if (job_dir / d).is_dir()],
+                "home": str(self.paths.home), "home_files": self.home_files(execution.record.spec)}
         (job_dir / node_files.PLAN).write_text(json.dumps(plan, indent=1))
+
+    def home_files(self, spec: dict) -> list[str]:
+        """The files (or checkpoint folders) of the daemon's job dirs a job starts from, relative
+        to the home: an earlier job's checkpoint as `weights` or `resume` goes with the job (to
+        the same place under the node home, where the command's mapped path names it)."""
+        jobs = self.paths.jobs
+        found = []
+        for field in ("weights", "resume"):
+            value = spec.get(field)
+            if not value:
+                continue
+            path = Path(os.path.normpath(value))
+            if path.is_relative_to(jobs) and path.exists() and path.resolve().is_relative_to(jobs.resolve()):
+                found.append(path.relative_to(self.paths.home).as_posix())
+        return found
 
     def on_running(self, job_id: str, assignment: Assignment):
         def running(node_id: str) -> None:

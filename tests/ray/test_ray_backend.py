@@ -4,6 +4,7 @@ checkpoints and MLflow runs as locally; cancel, restart adoption, admission and 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -128,6 +129,13 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     # its checkpoint predicts here, with the framework's env of this machine (the node built its own)
     image = next((data / "val").rglob("*.png"))
     assert client.predict(job.id, image, top_k=2).predictions[0].label
+    # a job resuming from that checkpoint takes it along: the node's copy of the first job is gone
+    shutil.rmtree(ray_daemon.node_home / "jobs" / job.id)
+    resumed = client.submit(job_spec(data, name="resumed-on-ray", resume=final.last_checkpoint,
+                                     training={"epochs": 3, "batch_size": 4, "device": "cpu"}))
+    again = finished(client, resumed.id, 600)
+    assert again.state == pb.SUCCEEDED, again.error
+    assert Counter(e.metrics.step for e in client.watch(resumed.id) if e.WhichOneof("kind") == "metrics") == {3: 1}
 
 
 def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):

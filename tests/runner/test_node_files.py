@@ -124,3 +124,21 @@ def test_the_node_package_holds_the_agent_its_env_manager_and_the_child_code():
             "visionyard_node/child/protos/visionyard_pb2.py", "visionyard_node/shims/sitecustomize.py"} <= names
     assert not any("__pycache__" in n for n in names)
     assert node_files.code_package() == node_files.code_package()  # same bytes, same package name
+
+
+def test_only_an_earlier_jobs_files_of_the_home_go_with_a_job(tmp_path):
+    from runner.ray_backend import RayLauncher
+    from runner.settings import Paths
+
+    paths = Paths(tmp_path / "home")
+    checkpoint = paths.jobs / "j0" / "checkpoints" / "last.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
+    (paths.home / "auth-token").write_text("the daemon's secret")
+    launcher = RayLauncher("http://127.0.0.1:9", paths, store=None, node_home="/var/tmp/node")
+    assert launcher.home_files({"resume": str(checkpoint), "weights": str(paths.home / "auth-token")}) == \
+        ["jobs/j0/checkpoints/last.pt"]
+    assert launcher.home_files({"weights": f"{paths.jobs}/../auth-token", "resume": None}) == []
+    assert launcher.home_files({"weights": str(paths.jobs / "gone.pt")}) == []
+    (paths.jobs / "link.pt").symlink_to(paths.home / "auth-token")
+    assert launcher.home_files({"weights": str(paths.jobs / "link.pt")}) == []
