@@ -48,9 +48,6 @@ class PathMap:
     def data(self, value: bytes) -> bytes:
         return self._bytes.sub(lambda m: self._raw[m.group(0)], value)
 
-    def reverse(self) -> "PathMap":
-        return PathMap({v: k for k, v in self.pairs.items()})
-
 
 # ---------------------------------------------------------------- packages (Ray's py_modules)
 
@@ -124,16 +121,24 @@ def fetch(job_dir: Path, what: str) -> Iterator[bytes]:
 
 
 class _Sink:
+    """What tarfile writes, handed on in chunks of `CHUNK` bytes."""
+
     def __init__(self):
-        self.parts: list[bytes] = []
+        self.buffer = bytearray()
 
     def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
+        self.buffer += data
         return len(data)
 
-    def take(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
-        return data
+    def full_chunks(self) -> Iterator[bytes]:
+        while len(self.buffer) >= CHUNK:
+            yield bytes(self.buffer[:CHUNK])
+            del self.buffer[:CHUNK]
+
+    def rest(self) -> Iterator[bytes]:
+        yield from self.full_chunks()
+        if self.buffer:
+            yield bytes(self.buffer)
 
 
 def _entries(folder: Path, skip_top: frozenset[str], only: list[str] | None) -> Iterator[tuple[Path, str]]:
@@ -174,12 +179,8 @@ def _tar(folder: Path, paths: PathMap | None, skip_top: frozenset[str] = frozens
                         tar.addfile(info, f)
             elif info.isdir() or info.issym():
                 tar.addfile(info)
-            while len(chunk := b"".join(sink.parts)) >= CHUNK:
-                sink.parts = [chunk[CHUNK:]]
-                yield chunk[:CHUNK]
-    rest = sink.take()
-    for start in range(0, len(rest), CHUNK):
-        yield rest[start:start + CHUNK]
+            yield from sink.full_chunks()
+    yield from sink.rest()
 
 
 # ---------------------------------------------------------------- upload
