@@ -4,9 +4,10 @@ Training: load the job, pick the adapter named by the framework's catalog, ``fit
 reports every epoch and the result), flush the reporter, exit 0. Any exception: traceback on
 stderr, an ``ErrorReport``, flush, exit 1.
 
-Predict: ``--predict IMAGE --checkpoint PATH [--top-k K] [--annotate]`` calls the adapter's
-``predict(image_path, top_k, annotate=False)`` (``annotate`` is passed only to adapters whose
-``predict`` takes it). The adapter returns either
+Predict: ``--predict IMAGE --checkpoint PATH [--top-k K] [--annotate] [--max-pixels N]`` refuses
+an image over N pixels (from its header, and in every decode: ``adapters.image_limits``), then
+calls the adapter's ``predict(image_path, top_k, annotate=False)`` (``annotate`` is passed only to
+adapters whose ``predict`` takes it). The adapter returns either
 
 - a list of prediction dicts (the first contract, classification): ``[{"label", "score", "index"}]``
 - or a dict ``{"task", "predictions": [...], "width", "height", "mask_png": bytes?,
@@ -44,6 +45,7 @@ from typing import Any
 
 from adapters.catalog import resolve_advanced
 from adapters.frameworks import get_catalog
+from adapters.image_limits import DEFAULT_MAX_PIXELS, check_image, limit_decoding
 from adapters.job import Job
 from adapters.reporter import Reporter
 
@@ -84,8 +86,11 @@ def train(spec_path: str) -> int:
     return code
 
 
-def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: bool = False) -> int:
+def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: bool = False,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     try:
+        limit_decoding(max_pixels)
+        check_image(image, max_pixels)
         job = Job.from_file(spec_path)
         adapter = build_adapter(job, Reporter(None))
         started = time.perf_counter()
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=5, help="number of predictions (with --predict)")
     parser.add_argument("--annotate", action="store_true",
                         help="with --predict, also return the image with the predictions drawn")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"with --predict, refuse an image with more pixels (default {DEFAULT_MAX_PIXELS})")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -196,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")
-        return predict(args.spec, args.predict, args.checkpoint, max(1, args.top_k), args.annotate)
+        return predict(args.spec, args.predict, args.checkpoint, max(1, args.top_k), args.annotate,
+                       max(1, args.max_pixels))
     return train(args.spec)
 
 

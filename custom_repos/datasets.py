@@ -31,6 +31,8 @@ Problems = list[tuple[str, str]]
 class DatasetInfo:
     root: Path
     class_names: tuple[str, ...]
+    #: What the checks warn about (labels clipped to the image, dropped, ...), for the job's log.
+    warnings: tuple[str, ...] = ()
 
 
 def accepted_formats(repo_format: str) -> list[str]:
@@ -58,8 +60,11 @@ def inspect_dataset(fmt: str, path: str, seed: int = 0, repo_format: str | None 
     problems = [("dataset.path", str(p)) for p in found.errors]
     if dataset is None or problems:
         return None, problems
+    warnings = tuple(str(p) for p in found.warnings)
+    if hidden := found.more("warning"):
+        warnings += (f"... and {hidden} more warning(s) of the same kinds",)
     if fmt != repo_format:
-        return DatasetInfo(root, dataset.class_names), []
+        return DatasetInfo(root, dataset.class_names, warnings), []
     if dataset.val_source != "disk":
         where = "images/val/ (or val/images/)" if fmt == "yolo" else "val/<class>/"
         return None, [("dataset.path", f"{fmt} dataset {root} has no validation images in {where}: this repo "
@@ -69,14 +74,15 @@ def inspect_dataset(fmt: str, path: str, seed: int = 0, repo_format: str | None 
         if missing:
             return None, [("dataset.path", f"{root / 'val'} has no images for class(es) {', '.join(missing)}: "
                            "val/ needs every class that train/ has")]
-    return DatasetInfo(root, dataset.class_names), []
+    return DatasetInfo(root, dataset.class_names, warnings), []
 
 
 def materialize(fmt: str, root: Path, repo_format: str, job_dir: Path, split: SplitOptions) -> Path:
     """The dataset folder the repo reads: the user's (YOLO staged by links), or a conversion.
 
     YOLO goes to ``job_dir/data`` either way (links to the user's split folders when the dataset
-    is already YOLO, so label caches land in the job dir); an ImageFolder dataset is read in place.
+    is already YOLO and its labels are used as they are, so label caches land in the job dir; a
+    written copy when the checks clipped or dropped labels); an ImageFolder dataset is read in place.
     """
     if fmt == repo_format == "imagefolder":
         return root

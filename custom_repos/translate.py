@@ -54,7 +54,8 @@ class Launch:
     """How to start a custom repo's training: the daemon spawns ``argv`` in ``cwd``.
 
     ``env`` is added to the daemon's environment, ``unset_env`` removed from it, and
-    ``pythonpath`` prepended to PYTHONPATH.
+    ``pythonpath`` prepended to PYTHONPATH. ``notes``: what the dataset check warns about, for
+    the job's log.
     """
 
     argv: list[str]
@@ -63,6 +64,7 @@ class Launch:
     output_dir: Path
     pythonpath: list[str]
     unset_env: list[str] = field(default_factory=lambda: list(DISTRIBUTED_VARS))
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,8 @@ def _check(spec: RepoSpec, job: dict[str, Any]) -> tuple[list[tuple[str, str]], 
     resolved["dataset"] = {**dataset, "format": fmt}
     if info is not None:
         resolved["dataset"]["path"] = str(info.root)
-        resolved.update(num_classes=len(info.class_names), class_names=list(info.class_names))
+        resolved.update(num_classes=len(info.class_names), class_names=list(info.class_names),
+                        dataset_warnings=list(info.warnings))
     return problems, resolved
 
 
@@ -229,7 +232,7 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
         pythonpath = [str(SHIM_DIR)]
     argv = template.render_command(list(spec.command), values)
     return Launch(argv=argv, env=env, cwd=Path(checkout).absolute(), output_dir=output_dir,
-                  pythonpath=pythonpath)
+                  pythonpath=pythonpath, notes=list(resolved.get("dataset_warnings", ())))
 
 
 def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, output_dir: Path, python: Path,

@@ -16,9 +16,11 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from adapters.image_limits import DEFAULT_MAX_PIXELS
 from protos import visionyard_pb2 as pb
 from runner import dataset_cli
 from runner.client import Client, ClientError
+from runner.predictions import DEFAULT_CONCURRENT_PREDICTS, QUEUE_PER_SLOT, PredictLimits
 from runner.progress import follow, format_metrics, state_name, summary
 from runner.settings import DEFAULT_NODE_HOME, Paths, resolve_home
 
@@ -49,6 +51,8 @@ def cmd_serve(args) -> int:
     from runner.daemon import RayOptions, TcpOptions, serve
     from runner.gc import Policy
     from runner.guard import TOKEN_ENV
+    from runner.jobs import LOW_DISK_BYTES
+    from runner.node_files import UploadLimits
 
     policy = Policy(env_max_idle_days=args.gc_env_days, envs_max_gb=args.gc_envs_max_gb,
                     checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
@@ -60,12 +64,16 @@ def cmd_serve(args) -> int:
             raise SystemExit("--backend ray needs --ray-address (the head's dashboard, e.g. http://head:8265)")
         ray = RayOptions(args.ray_address, cpus_per_job=args.ray_cpus_per_job, python=args.ray_python,
                          lost_after=args.ray_lost_after, reporter_address=args.reporter_address,
-                         node_home=args.ray_node_home, shared_home=args.ray_shared_home)
+                         node_home=args.ray_node_home, shared_home=args.ray_shared_home,
+                         upload_limits=UploadLimits(file_bytes=args.upload_max_file_mb << 20,
+                                                    job_bytes=args.upload_max_job_mb << 20,
+                                                    job_files=args.upload_max_files, min_free_bytes=LOW_DISK_BYTES))
     elif args.ray_address:
         raise SystemExit("--ray-address goes with --backend ray")
     max_jobs = args.max_concurrent_jobs or (RAY_MAX_CONCURRENT_JOBS if ray else 1)
+    predict = PredictLimits.with_concurrency(args.max_concurrent_predicts, max_pixels=args.predict_max_pixels)
     serve(resolve_home(args.home), listen=args.listen, max_concurrent_jobs=max_jobs, gpus=args.gpus,
-          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy, tcp=tcp, ray=ray)
+          cancel_jobs_on_stop=args.cancel_jobs_on_stop, gc_policy=policy, tcp=tcp, ray=ray, predict=predict)
     return 0
 
 
@@ -399,11 +407,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-shared-home", action="store_true",
                    help="the nodes see this daemon's home at the same path (a shared file system): envs, "
                         "checkouts and job dirs are made there by the daemon, nothing is copied")
+    from runner.node_files import UploadLimits
+
+    limits = UploadLimits()
+    p.add_argument("--upload-max-file-mb", type=_positive_int, default=limits.file_bytes >> 20,
+                   help=f"the largest file a Ray node may send back into a job dir (default {limits.file_bytes >> 20})")
+    p.add_argument("--upload-max-job-mb", type=_positive_int, default=limits.job_bytes >> 20,
+                   help=f"what a Ray node may send back into one job dir in all (default {limits.job_bytes >> 20})")
+    p.add_argument("--upload-max-files", type=_positive_int, default=limits.job_files,
+                   help=f"how many files a Ray node may send back into one job dir (default {limits.job_files})")
     p.add_argument("--ray-lost-after", type=float, default=60.0,
                    help="seconds the Ray head may not answer before its running jobs fail as lost (default 60)")
     p.add_argument("--reporter-address",
                    help="HOST:PORT at which the nodes reach --listen (default: the --listen address)")
     p.add_argument("--gpus", default=None, help="GPU indices to hand out, e.g. 0,1 (default: detected)")
+    p.add_argument("--max-concurrent-predicts", type=_positive_int, default=DEFAULT_CONCURRENT_PREDICTS,
+                   help=f"predicts run at once (default {DEFAULT_CONCURRENT_PREDICTS}); {QUEUE_PER_SLOT}× as many "
+                        "more wait their turn, the rest are refused (RESOURCE_EXHAUSTED)")
+    p.add_argument("--predict-max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse a predict image with more pixels (default {DEFAULT_MAX_PIXELS:,}); checked from "
+                        "its header before anything is decoded")
     p.add_argument("--gc-env-days", type=float, default=30.0,
                    help="automatic gc: remove envs unused for this many days (default 30; 0: never)")
     p.add_argument("--gc-envs-max-gb", type=float, default=0.0,

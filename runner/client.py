@@ -21,6 +21,7 @@ import yaml
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.guard import TOKEN_ENV, TokenCredentials, read_token
+from runner.predictions import MAX_IMAGE_BYTES
 from runner.settings import resolve_address, resolve_home
 from runner.spec import SpecError, spec_to_proto
 
@@ -77,6 +78,29 @@ def _relative_to(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
         if key in spec:
             spec[key] = fix(spec[key])
     return spec
+
+
+def _read_image(path: Path) -> bytes:
+    """The image's bytes, refused by its size before they are read when the daemon would refuse
+    them (a file, or anything that reads on and on: at most one byte over the limit is read)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_IMAGE_BYTES:
+                raise ClientError(None, _too_large(f"image '{path}'", size))
+            data = f.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ClientError(None, f"cannot read image '{path}': {exc.strerror or exc}") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ClientError(None, _too_large(f"image '{path}'", None))
+    return data
+
+
+def _too_large(what: str, size: int | None) -> str:
+    limit = f"{MAX_IMAGE_BYTES / 2**20:.1f} MiB"
+    size_text = f"{size / 2**20:.1f} MiB" if size is not None else f"over {limit}"
+    return (f"{what} is {size_text}; the daemon takes images of up to {limit} (its message limit): "
+            "scale it down or compress it first")
 
 
 class Client:
@@ -179,11 +203,11 @@ class Client:
         The response has the task, the predictions (best first; box, polygon, keypoints,
         rotated box where the task has them), the image size and timings; with ``annotate``
         also ``image_png``, the image with the predictions drawn (for tasks that draw).
+        An image over :data:`~runner.predictions.MAX_IMAGE_BYTES` is refused before it is read.
         """
-        try:
-            data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        except OSError as exc:
-            raise ClientError(None, f"cannot read image '{image}': {exc.strerror}") from None
+        data = image if isinstance(image, bytes) else _read_image(Path(image))
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ClientError(None, _too_large("the image", len(data)))
         request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint,
                                     annotate=annotate)
         return self._call("Predict", request, timeout=None)

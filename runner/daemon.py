@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -10,6 +11,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,9 @@ from protos import visionyard_pb2_grpc as pb_grpc
 from runner.devices import DevicePool, detect_gpus
 from runner.gc import Policy, collect_garbage
 from runner.guard import AioGuard, Guard, load_or_create_token
-from runner.jobs import Runtime, finish_tracking
+from runner.jobs import LOW_DISK_BYTES, Runtime, finish_tracking
+from runner.node_files import UploadLimits
+from runner.predictions import MAX_MESSAGE_BYTES, PredictLimits
 from runner.scheduler import Scheduler
 from runner.servicers import ReporterServicer, RunnerServicer
 from runner.settings import DEFAULT_NODE_HOME, Paths
@@ -41,11 +45,13 @@ from runner.watch import EventLoopThread, WatchHub
 log = logging.getLogger("visionyard.daemon")
 MAX_SOCKET_PATH = 100
 GC_FIRST_DELAY, GC_INTERVAL = 60.0, 3600.0
-SERVER_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+SERVER_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 CLIENT_WORKERS = 64  # threads for clients' unary calls (watch streams are coroutines and hold none)
 MAX_CLIENT_CALLS = 20_000  # calls open at once on a client server, watch streams included
 SWITCH_INTERVAL = 0.001  # s a thread holds the GIL while another waits: short, for quick answers under load
 REPORTER_WORKERS = 32  # threads for children's reports, shared with nothing else
+STOP_GRACE = 2.0  # s the calls in flight get to end when the daemon stops; then they are cancelled
+STOP_WAIT = 3.0  # s more the servers get to finish their cancelled calls; then the stop goes on without them
 
 
 def link_child_path(paths: Paths, copy: bool = False) -> None:
@@ -67,7 +73,7 @@ def link_child_path(paths: Paths, copy: bool = False) -> None:
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
                  gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None,
-                 tcp: TcpOptions | None = None, ray: RayOptions | None = None):
+                 tcp: TcpOptions | None = None, ray: RayOptions | None = None, predict: PredictLimits | None = None):
         os.umask(0o077)  # everything the daemon and its children write is the owner's only
         self.paths = Paths(home).ensure()
         make_private(self.paths)
@@ -115,7 +121,8 @@ class Daemon:
         elif "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
             self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
-        self.health = health.HealthServicer()
+        self.health = health.HealthServicer()  # the reporter's (threads)
+        self.aio_health = health.aio.HealthServicer()  # the client servers' (its watches are coroutines)
         sys.setswitchinterval(SWITCH_INTERVAL)
         # Clients are served by asyncio servers (a watch stream is a coroutine, unary calls run on
         # a bounded pool); children report on a socket of their own, served by threads nothing
@@ -124,8 +131,9 @@ class Daemon:
         self.watch_hub = WatchHub(self.aio.loop)
         self.store.add_listener(self.watch_hub.changed)
         self.client_pool = futures.ThreadPoolExecutor(max_workers=CLIENT_WORKERS, thread_name_prefix="rpc")
-        runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool)
-        reporter = ReporterServicer(self.runtime)
+        runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool,
+                                predict)
+        reporter = ReporterServicer(self.runtime, ray.upload_limits if ray is not None else None)
         self.server = self.aio.run(self._client_server(AioGuard(), runner, reporter))
         self.reporter_server = self._register(
             grpc.server(futures.ThreadPoolExecutor(max_workers=REPORTER_WORKERS, thread_name_prefix="report"),
@@ -149,7 +157,8 @@ class Daemon:
             names += [pb.DESCRIPTOR.services_by_name["Runner"].full_name, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
         pb_grpc.add_ReporterServicer_to_server(reporter, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        aio = isinstance(server, grpc.aio.Server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.aio_health if aio else self.health, server)
         return server
 
     def start(self) -> None:
@@ -171,6 +180,7 @@ class Daemon:
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self.aio.run(self.aio_health.set(name, health_pb2.HealthCheckResponse.SERVING))
         log.info("visionyard daemon serving on unix://%s%s (home %s)", self.paths.socket,
                  f" and {self.listen}" if self.listen else "", self.paths.home)
 
@@ -192,20 +202,43 @@ class Daemon:
             return
         self._stopped.set()
         self.health.enter_graceful_shutdown()
+        try:
+            self.aio.run(self.aio_health.enter_graceful_shutdown(), timeout=STOP_GRACE)
+        except TimeoutError:
+            log.warning("the client servers' health service did not take the shutdown within %g s", STOP_GRACE)
         self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
-        reporter_stopped = self.reporter_server.stop(grace=2)
-        for server in (self.server, self.tcp_server):
-            if server is not None:
-                self.aio.run(server.stop(grace=2))
-        reporter_stopped.wait()
-        self.aio.close()
-        self.client_pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_servers()
         self.tracker.flush(timeout=30)
         self.tracker.close()
         self.store.close()
         for socket in (self.paths.socket, self.paths.reporter_socket):
             socket.unlink(missing_ok=True)
         self._home_lock.release()
+
+    def _stop_servers(self) -> None:
+        """Calls in flight get `STOP_GRACE` to end, then are cancelled; whatever a server or a
+        handler still holds `STOP_WAIT` later is left behind, so a stop takes a bounded time
+        whatever the clients did."""
+        deadline = time.monotonic() + STOP_GRACE + STOP_WAIT
+        reporter_stopped = self.reporter_server.stop(grace=STOP_GRACE)
+
+        async def stop_client_servers():
+            await asyncio.gather(*(s.stop(grace=STOP_GRACE) for s in (self.server, self.tcp_server) if s is not None))
+
+        try:
+            self.aio.run(stop_client_servers(), timeout=STOP_GRACE + STOP_WAIT)
+        except TimeoutError:
+            log.warning("the client servers did not stop within %g s; going on without them", STOP_GRACE + STOP_WAIT)
+        if not reporter_stopped.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("the reporter server did not stop within %g s; going on without it", STOP_GRACE + STOP_WAIT)
+        # Plain handlers of the client servers run on the pool and answer through the loop: the
+        # loop runs until they are done (or the deadline passed).
+        self.client_pool.shutdown(wait=False, cancel_futures=True)
+        busy = join_threads("rpc_", deadline)
+        if busy:
+            log.warning("%d client call(s) still running at the stop (%s); going on without them", len(busy),
+                        ", ".join(busy[:5]))
+        self.aio.close()
 
     def serve_forever(self) -> None:
         self.start()
@@ -219,10 +252,37 @@ class Daemon:
 
 def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
           cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None, tcp: TcpOptions | None = None,
-          ray: RayOptions | None = None) -> None:
+          ray: RayOptions | None = None, predict: PredictLimits | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp, ray).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp, ray, predict).serve_forever()
+    exit_within(STOP_WAIT)
+
+
+def exit_within(seconds: float) -> None:
+    """End the process `seconds` from now if its exit has not ended it: the interpreter's exit
+    joins every thread, and one still busy in a call (an env build, a dataset read) would hold
+    it. The daemon's state is saved by then; the thread's work is what a restart redoes."""
+    def end() -> None:
+        time.sleep(seconds)
+        busy = [t.name for t in threading.enumerate()
+                if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+        log.warning("exiting with %d thread(s) still busy: %s", len(busy), ", ".join(busy[:10]))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(0)
+    threading.Thread(target=end, name="exit-deadline", daemon=True).start()
+
+
+def join_threads(prefix: str, deadline: float) -> list[str]:
+    """Wait until `deadline` (time.monotonic) for the running threads whose names start with
+    `prefix`; the names of those still running then."""
+    def running() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if t.name.startswith(prefix) and t is not threading.current_thread() and t.is_alive()]
+    for thread in running():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in running()]
 
 
 def make_private(paths: Paths) -> None:
@@ -283,6 +343,7 @@ class RayOptions:
     reporter_address: str | None = None  # HOST:PORT of --listen as the nodes reach it
     node_home: str = DEFAULT_NODE_HOME  # a node's envs, checkouts and job dirs
     shared_home: bool = False          # the nodes see the daemon's home: nothing is built on or sent to them
+    upload_limits: UploadLimits = UploadLimits(min_free_bytes=LOW_DISK_BYTES)  # what a node may send back
 
     def check(self, listen: str | None, tcp: TcpOptions) -> tuple[str, dict[str, str]]:
         """Where children report (the daemon's TCP listener) and what their channel needs (TLS roots)."""

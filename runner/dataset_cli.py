@@ -31,6 +31,9 @@ def add_parser(sub, common) -> None:
     check.add_argument("--task", required=True, choices=TASKS)
     check.add_argument("--json", action="store_true")
     check.add_argument("--sample", action="store_true", help="decode only a sample of images, as a submit does")
+    check.add_argument("--strict", action="store_true",
+                       help="coordinates must lie on the image (1 px, or 1e-6 normalized) and boxes have an area: "
+                            "errors instead of clipping rounding overshoots and dropping zero-area boxes")
     convert = datasets_sub.add_parser("convert", help="write the dataset in another format (never touches the source)")
     convert.add_argument("path")
     convert.add_argument("--from", dest="from_format", required=True, choices=format_names())
@@ -58,7 +61,7 @@ def cmd_datasets(args) -> int:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         return 0
     dataset, problems = inspect_dataset(args.path, args.format, args.task, split=split,
-                                        decode="sample" if args.sample else "all")
+                                        decode="sample" if args.sample else "all", strict=args.strict)
     summary = summarize(dataset, problems)
     if args.json:
         print(json.dumps(summary, indent=2))

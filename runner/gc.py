@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from adapters.frameworks import get_catalog
 from envs.ondisk import disk_usage
 from envs.specs import get_spec
+from runner.node_files import remove_plans
 from runner.spec import CUSTOM
 from runner.store import JobState
 
@@ -54,6 +55,7 @@ def collect_garbage(rt: "Runtime", policy: Policy, dry_run: bool = False, now: f
     removals = _envs(rt, policy, active, now) + _checkouts(rt, policy, active, now) + _job_dirs(rt, policy, now)
     if dry_run:
         return removals
+    remove_plans(rt.paths, keep={r.id for r in active})  # what ended jobs' nodes could fetch
     done = []
     for removal in removals:
         if removal.kind == "env":

@@ -8,6 +8,10 @@
 - Every answer is bounded and never ``UNKNOWN``: a servicer's abort message is cut to
   ``MAX_DETAILS`` characters, and an exception a servicer did not expect becomes ``INTERNAL``
   with one line naming it (the traceback goes to the daemon's log).
+- A request that is not the message its method takes (corrupt or truncated bytes, nesting past
+  protobuf's depth limit, a string that is not UTF-8) gets ``INVALID_ARGUMENT``: every handler
+  is given the raw bytes and the guard parses them, each message of a request stream as it
+  arrives, on every method of every service and server.
 
 The token is equivalent to running code as the daemon's user (with it, a client can add a repo
 whose command the daemon runs), the way access to the Docker socket is.
@@ -25,6 +29,7 @@ from typing import Any, Callable
 
 import grpc
 import grpc.aio
+from grpc._cython.cygrpc import ExecuteBatchError  # an aio server's answer to a call that already ended
 
 log = logging.getLogger("visionyard.daemon")
 
@@ -86,8 +91,15 @@ class _AioBoundedContext(_BoundedContext):
 
 
 def _aborted(exc: Exception, context) -> bool:
-    """Whether `exc` is the servicer's own abort (its code and message already stand)."""
+    """Whether `exc` ends a call that needs no other answer: the servicer's own abort (its code and
+    message already stand), a request stream's end on a call that was cancelled (by its client,
+    or by the server's stop), an answer to a call that had already ended."""
     if isinstance(exc, grpc.aio.AbortError):
+        return True
+    is_active = getattr(context, "is_active", None)
+    if isinstance(exc, grpc.RpcError) and is_active is not None and not is_active():
+        return True
+    if isinstance(exc, ExecuteBatchError):  # a plain handler's answer on an aio server, after its call ended
         return True
     code = getattr(context, "code", None)  # the sync server's context; the aio one raises AbortError
     return code is not None and code() is not None and code() != grpc.StatusCode.OK
@@ -98,46 +110,101 @@ def _internal(exc: Exception, method: str) -> str:
     return bounded(f"{method} failed: {type(exc).__name__}: {exc}", 500)
 
 
-def _guarded(behavior: Callable, streaming: bool, method: str) -> Callable:
-    if inspect.isasyncgenfunction(behavior):
-        async def async_stream(request, context):
-            try:
-                async for item in behavior(request, _AioBoundedContext(context)):
-                    yield item
-            except Exception as exc:  # noqa: BLE001 (cancellation is a BaseException: it passes)
-                if _aborted(exc, context):
-                    raise
-                await context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
-        return async_stream
+class _Malformed(Exception):
+    """Bytes that are not the request message their method takes."""
 
-    if inspect.iscoroutinefunction(behavior):
+
+def _parser(deserializer: Callable | None) -> Callable[[bytes], Any]:
+    """The method's request parser, which raises `_Malformed` for bytes that don't parse (corrupt,
+    truncated, nested too deep, a string field that is not UTF-8)."""
+    if deserializer is None:
+        return lambda data: data
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", "request")
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 (whatever the parser says, the bytes are the client's)
+            reason = str(exc).rsplit(": ", 1)[-1] or type(exc).__name__
+            raise _Malformed(bounded(f"the request is not a valid {name} message ({reason})", 500)) from None
+    return parse
+
+
+def _parsed(requests, parse: Callable, context):
+    """A request stream's messages, each parsed as it arrives; a malformed one ends the call."""
+    for data in requests:
+        try:
+            request = parse(data)
+        except _Malformed as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        yield request
+
+
+async def _async_parsed(requests, parse: Callable, context):
+    async for data in requests:
+        try:
+            request = parse(data)
+        except _Malformed as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        yield request
+
+
+def _guarded(behavior: Callable, kind: str, method: str, parse: Callable) -> Callable:
+    """`behavior` (of `kind`, e.g. "stream_unary") given parsed requests (bytes that don't parse
+    end the call INVALID_ARGUMENT) and a bounded context, its unexpected exceptions turned into
+    INTERNAL."""
+    request_streaming, response_streaming = kind.startswith("stream_"), kind.endswith("_stream")
+    if inspect.isasyncgenfunction(behavior) or inspect.iscoroutinefunction(behavior):
+        def argument(request, context):
+            return _async_parsed(request, parse, context) if request_streaming else parse(request)
+
+        async def fail(exc: Exception, context):
+            if _aborted(exc, context):
+                raise exc
+            if isinstance(exc, _Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
+
+        if inspect.isasyncgenfunction(behavior):
+            async def async_stream(request, context):
+                try:
+                    async for item in behavior(argument(request, context), _AioBoundedContext(context)):
+                        yield item
+                except Exception as exc:  # noqa: BLE001 (cancellation is a BaseException: it passes)
+                    await fail(exc, context)
+            return async_stream
+
         async def async_unary(request, context):
             try:
-                return await behavior(request, _AioBoundedContext(context))
+                return await behavior(argument(request, context), _AioBoundedContext(context))
             except Exception as exc:  # noqa: BLE001
-                if _aborted(exc, context):
-                    raise
-                await context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
+                await fail(exc, context)
         return async_unary
 
-    def fail(exc: Exception, context):
+    def sync_argument(request, context):
+        return _parsed(request, parse, context) if request_streaming else parse(request)
+
+    def sync_fail(exc: Exception, context):
         if _aborted(exc, context):
             raise exc
+        if isinstance(exc, _Malformed):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         context.abort(grpc.StatusCode.INTERNAL, _internal(exc, method))
 
-    if streaming:
+    if response_streaming:
         def stream(request, context):
             try:
-                yield from behavior(request, _BoundedContext(context))
+                yield from behavior(sync_argument(request, context), _BoundedContext(context))
             except Exception as exc:  # noqa: BLE001
-                fail(exc, context)
+                sync_fail(exc, context)
         return stream
 
     def unary(request, context):
         try:
-            return behavior(request, _BoundedContext(context))
+            return behavior(sync_argument(request, context), _BoundedContext(context))
         except Exception as exc:  # noqa: BLE001
-            fail(exc, context)
+            sync_fail(exc, context)
     return unary
 
 
@@ -183,16 +250,19 @@ class AioGuard(grpc.aio.ServerInterceptor):
 
 
 def _wrap(handler, method: str):
+    """The handler with every behavior guarded, given the request's raw bytes (grpc's own parse
+    would answer a malformed request UNKNOWN or INTERNAL, and on a request stream of a sync server
+    would leave the call unfinished: its stop would wait for it forever)."""
     if handler is None:
         return None
-    if handler.unary_unary:
-        return handler._replace(unary_unary=_guarded(handler.unary_unary, False, method))
-    if handler.stream_unary:
-        return handler._replace(stream_unary=_guarded(handler.stream_unary, False, method))
-    if handler.unary_stream:
-        return handler._replace(unary_stream=_guarded(handler.unary_stream, True, method),
-                                response_serializer=_passing_bytes(handler.response_serializer))
-    return handler
+    parse = _parser(handler.request_deserializer)
+    guarded = {kind: _guarded(getattr(handler, kind), kind, method, parse)
+               for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+               if getattr(handler, kind) is not None}
+    serializer = handler.response_serializer
+    if handler.response_streaming:
+        serializer = _passing_bytes(serializer)
+    return handler._replace(request_deserializer=None, response_serializer=serializer, **guarded)
 
 
 def _refuse(code: grpc.StatusCode, message: str):

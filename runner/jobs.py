@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -290,15 +291,49 @@ class JobExecution(threading.Thread):
                 delay = min(delay * 2, FINAL_RETRY_MAX_SECONDS)
 
 
+# What a write that found the disk full says: the OS (ENOSPC) and SQLite name it ...
+DISK_FULL_MESSAGES = ("No space left on device", "[Errno 28]", "disk is full")
+# ... torch's checkpoint writer does not: its stream fails short, and it says one of these
+# (`[enforce fail at inline_container.cc:…] . unexpected pos N vs M`, `PytorchStreamWriter failed
+# writing file data/12: file write failed`, libstdc++'s `basic_ios::clear: iostream error`).
+# Its reader's errors (`PytorchStreamReader failed …`) are a bad file, not a full disk: not listed.
+WRITE_FAILED_MESSAGES = ("PytorchStreamWriter failed", "unexpected pos", "file write failed", "basic_ios::clear",
+                         "iostream error")
+MAX_SIZED_FILES = 20_000  # files looked at to find a job's largest one
+
+
 def disk_full_note(folder: Path, text: str) -> str:
-    """When the job failed for want of disk space, which disk (and how full), for its error."""
+    """When the job failed for want of disk space, which disk (and how full), for its error.
+
+    A failed write's partial file is gone by now (see `adapters.files.atomic_path`), so the free
+    space is about what the write found: a write failure that names no cause counts as a full disk
+    when less is free than the job's largest file (a checkpoint, as a rule: what the write needed)."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
         return ""
-    if "No space left on device" in text or "disk is full" in text or free < LOW_DISK_BYTES:
-        return f" (the disk holding {folder} is full: {free / 2**20:.0f} MiB free)"
-    return ""
+    full = free < LOW_DISK_BYTES or any(message in text for message in DISK_FULL_MESSAGES)
+    if not full and any(message in text for message in WRITE_FAILED_MESSAGES):
+        full = free < LOW_DISK_BYTES + largest_file_size(folder)
+    return f" (the disk holding {folder} is full: {free / 2**20:.0f} MiB free)" if full else ""
+
+
+def largest_file_size(folder: Path, max_files: int = MAX_SIZED_FILES) -> int:
+    """The size of the largest regular file below `folder` (links not followed; at most `max_files`
+    looked at)."""
+    largest, seen = 0, 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            seen += 1
+            if seen > max_files:
+                return largest
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                largest = max(largest, info.st_size)
+    return largest
 
 
 def finish_tracking(rt: Runtime, record: JobRecord) -> None:

@@ -58,7 +58,10 @@ class ExitStatus:
         if not self.known:
             return "ended while the daemon was down and left no exit record"
         if self.signal is not None:
-            return f"killed by signal {signal.Signals(self.signal).name}"
+            try:
+                return f"killed by signal {signal.Signals(self.signal).name}"
+            except ValueError:
+                return f"killed by signal {self.signal}"
         return f"exited with code {self.code}"
 
 
@@ -171,11 +174,20 @@ class Child:
 
 
 def read_exit_record(job_dir: Path) -> ExitStatus | None:
+    """How the supervisor said the command ended; None when there is no record, and an unknown
+    end when the record is not one a supervisor writes."""
     try:
         record = json.loads((job_dir / EXIT_RECORD).read_text())
     except (OSError, ValueError):
         return None
-    return ExitStatus(record.get("code"), record.get("signal"), bool(record.get("cancelled")))
+
+    def number(key: str) -> int | None:
+        value = record.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    if not isinstance(record, dict) or (number("code") is None and number("signal") is None):
+        return ExitStatus(None, None, known=False, note=f"left an exit record the daemon can't read ({EXIT_RECORD})")
+    return ExitStatus(number("code"), number("signal"), record.get("cancelled") is True)
 
 
 class LogTailer(threading.Thread):

@@ -49,7 +49,7 @@ CHUNK = 1 << 20
 RPC_TIMEOUT = 30.0
 UPLOAD_PATIENCE_SECONDS = 600.0  # a daemon away this long at the job's end: what the job left stays on the node
 CANCEL_UPLOAD_SECONDS = 4.0      # a cancelled job's uploads must end before Ray's SIGKILL
-UPLOAD_ORDER_LAST = ("reports.journal", "supervisor.json", "exit.json")  # exit.json last: the daemon ends on it
+UPLOAD_ORDER_LAST = ("reports.journal", "exit.json")  # exit.json last: the daemon ends on it
 
 
 def say(text: str) -> None:

@@ -1,34 +1,51 @@
 """What a job on a node that shares nothing with the daemon takes with it and sends back.
 
 The daemon prepares a job as for a local run (the checkout, the translated configs, the job dir),
-then writes the node's plan (`node-plan.json`): the command with every path of the daemon's home
-mapped to the node home, the env spec to build there, the checkout to fetch. The node agent
-(`runner/node_agent.py`) fetches the plan, the job dir (a tar; text files and links naming the
-daemon's home are mapped the same way) and the checkout (a tar without ``.git``) and the
-files of the daemon's home the job names (``weights``/``resume``: an earlier job's checkpoint)
-with ``Reporter.Fetch``, and sends the job's results back with ``Reporter.Upload``; both are
-authenticated by the job's token and reach only the job's own dir.
+then writes the node's plan: the command with every path of the daemon's home mapped to the node
+home, the env spec to build there, the checkout and the files of the home to send. The plan is the
+daemon's own record (``<home>/node-plans/<job>.json``, outside every job dir): nothing a node or a
+job can write decides what a node may fetch. The node agent (`runner/node_agent.py`) fetches the
+plan, the job dir (a tar; text files and links naming the daemon's home are mapped the same way),
+the checkout (a tar without ``.git``) and the files of the daemon's job dirs the job starts from
+(``weights``/``resume``: an earlier job's checkpoint) with ``Reporter.Fetch``; each source is
+checked again at every fetch (a checkout under the home's checkouts, files under its job dirs).
+It sends the job's results back with ``Reporter.Upload``: only into an allow-list of the job
+dir (its ``checkpoints/`` and ``output/`` folders, its report journal and its exit record, which
+is validated and rewritten, never taken as sent), within size and count limits.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tarfile
+import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-PLAN = "node-plan.json"
+from runner.settings import Paths
+
 PLAN_FORMAT = 1
 CHUNK = 1 << 20
 REWRITE_MAX_BYTES = 4 << 20  # larger files are data, never a config naming a path
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed: a package's name is the hash of its bytes
-#: Files of the daemon's job dir the node never needs (its own records, the log Ray streams).
-NOT_INPUTS = frozenset({"job.log", "launch.json", PLAN, "reports.journal", "exit.json", "supervisor.json"})
+FETCHABLE = ("plan", "inputs", "checkout", "home-files")
+#: What a node sends back: the files the job wrote in these folders of its job dir ...
+RESULT_FOLDERS = ("checkpoints", "output")
+#: ... and these records of how it went (the exit record last: the daemon ends the job on it).
+EXIT_RECORD, JOURNAL = "exit.json", "reports.journal"
+RESULT_RECORDS = (JOURNAL, EXIT_RECORD)
+#: Files of the daemon's job dir the node never needs (the daemon's records, the log Ray streams).
+NOT_INPUTS = frozenset({"output.log", "launch.json", JOURNAL, EXIT_RECORD, "supervisor.json"})
+MAX_PATH_CHARS, MAX_NAME_BYTES, MAX_DEPTH = 1024, 255, 32
+EXIT_RECORD_MAX_BYTES = 4096
 
 
 class PathMap:
@@ -102,22 +119,85 @@ def uv_package(uv: Path) -> bytes:
     return zip_package([("visionyard_uv/__init__.py", b""), ("visionyard_uv/uv", uv)])
 
 
-# ---------------------------------------------------------------- fetch
+# ---------------------------------------------------------------- the plan and fetch
 
 
-def fetch(job_dir: Path, what: str) -> Iterator[bytes]:
-    """The chunks of the plan, the job dir's inputs or the checkout, for the job's node."""
-    plan = json.loads((job_dir / PLAN).read_text())
+class NoPlan(LookupError):
+    """The job runs where the daemon's files are: a node has nothing to fetch or send for it."""
+
+
+class FetchRefused(ValueError):
+    """A fetch asks for something the daemon does not give this job's node."""
+
+
+def plan_path(paths: Paths, job_id: str) -> Path:
+    return paths.home / "node-plans" / f"{job_id}.json"
+
+
+def write_plan(paths: Paths, job_id: str, plan: dict) -> None:
+    target = plan_path(paths, job_id)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    partial = target.with_name(f".{target.name}.tmp")
+    partial.write_text(json.dumps(plan, indent=1))
+    os.replace(partial, target)
+
+
+def read_plan(paths: Paths, job_id: str) -> dict:
+    try:
+        return json.loads(plan_path(paths, job_id).read_text())
+    except FileNotFoundError:
+        raise NoPlan(f"job {job_id} does not run on a node of its own: it has nothing to fetch or send back") from None
+
+
+def remove_plans(paths: Paths, keep: set[str]) -> int:
+    """Remove the plans of jobs not in `keep` (the active ones); how many were removed."""
+    removed = 0
+    for plan in (paths.home / "node-plans").glob("*.json"):
+        if plan.stem not in keep:
+            plan.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def fetch(paths: Paths, job_id: str, what: str) -> Iterator[bytes]:
+    """The chunks of the plan, the job dir's inputs, the checkout or the home's files the job
+    starts from, for the job's node; each source checked against the home at this call."""
+    if what not in FETCHABLE:
+        raise FetchRefused(f"nothing to fetch as {what[:40]!r}: ask for {', '.join(FETCHABLE)}")
+    plan = read_plan(paths, job_id)
     if what == "plan":
         yield json.dumps(plan).encode()
     elif what == "inputs":
-        yield from _tar(job_dir, PathMap(plan["paths"]), skip_top=NOT_INPUTS)
-    elif what == "checkout" and plan.get("checkout_source"):
-        yield from _tar(Path(plan["checkout_source"]), None, skip_top=frozenset({".git"}))
-    elif what == "home-files" and plan.get("home_files"):  # e.g. an earlier job's checkpoint to resume
-        yield from _tar(Path(plan["home"]), None, only=plan["home_files"])
-    else:
-        raise ValueError(f"nothing to fetch as {what!r}: ask for plan, inputs, checkout or home-files")
+        yield from _tar(paths.job_dir(job_id), PathMap(plan["paths"]), skip_top=NOT_INPUTS)
+    elif what == "checkout":
+        yield from _tar(_checkout_source(paths, plan), None, skip_top=frozenset({".git"}))
+    else:  # e.g. an earlier job's checkpoint to resume
+        yield from _tar(paths.home, None, only=_home_files(paths, plan))
+
+
+def _checkout_source(paths: Paths, plan: dict) -> Path:
+    source = plan.get("checkout_source")
+    checkouts = (paths.repos / "checkouts").resolve()
+    if not source:
+        raise FetchRefused("this job has no repo checkout")
+    path = Path(source).resolve()
+    if path.parent != checkouts or not path.is_dir():
+        raise FetchRefused("the job's checkout is not one of the home's repo checkouts")
+    return path
+
+
+def _home_files(paths: Paths, plan: dict) -> list[str]:
+    """The plan's files of the home, each still under the home's job dirs (links resolved)."""
+    names = plan.get("home_files") or []
+    if not names:
+        raise FetchRefused("this job starts from no file of the daemon's home")
+    jobs = paths.jobs.resolve()
+    for name in names:
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or \
+                not (paths.home / relative).resolve().is_relative_to(jobs):
+            raise FetchRefused(f"{name!r} is not a file of the home's job dirs")
+    return names
 
 
 class _Sink:
@@ -187,46 +267,174 @@ def _tar(folder: Path, paths: PathMap | None, skip_top: frozenset[str] = frozens
 
 
 class UploadRefused(ValueError):
-    """A file of an upload names no place inside the job dir."""
+    """A file of an upload names no place the node may write, or is not what it claims to be."""
 
 
-def _target(job_dir: Path, rel: str) -> Path:
-    path = PurePosixPath(rel)
-    if not rel or path.is_absolute() or ".." in path.parts or path.parts[0] in ("env",):
-        raise UploadRefused(f"'{rel}' is not a path inside the job dir")
+class UploadTooLarge(UploadRefused):
+    """An upload goes past a limit of the daemon's (a file's or a job's size, a job's file count,
+    the disk's free space)."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much one node may send back into its job dir (``serve --upload-max-*``)."""
+
+    file_bytes: int = 16 << 30
+    job_bytes: int = 64 << 30
+    job_files: int = 10_000
+    min_free_bytes: int = 8 << 20  # what the disk keeps free for the store and the logs
+
+
+def _check_name(rel: str) -> list[str]:
+    """The parts of an upload's path, or why the node may not write there."""
+    shown = repr(rel[:80] + ("…" if len(rel) > 80 else ""))
+    if not rel:
+        raise UploadRefused("a file of the upload has no name")
+    if len(rel) > MAX_PATH_CHARS:
+        raise UploadRefused(f"{shown} is longer than {MAX_PATH_CHARS} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        raise UploadRefused(f"{shown} holds a control character")
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UploadRefused(f"{shown} is not a plain relative path (no '/' at either end, no '.', '..' or '//')")
+    if len(parts) > MAX_DEPTH or any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        raise UploadRefused(f"{shown} is nested deeper than {MAX_DEPTH} folders or has a name over "
+                            f"{MAX_NAME_BYTES} bytes")
+    if parts[-1].startswith(".") and parts[-1].endswith(".upload"):
+        raise UploadRefused(f"{shown} is named like a file still being received")
+    if not (rel in RESULT_RECORDS or (len(parts) > 1 and parts[0] in RESULT_FOLDERS)):
+        raise UploadRefused(f"{shown} is not a result a node sends back: only files under "
+                            f"{'/, '.join(RESULT_FOLDERS)}/ and {', '.join(RESULT_RECORDS)}")
+    return parts
+
+
+def _target(job_dir: Path, rel: str, made: list[Path]) -> Path:
+    """Where an uploaded file goes; the folders it makes are added to `made`."""
+    parts = _check_name(rel)
     folder = job_dir
-    for part in path.parts[:-1]:  # no link followed: a folder the job made a link can't lead out
+    for part in parts[:-1]:  # no link followed: a folder that is a link can't lead out
         folder = folder / part
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise UploadRefused(f"'{rel}' leads through {folder.name}, which is not a folder of the job dir")
-        folder.mkdir(exist_ok=True)
-    return folder / path.parts[-1]
+        if not folder.exists():
+            folder.mkdir()
+            made.append(folder)
+    target = folder / parts[-1]
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise UploadRefused(f"'{rel}' is a folder or a link in the job dir, not a file")
+    return target
 
 
-def receive(job_dir: Path, chunks) -> tuple[int, int]:
-    """Write an upload's files into the job dir, each complete or not at all; (files, bytes)."""
+def _results_held(job_dir: Path) -> dict[str, int]:
+    """What the job dir holds of a node's results now: name → size."""
+    held = {}
+    for name in RESULT_RECORDS:
+        if (job_dir / name).is_file():
+            held[name] = (job_dir / name).stat().st_size
+    for folder in RESULT_FOLDERS:
+        if (job_dir / folder).is_dir() and not (job_dir / folder).is_symlink():
+            for root, _dirs, files in os.walk(job_dir / folder):
+                for name in files:
+                    path = Path(root) / name
+                    try:
+                        held[path.relative_to(job_dir).as_posix()] = path.lstat().st_size
+                    except OSError:
+                        pass
+    return held
+
+
+def exit_record(data: bytes) -> bytes:
+    """A node's exit record, checked and written anew: only what the daemon reads of it."""
+    try:
+        record = json.loads(data) if len(data) <= EXIT_RECORD_MAX_BYTES else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise UploadRefused(f"{EXIT_RECORD} is not a JSON object of at most {EXIT_RECORD_MAX_BYTES} bytes")
+    code, signum, when = record.get("code"), record.get("signal"), record.get("time")
+    cancelled = record.get("cancelled", False)
+
+    def whole(value, low, high) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    if not ((whole(code, 0, 255) and signum is None) or (code is None and whole(signum, 1, 64))):
+        raise UploadRefused(f"{EXIT_RECORD} must hold an exit code 0-255 or a signal 1-64, not code={code!r} "
+                            f"signal={signum!r}"[:300])
+    if not isinstance(cancelled, bool):
+        raise UploadRefused(f"{EXIT_RECORD}: 'cancelled' must be true or false")
+    if not isinstance(when, (int, float)) or isinstance(when, bool) or not 0 < when < 1e11:
+        when = time.time()
+    return json.dumps({"code": code, "signal": signum, "cancelled": cancelled, "time": when}).encode()
+
+
+def receive(job_dir: Path, chunks, limits: UploadLimits = UploadLimits()) -> tuple[int, int]:
+    """Write an upload's files into the job dir, each complete or not at all; (files, bytes).
+    A refused file leaves nothing behind: neither its partial file nor the folders made for it."""
+    held = _results_held(job_dir)
     files = size = 0
-    current, target, out = None, None, None
+    current, target, partial, out, written, made = None, None, None, None, 0, []
+    record = bytearray()  # the exit record, checked before it is written
+
+    def others() -> int:
+        return sum(v for k, v in held.items() if k != current)
+
     try:
         for chunk in chunks:
             if chunk.path:
                 if out is not None:
                     raise UploadRefused(f"'{current}' ended without its last chunk")
-                current, target = chunk.path, _target(job_dir, chunk.path)
+                current, written, made = chunk.path, 0, []
+                target = _target(job_dir, chunk.path, made)
+                if current not in held and len(held) >= limits.job_files:
+                    raise UploadTooLarge(f"the job dir already holds {len(held)} files sent back; the limit is "
+                                         f"{limits.job_files} (serve --upload-max-files)")
                 partial = target.with_name(f".{target.name}.upload")
                 partial.unlink(missing_ok=True)
                 out = os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")
+                record.clear()
             if out is None:
                 raise UploadRefused("a chunk came before any file's name")
-            out.write(chunk.data)
+            written += len(chunk.data)
+            _within(limits, current, written, others(), job_dir, len(chunk.data))
+            if current == EXIT_RECORD:
+                if written > EXIT_RECORD_MAX_BYTES:
+                    raise UploadRefused(f"{EXIT_RECORD} is larger than {EXIT_RECORD_MAX_BYTES} bytes")
+                record += chunk.data
+            else:
+                out.write(chunk.data)
             size += len(chunk.data)
             if chunk.last:
+                if current == EXIT_RECORD:
+                    out.write(exit_record(bytes(record)))
                 out.close()
-                out = None
                 os.replace(partial, target)
+                out, made = None, []
+                held[current] = written
                 files += 1
-    finally:
         if out is not None:
+            raise UploadRefused(f"the upload ended before the last chunk of '{current}'")
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise (UploadTooLarge if full else UploadRefused)(
+            f"'{current}' could not be written into the job dir: {exc.strerror or exc}") from None
+    finally:
+        if out is not None:  # a file that did not arrive whole
             out.close()
             partial.unlink(missing_ok=True)
+        for folder in reversed(made):  # and the folders made for it
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return files, size
+
+
+def _within(limits: UploadLimits, name: str, written: int, others: int, job_dir: Path, coming: int) -> None:
+    if written > limits.file_bytes:
+        raise UploadTooLarge(f"'{name}' is larger than {limits.file_bytes / 2**20:.0f} MiB, the limit for one file "
+                             "(serve --upload-max-file-mb)")
+    if others + written > limits.job_bytes:
+        raise UploadTooLarge(f"the files sent back into the job dir pass {limits.job_bytes / 2**20:.0f} MiB, the "
+                             "limit for one job (serve --upload-max-job-mb)")
+    if coming and shutil.disk_usage(job_dir).free - coming < limits.min_free_bytes:
+        raise UploadTooLarge(f"the disk holding {job_dir} is full; '{name}' was not kept")

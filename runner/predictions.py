@@ -9,16 +9,36 @@ The child (``adapters.entrypoint --predict``) prints one JSON object as its last
 with ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y, v], ...]``,
 ``rotated_box: [cx, cy, w, h, angle]``. Children from before that contract printed only
 ``{"predictions": [{"label", "score", "index"}]}``; that still parses.
+
+Also here: the bounds on predicts, kept apart from how a predict is run (a child per request
+today) so they hold whatever runs it — a few at once and a short queue (:class:`PredictGate`),
+an image's bytes (:data:`MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and a child
+that dies the moment its caller is gone (:func:`run_child`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import collections
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from adapters.image_limits import DEFAULT_MAX_PIXELS
 from protos import visionyard_pb2 as pb
+
+MAX_MESSAGE_BYTES = 64 * 2**20  # the daemon's limit on a request (runner.daemon.SERVER_OPTIONS)
+MAX_IMAGE_BYTES = MAX_MESSAGE_BYTES - 64 * 2**10  # an image's bytes: the rest of a PredictRequest is small
+DEFAULT_CONCURRENT_PREDICTS = 2  # a predict's child holds its framework and the decoded image: ~0.5–2 GB
+QUEUE_PER_SLOT = 2  # predicts that may wait for a slot, per slot
 
 _BYTES_FIELDS = ("mask_png", "image_png")
 
@@ -110,3 +130,147 @@ def _prediction_to_json(p: pb.Prediction) -> dict[str, Any]:
         r = p.rotated_box
         data["rotated_box"] = [r.cx, r.cy, r.w, r.h, r.angle]
     return data
+
+
+# ---------------------------------------------------------------- bounds
+
+
+@dataclass(frozen=True)
+class PredictLimits:
+    """How many predicts run at once (`concurrent`; `queued` more wait for a slot, the rest are
+    refused) and the most pixels an image may have (`visionyard serve --max-concurrent-predicts`,
+    `--predict-max-pixels`)."""
+
+    concurrent: int = DEFAULT_CONCURRENT_PREDICTS
+    queued: int = DEFAULT_CONCURRENT_PREDICTS * QUEUE_PER_SLOT
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def with_concurrency(cls, concurrent: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> "PredictLimits":
+        return cls(concurrent, concurrent * QUEUE_PER_SLOT, max_pixels)
+
+
+class PredictBusy(Exception):
+    """Every slot is taken and the queue is full."""
+
+
+class PredictGate:
+    """At most `limits.concurrent` predicts at once, `limits.queued` more waiting in turn (first
+    come, first served), the others refused at once with :class:`PredictBusy`.
+
+    Lives on the servers' event loop: a waiting predict holds no thread, and one whose client goes
+    (the call is cancelled) leaves the queue."""
+
+    def __init__(self, limits: PredictLimits):
+        self.limits = limits
+        self.running = 0
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.running < self.limits.concurrent and not self._waiting:
+            self.running += 1
+        elif len(self._waiting) < self.limits.queued:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting.append(turn)
+            try:
+                await turn  # a predict that ends hands its slot on: `running` stays
+            except BaseException:
+                if turn.done() and not turn.cancelled():  # handed a slot just as it was cancelled
+                    self._release()
+                else:
+                    self._waiting.remove(turn)
+                raise
+        else:
+            raise PredictBusy(f"the daemon is busy: {self.running} predict(s) running and {len(self._waiting)} "
+                              f"waiting, its limit (`visionyard serve --max-concurrent-predicts "
+                              f"{self.limits.concurrent}` runs {self.limits.concurrent} and queues "
+                              f"{self.limits.queued}); try again in a moment")
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.running -= 1
+
+
+class PredictCancelled(Exception):
+    """The caller went away (cancelled, past its deadline, or the server stops): nothing to answer."""
+
+
+class ThreadContext:
+    """An asyncio server's servicer context, for a sync servicer body run on a pool thread: `abort`
+    runs on the loop, and :meth:`cancel` (the coroutine's, when its call is cancelled) runs what was
+    registered with :meth:`add_callback` at once, and makes :meth:`is_active` false.
+
+    grpc's own context for sync handlers on an asyncio server runs `add_callback`'s callbacks only
+    after the handler returned and has no `is_active`: a child would outlive its caller."""
+
+    def __init__(self, context, loop: asyncio.AbstractEventLoop):
+        self._context, self._loop = context, loop
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self._gone = False
+
+    def abort(self, code, details: str):
+        if not self.is_active():
+            raise PredictCancelled
+        asyncio.run_coroutine_threadsafe(self._context.abort(code, details), self._loop).result()
+
+    def time_remaining(self) -> float | None:
+        return self._context.time_remaining()
+
+    def is_active(self) -> bool:
+        return not self._gone
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the call is cancelled (at once if it already is)."""
+        with self._lock:
+            if not self._gone:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._gone, callbacks, self._callbacks = True, self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def run_child(cmd: list[str], context: ThreadContext, timeout: float, **popen) -> subprocess.CompletedProcess:
+    """Run `cmd` in a session of its own, its output captured; its whole process group is killed
+    the moment `context` is cancelled (:class:`PredictCancelled` then), or after `timeout` seconds
+    (:class:`subprocess.TimeoutExpired`), and whatever is left of the group when it ends."""
+    if not context.is_active():
+        raise PredictCancelled
+    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True, **popen)
+    reaped = False
+
+    def kill_group() -> None:
+        if not reaped:  # once reaped, its group id may be another's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+
+    context.add_callback(kill_group)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group()
+        child.communicate()
+        raise
+    finally:
+        if child.returncode is None:  # an error here: the child must not outlive it
+            kill_group()
+            child.wait()
+        reaped = True
+    if not context.is_active():
+        raise PredictCancelled
+    return subprocess.CompletedProcess(cmd, child.returncode, out, err)

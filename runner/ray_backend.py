@@ -18,7 +18,6 @@ home, never linked to where the daemon is installed.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -266,9 +265,9 @@ class RayLauncher:
                 "env_spec": execution.env_spec.to_dict(),
                 "checkout": paths.text(str(checkout)) if checkout else None,
                 "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
-                "upload": [d for d in ("checkpoints", "output") if (job_dir / d).is_dir()],
-                "home": str(self.paths.home), "home_files": self.home_files(execution.record.spec)}
-        (job_dir / node_files.PLAN).write_text(json.dumps(plan, indent=1))
+                "upload": [d for d in node_files.RESULT_FOLDERS if (job_dir / d).is_dir()],
+                "home_files": self.home_files(execution.record.spec)}
+        node_files.write_plan(self.paths, execution.job_id, plan)
 
     def home_files(self, spec: dict) -> list[str]:
         """The files (or checkpoint folders) of the daemon's job dirs a job starts from, relative

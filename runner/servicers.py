@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -18,7 +19,9 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
+from adapters.datasets.walk import CheckCancelled, Deadline, deadline_scope
 from adapters.frameworks import all_catalogs, get_catalog
+from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
@@ -27,7 +30,8 @@ from runner.gc import Policy, collect_garbage
 from runner import node_files
 from runner.jobs import LOW_DISK_BYTES, Runtime
 from runner.launcher import child_environment
-from runner.predictions import PredictOutputError, parse_child_output
+from runner.predictions import (PredictBusy, PredictGate, PredictLimits, PredictOutputError, ThreadContext,
+                                parse_child_output, run_child)
 from runner.repo_rpcs import RepoRpcs
 from runner.reports import apply_batch
 from runner.scheduler import Scheduler
@@ -39,6 +43,7 @@ log = logging.getLogger("visionyard.daemon")
 SUBMIT_CHECK_SECONDS = 60.0  # a submitted spec's checks (its dataset read) take at most this long
 MAX_LIST = 10_000
 PREDICT_TIMEOUT_SECONDS = 300
+UPLOAD_WAIT_SECONDS = 30.0  # an upload of a job waits this long for the job's previous one to end
 
 
 def _free_bytes(folder: Path) -> int:
@@ -65,9 +70,11 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
 
 class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
-                 watch_hub: WatchHub | None = None, pool: Executor | None = None):
+                 watch_hub: WatchHub | None = None, pool: Executor | None = None,
+                 predict_limits: PredictLimits | None = None):
         self.rt, self.scheduler, self.gc_policy = rt, scheduler, gc_policy or Policy()
-        self.watch_hub, self.pool = watch_hub, pool  # WatchJob's, on the aio servers' loop
+        self.watch_hub, self.pool = watch_hub, pool  # WatchJob's and Predict's, on the aio servers' loop
+        self.predict_gate = PredictGate(predict_limits or PredictLimits())
         self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="submit-check")
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
@@ -94,19 +101,24 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         return job_to_proto(record)
 
     def _validated(self, raw: dict, context):
-        """The spec checked off the RPC threads, in bounded time: reading a dataset can be slow."""
+        """The spec checked off the RPC threads, in bounded time: reading a dataset can be slow. A
+        check past its time is stopped (the dataset walk and readers watch its deadline), so its
+        thread is free for the next submit and what it read is let go."""
         started = threading.Event()
+        deadline = Deadline(SUBMIT_CHECK_SECONDS)
 
         def check():
             started.set()
-            return validate_job_spec(raw, repos=self.rt.repos)
+            with deadline_scope(deadline):
+                return validate_job_spec(raw, repos=self.rt.repos)
 
         future = self._checks.submit(check)
         try:
             return future.result(timeout=SUBMIT_CHECK_SECONDS)
         except SpecError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job spec:\n{exc}")
-        except FutureTimeout:
+        except (FutureTimeout, CheckCancelled):
+            deadline.cancel()
             future.cancel()
             if not started.is_set():
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -216,7 +228,27 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
                      for r in removed],
             freed_bytes=sum(r.bytes for r in removed), dry_run=request.dry_run)
 
-    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+    async def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        """The checks (the image's header included) on a pool thread, then a slot of the predict
+        gate (a few at once, a short queue, then RESOURCE_EXHAUSTED), then the child on a pool
+        thread. A client that goes (cancels, or its deadline passes) cancels this coroutine, which
+        kills the child at once."""
+        loop = asyncio.get_running_loop()
+        sync = ThreadContext(context, loop)
+        try:
+            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
+            try:
+                async with self.predict_gate.slot():
+                    return await loop.run_in_executor(self.pool, self._predict_run, request, record, checkpoint, sync)
+            except PredictBusy as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except asyncio.CancelledError:
+            sync.cancel()
+            raise
+
+    def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
+        """The job and checkpoint to predict with, or an abort saying why not; the image is refused
+        here when its header says it is too large, before any child starts."""
         record = _record_or_abort(self.rt, request.job_id, context)
         if record.spec.get("framework") == CUSTOM:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -233,10 +265,19 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be between 1 and 1000 (0: 5)")
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
+        try:
+            check_image(request.image, self.predict_gate.limits.max_pixels)
+        except ImageTooLarge as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return record, checkpoint
+
+    def _predict_run(self, request: pb.PredictRequest, record, checkpoint: str, context) -> pb.PredictResponse:
         env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
         if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
+            gone = threading.Event()
+            context.add_callback(gone.set)  # the build stops when the client goes
             try:
-                env = self.rt.envs.ensure(get_spec(get_catalog(record.spec["framework"]).env))
+                env = self.rt.envs.ensure(get_spec(get_catalog(record.spec["framework"]).env), cancel=gone)
             except Exception as exc:  # noqa: BLE001 (the build's own message says what failed)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the env to predict with could not be built: {exc}")
         if env is None:
@@ -248,14 +289,14 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
             image.flush()
             cmd = [str(Path(env.path) / "bin" / "python"), "-m", "adapters.entrypoint",
                    "--spec", str(job_dir / "job.json"), "--predict", image.name,
-                   "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5)]
+                   "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5),
+                   "--max-pixels", str(self.predict_gate.limits.max_pixels)]
             if request.annotate:
                 cmd.append("--annotate")
             env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": "",
                                           "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)})
             try:
-                done = subprocess.run(cmd, cwd=job_dir, env=env_vars, capture_output=True, text=True,
-                                      timeout=PREDICT_TIMEOUT_SECONDS, start_new_session=True)
+                done = run_child(cmd, context, PREDICT_TIMEOUT_SECONDS, cwd=job_dir, env=env_vars)
             except subprocess.TimeoutExpired:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"predict took over {PREDICT_TIMEOUT_SECONDS} s")
         if done.returncode != 0:
@@ -276,8 +317,11 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
 class ReporterServicer(pb_grpc.ReporterServicer):
     """Receives what children report; checks the per-job token on every batch."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, upload_limits: node_files.UploadLimits | None = None):
         self.rt = rt
+        self.upload_limits = upload_limits or node_files.UploadLimits(min_free_bytes=LOW_DISK_BYTES)
+        self._upload_lock = threading.Lock()
+        self._uploads: dict[str, threading.Lock] = {}  # job id → held while one of its uploads is received
 
     def _job(self, job_id: str, token: str, context):
         """The job whose token this is, still running; the call is aborted otherwise."""
@@ -300,23 +344,51 @@ class ReporterServicer(pb_grpc.ReporterServicer):
         return pb.ReportAck(batch_seq=request.batch_seq)
 
     def Fetch(self, request: pb.FetchRequest, context):
-        """What a job on a node without the daemon's files runs with (its plan, job dir, checkout)."""
+        """What a job on a node without the daemon's files runs with (its plan, job dir, checkout):
+        only what the daemon's own plan for the job names."""
         record = self._job(request.job_id, request.token, context)
         try:
-            for data in node_files.fetch(self.rt.paths.job_dir(record.id), request.what):
+            for data in node_files.fetch(self.rt.paths, record.id, request.what):
                 yield pb.FileChunk(data=data)
-        except (OSError, ValueError) as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} has no {request.what} to fetch: {exc}")
+        except node_files.NoPlan as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except node_files.FetchRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:  # noqa: BLE001 (a plan or a file that can't be read: the node is told, the daemon goes on)
+            log.warning("job %s: fetch of %r failed: %r", record.id, request.what[:40], exc)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} has no {request.what[:40]!r} to fetch: {str(exc)[:200]}")
 
     def Upload(self, request_iterator, context) -> pb.UploadAck:
-        """What a job on such a node left (checkpoints, outputs, its records), into its job dir."""
+        """What a job on such a node left (its checkpoints, outputs, report journal and exit
+        record), into its job dir; one upload of a job at a time."""
         first = next(request_iterator, None)
         if first is None:
-            return pb.UploadAck()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "an upload's first chunk names the job and carries its token; this one sent no chunk")
         record = self._job(first.job_id, first.token, context)
         try:
-            files, size = node_files.receive(self.rt.paths.job_dir(record.id),
-                                             itertools.chain([first], request_iterator))
+            node_files.read_plan(self.rt.paths, record.id)
+        except node_files.NoPlan as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        with self._upload_lock:
+            lock = self._uploads.setdefault(record.id, threading.Lock())
+        if not lock.acquire(timeout=UPLOAD_WAIT_SECONDS):
+            context.abort(grpc.StatusCode.ABORTED, f"job {record.id} is receiving another upload; send again later")
+        try:
+            chunks = self._same_job(record.id, itertools.chain([first], request_iterator))
+            files, size = node_files.receive(self.rt.paths.job_dir(record.id), chunks, self.upload_limits)
+        except node_files.UploadTooLarge as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except node_files.UploadRefused as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            lock.release()
         return pb.UploadAck(files=files, bytes=size)
+
+    @staticmethod
+    def _same_job(job_id: str, chunks):
+        for chunk in chunks:
+            if chunk.job_id and chunk.job_id != job_id:
+                raise node_files.UploadRefused("every chunk of an upload is for the job its first chunk names")
+            yield chunk

@@ -8,6 +8,7 @@ raises `SpecError` listing each bad field by its path and what would fix it.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from protos import visionyard_pb2 as pb
 if TYPE_CHECKING:
     from custom_repos.registry import RepoRegistry
 
+log = logging.getLogger("visionyard.spec")
 CUSTOM = "custom"  # jobs that run a repo's own command (custom_repos/)
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEFAULT_IMAGE_SIZE = 224
@@ -368,6 +370,10 @@ def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None,
     split = split_options(spec.dataset.model_dump(), spec.training.seed, fallback_ratio)
     dataset, problems = inspect_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split,
                                         decode="sample")
+    for warning in problems.warnings:
+        if warning.kind == "skipped-link":  # the job is accepted: the daemon log names the links not followed
+            log.warning("dataset %s: %s: %s", spec.dataset.path, os.path.relpath(warning.file, spec.dataset.path),
+                        warning.message)
     if problems.has_errors:
         errors = [("dataset.path", str(p)) for p in problems.errors]
         if hidden := problems.more("error"):

@@ -146,6 +146,8 @@ class RepoWorkload(Workload):
         except (OSError, ValueError) as exc:
             raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}") from exc
         self.output_dir = launch.output_dir
+        for note in launch.notes:
+            log.write(f"[visionyard] dataset warning: {note}\n")
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
         env_vars = {**launch.env, "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)}  # shared across jobs
         return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath))

@@ -21,8 +21,8 @@ HEAVY_FIXTURES = {"timm_env", "ultralytics_env", "transformers_env", "hf_python"
 
 def pytest_collection_modifyitems(config, items):
     """Mark what a quick local run (`make test-quick`, `-m "not slow"`) may skip; CI runs everything."""
-    for item in items:
-        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+    for item in items:  # an e2e test starts a daemon of its own (`start_daemon`), fixture or not
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.slow)
 
 

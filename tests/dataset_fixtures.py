@@ -91,3 +91,26 @@ def make_yolo_task(root: Path, task: str, train: int = 8, val: int = 4, size: in
     extra = "kpt_shape: [3, 3]\n" if task == "pose_estimation" else ""
     (root / "data.yaml").write_text("names: [red, blue]\n" + extra)
     return root
+
+
+#: Four boxes of a 64 px square image touching its left, right, top and bottom edge, written to 5
+#: decimals as export tools do: each computes one corner 5e-06 past the edge.
+EDGE_BOXES = ("0 0.14062 0.25 0.28125 0.3\n1 0.85938 0.25 0.28125 0.3\n"
+              "0 0.5 0.14062 0.3 0.28125\n1 0.5 0.85938 0.3 0.28125\n")
+
+#: Per task, label lines for a 64 px image that overshoot it by rounding: boxes at each edge (plus an
+#: exact duplicate and a zero-area box, which are dropped), a polygon vertex at -0.3 px, a keypoint at
+#: width + 1 px (kpt_shape [3, 3]), a rotated box corner at -0.3 px.
+EDGE_LINES = {
+    "object_detection": EDGE_BOXES + "0 0.14062 0.25 0.28125 0.3\n0 0.5 0.5 0 0.2\n",
+    "instance_segmentation": "0 -0.00469 0.1 0.3 0.1 0.3 0.3 0 0.3\n",
+    "pose_estimation": "0 0.5 0.5 0.4 0.4 1.01562 0.5 2 0.3 0.3 2 0.5 0.5 2\n",
+    "obb_detection": "1 -0.00469 0.1 0.3 0.1 0.3 0.3 0 0.3\n",
+}
+
+
+def add_edge_labels(root: Path, task: str) -> Path:
+    """``root`` (a ``make_yolo_task`` dataset of 64 px images) with ``EDGE_LINES[task]`` added to train image 0."""
+    label = root / "labels" / "train" / "0.txt"
+    label.write_text(label.read_text() + EDGE_LINES[task])
+    return root

@@ -9,6 +9,9 @@ writes a new dataset at ``out``. What it guarantees:
   conversion leaves nothing half-written;
 - the output always has an explicit train and val split (the one ``read_dataset`` made when
   the source had no val split on disk);
+- labels are written as the checks settled them: coordinates that overshoot the image by
+  rounding clipped to it, zero-area boxes and exact duplicates dropped (``edges.py``); each such
+  change is one of the result's warnings;
 - images are hard-linked into the output (copied when linking fails: another file system,
   permissions). A hard link is the same file: edit output images by writing new files, not in
   place. labelme files that embed their image are decoded and written as RGB PNGs;
@@ -88,7 +91,7 @@ def convert_dataset(src, from_format: str, to_format: str, task: str, out, *,
     src_path = Path(src).expanduser().absolute()
     out = Path(out).expanduser().absolute()
     _check_out(out, src_path)
-    dataset = read_dataset(src_path, from_format, task, split=split)
+    dataset = read_dataset(src_path, from_format, task, split=split, quiet=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
     staging.mkdir()
@@ -145,7 +148,7 @@ def _write(dataset: Dataset, fmt: str, root: Path, final: Path) -> ConvertResult
         images[split] = len(records)
     if fmt == "yolo" and not classify:
         (root / "data.yaml").write_text(yolo_data_yaml(dataset, final), encoding="utf-8")
-    warnings = [NOTES[kind].format(n=n) for kind, n in notes.items() if n]
+    warnings = [*dataset.label_fixes, *(NOTES[kind].format(n=n) for kind, n in notes.items() if n)]
     if classify and list(dataset.class_names) != sorted(dataset.class_names):
         warnings.append("class ids follow the sorted class folder names in the output (ImageFolder's order), not "
                         f"the source's order ({', '.join(dataset.class_names)})")

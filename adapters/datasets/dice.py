@@ -23,6 +23,7 @@ from pathlib import Path
 from adapters.datasets.formats import RawDataset, ReadOptions, register_format
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import Annotation, ImageRecord, polygon_box
+from adapters.datasets.walk import check_cancelled, walk_files
 
 LAYOUT = "labelme .json files next to their images, or images/ + annotations/*.json"
 LABELME_KEYS = {"imagePath", "imageData", "shapes", "flags"}
@@ -43,6 +44,7 @@ def read_dice(root: Path, options: ReadOptions, problems: Problems) -> RawDatase
             return None
         labelled[split] = []
         for path in files:
+            check_cancelled()
             doc = _load(path, problems)
             if doc is None:
                 continue
@@ -72,11 +74,7 @@ def read_dice(root: Path, options: ReadOptions, problems: Problems) -> RawDatase
 
 
 def _json_files(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath, n) for n in filenames if n.endswith(".json") and not n.startswith("."))
-    return sorted(found)
+    return walk_files(folder, lambda name: name.endswith(".json"))
 
 
 def _load(path: Path, problems: Problems) -> dict | None:

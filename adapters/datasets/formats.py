@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import ImageRecord
+from adapters.datasets.walk import dataset_scope
 
 
 @dataclass
@@ -46,13 +48,25 @@ _FORMATS: dict[str, FormatInfo] = {}
 
 
 def register_format(name: str, tasks: tuple[str, ...], layout: str):
-    """Register the decorated reader under ``name``; returns the reader unchanged."""
+    """Register the decorated reader under ``name``; returns the reader unchanged.
+
+    The registry calls it inside its dataset's ``walk.dataset_scope``: every folder the reader
+    walks obeys the dataset's link rule, and the links it skips are warnings in its problems.
+    """
     def wrap(reader: Reader) -> Reader:
         if name in _FORMATS:
             raise ValueError(f"dataset format {name!r} is registered twice")
-        _FORMATS[name] = FormatInfo(name, tuple(tasks), layout, reader)
+        _FORMATS[name] = FormatInfo(name, tuple(tasks), layout, _in_scope(reader))
         return reader
     return wrap
+
+
+def _in_scope(reader: Reader) -> Reader:
+    @functools.wraps(reader)
+    def read(root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
+        with dataset_scope(root, problems):
+            return reader(root, options, problems)
+    return read
 
 
 def get_format(name: str) -> FormatInfo:

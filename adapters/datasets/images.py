@@ -15,6 +15,7 @@ from pathlib import Path
 
 from adapters.datasets.problems import DatasetError, Problems
 from adapters.datasets.records import ImageRecord
+from adapters.datasets.walk import check_cancelled, walk_files
 
 IMAGE_EXTENSIONS = frozenset((".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"))
 #: Images decoded per split when a job is submitted (``check`` decodes all of them).
@@ -29,13 +30,9 @@ def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted, hidden files and folders skipped.
 
     Hidden means hidden *below* ``folder``: a dataset kept under a dot-directory still reads.
+    Folder links follow the dataset's link rule (``walk.py``).
     """
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath, name) for name in filenames if not name.startswith(".") and is_image(name))
-    found.sort()
-    return found
+    return walk_files(folder, is_image)
 
 
 def _open(record: ImageRecord):
@@ -72,6 +69,7 @@ def check_decodes(records: list[ImageRecord], problems: Problems, sample: int | 
     if sample is not None and len(records) > sample:
         chosen = random.Random(seed).sample(records, sample)
     for record in chosen:
+        check_cancelled()
         for path, embedded in ((record.path, record.embedded), (record.mask, False), (record.lr, False)):
             if path is None:
                 continue

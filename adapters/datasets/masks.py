@@ -21,6 +21,7 @@ from adapters.datasets.formats import RawDataset, ReadOptions, register_format
 from adapters.datasets.images import SUBMIT_SAMPLE, list_images
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import SPLITS, ImageRecord
+from adapters.datasets.walk import check_cancelled
 
 LAYOUT = "{train,val}/images/<image> + {train,val}/masks/<image stem>.png (+ classes.txt)"
 IGNORE_ID = 255
@@ -60,6 +61,7 @@ def read_masks(root: Path, options: ReadOptions, problems: Problems) -> RawDatas
             if not decode_all and len(records) > SUBMIT_SAMPLE:
                 chosen = random.Random(0).sample(records, SUBMIT_SAMPLE)
             for record in chosen:
+                check_cancelled()
                 ids = _pixel_values(record.mask, problems)
                 if ids is not None:
                     found[record.mask] = ids
@@ -98,6 +100,7 @@ def _pairs(images_dir: Path, masks_dir: Path, problems: Problems) -> list[ImageR
     claimed: dict[str, Path] = {}
     records = []
     for image in list_images(images_dir):
+        check_cancelled()
         mask = masks_dir / (os.path.splitext(os.path.relpath(image, images_dir))[0] + ".png")
         if str(mask) in claimed:
             problems.error(image, f"shares the stem of {claimed[str(mask)]}, so both would use the mask {mask}; "

@@ -3,30 +3,39 @@
 ``inspect_dataset`` never raises on a bad dataset: it returns what it could read and every
 problem found, for ``visionyard datasets check`` and the daemon's submit-time check.
 ``read_dataset`` is what a trainer calls: the dataset, or ``DatasetError`` listing the problems.
+
+The shared checks also settle what the frameworks forgive (``edges.py``): a coordinate that
+overshoots the image by rounding is clipped to it, and zero-area boxes and exact duplicate labels
+are dropped, each with a warning; ``Dataset.label_fixes`` says what changed, so a trainer that
+reads the files on disk gets a staged copy with the fixed labels (``stage.py``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+from adapters.datasets.edges import Clipped, EdgeFit, fmt, inside, same_object
 from adapters.datasets.formats import RawDataset, ReadOptions, formats_for_task, get_format
 from adapters.datasets.images import SUBMIT_SAMPLE, check_decodes
-from adapters.datasets.problems import Problems
-from adapters.datasets.records import OBJECT_TASKS, TASKS, Dataset, ImageRecord
+from adapters.datasets.problems import WARNING, Problems
+from adapters.datasets.records import OBJECT_TASKS, TASKS, Annotation, Dataset, ImageRecord
 from adapters.datasets.split import SplitOptions, make_split
 
-#: How far a pixel coordinate may lie outside the image (rounding in annotation tools).
-PIXEL_SLACK = 1.0
-#: How far a normalized coordinate may exceed [0, 1] (float formatting in exporters).
-NORM_SLACK = 1e-6
+log = logging.getLogger("visionyard.datasets")
 #: Tasks that need at least two classes (a semantic map's background counts as one).
 MULTI_CLASS_TASKS = ("image_classification", "semantic_segmentation")
 
 
-def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = None,
-                    decode: str = "sample", scale: int | None = None) -> tuple[Dataset | None, Problems]:
-    """The dataset and its problems. ``decode``: "sample" (a few images per split), "all", "none"."""
+def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = None, decode: str = "sample",
+                    scale: int | None = None, strict: bool = False) -> tuple[Dataset | None, Problems]:
+    """The dataset and its problems. ``decode``: "sample" (a few images per split), "all", "none".
+
+    ``strict``: coordinates must lie on the image (1 px for pixels, 1e-6 normalized) and a
+    zero-area box is an error, instead of being clipped or dropped with a warning.
+    """
     problems = Problems()
     root = Path(path).expanduser().absolute()
     split = split or SplitOptions()
@@ -62,7 +71,7 @@ def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = N
         return None, problems
 
     dataset = _split(root, fmt, task, raw, split, problems)
-    _check_records(dataset, problems)
+    dataset = _check_records(dataset, problems, strict)
     if decode != "none":
         for records in (dataset.train, dataset.val):
             check_decodes(records, problems, sample=SUBMIT_SAMPLE if decode == "sample" else None, seed=split.seed)
@@ -70,11 +79,20 @@ def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = N
 
 
 def read_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = None,
-                 decode: str = "none", scale: int | None = None) -> Dataset:
-    """The dataset, or DatasetError listing every error (warnings are only logged)."""
+                 decode: str = "none", scale: int | None = None, quiet: bool = False) -> Dataset:
+    """The dataset, or DatasetError listing every error.
+
+    Warnings are logged (``visionyard.datasets``; a job's log), unless ``quiet``: for a second
+    read of a dataset whose warnings were already logged.
+    """
     dataset, problems = inspect_dataset(path, fmt, task, split=split, decode=decode, scale=scale)
     problems.raise_errors()
     assert dataset is not None
+    if not quiet:
+        for problem in problems.warnings:
+            log.warning("dataset: %s", problem)
+        if hidden := problems.more(WARNING):
+            log.warning("dataset: ... and %d more warning(s) of the same kinds", hidden)
     return dataset
 
 
@@ -95,14 +113,16 @@ def _split(root: Path, fmt: str, task: str, raw: RawDataset, options: SplitOptio
     return Dataset(str(root), fmt, task, raw.class_names, train, val, raw.kpt_shape, raw.scale, source)
 
 
-def _check_records(dataset: Dataset, problems: Problems) -> None:
-    """Class ids, coordinates, boxes, and class coverage: the checks every format shares."""
+def _check_records(dataset: Dataset, problems: Problems, strict: bool) -> Dataset:
+    """Class ids, coordinates, boxes, and class coverage: the checks every format shares. Returns the
+    dataset with what was fixed (clipped, dropped) in ``label_fixes``."""
     task, n = dataset.task, dataset.num_classes
     if task in MULTI_CLASS_TASKS and n < 2:
         problems.error(dataset.root, f"{task} needs at least 2 classes, found {n} ({', '.join(dataset.class_names)})",
                        kind="too-few-classes")
     if task in ("image_classification", *OBJECT_TASKS) and n < 1:
         problems.error(dataset.root, "has no classes", kind="too-few-classes")
+    fixes = _Fixes(strict)
     per_split: dict[str, Counter] = {}
     for name in ("train", "val"):
         seen: Counter = Counter()
@@ -115,10 +135,7 @@ def _check_records(dataset: Dataset, problems: Problems) -> None:
                     problems.warning(record.path, "has no labels (it trains as a background image); label it "
                                      "or remove it if that is a mistake", kind="unlabelled-image")
                     continue
-                bounds = _bounds(record)
-                for ann in record.annotations:
-                    _check_annotation(record, ann, n, bounds, problems)
-                    seen[ann.class_id] += 1
+                _check_objects(record, n, fixes, problems, seen)
         per_split[name] = seen
     if task in ("image_classification", *OBJECT_TASKS) and dataset.val:
         missing = [dataset.class_names[i] for i in range(n) if per_split["train"][i] and not per_split["val"][i]]
@@ -126,6 +143,8 @@ def _check_records(dataset: Dataset, problems: Problems) -> None:
             shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
             problems.warning(dataset.root, f"class(es) with no validation images: {shown}; their validation "
                              "metrics will be missing", kind="class-without-val")
+    label_fixes = fixes.report(dataset.root, problems)
+    return replace(dataset, label_fixes=label_fixes) if label_fixes else dataset
 
 
 def _check_label(record: ImageRecord, n: int, problems: Problems) -> None:
@@ -134,66 +153,111 @@ def _check_label(record: ImageRecord, n: int, problems: Problems) -> None:
                        kind="class-id")
 
 
-def _bounds(record: ImageRecord) -> tuple[float, float, float] | None:
-    """(lowest, highest x, highest y) an annotation coordinate of this image may take, slack included;
-    None when the image size is unknown. Computed once per image: the per-annotation checks are the
-    hot loop of a submit-time check on a large dataset."""
-    if record.normalized:
-        return 0.0 - NORM_SLACK, 1.0 + NORM_SLACK, 1.0 + NORM_SLACK
-    if record.width and record.height:
-        return 0.0 - PIXEL_SLACK, float(record.width) + PIXEL_SLACK, float(record.height) + PIXEL_SLACK
-    return None
+class _Fixes:
+    """What the object checks clipped and dropped across a dataset, for the warnings and ``label_fixes``."""
+
+    def __init__(self, strict: bool):
+        self.strict = strict
+        self.clipped = Clipped()
+        self.dropped: dict[str, list] = {"zero-area": [0, ""], "duplicate": [0, ""]}
+
+    def drop(self, kind: str, place: str) -> None:
+        entry = self.dropped[kind]
+        entry[0] += 1
+        entry[1] = entry[1] or place
+
+    def report(self, root: str, problems: Problems) -> tuple[str, ...]:
+        lines = []
+        clipped = self.clipped.message()
+        if clipped:
+            problems.warning(root, clipped, kind="clipped-to-image")
+            lines.append(clipped)
+        for kind, one, many in (("zero-area", "zero-area box", "zero-area boxes"),
+                                ("duplicate", "duplicate label", "duplicate labels")):
+            count, first = self.dropped[kind]
+            if count:
+                lines.append(f"{count} {one if count == 1 else many} dropped (first at {first})")
+        return tuple(lines)
 
 
-def _unit(record: ImageRecord) -> str:
-    if record.normalized:
-        return "normalized coordinates must lie in [0, 1]"
-    return f"the image is {record.width}x{record.height} px"
+def _check_objects(record: ImageRecord, n: int, fixes: _Fixes, problems: Problems, seen: Counter) -> None:
+    """Each annotation of an image: class id, box size, coordinates on the image, exact duplicates;
+    ``seen`` counts the objects kept per class id.
 
-
-def _check_annotation(record: ImageRecord, ann, n: int, bounds: tuple[float, float, float] | None,
-                      problems: Problems) -> None:
-    """``bounds``: ``_bounds(record)``."""
-    where = ann.where
+    Coordinates within the tolerance are clipped in place (``edges.py``); zero-area boxes and
+    duplicates (identical once clipped) leave ``record.annotations``; what is wrong stays,
+    reported as an error. This runs once per annotation at every submit (100k+ in a large COCO
+    file), so the common case is plain comparisons: a box inside the image, nothing else.
+    """
     file = record.label_file or record.path
-    if not 0 <= ann.class_id < n:
-        problems.error(file, f"class id {ann.class_id} is outside 0..{n - 1} ({n} class names); fix the id or "
-                       "the class list", where=where, kind="class-id")
-        return
-    box = ann.box
-    if box is not None:
-        x1, y1, x2, y2 = box
-        if not (x2 > x1 and y2 > y1):
-            problems.error(file, f"degenerate box {_fmt(box)} (zero or negative width or height); fix or remove it",
-                           where=where, kind="degenerate-box")
-            return
-        if bounds is not None and (x1 < bounds[0] or y1 < bounds[0] or x2 > bounds[1] or y2 > bounds[2]):
-            problems.error(file, f"box {_fmt(box)} lies outside the image ({_unit(record)})", where=where,
-                           kind="out-of-image")
-            return
-    if bounds is None:
-        return
-    polygons, keypoints = ann.polygons, ann.keypoints
-    if polygons:  # one polygon (nearly every object) is checked in place, parts as one flat list
-        points = polygons[0] if len(polygons) == 1 else [v for p in polygons for v in p]
-        name = "polygon" if points and _outside(points[0::2], points[1::2], bounds) else None
+    if record.normalized:
+        w = h = 1.0
+    elif record.width and record.height:
+        w, h = float(record.width), float(record.height)
     else:
-        name = None
-    if name is None and ann.rbox and _outside(ann.rbox[0::2], ann.rbox[1::2], bounds):
-        name = "rotated box"
-    if name is None and keypoints:  # unlabelled keypoints (v == 0) may hold any placeholder
-        labelled = [i for i, v in enumerate(keypoints[2::3]) if v > 0]
-        if _outside([keypoints[3 * i] for i in labelled], [keypoints[3 * i + 1] for i in labelled], bounds):
-            name = "keypoint"
-    if name is not None:
-        problems.error(file, f"{name} point outside the image ({_unit(record)})", where=where, kind="out-of-image")
+        w = h = None  # the size is unknown: nothing to measure coordinates against
+    edge: EdgeFit | None = None
+    drop: list[Annotation] = []
+    anns = record.annotations
+    lefts: set = set()  # each box's x1: an image whose boxes all differ there has no duplicates
+    for ann in anns:
+        seen[ann.class_id] += 1
+        if not 0 <= ann.class_id < n:
+            problems.error(file, f"class id {ann.class_id} is outside 0..{n - 1} ({n} class names); fix the id or "
+                           "the class list", where=ann.where, kind="class-id")
+            continue
+        box = ann.box
+        if box is not None and (box[2] < box[0] or box[3] < box[1]):
+            problems.error(file, f"degenerate box {fmt(box)} (negative width or height); fix or remove it",
+                           where=ann.where, kind="degenerate-box")
+            continue
+        if w is not None and ((box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h))
+                              or ((ann.polygons or ann.rbox or ann.keypoints) and not inside(ann, w, h))):
+            edge = edge or EdgeFit(record, fixes.strict, fixes.clipped)
+            wrong = edge.fit(ann, ann.where)
+            if wrong is not None:
+                problems.error(file, wrong, where=ann.where, kind="out-of-image")
+                continue
+            box = ann.box
+        if box is None:
+            continue
+        if box[2] == box[0] or box[3] == box[1]:
+            if fixes.strict:
+                problems.error(file, f"degenerate box {fmt(box)} (zero or negative width or height); fix or remove "
+                               "it", where=ann.where, kind="degenerate-box")
+                continue
+            problems.warning(file, f"zero-area box {fmt(box)} (no width or height on the image); dropped",
+                             where=ann.where, kind="zero-area-box")
+            fixes.drop("zero-area", f"{file}:{ann.where}")
+            fixes.clipped.forget(ann)
+            drop.append(ann)
+            continue
+        lefts.add(box[0])
+    if len(lefts) < len(anns) - len(drop):
+        drop += _duplicates(anns, drop, file, fixes, problems)
+    if drop:
+        seen.subtract(ann.class_id for ann in drop)
+        dropped = set(map(id, drop))
+        record.annotations = [a for a in anns if id(a) not in dropped]
 
 
-def _outside(xs: list, ys: list, bounds: tuple[float, float, float]) -> bool:
-    """Whether a point (xs[i], ys[i]) lies outside ``bounds``; False when there are none."""
-    lo, hi_x, hi_y = bounds
-    return bool(xs) and (min(xs) < lo or min(ys) < lo or max(xs) > hi_x or max(ys) > hi_y)
-
-
-def _fmt(box) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+def _duplicates(anns: list[Annotation], dropped: list[Annotation], file: str, fixes: _Fixes,
+                problems: Problems) -> list[Annotation]:
+    """The annotations identical to an earlier one (class, geometry, ignore flag), each warned about."""
+    skip = set(map(id, dropped))
+    first: dict[tuple, list[Annotation]] = {}
+    found = []
+    for ann in anns:
+        if id(ann) in skip:
+            continue
+        twins = first.setdefault((ann.class_id, ann.box), [])
+        original = next((t for t in twins if same_object(t, ann)), None)
+        if original is None:
+            twins.append(ann)
+            continue
+        problems.warning(file, f"duplicate of {original.where or 'an earlier label'} (same class and coordinates); "
+                         "dropped", where=ann.where, kind="duplicate-label")
+        fixes.drop("duplicate", f"{file}:{ann.where}")
+        fixes.clipped.forget(ann)
+        found.append(ann)
+    return found

@@ -51,7 +51,8 @@ class Annotation:
 
 @dataclass(slots=True)
 class ImageRecord:
-    """One image and what is known about it. Treat as read-only."""
+    """One image and what is known about it. Treat as read-only: the shared checks (``read.py``)
+    clip and drop its annotations before a dataset is returned, never after."""
 
     path: str
     width: int | None = None
@@ -89,6 +90,9 @@ class Dataset:
     scale: int | None = None
     #: How val was made: "disk" (a val split on disk) or the split strategy's name.
     val_source: str = "disk"
+    #: What the shared checks changed in the labels (clipped to the image, dropped), one line each;
+    #: empty when the labels are used as they are on disk.
+    label_fixes: tuple[str, ...] = ()
 
     def split(self, name: str) -> list[ImageRecord]:
         return {"train": self.train, "val": self.val}[name]

@@ -20,6 +20,7 @@ from adapters.datasets.formats import RawDataset, ReadOptions, register_format
 from adapters.datasets.images import list_images
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import SPLITS, ImageRecord
+from adapters.datasets.walk import check_cancelled
 
 LAYOUT = "{train,val}/HR/<image> + {train,val}/LR_x<scale>/<same name> (or HR/ only)"
 LR_FOLDER = re.compile(r"^LR_x([1-9][0-9]*)$")
@@ -86,6 +87,7 @@ def _pairs(hr_dir: Path, lr_dir: Path | None, scale: int | None, check_sizes: bo
     paired: set[str] = set()
     records = []
     for hr in list_images(hr_dir):
+        check_cancelled()
         lr = None
         if lr_dir is not None:
             lr = lr_dir / os.path.relpath(hr, hr_dir)

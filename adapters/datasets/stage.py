@@ -2,9 +2,10 @@
 
 Trainers such as Ultralytics and YOLOv7 write caches next to the data they read
 (``labels/train.cache``, ``train.cache``). Staging gives them a folder of their own in the job
-dir: split folders symlinked to the user's dataset when it already has the trainer's format and
-a val split on disk, otherwise a conversion (images hardlinked, labels written fresh). A
-read-only dataset therefore trains, and the user's folder never changes.
+dir: split folders symlinked to the user's dataset when it already has the trainer's format, a
+val split on disk and labels the checks took as they are, otherwise a conversion (images
+hardlinked, labels written fresh: clipped to the image, zero-area boxes and duplicates dropped,
+see ``edges.py``). A read-only dataset therefore trains, and the user's folder never changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from adapters.datasets.convert import convert_dataset
 from adapters.datasets.read import read_dataset
 from adapters.datasets.split import SplitOptions
+from adapters.datasets.walk import walk
 from adapters.datasets.yolo import split_dirs
 
 SPLITS = ("train", "val")
@@ -25,7 +27,8 @@ def stage(src, fmt: str, target: str, task: str, out: Path, split: SplitOptions 
     """``out`` holding the dataset at ``src`` in ``target`` format (``yolo`` or ``imagefolder``)."""
     src, out = Path(src), Path(out)
     if fmt == target or {fmt, target} <= {"yolo", "imagefolder"} and task == "image_classification":
-        if read_dataset(src, fmt, task, split=split).val_source == "disk":
+        dataset = read_dataset(src, fmt, task, split=split, quiet=True)
+        if dataset.val_source == "disk" and not dataset.label_fixes:
             return link_splits(src, out, task)
     if out.exists() or out.is_symlink():
         shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
@@ -55,14 +58,14 @@ def link_splits(root: Path, out: Path, task: str) -> Path:
         if dirs is None:
             raise FileNotFoundError(f"yolo dataset {root} has no {split} split any more")
         for kind, source in zip(("images", "labels"), dirs, strict=True):
-            _mirror(source.absolute(), out / kind / split)
+            _mirror(source.absolute(), out / kind / split, root)
     return out
 
 
-def _mirror(source: Path, target: Path) -> None:
-    """``target`` with the folder tree of ``source`` and a symlink per (non-hidden) file."""
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+def _mirror(source: Path, target: Path, root: Path) -> None:
+    """``target`` with the folder tree of ``source`` and a symlink per (non-hidden) file; folder
+    links of the dataset at ``root`` follow its link rule (``walk.py``)."""
+    for dirpath, filenames in walk(source, root):
         folder = target / os.path.relpath(dirpath, source)
         folder.mkdir(parents=True, exist_ok=True)
         for name in filenames:

@@ -4,7 +4,8 @@ geometry the conversions need (RLE mask → polygon, several polygon parts → o
 Writers take records and the file names their images got in the output, and add what they
 dropped or changed to ``notes`` (a Counter of note kinds that ``convert.py`` turns into warnings).
 
-- YOLO coordinates are fractions of the image size, clipped to [0, 1], written with 6 decimals.
+- YOLO coordinates are fractions of the image size, clipped to [0, 1], written with 6 decimals
+  (a box's size rounded down where a plain rounding would put a corner past the edge).
   ``ignore`` annotations (COCO crowd, VOC difficult) are skipped: a YOLO line has no ignore flag,
   and Ultralytics' own COCO and VOC converters skip them too.
 - A segmentation given as an RLE mask becomes the mask's largest external contour
@@ -22,6 +23,7 @@ dropped or changed to ``notes`` (a Counter of note kinds that ``convert.py`` tur
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -58,7 +60,7 @@ def _yolo_values(dataset: Dataset, record: ImageRecord, ann: Annotation, notes: 
         if x2 <= x1 or y2 <= y1:
             notes["outside-skipped"] += 1
             return None
-        values = _fixed([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        values = _yolo_box(x1, y1, x2, y2)
         if task == "pose_estimation":
             values += _yolo_keypoints(ann.keypoints or [], dims=(dataset.kpt_shape or (0, 3))[1])
         return values
@@ -104,6 +106,20 @@ def yolo_data_yaml(dataset: Dataset, final: Path) -> str:
     if dataset.task == "pose_estimation" and dataset.kpt_shape:
         meta["kpt_shape"] = [dataset.kpt_shape[0], 2 if dataset.kpt_shape[1] == 2 else 3]
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+
+
+def _yolo_box(x1: float, y1: float, x2: float, y2: float) -> list[str]:
+    """``cx cy w h`` with 6 decimals. At the image's edge the size is rounded down so that the corners
+    read back inside [0, 1]: rounded plainly, a box touching the edge computes a corner of -5e-07."""
+    (cx, w), (cy, h) = _centre_size(x1, x2), _centre_size(y1, y2)
+    return [cx, cy, w, h]
+
+
+def _centre_size(lo: float, hi: float) -> tuple[str, str]:
+    centre, size = round((lo + hi) / 2, 6), round(hi - lo, 6)
+    if centre - size / 2 < 0 or centre + size / 2 > 1:
+        size = min(size, math.floor(2e6 * min(centre, 1 - centre)) / 1e6)
+    return f"{centre:.6f}", f"{size:.6f}"
 
 
 def _clip(v: float) -> float:

@@ -15,7 +15,7 @@ import pytest
 
 from adapters.catalog import defaults
 from adapters.frameworks import get_catalog
-from tests.dataset_fixtures import ann, make_coco, make_yolo_task
+from tests.dataset_fixtures import EDGE_LINES, add_edge_labels, ann, make_coco, make_yolo_task
 
 GUARD = Path(__file__).resolve().parent / "netguard"
 BOX = {"val/precision", "val/recall", "val/mAP50", "val/mAP50-95"}
@@ -67,6 +67,11 @@ def python(ultralytics_env) -> str:
     return str(ultralytics_env.python)
 
 
+#: Tasks whose run trains on labels that overshoot the image by rounding (``EDGE_LINES``: a polygon
+#: vertex, a keypoint, a rotated box corner); detection trains on exact labels, linked, not copied.
+EDGE_TASKS = ("instance_segmentation", "pose_estimation", "obb_detection")
+
+
 @pytest.fixture(scope="module")
 def runs(python, guarded_env, reporter_server, tmp_path_factory):
     """One run per task, on demand and once: ``runs(task)`` -> (completed process, server, job dir)."""
@@ -76,6 +81,8 @@ def runs(python, guarded_env, reporter_server, tmp_path_factory):
         if task not in done:
             root = tmp_path_factory.mktemp(task)
             dataset = make_yolo_task(root / "data", task)
+            if task in EDGE_TASKS:
+                add_edge_labels(dataset, task)
             job = write_job(root / "job", dataset, task)
             with reporter_server() as server:
                 done[task] = (run(python, guarded_env(server.address), "--spec", job), server, root / "job", dataset)
@@ -103,6 +110,17 @@ def test_each_task_trains_and_reports_its_metrics(runs, guarded_env, task):
     assert result.last_checkpoint == str(weights / "last.pt") and set(result.metrics) == set(epoch.values)
     assert not any(dataset.rglob("*.cache"))  # label caches stay in the job dir
     assert "\r" not in completed.stdout + completed.stderr  # progress bars print lines, not refreshes
+    staged = job_dir / "data" / "labels" / "train" / "0.txt"
+    if task in EDGE_TASKS:  # clipped in a written copy, which Ultralytics reads whole
+        assert "clipped to the image" in completed.stderr and not staged.is_symlink()
+        source = (dataset / "labels" / "train" / "0.txt").read_text().splitlines()
+        rows = [[float(v) for v in line.split()[1:]] for line in staged.read_text().splitlines()]
+        assert len(rows) == len(source) and source[-1] == EDGE_LINES[task].strip()
+        pose = task == "pose_estimation"  # values 6, 9, 12 are keypoint visibilities, not coordinates
+        assert all(0 <= v <= 1 for row in rows for i, v in enumerate(row) if not (pose and i >= 6 and i % 3 == 0))
+        assert "ignoring corrupt" not in completed.stdout + completed.stderr
+    elif task != "image_classification":
+        assert staged.is_symlink()
     assert not guarded_env.log.exists(), guarded_env.log.read_text()  # no network attempt at all
 
 
@@ -168,15 +186,16 @@ def test_coco_and_dice_datasets_train_through_conversion(python, guarded_env, re
 
     from PIL import Image
 
-    coco = make_coco(tmp_path / "coco", {"train": [ann(1), ann(2, 2, 7, (5, 5, 20, 10))], "val": [ann(3)]},
-                     size=(64, 48))
+    past_the_width = ann(4, 2, 7, (50, 30, 14.4, 10))  # x + w = width + 0.4
+    coco = make_coco(tmp_path / "coco", {"train": [ann(1), ann(2, 2, 7, (5, 5, 20, 10)), past_the_width],
+                                         "val": [ann(3)]}, size=(64, 48))
     dice = tmp_path / "dice"
     (dice / "images").mkdir(parents=True)
     (dice / "annotations").mkdir()
     for i in range(6):
         Image.new("RGB", (64, 48), (200, 10, 10)).save(dice / "images" / f"{i}.png")
         doc = {"imagePath": f"{i}.png", "imageData": None, "imageWidth": 64, "imageHeight": 48, "flags": {},
-               "shapes": [{"label": "part", "shape_type": "rectangle", "points": [[4, 4], [30, 20]]}]}
+               "shapes": [{"label": "part", "shape_type": "rectangle", "points": [[-0.3, 4], [30, 48.6]]}]}
         (dice / "annotations" / f"{i}.json").write_text(_json.dumps(doc))
     for dataset, fmt in ((coco, "coco"), (dice, "dice")):
         job = write_job(tmp_path / f"job-{fmt}", dataset, "object_detection", fmt=fmt)
@@ -185,6 +204,8 @@ def test_coco_and_dice_datasets_train_through_conversion(python, guarded_env, re
         assert done.returncode == 0, done.stderr[-3000:]
         assert "val/mAP50-95" in server.of_kind("metrics")[0].values
         assert (tmp_path / f"job-{fmt}" / "data" / "labels" / "train").is_dir()  # converted into the job dir
+        assert f"clipped to the image by ≤ {0.6 if fmt == 'dice' else 0.4} px" in done.stderr
+        assert "ignoring corrupt" not in done.stdout + done.stderr
 
 
 def test_resume_continues_at_the_next_epoch(runs, python, guarded_env, reporter_server, tmp_path):
@@ -204,3 +225,44 @@ def test_resume_continues_at_the_next_epoch(runs, python, guarded_env, reporter_
     with reporter_server() as server:
         done = run(python, guarded_env(server.address), "--spec", job)
     assert done.returncode == 1 and "set training.epochs above 1 to resume" in server.of_kind("error")[0].message
+
+
+READ_LABELS = """
+import json, logging, os, sys
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.utils import LOGGER
+said = []
+LOGGER.addHandler(type("Grab", (logging.Handler,), {"emit": lambda self, r: said.append(r.getMessage())})())
+TASKS = {"object_detection": "detect", "instance_segmentation": "segment", "pose_estimation": "pose",
+         "obb_detection": "obb"}
+out = {}
+for task, root in json.loads(sys.argv[1]).items():
+    data = {"names": {0: "red", 1: "blue"}, "nc": 2, "channels": 3, "kpt_shape": [3, 3]}
+    dataset = YOLODataset(img_path=os.path.join(root, "images", "train"), imgsz=64, augment=False, data=data,
+                          task=TASKS[task])
+    out[task] = {os.path.basename(label["im_file"]): len(label["cls"]) for label in dataset.labels}
+out["said"] = [m for m in said if "ignoring corrupt" in m or "duplicate" in m or "out of bounds" in m]
+print(json.dumps(out))
+"""
+
+
+def test_plain_ultralytics_reads_every_label_of_a_staged_dataset_with_rounded_labels(python, tmp_path):
+    """What the adapter stages, Ultralytics' own dataset class reads without dropping an image or a label
+    (from the source as it is, it drops the image with the keypoint at width + 1 px as corrupt)."""
+    from adapters.datasets import read_dataset
+    from adapters.datasets.stage import stage
+
+    staged, expected = {}, {}
+    for task in ("object_detection", *EDGE_TASKS):
+        source = add_edge_labels(make_yolo_task(tmp_path / "src" / task, task, train=2, val=1), task)
+        dataset = read_dataset(source, "yolo", task)
+        expected[task] = {Path(r.path).name: len(r.annotations) for r in dataset.train}
+        staged[task] = str(stage(source, "yolo", "yolo", task, tmp_path / "staged" / task))
+    done = subprocess.run([python, "-c", READ_LABELS, json.dumps(staged)], capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "YOLO_OFFLINE": "1",
+                                            "YOLO_CONFIG_DIR": str(tmp_path / "yolo-config")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    read = json.loads(done.stdout.strip().splitlines()[-1])
+    assert read.pop("said") == []
+    assert read == expected
+    assert expected["object_detection"]["0.png"] == 6  # 2 drawn + 4 at the edges; the duplicate, zero-area dropped

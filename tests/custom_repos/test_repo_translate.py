@@ -79,6 +79,22 @@ def test_yolov7_launch(tmp_path, yolo_dataset):
     assert again.argv[again.argv.index("--device") + 1] == "0"
 
 
+def test_a_yolo_dataset_with_rounded_labels_is_staged_as_a_clipped_copy(tmp_path, yolo_dataset):
+    """YOLOv7 refuses a label below 0 or above 1 (it drops the image): the repo gets the clipped copy,
+    and the job's log the warning."""
+    dataset = yolo_dataset()
+    label = dataset / "labels" / "train" / "0.txt"
+    label.write_text("0 0.5 0.5 0.4 0.4\n1 0.14062 0.5 0.28125 0.3\n")
+    job_dir = tmp_path / "job"
+    launch = prepare_launch(shipped_specs()["yolov7"], yolo_job(dataset), job_dir, tmp_path, PY, "cpu")
+    staged = job_dir / "data" / "labels" / "train" / "0.txt"
+    assert not staged.is_symlink()
+    rows = [[float(v) for v in line.split()] for line in staged.read_text().splitlines()]
+    assert len(rows) == 2 and all(cx - w / 2 >= 0 for _, cx, _, w, _ in rows)
+    assert [n for n in launch.notes if "1 box clipped to the image" in n]
+    assert label.read_text().endswith("0.28125 0.3\n")  # the user's file is only read
+
+
 def test_a_coco_dataset_is_converted_into_the_job_dir_for_a_yolo_repo(tmp_path):
     from tests.dataset_fixtures import ann, make_coco
 

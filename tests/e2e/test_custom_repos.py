@@ -36,10 +36,17 @@ def test_yolov7_format_repo_end_to_end(daemon, tmp_path):
     url, sha = fake_yolov7(tmp_path / "yolov7")
     daemon.client.add_repo(copy_shipped_spec("yolov7", str(url), sha, "yolov7-local", tmp_path / "y7.yaml"))
     data = make_yolo(tmp_path / "parts")
+    rounded = data / "labels" / "train" / "1.txt"  # a box touching the left edge, written to 5 decimals
+    rounded.write_text(rounded.read_text() + "0 0.14062 0.5 0.28125 0.3\n")
     job = daemon.client.submit(custom_job("yolov7-local", "yolov7-tiny", "object_detection", data, "yolo"))
     events = list(daemon.client.watch(job.id, include_logs=True))
     final = daemon.client.get(job.id)
     assert final.state == pb.SUCCEEDED, final.error
+    logs = [e.log.text for e in events if e.WhichOneof("kind") == "log"]
+    assert any(line.startswith(f"[visionyard] dataset warning: {data}: 1 box clipped to the image") for line in logs)
+    staged = Path(final.job_dir) / "data" / "labels" / "train" / "1.txt"  # YOLOv7 drops a label below 0
+    _, cx, _, w, _ = map(float, staged.read_text().splitlines()[-1].split())
+    assert not staged.is_symlink() and cx - w / 2 >= 0 and cx + w / 2 == pytest.approx(0.281245, abs=2e-6)
     steps = metric_steps(events)
     assert [s for s, _ in steps if "val/mAP50-95" in _] == [1, 2]   # one set per epoch, not per \r refresh
     last = dict(steps[-1][1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from PIL import Image
 
 from protos import visionyard_pb2 as pb
+from protos import visionyard_pb2_grpc as pb_grpc
 from runner.client import ClientError
 from runner.supervisor import alive, descendants
 from tests.fixtures import make_dice, make_imagefolder, save_image
@@ -101,6 +104,47 @@ def test_predict_returns_top_k(daemon, finished_job, tmp_path):
     assert response.task == "image_classification" and (response.width, response.height) == (40, 40)
     assert {"preprocess", "inference", "postprocess", "total", "load"} <= set(response.timings_ms)
     assert response.image_png == b"" and response.mask_png == b""  # classification draws nothing
+
+
+def predict_children(daemon) -> list[int]:
+    """The daemon's live predict processes."""
+    found = []
+    for pid in descendants(daemon.proc.pid):
+        try:
+            if b"--predict" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_a_predict_whose_client_gives_up_leaves_no_process(daemon, finished_job, tmp_path, how):
+    job, _ = finished_job
+    image = Path(save_image(tmp_path / "red.png", "red", size=40)).read_bytes()
+    stub = pb_grpc.RunnerStub(daemon.client.channel)
+    call = stub.Predict.future(pb.PredictRequest(job_id=job.id, image=image), timeout=None if how == "cancel" else 3)
+    children = wait_for(lambda: predict_children(daemon), timeout=20, interval=0.02)
+    if how == "cancel":
+        call.cancel()
+    with pytest.raises((grpc.FutureCancelledError, grpc.RpcError)):
+        call.result()
+    started = time.monotonic()
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=5, interval=0.02)
+    assert time.monotonic() - started < 1.5  # killed at once, not when its predict would have ended
+    assert predict_children(daemon) == []
+
+
+def test_an_image_over_the_pixel_limit_is_refused_at_once(daemon, finished_job):
+    job, _ = finished_job
+    huge = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(huge, "PNG")  # 17 KB; 144 megapixels
+    started = time.monotonic()
+    with pytest.raises(ClientError) as refused:
+        daemon.client.predict(job.id, huge.getvalue())
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "12000×12000 (144.0 megapixels)" in str(refused.value) and "at most 40.0 megapixels" in str(refused.value)
+    assert time.monotonic() - started < 1.0  # no child was started to find that out
 
 
 def test_second_job_reuses_the_env(daemon, dataset, finished_job):

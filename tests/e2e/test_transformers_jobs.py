@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import textwrap
 from pathlib import Path
@@ -82,6 +83,13 @@ def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers
     drawn = make_yolo_task(tmp_path / "drawn", "object_detection", train=4, val=2)  # coloured boxes, not blank
     data = tmp_path / "parts"
     convert_dataset(drawn, "yolo", "coco", "object_detection", data)
+    # as real exports have them: a box half a pixel short of past the width (x + w = 64.4), an exact duplicate
+    train = data / "annotations" / "instances_train.json"
+    doc = json.loads(train.read_text())
+    first = doc["annotations"][0]
+    first["bbox"] = [64 - first["bbox"][2] + 0.4, *first["bbox"][1:]]
+    doc["annotations"].append({**first, "id": len(doc["annotations"]) + 1})
+    train.write_text(json.dumps(doc))
     job = daemon.client.submit({"name": "dfine", "framework": "transformers", "task": "object_detection",
                                 "model": str(models / "dfine"), "image_size": 64,
                                 "dataset": {"path": str(data), "format": "coco"},
@@ -90,6 +98,9 @@ def test_a_dfine_job_on_coco_reports_map_and_predicts_boxes(daemon, transformers
     final = daemon.client.wait(job.id)
     assert final.state == pb.SUCCEEDED, final.error
     assert {"val/mAP50", "val/mAP50-95", "val/mAP75", "val/loss", "train/loss"} <= set(final.metrics)
+    log = (Path(final.job_dir) / "output.log").read_text()
+    assert "1 box clipped to the image by ≤ 0.4 px" in log
+    assert f"duplicate of annotation id {first['id']} (same class and coordinates); dropped" in log
     response = daemon.client.predict(job.id, data / "images" / "val" / "0.png", annotate=True)
     assert response.task == "object_detection" and (response.width, response.height) == (64, 64)
     assert response.predictions and all(p.HasField("box") for p in response.predictions)

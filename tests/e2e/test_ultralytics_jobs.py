@@ -10,7 +10,7 @@ import pytest
 from protos import visionyard_pb2 as pb
 from runner.client import ClientError
 from tests.conftest import start_daemon
-from tests.dataset_fixtures import make_yolo_task
+from tests.dataset_fixtures import add_edge_labels, make_yolo_task
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,10 @@ def daemon(tmp_path_factory, shared_envs, ultralytics_env):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_yolo_task(tmp_path_factory.mktemp("data") / "parts", "object_detection")
+    """Drawn parts, and in one label file what export tools write: boxes at each edge rounded 5e-06 past
+    it, an exact duplicate and a zero-area box."""
+    return add_edge_labels(make_yolo_task(tmp_path_factory.mktemp("data") / "parts", "object_detection"),
+                           "object_detection")
 
 
 def job_spec(data: Path, **over) -> dict:
@@ -57,6 +60,19 @@ def test_a_yolo_job_trains_with_the_shared_metric_names(finished_job, dataset):
     assert Path(job.best_checkpoint).name == "best.pt" and Path(job.last_checkpoint).is_file()
     assert Path(job.last_checkpoint).is_relative_to(job.job_dir)
     assert not any(dataset.rglob("*.cache"))  # the user's dataset is only read
+
+
+def test_labels_rounded_past_the_edge_train_clipped_and_the_log_says_so(finished_job, dataset):
+    job, _ = finished_job
+    log = (Path(job.job_dir) / "output.log").read_text()
+    assert "dataset: " in log and "4 boxes clipped to the image by ≤ 0.0005% of the image side" in log
+    assert "zero-area box [0.5, 0.4, 0.5, 0.6] (no width or height on the image); dropped" in log
+    assert "duplicate of line 3 (same class and coordinates); dropped" in log
+    assert "ignoring corrupt" not in log and "duplicate labels removed" not in log  # Ultralytics kept every label
+    staged = Path(job.job_dir) / "data" / "labels" / "train" / "0.txt"
+    rows = [[float(v) for v in line.split()] for line in staged.read_text().splitlines()]
+    assert len(rows) == 6 and all(0 <= cx - w / 2 and cx + w / 2 <= 1 and 0 <= cy - h / 2 and cy + h / 2 <= 1
+                                  for _, cx, cy, w, h in rows)
 
 
 def test_predict_returns_boxes_and_an_annotated_image(daemon, finished_job, dataset):

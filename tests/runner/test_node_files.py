@@ -13,6 +13,7 @@ import pytest
 from protos import visionyard_pb2 as pb
 from runner import node_agent, node_files
 from runner.node_files import PathMap, UploadRefused, receive
+from runner.settings import Paths
 
 
 def test_paths_map_in_one_pass_and_only_as_whole_components():
@@ -36,10 +37,11 @@ def _job_dir(tmp_path: Path, home: Path) -> Path:
     (job_dir / "data" / "images" / "a.jpg").symlink_to(dataset)  # a dataset file: kept as a link
     (job_dir / "data" / "labels").symlink_to(job_dir / "checkpoints")  # a link into the job dir: mapped
     (job_dir / "data.yaml").write_text(f"train: {job_dir}/data/images\n")
-    (job_dir / "job.log").write_text("the daemon's log\n")
+    (job_dir / "output.log").write_text("the daemon's log\n")
+    (job_dir / "launch.json").write_text("{}")
     (job_dir / "weights.bin").write_bytes(b"\x00" * 100 + str(job_dir).encode())
     plan = {"format": 1, "paths": {str(home): "/var/tmp/node"}, "checkout_source": None}
-    (job_dir / node_files.PLAN).write_text(json.dumps(plan))
+    node_files.write_plan(Paths(home), "j1", plan)
     return job_dir
 
 
@@ -47,28 +49,27 @@ def test_the_job_dir_travels_with_its_paths_mapped_and_its_links_kept(tmp_path):
     home = tmp_path / "home"
     job_dir = _job_dir(tmp_path, home)
     target = tmp_path / "node"
-    node_agent.extract(node_files.fetch(job_dir, "inputs"), target)
+    node_agent.extract(node_files.fetch(Paths(home), "j1", "inputs"), target)
     assert (target / "data.yaml").read_text() == "train: /var/tmp/node/jobs/j1/data/images\n"
     assert (target / "data" / "images" / "a.jpg").read_bytes() == b"\xff\xd8 jpeg"  # through the kept link
     assert (target / "data" / "images" / "a.jpg").is_symlink()
     assert str((target / "data" / "labels").readlink()) == "/var/tmp/node/jobs/j1/checkpoints"
     assert (target / "weights.bin").read_bytes().endswith(b"/var/tmp/node/jobs/j1")
-    assert not (target / "job.log").exists() and not (target / node_files.PLAN).exists()
+    assert not (target / "output.log").exists() and not (target / "launch.json").exists()
     assert (target / "checkpoints").is_dir()
-    assert json.loads(b"".join(node_files.fetch(job_dir, "plan")))["format"] == 1
-    with pytest.raises(ValueError, match="nothing to fetch as 'checkout'"):
-        list(node_files.fetch(job_dir, "checkout"))  # an adapter job has none
+    assert json.loads(b"".join(node_files.fetch(Paths(home), "j1", "plan")))["format"] == 1
+    with pytest.raises(node_files.FetchRefused, match="no repo checkout"):
+        list(node_files.fetch(Paths(home), "j1", "checkout"))  # an adapter job has none
 
 
 def test_a_checkout_travels_without_its_git_folder(tmp_path):
-    checkout = tmp_path / "checkout"
+    paths = Paths(tmp_path / "home")
+    checkout = paths.repos / "checkouts" / "repo-0123456789ab"
     (checkout / ".git").mkdir(parents=True)
     (checkout / ".git" / "HEAD").write_text("ref")
     (checkout / "train.py").write_text("print('hi')\n" * 200_000)  # more than one chunk
-    job_dir = tmp_path / "job"
-    job_dir.mkdir()
-    (job_dir / node_files.PLAN).write_text(json.dumps({"paths": {"/x": "/y"}, "checkout_source": str(checkout)}))
-    chunks = list(node_files.fetch(job_dir, "checkout"))
+    node_files.write_plan(paths, "j1", {"paths": {"/x": "/y"}, "checkout_source": str(checkout)})
+    chunks = list(node_files.fetch(paths, "j1", "checkout"))
     assert len(chunks) > 1 and all(len(c) <= node_files.CHUNK for c in chunks)
     node_agent.extract(iter(chunks), tmp_path / "out")
     assert (tmp_path / "out" / "train.py").read_text() == (checkout / "train.py").read_text()
@@ -85,20 +86,40 @@ def _upload(files: dict[str, bytes], chunk: int = 3):
 def test_an_upload_lands_in_the_job_dir_each_file_whole(tmp_path):
     job_dir = tmp_path / "job"
     job_dir.mkdir()
-    files = {"checkpoints/best.pt": b"weights" * 10, "exit.json": b'{"code": 0}', "empty": b""}
-    assert receive(job_dir, _upload(files)) == (3, len(b"weights" * 10) + len(b'{"code": 0}'))
+    files = {"checkpoints/best.pt": b"weights" * 10, "output/run/empty": b"", "reports.journal": b"\x00\x00\x00\x00"}
+    assert receive(job_dir, _upload(files)) == (3, len(b"weights" * 10) + 4)
     assert {p: (job_dir / p).read_bytes() for p in files} == files
     with pytest.raises(UploadRefused, match="without its last chunk"):
-        receive(job_dir, iter([pb.FileChunk(path="a.bin", data=b"12"), pb.FileChunk(path="b.bin", data=b"3", last=True)]))
-    assert not (job_dir / "a.bin").exists()
-    assert [p.name for p in job_dir.iterdir() if p.name.endswith(".upload")] == []  # no partial file left
+        receive(job_dir, iter([pb.FileChunk(path="output/a.bin", data=b"12"),
+                               pb.FileChunk(path="output/b.bin", data=b"3", last=True)]))
+    assert not (job_dir / "output" / "a.bin").exists()
+    assert [p for p in job_dir.rglob("*.upload")] == []  # no partial file left
 
 
-@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "link/x", "link/new/x", "env/bin/python", ""])
-def test_an_upload_never_writes_outside_the_job_dir(tmp_path, path):
+def test_the_exit_record_is_checked_and_written_anew(tmp_path):
     job_dir = tmp_path / "job"
     job_dir.mkdir()
-    (job_dir / "link").symlink_to(tmp_path)
+    sent = {"code": 0, "cancelled": False, "time": 1.5e9, "note": "x" * 100, "pid": 4}
+    receive(job_dir, _upload({"exit.json": json.dumps(sent).encode()}, chunk=40))
+    assert json.loads((job_dir / "exit.json").read_text()) == {"code": 0, "signal": None, "cancelled": False,
+                                                               "time": 1.5e9}
+    for forged in (b"[]", b"not json", b'{"code": "0"}', b'{"code": true}', b'{"code": 1, "signal": 9}',
+                   b'{"code": null, "signal": 999}', b'{"code": 0, "cancelled": "yes"}', b'{"code": 300}',
+                   b'{"code": 0, "pad": "' + b"x" * 5000 + b'"}'):
+        with pytest.raises(UploadRefused, match="exit.json"):
+            receive(job_dir, _upload({"exit.json": forged}, chunk=1000))
+        assert json.loads((job_dir / "exit.json").read_text())["code"] == 0  # the record before stays
+    assert [p.name for p in job_dir.iterdir()] == ["exit.json"]
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "checkpoints/link/x", "checkpoints/link/new/x",
+                                  "env/bin/python", "", "checkpoints/../../escape", "output/link"])
+def test_an_upload_never_writes_outside_the_job_dir(tmp_path, path):
+    job_dir = tmp_path / "job"
+    (job_dir / "checkpoints").mkdir(parents=True)
+    (job_dir / "output").mkdir()
+    (job_dir / "checkpoints" / "link").symlink_to(tmp_path)
+    (job_dir / "output" / "link").symlink_to(tmp_path / "escape")
     chunks = iter([pb.FileChunk(path=path or "", data=b"x", last=True)])
     with pytest.raises(UploadRefused):
         receive(job_dir, chunks)

@@ -55,7 +55,7 @@ CASES = [
     ("missing-image", "image {root}/train/ghost.png does not exist", "image id 9"),
     ("unknown-image", "points at image id 42, which `images` does not list", "annotation id 5"),
     ("unknown-category", "category_id 99 is not in `categories`", "annotation id 5"),
-    ("degenerate", "degenerate box [10, 5, 10, 15]", "annotation id 5"),
+    ("degenerate", "degenerate box [10, 5, 7, 15] (negative width or height)", "annotation id 5"),
     ("outside", "box [30, 5, 50, 15] lies outside the image (the image is 40x30 px)", "annotation id 5"),
     ("no-bbox", "has no `bbox`", "annotation id 5"),
     ("rle-size", "RLE size [3, 3] differs", "annotation id 5"),
@@ -66,7 +66,7 @@ CASES = [
 @pytest.mark.parametrize(("case", "message", "where"), CASES)
 def test_problems_name_the_file_and_annotation(tmp_path, case, message, where):
     bad = {"missing-image": ann(5, 9), "unknown-image": ann(5, 42), "unknown-category": ann(5, category_id=99),
-           "degenerate": ann(5, bbox=(10, 5, 0, 10)), "outside": ann(5, bbox=(30, 5, 20, 10)),
+           "degenerate": ann(5, bbox=(10, 5, -3, 10)), "outside": ann(5, bbox=(30, 5, 20, 10)),
            "no-bbox": {"id": 5, "image_id": 1, "category_id": 3},
            "rle-size": ann(5, segmentation={"size": [3, 3], "counts": [9]}),
            "keypoints": ann(5, category_id=1, keypoints=[1, 2])}[case]

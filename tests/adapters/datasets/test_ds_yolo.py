@@ -67,7 +67,7 @@ LINE_CASES = [
     ("object_detection", "1.5 0.5 0.5 0.5 0.5\n", "not a whole number", "line 1"),
     ("object_detection", "7 0.5 0.5 0.5 0.5\n", "class id 7 is outside 0..1", "line 1"),
     ("object_detection", "0 0.9 0.5 0.5 0.5\n", "outside the image", "line 1"),
-    ("object_detection", "0 0.5 0.5 0 0.5\n", "degenerate box", "line 1"),
+    ("object_detection", "0 0.5 0.5 -0.1 0.5\n", "degenerate box", "line 1"),
     ("instance_segmentation", "0 0.5 0.5 0.5 0.5\n", "instance segmentation needs class + a polygon", "line 1"),
     ("instance_segmentation", "0 0.1 0.1 0.9 0.1 1.2 0.8\n", "outside the image", "line 1"),
     ("obb_detection", "0 0.5 0.5 0.5 0.5\n", "OBB needs 9", "line 1"),

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from adapters.transformers.tasks.detection import detection_map
-from tests.dataset_fixtures import ann, make_coco, make_yolo_task
+from tests.dataset_fixtures import add_edge_labels, ann, make_coco, make_yolo_task
 from tests.hf_models import DETECTION_MODELS as TINY_MODELS
 
 # The task's data and metric path without training: records → encode → collate → the targets as the
@@ -108,7 +108,9 @@ def coco_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tiny_models, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("hfdet")
-    dataset = make_yolo_task(root / "data", "object_detection", train=8, val=4, size=64)
+    # with boxes rounded 5e-06 past each edge, a duplicate and a zero-area box: clipped and dropped
+    dataset = add_edge_labels(make_yolo_task(root / "data", "object_detection", train=8, val=4, size=64),
+                              "object_detection")
     job = hf_job.write(root / "job", "object_detection", tiny_models / "dfine", dataset, "yolo", epochs=2,
                        image_size=64)
     with reporter_server() as server:
@@ -127,6 +129,7 @@ def _assert_epoch_metrics(server, epochs):
 def test_dfine_trains_reports_map_and_checkpoint_folders(trained):
     done, server = trained["done"], trained["server"]
     assert done.returncode == 0, done.stderr[-4000:]
+    assert "4 boxes clipped to the image" in done.stderr and "zero-area box" in done.stderr
     _assert_epoch_metrics(server, [1, 2])
     assert {c.kind for c in server.of_kind("checkpoint")} == {"last", "best"}
     result = server.of_kind("result")[0]
