@@ -9,7 +9,7 @@ setup:
 	@$(UV) sync
 
 demo: setup
-	$(UV) run python -m runner.demo
+	$(UV) run python -m runner.cli.demo
 
 test: setup
 	$(UV) run pytest

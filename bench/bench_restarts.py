@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from envs.manager import EnvManager  # noqa: E402
 from envs.specs import get_spec  # noqa: E402
-from runner.launcher import Child, child_environment  # noqa: E402
+from runner.launch.local import Child, child_environment  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 from tests.fixtures import make_imagefolder  # noqa: E402
 from tests.repo_fixtures import toy_repo, toy_spec  # noqa: E402

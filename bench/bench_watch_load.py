@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from protos import visionyard_pb2 as pb  # noqa: E402
 from protos import visionyard_pb2_grpc as pb_grpc  # noqa: E402
-from runner.launcher import TOKEN_ENV  # noqa: E402
+from runner.launch.local import TOKEN_ENV  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 from tests.fixtures import make_imagefolder  # noqa: E402
 from tests.repo_fixtures import toy_repo, toy_spec  # noqa: E402

@@ -8,7 +8,7 @@ MAX_CONCURRENT_JOBS = 1  # the daemon's default; children get cores // this many
 
 
 def threads() -> str:
-    """``OMP_NUM_THREADS`` as the daemon sets it for its children (runner/daemon.py)."""
+    """``OMP_NUM_THREADS`` as the daemon sets it for its children (runner/daemon/server.py)."""
     return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_JOBS))
 
 

@@ -2,7 +2,7 @@
 
 The job is the raw job-spec dict (``task``, ``model``, ``dataset{path,format}``, ``training{...}``,
 ``image_size``, ``advanced``). Missing training values take the same defaults as
-``runner.spec.TrainingSpec`` (repeated here: custom_repos must not import runner).
+``runner.spec.validate.TrainingSpec`` (repeated here: custom_repos must not import runner).
 
 ``{image_size}`` is the job's ``image_size``, else ``training.image_size``, else the spec's
 ``default_image_size`` (YOLOv7 640, ConvNeXt 224): a size belongs to the model family, not to an
@@ -29,7 +29,7 @@ from custom_repos.git import RepoError, checkout_commit
 from custom_repos.spec import RepoSpec
 from envs.spec import EnvSpec
 
-#: Same defaults as runner.spec.TrainingSpec.
+#: Same defaults as runner.spec.validate.TrainingSpec.
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3,
                                      "num_workers": 0, "seed": 0, "image_size": None}
 #: A child that finds these thinks it is one rank of a distributed run (YOLOv7, ConvNeXt).

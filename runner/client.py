@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
-import yaml
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.guard import TOKEN_ENV, TokenCredentials, read_token
-from runner.predictions import MAX_IMAGE_BYTES
-from runner.settings import resolve_address, resolve_home
-from runner.spec import SpecError, spec_to_proto
+from runner.auth import TOKEN_ENV, TokenCredentials, read_token
+from runner.settings import MAX_IMAGE_BYTES, resolve_address, resolve_home
+from runner.spec.wire import SpecError, spec_to_proto
 
 TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
 
@@ -41,6 +39,8 @@ class ClientError(RuntimeError):
 
 
 def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml  # only a submit reads YAML: every other call starts without it
+
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -203,7 +203,7 @@ class Client:
         The response has the task, the predictions (best first; box, polygon, keypoints,
         rotated box where the task has them), the image size and timings; with ``annotate``
         also ``image_png``, the image with the predictions drawn (for tasks that draw).
-        An image over :data:`~runner.predictions.MAX_IMAGE_BYTES` is refused before it is read.
+        An image over :data:`~runner.settings.MAX_IMAGE_BYTES` is refused before it is read.
         """
         data = image if isinstance(image, bytes) else _read_image(Path(image))
         if len(data) > MAX_IMAGE_BYTES:

@@ -11,6 +11,9 @@ ADDRESS_ENV = "VISIONYARD_ADDRESS"
 DEFAULT_HOME = Path("~/.visionyard")
 SOCKET_NAME = "daemon.sock"
 DEFAULT_NODE_HOME = "/var/tmp/visionyard-node"  # a Ray node's envs, checkouts and job dirs
+MAX_MESSAGE_BYTES = 64 * 2**20  # the daemon's limit on a request (runner.daemon.server.SERVER_OPTIONS)
+MAX_IMAGE_BYTES = MAX_MESSAGE_BYTES - 64 * 2**10  # an image's bytes: the rest of a PredictRequest is small
+LOW_DISK_BYTES = 8 * 2**20  # below this, a disk counts as full: the store and the logs need some room
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.supervisor import alive, descendants
+from runner.payload.supervisor import alive, descendants
 from tests.conftest import start_daemon
 from tests.e2e.test_timm_jobs import _pid_of, job_spec, wait_for
 from tests.fixtures import make_imagefolder

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from protos import visionyard_pb2 as pb
-from runner.supervisor import alive, descendants
+from runner.payload.supervisor import alive, descendants
 from tests.conftest import start_daemon
 from tests.e2e.test_timm_jobs import _pid_of, job_spec, states, wait_for
 from tests.fixtures import make_imagefolder

@@ -15,7 +15,7 @@ from PIL import Image
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.client import ClientError
-from runner.supervisor import alive, descendants
+from runner.payload.supervisor import alive, descendants
 from tests.fixtures import make_dice, make_imagefolder, save_image
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.ray_api import RayJobsClient
+from runner.launch.ray.api import RayJobsClient
 from tests.e2e.test_security import free_port
 
 RAY_REQUIREMENT = "ray[default]==2.60.*"

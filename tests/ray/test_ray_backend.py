@@ -13,7 +13,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.ray_api import RayJobsClient
+from runner.launch.ray.api import RayJobsClient
 from tests.conftest import start_daemon
 from tests.e2e.test_restarts import kill_daemon
 from tests.e2e.test_security import free_port, self_signed

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from runner.ray_api import RayJobsClient
-from runner.ray_launcher import RayChild
+from runner.launch.ray.api import RayJobsClient
+from runner.launch.ray.child import RayChild
 
 pytestmark = pytest.mark.slow
 

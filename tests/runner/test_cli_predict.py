@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import runner.cli
+import runner.cli.commands
 from protos import visionyard_pb2 as pb
 from runner.cli import main
 
@@ -49,7 +49,7 @@ class FakeClient:
 @pytest.fixture
 def predict(monkeypatch, capsys):
     """Run `visionyard predict ARGS` against a response; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(runner.cli, "Client", FakeClient)
+    monkeypatch.setattr(runner.cli.commands, "Client", FakeClient)
     FakeClient.calls = []
 
     def run(response: pb.PredictResponse, *args: str) -> tuple[int, str, str]:

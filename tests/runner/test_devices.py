@@ -1,6 +1,6 @@
 """Device assignment: the child sees its GPU as cuda:0 through CUDA_VISIBLE_DEVICES."""
 
-from runner.devices import DevicePool, detect_gpus
+from runner.launch.devices import DevicePool, detect_gpus
 
 
 def test_cpu_only_runner():

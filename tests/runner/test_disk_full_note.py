@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import runner.jobs
-from runner.jobs import disk_full_note, largest_file_size
+import runner.core.jobs
+from runner.core.jobs import disk_full_note, largest_file_size
 
 MiB = 2**20
 Usage = namedtuple("Usage", "total used free")
@@ -53,7 +53,7 @@ def free(monkeypatch):
         def disk_usage(path):
             real(path)  # a missing folder fails as it would
             return Usage(10**12, 10**12 - int(mib * MiB), int(mib * MiB))
-        monkeypatch.setattr(runner.jobs.shutil, "disk_usage", disk_usage)
+        monkeypatch.setattr(runner.core.jobs.shutil, "disk_usage", disk_usage)
     return set_free
 
 

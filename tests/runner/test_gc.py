@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from envs.manager import MARKER, EnvManager
-from runner.devices import DevicePool
-from runner.gc import DAY, Policy, collect_garbage
-from runner.jobs import Runtime
+from runner.launch.devices import DevicePool
+from runner.core.gc import DAY, Policy, collect_garbage
+from runner.core.runtime import Runtime
 from runner.settings import Paths
-from runner.store import JobState, JobStore
+from runner.core.store import JobState, JobStore
 
 NOW = time.time()
 

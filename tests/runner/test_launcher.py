@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-from runner.launcher import Child, LogTailer, child_environment, read_exit_record, replay_lines
-from runner.store import hash_token
-from runner.supervisor import alive, descendants
+from runner.launch.local import Child, LogTailer, child_environment, read_exit_record, replay_lines
+from runner.auth import hash_token
+from runner.payload.supervisor import alive, descendants
 
 SPAWNS_GRANDCHILD = """
 import subprocess, sys, time
@@ -194,7 +194,7 @@ def test_a_tailer_resumed_at_the_stored_offset_hands_over_every_line_once(tmp_pa
 
 
 def test_process_start_ticks_tell_a_pid_reuse_apart(tmp_path):
-    from runner.launcher import process_start_ticks
+    from runner.launch.local import process_start_ticks
 
     me = process_start_ticks(os.getpid())
     assert me is not None and me == process_start_ticks(os.getpid())
@@ -221,3 +221,26 @@ def test_a_failing_sink_does_not_stop_the_tail(tmp_path):
         f.write("good\n")
     tailer.drain(final=True)
     assert got == ["good"]
+
+
+def test_the_daemon_and_the_supervisor_read_proc_alike():
+    """The supervisor runs by path with the standard library only, so it keeps its own /proc
+    reading; the daemon's must give the same answers (pid reuse is told apart by start time)."""
+    from runner.launch import procs
+    from runner.payload import supervisor
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        zombie = subprocess.Popen(["true"])
+        zombie_deadline = time.monotonic() + 5
+        while procs.alive(zombie.pid) and time.monotonic() < zombie_deadline:
+            time.sleep(0.02)
+        for pid in (os.getpid(), sleeper.pid, zombie.pid, 2**22 + 1):
+            assert procs.start_ticks(pid) == supervisor.start_ticks(pid)
+            assert procs.alive(pid) == supervisor.alive(pid)
+        assert procs.alive(sleeper.pid) and not procs.alive(zombie.pid) and procs.start_ticks(2**22 + 1) is None
+        zombie.wait()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert procs.SUPERVISOR.is_file() and procs.NODE_AGENT.is_file()

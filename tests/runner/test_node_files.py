@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from protos import visionyard_pb2 as pb
-from runner import node_agent, node_files
-from runner.node_files import PathMap, UploadRefused, receive
+from runner.payload import node_agent
+from runner.launch.ray import node_files
+from runner.launch.ray.node_files import PathMap, UploadRefused, receive
 from runner.settings import Paths
 
 
@@ -147,7 +148,7 @@ def test_the_node_package_holds_the_agent_its_env_manager_and_the_child_code():
 
 
 def test_only_an_earlier_jobs_files_of_the_home_go_with_a_job(tmp_path):
-    from runner.ray_backend import RayLauncher
+    from runner.launch.ray.backend import RayLauncher
     from runner.settings import Paths
 
     paths = Paths(tmp_path / "home")

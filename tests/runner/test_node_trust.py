@@ -18,10 +18,11 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner import node_files
-from runner.servicers import ReporterServicer
+from runner.launch.ray import node_files
+from runner.daemon.servicers import ReporterServicer
 from runner.settings import Paths
-from runner.store import JobState, JobStore, hash_token
+from runner.auth import hash_token
+from runner.core.store import JobState, JobStore
 
 SECRET = "the daemon's own token"
 
@@ -236,7 +237,7 @@ def test_a_jobs_uploads_are_received_one_at_a_time(daemon):
 
 
 def test_gc_removes_the_plans_of_jobs_that_ended(daemon):
-    from runner.gc import Policy, collect_garbage
+    from runner.core.gc import Policy, collect_garbage
 
     daemon.store.transition(daemon.a, JobState.SUCCEEDED)
     rt = SimpleNamespace(paths=daemon.paths, store=daemon.store, envs=SimpleNamespace(list=lambda: []),

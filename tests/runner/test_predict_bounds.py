@@ -19,12 +19,12 @@ from PIL import Image
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.guard import AioGuard
-from runner.predictions import PredictLimits
-from runner.servicers import RunnerServicer
+from runner.daemon.guard import AioGuard
+from runner.daemon.predictions import PredictLimits
+from runner.daemon.servicers import RunnerServicer
 from runner.settings import Paths
-from runner.store import JobStore
-from runner.watch import EventLoopThread
+from runner.core.store import JobStore
+from runner.daemon.watch import EventLoopThread
 
 CHILD = Path(__file__).with_name("predict_child.py")
 

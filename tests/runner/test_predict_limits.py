@@ -18,8 +18,9 @@ from adapters import entrypoint
 from adapters.image_limits import ImageTooLarge, check_image, header_size, limit_decoding
 from runner.cli import main
 from runner.client import Client, ClientError
-from runner.daemon import SERVER_OPTIONS
-from runner.predictions import MAX_IMAGE_BYTES, PredictBusy, PredictGate, PredictLimits
+from runner.daemon.server import SERVER_OPTIONS
+from runner.daemon.predictions import PredictBusy, PredictGate, PredictLimits
+from runner.settings import MAX_IMAGE_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,10 +194,10 @@ def test_the_cli_says_so(tmp_path, capsys):
 
 
 def test_serve_takes_the_predict_limits(monkeypatch, tmp_path):
-    import runner.daemon
+    import runner.daemon.server
 
     given = {}
-    monkeypatch.setattr(runner.daemon, "serve", lambda home, **options: given.update(options))
+    monkeypatch.setattr(runner.daemon.server, "serve", lambda home, **options: given.update(options))
     assert main(["serve", "--home", str(tmp_path), "--max-concurrent-predicts", "3",
                  "--predict-max-pixels", "1000"]) == 0
     assert given["predict"] == PredictLimits(concurrent=3, queued=6, max_pixels=1000)

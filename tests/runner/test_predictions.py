@@ -9,7 +9,7 @@ import pytest
 
 from adapters import entrypoint
 from protos import visionyard_pb2 as pb
-from runner.predictions import PredictOutputError, parse_child_output, response_from_json, response_to_json
+from runner.daemon.predictions import PredictOutputError, parse_child_output, response_from_json, response_to_json
 
 PNG = b"\x89PNG\r\n\x1a\n fake image bytes \x00\xff"
 MASK = b"\x89PNG\r\n\x1a\n fake mask \x01\x02"

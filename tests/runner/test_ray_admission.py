@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from runner import ray_backend
-from runner.ray_api import RayUnavailable, Resources
-from runner.ray_backend import RayDevicePool
+from runner.launch.ray import backend as ray_backend
+from runner.launch.ray.api import RayUnavailable, Resources
+from runner.launch.ray.backend import RayDevicePool
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 

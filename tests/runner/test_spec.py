@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.spec import SpecError, spec_from_proto, spec_to_proto, validate_job_spec
+from runner.spec.validate import validate_job_spec
+from runner.spec.wire import SpecError, spec_from_proto, spec_to_proto
 from tests.fixtures import make_dice, make_imagefolder
 
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from protos import visionyard_pb2 as pb
-from runner.store import JobNotFound, JobState, JobStore
+from runner.core.store import JobNotFound, JobState, JobStore
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_a_preparing_job_can_be_queued_again_but_a_final_one_stays_final(tmp_pat
 
 def test_a_batch_past_the_next_is_refused_and_changes_nothing(store):
     """A forged batch_seq=10**15 must not make every real batch after it look like a resend."""
-    from runner.store import BatchOutOfOrder
+    from runner.core.store import BatchOutOfOrder
 
     job = new_job(store)
     assert store.claim_batch(job.id, 1)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from runner import tracking
-from runner.tracking import Tracker, prepare_sqlite_store
+from runner.core import tracking
+from runner.core.tracking import Tracker, prepare_sqlite_store
 
 
 @pytest.mark.slow  # MLflow creates its tables: seconds on a small box

@@ -1,38 +1,29 @@
 """What a job runs: a framework adapter, or a custom repo's own command.
 
-Both prepare during PREPARING (env, and for repos the checkout and translated configs), hand
-the job a command to spawn, see the child's log lines, and judge the exit. The job execution
-(runner/jobs.py) owns everything else: states, the process, cancel, tracking.
+Both prepare during PREPARING (env, and for repos the checkout and translated configs) from the
+job's read-only context and return the command to start, see the child's log lines, say what it
+left, and judge the exit. The job execution (runner/core/jobs.py) owns everything else: states,
+the process, cancel, tracking.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from adapters.frameworks import get_catalog
 from envs.specs import get_spec
 from log_parsers import build_parser
 from log_parsers.base import Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
-from runner.reports import ENV_JOURNAL, JOURNAL_NAME, inside
-from runner.spec import CUSTOM
-
-if TYPE_CHECKING:
-    from runner.jobs import JobExecution
-
+from runner.core.reports import ENV_JOURNAL, JOURNAL_NAME, inside
+from runner.core.runtime import Runtime
+from runner.launch.context import Command, JobContext
+from runner.spec.validate import CUSTOM
 
 MAX_STEP = 2**31 - 1  # steps and epochs travel as int32
-
-
-@dataclass
-class Command:
-    argv: list[str]
-    cwd: Path
-    env: dict[str, str] = field(default_factory=dict)   # on top of the child environment
-    pythonpath: list[str] = field(default_factory=list)
 
 
 class PrepareError(RuntimeError):
@@ -40,11 +31,10 @@ class PrepareError(RuntimeError):
 
 
 class Workload:
-    def __init__(self, execution: "JobExecution"):
-        self.execution = execution
-        self.rt = execution.rt
-        self.job_id = execution.job_id
-        self.spec = execution.record.spec
+    def __init__(self, job: JobContext, rt: Runtime):
+        self.job, self.rt = job, rt
+        self.job_id = job.job_id
+        self.spec = job.spec
 
     def prepare(self, log: TextIO) -> Command:
         raise NotImplementedError
@@ -62,8 +52,10 @@ class Workload:
     def replay(self, lines) -> None:
         """The lines a previous daemon already handled: rebuild parser state, apply nothing."""
 
-    def collect(self) -> None:
-        """After the child exited, however it ended: last parsed metrics, artifacts."""
+    def collect(self) -> list[Path]:
+        """After the child exited, however it ended: last parsed metrics; the files it left that go
+        to MLflow beside the log and the best checkpoint."""
+        return []
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         """Whether a finished child counts as a success, and why not."""
@@ -72,7 +64,7 @@ class Workload:
     def _ensure_env(self, env_spec, log: TextIO):
         log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
         try:
-            env = self.rt.launcher.ensure_env(self.rt.envs, env_spec, self.execution, log)
+            env = self.rt.launcher.ensure_env(self.rt.envs, env_spec, self.job, log)
         except Exception as exc:
             raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}") from exc
         if env.name:  # none when the node that runs the job builds it
@@ -84,21 +76,22 @@ class AdapterWorkload(Workload):
     """A framework adapter in its framework's env; it reports over gRPC itself."""
 
     def prepare(self, log: TextIO) -> Command:
-        env = self._ensure_env(get_spec(get_catalog(self.spec["framework"]).env), log)
-        job_dir = self.execution.job_dir
+        env_spec = get_spec(get_catalog(self.spec["framework"]).env)
+        env = self._ensure_env(env_spec, log)
+        job_dir = self.job.job_dir
         checkpoint_dir = job_dir / "checkpoints"
         checkpoint_dir.mkdir(exist_ok=True)
         job_json = job_dir / "job.json"
         job_json.write_text(json.dumps({
-            "job_id": self.job_id, "job_dir": str(job_dir), "device": self.execution.assignment.device,
+            "job_id": self.job_id, "job_dir": str(job_dir), "device": self.job.assignment.device,
             "checkpoint_dir": str(checkpoint_dir), "spec": self.spec}, indent=2))
         return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
                        env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address, **self.rt.reporter_env,
                             ENV_JOURNAL: str(job_dir / JOURNAL_NAME),
                             "VISIONYARD_JOB_ID": self.job_id,
-                            "VISIONYARD_JOB_TOKEN": self.execution.token,
+                            "VISIONYARD_JOB_TOKEN": self.job.token,
                             "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)},
-                       pythonpath=[str(self.rt.paths.child_path)])
+                       pythonpath=[str(self.rt.paths.child_path)], env_spec=env_spec)
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         if not exit_ok:
@@ -111,8 +104,8 @@ class AdapterWorkload(Workload):
 class RepoWorkload(Workload):
     """A custom repo's own command; its stdout becomes metrics through the repo's log parser."""
 
-    def __init__(self, execution: "JobExecution"):
-        super().__init__(execution)
+    def __init__(self, job: JobContext, rt: Runtime):
+        super().__init__(job, rt)
         self.repo = None
         self.parser = None
         self.output_dir: Path | None = None
@@ -123,7 +116,7 @@ class RepoWorkload(Workload):
 
         from custom_repos.spec import parse_repo_spec
 
-        snapshot = self.execution.record.repo_spec  # the spec as validated at submit time
+        snapshot = self.job.repo_spec  # the spec as validated at submit time
         try:
             self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else \
                 self.rt.repos.get(self.spec["repo"])
@@ -135,14 +128,13 @@ class RepoWorkload(Workload):
         log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")
         try:
             checkout = self.rt.repo_cache.checkout(self.repo, log=log)
-            self.execution.checkout = checkout
             spec = env_spec(self.repo, checkout)
         except RepoError as exc:
             raise PrepareError(f"repo '{self.repo.name}': {exc}") from exc
         env = self._ensure_env(spec, log)
         try:
-            launch = prepare_launch(self.repo, self.spec, self.execution.job_dir, checkout, env.python,
-                                    self.execution.assignment.device)
+            launch = prepare_launch(self.repo, self.spec, self.job.job_dir, checkout, env.python,
+                                    self.job.assignment.device)
         except (OSError, ValueError) as exc:
             raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}") from exc
         self.output_dir = launch.output_dir
@@ -150,7 +142,8 @@ class RepoWorkload(Workload):
             log.write(f"[visionyard] dataset warning: {note}\n")
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
         env_vars = {**launch.env, "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)}  # shared across jobs
-        return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath))
+        return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath),
+                       env_spec=spec, checkout=checkout)
 
     def saved_state(self) -> dict:
         return {"output_dir": str(self.output_dir) if self.output_dir else None}
@@ -158,7 +151,7 @@ class RepoWorkload(Workload):
     def restore(self, state: dict) -> None:
         from custom_repos.spec import parse_repo_spec
 
-        snapshot = self.execution.record.repo_spec
+        snapshot = self.job.repo_spec
         self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else self.rt.repos.get(self.spec["repo"])
         self.parser = build_parser(self.repo.parser)
         self.output_dir = Path(state["output_dir"]) if state.get("output_dir") else None
@@ -176,10 +169,10 @@ class RepoWorkload(Workload):
             events += self.parser.feed_line(line)
         self._apply(events)
 
-    def collect(self) -> None:
+    def collect(self) -> list[Path]:
         if self.parser is not None:
             self._apply(self.parser.finish())
-        self._collect_artifacts()
+        return self._collect_artifacts()
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         return exit_ok, ""
@@ -199,13 +192,13 @@ class RepoWorkload(Workload):
                 store.add_event(self.job_id, pb.JobEvent(progress=pb.ProgressEvent(
                     epoch=event.epoch, total_epochs=total, step=event.step or 0, total_steps=event.total_steps or 0)))
 
-    def _collect_artifacts(self) -> None:
+    def _collect_artifacts(self) -> list[Path]:
         from custom_repos.translate import find_artifacts
 
         if self.output_dir is None:
-            return
+            return []
         found = find_artifacts(self.repo, self.output_dir)
-        store, job_dir = self.rt.store, self.execution.job_dir
+        store, job_dir = self.rt.store, self.job.job_dir
         outside = [p for p in (found.last, found.best, *found.files) if p and not inside(p, job_dir)]
         for path in outside:  # e.g. a link the repo made to a file of the daemon's user: never uploaded
             store.add_logs(self.job_id, [f"[visionyard] artifact {path} leads outside the job dir; ignored"])
@@ -218,10 +211,8 @@ class RepoWorkload(Workload):
                 store.add_event(self.job_id, pb.JobEvent(checkpoint=pb.CheckpointEvent(
                     path=str(path), kind=kind, epoch=store.get(self.job_id).epoch)))
                 store.update(self.job_id, **{f"{kind}_checkpoint": str(path)})
-        self.execution.extra_artifacts = [p for p in (found.last, *found.files) if p]
+        return [p for p in (found.last, *found.files) if p]
 
 
-def workload_for(execution: "JobExecution") -> Workload:
-    if execution.record.spec["framework"] == CUSTOM:
-        return RepoWorkload(execution)
-    return AdapterWorkload(execution)
+def workload_for(job: JobContext, rt: Runtime) -> Workload:
+    return (RepoWorkload if job.spec["framework"] == CUSTOM else AdapterWorkload)(job, rt)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from adapters.reporter import ENV_JOURNAL, read_journal
 from protos import visionyard_pb2 as pb
-from runner.store import BatchOutOfOrder
+from runner.core.store import BatchOutOfOrder
 
 if TYPE_CHECKING:
-    from runner.jobs import Runtime
+    from runner.core.runtime import Runtime
 
 log = logging.getLogger("visionyard.reports")
 JOURNAL_NAME = "reports.journal"

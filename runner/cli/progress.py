@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from protos import visionyard_pb2 as pb
@@ -23,6 +22,8 @@ def format_metrics(values: dict[str, float], keys=SHOWN_METRICS) -> str:
 
 def follow(client, job: pb.Job, console: Console | None = None, show_logs: bool = False) -> pb.Job:
     """Render events until the job is final; returns the final job."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = console or Console()
     total = job.total_epochs or job.spec.training.epochs or None
     latest: dict[str, float] = {}

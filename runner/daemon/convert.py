@@ -8,8 +8,8 @@ from google.protobuf import struct_pb2
 
 from adapters.catalog import FrameworkCatalog, ModelEntry
 from protos import visionyard_pb2 as pb
-from runner.spec import spec_to_proto
-from runner.store import JobRecord
+from runner.spec.wire import spec_to_proto
+from runner.core.store import JobRecord
 
 
 def job_to_proto(record: JobRecord) -> pb.Job:

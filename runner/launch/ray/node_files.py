@@ -4,7 +4,7 @@ The daemon prepares a job as for a local run (the checkout, the translated confi
 then writes the node's plan: the command with every path of the daemon's home mapped to the node
 home, the env spec to build there, the checkout and the files of the home to send. The plan is the
 daemon's own record (``<home>/node-plans/<job>.json``, outside every job dir): nothing a node or a
-job can write decides what a node may fetch. The node agent (`runner/node_agent.py`) fetches the
+job can write decides what a node may fetch. The node agent (`runner/payload/node_agent.py`) fetches the
 plan, the job dir (a tar; text files and links naming the daemon's home are mapped the same way),
 the checkout (a tar without ``.git``) and the files of the daemon's job dirs the job starts from
 (``weights``/``resume``: an earlier job's checkpoint) with ``Reporter.Fetch``; each source is
@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from runner.settings import Paths
+from runner.launch.procs import NODE_AGENT, SUPERVISOR
+from runner.settings import LOW_DISK_BYTES, Paths
 
 PLAN_FORMAT = 1
 CHUNK = 1 << 20
@@ -101,11 +102,10 @@ def code_package() -> bytes:
     import protos
     from custom_repos.translate import SHIM_DIR
 
-    here = Path(__file__).resolve().parent
     entries: list[tuple[str, Path | bytes]] = [
         ("visionyard_node/__init__.py", b""),
-        ("visionyard_node/__main__.py", here / "node_agent.py"),
-        ("visionyard_node/supervisor.py", here / "supervisor.py"),
+        ("visionyard_node/__main__.py", NODE_AGENT),
+        ("visionyard_node/supervisor.py", SUPERVISOR),
     ]
     entries += tree(Path(envs.__file__).parent, "visionyard_node/lib/envs")
     entries += tree(Path(filelock.__file__).parent, "visionyard_node/lib/filelock")
@@ -282,7 +282,7 @@ class UploadLimits:
     file_bytes: int = 16 << 30
     job_bytes: int = 64 << 30
     job_files: int = 10_000
-    min_free_bytes: int = 8 << 20  # what the disk keeps free for the store and the logs
+    min_free_bytes: int = LOW_DISK_BYTES  # what the disk keeps free for the store and the logs
 
 
 def _check_name(rel: str) -> list[str]:

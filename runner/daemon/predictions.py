@@ -12,7 +12,7 @@ with ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y,
 
 Also here: the bounds on predicts, kept apart from how a predict is run (a child per request
 today) so they hold whatever runs it — a few at once and a short queue (:class:`PredictGate`),
-an image's bytes (:data:`MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and a child
+an image's bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and a child
 that dies the moment its caller is gone (:func:`run_child`).
 """
 
@@ -35,8 +35,6 @@ from typing import Any
 from adapters.image_limits import DEFAULT_MAX_PIXELS
 from protos import visionyard_pb2 as pb
 
-MAX_MESSAGE_BYTES = 64 * 2**20  # the daemon's limit on a request (runner.daemon.SERVER_OPTIONS)
-MAX_IMAGE_BYTES = MAX_MESSAGE_BYTES - 64 * 2**10  # an image's bytes: the rest of a PredictRequest is small
 DEFAULT_CONCURRENT_PREDICTS = 2  # a predict's child holds its framework and the decoded image: ~0.5–2 GB
 QUEUE_PER_SLOT = 2  # predicts that may wait for a slot, per slot
 

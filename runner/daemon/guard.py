@@ -22,49 +22,19 @@ from __future__ import annotations
 import hmac
 import inspect
 import logging
-import os
-import secrets
-from pathlib import Path
 from typing import Any, Callable
 
 import grpc
 import grpc.aio
 from grpc._cython.cygrpc import ExecuteBatchError  # an aio server's answer to a call that already ended
 
+from runner.auth import METADATA_KEY, TOKEN_FILE
+
 log = logging.getLogger("visionyard.daemon")
 
-TOKEN_FILE = "auth-token"
-TOKEN_ENV = "VISIONYARD_TOKEN"
-METADATA_KEY = "authorization"
 MAX_DETAILS = 2000
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/visionyard.v1.Reporter/Report",
                           "/visionyard.v1.Reporter/Fetch", "/visionyard.v1.Reporter/Upload"})
-
-
-def load_or_create_token(home: Path, given: str | None = None) -> str:
-    """The daemon's token: `given`, else the home's token file, made (0600) on first start."""
-    if given:
-        return given
-    path = home / TOKEN_FILE
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
-
-
-def read_token(home: Path) -> str | None:
-    """The token a local client may use: the home's token file, when it can read it."""
-    try:
-        return (home / TOKEN_FILE).read_text().strip() or None
-    except OSError:
-        return None
 
 
 def bounded(text: str, limit: int = MAX_DETAILS) -> str:
@@ -269,34 +239,3 @@ def _refuse(code: grpc.StatusCode, message: str):
     def refuse(request, context):
         context.abort(code, message)
     return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-class TokenCredentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                       grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    """Adds the daemon's token to every call a client makes."""
-
-    def __init__(self, token: str):
-        self.metadata = (METADATA_KEY, f"Bearer {token}")
-
-    def _details(self, details):
-        metadata = [*(details.metadata or ()), self.metadata]
-        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation, details, requests):
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation, details, requests):
-        return continuation(self._details(details), requests)
-
-
-class _Details(grpc.ClientCallDetails):
-    def __init__(self, base, metadata):
-        self.method, self.timeout, self.credentials = base.method, base.timeout, base.credentials
-        self.wait_for_ready, self.compression = base.wait_for_ready, base.compression
-        self.metadata = metadata

@@ -20,8 +20,8 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 import grpc
 
 from protos import visionyard_pb2 as pb
-from runner.spec import quote
-from runner.store import JobNotFound, JobStore, WireEvent
+from runner.spec.wire import quote
+from runner.core.store import JobNotFound, JobStore, WireEvent
 
 log = logging.getLogger("visionyard.daemon")
 WATCH_POLL_SECONDS = 5.0  # a watch wakes on its job's events; this only re-reads the job's state

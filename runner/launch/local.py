@@ -1,6 +1,6 @@
 """Run a job's command under its supervisor, watch it, stop it, find it again after a restart.
 
-The command runs under a per-job supervisor (runner/supervisor.py) in a session of its own,
+The command runs under a per-job supervisor (runner/payload/supervisor.py) in a session of its own,
 its stdout+stderr appended to a log file (a file, never a pipe: the child can't block on a full
 pipe and the log survives a daemon restart), and learns who it is through environment variables
 passed with `env=`. The supervisor, not the daemon, is the command's parent, so the job goes on
@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Callable
 
 from log_parsers.base import Line, LineSplitter
-from runner.store import token_matches
-from runner.supervisor import alive
-from runner.supervisor import start_ticks as process_start_ticks  # when a pid started: tells a reuse apart
+from runner.auth import token_matches
+from runner.launch.context import Command, JobContext
+from runner.launch.procs import SUPERVISOR, alive
+from runner.launch.procs import start_ticks as process_start_ticks  # when a pid started: tells a reuse apart
 
 log = logging.getLogger("visionyard.launcher")
 
@@ -35,7 +36,6 @@ DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MAS
                     "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 
 
-SUPERVISOR = Path(__file__).with_name("supervisor.py")
 SUPERVISOR_RECORD, EXIT_RECORD, TOKEN_ENV = "supervisor.json", "exit.json", "VISIONYARD_SUPERVISOR_TOKEN"
 WAIT_POLL_SECONDS = 0.2  # how often a waiter looks at a process it is not the parent of
 
@@ -81,7 +81,7 @@ def child_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Child:
-    """A job's command, run by its supervisor (runner/supervisor.py) in a session of its own.
+    """A job's command, run by its supervisor (runner/payload/supervisor.py) in a session of its own.
 
     The daemon holds the supervisor, never the command: cancel is SIGTERM to the supervisor,
     which stops every descendant of the job; the outcome is the supervisor's exit record. A
@@ -276,9 +276,9 @@ def replay_lines(path: Path, upto: int, read_size: int = 1 << 20):
         yield from splitter.feed(b"-")
 
 
-def ensure_env_here(envs, spec, execution, log):
+def ensure_env_here(envs, spec, job: JobContext, log):
     """The job's env, built (or reused) by this daemon's env manager."""
-    env = envs.ensure(spec, log=log, cancel=execution.stop_preparing)
+    env = envs.ensure(spec, log=log, cancel=job.stop_preparing)
     log.write(f"[visionyard] env {env.name} {'reused' if env.reused else 'built'} at {env.path}\n")
     return env
 
@@ -291,8 +291,8 @@ class LocalLauncher:
     def __init__(self, devices):
         self.devices = devices  # a DevicePool: this runner's GPUs
 
-    def ensure_env(self, envs, spec, execution, log):
-        return ensure_env_here(envs, spec, execution, log)
+    def ensure_env(self, envs, spec, job: JobContext, log):
+        return ensure_env_here(envs, spec, job, log)
 
     def reported_path(self, job_id: str, path: str) -> str:
         return path
@@ -303,9 +303,9 @@ class LocalLauncher:
     def launch_record(self, job_id: str, log_path: Path) -> dict:
         return {"backend": self.name}
 
-    def start(self, argv: list[str], cwd: Path, env: dict[str, str], execution, launch: dict) -> Child:
-        return Child.start(argv, cwd=cwd, env=env, log_path=execution.log_path, job_dir=execution.job_dir,
-                           token=execution.token)
+    def start(self, command: Command, env: dict[str, str], job: JobContext, launch: dict) -> Child:
+        return Child.start(command.argv, cwd=command.cwd, env=env, log_path=job.log_path, job_dir=job.job_dir,
+                           token=job.token)
 
     def describe(self, child: Child, assignment) -> str:
         return f"pid {child.pid} on {assignment.device}"

@@ -29,18 +29,20 @@ from custom_repos.registry import RepoRegistry
 from envs.manager import EnvManager
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.devices import DevicePool, detect_gpus
-from runner.gc import Policy, collect_garbage
-from runner.guard import AioGuard, Guard, load_or_create_token
-from runner.jobs import LOW_DISK_BYTES, Runtime, finish_tracking
-from runner.node_files import UploadLimits
-from runner.predictions import MAX_MESSAGE_BYTES, PredictLimits
-from runner.scheduler import Scheduler
-from runner.servicers import ReporterServicer, RunnerServicer
-from runner.settings import DEFAULT_NODE_HOME, Paths
-from runner.store import JobState, JobStore
-from runner.tracking import Tracker
-from runner.watch import EventLoopThread, WatchHub
+from runner.launch.devices import DevicePool, detect_gpus
+from runner.core.gc import Policy, collect_garbage
+from runner.auth import load_or_create_token
+from runner.daemon.guard import AioGuard, Guard
+from runner.core.jobs import finish_tracking
+from runner.core.runtime import Runtime
+from runner.launch.ray.node_files import UploadLimits
+from runner.daemon.predictions import PredictLimits
+from runner.core.scheduler import Scheduler
+from runner.daemon.servicers import ReporterServicer, RunnerServicer
+from runner.settings import DEFAULT_NODE_HOME, MAX_MESSAGE_BYTES, Paths
+from runner.core.store import JobState, JobStore
+from runner.core.tracking import Tracker
+from runner.daemon.watch import EventLoopThread, WatchHub
 
 log = logging.getLogger("visionyard.daemon")
 MAX_SOCKET_PATH = 100
@@ -103,7 +105,7 @@ class Daemon:
                                on_ended=lambda job_id: self.store.update(job_id, tracking_done=1))
         launcher = None
         if ray is not None:
-            from runner.ray_backend import RayLauncher
+            from runner.launch.ray.backend import RayLauncher
 
             launcher = RayLauncher(ray.address, self.paths, self.store, ray.cpus_per_job, ray.python, ray.lost_after,
                                    node_home=None if ray.shared_home else ray.node_home,
@@ -343,7 +345,7 @@ class RayOptions:
     reporter_address: str | None = None  # HOST:PORT of --listen as the nodes reach it
     node_home: str = DEFAULT_NODE_HOME  # a node's envs, checkouts and job dirs
     shared_home: bool = False          # the nodes see the daemon's home: nothing is built on or sent to them
-    upload_limits: UploadLimits = UploadLimits(min_free_bytes=LOW_DISK_BYTES)  # what a node may send back
+    upload_limits: UploadLimits = UploadLimits()  # what a node may send back
 
     def check(self, listen: str | None, tcp: TcpOptions) -> tuple[str, dict[str, str]]:
         """Where children report (the daemon's TCP listener) and what their channel needs (TLS roots)."""

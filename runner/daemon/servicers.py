@@ -25,19 +25,22 @@ from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
-from runner.gc import Policy, collect_garbage
-from runner import node_files
-from runner.jobs import LOW_DISK_BYTES, Runtime
-from runner.launcher import child_environment
-from runner.predictions import (PredictBusy, PredictGate, PredictLimits, PredictOutputError, ThreadContext,
+from runner.daemon.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
+from runner.core.gc import Policy, collect_garbage
+from runner.launch.ray import node_files
+from runner.core.runtime import Runtime
+from runner.settings import LOW_DISK_BYTES
+from runner.launch.local import child_environment
+from runner.daemon.predictions import (PredictBusy, PredictGate, PredictLimits, PredictOutputError, ThreadContext,
                                 parse_child_output, run_child)
-from runner.repo_rpcs import RepoRpcs
-from runner.reports import apply_batch
-from runner.scheduler import Scheduler
-from runner.spec import CUSTOM, SpecError, quote, spec_from_proto, validate_job_spec
-from runner.store import BatchOutOfOrder, JobNotFound, JobState, token_matches
-from runner.watch import WatchHub, watch_job
+from runner.daemon.repo_rpcs import RepoRpcs
+from runner.core.reports import apply_batch
+from runner.core.scheduler import Scheduler
+from runner.spec.validate import CUSTOM, validate_job_spec
+from runner.spec.wire import SpecError, quote, spec_from_proto
+from runner.auth import token_matches
+from runner.core.store import BatchOutOfOrder, JobNotFound, JobState
+from runner.daemon.watch import WatchHub, watch_job
 
 log = logging.getLogger("visionyard.daemon")
 SUBMIT_CHECK_SECONDS = 60.0  # a submitted spec's checks (its dataset read) take at most this long
@@ -163,7 +166,7 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         return job_to_proto(self.rt.store.get(record.id))
 
     async def WatchJob(self, request: pb.WatchJobRequest, context):
-        """A coroutine per stream on the servers' event loop (`runner/watch.py`); it yields each
+        """A coroutine per stream on the servers' event loop (`runner/daemon/watch.py`); it yields each
         event already serialized."""
         async for data in watch_job(self.rt.store, self.watch_hub, self.pool, request, context):
             yield data
@@ -319,7 +322,7 @@ class ReporterServicer(pb_grpc.ReporterServicer):
 
     def __init__(self, rt: Runtime, upload_limits: node_files.UploadLimits | None = None):
         self.rt = rt
-        self.upload_limits = upload_limits or node_files.UploadLimits(min_free_bytes=LOW_DISK_BYTES)
+        self.upload_limits = upload_limits or node_files.UploadLimits()
         self._upload_lock = threading.Lock()
         self._uploads: dict[str, threading.Lock] = {}  # job id → held while one of its uploads is received
 

@@ -7,14 +7,14 @@ unless the daemon was told to cancel them.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
-from runner.jobs import JobExecution, Runtime, read_launch_record
-from runner.launcher import SUPERVISOR_RECORD, Child, read_exit_record
-from runner.reports import apply_journal
-from runner.store import JobState
+from runner.core.jobs import JobExecution, read_launch_record
+from runner.core.runtime import Runtime
+from runner.launch import backends
+from runner.core.reports import apply_journal
+from runner.core.store import JobState
 
 log = logging.getLogger("visionyard.scheduler")
 
@@ -64,23 +64,11 @@ class Scheduler:
     def _started_meanwhile(self, record, job_dir) -> bool:
         """A job left PREPARING whose supervisor had started (or which its Ray head knows): it is
         RUNNING (or ran) really."""
-        launch = read_launch_record(job_dir)
-        if launch.get("backend") == "ray" and launch.get("submission_id"):
-            from runner.ray_backend import submitted
-
-            if not submitted(launch):  # never submitted, or the head doesn't answer: prepared again
-                return False
-            self.rt.store.transition(record.id, JobState.RUNNING, "it was submitted to Ray before the daemon stopped")
-            return True
-        try:
-            started = json.loads((job_dir / SUPERVISOR_RECORD).read_text())
-        except (OSError, ValueError):
+        started = backends.started(read_launch_record(job_dir), job_dir, record.token_hash)
+        if started is None:
             return False
-        child = Child.attach(started.get("supervisor_pid"), started.get("supervisor_start"), job_dir, record.token_hash)
-        if child is None and read_exit_record(job_dir) is None:
-            return False
-        self.rt.store.transition(record.id, JobState.RUNNING, "its command had started before the daemon stopped",
-                                 pid=started.get("supervisor_pid"), pid_start=started.get("supervisor_start"))
+        why, fields = started
+        self.rt.store.transition(record.id, JobState.RUNNING, why, **fields)
         return True
 
     def cancel(self, job_id: str) -> bool:

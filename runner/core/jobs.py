@@ -12,51 +12,26 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from adapters.files import remove_partials
-from envs.manager import EnvManager
 from log_parsers.base import Line
-from runner.devices import Assignment, DevicePool
-from runner.launcher import (Child, ExitStatus, LocalLauncher, LogTailer, process_start_ticks, read_exit_record,
+from runner.launch import backends
+from runner.launch.context import JobContext
+from runner.launch.devices import Assignment
+from runner.launch.local import (Child, ExitStatus, LogTailer, process_start_ticks, read_exit_record,
                              replay_lines)
-from runner.reports import apply_journal
-from runner.settings import Paths
-from runner.store import JobRecord, JobState, JobStore, hash_token
-from runner.tracking import Tracker, flatten
-from runner.workloads import PrepareError, Workload, workload_for
-
-if TYPE_CHECKING:
-    from custom_repos.git import RepoCache
-    from custom_repos.registry import RepoRegistry
-    from runner.ray_backend import RayLauncher
+from runner.core.reports import apply_journal
+from runner.core.runtime import Runtime
+from runner.settings import LOW_DISK_BYTES
+from runner.auth import hash_token
+from runner.core.store import JobRecord, JobState
+from runner.core.tracking import flatten
+from runner.core.workloads import PrepareError, Workload, workload_for
 
 log = logging.getLogger("visionyard.jobs")
 LOG_TAIL_LINES = 25
 MAX_LOG_LINE = 4000  # characters of one log line kept in the event stream
-
-
-@dataclass
-class Runtime:
-    """What a job needs from the daemon."""
-
-    paths: Paths
-    store: JobStore
-    envs: EnvManager
-    tracker: Tracker
-    devices: DevicePool
-    reporter_address: str
-    reporter_env: dict[str, str] = field(default_factory=dict)  # what a child's channel to it needs (TLS roots)
-    threads_per_job: int | None = None  # OMP_NUM_THREADS for children; None keeps the daemon's
-    repos: "RepoRegistry | None" = None
-    repo_cache: "RepoCache | None" = None
-    launcher: "LocalLauncher | RayLauncher | None" = None  # where jobs run; default: this machine
-
-    def __post_init__(self):
-        if self.launcher is None:
-            self.launcher = LocalLauncher(self.devices)
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -78,7 +53,6 @@ def _repo_tags(record: JobRecord) -> dict[str, str]:
 DETACHED = "DETACHED"  # the daemon stopped watching a job that goes on (adopted at its next start)
 LAUNCH_RECORD = "launch.json"
 FINAL_RETRY_MAX_SECONDS = 30.0
-LOW_DISK_BYTES = 8 * 2**20  # below this, a disk counts as full: the store and the logs need some room
 
 
 class JobExecution(threading.Thread):
@@ -102,8 +76,6 @@ class JobExecution(threading.Thread):
         self._lock = threading.Lock()
         self.workload: Workload | None = None
         self.extra_artifacts: list[Path] = []
-        self.env_spec = None   # the env a node builds for the job (Ray, nothing shared)
-        self.checkout: Path | None = None  # the repo checkout the job runs in
         self._tailer: LogTailer | None = None
         self.token = ""  # the child's reporter token, made at launch
 
@@ -172,7 +144,7 @@ class JobExecution(threading.Thread):
         self._start_tracking()
         with open(self.log_path, "a", buffering=1) as job_log:
             try:
-                workload = workload_for(self)
+                workload = workload_for(self._context(), self.rt)
                 command = workload.prepare(job_log)
             except PrepareError as exc:
                 if self.detach_requested.is_set():
@@ -200,7 +172,7 @@ class JobExecution(threading.Thread):
             if self.cancel_requested.is_set():
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
             self.workload = workload
-            self._child = launcher.start(command.argv, command.cwd, env_vars, self, launch)
+            self._child = launcher.start(command, env_vars, workload.job, launch)
         store.transition(self.job_id, JobState.RUNNING, launcher.describe(self._child, self.assignment),
                          pid=self._child.pid, pid_start=self._child.start_ticks,
                          placement=launcher.placement(self._child))
@@ -211,17 +183,11 @@ class JobExecution(threading.Thread):
         """A job a previous daemon started: watch it again if it runs, else judge how it ended."""
         record = self.record
         self._start_tracking()
-        workload = workload_for(self)
+        workload = workload_for(self._context(), self.rt)
         launch = read_launch_record(self.job_dir)
         workload.restore(launch.get("workload") or {})
         workload.replay(replay_lines(self.log_path, record.log_offset) if record.log_offset else iter(()))
-        if launch.get("backend") == "ray":
-            from runner import ray_backend
-
-            child = ray_backend.attach(launch, self.job_dir, self.log_path, self.rt.launcher, self.job_id,
-                                       self.assignment)
-        else:
-            child = Child.attach(record.pid, record.pid_start, self.job_dir, record.token_hash)
+        child = backends.attach(launch, workload.job, self.rt.launcher, record.pid, record.pid_start, record.token_hash)
         with self._lock:
             self.workload, self._child = workload, child
         self._tailer.start()
@@ -245,6 +211,10 @@ class JobExecution(threading.Thread):
             status = child.wait(stop=self.detach_requested)
         return DETACHED if status is None else self._outcome(status)
 
+    def _context(self) -> JobContext:
+        return JobContext(self.job_id, self.record.name, self.record.spec, self.record.repo_spec, self.job_dir,
+                          self.log_path, self.assignment, self.token, self.stop_preparing)
+
     def _start_tracking(self) -> None:
         spec = self.record.spec
         if self.record.mlflow_run_id:  # a run a previous daemon made: logged on, ended by us
@@ -257,7 +227,7 @@ class JobExecution(threading.Thread):
     def _outcome(self, status: ExitStatus) -> JobState:
         self._tailer.stop()  # every line the child wrote reaches the parser before the verdict
         apply_journal(self.rt, self.job_id, self.job_dir)  # reports the daemon never received
-        self.workload.collect()
+        self.extra_artifacts = self.workload.collect()
         exit_code = status.code if status.code is not None else -(status.signal or 0)
         if not status.known:
             exit_code = None

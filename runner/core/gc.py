@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from adapters.frameworks import get_catalog
 from envs.ondisk import disk_usage
 from envs.specs import get_spec
-from runner.node_files import remove_plans
-from runner.spec import CUSTOM
-from runner.store import JobState
+from runner.launch.ray.node_files import remove_plans
+from runner.spec.validate import CUSTOM
+from runner.core.store import JobState
 
 if TYPE_CHECKING:
-    from runner.jobs import Runtime
+    from runner.core.runtime import Runtime
 
 log = logging.getLogger("visionyard.gc")
 DAY = 86400.0

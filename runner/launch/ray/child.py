@@ -21,9 +21,9 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Callable
 
-from runner.launcher import EXIT_RECORD, SUPERVISOR, SUPERVISOR_RECORD, TERMINATE_GRACE_SECONDS, TOKEN_ENV, \
+from runner.launch.local import EXIT_RECORD, SUPERVISOR, SUPERVISOR_RECORD, TERMINATE_GRACE_SECONDS, TOKEN_ENV, \
     ExitStatus, read_exit_record
-from runner.ray_api import RayJob, RayJobsClient, RayRequestError, RayUnavailable
+from runner.launch.ray.api import RayJob, RayJobsClient, RayRequestError, RayUnavailable
 
 log = logging.getLogger("visionyard.ray")
 

@@ -12,16 +12,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from adapters.image_limits import DEFAULT_MAX_PIXELS
 from protos import visionyard_pb2 as pb
-from runner import dataset_cli
 from runner.client import Client, ClientError
-from runner.predictions import DEFAULT_CONCURRENT_PREDICTS, QUEUE_PER_SLOT, PredictLimits
-from runner.progress import follow, format_metrics, state_name, summary
+from runner.cli.progress import follow, format_metrics, state_name, summary
 from runner.settings import DEFAULT_NODE_HOME, Paths, resolve_home
 
 console = Console()
@@ -33,8 +29,14 @@ def _client(args) -> Client:
                   client_key=getattr(args, "client_key", None))
 
 
+def _dict(message, **options) -> dict:
+    from google.protobuf import json_format  # only --json output needs it
+
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, **options)
+
+
 def _json(message) -> str:
-    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2)
+    return json.dumps(_dict(message), indent=2)
 
 
 def _when(ts: float) -> str:
@@ -48,11 +50,11 @@ RAY_MAX_CONCURRENT_JOBS = 256
 
 
 def cmd_serve(args) -> int:
-    from runner.daemon import RayOptions, TcpOptions, serve
-    from runner.gc import Policy
-    from runner.guard import TOKEN_ENV
-    from runner.jobs import LOW_DISK_BYTES
-    from runner.node_files import UploadLimits
+    from runner.daemon.server import RayOptions, TcpOptions, serve
+    from runner.core.gc import Policy
+    from runner.auth import TOKEN_ENV
+    from runner.daemon.predictions import PredictLimits
+    from runner.launch.ray.node_files import UploadLimits
 
     policy = Policy(env_max_idle_days=args.gc_env_days, envs_max_gb=args.gc_envs_max_gb,
                     checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
@@ -67,7 +69,7 @@ def cmd_serve(args) -> int:
                          node_home=args.ray_node_home, shared_home=args.ray_shared_home,
                          upload_limits=UploadLimits(file_bytes=args.upload_max_file_mb << 20,
                                                     job_bytes=args.upload_max_job_mb << 20,
-                                                    job_files=args.upload_max_files, min_free_bytes=LOW_DISK_BYTES))
+                                                    job_files=args.upload_max_files))
     elif args.ray_address:
         raise SystemExit("--ray-address goes with --backend ray")
     max_jobs = args.max_concurrent_jobs or (RAY_MAX_CONCURRENT_JOBS if ray else 1)
@@ -103,7 +105,7 @@ def cmd_list(args) -> int:
     with _client(args) as client:
         jobs = client.list(states, args.limit)
     if args.json:
-        print(json.dumps([json_format.MessageToDict(j, preserving_proto_field_name=True) for j in jobs], indent=2))
+        print(json.dumps([_dict(j) for j in jobs], indent=2))
         return 0
     table = Table("id", "name", "state", "epoch", "created", "metrics")
     for job in jobs:
@@ -140,7 +142,7 @@ def cmd_models(args) -> int:
     with _client(args) as client:
         models = client.models(args.framework or "", args.task or "", args.tag or "")
     if args.json:
-        print(json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in models], indent=2))
+        print(json.dumps([_dict(m) for m in models], indent=2))
         return 0
     table = Table("framework", "model", "name", "params (M)", "input", "batch", "lr", "tags")
     for m in models:
@@ -165,7 +167,7 @@ def cmd_schema(args) -> int:
     console.print(table)
     presets = Table("preset", "description", "values")
     for p in schema.presets:
-        presets.add_row(p.name, p.description, json.dumps(json_format.MessageToDict(p.values)))
+        presets.add_row(p.name, p.description, json.dumps(_dict(p.values)))
     console.print(presets)
     return 0
 
@@ -304,8 +306,7 @@ def _prediction_json(response: pb.PredictResponse) -> dict:
     shown.CopyFrom(response)
     for field in PREDICT_IMAGE_FIELDS:
         shown.ClearField(field)
-    data = json_format.MessageToDict(shown, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    data = _dict(shown, always_print_fields_with_no_presence=True)
     for field in PREDICT_IMAGE_FIELDS:
         data.pop(field, None)
     return data
@@ -351,7 +352,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command` (the subcommand being run), the local `datasets` commands
+    are built only when they run (their choices come from the dataset layer)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--address", default=argparse.SUPPRESS, help="daemon address (default: $VISIONYARD_ADDRESS or the home's socket)")
     common.add_argument("--home", default=argparse.SUPPRESS, help="runner home (default: $VISIONYARD_HOME or ~/.visionyard)")
@@ -407,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-shared-home", action="store_true",
                    help="the nodes see this daemon's home at the same path (a shared file system): envs, "
                         "checkouts and job dirs are made there by the daemon, nothing is copied")
-    from runner.node_files import UploadLimits
+    from adapters.image_limits import DEFAULT_MAX_PIXELS  # the daemon's settings: what `serve` starts
+    from runner.daemon.predictions import DEFAULT_CONCURRENT_PREDICTS, QUEUE_PER_SLOT
+    from runner.launch.ray.node_files import UploadLimits
 
     limits = UploadLimits()
     p.add_argument("--upload-max-file-mb", type=_positive_int, default=limits.file_bytes >> 20,
@@ -494,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out)")
     p.add_argument("--save", metavar="PATH",
                    help="write the annotated (or super-resolved) image, or a semantic mask, to PATH")
-    dataset_cli.add_parser(sub, common)
+    if command in (None, "datasets"):
+        from runner.cli import datasets  # local commands over the dataset layer
+
+        datasets.add_parser(sub, common)
+    else:
+        sub.add_parser("datasets", help="check a dataset, or convert it to another format")
     p = add("ui", cmd_ui, "open the MLflow UI on the home's store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
@@ -502,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     args.address = getattr(args, "address", None)
     args.home = getattr(args, "home", None)
     try:

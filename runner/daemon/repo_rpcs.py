@@ -9,7 +9,7 @@ import grpc
 import yaml
 
 from protos import visionyard_pb2 as pb
-from runner.convert import env_to_proto
+from runner.daemon.convert import env_to_proto
 
 
 def repo_to_proto(spec, source: str) -> pb.RepoInfo:

@@ -7,8 +7,8 @@ inside Ray), runs under its supervisor on a node, reports to the daemon over TCP
 token, and its log reaches the daemon through Ray's log stream.
 
 By default a node needs only Python and Ray: the daemon prepares the job as for a local run but
-builds no env, writes the node's plan (`runner/node_files.py`) and submits the node agent
-(`runner/node_agent.py`, shipped with our code and uv as Ray packages), which fetches the job
+builds no env, writes the node's plan (`runner/launch/ray/node_files.py`) and submits the node agent
+(`runner/payload/node_agent.py`, shipped with our code and uv as Ray packages), which fetches the job
 dir and checkout, builds the env on the node with the same env manager and hash (cached in the
 node home), runs the command under its supervisor and sends the results back. With
 ``--ray-shared-home`` the nodes see the daemon's home at the same path instead: the daemon makes
@@ -30,11 +30,12 @@ from pathlib import Path
 
 from envs import Env
 from envs.spec import PLATFORM
-from runner import node_files
-from runner.devices import Assignment
-from runner.launcher import SUPERVISOR, TERMINATE_GRACE_SECONDS, ensure_env_here
-from runner.ray_api import RayJobsClient, RayRequestError, RayUnavailable
-from runner.ray_launcher import LOST_AFTER_SECONDS, RayChild, stop_wait
+from runner.launch.ray import node_files
+from runner.launch.context import Command, JobContext
+from runner.launch.devices import Assignment
+from runner.launch.local import SUPERVISOR, TERMINATE_GRACE_SECONDS, ensure_env_here
+from runner.launch.ray.api import RayJobsClient, RayRequestError, RayUnavailable
+from runner.launch.ray.child import LOST_AFTER_SECONDS, RayChild, stop_wait
 
 log = logging.getLogger("visionyard.ray")
 
@@ -194,14 +195,13 @@ class RayLauncher:
             if old.name not in self.packages.values():
                 old.unlink(missing_ok=True)
 
-    def ensure_env(self, envs, spec, execution, log) -> Env:
+    def ensure_env(self, envs, spec, job: JobContext, log) -> Env:
         """Shared home: the env, built here. Otherwise nothing is built here: the node builds it
         (same spec, same hash) and links it as the job dir's ``env``."""
         if self.node_home is None:
-            return ensure_env_here(envs, spec, execution, log)
-        execution.env_spec = spec
+            return ensure_env_here(envs, spec, job, log)
         log.write(f"[visionyard] env '{spec.name}' is built on the node that runs the job (cached there)\n")
-        env_dir = execution.job_dir / "env"
+        env_dir = job.job_dir / "env"
         return Env("", spec.name, "", env_dir, env_dir / "bin" / "python", reused=False, build_seconds=0.0)
 
     def reported_path(self, job_id: str, path: str) -> str:
@@ -226,48 +226,46 @@ class RayLauncher:
         return {"backend": BACKEND, "ray_address": self.client.address, "submission_id": job_id,
                 "log_base": log_path.stat().st_size if log_path.exists() else 0}
 
-    def start(self, argv: list[str], cwd: Path, env: dict[str, str], execution, launch: dict) -> RayChild:
-        assignment = execution.assignment
+    def start(self, command: Command, env: dict[str, str], job: JobContext, launch: dict) -> RayChild:
+        assignment = job.assignment
         common = dict(num_cpus=self.devices.cpus_per_job, num_gpus=assignment.gpus, lost_after=self.lost_after,
-                      metadata={"visionyard_job_id": execution.job_id,
-                                "visionyard_job_name": execution.record.name[:200]},
-                      on_running=self.on_running(execution.job_id, assignment))
+                      metadata={"visionyard_job_id": job.job_id, "visionyard_job_name": job.name[:200]},
+                      on_running=self.on_running(job.job_id, assignment))
         if self.node_home is None:
-            return RayChild.start(self.client, launch["submission_id"], argv, cwd, env, execution.log_path,
-                                  execution.job_dir, execution.token, python=self.python, grace=self.grace,
+            return RayChild.start(self.client, launch["submission_id"], command.argv, command.cwd, env, job.log_path,
+                                  job.job_dir, job.token, python=self.python, grace=self.grace,
                                   supervisor=self.supervisor, **common)
-        self.write_plan(argv, cwd, env, execution)
+        self.write_plan(command, env, job)
         modules = [self.client.ensure_package(self.packages[kind], (self.code_dir / self.packages[kind]).read_bytes)
                    for kind in ("code", "uv")]
         agent_env = {"VISIONYARD_NODE_HOME": self.node_home, "VISIONYARD_REPORTER_ADDRESS": self.reporter_address,
-                     **self.reporter_env, "VISIONYARD_JOB_ID": execution.job_id,
-                     "VISIONYARD_JOB_TOKEN": execution.token, "PYTHONUNBUFFERED": "1", **stop_wait(self.grace)}
+                     **self.reporter_env, "VISIONYARD_JOB_ID": job.job_id,
+                     "VISIONYARD_JOB_TOKEN": job.token, "PYTHONUNBUFFERED": "1", **stop_wait(self.grace)}
         if not assignment.gpus:
             agent_env["CUDA_VISIBLE_DEVICES"] = ""
         entrypoint = f"exec {shlex.quote(self.python)} -s -m visionyard_node"
-        return RayChild.submit(self.client, launch["submission_id"], entrypoint, agent_env, execution.log_path,
-                               execution.job_dir, py_modules=modules, **common)
+        return RayChild.submit(self.client, launch["submission_id"], entrypoint, agent_env, job.log_path,
+                               job.job_dir, py_modules=modules, **common)
 
-    def write_plan(self, argv: list[str], cwd: Path, env: dict[str, str], execution) -> None:
+    def write_plan(self, command: Command, env: dict[str, str], job: JobContext) -> None:
         """The node's plan: the command with the daemon's paths mapped to the node home's."""
         from custom_repos.translate import SHIM_DIR
 
         code = f"{self.node_home}/code/{self.packages['code'].removesuffix('.zip')}"
         paths = node_files.PathMap({str(self.paths.child_path): f"{code}/child", str(SHIM_DIR): f"{code}/shims",
                                     str(self.paths.home): self.node_home})
-        checkout = getattr(execution, "checkout", None)
-        job_dir = execution.job_dir
-        plan = {"format": node_files.PLAN_FORMAT, "job_id": execution.job_id,
+        checkout, job_dir = command.checkout, job.job_dir
+        plan = {"format": node_files.PLAN_FORMAT, "job_id": job.job_id,
                 "code": self.packages["code"].removesuffix(".zip"), "uv": self.packages["uv"].removesuffix(".zip"),
                 "uv_platform": PLATFORM, "job_dir": paths.text(str(job_dir)),
-                "argv": [paths.text(a) for a in argv], "cwd": paths.text(str(cwd)),
+                "argv": [paths.text(a) for a in command.argv], "cwd": paths.text(str(command.cwd)),
                 "env": {k: paths.text(v) for k, v in env.items()}, "grace": self.grace,
-                "env_spec": execution.env_spec.to_dict(),
+                "env_spec": command.env_spec.to_dict(),
                 "checkout": paths.text(str(checkout)) if checkout else None,
                 "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
                 "upload": [d for d in node_files.RESULT_FOLDERS if (job_dir / d).is_dir()],
-                "home_files": self.home_files(execution.record.spec)}
-        node_files.write_plan(self.paths, execution.job_id, plan)
+                "home_files": self.home_files(job.spec)}
+        node_files.write_plan(self.paths, job.job_id, plan)
 
     def home_files(self, spec: dict) -> list[str]:
         """The files (or checkpoint folders) of the daemon's job dirs a job starts from, relative

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from protos import visionyard_pb2 as pb
 from runner.client import Client, ClientError
-from runner.progress import follow, summary
+from runner.cli.progress import follow, summary
 from runner.settings import Paths, resolve_home
 
 console = Console()

@@ -7,8 +7,6 @@ connection behind a lock; watchers wait on a condition that every append notifie
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import secrets
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 from protos import visionyard_pb2 as pb
+from runner.auth import hash_token
 
 
 class JobState(str, Enum):
@@ -513,15 +512,6 @@ class _Transaction:
                             listener(touched)
         finally:
             store._lock.release()
-
-
-def hash_token(token: str) -> str:
-    """What the store keeps of a job's token: enough to check one, not to forge one."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_matches(token: str, token_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(token), token_hash)
 
 
 def _status_event(state: JobState, message: str) -> pb.JobEvent:

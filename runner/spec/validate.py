@@ -1,4 +1,4 @@
-"""The job spec: pydantic models, validation against the framework catalogs, wire conversion.
+"""The job spec's checks: pydantic models, validation against the framework catalogs and the dataset.
 
 A bad spec never reaches a child. `validate_job_spec` turns a raw dict (YAML from the CLI, or a
 protobuf `JobSpec` converted once at the edge) into a `JobSpec` with every default filled, or
@@ -15,13 +15,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
 from adapters.datasets import STRATEGIES, format_names, inspect_dataset, split_options
 from adapters.frameworks import all_catalogs, get_catalog
-from protos import visionyard_pb2 as pb
+from runner.spec.wire import SpecError, quote
 
 if TYPE_CHECKING:
     from custom_repos.registry import RepoRegistry
@@ -38,14 +37,6 @@ MAX_DATASET_FILES = 2_000_000   # entries a dataset folder may hold (a submit re
 #: Folders a dataset can't be: scanning them walks the whole system (or kernel files).
 SYSTEM_ROOTS = ("/", "/proc", "/sys", "/dev", "/run", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc",
                 "/var", "/snap")
-
-
-class SpecError(ValueError):
-    """One or more problems with a job spec, each as (field path, message)."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(f"{path}: {msg}" if path else msg for path, msg in problems))
 
 
 class _Strict(BaseModel):
@@ -115,32 +106,6 @@ class JobSpec(_Strict):
 
 
 # ------------------------------------------------------------------ wire conversion
-
-
-def spec_from_proto(message: pb.JobSpec) -> dict[str, Any]:
-    """The raw dict a protobuf JobSpec carries (only fields the sender set)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def spec_to_proto(spec: dict[str, Any]) -> pb.JobSpec:
-    """A raw dict (e.g. parsed YAML) as a protobuf JobSpec; unknown keys raise SpecError."""
-    try:
-        return json_format.ParseDict(spec, pb.JobSpec())
-    except json_format.ParseError as exc:
-        raise SpecError([("", _parse_error_message(str(exc)))]) from None
-
-
-def _parse_error_message(text: str) -> str:
-    match = re.search(r'has no field named "([^"]+)" at "([^"]*)"', text)
-    if match:
-        field, where = match.groups()
-        where = where.replace("JobSpec", "").strip(".")
-        path = f"{where}.{field}" if where else field
-        valid = re.search(r"Available Fields\(except extensions\): \"\[(.*)\]\"", text)
-        names = re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), valid.group(1)) if valid else ""
-        allowed = f" Valid: {names}" if names else ""
-        return f"{path}: unknown field.{allowed}".replace("'", "")
-    return text
 
 
 # ------------------------------------------------------------------ validation
@@ -215,12 +180,6 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
     if problems:
         raise SpecError(problems)
     return spec.model_copy(update=updates)
-
-
-def quote(value: Any, limit: int = 200) -> str:
-    """A value for an error message: repr'd (control characters visible), at most `limit` chars."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def hostile_values(raw: Any) -> list[tuple[str, str]]:
