@@ -27,3 +27,5 @@ bench: setup
 	$(UV) run python bench/bench_datasets.py
 	$(UV) run python bench/bench_ultralytics.py
 	$(UV) run python bench/bench_transformers.py
+	$(UV) run python bench/bench_cli.py
+	$(UV) run python bench/bench_link_loops.py

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.registry import Registry, UnknownNameError  # noqa: F401  (UnknownNameError: re-exported)
+
 FIELD_TYPES = ("choice", "int", "float", "bool", "str")
 
 
@@ -110,37 +112,22 @@ class FrameworkCatalog:
         raise UnknownNameError(f"Unknown preset '{name}' for {self.name}. Valid: {valid}")
 
 
-class UnknownNameError(KeyError, ValueError):
-    """A name that is not registered; ``str()`` is the plain message (KeyError would quote it)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
 # ---------------------------------------------------------------- registry
 
-_CATALOGS: dict[str, FrameworkCatalog] = {}
+CATALOGS: Registry[FrameworkCatalog] = Registry("framework")
 
 
 def register_catalog(catalog: FrameworkCatalog) -> FrameworkCatalog:
-    """Add ``catalog`` to the registry and return it unchanged."""
-    existing = _CATALOGS.get(catalog.name)
-    if existing is not None and existing != catalog:
-        raise ValueError(f"framework {catalog.name!r} is registered twice")
-    _CATALOGS[catalog.name] = catalog
-    return catalog
+    """Add ``catalog`` under its name and return it unchanged (an equal one again is a no-op)."""
+    return CATALOGS.register(catalog.name, catalog)
 
 
 def get_catalog(name: str) -> FrameworkCatalog:
-    try:
-        return _CATALOGS[name]
-    except KeyError:
-        valid = ", ".join(sorted(_CATALOGS))
-        raise UnknownNameError(f"Unknown framework '{name}'. Valid: {valid}") from None
+    return CATALOGS.get(name)
 
 
 def registered_catalogs() -> tuple[FrameworkCatalog, ...]:
-    return tuple(_CATALOGS[name] for name in sorted(_CATALOGS))
+    return tuple(CATALOGS.get(name) for name in sorted(CATALOGS))
 
 
 # ---------------------------------------------------------------- helpers

@@ -24,7 +24,9 @@ Both are normalised into one JSON object, printed as the last line of stdout, ex
 ``task`` defaults to the job's task, ``width``/``height`` to the image's size, and
 ``timings_ms`` always has ``load`` (checkpoint) and ``total`` (the ``predict`` call) measured
 here, next to whatever the adapter measured (``preprocess``, ``inference``, ``postprocess``).
-On failure the message goes to stderr, exit 1. No reporter is used.
+On failure the message goes to stderr, exit 1. No reporter is used. A prediction runs on the
+device this process sees (``auto``), not on the training job's: that was a GPU the job held then,
+and the daemon runs predictions with every GPU hidden.
 
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import importlib
 import inspect
 import json
@@ -91,7 +94,7 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: b
     try:
         limit_decoding(max_pixels)
         check_image(image, max_pixels)
-        job = Job.from_file(spec_path)
+        job = dataclasses.replace(Job.from_file(spec_path), device="auto")
         adapter = build_adapter(job, Reporter(None))
         started = time.perf_counter()
         adapter.load_checkpoint(checkpoint)

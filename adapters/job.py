@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The training settings a job spec may leave out, and what they are then: the daemon's spec
+#: validation (runner/spec/validate.py), the repo translator (custom_repos/translate.py) and this
+#: reader all fill them from here. (``image_size`` None: the model's or the repo's own size.)
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3, "device": "auto",
+                                     "num_workers": 0, "seed": 0, "image_size": None}
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -33,9 +39,9 @@ class TrainingSpec:
     epochs: int
     batch_size: int
     learning_rate: float
-    device: str = "auto"
-    num_workers: int = 0
-    seed: int = 0
+    device: str = TRAINING_DEFAULTS["device"]
+    num_workers: int = TRAINING_DEFAULTS["num_workers"]
+    seed: int = TRAINING_DEFAULTS["seed"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,9 @@ class Job:
                 epochs=int(_require(training, "epochs", (int, float), "spec.training.")),
                 batch_size=int(_require(training, "batch_size", (int, float), "spec.training.")),
                 learning_rate=float(_require(training, "learning_rate", (int, float), "spec.training.")),
-                device=training.get("device") or "auto",
-                num_workers=int(training.get("num_workers") or 0),
-                seed=int(training.get("seed") or 0),
+                device=training.get("device") or TRAINING_DEFAULTS["device"],
+                num_workers=int(training.get("num_workers") or TRAINING_DEFAULTS["num_workers"]),
+                seed=int(training.get("seed") or TRAINING_DEFAULTS["seed"]),
             ),
             name=spec.get("name") or "",
             pretrained=bool(spec.get("pretrained") or False),

@@ -27,13 +27,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-log = logging.getLogger("visionyard.reporter")
+from adapters.child_env import ENV_ADDRESS, ENV_JOB_ID, ENV_JOURNAL, ENV_TLS_ROOTS, ENV_TOKEN
 
-ENV_ADDRESS = "VISIONYARD_REPORTER_ADDRESS"  # grpc target: unix:///abs/path.sock or 127.0.0.1:PORT
-ENV_JOB_ID = "VISIONYARD_JOB_ID"
-ENV_TOKEN = "VISIONYARD_JOB_TOKEN"
-ENV_JOURNAL = "VISIONYARD_REPORT_JOURNAL"
-ENV_TLS_ROOTS = "VISIONYARD_REPORTER_TLS_ROOTS"  # PEM: the daemon's listener is TLS (a job on another machine)
+log = logging.getLogger("visionyard.reporter")
 
 PROGRESS_INTERVAL = 0.5  # seconds: at most ~2 progress events a second
 RPC_TIMEOUT = 5.0

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from protos import visionyard_pb2 as pb  # noqa: E402
+from runner.launch import jobdir  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 from tests.e2e.test_security import free_port  # noqa: E402
 from tests.fixtures import make_imagefolder  # noqa: E402
@@ -55,8 +56,8 @@ def run(client, job_spec: dict, node_home: Path | None = None) -> tuple[float, f
     final = client.get(job.id)
     assert final.state == pb.SUCCEEDED, final.error
     job_dir = node_home / "jobs" / job.id if node_home else Path(final.job_dir)
-    executed = (job_dir / "supervisor.json").stat().st_mtime
-    ended = (job_dir / "exit.json").stat().st_mtime
+    executed = (job_dir / jobdir.SUPERVISOR_RECORD).stat().st_mtime
+    ended = (job_dir / jobdir.EXIT_RECORD).stat().st_mtime
     return executed - started, final.finished_at - started, ended - executed, final.finished_at - ended
 
 

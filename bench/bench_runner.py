@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from protos import visionyard_pb2 as pb  # noqa: E402
+from runner.launch import jobdir  # noqa: E402
 from tests.conftest import start_daemon  # noqa: E402
 from tests.fixtures import make_imagefolder  # noqa: E402
 
@@ -76,7 +77,7 @@ def main() -> None:
         print("warming the env (first build may take a minute)...", flush=True)
         _, _, warm = through_daemon(client, spec(dataset, 1, "warm"))
         python = str(Path(next(e.path for e in client.envs() if e.name == warm.env_name)) / "bin" / "python")
-        job_json = json.loads(Path(warm.job_dir, "job.json").read_text())
+        job_json = json.loads(Path(warm.job_dir, jobdir.JOB_FILE).read_text())
         job_json["spec"]["training"]["epochs"] = args.epochs
 
         latencies = []

@@ -1,8 +1,8 @@
 """A visionyard job → a custom repo's env spec, config files and command line.
 
 The job is the raw job-spec dict (``task``, ``model``, ``dataset{path,format}``, ``training{...}``,
-``image_size``, ``advanced``). Missing training values take the same defaults as
-``runner.spec.validate.TrainingSpec`` (repeated here: custom_repos must not import runner).
+``image_size``, ``advanced``). Missing training values take the defaults every job spec gets
+(``adapters.job.TRAINING_DEFAULTS``).
 
 ``{image_size}`` is the job's ``image_size``, else ``training.image_size``, else the spec's
 ``default_image_size`` (YOLOv7 640, ConvNeXt 224): a size belongs to the model family, not to an
@@ -22,21 +22,19 @@ from typing import Any
 import yaml
 
 from adapters.catalog import UnknownNameError, resolve_advanced
+from adapters.child_env import DISTRIBUTED_VARS
+from adapters.devices import ASSIGNED_DEVICE_RE
 from custom_repos import template
 from adapters.datasets import split_options
+from adapters.job import TRAINING_DEFAULTS
 from custom_repos.datasets import accepted_formats, inspect_dataset, materialize
 from custom_repos.git import RepoError, checkout_commit
 from custom_repos.spec import RepoSpec
 from envs.spec import EnvSpec
 
-#: Same defaults as runner.spec.validate.TrainingSpec.
-TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3,
-                                     "num_workers": 0, "seed": 0, "image_size": None}
-#: A child that finds these thinks it is one rank of a distributed run (YOLOv7, ConvNeXt).
-DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID")
+OUTPUT_DIR = "output"  # in the job dir: where the repo writes (the daemon's name for it: runner/launch/jobdir.py)
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
 #: Requirement-file lines that point at other files: they cannot be resolved from the env dir.
 _FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
 
@@ -202,11 +200,11 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
     Nothing is written into ``checkout``: bytecode goes to ``<job_dir>/pycache``, outputs to
     ``<job_dir>/output``, YOLO label caches to ``<job_dir>/data/labels``.
     """
-    if not DEVICE_RE.match(device):
+    if not ASSIGNED_DEVICE_RE.match(device):
         raise ValueError(f"device '{device}' is not cpu, cuda or cuda:N")
     resolved = resolve_job(spec, job)
     job_dir = Path(job_dir).absolute()
-    output_dir = job_dir / "output"
+    output_dir = job_dir / OUTPUT_DIR
     output_dir.mkdir(parents=True, exist_ok=True)
     values = _placeholder_values(spec, resolved, job_dir, output_dir, python, device)
 

@@ -1,6 +1,7 @@
 """Env specs per framework and the uv env manager (hash, build, reuse, lock, GC).
 
-Host side only: imports the stdlib, ``filelock`` and drives the uv binary.
+Host side only: imports the stdlib, ``filelock`` and ``adapters.registry`` (the registry type,
+stdlib only), and drives the uv binary.
 """
 
 from envs.errors import EnvBuildCancelled, EnvBuildError

@@ -1,4 +1,4 @@
-"""The registry of framework env specs: one dict, one register function.
+"""The registry of framework env specs: one ``Registry``, one register function.
 
 Each framework adapter runs in the env named after it. Everything is pinned so that a job run
 today and a job run next month install the same versions (and share one env on disk).
@@ -9,29 +9,25 @@ in ``protos/`` is shared by the daemon and the child and needs the same protobuf
 
 from __future__ import annotations
 
+from adapters.registry import Registry
 from envs.spec import EnvSpec
 
-_SPECS: dict[str, EnvSpec] = {}
+SPECS: Registry[EnvSpec] = Registry("env")
 
 
 def register_spec(spec: EnvSpec) -> EnvSpec:
-    """Add ``spec`` under ``spec.name``; registering a different spec under a taken name fails."""
-    existing = _SPECS.get(spec.name)
-    if existing is not None and existing != spec:
-        raise ValueError(f"Env {spec.name!r} is already registered with a different spec")
-    _SPECS[spec.name] = spec
-    return spec
+    """Add ``spec`` under ``spec.name`` and return it; an equal spec again is a no-op, a different
+    one under a taken name raises ``AlreadyRegisteredError`` (a ValueError)."""
+    return SPECS.register(spec.name, spec)
 
 
 def get_spec(name: str) -> EnvSpec:
-    try:
-        return _SPECS[name]
-    except KeyError:
-        raise ValueError(f"Unknown env {name!r}. Valid: {', '.join(spec_names())}") from None
+    """The spec named ``name``; ``UnknownNameError`` (a KeyError and a ValueError) lists the valid ones."""
+    return SPECS.get(name)
 
 
 def spec_names() -> list[str]:
-    return sorted(_SPECS)
+    return sorted(SPECS)
 
 
 # Shared by every framework env: the child reports to the daemon over gRPC.

@@ -13,8 +13,9 @@
     ...parser.finish()                            # the last epoch's held-back metrics
 
 (or `parser.feed(chunk)` / `parser.finish()`, which keep a splitter inside the parser.)
-Stdlib only; parsers are pure and never print. The built-ins are registered by the imports
-below - this list is the whole registry.
+Stdlib only (and `adapters.registry`, the registry type, itself stdlib only); parsers are pure
+and never print. The built-ins are registered by the imports below - this list is the whole
+registry.
 """
 
 from log_parsers.base import (

@@ -1,8 +1,8 @@
 """Which parser a repo spec's `parser:` field names, and the checks on it.
 
-One dict of built-in parsers, filled by `@register_parser` in each parser module (imported
-explicitly by `log_parsers/__init__.py`, so the list is visible in one file). A `parser:` value
-is one of:
+One registry of built-in parsers (an `adapters.registry.Registry`), filled by `@register_parser`
+in each parser module (imported explicitly by `log_parsers/__init__.py`, so the list is visible in
+one file). A `parser:` value is one of:
 
     "yolov7"                          a built-in, by name
     {"builtin": "yolov7"}             the same, as a mapping
@@ -19,39 +19,38 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from adapters.registry import Registry
 from log_parsers.base import LogParser
 
-__all__ = ["build_parser", "builtin_parsers", "register_parser", "validate_parser_config"]
+__all__ = ["BUILTINS", "build_parser", "builtin_parsers", "register_parser", "validate_parser_config"]
 
-_BUILTINS: dict[str, type[LogParser]] = {}
+BUILTINS: Registry[type[LogParser]] = Registry("log parser")
 
 P = TypeVar("P", bound=type[LogParser])
 
 
 def register_parser(name: str) -> Callable[[P], P]:
-    """Class decorator: make a parser class available under `name`; returns the class unchanged."""
+    """Class decorator: make a parser class available under `name`; returns the class unchanged.
+
+    The same class again is a no-op; another class under a taken name raises
+    ``AlreadyRegisteredError`` (a ValueError) before anything changes."""
 
     def register(cls: P) -> P:
-        if name in _BUILTINS:
-            raise ValueError(f"log parser {name!r} registered twice")
+        BUILTINS.register(name, cls)
         cls.name = name
-        _BUILTINS[name] = cls
         return cls
 
     return register
 
 
 def builtin_parsers() -> list[str]:
-    return sorted(_BUILTINS)
+    return sorted(BUILTINS)
 
 
 def _builtin(name: Any, path: str) -> type[LogParser]:
     if not isinstance(name, str):
         raise ValueError(f"{path}: expected a parser name (string), got {type(name).__name__}")
-    try:
-        return _BUILTINS[name]
-    except KeyError:
-        raise ValueError(f"Unknown log parser {name!r}. Valid: {', '.join(builtin_parsers())}") from None
+    return BUILTINS.get(name)  # UnknownNameError (a ValueError): "Unknown log parser 'x'. Valid: ..."
 
 
 def _resolve(config: Any) -> Callable[[], LogParser]:

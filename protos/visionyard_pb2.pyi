@@ -17,6 +17,22 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUCCEEDED: _ClassVar[JobState]
     FAILED: _ClassVar[JobState]
     CANCELLED: _ClassVar[JobState]
+
+class FailureCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAUSE_UNSPECIFIED: _ClassVar[FailureCause]
+    CAUSE_DATASET: _ClassVar[FailureCause]
+    CAUSE_ENV_BUILD: _ClassVar[FailureCause]
+    CAUSE_REPO: _ClassVar[FailureCause]
+    CAUSE_OUT_OF_MEMORY: _ClassVar[FailureCause]
+    CAUSE_DISK_FULL: _ClassVar[FailureCause]
+    CAUSE_DIVERGED: _ClassVar[FailureCause]
+    CAUSE_TRAINING: _ClassVar[FailureCause]
+    CAUSE_KILLED: _ClassVar[FailureCause]
+    CAUSE_LOST: _ClassVar[FailureCause]
+    CAUSE_CANCELLED: _ClassVar[FailureCause]
+    CAUSE_RUNNER: _ClassVar[FailureCause]
+    CAUSE_DEVICE: _ClassVar[FailureCause]
 JOB_STATE_UNSPECIFIED: JobState
 QUEUED: JobState
 PREPARING: JobState
@@ -24,6 +40,19 @@ RUNNING: JobState
 SUCCEEDED: JobState
 FAILED: JobState
 CANCELLED: JobState
+CAUSE_UNSPECIFIED: FailureCause
+CAUSE_DATASET: FailureCause
+CAUSE_ENV_BUILD: FailureCause
+CAUSE_REPO: FailureCause
+CAUSE_OUT_OF_MEMORY: FailureCause
+CAUSE_DISK_FULL: FailureCause
+CAUSE_DIVERGED: FailureCause
+CAUSE_TRAINING: FailureCause
+CAUSE_KILLED: FailureCause
+CAUSE_LOST: FailureCause
+CAUSE_CANCELLED: FailureCause
+CAUSE_RUNNER: FailureCause
+CAUSE_DEVICE: FailureCause
 
 class DatasetSpec(_message.Message):
     __slots__ = ("path", "format", "split", "val_ratio", "split_file")
@@ -90,7 +119,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., framework: _Optional[str] = ..., task: _Optional[str] = ..., model: _Optional[str] = ..., pretrained: _Optional[bool] = ..., image_size: _Optional[int] = ..., num_classes: _Optional[int] = ..., dataset: _Optional[_Union[DatasetSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., advanced: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., preset: _Optional[str] = ..., weights: _Optional[str] = ..., resume: _Optional[str] = ..., repo: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device", "placement")
+    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device", "placement", "cause")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +146,7 @@ class Job(_message.Message):
     MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -136,7 +166,8 @@ class Job(_message.Message):
     mlflow_run_id: str
     device: str
     placement: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
+    cause: FailureCause
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ..., placement: _Optional[str] = ..., cause: _Optional[_Union[FailureCause, str]] = ...) -> None: ...
 
 class StatusChange(_message.Message):
     __slots__ = ("state", "message")
@@ -354,12 +385,14 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("states", "limit")
+    __slots__ = ("states", "limit", "causes")
     STATES_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CAUSES_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[JobState]
     limit: int
-    def __init__(self, states: _Optional[_Iterable[_Union[JobState, str]]] = ..., limit: _Optional[int] = ...) -> None: ...
+    causes: _containers.RepeatedScalarFieldContainer[FailureCause]
+    def __init__(self, states: _Optional[_Iterable[_Union[JobState, str]]] = ..., limit: _Optional[int] = ..., causes: _Optional[_Iterable[_Union[FailureCause, str]]] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs",)

@@ -21,10 +21,7 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.auth import TOKEN_ENV, TokenCredentials, read_token
 from runner.settings import MAX_IMAGE_BYTES, resolve_address, resolve_home
-from runner.spec.wire import SpecError, spec_to_proto
-
-TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
-
+from runner.spec.wire import TERMINAL_STATES, SpecError, spec_to_proto  # noqa: F401 (the states a job never leaves)
 
 TLS_CA_ENV = "VISIONYARD_TLS_CA"
 CLIENT_CERT_ENV, CLIENT_KEY_ENV = "VISIONYARD_CLIENT_CERT", "VISIONYARD_CLIENT_KEY"
@@ -164,8 +161,11 @@ class Client:
     def get(self, job_id: str) -> pb.Job:
         return self._call("GetJob", pb.GetJobRequest(job_id=job_id))
 
-    def list(self, states: list[int] | None = None, limit: int = 0) -> list[pb.Job]:
-        return list(self._call("ListJobs", pb.ListJobsRequest(states=states or [], limit=limit)).jobs)
+    def list(self, states: list[int] | None = None, limit: int = 0, causes: list[int] | None = None) -> list[pb.Job]:
+        """Jobs, newest first; only those in `states` (``pb.FAILED``, ...) and of `causes`
+        (``pb.CAUSE_OUT_OF_MEMORY``, ...) when given."""
+        return list(self._call("ListJobs", pb.ListJobsRequest(states=states or [], limit=limit,
+                                                              causes=causes or [])).jobs)
 
     def cancel(self, job_id: str) -> pb.Job:
         return self._call("CancelJob", pb.CancelJobRequest(job_id=job_id))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.helpers import start_daemon  # noqa: E402 (after the path)
 
 
 #: Fixtures that build a framework env or start a real daemon: tests using them are `slow`.
@@ -57,44 +56,6 @@ def ultralytics_env(shared_envs):
 
     with open(shared_envs.parent / "ultralytics-env-build.log", "w") as log:
         return EnvManager(shared_envs).ensure(get_spec("ultralytics"), log=log)
-
-
-class DaemonProcess:
-    def __init__(self, home: Path, extra_args: list[str] = ()):
-        self.home = home
-        self.log_path = home / "daemon.log"
-        home.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "serve", "--home", str(home), *extra_args],
-                                     cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        from runner.client import Client
-
-        self.address = f"unix://{home / 'daemon.sock'}"
-        self.client = Client(address=self.address)
-        self.client.wait_ready(timeout=60)
-
-    def stop(self) -> int:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
-def start_daemon(home: Path, envs_root: Path, extra_args: list[str] = (),
-                 cancel_jobs_on_stop: bool = True) -> DaemonProcess:
-    """A daemon on `home` whose envs are `envs_root`. Its `stop()` cancels running jobs, so that no
-    test leaves a training behind (pass False for the default: jobs outlive the daemon)."""
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "envs").exists():
-        (home / "envs").symlink_to(envs_root, target_is_directory=True)
-    flags = ["--cancel-jobs-on-stop"] if cancel_jobs_on_stop and "--cancel-jobs-on-stop" not in extra_args else []
-    return DaemonProcess(home, [*extra_args, *flags])
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,13 @@
-"""Tiny COCO and YOLO datasets made by code, for the dataset layer's tests and the CLI's."""
+"""Tiny datasets made by code (COCO, YOLO, Pascal VOC, segmentation masks, super-resolution pairs, OCR
+lines), for the dataset layer's tests, the CLI's and the frameworks'."""
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 CATEGORIES = [{"id": 7, "name": "bike"}, {"id": 3, "name": "car"}]  # car (3) -> class 0, bike (7) -> class 1
@@ -113,4 +116,117 @@ def add_edge_labels(root: Path, task: str) -> Path:
     """``root`` (a ``make_yolo_task`` dataset of 64 px images) with ``EDGE_LINES[task]`` added to train image 0."""
     label = root / "labels" / "train" / "0.txt"
     label.write_text(label.read_text() + EDGE_LINES[task])
+    return root
+
+
+# ------------------------------------------------------------ Pascal VOC
+
+def write_voc_image(path: Path, size=(8, 6)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+
+
+def voc_xml(filename: str, size=(8, 6), objects=(("cat", (1, 1, 4, 5), 0),)) -> str:
+    size_xml = "" if size is None else f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"
+    parts = [f"<annotation><folder>VOC</folder><filename>{filename}</filename>{size_xml}"]
+    for name, box, difficult in objects:
+        coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+        parts.append(f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>")
+    return "".join(parts) + "</annotation>"
+
+
+def write_xml(root: Path, stem: str, text: str) -> Path:
+    path = root / "Annotations" / f"{stem}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def make_voc(root: Path, stems=("a", "b", "c"), image_sets: dict | None = None) -> Path:
+    """One image per stem, each with a cat box; "a" and "c" also have a difficult dog."""
+    for stem in stems:
+        write_voc_image(root / "JPEGImages" / f"{stem}.jpg")
+        objects = [("cat", (1, 1, 4, 5), 0)] + ([("dog", (2.5, 2, 7, 6), 1)] if stem in ("a", "c") else [])
+        write_xml(root, stem, voc_xml(f"{stem}.jpg", objects=objects))
+    for split, ids in (image_sets or {}).items():
+        path = root / "ImageSets" / "Main" / f"{split}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
+# ------------------------------------------------------------ semantic segmentation masks
+
+MASK_CLASSES = ["background", "square", "bar"]
+MASK_COLOURS = {0: (200, 40, 40), 1: (40, 200, 40), 2: (40, 40, 200), 255: (0, 0, 0)}
+MASK_SIZE = (48, 40)  # width, height: not square
+
+
+def make_masks(root, train: int = 12, val: int = 4):
+    """``masks`` layout: a square (1) somewhere, a bar (2) at the bottom, a 2x2 ignored corner (255)."""
+    width, height = MASK_SIZE
+    rng = random.Random(0)
+    for split, count in (("train", train), ("val", val)):
+        for folder in ("images", "masks"):
+            (root / split / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            mask = np.zeros((height, width), np.uint8)
+            x, y = rng.randint(0, width // 2), rng.randint(0, height // 2)
+            mask[y:y + height // 3, x:x + width // 3] = 1
+            mask[height - 8:, :] = 2
+            mask[:2, :2] = 255
+            colours = np.array([MASK_COLOURS[int(v)] for v in mask.ravel()], np.int32).reshape(height, width, 3)
+            noise = np.random.default_rng(rng.randint(0, 10**6)).integers(-30, 30, colours.shape)
+            image = Image.fromarray(np.clip(colours + noise, 0, 255).astype(np.uint8))
+            image.save(root / split / "images" / f"{i}.png")
+            Image.fromarray(mask).save(root / split / "masks" / f"{i}.png")
+    (root / "classes.txt").write_text("\n".join(MASK_CLASSES) + "\n")
+    return root
+
+
+# ------------------------------------------------------------ super-resolution pairs
+
+def _stripes(rng) -> Image.Image:
+    """32x32 smooth stripes (something a model can learn to upscale)."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    f = rng.uniform(0.1, 0.4, 3)
+    return Image.fromarray(np.stack([127 + 100 * np.sin(f[c] * (xx + yy * (c + 1))) for c in range(3)], -1)
+                           .astype(np.uint8))
+
+
+def make_sr_pairs(root, train: int = 8, val: int = 4, with_lr: bool = True):
+    """``sr_pairs``: ``{train,val}/HR`` 32x32 and (``with_lr``) ``LR_x2`` 16x16 made by bicubic downscaling."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", val)):
+        (root / split / "HR").mkdir(parents=True, exist_ok=True)
+        if with_lr:
+            (root / split / "LR_x2").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            hr = _stripes(rng)
+            hr.save(root / split / "HR" / f"{i}.png")
+            if with_lr:
+                hr.resize((16, 16), Image.Resampling.BICUBIC).save(root / split / "LR_x2" / f"{i}.png")
+    return root
+
+
+# ------------------------------------------------------------ OCR lines
+
+OCR_TRAIN_TEXTS = ("ab", "ba", "abc", "cab", "ab ba", "ca", "bc", "cb")
+OCR_VAL_TEXTS = ("ab", "ba", "abc", "a b")
+
+
+def make_ocr_dataset(root: Path) -> Path:
+    """``{train,val}/images/*.png`` with the text drawn in black on white, and ``labels.jsonl``."""
+    from PIL import ImageDraw
+
+    for split, texts in (("train", OCR_TRAIN_TEXTS), ("val", OCR_VAL_TEXTS)):
+        images = root / split / "images"
+        images.mkdir(parents=True)
+        lines = []
+        for i, text in enumerate(texts):
+            image = Image.new("RGB", (64, 32), "white")
+            ImageDraw.Draw(image).text((4, 10), text, fill="black")
+            image.save(images / f"{i}.png")
+            lines.append(json.dumps({"file": f"{i}.png", "text": text}))
+        (root / split / "labels.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root

@@ -77,6 +77,7 @@ p.add_argument("--train", required=True)
 p.add_argument("--out", required=True)
 p.add_argument("--fail-at", type=int, default=0)
 p.add_argument("--epoch-seconds", type=float, default=0.0)
+p.add_argument("--hold-file", default="")
 a = p.parse_args()
 classes = sorted(os.listdir(a.train))
 print(f"toy trainer: {len(classes)} classes, {a.epochs} epochs", flush=True)
@@ -91,6 +92,8 @@ for e in range(a.epochs):
     print(f"validation: acc {50 + 10 * e:.1f}%", flush=True)
     with open(os.path.join(a.out, f"model_{e + 1}.bin"), "w") as f:
         f.write(json.dumps({"epoch": e + 1}))
+    while a.hold_file and e == 0 and not os.path.exists(a.hold_file):  # held after its first epoch
+        time.sleep(0.1)
 '''
 
 
@@ -140,10 +143,12 @@ description: a toy classifier no Python in visionyard knows about
 tasks: [image_classification]
 dataset_format: imagefolder
 command: ["{{python}}", train.py, --epochs, "{{epochs}}", --train, "{{train_dir}}", --out, "{{output_dir}}",
-          --fail-at, "{{advanced.fail_at}}", --epoch-seconds, "{{advanced.epoch_seconds}}"]
+          --fail-at, "{{advanced.fail_at}}", --epoch-seconds, "{{advanced.epoch_seconds}}",
+          --hold-file, "{{advanced.hold_file}}"]
 advanced:
   fail_at: {{type: int, default: 0, minimum: 0, description: "epoch to crash at (0: never)"}}
   epoch_seconds: {{type: float, default: 0.0, minimum: 0, description: "extra seconds each epoch takes"}}
+  hold_file: {{type: str, default: "", description: "after its first epoch, wait until this file exists"}}
 artifacts:
   last: "model_*.bin"
 parser:

@@ -90,6 +90,16 @@ def test_adapters_import_none_of_the_hosts_packages():
     assert _violations(("adapters",), ("runner", "envs", "custom_repos", "log_parsers")) == []
 
 
+def test_envs_and_log_parsers_take_only_the_registry_type_from_the_project():
+    """envs/ and log_parsers/ are leaves: of the project they import only their own package and
+    adapters.registry (the one registry type, shared by the host and the child), which imports
+    nothing of the project."""
+    for package in ("envs", "log_parsers"):
+        others = tuple(p for p in PACKAGES if p != package)
+        assert [v for v in _violations((package,), others) if not v.endswith(" imports adapters.registry")] == []
+    assert _violations(("adapters.registry",), PACKAGES) == []
+
+
 def test_nothing_imports_the_payload_and_the_payload_imports_nothing_of_the_runner():
     outside = tuple(m for m in ("runner.cli", "runner.client", "runner.daemon", "runner.core", "runner.launch",
                                 "runner.spec", "runner.auth", "runner.settings"))

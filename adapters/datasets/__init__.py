@@ -31,19 +31,12 @@ from typing import Any
 
 # Each format module registers itself on import; this list is the registry's contents.
 from adapters.datasets import coco, dice, imagefolder, masks, ocr, sr_pairs, voc, yolo  # noqa: F401
+from adapters.datasets.coords import to_normalized, to_pixels
 from adapters.datasets.formats import format_names, formats_for_task, get_format
 from adapters.datasets.images import IMAGE_EXTENSIONS, image_size, list_images, open_image
 from adapters.datasets.problems import DatasetError, Problem, Problems
 from adapters.datasets.read import inspect_dataset, read_dataset
-from adapters.datasets.records import (
-    OBJECT_TASKS,
-    TASKS,
-    Annotation,
-    Dataset,
-    ImageRecord,
-    to_normalized,
-    to_pixels,
-)
+from adapters.datasets.records import OBJECT_TASKS, TASKS, Annotation, Dataset, ImageRecord
 from adapters.datasets.split import DEFAULT_VAL_RATIO, STRATEGIES, SplitOptions
 
 __all__ = [

@@ -1,15 +1,15 @@
-"""The format registry: one dict, filled by ``@register_format`` in each format's module."""
+"""The format registry: one ``Registry``, filled by ``@register_format`` in each format's module."""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import ImageRecord
 from adapters.datasets.walk import dataset_scope
+from adapters.registry import Registry
 
 
 @dataclass
@@ -37,48 +37,51 @@ Reader = Callable[[Path, ReadOptions, Problems], "RawDataset | None"]
 
 
 @dataclass(frozen=True)
+class InScope:
+    """A reader run inside its dataset's ``walk.dataset_scope``: every folder it walks obeys the
+    dataset's link rule, and the links it skips are warnings in its problems. Equal when the
+    readers are the same function."""
+
+    read: Reader
+
+    def __call__(self, root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
+        with dataset_scope(root, problems):
+            return self.read(root, options, problems)
+
+
+@dataclass(frozen=True)
 class FormatInfo:
     name: str
     tasks: tuple[str, ...]
     layout: str
-    reader: Reader
+    reader: InScope
 
 
-_FORMATS: dict[str, FormatInfo] = {}
+FORMATS: Registry[FormatInfo] = Registry(
+    "dataset format", describe=lambda info: f"the reader {info.reader.read.__module__}.{info.reader.read.__qualname__}")
 
 
 def register_format(name: str, tasks: tuple[str, ...], layout: str):
     """Register the decorated reader under ``name``; returns the reader unchanged.
 
-    The registry calls it inside its dataset's ``walk.dataset_scope``: every folder the reader
-    walks obeys the dataset's link rule, and the links it skips are warnings in its problems.
+    The registry calls it inside its dataset's ``walk.dataset_scope`` (``InScope``). The same
+    reader, tasks and layout again are a no-op; anything else under a taken name raises
+    ``AlreadyRegisteredError`` (a ValueError).
     """
     def wrap(reader: Reader) -> Reader:
-        if name in _FORMATS:
-            raise ValueError(f"dataset format {name!r} is registered twice")
-        _FORMATS[name] = FormatInfo(name, tuple(tasks), layout, _in_scope(reader))
+        FORMATS.register(name, FormatInfo(name, tuple(tasks), layout, InScope(reader)))
         return reader
     return wrap
 
 
-def _in_scope(reader: Reader) -> Reader:
-    @functools.wraps(reader)
-    def read(root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
-        with dataset_scope(root, problems):
-            return reader(root, options, problems)
-    return read
-
-
 def get_format(name: str) -> FormatInfo:
-    try:
-        return _FORMATS[name]
-    except KeyError:
-        raise ValueError(f"Unknown dataset format '{name}'. Valid: {', '.join(format_names())}") from None
+    """The format named ``name``; ``UnknownNameError`` (a ValueError) lists the valid ones."""
+    return FORMATS.get(name)
 
 
 def format_names() -> list[str]:
-    return list(_FORMATS)
+    return FORMATS.names()
 
 
 def formats_for_task(task: str) -> list[str]:
-    return [info.name for info in _FORMATS.values() if task in info.tasks]
+    return [info.name for info in FORMATS.values() if task in info.tasks]

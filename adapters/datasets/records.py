@@ -4,8 +4,7 @@ Coordinates stay in the unit their format stores them in, and each image says wh
 ``ImageRecord.normalized`` is True for YOLO (fractions of the image's width and height) and
 False for COCO, VOC and labelme (pixels). Reading a large COCO file therefore copies no
 coordinate, and a YOLO dataset is read without opening a single image. Consumers that need one
-unit ask for it: ``to_pixels(record)`` / ``to_normalized(record)`` (``images.image_size`` reads
-the image header when the format did not record the size).
+unit ask for it: ``to_pixels(record)`` / ``to_normalized(record)`` (``coords.py``).
 
 Geometry, per annotation (all optional, by task):
 - ``box``: ``(x1, y1, x2, y2)``, corners of the axis-aligned box;
@@ -17,7 +16,7 @@ Geometry, per annotation (all optional, by task):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 TASKS = (
     "image_classification",
@@ -100,53 +99,6 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-
-def to_pixels(record: ImageRecord) -> ImageRecord:
-    """The record with pixel coordinates (reads the image header if the size is unknown)."""
-    if not record.normalized:
-        return record
-    width, height = _size(record)
-    return replace(record, width=width, height=height, normalized=False,
-                   annotations=[_scaled(a, width, height) for a in record.annotations])
-
-
-def to_normalized(record: ImageRecord) -> ImageRecord:
-    """The record with coordinates as fractions of the image size."""
-    if record.normalized:
-        return record
-    width, height = _size(record)
-    return replace(record, width=width, height=height, normalized=True,
-                   annotations=[_scaled(a, 1.0 / width, 1.0 / height) for a in record.annotations])
-
-
-def _size(record: ImageRecord) -> tuple[int, int]:
-    if record.width and record.height:
-        return record.width, record.height
-    from adapters.datasets.images import image_size
-
-    return image_size(record)
-
-
-def _scaled(ann: Annotation, sx: float, sy: float) -> Annotation:
-    def flat(values):
-        return [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(values)]
-
-    def points(values):  # x, y, v triples: scale x and y, keep v
-        out = list(values)
-        for i in range(0, len(out) - 2, 3):
-            out[i] *= sx
-            out[i + 1] *= sy
-        return out
-
-    box = None if ann.box is None else (ann.box[0] * sx, ann.box[1] * sy, ann.box[2] * sx, ann.box[3] * sy)
-    return replace(
-        ann,
-        box=box,
-        polygons=None if ann.polygons is None else [flat(p) for p in ann.polygons],
-        keypoints=None if ann.keypoints is None else points(ann.keypoints),
-        rbox=None if ann.rbox is None else flat(ann.rbox),
-    )
 
 
 def polygon_box(polygons) -> tuple[float, float, float, float]:

@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from adapters.datasets.coords import to_normalized, to_pixels
 from adapters.datasets.images import image_size
-from adapters.datasets.records import Annotation, Dataset, ImageRecord, to_normalized, to_pixels
+from adapters.datasets.records import Annotation, Dataset, ImageRecord
 
 #: The COCO file name prefix per task.
 COCO_PREFIX = {"pose_estimation": "person_keypoints"}

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from adapters.base import TrainingAdapter
 from adapters.datasets import ImageRecord, open_image, read_dataset, split_options
+from adapters.devices import resolve_device
 from adapters.files import atomic_path
 from adapters.hub import is_missing_from_cache, prepare_hub_access
 from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
@@ -35,7 +36,7 @@ class PretrainedWeightsUnavailable(RuntimeError):
 class TimmAdapter(TrainingAdapter):
     def __init__(self, job, reporter=None) -> None:
         super().__init__(job, reporter)
-        self.device = resolve_device(job.device)
+        self.device = torch.device(resolve_device(job.device))
         self.class_names: list[str] = []
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -271,17 +272,6 @@ class TimmAdapter(TrainingAdapter):
 
 
 # ---------------------------------------------------------------- building blocks
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if not device or device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        device = "cuda:0"
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' was requested but CUDA is not available here")
-    return resolved
 
 
 def seed_everything(seed: int) -> None:

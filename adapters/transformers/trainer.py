@@ -25,6 +25,7 @@ from typing import Any
 from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import open_image, read_dataset, split_options
 from adapters.datasets.records import ImageRecord
+from adapters.devices import resolve_device
 from adapters.hub import is_missing_from_cache, prepare_hub_access
 from adapters.metrics import primary_metric
 from adapters.transformers.tasks import get_task
@@ -43,6 +44,7 @@ class ModelUnavailable(RuntimeError):
 class TransformersAdapter(FrameworkLoopAdapter):
     def __init__(self, job, reporter=None) -> None:
         super().__init__(job, reporter)
+        self.device = resolve_device(job.device)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "\r" bars for every save and load would flood the job log
@@ -94,7 +96,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
         from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
         spec, s = self.spec, self.setting
-        on_cuda = self.job.device != "cpu" and torch.cuda.is_available()
+        on_cuda = self.device != "cpu"
         precision = s("mixed_precision", "auto")
         if precision == "auto":
             precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "no"
@@ -131,7 +133,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
         self.model, self.processor = self._load(str(path), pretrained=True, dataset=None)
         self.task.processor = self.processor
-        self.model.eval()
+        self.model.to(self.device).eval()
         return {"epoch": 0}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import yaml
 from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import read_dataset, split_options
 from adapters.datasets.stage import stage
+from adapters.devices import resolve_device
 from adapters.files import atomic_path
 from adapters.ultralytics.catalog import TASK_SUFFIX
 from adapters.ultralytics.metrics import epoch_metrics
@@ -88,21 +89,14 @@ def model_name(model: str, task: str) -> str:
 
 
 def ultralytics_device(device: str) -> str:
-    """Our device (``auto``, ``cpu``, ``cuda``, ``cuda:N``) as Ultralytics names it (``cpu``, ``N``)."""
-    import torch
-
-    if device in ("", "auto"):
-        return "0" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' was requested but CUDA is not available here")
-    return device.split(":", 1)[1] if ":" in device else "0"
+    """A resolved device (``cpu``, ``cuda:N``) as Ultralytics names it (``cpu``, ``N``)."""
+    return "cpu" if device == "cpu" else device.partition(":")[2]
 
 
 class UltralyticsAdapter(FrameworkLoopAdapter):
     def __init__(self, job, reporter=None) -> None:
         super().__init__(job, reporter)
+        self.device = resolve_device(job.device)
         quiet_environment(Path(job.job_dir) / "ultralytics-config")
         self.task = job.spec.task
         self.class_names: list[str] = []
@@ -192,7 +186,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         spec, s = self.spec, self.setting
         common: dict[str, Any] = dict(
             data=str(self.data), imgsz=int(spec.image_size), batch=spec.training.batch_size,
-            device=ultralytics_device(self.job.device), workers=spec.training.num_workers, plots=False,
+            device=ultralytics_device(self.device), workers=spec.training.num_workers, plots=False,
         )
         if spec.resume:  # the rest comes from the checkpoint's own arguments
             self.model.train(resume=str(Path(self.job.job_dir) / "resume.pt"), save_dir=str(self.checkpoint_dir),
@@ -265,7 +259,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
 
         started = time.perf_counter()
         image = open_image(ImageRecord(str(image_path)))  # any file name: the daemon's upload has no suffix
-        device = ultralytics_device(self.job.device)
+        device = ultralytics_device(self.device)
         result = self.model.predict(image, imgsz=int(self.spec.image_size), device=device, verbose=False)[0]
         height, width = result.orig_shape
         out: dict[str, Any] = {"task": self.task, "width": int(width), "height": int(height),

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from protos import visionyard_pb2 as pb
 from runner.client import Client, ClientError
-from runner.cli.progress import follow, format_metrics, state_name, summary
+from runner.cli.progress import cause_name, follow, format_metrics, state_name, summary
 from runner.settings import DEFAULT_NODE_HOME, Paths, resolve_home
 
 console = Console()
@@ -101,15 +101,17 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    states = [pb.JobState.Value(s.upper()) for s in args.state or []]
+    states = [pb.JobState.Value(s.upper()) for s in [*(args.state or []), *(["failed"] if args.failed else [])]]
+    causes = [pb.FailureCause.Value(f"CAUSE_{c.upper()}") for c in args.cause or []]
     with _client(args) as client:
-        jobs = client.list(states, args.limit)
+        jobs = client.list(states, args.limit, causes=causes)
     if args.json:
         print(json.dumps([_dict(j) for j in jobs], indent=2))
         return 0
     table = Table("id", "name", "state", "epoch", "created", "metrics")
     for job in jobs:
-        table.add_row(job.id, job.name, state_name(job.state), f"{job.epoch}/{job.total_epochs}",
+        state = state_name(job.state) + (f" ({cause_name(job.cause)})" if job.cause else "")
+        table.add_row(job.id, job.name, state, f"{job.epoch}/{job.total_epochs}",
                       _when(job.created_at), format_metrics(dict(job.metrics)))
     console.print(table)
     return 0
@@ -460,6 +462,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list jobs, newest first")
     p.add_argument("--json", action="store_true")
     p.add_argument("--state", action="append", choices=[s.lower() for s in pb.JobState.keys()][1:])
+    p.add_argument("--failed", action="store_true", help="only failed jobs (the same as --state failed)")
+    p.add_argument("--cause", action="append", choices=[cause_name(n) for n in pb.FailureCause.values()][1:],
+                   help="only jobs that ended for this cause (repeatable)")
     p.add_argument("--limit", type=int, default=0)
     p = add("logs", cmd_logs, "print a job's log")
     p.add_argument("job")

@@ -15,6 +15,11 @@ def state_name(state: int) -> str:
     return pb.JobState.Name(state)
 
 
+def cause_name(cause: int) -> str:
+    """A failure cause as `list --cause` takes it: out_of_memory, dataset, ..."""
+    return pb.FailureCause.Name(cause).removeprefix("CAUSE_").lower()
+
+
 def format_metrics(values: dict[str, float], keys=SHOWN_METRICS) -> str:
     shown = [k for k in keys if k in values] or sorted(values)
     return "  ".join(f"{k} {values[k]:.4g}" for k in shown)
@@ -58,6 +63,8 @@ def summary(job: pb.Job, console: Console | None = None) -> None:
     table = Table(title=f"job {job.id} — {job.name}", show_header=False)
     colour = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(state_name(job.state), "white")
     table.add_row("state", f"[{colour}]{state_name(job.state)}[/]")
+    if job.cause:
+        table.add_row("cause", cause_name(job.cause))
     if job.placement:
         table.add_row("runs on" if job.state == pb.RUNNING else "ran on", job.placement)
     for key in sorted(job.metrics):

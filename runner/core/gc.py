@@ -20,14 +20,14 @@ from envs.ondisk import disk_usage
 from envs.specs import get_spec
 from runner.launch.ray.node_files import remove_plans
 from runner.spec.validate import CUSTOM
-from runner.core.store import JobState
+from runner.core.store import TERMINAL, JobState
 
 if TYPE_CHECKING:
     from runner.core.runtime import Runtime
 
 log = logging.getLogger("visionyard.gc")
 DAY = 86400.0
-ACTIVE = (JobState.QUEUED, JobState.PREPARING, JobState.RUNNING)
+ACTIVE = frozenset(JobState) - TERMINAL
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _job_dirs(rt: "Runtime", policy: Policy, now: float) -> list[Removal]:
     if not policy.job_dir_max_age_days:
         return []
     removals = []
-    for record in rt.store.list([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]):
+    for record in rt.store.list(TERMINAL):
         job_dir = rt.paths.job_dir(record.id)
         age_days = (now - (record.finished_at or now)) / DAY
         if age_days > policy.job_dir_max_age_days and job_dir.is_dir():

@@ -19,8 +19,11 @@ from log_parsers.base import Line
 from runner.launch import backends
 from runner.launch.context import JobContext
 from runner.launch.devices import Assignment
+from runner.launch.jobdir import CHECKPOINTS, LAUNCH_RECORD, LOG
 from runner.launch.local import (Child, ExitStatus, LogTailer, process_start_ticks, read_exit_record,
                              replay_lines)
+from runner.core import failures
+from runner.core.failures import Cause
 from runner.core.reports import apply_journal
 from runner.core.runtime import Runtime
 from runner.settings import LOW_DISK_BYTES
@@ -51,7 +54,6 @@ def _repo_tags(record: JobRecord) -> dict[str, str]:
 
 
 DETACHED = "DETACHED"  # the daemon stopped watching a job that goes on (adopted at its next start)
-LAUNCH_RECORD = "launch.json"
 FINAL_RETRY_MAX_SECONDS = 30.0
 
 
@@ -67,7 +69,7 @@ class JobExecution(threading.Thread):
         self.adopted = adopted
         self.job_id = record.id
         self.job_dir = rt.paths.job_dir(record.id)
-        self.log_path = self.job_dir / "output.log"
+        self.log_path = self.job_dir / LOG
         self.cancel_requested = threading.Event()
         self.detach_requested = threading.Event()
         self.stop_preparing = threading.Event()  # cancel or detach: an env build stops
@@ -105,7 +107,8 @@ class JobExecution(threading.Thread):
             final_state = self._adopt() if self.adopted else self._run()
         except Exception as exc:  # a bug here must fail the job, never the daemon
             log.exception("job %s failed inside the runner", self.job_id)
-            final_state = self._finish(JobState.FAILED, f"runner error: {type(exc).__name__}: {exc}")
+            final_state = self._finish(JobState.FAILED, f"runner error: {type(exc).__name__}: {exc}",
+                                       cause=Cause.RUNNER)
         finally:
             self._wrap_up(final_state)
 
@@ -117,13 +120,13 @@ class JobExecution(threading.Thread):
             return
         if self._tailer.is_alive():
             self._tailer.stop()
-        for partial in remove_partials(self.job_dir / "checkpoints"):  # torn by a kill or a full disk
+        for partial in remove_partials(self.job_dir / CHECKPOINTS):  # torn by a kill or a full disk
             log.info("job %s: removed the interrupted write %s", self.job_id, partial)
         self.rt.devices.release(self.assignment)
         record = self.rt.store.get(self.job_id)
         best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
         self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *best, *self.extra_artifacts],
-                                tags={"visionyard.state": record.state.value})
+                                tags=end_tags(record))
         self.on_done(self.job_id, final_state)
 
     def _on_lines(self, lines: list[Line], offset: int) -> None:
@@ -152,7 +155,8 @@ class JobExecution(threading.Thread):
                 if self.cancel_requested.is_set():
                     return self._finish(JobState.CANCELLED, self.cancel_reason)
                 job_log.write(f"[visionyard] {exc}\n")
-                return self._finish(JobState.FAILED, f"{exc}\nlast log lines:\n{log_tail(self.log_path)}")
+                return self._finish(JobState.FAILED, f"{exc}\nlast log lines:\n{log_tail(self.log_path)}",
+                                    cause=exc.cause)
         launcher = self.rt.launcher
         pythonpath = [*command.pythonpath, *filter(None, [command.env.get("PYTHONPATH")])]
         env_vars = launcher.environment({
@@ -242,8 +246,11 @@ class JobExecution(threading.Thread):
         if record.error_report:
             reason += f": {record.error_report}"
         tail = log_tail(self.log_path)
-        reason += disk_full_note(self.job_dir, f"{record.error_report}\n{tail}")
-        return self._finish(JobState.FAILED, f"child {reason}\nlast log lines:\n{tail}", exit_code=exit_code)
+        full = disk_full_note(self.job_dir, f"{record.error_report}\n{tail}")
+        cause = failures.of_exit(known=status.known, signal=status.signal, error_report=record.error_report,
+                                 log_tail=tail, disk_full=bool(full))
+        return self._finish(JobState.FAILED, f"child {reason}{full}\nlast log lines:\n{tail}", exit_code=exit_code,
+                            cause=cause)
 
     def _finish(self, state: JobState, message: str, **fields) -> JobState:
         """The final transition, retried until the store takes it (a full disk, a locked database):
@@ -252,6 +259,8 @@ class JobExecution(threading.Thread):
         delay = 0.5
         while True:
             try:
+                if isinstance(fields.get("cause"), Cause):
+                    fields["cause"] = fields["cause"].value
                 self.rt.store.transition(self.job_id, state, message.split("\n")[0], error=error, **fields)
                 return state
             except sqlite3.Error as exc:
@@ -317,8 +326,14 @@ def finish_tracking(rt: Runtime, record: JobRecord) -> None:
     else:
         rt.tracker.attach(record.id, record.mlflow_run_id)
     job_dir = rt.paths.job_dir(record.id)
-    artifacts = [job_dir / "output.log", *([Path(record.best_checkpoint)] if record.best_checkpoint else [])]
-    rt.tracker.end_run(record.id, record.state.value, artifacts, tags={"visionyard.state": record.state.value})
+    artifacts = [job_dir / LOG, *([Path(record.best_checkpoint)] if record.best_checkpoint else [])]
+    rt.tracker.end_run(record.id, record.state.value, artifacts, tags=end_tags(record))
+
+
+def end_tags(record: JobRecord) -> dict[str, str]:
+    """The tags a job's MLflow run ends with: its state and, when it did not succeed, why."""
+    return {"visionyard.state": record.state.value,
+            **({"visionyard.failure_cause": record.cause} if record.cause else {})}
 
 
 def read_launch_record(job_dir: Path) -> dict:

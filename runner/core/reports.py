@@ -14,16 +14,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.reporter import ENV_JOURNAL, read_journal
+from adapters.reporter import read_journal
 from protos import visionyard_pb2 as pb
 from runner.core.store import BatchOutOfOrder
+from runner.launch.jobdir import JOURNAL
 
 if TYPE_CHECKING:
     from runner.core.runtime import Runtime
 
 log = logging.getLogger("visionyard.reports")
-JOURNAL_NAME = "reports.journal"
-__all__ = ["ENV_JOURNAL", "JOURNAL_NAME", "apply_batch", "apply_journal"]
 
 
 def apply_batch(rt: "Runtime", job_id: str, batch: pb.ReportBatch) -> bool:
@@ -45,12 +44,12 @@ def apply_batch(rt: "Runtime", job_id: str, batch: pb.ReportBatch) -> bool:
 def apply_journal(rt: "Runtime", job_id: str, job_dir: Path) -> int:
     """Apply the batches of the job's journal the store hasn't seen; how many were applied."""
     applied = 0
-    for batch in read_journal(job_dir / JOURNAL_NAME):
+    for batch in read_journal(job_dir / JOURNAL):
         try:
             if batch.job_id == job_id and apply_batch(rt, job_id, batch):
                 applied += 1
         except BatchOutOfOrder as exc:  # a hole in the journal: what follows can't be applied in order
-            log.warning("job %s: journal %s: %s", job_id, job_dir / JOURNAL_NAME, exc)
+            log.warning("job %s: journal %s: %s", job_id, job_dir / JOURNAL, exc)
             break
     if applied:
         log.info("job %s: applied %d report batch(es) from its journal", job_id, applied)

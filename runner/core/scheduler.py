@@ -11,6 +11,7 @@ import logging
 import threading
 
 from runner.core.jobs import JobExecution, read_launch_record
+from runner.core.failures import Cause
 from runner.core.runtime import Runtime
 from runner.launch import backends
 from runner.core.reports import apply_journal
@@ -116,7 +117,8 @@ class Scheduler:
                 device = record.spec["training"]["device"]
                 problem = self.rt.devices.check(device)
                 if problem:  # e.g. queued before a restart with fewer GPUs: fail it, don't block the queue
-                    self.rt.store.transition(record.id, JobState.FAILED, problem, error=f"training.device: {problem}")
+                    self.rt.store.transition(record.id, JobState.FAILED, problem, error=f"training.device: {problem}",
+                                             cause=Cause.DEVICE.value)
                     continue
                 assignment = self.rt.devices.acquire(device)
                 if assignment is None:  # strict FIFO: the head waits for its GPU (or the cluster's CPUs)

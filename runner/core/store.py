@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from protos import visionyard_pb2 as pb
 from runner.auth import hash_token
+from runner.spec.wire import TERMINAL_STATES
 
 
 class JobState(str, Enum):
@@ -39,8 +40,8 @@ class JobState(str, Enum):
         return pb.JobState.Value(self.value)
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-TERMINAL_PROTO = frozenset(state.to_proto() for state in TERMINAL)
+TERMINAL_PROTO = TERMINAL_STATES  # defined beside the wire, where the client (which imports no core) reads it
+TERMINAL = frozenset(JobState(pb.JobState.Name(state)) for state in TERMINAL_PROTO)
 ALLOWED = {
     JobState.QUEUED: {JobState.PREPARING, JobState.FAILED, JobState.CANCELLED},
     JobState.PREPARING: {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED,
@@ -77,7 +78,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     repo_spec_json TEXT,
     log_offset INTEGER NOT NULL DEFAULT 0,
     tracking_done INTEGER NOT NULL DEFAULT 0,
-    placement TEXT NOT NULL DEFAULT ''
+    placement TEXT NOT NULL DEFAULT '',
+    cause TEXT NOT NULL DEFAULT ''    -- why a FAILED or CANCELLED job ended so (a FailureCause name, lower case)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, position);
 CREATE TABLE IF NOT EXISTS events (
@@ -100,7 +102,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 UPDATABLE = frozenset({"token", "exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
                        "best_checkpoint", "last_checkpoint", "epoch", "last_batch_seq", "result_json",
-                       "error_report", "log_offset", "tracking_done", "placement"})
+                       "error_report", "log_offset", "tracking_done", "placement", "cause"})
 
 
 class JobNotFound(KeyError):
@@ -144,6 +146,7 @@ class JobRecord:
     log_offset: int = 0          # bytes of output.log whose lines (and parsed metrics) are applied
     tracking_done: bool = False  # the MLflow run holds every metric and is ended
     placement: str = ""          # where the job runs: its process here, or its Ray submission and node
+    cause: str = ""              # why a FAILED or CANCELLED job ended so (runner.core.failures.Cause)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -158,7 +161,8 @@ class JobStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         for column in ("pid_start INTEGER", "repo_spec_json TEXT", "log_offset INTEGER NOT NULL DEFAULT 0",
                        "tracking_done INTEGER NOT NULL DEFAULT 0",
-                       "placement TEXT NOT NULL DEFAULT ''"):  # a state.db from an older version
+                       "placement TEXT NOT NULL DEFAULT ''",
+                       "cause TEXT NOT NULL DEFAULT ''"):  # a state.db from an older version
             if column.split()[0] not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
                 if column.startswith("tracking_done"):  # runs of jobs ended before were ended then
@@ -219,16 +223,21 @@ class JobStore:
             raise JobNotFound(job_id)
         return JobState(row[0])
 
-    def list(self, states: Iterable[JobState] = (), limit: int = 0) -> list[JobRecord]:
-        states = [s.value for s in states]
-        query = "SELECT * FROM jobs"
+    def list(self, states: Iterable[JobState] = (), limit: int = 0, causes: Iterable[str] = ()) -> list[JobRecord]:
+        """Jobs, newest first; only those in `states` and of `causes` when given."""
+        states, causes = [s.value for s in states], list(causes)
+        query, where = "SELECT * FROM jobs", []
         if states:
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            where.append(f"state IN ({','.join('?' * len(states))})")
+        if causes:
+            where.append(f"cause IN ({','.join('?' * len(causes))})")
+        if where:
+            query += " WHERE " + " AND ".join(where)
         query += " ORDER BY position DESC"
         if limit:
             query += f" LIMIT {int(limit)}"
         with self._lock:
-            records = [_record(row) for row in self._db.execute(query, states).fetchall()]
+            records = [_record(row) for row in self._db.execute(query, [*states, *causes]).fetchall()]
             latest = self._latest_metrics_of([r.id for r in records])
         for record in records:
             record.metrics = latest.get(record.id, {})
@@ -284,6 +293,8 @@ class JobStore:
             if state not in ALLOWED.get(current, ()):
                 return False
             fields = dict(fields, state=state.value)
+            if state is JobState.CANCELLED:
+                fields.setdefault("cause", "cancelled")
             if state is JobState.PREPARING:
                 fields["started_at"] = now
             if state.is_terminal():
@@ -532,4 +543,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         error_report=data["error_report"],
         repo_spec=json.loads(data["repo_spec_json"]) if data["repo_spec_json"] else None,
         log_offset=data["log_offset"], tracking_done=bool(data["tracking_done"]), placement=data["placement"],
+        cause=data["cause"],
     )

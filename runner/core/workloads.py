@@ -13,21 +13,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from adapters.child_env import ENV_ADDRESS, ENV_JOB_ID, ENV_JOURNAL, ENV_TOKEN
 from adapters.frameworks import get_catalog
 from envs.specs import get_spec
 from log_parsers import build_parser
 from log_parsers.base import Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
-from runner.core.reports import ENV_JOURNAL, JOURNAL_NAME, inside
+from adapters.datasets import DatasetError
+from runner.core.failures import Cause
+from runner.core.reports import inside
 from runner.core.runtime import Runtime
+from runner.launch.adapter_child import adapter_command
 from runner.launch.context import Command, JobContext
+from runner.launch.jobdir import CHECKPOINTS, JOB_FILE, JOURNAL
 from runner.spec.validate import CUSTOM
 
 MAX_STEP = 2**31 - 1  # steps and epochs travel as int32
 
 
 class PrepareError(RuntimeError):
-    """Preparation failed; the message says what, for the job's error."""
+    """Preparation failed; the message says what, for the job's error, and `cause` why."""
+
+    def __init__(self, message: str, cause: Cause):
+        super().__init__(message)
+        self.cause = cause
 
 
 class Workload:
@@ -66,7 +75,7 @@ class Workload:
         try:
             env = self.rt.launcher.ensure_env(self.rt.envs, env_spec, self.job, log)
         except Exception as exc:
-            raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}") from exc
+            raise PrepareError(f"environment '{env_spec.name}' could not be built: {exc}", Cause.ENV_BUILD) from exc
         if env.name:  # none when the node that runs the job builds it
             self.rt.store.update(self.job_id, env_name=env.name)
         return env
@@ -79,19 +88,14 @@ class AdapterWorkload(Workload):
         env_spec = get_spec(get_catalog(self.spec["framework"]).env)
         env = self._ensure_env(env_spec, log)
         job_dir = self.job.job_dir
-        checkpoint_dir = job_dir / "checkpoints"
+        checkpoint_dir = job_dir / CHECKPOINTS
         checkpoint_dir.mkdir(exist_ok=True)
-        job_json = job_dir / "job.json"
-        job_json.write_text(json.dumps({
+        (job_dir / JOB_FILE).write_text(json.dumps({
             "job_id": self.job_id, "job_dir": str(job_dir), "device": self.job.assignment.device,
             "checkpoint_dir": str(checkpoint_dir), "spec": self.spec}, indent=2))
-        return Command([str(env.python), "-m", "adapters.entrypoint", "--spec", str(job_json)], cwd=job_dir,
-                       env={"VISIONYARD_REPORTER_ADDRESS": self.rt.reporter_address, **self.rt.reporter_env,
-                            ENV_JOURNAL: str(job_dir / JOURNAL_NAME),
-                            "VISIONYARD_JOB_ID": self.job_id,
-                            "VISIONYARD_JOB_TOKEN": self.job.token,
-                            "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)},
-                       pythonpath=[str(self.rt.paths.child_path)], env_spec=env_spec)
+        return adapter_command(env.python, job_dir, self.rt.paths, env_spec=env_spec, env={
+            ENV_ADDRESS: self.rt.reporter_address, **self.rt.reporter_env, ENV_JOURNAL: str(job_dir / JOURNAL),
+            ENV_JOB_ID: self.job_id, ENV_TOKEN: self.job.token})
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         if not exit_ok:
@@ -121,7 +125,7 @@ class RepoWorkload(Workload):
             self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else \
                 self.rt.repos.get(self.spec["repo"])
         except (KeyError, ValueError) as exc:
-            raise PrepareError(f"repo '{self.spec['repo']}' is not usable: {exc}") from exc
+            raise PrepareError(f"repo '{self.spec['repo']}' is not usable: {exc}", Cause.REPO) from exc
         log.write(f"[visionyard] repo spec '{self.repo.name}' as submitted: {self.repo.url} @ {self.repo.commit}\n")
         self.parser = build_parser(self.repo.parser)
 
@@ -130,13 +134,14 @@ class RepoWorkload(Workload):
             checkout = self.rt.repo_cache.checkout(self.repo, log=log)
             spec = env_spec(self.repo, checkout)
         except RepoError as exc:
-            raise PrepareError(f"repo '{self.repo.name}': {exc}") from exc
+            raise PrepareError(f"repo '{self.repo.name}': {exc}", Cause.REPO) from exc
         env = self._ensure_env(spec, log)
         try:
             launch = prepare_launch(self.repo, self.spec, self.job.job_dir, checkout, env.python,
                                     self.job.assignment.device)
         except (OSError, ValueError) as exc:
-            raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}") from exc
+            cause = Cause.DATASET if isinstance(exc, DatasetError) else Cause.REPO
+            raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}", cause) from exc
         self.output_dir = launch.output_dir
         for note in launch.notes:
             log.write(f"[visionyard] dataset warning: {note}\n")

@@ -9,6 +9,7 @@ from google.protobuf import struct_pb2
 from adapters.catalog import FrameworkCatalog, ModelEntry
 from protos import visionyard_pb2 as pb
 from runner.spec.wire import spec_to_proto
+from runner.core.failures import cause_to_proto
 from runner.core.store import JobRecord
 
 
@@ -19,7 +20,7 @@ def job_to_proto(record: JobRecord) -> pb.Job:
         error=record.error, metrics=record.metrics, epoch=record.epoch, total_epochs=record.total_epochs,
         best_checkpoint=record.best_checkpoint, last_checkpoint=record.last_checkpoint, job_dir=record.job_dir,
         env_name=record.env_name, mlflow_run_id=record.mlflow_run_id, device=record.device,
-        placement=record.placement,
+        placement=record.placement, cause=cause_to_proto(record.cause),
     )
     if record.exit_code is not None:
         job.exit_code = record.exit_code

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 import adapters
 import protos
+from adapters.child_env import ENV_TLS_ROOTS
 from custom_repos.git import RepoCache
 from custom_repos.registry import RepoRegistry
 from envs.manager import EnvManager
@@ -40,7 +41,7 @@ from runner.daemon.predictions import PredictLimits
 from runner.core.scheduler import Scheduler
 from runner.daemon.servicers import ReporterServicer, RunnerServicer
 from runner.settings import DEFAULT_NODE_HOME, MAX_MESSAGE_BYTES, Paths
-from runner.core.store import JobState, JobStore
+from runner.core.store import TERMINAL, JobStore
 from runner.core.tracking import Tracker
 from runner.daemon.watch import EventLoopThread, WatchHub
 
@@ -165,7 +166,7 @@ class Daemon:
 
     def start(self) -> None:
         self.scheduler.recover()  # before any client (or child) can see a job the last daemon left active
-        for record in self.store.list([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]):
+        for record in self.store.list(TERMINAL):
             if not record.tracking_done:
                 finish_tracking(self.runtime, record)
         for socket in (self.paths.socket, self.paths.reporter_socket):
@@ -364,7 +365,7 @@ class RayOptions:
                 raise SystemExit(f"--listen {listen} names no address the nodes can reach: pass "
                                  "--reporter-address HOST:PORT (this machine's name or address, as the nodes see it)")
             address = listen
-        env = {"VISIONYARD_REPORTER_TLS_ROOTS": Path(tcp.tls_cert).read_text()} if tcp.tls_cert else {}
+        env = {ENV_TLS_ROOTS: Path(tcp.tls_cert).read_text()} if tcp.tls_cert else {}
         return address, env
 
 

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import math
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -28,8 +29,10 @@ from protos import visionyard_pb2_grpc as pb_grpc
 from runner.daemon.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.core.gc import Policy, collect_garbage
 from runner.launch.ray import node_files
+from runner.core.failures import Cause
 from runner.core.runtime import Runtime
 from runner.settings import LOW_DISK_BYTES
+from runner.launch.adapter_child import adapter_command
 from runner.launch.local import child_environment
 from runner.daemon.predictions import (PredictBusy, PredictGate, PredictLimits, PredictOutputError, ThreadContext,
                                 parse_child_output, run_child)
@@ -153,8 +156,14 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
                           f"{', '.join(f'{pb.JobState.Name(n)} ({n})' for n in sorted(known))}")
         if not 0 <= request.limit <= MAX_LIST:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be between 0 (all) and {MAX_LIST}")
+        causes = {v.number for v in pb.FailureCause.DESCRIPTOR.values if v.number}
+        if bad := [c for c in request.causes if c not in causes]:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"causes: {bad[:5]} are not failure causes. Valid: "
+                          f"{', '.join(f'{pb.FailureCause.Name(n)} ({n})' for n in sorted(causes))}")
         states = [JobState(pb.JobState.Name(s)) for s in request.states]
-        records = self.rt.store.list(states, request.limit or MAX_LIST)
+        records = self.rt.store.list(states, request.limit or MAX_LIST,
+                                     causes=[Cause.from_proto(c).value for c in request.causes])
         return pb.ListJobsResponse(jobs=[job_to_proto(r) for r in records])
 
     def CancelJob(self, request: pb.CancelJobRequest, context) -> pb.Job:
@@ -290,16 +299,15 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
         with tempfile.NamedTemporaryFile(dir=job_dir, prefix="predict-", delete=True) as image:
             image.write(request.image)
             image.flush()
-            cmd = [str(Path(env.path) / "bin" / "python"), "-m", "adapters.entrypoint",
-                   "--spec", str(job_dir / "job.json"), "--predict", image.name,
-                   "--checkpoint", checkpoint, "--top-k", str(request.top_k or 5),
-                   "--max-pixels", str(self.predict_gate.limits.max_pixels)]
-            if request.annotate:
-                cmd.append("--annotate")
-            env_vars = child_environment({"PYTHONPATH": str(self.rt.paths.child_path), "CUDA_VISIBLE_DEVICES": "",
-                                          "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)})
+            command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths,
+                                      "--predict", image.name, "--checkpoint", checkpoint,
+                                      "--top-k", str(request.top_k or 5),
+                                      "--max-pixels", str(self.predict_gate.limits.max_pixels),
+                                      *(["--annotate"] if request.annotate else []))
+            env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath),
+                                          "CUDA_VISIBLE_DEVICES": "", **command.env})
             try:
-                done = run_child(cmd, context, PREDICT_TIMEOUT_SECONDS, cwd=job_dir, env=env_vars)
+                done = run_child(command.argv, context, PREDICT_TIMEOUT_SECONDS, cwd=command.cwd, env=env_vars)
             except subprocess.TimeoutExpired:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"predict took over {PREDICT_TIMEOUT_SECONDS} s")
         if done.returncode != 0:

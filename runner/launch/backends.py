@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from runner.launch.context import JobContext
-from runner.launch.local import SUPERVISOR_RECORD, Child, read_exit_record
+from runner.launch.jobdir import SUPERVISOR_RECORD
+from runner.launch.local import Child, read_exit_record
 
 LOCAL, RAY = "local", "ray"
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from adapters.child_env import DISTRIBUTED_VARS
 from log_parsers.base import Line, LineSplitter
 from runner.auth import token_matches
+from runner.launch.jobdir import EXIT_RECORD, SUPERVISOR_RECORD
 from runner.launch.context import Command, JobContext
 from runner.launch.procs import SUPERVISOR, alive
 from runner.launch.procs import start_ticks as process_start_ticks  # when a pid started: tells a reuse apart
@@ -32,11 +34,7 @@ from runner.launch.procs import start_ticks as process_start_ticks  # when a pid
 log = logging.getLogger("visionyard.launcher")
 
 TERMINATE_GRACE_SECONDS = 10.0
-DISTRIBUTED_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                    "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
-
-
-SUPERVISOR_RECORD, EXIT_RECORD, TOKEN_ENV = "supervisor.json", "exit.json", "VISIONYARD_SUPERVISOR_TOKEN"
+TOKEN_ENV = "VISIONYARD_SUPERVISOR_TOKEN"  # names the job's supervisor in /proc/PID/environ (and its own copy)
 WAIT_POLL_SECONDS = 0.2  # how often a waiter looks at a process it is not the parent of
 
 

@@ -44,12 +44,16 @@ sys.path[:0] = [str(HERE / "lib"), str(HERE / "child")]
 
 ENV_NODE_HOME = "VISIONYARD_NODE_HOME"
 ENV_CODE_ID = "VISIONYARD_NODE_CODE"
+# Names the daemon keeps too (runner/launch/jobdir.py, adapters/child_env.py); a test holds them equal.
+ENV_ADDRESS, ENV_JOB_ID, ENV_TOKEN = "VISIONYARD_REPORTER_ADDRESS", "VISIONYARD_JOB_ID", "VISIONYARD_JOB_TOKEN"
+ENV_TLS_ROOTS = "VISIONYARD_REPORTER_TLS_ROOTS"
+JOURNAL, EXIT_RECORD, ENV_LINK = "reports.journal", "exit.json", "env"
 PLAN_FORMAT = 1
 CHUNK = 1 << 20
 RPC_TIMEOUT = 30.0
 UPLOAD_PATIENCE_SECONDS = 600.0  # a daemon away this long at the job's end: what the job left stays on the node
 CANCEL_UPLOAD_SECONDS = 4.0      # a cancelled job's uploads must end before Ray's SIGKILL
-UPLOAD_ORDER_LAST = ("reports.journal", "exit.json")  # exit.json last: the daemon ends on it
+UPLOAD_ORDER_LAST = (JOURNAL, EXIT_RECORD)  # the exit record last: the daemon ends on it
 
 
 def say(text: str) -> None:
@@ -200,7 +204,7 @@ def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel
     """The command under its supervisor. Its ``<job dir>/env`` paths name the env where it is: a
     Python started through the link would take the link for its prefix, and its bytecode (kept
     per source path) would be compiled anew for every job."""
-    link = re.compile(re.escape(str(job_dir / "env")) + r"(?=/|$)")
+    link = re.compile(re.escape(str(job_dir / ENV_LINK)) + r"(?=/|$)")
 
     def real(value: str) -> str:
         return link.sub(lambda _: str(env_path), value)
@@ -264,8 +268,7 @@ def main() -> int:
         signal.signal(signum, lambda *_: cancel.set())
     env = os.environ
     home = Path(env[ENV_NODE_HOME])
-    link = DaemonLink(env["VISIONYARD_REPORTER_ADDRESS"], env["VISIONYARD_JOB_ID"], env["VISIONYARD_JOB_TOKEN"],
-                      env.get("VISIONYARD_REPORTER_TLS_ROOTS"))
+    link = DaemonLink(env[ENV_ADDRESS], env[ENV_JOB_ID], env[ENV_TOKEN], env.get(ENV_TLS_ROOTS))
     try:
         plan = json.loads(b"".join(link.fetch("plan")))
         if plan.get("format") != PLAN_FORMAT:
@@ -280,8 +283,8 @@ def main() -> int:
         if plan.get("checkout"):
             ensure_checkout(link, Path(plan["checkout"]), home)
         env_path = build_env(home, plan, find_uv(home, plan), cancel)
-        (job_dir / "env").unlink(missing_ok=True)
-        (job_dir / "env").symlink_to(env_path, target_is_directory=True)
+        (job_dir / ENV_LINK).unlink(missing_ok=True)
+        (job_dir / ENV_LINK).symlink_to(env_path, target_is_directory=True)
     except Exception as exc:  # noqa: BLE001 (every failure before the command is the job's error, said plainly)
         if cancel.is_set():
             say("cancelled while preparing")

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 
+# The daemon's names for these (runner/launch/jobdir.py, runner/launch/local.py); a test holds them equal.
 SUPERVISOR_RECORD = "supervisor.json"
 EXIT_RECORD = "exit.json"
 TOKEN_ENV = "VISIONYARD_SUPERVISOR_TOKEN"  # identifies the job's supervisor in /proc/PID/environ

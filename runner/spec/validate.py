@@ -11,7 +11,6 @@ import difflib
 import logging
 import math
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
 from adapters.datasets import STRATEGIES, format_names, inspect_dataset, split_options
+from adapters.devices import DEVICE_RE
 from adapters.frameworks import all_catalogs, get_catalog
+from adapters.job import TRAINING_DEFAULTS
 from runner.spec.wire import SpecError, quote
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("visionyard.spec")
 CUSTOM = "custom"  # jobs that run a repo's own command (custom_repos/)
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEFAULT_IMAGE_SIZE = 224
 MAX_PATH, MAX_TEXT = 4096, 500  # characters of a path; of a model name or hub id
 MAX_ADVANCED_NUMBER = 1e12      # |x| of any number under `advanced` (the schema may bound it tighter)
@@ -68,13 +68,15 @@ class DatasetSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(32, ge=1, le=65_536)
-    learning_rate: float = Field(1e-3, ge=1e-10, le=10)
-    device: str = "auto"
-    num_workers: int = Field(0, ge=0, le=64)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    image_size: int | None = Field(None, ge=8, le=8192)
+    """Training settings; what a spec leaves out is `adapters.job.TRAINING_DEFAULTS`."""
+
+    epochs: int = Field(TRAINING_DEFAULTS["epochs"], ge=1, le=100_000)
+    batch_size: int = Field(TRAINING_DEFAULTS["batch_size"], ge=1, le=65_536)
+    learning_rate: float = Field(TRAINING_DEFAULTS["learning_rate"], ge=1e-10, le=10)
+    device: str = TRAINING_DEFAULTS["device"]
+    num_workers: int = Field(TRAINING_DEFAULTS["num_workers"], ge=0, le=64)
+    seed: int = Field(TRAINING_DEFAULTS["seed"], ge=0, le=2**32 - 1)
+    image_size: int | None = Field(TRAINING_DEFAULTS["image_size"], ge=8, le=8192)
 
     @field_validator("device")
     @classmethod
@@ -322,7 +324,7 @@ def _validate_custom(spec: JobSpec, repos: "RepoRegistry | None") -> JobSpec:
 
 def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None, list[tuple[str, str]]]:
     """The dataset read exactly as the child will read it: layout, labels, a sample of images."""
-    if (count := count_files(Path(spec.dataset.path), MAX_DATASET_FILES)) > MAX_DATASET_FILES:
+    if count_files(Path(spec.dataset.path), MAX_DATASET_FILES) > MAX_DATASET_FILES:
         return None, [("dataset.path", f"{quote(spec.dataset.path)} holds over {MAX_DATASET_FILES:,} files and "
                                        "folders; point it at the dataset's own folder")]
     fallback_ratio = advanced.get("data", {}).get("val_split")

@@ -10,6 +10,9 @@ from google.protobuf import json_format
 
 from protos import visionyard_pb2 as pb
 
+#: The states a job never leaves (the store's `JobState` takes them from here).
+TERMINAL_STATES = frozenset({pb.SUCCEEDED, pb.FAILED, pb.CANCELLED})
+
 
 class SpecError(ValueError):
     """One or more problems with a job spec, each as (field path, message)."""

@@ -169,3 +169,19 @@ def test_ultralytics_metric_names_map_to_the_shared_vocabulary():
     classify = epoch_metrics({"metrics/accuracy_top1": 0.75, "metrics/accuracy_top5": 1.0, "val/loss": 0.6},
                              {"train/loss": 0.7}, {})
     assert classify == {"val/accuracy": 0.75, "val/top5": 1.0, "val/loss": 0.6, "train/loss": 0.7}
+
+
+def test_registering_a_catalog_again_is_a_no_op_and_a_different_one_is_refused():
+    import dataclasses
+
+    from adapters.catalog import register_catalog
+    from adapters.registry import AlreadyRegisteredError
+
+    timm = get_catalog("timm")
+    assert register_catalog(dataclasses.replace(timm)) == timm  # an equal record: kept as it was
+    assert get_catalog("timm") is timm
+    with pytest.raises(AlreadyRegisteredError, match=r"^framework 'timm' is already registered as "
+                                                     r"FrameworkCatalog\(name='timm'.*\(they differ in: tasks\)$"):
+        register_catalog(dataclasses.replace(timm, tasks=("object_detection",)))
+    assert get_catalog("timm") is timm
+    assert [c.name for c in all_catalogs()] == ["timm", "transformers", "ultralytics"]

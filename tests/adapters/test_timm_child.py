@@ -22,6 +22,9 @@ from adapters.frameworks import get_catalog
 
 MODEL = "resnet10t"  # 5M parameters: a real timm CNN that trains at 32 px in well under a second
 EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"}
+#: What every adapter answers to ``device: cuda`` where the child sees no GPU.
+NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
+           "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
 
 
 def write_job(
@@ -194,6 +197,33 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
     )
     assert missing.returncode == 1 and missing.stdout.strip() == ""
     assert "nope.pt does not exist" in missing.stderr
+
+
+def on_device(job: Path, device: str, to: Path) -> Path:
+    """A copy of ``job`` that asks for ``device``, both as the daemon assigns it and in the spec."""
+    data = json.loads(job.read_text())
+    data["device"] = data["spec"]["training"]["device"] = device
+    to.write_text(json.dumps(data))
+    return to
+
+
+def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(child_python, child_env, reporter_server, tmp_path):
+    job = on_device(write_job(tmp_path / "job", tmp_path / "not-read"), "cuda", tmp_path / "job" / "cuda.json")
+    with reporter_server() as server:
+        done = run_entrypoint(child_python, child_env(server.address, CUDA_VISIBLE_DEVICES=""), "--spec", job)
+    assert done.returncode == 1
+    (error,) = server.of_kind("error")
+    assert (error.type, error.message) == ("DeviceUnavailable", NO_CUDA)
+    assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported
+
+
+def test_a_job_trained_on_a_gpu_predicts_where_the_predict_runs(trained, child_python, child_env, tmp_path):
+    job = on_device(trained["job_dir"] / "job.json", "cuda:0", tmp_path / "job.json")
+    image = next((trained["dataset"] / "train" / "red").iterdir())
+    done = run_entrypoint(child_python, child_env(CUDA_VISIBLE_DEVICES=""), "--spec", job, "--predict", image,
+                          "--checkpoint", trained["job_dir"] / "checkpoints" / "best.pt")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["predictions"]
 
 
 def test_dice_dataset_from_local_weights_of_another_head(

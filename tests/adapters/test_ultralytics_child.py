@@ -28,6 +28,9 @@ TASK_METRICS = {
                               "train/pose_loss", "train/kobj_loss"},
     "image_classification": {"val/accuracy", "val/top5"},
 }
+#: What every adapter answers to ``device: cuda`` where the child sees no GPU.
+NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
+           "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
 
 
 def write_job(directory: Path, dataset: Path, task: str, fmt: str = "yolo", epochs: int = 1, **over) -> Path:
@@ -139,6 +142,35 @@ def test_predict_returns_the_task_shape(runs, python, guarded_env, task):
     if task == "image_classification":
         assert [p["label"] for p in out["predictions"]] and len(out["predictions"]) == 2
         assert {p["label"] for p in out["predictions"]} == {"red", "blue"}
+
+
+def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(python, guarded_env, reporter_server, tmp_path):
+    job = write_job(tmp_path / "job", tmp_path / "not-read", "object_detection")
+    data = json.loads(job.read_text())
+    data["device"] = data["spec"]["training"]["device"] = "cuda"
+    job.write_text(json.dumps(data))
+    with reporter_server() as server:
+        env = guarded_env(server.address)
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        done = run(python, env, "--spec", job)
+    assert done.returncode == 1
+    (error,) = server.of_kind("error")
+    assert (error.type, error.message) == ("DeviceUnavailable", NO_CUDA)
+    assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported
+
+
+def test_a_job_trained_on_a_gpu_predicts_where_the_predict_runs(runs, python, guarded_env, tmp_path):
+    completed, _, job_dir, dataset = runs("image_classification")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    data = json.loads((job_dir / "job.json").read_text())
+    data["device"] = data["spec"]["training"]["device"] = "cuda:0"
+    (tmp_path / "job.json").write_text(json.dumps(data))
+    env = guarded_env()
+    env["CUDA_VISIBLE_DEVICES"] = ""  # as the daemon runs a predict
+    done = run(python, env, "--spec", tmp_path / "job.json", "--predict", next((dataset / "val").rglob("*.png")),
+               "--checkpoint", job_dir / "checkpoints" / "weights" / "last.pt")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["predictions"]
 
 
 def test_prediction_shapes_per_task(python, tmp_path):

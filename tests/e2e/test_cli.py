@@ -87,7 +87,7 @@ def test_no_daemon_gives_a_clear_error(tmp_path, capsys):
 
 
 def test_envs_prepare_list_rm(tmp_path, capsys):
-    from tests.conftest import start_daemon
+    from tests.helpers import start_daemon
 
     envs_root = tmp_path / "own-envs"
     envs_root.mkdir()

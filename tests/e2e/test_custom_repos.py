@@ -12,7 +12,7 @@ import pytest
 from protos import visionyard_pb2 as pb
 from runner.client import ClientError
 from tests.fixtures import COLOURS, make_imagefolder
-from tests.conftest import start_daemon
+from tests.helpers import start_daemon
 from tests.repo_fixtures import copy_shipped_spec, fake_convnext, fake_yolov7, make_yolo, toy_repo, toy_spec
 
 pytestmark = pytest.mark.e2e
@@ -186,6 +186,7 @@ def test_preparation_failures_say_which(daemon, tmp_path, problem):
     expected = {"no_such_url": "missing-repo", "no_such_commit": "0123456789ab",
                 "bad_requirement": "visionyard-no-such-package"}[problem]
     assert expected in final.error
+    assert final.cause == (pb.CAUSE_ENV_BUILD if problem == "bad_requirement" else pb.CAUSE_REPO)
 
 
 def test_bad_custom_specs_are_rejected(daemon, tmp_path):
@@ -215,7 +216,7 @@ def test_bad_repo_specs_are_rejected_naming_the_field(daemon, tmp_path):
 
 
 def test_a_queued_job_runs_the_repo_spec_it_was_submitted_with(daemon, tmp_path):
-    from tests.e2e.test_timm_jobs import job_spec, wait_for
+    from tests.helpers import job_spec, wait_for
 
     url, sha = toy_repo(tmp_path / "toy")
     spec_file = tmp_path / "snap.yaml"

@@ -14,8 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.payload.supervisor import alive, descendants
-from tests.conftest import start_daemon
-from tests.e2e.test_timm_jobs import _pid_of, job_spec, wait_for
+from tests.helpers import job_spec, pid_of, start_daemon, wait_for
 from tests.fixtures import make_imagefolder
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +89,7 @@ def test_stopping_the_daemon_with_cancel_jobs_on_stop_stops_its_children(tmp_pat
     daemon = start_daemon(tmp_path / "home", shared_envs, ["--cancel-jobs-on-stop"])  # explicitly
     job = daemon.client.submit(long_job(dataset))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
-    pid = _pid_of(daemon, job.id)
+    pid = pid_of(daemon, job.id)
     processes = descendants(pid)
     assert daemon.stop() == 0
     assert not [p for p in [pid, *processes] if alive(p)]
@@ -101,7 +100,7 @@ def test_a_killed_daemons_job_is_adopted_and_cancelled_without_orphans(tmp_path,
     daemon = start_daemon(home, shared_envs)
     job = daemon.client.submit(long_job(dataset))
     wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
-    pid = _pid_of(daemon, job.id)
+    pid = pid_of(daemon, job.id)
     os.killpg(daemon.proc.pid, signal.SIGKILL)  # the daemon dies hard; the job lives on
     daemon.proc.wait()
     processes = descendants(pid)
@@ -147,6 +146,7 @@ def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocki
         assert cpu_only.client.wait(cpu_job.id).state == pb.SUCCEEDED
         failed = cpu_only.client.get(gpu_job.id)
         assert failed.state == pb.FAILED and "training.device" in failed.error and "has none" in failed.error
+        assert failed.cause == pb.CAUSE_DEVICE
     finally:
         cpu_only.stop()
 

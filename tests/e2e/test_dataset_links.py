@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import start_daemon
-from tests.e2e.test_timm_jobs import job_spec
+from tests.helpers import job_spec, start_daemon
 from tests.fixtures import make_imagefolder
 
 pytestmark = pytest.mark.e2e

@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.daemon.server import STOP_GRACE, STOP_WAIT
-from tests.conftest import start_daemon
+from tests.helpers import start_daemon
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,6 @@ the same home adopts them (or harvests how they ended while it was down).
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,9 +16,8 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from runner.payload.supervisor import alive, descendants
-from tests.conftest import start_daemon
-from tests.e2e.test_timm_jobs import _pid_of, job_spec, states, wait_for
 from tests.fixtures import make_imagefolder
+from tests.helpers import job_spec, kill_daemon, pid_of, start_daemon, states, wait_for
 from tests.repo_fixtures import toy_repo, toy_spec
 
 pytestmark = pytest.mark.e2e
@@ -28,13 +26,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=12, val_per_class=4)
-
-
-def kill_daemon(daemon) -> None:
-    daemon.client.close()
-    os.killpg(daemon.proc.pid, signal.SIGKILL)  # no chance to clean up
-    daemon.proc.wait()
-    daemon._log.close()
 
 
 def metric_events(client, job_id) -> list[pb.JobEvent]:
@@ -51,7 +42,7 @@ def mlflow_run(daemon, job_id: str):
 
 
 def supervisor_pid(daemon, job_id) -> int:
-    return _pid_of(daemon, job_id)  # the RUNNING event names the job's supervisor
+    return pid_of(daemon, job_id)  # the RUNNING event names the job's supervisor
 
 
 def restart_after_the_job_ended(daemon, job_id, home, envs):
@@ -164,7 +155,7 @@ def test_a_child_that_crashed_while_the_daemon_was_down_fails_with_its_exit_code
     daemon = restart_after_the_job_ended(daemon, job.id, home, shared_envs)
     try:
         final = daemon.client.wait(job.id)
-        assert final.state == pb.FAILED and final.exit_code == 3
+        assert final.state == pb.FAILED and final.exit_code == 3 and final.cause == pb.CAUSE_TRAINING
         assert "exited with code 3" in final.error and "toy trainer blew up" in final.error
         accuracy = [e.metrics.step for e in metric_events(daemon.client, job.id) if "val/accuracy" in e.metrics.values]
         assert accuracy == [1]  # the epoch it finished, parsed from the log after the restart
@@ -191,6 +182,7 @@ def test_stopping_the_daemon_leaves_jobs_running_unless_told_to_cancel_them(tmp_
     try:
         final = daemon.client.get(job.id)
         assert final.state == pb.CANCELLED and "shut down" in last_status_message(daemon, job.id)
+        assert final.cause == pb.CAUSE_CANCELLED
         assert not alive(pid)
     finally:
         daemon.stop()
@@ -287,7 +279,8 @@ def test_a_full_disk_fails_the_job_naming_the_disk_and_never_runs_two_jobs_under
         final = daemon.client.wait(filler.id)
         assert final.state == pb.FAILED
         assert f"the disk holding {home / 'jobs' / filler.id} is full" in final.error
-        assert "No space left on device" in final.error
+        assert "No space left on device" in final.error and final.cause == pb.CAUSE_DISK_FULL
+        assert [j.id for j in daemon.client.list(causes=[pb.CAUSE_DISK_FULL])] == [filler.id]
         assert daemon.client.wait(after.id).state == pb.SUCCEEDED
         first, second = daemon.client.get(filler.id), daemon.client.get(after.id)
         assert second.started_at >= first.finished_at  # the second started only once the first was final

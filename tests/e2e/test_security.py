@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -15,17 +14,10 @@ import pytest
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.client import Client, ClientError
-from tests.conftest import start_daemon
-from tests.e2e.test_timm_jobs import job_spec, wait_for
 from tests.fixtures import make_imagefolder
+from tests.helpers import free_port, job_spec, openssl, self_signed, start_daemon, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +60,6 @@ def test_a_non_loopback_address_without_tls_is_refused(tmp_path, shared_envs):
     done = subprocess.run([sys.executable, "-m", "runner.cli", "serve", "--home", str(tmp_path / "home"),
                            "--listen", f"0.0.0.0:{free_port()}"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "without TLS" in done.stderr and "--insecure-listen" in done.stderr
-
-
-def openssl(*args: str) -> None:
-    made = subprocess.run(["openssl", *args], capture_output=True, text=True)
-    assert made.returncode == 0, f"openssl could not make a certificate: {made.stderr[-200:]}"
-
-
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert))
-    return cert, key
 
 
 def test_tls_with_the_token(tmp_path, shared_envs):

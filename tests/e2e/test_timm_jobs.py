@@ -17,6 +17,7 @@ from protos import visionyard_pb2_grpc as pb_grpc
 from runner.client import ClientError
 from runner.payload.supervisor import alive, descendants
 from tests.fixtures import make_dice, make_imagefolder, save_image
+from tests.helpers import job_spec, pid_of, states, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,30 +25,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=12, val_per_class=4)
-
-
-def job_spec(data: Path, **over) -> dict:
-    spec = {"name": "colours", "framework": "timm", "task": "image_classification", "model": "resnet18",
-            "pretrained": False, "image_size": 32, "dataset": {"path": str(data), "format": "imagefolder"},
-            "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.003, "device": "cpu"},
-            "advanced": {"optimizer": {"type": "adamw", "weight_decay": 0.01}, "scheduler": {"type": "cosine"},
-                         "augmentation": {"random_flip": True}}}
-    spec.update(over)
-    return spec
-
-
-def states(events) -> list[str]:
-    return [pb.JobState.Name(e.status.state) for e in events if e.WhichOneof("kind") == "status"]
-
-
-def wait_for(predicate, timeout=120, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +154,7 @@ def test_cancel_stops_every_process_of_the_job(daemon, dataset):
     spec = job_spec(dataset, name="long", training={"epochs": 500, "batch_size": 4, "device": "cpu"})
     job = daemon.client.submit(spec)
     wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
-    pid = _pid_of(daemon, job.id)  # the job's supervisor
+    pid = pid_of(daemon, job.id)  # the job's supervisor
     processes = descendants(pid)
     assert processes, "the child should be running"
     daemon.client.cancel(job.id)
@@ -186,22 +163,15 @@ def test_cancel_stops_every_process_of_the_job(daemon, dataset):
     assert wait_for(lambda: not [p for p in [pid, *processes] if alive(p)], timeout=15)
 
 
-def _pid_of(daemon, job_id: str) -> int:
-    for event in daemon.client.watch(job_id, snapshot=True):
-        if event.WhichOneof("kind") == "status" and event.status.state == pb.RUNNING:
-            return int(event.status.message.split()[1])
-    raise AssertionError("no RUNNING event with a pid")
-
-
 def test_a_crashed_child_fails_with_the_log_tail(daemon, dataset):
     job = daemon.client.submit(job_spec(dataset, name="crash", training={"epochs": 500, "batch_size": 4, "device": "cpu"}))
     wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
-    os.kill(_pid_of(daemon, job.id), signal.SIGKILL)
+    os.kill(pid_of(daemon, job.id), signal.SIGKILL)
     final = daemon.client.wait(job.id)
     assert final.state == pb.FAILED
     assert "killed by signal SIGKILL" in final.error
     assert "last log lines" in final.error
-    assert final.exit_code == -signal.SIGKILL
+    assert final.exit_code == -signal.SIGKILL and final.cause == pb.CAUSE_KILLED
 
 
 def test_a_child_error_fails_with_its_message(daemon, dataset, tmp_path):
@@ -211,7 +181,7 @@ def test_a_child_error_fails_with_its_message(daemon, dataset, tmp_path):
                                         training={"epochs": 1, "batch_size": 2, "device": "cpu"}))
     final = daemon.client.wait(job.id)
     assert final.state == pb.FAILED
-    assert final.exit_code == 1
+    assert final.exit_code == 1 and final.cause == pb.CAUSE_TRAINING
     assert "Traceback" in final.error or "Error" in final.error, final.error
 
 

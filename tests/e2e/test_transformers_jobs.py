@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from protos import visionyard_pb2 as pb
-from tests.conftest import start_daemon
+from tests.helpers import start_daemon
 from tests.dataset_fixtures import make_yolo_task
 from tests.fixtures import make_imagefolder, save_image
 from tests.hf_models import DETECTION_MODELS
@@ -62,7 +62,7 @@ def test_a_vit_job_trains_and_predicts_through_the_daemon(daemon, tiny_vit, tmp_
 def test_the_best_checkpoint_folder_reaches_mlflow_without_training_state(daemon):
     from mlflow.tracking import MlflowClient
 
-    from tests.e2e.test_timm_jobs import wait_for
+    from tests.helpers import wait_for
 
     [job] = [j for j in daemon.client.list() if j.name == "vit"]
     run_id = wait_for(lambda: daemon.client.get(job.id).mlflow_run_id)
@@ -116,22 +116,21 @@ def _build(python, script: str, out: Path) -> Path:
 
 @pytest.mark.parametrize("task", ["semantic_segmentation", "super_resolution", "ocr"])
 def test_every_other_task_trains_and_predicts_through_the_daemon(daemon, transformers_env, tmp_path, task):
-    from tests.adapters.transformers import test_hf_ocr as ocr
-    from tests.adapters.transformers import test_hf_segmentation as seg
-    from tests.adapters.transformers import test_hf_super_resolution as sr
+    from tests.dataset_fixtures import make_masks, make_ocr_dataset, make_sr_pairs
+    from tests.hf_models import SEGMENTATION_MODELS, SWIN2SR, TINY_TROCR
 
     python = transformers_env.python
     if task == "semantic_segmentation":
-        model = _build(python, seg.MODELS, tmp_path / "models") / "segformer"
-        data, fmt, metrics = seg.make_masks(tmp_path / "data"), "masks", {"val/mIoU", "val/pixel_accuracy"}
+        model = _build(python, SEGMENTATION_MODELS, tmp_path / "models") / "segformer"
+        data, fmt, metrics = make_masks(tmp_path / "data"), "masks", {"val/mIoU", "val/pixel_accuracy"}
         image = next((data / "val" / "images").iterdir())
     elif task == "super_resolution":
-        model = _build(python, sr.SWIN2SR, tmp_path / "swin2sr")
-        data, fmt, metrics = sr.make_sr_pairs(tmp_path / "data"), "sr_pairs", {"val/psnr", "val/ssim"}
+        model = _build(python, SWIN2SR, tmp_path / "swin2sr")
+        data, fmt, metrics = make_sr_pairs(tmp_path / "data"), "sr_pairs", {"val/psnr", "val/ssim"}
         image = next((data / "val" / "LR_x2").iterdir())
     else:
-        model = _build(python, ocr.TINY_TROCR, tmp_path / "trocr")
-        data, fmt, metrics = ocr.make_ocr_dataset(tmp_path / "data"), "ocr", {"val/cer", "val/wer"}
+        model = _build(python, TINY_TROCR, tmp_path / "trocr")
+        data, fmt, metrics = make_ocr_dataset(tmp_path / "data"), "ocr", {"val/cer", "val/wer"}
         image = next((data / "val" / "images").iterdir())
     job = daemon.client.submit({"name": task, "framework": "transformers", "task": task, "model": str(model),
                                 "pretrained": True, "image_size": 32, "dataset": {"path": str(data), "format": fmt},

@@ -9,7 +9,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from runner.client import ClientError
-from tests.conftest import start_daemon
+from tests.helpers import start_daemon
 from tests.dataset_fixtures import add_edge_labels, make_yolo_task
 
 pytestmark = pytest.mark.e2e

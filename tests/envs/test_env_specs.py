@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import re
 import tomllib
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.registry import AlreadyRegisteredError
 from envs.spec import EnvSpec
 from envs.specs import get_spec, register_spec, spec_names
 
@@ -58,5 +60,14 @@ def test_timm_grpc_pins_equal_host(package: str) -> None:
 def test_register_is_idempotent_but_refuses_a_different_spec() -> None:
     spec = get_spec("timm")
     assert register_spec(spec) is spec
-    with pytest.raises(ValueError, match="already registered"):
+    assert register_spec(dataclasses.replace(spec)) == spec  # an equal spec: a no-op
+    assert get_spec("timm") is spec
+    with pytest.raises(AlreadyRegisteredError, match=r"^env 'timm' is already registered as EnvSpec\(name='timm'.*"
+                                                     r"\(they differ in: requirements, description\)$"):
         register_spec(EnvSpec("timm", requirements=("six==1.16.0",)))
+    assert get_spec("timm") is spec
+
+
+def test_unknown_env_error_is_a_key_error_too() -> None:
+    with pytest.raises(KeyError):
+        get_spec("pytorch")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner.launch.ray.api import RayJobsClient
-from tests.e2e.test_security import free_port
+from tests.helpers import free_port
 
 RAY_REQUIREMENT = "ray[default]==2.60.*"
 

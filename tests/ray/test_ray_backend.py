@@ -14,14 +14,12 @@ import pytest
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.launch.ray.api import RayJobsClient
-from tests.conftest import start_daemon
-from tests.e2e.test_restarts import kill_daemon
-from tests.e2e.test_security import free_port, self_signed
-from tests.e2e.test_timm_jobs import job_spec, states, wait_for
 from tests.fixtures import make_imagefolder
+from tests.helpers import free_port, job_spec, kill_daemon, self_signed, start_daemon, states, wait_for
 from tests.repo_fixtures import toy_repo, toy_spec
 
 pytestmark = pytest.mark.slow
+RAY_FINAL = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray's terminal job statuses
 
 
 def ray_args(address: str, port: int, node_home: Path | None = None) -> list[str]:
@@ -55,11 +53,12 @@ def ray_daemon(tmp_path_factory, shared_envs, timm_env, ray_head):
     proc.stop()
 
 
-def toy_job(data: Path, epochs: int = 3, epoch_seconds: float = 0.0, device: str = "cpu") -> dict:
+def toy_job(data: Path, epochs: int = 3, epoch_seconds: float = 0.0, device: str = "cpu", hold_file: str = "") -> dict:
+    """The toy repo's job; with `hold_file` it waits after its first epoch until that file exists."""
     return {"name": "toy-on-ray", "framework": "custom", "repo": "toyrepo", "model": "anything",
             "task": "image_classification", "dataset": {"path": str(data), "format": "imagefolder"},
             "training": {"epochs": epochs, "batch_size": 2, "device": device},
-            "advanced": {"epoch_seconds": epoch_seconds}}
+            "advanced": {"epoch_seconds": epoch_seconds, "hold_file": hold_file}}
 
 
 def finished(client, job_id: str, timeout: float) -> pb.Job:
@@ -119,7 +118,9 @@ def test_a_timm_job_trains_on_the_cluster_with_its_metrics_checkpoints_and_mlflo
     assert not (pycache / str(ray_daemon.node_home / "jobs").lstrip("/")).exists()
     output = (Path(final.job_dir) / "output.log").read_text()
     assert "report batch" not in output and "not delivered" not in output  # live, not from the journal
-    ray_job = RayJobsClient(ray_head).job(job.id)
+    # ours ends on the exit record the node uploads; Ray's own status follows once its driver is reaped
+    ray_job = wait_for(lambda: (j := RayJobsClient(ray_head).job(job.id)).status in RAY_FINAL and j, timeout=60,
+                       interval=0.5)
     assert ray_job.status == "SUCCEEDED" and ray_job.metadata["visionyard_job_id"] == job.id
     run_id = wait_for(lambda: client.get(job.id).mlflow_run_id, timeout=60)
     mlflow = MlflowClient(f"sqlite:///{ray_daemon.home / 'mlflow.db'}")
@@ -220,14 +221,16 @@ def test_a_gpu_job_waits_in_our_queue_and_is_cancelled_there(ray_daemon, data):
     assert finished(client, cpu_job.id, 300).state == pb.SUCCEEDED
 
 
-def test_a_daemon_killed_while_a_ray_job_runs_adopts_it(ray_daemon, ray_head, data, shared_envs):
+def test_a_daemon_killed_while_a_ray_job_runs_adopts_it(ray_daemon, ray_head, data, shared_envs, tmp_path):
     daemon = ray_daemon
-    job = daemon.client.submit(toy_job(data, epochs=4, epoch_seconds=2.0))
+    hold = tmp_path / "go-on"  # the job waits after its first epoch until this exists: it outlasts the restart
+    job = daemon.client.submit(toy_job(data, epochs=4, hold_file=str(hold)))
     wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=300)
     kill_daemon(daemon)
     daemon = start_daemon(daemon.home, shared_envs, ray_daemon.ray_args)
     try:
         assert daemon.client.get(job.id).state == pb.RUNNING
+        hold.touch()
         final = finished(daemon.client, job.id, 300)
         assert final.state == pb.SUCCEEDED, final.error
         assert accuracy_steps(daemon.client, job.id) == {1: 1, 2: 1, 3: 1, 4: 1}
@@ -247,6 +250,7 @@ def test_a_stopped_head_fails_its_job_clearly(ray_daemon, ray_cluster, data):
         final = finished(client, job.id, 180)
         assert final.state == pb.FAILED
         assert "was lost" in final.error and ("can't be reached" in final.error or "no longer knows" in final.error)
+        assert final.cause == pb.CAUSE_LOST
         assert processes_mentioning(job_dir) == []
     finally:
         ray_cluster.start()

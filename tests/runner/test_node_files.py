@@ -48,7 +48,7 @@ def _job_dir(tmp_path: Path, home: Path) -> Path:
 
 def test_the_job_dir_travels_with_its_paths_mapped_and_its_links_kept(tmp_path):
     home = tmp_path / "home"
-    job_dir = _job_dir(tmp_path, home)
+    _job_dir(tmp_path, home)
     target = tmp_path / "node"
     node_agent.extract(node_files.fetch(Paths(home), "j1", "inputs"), target)
     assert (target / "data.yaml").read_text() == "train: /var/tmp/node/jobs/j1/data/images\n"

@@ -28,11 +28,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.child_env import ENV_ADDRESS, ENV_JOB_ID, ENV_TOKEN
 from envs import Env
 from envs.spec import PLATFORM
 from runner.launch.ray import node_files
 from runner.launch.context import Command, JobContext
 from runner.launch.devices import Assignment
+from runner.launch.jobdir import ENV_LINK
 from runner.launch.local import SUPERVISOR, TERMINATE_GRACE_SECONDS, ensure_env_here
 from runner.launch.ray.api import RayJobsClient, RayRequestError, RayUnavailable
 from runner.launch.ray.child import LOST_AFTER_SECONDS, RayChild, stop_wait
@@ -201,7 +203,7 @@ class RayLauncher:
         if self.node_home is None:
             return ensure_env_here(envs, spec, job, log)
         log.write(f"[visionyard] env '{spec.name}' is built on the node that runs the job (cached there)\n")
-        env_dir = job.job_dir / "env"
+        env_dir = job.job_dir / ENV_LINK
         return Env("", spec.name, "", env_dir, env_dir / "bin" / "python", reused=False, build_seconds=0.0)
 
     def reported_path(self, job_id: str, path: str) -> str:
@@ -238,9 +240,9 @@ class RayLauncher:
         self.write_plan(command, env, job)
         modules = [self.client.ensure_package(self.packages[kind], (self.code_dir / self.packages[kind]).read_bytes)
                    for kind in ("code", "uv")]
-        agent_env = {"VISIONYARD_NODE_HOME": self.node_home, "VISIONYARD_REPORTER_ADDRESS": self.reporter_address,
-                     **self.reporter_env, "VISIONYARD_JOB_ID": job.job_id,
-                     "VISIONYARD_JOB_TOKEN": job.token, "PYTHONUNBUFFERED": "1", **stop_wait(self.grace)}
+        agent_env = {node_files.ENV_NODE_HOME: self.node_home, ENV_ADDRESS: self.reporter_address,
+                     **self.reporter_env, ENV_JOB_ID: job.job_id,
+                     ENV_TOKEN: job.token, "PYTHONUNBUFFERED": "1", **stop_wait(self.grace)}
         if not assignment.gpus:
             agent_env["CUDA_VISIBLE_DEVICES"] = ""
         entrypoint = f"exec {shlex.quote(self.python)} -s -m visionyard_node"

@@ -21,8 +21,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Callable
 
-from runner.launch.local import EXIT_RECORD, SUPERVISOR, SUPERVISOR_RECORD, TERMINATE_GRACE_SECONDS, TOKEN_ENV, \
-    ExitStatus, read_exit_record
+from runner.launch.jobdir import EXIT_RECORD, SUPERVISOR_RECORD
+from runner.launch.local import SUPERVISOR, TERMINATE_GRACE_SECONDS, TOKEN_ENV, ExitStatus, read_exit_record
 from runner.launch.ray.api import RayJob, RayJobsClient, RayRequestError, RayUnavailable
 
 log = logging.getLogger("visionyard.ray")

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from runner.launch.jobdir import (CHECKPOINTS, EXIT_RECORD, JOURNAL, LAUNCH_RECORD, LOG, NODE_PLANS, OUTPUT,
+                                  SUPERVISOR_RECORD)
 from runner.launch.procs import NODE_AGENT, SUPERVISOR
 from runner.settings import LOW_DISK_BYTES, Paths
 
@@ -39,14 +41,14 @@ REWRITE_MAX_BYTES = 4 << 20  # larger files are data, never a config naming a pa
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed: a package's name is the hash of its bytes
 FETCHABLE = ("plan", "inputs", "checkout", "home-files")
 #: What a node sends back: the files the job wrote in these folders of its job dir ...
-RESULT_FOLDERS = ("checkpoints", "output")
+RESULT_FOLDERS = (CHECKPOINTS, OUTPUT)
 #: ... and these records of how it went (the exit record last: the daemon ends the job on it).
-EXIT_RECORD, JOURNAL = "exit.json", "reports.journal"
 RESULT_RECORDS = (JOURNAL, EXIT_RECORD)
 #: Files of the daemon's job dir the node never needs (the daemon's records, the log Ray streams).
-NOT_INPUTS = frozenset({"output.log", "launch.json", JOURNAL, EXIT_RECORD, "supervisor.json"})
+NOT_INPUTS = frozenset({LOG, LAUNCH_RECORD, JOURNAL, EXIT_RECORD, SUPERVISOR_RECORD})
 MAX_PATH_CHARS, MAX_NAME_BYTES, MAX_DEPTH = 1024, 255, 32
 EXIT_RECORD_MAX_BYTES = 4096
+ENV_NODE_HOME = "VISIONYARD_NODE_HOME"  # where the node agent keeps its code, envs and job dirs
 
 
 class PathMap:
@@ -131,7 +133,7 @@ class FetchRefused(ValueError):
 
 
 def plan_path(paths: Paths, job_id: str) -> Path:
-    return paths.home / "node-plans" / f"{job_id}.json"
+    return paths.home / NODE_PLANS / f"{job_id}.json"
 
 
 def write_plan(paths: Paths, job_id: str, plan: dict) -> None:
@@ -152,7 +154,7 @@ def read_plan(paths: Paths, job_id: str) -> dict:
 def remove_plans(paths: Paths, keep: set[str]) -> int:
     """Remove the plans of jobs not in `keep` (the active ones); how many were removed."""
     removed = 0
-    for plan in (paths.home / "node-plans").glob("*.json"):
+    for plan in (paths.home / NODE_PLANS).glob("*.json"):
         if plan.stem not in keep:
             plan.unlink(missing_ok=True)
             removed += 1

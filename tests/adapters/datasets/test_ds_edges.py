@@ -13,8 +13,8 @@ from PIL import Image
 from adapters.datasets import DatasetError, convert_dataset, inspect_dataset, read_dataset
 from adapters.datasets.stage import stage
 from runner.cli import main
-from tests.adapters.datasets.test_ds_voc import make_voc, voc_xml, write_xml
-from tests.dataset_fixtures import EDGE_BOXES, add_edge_labels, ann, make_coco, make_yolo, make_yolo_task
+from tests.dataset_fixtures import (EDGE_BOXES, add_edge_labels, ann, make_coco, make_voc, make_yolo, make_yolo_task,
+                                    voc_xml, write_xml)
 
 SQUARE = (64, 64)
 

@@ -1,47 +1,13 @@
-"""The ``voc`` reader on tiny Pascal VOC folders written here: records, splits, and each error."""
+"""The ``voc`` reader on tiny Pascal VOC folders made by code: records, splits, and each error."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from adapters.datasets import Annotation, DatasetError, ImageRecord, inspect_dataset, read_dataset
-
-
-def write_image(path: Path, size=(8, 6)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (200, 30, 30)).save(path)
-
-
-def voc_xml(filename: str, size=(8, 6), objects=(("cat", (1, 1, 4, 5), 0),)) -> str:
-    size_xml = "" if size is None else f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"
-    parts = [f"<annotation><folder>VOC</folder><filename>{filename}</filename>{size_xml}"]
-    for name, box, difficult in objects:
-        coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
-        parts.append(f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>")
-    return "".join(parts) + "</annotation>"
-
-
-def write_xml(root: Path, stem: str, text: str) -> Path:
-    path = root / "Annotations" / f"{stem}.xml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def make_voc(root: Path, stems=("a", "b", "c"), image_sets: dict | None = None) -> Path:
-    """One image per stem, each with a cat box; "a" and "c" also have a difficult dog."""
-    for stem in stems:
-        write_image(root / "JPEGImages" / f"{stem}.jpg")
-        objects = [("cat", (1, 1, 4, 5), 0)] + ([("dog", (2.5, 2, 7, 6), 1)] if stem in ("a", "c") else [])
-        write_xml(root, stem, voc_xml(f"{stem}.jpg", objects=objects))
-    for split, ids in (image_sets or {}).items():
-        path = root / "ImageSets" / "Main" / f"{split}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{i}\n" for i in ids))
-    return root
+from tests.dataset_fixtures import make_voc, voc_xml, write_voc_image, write_xml
 
 
 def test_reads_records_and_keeps_the_val_split_on_disk(tmp_path):
@@ -92,7 +58,7 @@ def test_class_file_order_gives_the_ids(tmp_path):
 
 def test_image_found_by_the_xml_stem_when_filename_is_wrong(tmp_path):
     make_voc(tmp_path)
-    write_image(tmp_path / "JPEGImages" / "d.png")
+    write_voc_image(tmp_path / "JPEGImages" / "d.png")
     write_xml(tmp_path, "d", voc_xml("C:\\labels\\renamed.jpg"))
     dataset, problems = inspect_dataset(tmp_path, "voc", "object_detection")
     assert problems.errors == []
@@ -155,7 +121,7 @@ def test_errors_name_their_file(tmp_path, case, change, file, where, words):
 
 
 def test_missing_folders_are_layout_errors(tmp_path):
-    write_image(tmp_path / "JPEGImages" / "a.jpg")
+    write_voc_image(tmp_path / "JPEGImages" / "a.jpg")
     _, problems = inspect_dataset(tmp_path, "voc", "object_detection")
     assert [p.file for p in problems.errors] == [str(tmp_path)]
     assert "Annotations/" in problems.errors[0].message
@@ -165,7 +131,7 @@ def test_missing_folders_are_layout_errors(tmp_path):
 
 def test_unused_images_and_unlisted_xml_are_warnings(tmp_path):
     make_voc(tmp_path, image_sets={"train": ["a"], "val": ["c"]})
-    write_image(tmp_path / "JPEGImages" / "lonely.jpg")
+    write_voc_image(tmp_path / "JPEGImages" / "lonely.jpg")
     dataset, problems = inspect_dataset(tmp_path, "voc", "object_detection")
     assert problems.errors == []
     assert sorted((p.file, p.kind) for p in problems.warnings) == [

@@ -19,6 +19,9 @@ cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2
 ViTForImageClassification(cfg).save_pretrained(sys.argv[1])
 ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(sys.argv[1])
 """
+#: What every adapter answers to ``device: cuda`` where the child sees no GPU.
+NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
+           "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,20 @@ def test_an_uncached_hub_id_offline_fails_fast_with_what_to_do(trained, hf_pytho
     [error] = server.of_kind("error")
     assert "not in the local Hugging Face cache" in error.message and "save_pretrained" in error.message
     assert elapsed < 60  # seconds of imports, no retry storm
+
+
+def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(hf_python, hf_job, child_env, reporter_server, tmp_path):
+    job = hf_job.write(tmp_path / "job", "image_classification", tmp_path / "not-loaded", tmp_path / "not-read",
+                       "imagefolder")
+    data = json.loads(job.read_text())
+    data["device"] = data["spec"]["training"]["device"] = "cuda"
+    job.write_text(json.dumps(data))
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address, CUDA_VISIBLE_DEVICES=""), "--spec", job)
+    assert done.returncode == 1
+    [error] = server.of_kind("error")
+    assert (error.type, error.message) == ("DeviceUnavailable", NO_CUDA)  # not a silent run on the CPU
+    assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported
 
 
 @pytest.mark.parametrize(("logits", "labels", "expected"), [

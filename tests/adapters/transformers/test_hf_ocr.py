@@ -5,48 +5,13 @@ transformers; and the error rates on hand-made cases."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from adapters.metrics import VAL_CER, PrimaryMetric, primary_metric
 from adapters.transformers.tasks.ocr import OCRTask, edit_distance, text_metrics
-
-TINY_TROCR = """
-import sys
-from transformers import (ByT5Tokenizer, TrOCRConfig, TrOCRProcessor, ViTConfig, ViTImageProcessor,
-                          VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
-tokenizer = ByT5Tokenizer()  # bytes: no vocabulary file, no download; pad 0, </s> 1
-encoder = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=64)
-decoder = TrOCRConfig(vocab_size=len(tokenizer), d_model=32, decoder_layers=2, decoder_attention_heads=2,
-                      decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                      bos_token_id=None, decoder_start_token_id=0)
-config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-VisionEncoderDecoderModel(config).save_pretrained(sys.argv[1])
-TrOCRProcessor(image_processor=ViTImageProcessor(size={"height": 32, "width": 32}),
-               tokenizer=tokenizer).save_pretrained(sys.argv[1])
-"""
-
-TRAIN_TEXTS = ("ab", "ba", "abc", "cab", "ab ba", "ca", "bc", "cb")
-VAL_TEXTS = ("ab", "ba", "abc", "a b")
-
-
-def make_ocr_dataset(root: Path) -> Path:
-    """``{train,val}/images/*.png`` with the text drawn in black on white, and ``labels.jsonl``."""
-    from PIL import Image, ImageDraw
-
-    for split, texts in (("train", TRAIN_TEXTS), ("val", VAL_TEXTS)):
-        images = root / split / "images"
-        images.mkdir(parents=True)
-        lines = []
-        for i, text in enumerate(texts):
-            image = Image.new("RGB", (64, 32), "white")
-            ImageDraw.Draw(image).text((4, 10), text, fill="black")
-            image.save(images / f"{i}.png")
-            lines.append(json.dumps({"file": f"{i}.png", "text": text}))
-        (root / split / "labels.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
+from tests.dataset_fixtures import make_ocr_dataset
+from tests.hf_models import TINY_TROCR
 
 
 @pytest.fixture(scope="module")

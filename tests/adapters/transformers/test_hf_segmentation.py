@@ -7,63 +7,17 @@ from __future__ import annotations
 import base64
 import io
 import json
-import random
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from adapters.transformers.tasks.segmentation import confusion_matrix, segmentation_metrics
+from tests.dataset_fixtures import MASK_CLASSES as CLASSES
+from tests.dataset_fixtures import MASK_SIZE, make_masks
+from tests.hf_models import SEGMENTATION_MODELS as MODELS
 
-CLASSES = ["background", "square", "bar"]
-COLOURS = {0: (200, 40, 40), 1: (40, 200, 40), 2: (40, 40, 200), 255: (0, 0, 0)}
-WIDTH, HEIGHT = 48, 40  # not square: the predicted mask must come back at the image's own size
-
-MODELS = """
-import sys
-from pathlib import Path
-from transformers import (EomtConfig, EomtForUniversalSegmentation, EomtImageProcessor, Mask2FormerConfig,
-                          Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SegformerConfig,
-                          SegformerForSemanticSegmentation, SegformerImageProcessor, SwinConfig)
-root = Path(sys.argv[1])
-segformer = SegformerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], decoder_hidden_size=32,
-                            num_attention_heads=[1, 1, 2, 2], sr_ratios=[4, 2, 1, 1], mlp_ratios=[2, 2, 2, 2],
-                            num_labels=3)
-SegformerForSemanticSegmentation(segformer).save_pretrained(root / "segformer")
-SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "segformer")
-swin = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-                  window_size=2, out_features=["stage1", "stage2", "stage3", "stage4"])
-mask2former = Mask2FormerConfig(backbone_config=swin, num_labels=3, num_queries=8, hidden_dim=32, feature_size=32,
-                                mask_feature_size=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2,
-                                dim_feedforward=64, encoder_feedforward_dim=64, train_num_points=64)
-Mask2FormerForUniversalSegmentation(mask2former).save_pretrained(root / "mask2former")
-Mask2FormerImageProcessor().save_pretrained(root / "mask2former")  # hub-like defaults: the task sets size etc.
-eomt = EomtConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
-                  patch_size=8, num_queries=8, num_blocks=1, num_labels=3, num_register_tokens=0, train_num_points=64)
-EomtForUniversalSegmentation(eomt).save_pretrained(root / "eomt")
-EomtImageProcessor(size={"shortest_edge": 32, "longest_edge": 32}).save_pretrained(root / "eomt")
-"""
-
-
-def make_masks(root, train: int = 12, val: int = 4):
-    """``masks`` layout: a square (1) somewhere, a bar (2) at the bottom, a 2x2 ignored corner (255)."""
-    rng = random.Random(0)
-    for split, count in (("train", train), ("val", val)):
-        for folder in ("images", "masks"):
-            (root / split / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            mask = np.zeros((HEIGHT, WIDTH), np.uint8)
-            x, y = rng.randint(0, WIDTH // 2), rng.randint(0, HEIGHT // 2)
-            mask[y:y + HEIGHT // 3, x:x + WIDTH // 3] = 1
-            mask[HEIGHT - 8:, :] = 2
-            mask[:2, :2] = 255
-            colours = np.array([COLOURS[int(v)] for v in mask.ravel()], np.int32).reshape(HEIGHT, WIDTH, 3)
-            noise = np.random.default_rng(rng.randint(0, 10**6)).integers(-30, 30, colours.shape)
-            image = Image.fromarray(np.clip(colours + noise, 0, 255).astype(np.uint8))
-            image.save(root / split / "images" / f"{i}.png")
-            Image.fromarray(mask).save(root / split / "masks" / f"{i}.png")
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    return root
+WIDTH, HEIGHT = MASK_SIZE  # not square: the predicted mask must come back at the image's own size
 
 
 def _decode_png(b64: str) -> Image.Image:

@@ -8,42 +8,11 @@ import base64
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
-SWIN2SR = """
-import sys
-from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution, Swin2SRImageProcessor
-config = Swin2SRConfig(image_size=16, patch_size=1, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4,
-                       mlp_ratio=2.0, upscale=2, upsampler="pixelshuffle")
-Swin2SRForImageSuperResolution(config).save_pretrained(sys.argv[1])
-Swin2SRImageProcessor().save_pretrained(sys.argv[1])  # do_pad=True, as on the hub: the task turns it off
-"""
-
-
-def _pattern(rng) -> Image.Image:
-    """32x32 smooth stripes (something a model can learn to upscale)."""
-    yy, xx = np.mgrid[0:32, 0:32]
-    f = rng.uniform(0.1, 0.4, 3)
-    return Image.fromarray(np.stack([127 + 100 * np.sin(f[c] * (xx + yy * (c + 1))) for c in range(3)], -1)
-                           .astype(np.uint8))
-
-
-def make_sr_pairs(root, train: int = 8, val: int = 4, with_lr: bool = True):
-    """``sr_pairs``: ``{train,val}/HR`` 32x32 and (``with_lr``) ``LR_x2`` 16x16 made by bicubic downscaling."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("val", val)):
-        (root / split / "HR").mkdir(parents=True, exist_ok=True)
-        if with_lr:
-            (root / split / "LR_x2").mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            hr = _pattern(rng)
-            hr.save(root / split / "HR" / f"{i}.png")
-            if with_lr:
-                hr.resize((16, 16), Image.Resampling.BICUBIC).save(root / split / "LR_x2" / f"{i}.png")
-    return root
-
+from tests.dataset_fixtures import make_sr_pairs
+from tests.hf_models import SWIN2SR
 
 def _predict(hf_python, hf_job, child_env, job, image, checkpoint) -> dict:
     done = hf_job.run(hf_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", checkpoint)
