@@ -25,6 +25,7 @@ from runner.daemon.servicers import RunnerServicer
 from runner.settings import Paths
 from runner.core.store import JobStore
 from runner.daemon.watch import EventLoopThread
+from runner.launch.procs import alive  # a process that exits mid-read is not alive
 
 CHILD = Path(__file__).with_name("predict_child.py")
 
@@ -114,12 +115,6 @@ def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
     return data.getvalue()
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie is not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def wait_for(condition, timeout: float) -> float:
