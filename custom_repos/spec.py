@@ -291,9 +291,14 @@ def load_repo_spec(path: Path) -> RepoSpec:
     return parse_repo_spec(load_yaml(text, source), source)
 
 
+#: libyaml's parser where PyYAML has it: the same safe loading, ~25× faster on hostile nesting
+#: (a spec of 4,000 `{` costs 0.02 s instead of 0.6 s of the daemon's CPU)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 (a safe loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
