@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     from runner.core.gc import Policy
     from runner.auth import TOKEN_ENV
     from runner.daemon.predictions import PredictLimits
-    from runner.launch.ray.node_files import UploadLimits
+    from runner.launch.ray.uploads import UploadLimits
 
     policy = Policy(env_max_idle_days=args.gc_env_days, envs_max_gb=args.gc_envs_max_gb,
                     checkout_max_idle_days=args.gc_checkout_days, job_dir_max_age_days=args.gc_job_days)
@@ -414,7 +414,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "checkouts and job dirs are made there by the daemon, nothing is copied")
     from adapters.image_limits import DEFAULT_MAX_PIXELS  # the daemon's settings: what `serve` starts
     from runner.daemon.predictions import DEFAULT_CONCURRENT_PREDICTS, QUEUE_PER_SLOT
-    from runner.launch.ray.node_files import UploadLimits
+    from runner.launch.ray.uploads import UploadLimits
 
     limits = UploadLimits()
     p.add_argument("--upload-max-file-mb", type=_positive_int, default=limits.file_bytes >> 20,

@@ -36,7 +36,7 @@ from runner.auth import load_or_create_token
 from runner.daemon.guard import AioGuard, Guard
 from runner.core.jobs import finish_tracking
 from runner.core.runtime import Runtime
-from runner.launch.ray.node_files import UploadLimits
+from runner.launch.ray.uploads import UploadLimits
 from runner.daemon.predictions import PredictLimits
 from runner.core.scheduler import Scheduler
 from runner.daemon.servicers import ReporterServicer, RunnerServicer

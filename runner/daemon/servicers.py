@@ -28,7 +28,7 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.daemon.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.core.gc import Policy, collect_garbage
-from runner.launch.ray import node_files
+from runner.launch.ray import node_files, uploads
 from runner.core.failures import Cause
 from runner.core.runtime import Runtime
 from runner.settings import LOW_DISK_BYTES
@@ -328,9 +328,9 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
 class ReporterServicer(pb_grpc.ReporterServicer):
     """Receives what children report; checks the per-job token on every batch."""
 
-    def __init__(self, rt: Runtime, upload_limits: node_files.UploadLimits | None = None):
+    def __init__(self, rt: Runtime, upload_limits: uploads.UploadLimits | None = None):
         self.rt = rt
-        self.upload_limits = upload_limits or node_files.UploadLimits()
+        self.upload_limits = upload_limits or uploads.UploadLimits()
         self._upload_lock = threading.Lock()
         self._uploads: dict[str, threading.Lock] = {}  # job id → held while one of its uploads is received
 
@@ -388,10 +388,10 @@ class ReporterServicer(pb_grpc.ReporterServicer):
             context.abort(grpc.StatusCode.ABORTED, f"job {record.id} is receiving another upload; send again later")
         try:
             chunks = self._same_job(record.id, itertools.chain([first], request_iterator))
-            files, size = node_files.receive(self.rt.paths.job_dir(record.id), chunks, self.upload_limits)
-        except node_files.UploadTooLarge as exc:
+            files, size = uploads.receive(self.rt.paths.job_dir(record.id), chunks, self.upload_limits)
+        except uploads.UploadTooLarge as exc:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except node_files.UploadRefused as exc:
+        except uploads.UploadRefused as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             lock.release()
@@ -401,5 +401,5 @@ class ReporterServicer(pb_grpc.ReporterServicer):
     def _same_job(job_id: str, chunks):
         for chunk in chunks:
             if chunk.job_id and chunk.job_id != job_id:
-                raise node_files.UploadRefused("every chunk of an upload is for the job its first chunk names")
+                raise uploads.UploadRefused("every chunk of an upload is for the job its first chunk names")
             yield chunk

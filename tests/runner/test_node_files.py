@@ -13,7 +13,8 @@ import pytest
 from protos import visionyard_pb2 as pb
 from runner.payload import node_agent
 from runner.launch.ray import node_files
-from runner.launch.ray.node_files import PathMap, UploadRefused, receive
+from runner.launch.ray.node_files import PathMap
+from runner.launch.ray.uploads import UploadRefused, receive
 from runner.settings import Paths
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.launch.ray import node_files
+from runner.launch.ray import node_files, uploads
 from runner.daemon.servicers import ReporterServicer
 from runner.settings import Paths
 from runner.auth import hash_token
@@ -31,7 +31,7 @@ class Daemon:
     """A home with two running jobs, A (run on a node: the daemon wrote its plan) and B (run
     where the daemon's files are), served by a reporter servicer on a unix socket."""
 
-    def __init__(self, tmp_path: Path, limits: node_files.UploadLimits | None = None):
+    def __init__(self, tmp_path: Path, limits: uploads.UploadLimits | None = None):
         self.paths = Paths(tmp_path / "home").ensure()
         (self.paths.home / "auth-token").write_text(SECRET)
         self.store = JobStore(self.paths.db)
@@ -194,7 +194,7 @@ def test_an_empty_upload_and_a_chunk_for_another_job_are_refused(daemon):
 
 
 def test_uploads_are_bounded_per_file_per_job_and_in_count(tmp_path):
-    daemon = Daemon(tmp_path, node_files.UploadLimits(file_bytes=1000, job_bytes=2500, job_files=4))
+    daemon = Daemon(tmp_path, uploads.UploadLimits(file_bytes=1000, job_bytes=2500, job_files=4))
     try:
         job_dir = daemon.paths.job_dir(daemon.a)
         assert _code(lambda: daemon.upload({"checkpoints/big.pt": b"x" * 1001}, chunk=100)) == \
