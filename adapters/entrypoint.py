@@ -28,6 +28,8 @@ On failure the message goes to stderr, exit 1. No reporter is used. A prediction
 device this process sees (``auto``), not on the training job's: that was a GPU the job held then,
 and the daemon runs predictions with every GPU hidden.
 
+Serve: ``--serve --checkpoint PATH [--max-pixels N]`` is a warm predict worker (``adapters.serve``).
+
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
 
@@ -99,7 +101,7 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: b
         started = time.perf_counter()
         adapter.load_checkpoint(checkpoint)
         loaded = time.perf_counter()
-        raw = _call_predict(adapter, image, top_k, annotate)
+        raw = call_predict(adapter, image, top_k, annotate)
         done = time.perf_counter()
         result = normalise_prediction_result(raw, job.spec.task, image)
         result["timings_ms"].setdefault("load", (loaded - started) * 1000)
@@ -113,7 +115,7 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: b
     return 0
 
 
-def _call_predict(adapter, image: str, top_k: int, annotate: bool):
+def call_predict(adapter, image: str, top_k: int, annotate: bool):
     """``adapter.predict``, with ``annotate`` only for adapters that take it."""
     try:
         params = inspect.signature(adapter.predict).parameters.values()
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --predict, also return the image with the predictions drawn")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"with --predict, refuse an image with more pixels (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--serve", action="store_true",
+                        help="a warm predict worker: load --checkpoint once, answer images from stdin "
+                             "(adapters.serve)")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -203,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.serve:
+        if not args.checkpoint:
+            parser.error("--serve needs --checkpoint")
+        from adapters.serve import serve
+        return serve(args.spec, args.checkpoint, max(1, args.max_pixels))
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")

@@ -565,6 +565,82 @@ class PredictResponse(_message.Message):
     timings_ms: _containers.ScalarMap[str, float]
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
+class PredictStreamRequest(_message.Message):
+    __slots__ = ("job_id", "top_k", "checkpoint", "annotate", "name", "image")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    top_k: int
+    checkpoint: str
+    annotate: bool
+    name: str
+    image: bytes
+    def __init__(self, job_id: _Optional[str] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
+
+class PredictStreamResponse(_message.Message):
+    __slots__ = ("index", "name", "result", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    result: PredictResponse
+    error: str
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., result: _Optional[_Union[PredictResponse, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("job_id", "checkpoint", "pid", "state", "device", "rss_bytes", "served", "started_at", "idle_seconds", "load_ms")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_MS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    checkpoint: str
+    pid: int
+    state: str
+    device: str
+    rss_bytes: int
+    served: int
+    started_at: float
+    idle_seconds: float
+    load_ms: float
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., device: _Optional[str] = ..., rss_bytes: _Optional[int] = ..., served: _Optional[int] = ..., started_at: _Optional[float] = ..., idle_seconds: _Optional[float] = ..., load_ms: _Optional[float] = ...) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class StopWorkersRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class StopWorkersResponse(_message.Message):
+    __slots__ = ("stopped",)
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    stopped: int
+    def __init__(self, stopped: _Optional[int] = ...) -> None: ...
+
 class RepoInfo(_message.Message):
     __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")
     NAME_FIELD_NUMBER: _ClassVar[int]

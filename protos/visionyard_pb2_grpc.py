@@ -94,6 +94,21 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.PredictRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.PredictStream = channel.stream_stream(
+                '/visionyard.v1.Runner/PredictStream',
+                request_serializer=protos_dot_visionyard__pb2.PredictStreamRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.PredictStreamResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/visionyard.v1.Runner/ListWorkers',
+                request_serializer=protos_dot_visionyard__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.StopWorkers = channel.unary_unary(
+                '/visionyard.v1.Runner/StopWorkers',
+                request_serializer=protos_dot_visionyard__pb2.StopWorkersRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.StopWorkersResponse.FromString,
+                _registered_method=True)
         self.AddRepo = channel.unary_unary(
                 '/visionyard.v1.Runner/AddRepo',
                 request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
@@ -197,6 +212,24 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopWorkers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddRepo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -290,6 +323,21 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=protos_dot_visionyard__pb2.PredictRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.PredictResponse.SerializeToString,
+            ),
+            'PredictStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PredictStream,
+                    request_deserializer=protos_dot_visionyard__pb2.PredictStreamRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.PredictStreamResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=protos_dot_visionyard__pb2.ListWorkersRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'StopWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopWorkers,
+                    request_deserializer=protos_dot_visionyard__pb2.StopWorkersRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.StopWorkersResponse.SerializeToString,
             ),
             'AddRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRepo,
@@ -641,6 +689,87 @@ class Runner:
             '/visionyard.v1.Runner/Predict',
             protos_dot_visionyard__pb2.PredictRequest.SerializeToString,
             protos_dot_visionyard__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/visionyard.v1.Runner/PredictStream',
+            protos_dot_visionyard__pb2.PredictStreamRequest.SerializeToString,
+            protos_dot_visionyard__pb2.PredictStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/ListWorkers',
+            protos_dot_visionyard__pb2.ListWorkersRequest.SerializeToString,
+            protos_dot_visionyard__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/StopWorkers',
+            protos_dot_visionyard__pb2.StopWorkersRequest.SerializeToString,
+            protos_dot_visionyard__pb2.StopWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -212,6 +212,50 @@ class Client:
                                     annotate=annotate)
         return self._call("Predict", request, timeout=None)
 
+    def predict_many(self, job_id: str, images, top_k: int = 5, checkpoint: str = "best",
+                     annotate: bool = False):
+        """Run a job's checkpoint on many images, as a stream: `images` is an iterable of paths (or
+        of ``(name, bytes)`` pairs), read one at a time as the daemon takes them; yields one
+        :class:`~protos.visionyard_pb2.PredictStreamResponse` per image, in order (``error`` set
+        for an image that could not be read or predicted; the others go on). Nothing holds more
+        than a window of images at once, however many there are."""
+        local_errors: dict[int, tuple[str, str]] = {}  # index → (name, why) of images never sent
+
+        def requests():
+            yield pb.PredictStreamRequest(job_id=job_id, top_k=top_k, checkpoint=checkpoint, annotate=annotate)
+            for index, image in enumerate(images):
+                name, data = (image if isinstance(image, tuple) else (str(image), None))
+                if data is None:
+                    try:
+                        data = _read_image(Path(image))
+                    except ClientError as exc:
+                        local_errors[index] = (name, str(exc))
+                        data = b""
+                elif len(data) > MAX_IMAGE_BYTES:
+                    local_errors[index] = (name, _too_large(f"image '{name}'", len(data)))
+                    data = b""
+                yield pb.PredictStreamRequest(name=name or f"#{index}", image=data)
+
+        call = self.stub.PredictStream(requests(), timeout=None)
+        try:
+            for answer in call:
+                if answer.index in local_errors:
+                    name, why = local_errors.pop(answer.index)
+                    answer = pb.PredictStreamResponse(index=answer.index, name=name, error=why)
+                yield answer
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()  # a caller that stops reading ends the call (a no-op once it ended)
+
+    def workers(self, job_id: str = "") -> list[pb.WorkerInfo]:
+        """The daemon's warm predict workers (those of `job_id` only, when given)."""
+        return list(self._call("ListWorkers", pb.ListWorkersRequest(job_id=job_id)).workers)
+
+    def stop_workers(self, job_id: str = "") -> int:
+        """Stop the warm predict workers (of `job_id` only, when given); how many were stopped."""
+        return self._call("StopWorkers", pb.StopWorkersRequest(job_id=job_id)).stopped
+
     # ------------------------------------------------------------ catalog and envs
 
     def models(self, framework: str = "", task: str = "", tag: str = "") -> list[pb.ModelInfo]:

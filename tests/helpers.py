@@ -16,15 +16,16 @@ from protos import visionyard_pb2 as pb
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(predicate, timeout=120, interval=0.1):
-    """The first true value of `predicate()`, polled until `timeout` s; AssertionError after that."""
+def wait_for(predicate, timeout=120, interval=0.1, why=None):
+    """The first true value of `predicate()`, polled until `timeout` s; AssertionError after that,
+    with what `why()` says about the state things were left in (a job's state and log, say)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"condition not met in {timeout} s" + (f"; {why()}" if why else ""))
 
 
 def states(events) -> list[str]:

@@ -125,21 +125,29 @@ def test_the_public_api_stands_on_the_wire_the_token_and_the_settings_only():
         _violations(light, ("runner.auth", "runner.settings", "runner.spec.wire"))
 
 
-def test_the_cli_loads_only_the_client_side_when_it_starts():
-    """The CLI reaches the daemon through the client; `serve`, `datasets` and the demo import
-    what they run inside their functions."""
+def _loaded_at_import(module: str) -> set[str]:
     graph: dict[str, set[str]] = {}
     for i in IMPORTS:
         if i.top:
             graph.setdefault(i.source, set()).add(i.target)
-    loaded, todo = set(), ["runner.cli"]
+    loaded, todo = set(), [module]
     while todo:
         module = todo.pop()
         if module not in loaded:
             loaded.add(module)
             todo += graph.get(module, ())
-    client_side = {"runner", "runner.cli", "runner.cli.commands", "runner.cli.progress", "runner.client",
-                   "runner.auth", "runner.settings", "runner.spec", "runner.spec.wire"}
+    return loaded
+
+
+def test_the_cli_loads_only_the_client_side_when_it_starts():
+    """The CLI reaches the daemon through the client; `serve`, `datasets`, the live progress view,
+    predict and the demo import what they run inside their functions. The package itself loads
+    nothing, so `--version` answers at once."""
+    assert _loaded_at_import("runner.cli") == {"runner.cli"}
+    loaded = _loaded_at_import("runner.cli.app")
+    client_side = {"runner", "runner.cli", "runner.cli.app", "runner.cli.commands", "runner.cli.names",
+                   "runner.cli.output", "runner.cli.views", "runner.cli.jsonout", "runner.cli.version",
+                   "runner.client", "runner.auth", "runner.settings", "runner.spec", "runner.spec.wire"}
     assert "runner.client" in loaded
     assert {m for m in loaded if not m.startswith("protos")} - client_side == set()
 
@@ -166,7 +174,7 @@ def test_no_import_cycles():
     assert cycles == []
 
 
-@pytest.mark.parametrize("module", ["runner.client", "runner.cli"])
+@pytest.mark.parametrize("module", ["runner.client", "runner.cli", "runner.cli.app"])
 def test_the_client_loads_no_validation_framework_or_tracking(module):
     code = (f"import sys, {module}\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "

@@ -4,7 +4,7 @@ The job dir's names live in runner/launch/jobdir.py and the child's environment 
 adapters/child_env.py; what can't import them (the supervisor and the node agent, standard library
 only; adapters/ and custom_repos/, which import nothing of runner/) keeps a copy checked here.
 Metric names live in adapters/metrics.py; log_parsers/ and the CLI (which loads no adapters) name
-them from that vocabulary.
+them from that vocabulary, and the CLI keeps a copy of each task's primary metric.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from log_parsers import build_parser
 from log_parsers import generic, yolov7
 from log_parsers.base import MetricUpdate
 from protos import visionyard_pb2 as pb
-from runner.cli.progress import SHOWN_METRICS
+from runner.cli import names as cli_names
 from runner.core.store import ALLOWED, TERMINAL, TERMINAL_PROTO, JobState
 from runner.launch import jobdir, local
 from runner.launch.adapter_child import adapter_command
@@ -137,4 +137,11 @@ def test_the_parsers_tables_name_metrics_of_the_vocabulary():
 
 
 def test_the_progress_line_shows_metrics_of_the_vocabulary():
-    assert set(SHOWN_METRICS) <= metrics.VOCABULARY
+    assert set(cli_names.SHOWN_METRICS) <= metrics.VOCABULARY
+
+
+def test_the_cli_names_each_tasks_primary_metric_as_the_adapters_do():
+    assert cli_names.PRIMARY_METRICS == {task: (m.name, m.higher_is_better)
+                                         for task, m in metrics.PRIMARY_METRICS.items()}
+    fallback = metrics.primary_metric("a task of no one's")
+    assert cli_names.FALLBACK_METRIC == (fallback.name, fallback.higher_is_better)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from rich.console import Console
-from rich.table import Table
+from dataclasses import asdict
 
 from adapters.datasets import (
     STRATEGIES,
@@ -18,23 +16,24 @@ from adapters.datasets import (
     inspect_dataset,
 )
 from adapters.datasets.summary import summarize
+from runner.cli.output import Column, Output
 
 
-def add_parser(sub, common) -> None:
+def add_parser(sub, common, as_json) -> None:
     p = sub.add_parser("datasets", parents=[common], help="check a dataset, or convert it to another format",
                        description="Check a dataset the way a job submit does (all images), or convert it.")
     p.set_defaults(func=cmd_datasets)
     datasets_sub = p.add_subparsers(dest="datasets_command", required=True)
-    check = datasets_sub.add_parser("check", help="summary and every problem, with the file to fix")
+    check = datasets_sub.add_parser("check", parents=[as_json], help="summary and every problem, with the file to fix")
     check.add_argument("path")
     check.add_argument("--format", required=True, choices=format_names())
     check.add_argument("--task", required=True, choices=TASKS)
-    check.add_argument("--json", action="store_true")
     check.add_argument("--sample", action="store_true", help="decode only a sample of images, as a submit does")
     check.add_argument("--strict", action="store_true",
                        help="coordinates must lie on the image (1 px, or 1e-6 normalized) and boxes have an area: "
                             "errors instead of clipping rounding overshoots and dropping zero-area boxes")
-    convert = datasets_sub.add_parser("convert", help="write the dataset in another format (never touches the source)")
+    convert = datasets_sub.add_parser("convert", parents=[as_json],
+                                      help="write the dataset in another format (never touches the source)")
     convert.add_argument("path")
     convert.add_argument("--from", dest="from_format", required=True, choices=format_names())
     convert.add_argument("--to", dest="to_format", required=True, choices=format_names())
@@ -47,18 +46,20 @@ def add_parser(sub, common) -> None:
         q.add_argument("--seed", type=int, default=0)
 
 
-def cmd_datasets(args) -> int:
-    console = Console()
+def cmd_datasets(args, out: Output) -> int:
     split = SplitOptions(strategy=args.split, val_ratio=args.val_ratio, split_file=args.split_file, seed=args.seed)
     if args.datasets_command == "convert":
         try:
             result = convert_dataset(args.path, args.from_format, args.to_format, args.task, args.output, split=split)
         except DatasetError as exc:
-            console.print(f"[red]cannot convert {args.path}:[/]\n{exc}", highlight=False)
+            out.error(f"cannot convert {args.path}:\n{exc}")
             return 1
-        console.print(f"wrote {result.format} dataset to [bold]{result.path}[/] ({_counts(result)})", highlight=False)
+        if args.json:
+            print(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+            return 0
+        out.line(f"wrote {result.format} dataset to {result.path} ({_counts(result)})")
         for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            out.line(f"warning: {warning}", style="yellow")
         return 0
     dataset, problems = inspect_dataset(args.path, args.format, args.task, split=split,
                                         decode="sample" if args.sample else "all", strict=args.strict)
@@ -66,40 +67,40 @@ def cmd_datasets(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        render(summary, console)
+        render(summary, out)
     return 0 if summary["ok"] else 1
 
 
-def render(summary: dict, console: Console) -> None:
+def render(summary: dict, out: Output) -> None:
     if "format" in summary:
         images = summary["images"]
         val = "on disk" if summary["val_source"] == "disk" else f"made by the {summary['val_source']} split"
-        console.print(f"[bold]{summary['root']}[/] — {summary['format']} for {summary['task']}: "
-                      f"{images['train']} train / {images['val']} val images (val {val})", highlight=False,
-                      soft_wrap=True)
+        out.line(f"{summary['root']} — {summary['format']} for {summary['task']}: "
+                 f"{images['train']} train / {images['val']} val images (val {val})")
         if summary["classes"]:
-            table = Table("id", "class", f"train {summary['counted']}", f"val {summary['counted']}")
-            for c in summary["classes"]:
-                table.add_row(str(c["id"]), c["name"], str(c["train"]), str(c["val"]))
-            console.print(table)
+            columns = (Column("id", right=True), Column("class"), Column(f"train {summary['counted']}", right=True),
+                       Column(f"val {summary['counted']}", right=True))
+            out.table(columns, [[str(c["id"]), c["name"], str(c["train"]), str(c["val"])] for c in summary["classes"]])
         details = [f"{n} {k.replace('_', ' ')}" for k, n in summary["annotations"].items()]
         if details:
-            console.print("annotations: " + ", ".join(details), highlight=False)
+            out.line("annotations: " + ", ".join(details))
         sizes = summary["image_sizes"]
         if sizes:
-            console.print(f"image sizes: {sizes['distinct']} distinct, min {_wh(sizes['min'])}, median "
-                          f"{_wh(sizes['median'])}, max {_wh(sizes['max'])}", highlight=False)
+            out.line(f"image sizes: {sizes['distinct']} distinct, min {_wh(sizes['min'])}, median "
+                     f"{_wh(sizes['median'])}, max {_wh(sizes['max'])}")
         for key in ("kpt_shape", "scale", "text"):
             if key in summary:
-                console.print(f"{key}: {summary[key]}", highlight=False)
+                out.line(f"{key}: {summary[key]}")
     for severity, colour in (("errors", "red"), ("warnings", "yellow")):
         for p in summary[severity]:
             where = f"{p['file']}:{p['where']}" if p["where"] else p["file"]
-            console.print(f"[{colour}]{severity[:-1]}:[/] {where}: {p['message']}", highlight=False, soft_wrap=True)
+            out.line(f"{severity[:-1]}: {where}: {p['message']}", style=colour)
         if summary[f"more_{severity}"]:
-            console.print(f"[{colour}]... and {summary[f'more_{severity}']} more {severity} of the same kinds[/]")
-    verdict = "[green]ok[/]" if summary["ok"] else f"[red]{len(summary['errors']) + summary['more_errors']} error(s)[/]"
-    console.print(f"{verdict}, {len(summary['warnings']) + summary['more_warnings']} warning(s)")
+            out.line(f"... and {summary[f'more_{severity}']} more {severity} of the same kinds", style=colour)
+    errors = len(summary["errors"]) + summary["more_errors"]
+    verdict = "ok" if summary["ok"] else f"{errors} error(s)"
+    out.line(f"{verdict}, {len(summary['warnings']) + summary['more_warnings']} warning(s)",
+             style="green" if summary["ok"] else "red")
 
 
 def _wh(size) -> str:

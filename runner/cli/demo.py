@@ -13,14 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from protos import visionyard_pb2 as pb
 from runner.client import Client, ClientError
-from runner.cli.progress import follow, summary
+from runner.cli.output import Output
+from runner.cli.progress import follow
+from runner.cli.views import show_job
 from runner.settings import Paths, resolve_home
 
-console = Console()
 IMAGE_SIZE = 32
 TARGET_ACCURACY = 0.90
 
@@ -81,27 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     home = resolve_home(args.home)
     paths = Paths(home).ensure()
     dataset = export_digits(home / "datasets" / "digits")
-    console.print(f"digits exported to {dataset}")
+    out = Output()
+    out.line(f"digits exported to {dataset}")
 
     client = Client(home=home)
     daemon = None
     try:
         try:
             client.wait_ready(timeout=1)
-            console.print(f"using the daemon already running at {client.address}")
+            out.line(f"using the daemon already running at {client.address}")
         except ClientError:
             daemon = start_daemon(home)
             client.wait_ready(timeout=60)
-            console.print(f"started a daemon (pid {daemon.pid}, log {home / 'daemon.log'})")
+            out.line(f"started a daemon (pid {daemon.pid}, log {home / 'daemon.log'})")
         job = client.submit(demo_spec(dataset))
-        console.print(f"submitted job [bold]{job.id}[/]; the first run builds the timm env (about a minute)")
-        final = follow(client, job, console)
-        summary(final, console)
+        out.line(f"submitted job {job.id}; the first run builds the timm env (about a minute)")
+        final = follow(client, job, out)
+        show_job(final, out)
         accuracy = final.metrics.get("val/accuracy", 0.0)
-        console.print(f"\njob id: [bold]{final.id}[/]")
-        console.print(f"val/accuracy: [bold]{accuracy:.4f}[/] (target ≥ {TARGET_ACCURACY})")
-        console.print(f"best checkpoint: {final.best_checkpoint}")
-        console.print(f"MLflow UI: `uv run visionyard ui --home {home}` then open http://127.0.0.1:5000 "
+        out.line(f"\njob id: {final.id}")
+        out.line(f"val/accuracy: {accuracy:.4f} (target ≥ {TARGET_ACCURACY})")
+        out.line(f"best checkpoint: {final.best_checkpoint}")
+        out.line(f"MLflow UI: `uv run visionyard ui --home {home}` then open http://127.0.0.1:5000 "
                       f"(store {paths.mlflow_uri})")
         return 0 if final.state == pb.SUCCEEDED and accuracy >= TARGET_ACCURACY else 1
     finally:

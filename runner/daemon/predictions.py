@@ -10,10 +10,9 @@ with ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y,
 ``rotated_box: [cx, cy, w, h, angle]``. Children from before that contract printed only
 ``{"predictions": [{"label", "score", "index"}]}``; that still parses.
 
-Also here: the bounds on predicts, kept apart from how a predict is run (a child per request
-today) so they hold whatever runs it — a few at once and a short queue (:class:`PredictGate`),
-an image's bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and a child
-that dies the moment its caller is gone (:func:`run_child`).
+Also here: the bounds on predicts, kept apart from how a predict is run (by a warm worker,
+``runner.daemon.workers``) — a few at once and a short queue (:class:`PredictGate`), an image's
+bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``).
 """
 
 from __future__ import annotations
@@ -24,9 +23,6 @@ import binascii
 import collections
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -35,7 +31,7 @@ from typing import Any
 from adapters.image_limits import DEFAULT_MAX_PIXELS
 from protos import visionyard_pb2 as pb
 
-DEFAULT_CONCURRENT_PREDICTS = 2  # a predict's child holds its framework and the decoded image: ~0.5–2 GB
+DEFAULT_CONCURRENT_PREDICTS = 8  # each holds its image here and its decoded pixels in a worker's batch
 QUEUE_PER_SLOT = 2  # predicts that may wait for a slot, per slot
 
 _BYTES_FIELDS = ("mask_png", "image_png")
@@ -240,35 +236,3 @@ class ThreadContext:
             self._gone, callbacks, self._callbacks = True, self._callbacks, []
         for callback in callbacks:
             callback()
-
-
-def run_child(cmd: list[str], context: ThreadContext, timeout: float, **popen) -> subprocess.CompletedProcess:
-    """Run `cmd` in a session of its own, its output captured; its whole process group is killed
-    the moment `context` is cancelled (:class:`PredictCancelled` then), or after `timeout` seconds
-    (:class:`subprocess.TimeoutExpired`), and whatever is left of the group when it ends."""
-    if not context.is_active():
-        raise PredictCancelled
-    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True, **popen)
-    reaped = False
-
-    def kill_group() -> None:
-        if not reaped:  # once reaped, its group id may be another's
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-
-    context.add_callback(kill_group)
-    try:
-        out, err = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group()
-        child.communicate()
-        raise
-    finally:
-        if child.returncode is None:  # an error here: the child must not outlive it
-            kill_group()
-            child.wait()
-        reaped = True
-    if not context.is_active():
-        raise PredictCancelled
-    return subprocess.CompletedProcess(cmd, child.returncode, out, err)

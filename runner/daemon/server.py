@@ -38,6 +38,7 @@ from runner.core.jobs import finish_tracking
 from runner.core.runtime import Runtime
 from runner.launch.ray.uploads import UploadLimits
 from runner.daemon.predictions import PredictLimits
+from runner.daemon.workers import WorkerLimits, WorkerPool
 from runner.core.scheduler import Scheduler
 from runner.daemon.servicers import ReporterServicer, RunnerServicer
 from runner.settings import DEFAULT_NODE_HOME, MAX_MESSAGE_BYTES, Paths
@@ -76,7 +77,8 @@ def link_child_path(paths: Paths, copy: bool = False) -> None:
 class Daemon:
     def __init__(self, home: Path, listen: str | None = None, max_concurrent_jobs: int = 1,
                  gpus: str | None = None, cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None,
-                 tcp: TcpOptions | None = None, ray: RayOptions | None = None, predict: PredictLimits | None = None):
+                 tcp: TcpOptions | None = None, ray: RayOptions | None = None, predict: PredictLimits | None = None,
+                 workers: WorkerLimits | None = None):
         os.umask(0o077)  # everything the daemon and its children write is the owner's only
         self.paths = Paths(home).ensure()
         make_private(self.paths)
@@ -134,8 +136,9 @@ class Daemon:
         self.watch_hub = WatchHub(self.aio.loop)
         self.store.add_listener(self.watch_hub.changed)
         self.client_pool = futures.ThreadPoolExecutor(max_workers=CLIENT_WORKERS, thread_name_prefix="rpc")
+        self.workers = WorkerPool(workers)
         runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool,
-                                predict)
+                                predict, self.workers)
         reporter = ReporterServicer(self.runtime, ray.upload_limits if ray is not None else None)
         self.server = self.aio.run(self._client_server(AioGuard(), runner, reporter))
         self.reporter_server = self._register(
@@ -210,6 +213,7 @@ class Daemon:
         except TimeoutError:
             log.warning("the client servers' health service did not take the shutdown within %g s", STOP_GRACE)
         self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
+        self.workers.close()
         self._stop_servers()
         self.tracker.flush(timeout=30)
         self.tracker.close()
@@ -255,10 +259,12 @@ class Daemon:
 
 def serve(home: Path, listen: str | None = None, max_concurrent_jobs: int = 1, gpus: str | None = None,
           cancel_jobs_on_stop: bool = False, gc_policy: Policy | None = None, tcp: TcpOptions | None = None,
-          ray: RayOptions | None = None, predict: PredictLimits | None = None) -> None:
+          ray: RayOptions | None = None, predict: PredictLimits | None = None,
+          workers: WorkerLimits | None = None) -> None:
     logging.basicConfig(level=os.environ.get("VISIONYARD_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp, ray, predict).serve_forever()
+    Daemon(home, listen, max_concurrent_jobs, gpus, cancel_jobs_on_stop, gc_policy, tcp, ray, predict,
+           workers).serve_forever()
     exit_within(STOP_WAIT)
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
-import os
 import shutil
 import sqlite3
-import subprocess
-import tempfile
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,7 +18,6 @@ from google.protobuf import json_format
 
 from adapters.datasets.walk import CheckCancelled, Deadline, deadline_scope
 from adapters.frameworks import all_catalogs, get_catalog
-from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
@@ -32,10 +27,9 @@ from runner.launch.ray import node_files, uploads
 from runner.core.failures import Cause
 from runner.core.runtime import Runtime
 from runner.settings import LOW_DISK_BYTES
-from runner.launch.adapter_child import adapter_command
-from runner.launch.local import child_environment
-from runner.daemon.predictions import (PredictBusy, PredictGate, PredictLimits, PredictOutputError, ThreadContext,
-                                parse_child_output, run_child)
+from runner.daemon.predict_rpcs import PredictRpcs
+from runner.daemon.predictions import PredictGate, PredictLimits
+from runner.daemon.workers import WorkerPool
 from runner.daemon.repo_rpcs import RepoRpcs
 from runner.core.reports import apply_batch
 from runner.core.scheduler import Scheduler
@@ -48,7 +42,6 @@ from runner.daemon.watch import WatchHub, watch_job
 log = logging.getLogger("visionyard.daemon")
 SUBMIT_CHECK_SECONDS = 60.0  # a submitted spec's checks (its dataset read) take at most this long
 MAX_LIST = 10_000
-PREDICT_TIMEOUT_SECONDS = 300
 UPLOAD_WAIT_SECONDS = 30.0  # an upload of a job waits this long for the job's previous one to end
 
 
@@ -74,13 +67,14 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
 
-class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
+class RunnerServicer(RepoRpcs, PredictRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
                  watch_hub: WatchHub | None = None, pool: Executor | None = None,
-                 predict_limits: PredictLimits | None = None):
+                 predict_limits: PredictLimits | None = None, workers: WorkerPool | None = None):
         self.rt, self.scheduler, self.gc_policy = rt, scheduler, gc_policy or Policy()
         self.watch_hub, self.pool = watch_hub, pool  # WatchJob's and Predict's, on the aio servers' loop
         self.predict_gate = PredictGate(predict_limits or PredictLimits())
+        self.workers = workers or WorkerPool()  # warm predict workers; the daemon closes them at its stop
         self._checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="submit-check")
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.Job:
@@ -240,83 +234,8 @@ class RunnerServicer(RepoRpcs, pb_grpc.RunnerServicer):
                      for r in removed],
             freed_bytes=sum(r.bytes for r in removed), dry_run=request.dry_run)
 
-    async def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
-        """The checks (the image's header included) on a pool thread, then a slot of the predict
-        gate (a few at once, a short queue, then RESOURCE_EXHAUSTED), then the child on a pool
-        thread. A client that goes (cancels, or its deadline passes) cancels this coroutine, which
-        kills the child at once."""
-        loop = asyncio.get_running_loop()
-        sync = ThreadContext(context, loop)
-        try:
-            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
-            try:
-                async with self.predict_gate.slot():
-                    return await loop.run_in_executor(self.pool, self._predict_run, request, record, checkpoint, sync)
-            except PredictBusy as exc:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except asyncio.CancelledError:
-            sync.cancel()
-            raise
-
-    def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
-        """The job and checkpoint to predict with, or an abort saying why not; the image is refused
-        here when its header says it is too large, before any child starts."""
-        record = _record_or_abort(self.rt, request.job_id, context)
-        if record.spec.get("framework") == CUSTOM:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"job {record.id} trained with repo '{record.spec.get('repo')}'; predict works for framework "
-                          "jobs only (use the repo's own inference script on the checkpoint)")
-        which = request.checkpoint or "best"
-        checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
-        if checkpoint is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "checkpoint must be 'best' or 'last'")
-        if not checkpoint or not Path(checkpoint).exists():  # a file, or a save_pretrained folder
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
-        if not 0 <= request.top_k <= 1000:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be between 1 and 1000 (0: 5)")
-        if not request.image:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
-        try:
-            check_image(request.image, self.predict_gate.limits.max_pixels)
-        except ImageTooLarge as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return record, checkpoint
-
-    def _predict_run(self, request: pb.PredictRequest, record, checkpoint: str, context) -> pb.PredictResponse:
-        env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
-        if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
-            gone = threading.Event()
-            context.add_callback(gone.set)  # the build stops when the client goes
-            try:
-                env = self.rt.envs.ensure(get_spec(get_catalog(record.spec["framework"]).env), cancel=gone)
-            except Exception as exc:  # noqa: BLE001 (the build's own message says what failed)
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the env to predict with could not be built: {exc}")
-        if env is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
-        job_dir = Path(record.job_dir)
-        with tempfile.NamedTemporaryFile(dir=job_dir, prefix="predict-", delete=True) as image:
-            image.write(request.image)
-            image.flush()
-            command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths,
-                                      "--predict", image.name, "--checkpoint", checkpoint,
-                                      "--top-k", str(request.top_k or 5),
-                                      "--max-pixels", str(self.predict_gate.limits.max_pixels),
-                                      *(["--annotate"] if request.annotate else []))
-            env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath),
-                                          "CUDA_VISIBLE_DEVICES": "", **command.env})
-            try:
-                done = run_child(command.argv, context, PREDICT_TIMEOUT_SECONDS, cwd=command.cwd, env=env_vars)
-            except subprocess.TimeoutExpired:
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"predict took over {PREDICT_TIMEOUT_SECONDS} s")
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-10:])
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"predict failed:\n{tail}")
-        try:
-            return parse_child_output(done.stdout, task=record.spec.get("task", ""))
-        except PredictOutputError as exc:
-            context.abort(grpc.StatusCode.INTERNAL, f"{exc}\n{done.stdout[-1000:]}")
+    def _job_record(self, job_id: str, context):
+        return _record_or_abort(self.rt, job_id, context)
 
     def _catalog(self, framework: str, context):
         try:

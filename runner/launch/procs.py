@@ -4,6 +4,7 @@ apart). The supervisor (runner/payload/supervisor.py, standard library only, run
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: What runs outside the daemon, found by path: the job's supervisor, a Ray node's agent.
@@ -32,3 +33,15 @@ def alive(pid: int) -> bool:
     """`pid` exists and is not a zombie."""
     fields = _stat_fields(pid)
     return bool(fields) and fields[0] != "Z"
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of `pid` in bytes; 0 when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")

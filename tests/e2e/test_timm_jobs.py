@@ -83,33 +83,48 @@ def test_predict_returns_top_k(daemon, finished_job, tmp_path):
     assert response.image_png == b"" and response.mask_png == b""  # classification draws nothing
 
 
-def predict_children(daemon) -> list[int]:
-    """The daemon's live predict processes."""
+def predict_workers(daemon) -> list[int]:
+    """The daemon's live predict worker processes."""
     found = []
     for pid in descendants(daemon.proc.pid):
         try:
-            if b"--predict" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"--serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
         except OSError:
             pass
     return found
 
 
-@pytest.mark.parametrize("how", ["cancel", "deadline"])
-def test_a_predict_whose_client_gives_up_leaves_no_process(daemon, finished_job, tmp_path, how):
+def test_the_second_predict_is_served_warm_by_the_same_worker(daemon, finished_job, tmp_path):
     job, _ = finished_job
+    image = save_image(tmp_path / "green.png", "green", size=40)
+    daemon.client.predict(job.id, image)
+    (worker,) = predict_workers(daemon)
+    started = time.monotonic()
+    response = daemon.client.predict(job.id, image, top_k=1)
+    assert time.monotonic() - started < 1.0  # no imports, no load: the model is in memory
+    assert response.predictions[0].label in {"red", "green", "blue"}
+    assert predict_workers(daemon) == [worker]
+    (info,) = daemon.client.workers(job.id)
+    assert info.pid == worker and info.state == "ready" and info.served >= 2
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_a_predict_whose_client_gives_up_leaves_only_the_warm_worker(daemon, finished_job, tmp_path, how):
+    job, _ = finished_job
+    daemon.client.stop_workers(job.id)
     image = Path(save_image(tmp_path / "red.png", "red", size=40)).read_bytes()
     stub = pb_grpc.RunnerStub(daemon.client.channel)
-    call = stub.Predict.future(pb.PredictRequest(job_id=job.id, image=image), timeout=None if how == "cancel" else 3)
-    children = wait_for(lambda: predict_children(daemon), timeout=20, interval=0.02)
+    call = stub.Predict.future(pb.PredictRequest(job_id=job.id, image=image), timeout=None if how == "cancel" else 0.5)
+    (worker,) = wait_for(lambda: predict_workers(daemon), timeout=20, interval=0.02)
     if how == "cancel":
         call.cancel()
     with pytest.raises((grpc.FutureCancelledError, grpc.RpcError)):
         call.result()
-    started = time.monotonic()
-    wait_for(lambda: not any(alive(pid) for pid in children), timeout=5, interval=0.02)
-    assert time.monotonic() - started < 1.5  # killed at once, not when its predict would have ended
-    assert predict_children(daemon) == []
+    assert daemon.client.predict(job.id, image).predictions  # the worker loads on and serves the next
+    assert predict_workers(daemon) == [worker]
+    assert daemon.client.stop_workers(job.id) == 1
+    wait_for(lambda: not alive(worker), timeout=5, interval=0.02)
 
 
 def test_an_image_over_the_pixel_limit_is_refused_at_once(daemon, finished_job):

@@ -61,9 +61,29 @@ def toy_job(data: Path, epochs: int = 3, epoch_seconds: float = 0.0, device: str
             "advanced": {"epoch_seconds": epoch_seconds, "hold_file": hold_file}}
 
 
+def described(client, job_id: str):
+    """What a failed wait reports: the job's state, epoch, message and the end of its log."""
+    def why() -> str:
+        job = client.get(job_id)
+        tail = "\n  ".join(logs(client, job_id)[-25:])
+        return f"job {job_id} {pb.JobState.Name(job.state)} epoch {job.epoch} ({job.error or job.placement})\n  {tail}"
+    return why
+
+
+def reached_epoch(client, job_id: str, epoch: int = 1, timeout: float = 120) -> pb.Job:
+    """The job once it reported `epoch`; a job that ends before that fails the test at once."""
+    final = (pb.SUCCEEDED, pb.FAILED, pb.CANCELLED)
+    wait_for(lambda: (j := client.get(job_id)).epoch >= epoch or j.state in final, timeout=timeout, interval=0.2,
+             why=described(client, job_id))
+    job = client.get(job_id)
+    assert job.epoch >= epoch and job.state not in final, described(client, job_id)()
+    return job
+
+
 def finished(client, job_id: str, timeout: float) -> pb.Job:
     final = (pb.SUCCEEDED, pb.FAILED, pb.CANCELLED)
-    return wait_for(lambda: (job := client.get(job_id)).state in final and job, timeout=timeout, interval=0.5)
+    return wait_for(lambda: (job := client.get(job_id)).state in final and job, timeout=timeout, interval=0.5,
+                    why=described(client, job_id))
 
 
 def accuracy_steps(client, job_id) -> Counter:
@@ -160,7 +180,7 @@ def test_a_custom_repo_job_is_parsed_from_the_ray_log(ray_daemon, data):
 def test_cancel_stops_the_ray_job_and_leaves_nothing_on_the_node(ray_daemon, ray_head, data):
     client = ray_daemon.client
     job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
-    wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
+    reached_epoch(client, job.id)
     job_dir = str(ray_daemon.node_home / "jobs" / job.id)  # where it runs on the node
     assert processes_mentioning(job_dir)  # its supervisor and the trainer
     _only_the_jobs_token_fetches_and_uploads(client, ray_head, job.id, job_dir)
@@ -225,7 +245,7 @@ def test_a_daemon_killed_while_a_ray_job_runs_adopts_it(ray_daemon, ray_head, da
     daemon = ray_daemon
     hold = tmp_path / "go-on"  # the job waits after its first epoch until this exists: it outlasts the restart
     job = daemon.client.submit(toy_job(data, epochs=4, hold_file=str(hold)))
-    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=300)
+    reached_epoch(daemon.client, job.id)
     kill_daemon(daemon)
     daemon = start_daemon(daemon.home, shared_envs, ray_daemon.ray_args)
     try:
@@ -242,7 +262,7 @@ def test_a_daemon_killed_while_a_ray_job_runs_adopts_it(ray_daemon, ray_head, da
 def test_a_stopped_head_fails_its_job_clearly(ray_daemon, ray_cluster, data):
     client = ray_daemon.client
     job = client.submit(toy_job(data, epochs=50, epoch_seconds=2.0))
-    wait_for(lambda: client.get(job.id).epoch >= 1, timeout=300)
+    reached_epoch(client, job.id)
     job_dir = str(ray_daemon.node_home / "jobs" / job.id)
     assert processes_mentioning(job_dir)
     ray_cluster.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.inprocess_daemon import InProcessDaemon, dataset, end_leftover_jobs
+from tests.runner.predict_served import serving
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +30,10 @@ def serve(tmp_path):
         daemon.stop()
     for home in {d.home for d in started}:
         end_leftover_jobs(home)
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """`served(limits, child_seconds, workers)`: a RunnerServicer over a real socket with a finished
+    job whose worker is `predict_child.py` (tests/runner/predict_served.py)."""
+    yield from serving(tmp_path, monkeypatch)

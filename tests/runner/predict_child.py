@@ -1,22 +1,49 @@
-"""Stands in for `python -m adapters.entrypoint --predict ...` in the servicer's predict tests.
+"""Stands in for a warm predict worker (`python -m adapters.entrypoint --serve ...`) in the servicer's
+predict tests: the same protocol on stdin/stdout as `adapters.serve`, no framework.
 
-Appends "START <pid> <grandchild pid> <time>" to `children.log` in its cwd (the job dir), keeps a
-grandchild in its process group, sleeps $VY_TEST_PREDICT_SECONDS, appends "END <pid> <time>" and
-prints a classification result as the real child would.
+Appends "START <pid> <grandchild pid> <time>" to `children.log` in its cwd (the job dir) and keeps a
+grandchild in its process group; for each batch it sleeps $VY_TEST_PREDICT_SECONDS, appends
+"BATCH <pid> <images> <time>", and answers each image with a classification result (an image whose
+size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own).
+$VY_TEST_WORKER_FAIL set: it exits 1 at start, printing that to stderr.
 """
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
 
+from PIL import Image
+
+if os.environ.get("VY_TEST_WORKER_FAIL"):
+    print("RuntimeError: no such checkpoint format", file=sys.stderr, flush=True)
+    sys.exit(1)
 grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 with open("children.log", "a") as log:
     log.write(f"START {os.getpid()} {grandchild.pid} {time.time()}\n")
-time.sleep(float(os.environ.get("VY_TEST_PREDICT_SECONDS", "0")))
-grandchild.kill()
-grandchild.wait()
-with open("children.log", "a") as log:
-    log.write(f"END {os.getpid()} {time.time()}\n")
-print(json.dumps({"predictions": [{"label": "red", "score": 0.9, "index": 0}], "width": 8, "height": 8}))
+print(json.dumps({"ready": True, "pid": os.getpid(), "load_ms": 12.5}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    time.sleep(float(os.environ.get("VY_TEST_PREDICT_SECONDS", "0")))
+    with open("children.log", "a") as log:
+        log.write(f"BATCH {os.getpid()} {len(request['items'])} {time.time()}\n")
+    results = []
+    for item in request["items"]:
+        try:
+            size = Image.open(item["image"]).size
+        except OSError as exc:
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if size == (3, 3):
+            sys.exit(3)
+        if size == (5, 5):
+            results.append({"error": "UnidentifiedImageError: cannot identify image file"})
+        else:
+            result = {"predictions": [{"label": "red", "score": 0.9, "index": 0}], "width": 8, "height": 8,
+                      "timings_ms": {"load": 12.5, "total": 1.0}}
+            if item.get("annotate"):  # the image itself stands in for the drawing
+                result["image_png_b64"] = base64.b64encode(open(item["image"], "rb").read()).decode()
+            results.append({"result": result})
+    print(json.dumps({"id": request["id"], "results": results}), flush=True)

@@ -1,141 +1,54 @@
-"""Predict's bounds through the real servicer on a real asyncio gRPC server (as the daemon serves
-it, guard included): a few at once and a short queue, a pixel limit judged before any child
-starts, and a child that dies with its call. The child is `predict_child.py` (no framework env)."""
+"""Predict through the real servicer on a real asyncio gRPC server (as the daemon serves it, guard
+included): warm workers (one per model, reused, batched, stopped when idle or to make room,
+restarted after a death), a few predicts at once and a short queue, a pixel limit judged before any
+worker sees the image, and a client that goes leaving the worker warm. The worker is
+`predict_child.py` (the serve protocol, no framework env)."""
 
 from __future__ import annotations
 
-import io
-import sys
+import os
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from types import SimpleNamespace
 
 import grpc
-import grpc.aio
 import pytest
-from PIL import Image
 
 from protos import visionyard_pb2 as pb
-from protos import visionyard_pb2_grpc as pb_grpc
-from runner.daemon.guard import AioGuard
 from runner.daemon.predictions import PredictLimits
-from runner.daemon.servicers import RunnerServicer
-from runner.settings import Paths
-from runner.core.store import JobStore
-from runner.daemon.watch import EventLoopThread
+from runner.daemon.workers import WorkerLimits
 from runner.launch.procs import alive  # a process that exits mid-read is not alive
-
-CHILD = Path(__file__).with_name("predict_child.py")
-
-
-class Envs:
-    """The env manager's `list`, naming an env whose python runs `predict_child.py`."""
-
-    def __init__(self, root: Path):
-        self.env = root / "fake-env"
-        python = self.env / "bin" / "python"
-        python.parent.mkdir(parents=True)
-        python.write_text(f"#!/bin/sh\nexec {sys.executable} {CHILD} \"$@\"\n")
-        python.chmod(0o755)
-
-    def list(self, name=None):
-        return [SimpleNamespace(name=name, path=self.env)]
+from tests.runner.predict_served import png, wait_for
 
 
-class Served:
-    """A RunnerServicer on an asyncio server over a unix socket, with one finished job."""
-
-    def __init__(self, home: Path, limits: PredictLimits):
-        paths = Paths(home).ensure()
-        self.store = JobStore(paths.db)
-        job = self.store.create_job({"framework": "timm", "task": "classification", "model": "resnet18"}, "j", 1)
-        self.job_dir = paths.job_dir(job.id)
-        self.job_dir.mkdir(parents=True)
-        checkpoint = self.job_dir / "best.pt"
-        checkpoint.write_bytes(b"weights")
-        self.store.update(job.id, job_dir=str(self.job_dir), env_name="fake", best_checkpoint=str(checkpoint))
-        self.job_id = job.id
-        rt = SimpleNamespace(paths=paths, store=self.store, envs=Envs(home))
-        self.pool = ThreadPoolExecutor(16, thread_name_prefix="rpc")
-        self.servicer = RunnerServicer(rt, None, pool=self.pool, predict_limits=limits)
-        self.aio = EventLoopThread()
-        self.server = self.aio.run(self._start(home / "d.sock"))
-        self.channel = grpc.insecure_channel(f"unix://{home / 'd.sock'}")
-        self.stub = pb_grpc.RunnerStub(self.channel)
-
-    async def _start(self, socket: Path) -> grpc.aio.Server:
-        server = grpc.aio.server(migration_thread_pool=self.pool, interceptors=[AioGuard()])
-        pb_grpc.add_RunnerServicer_to_server(self.servicer, server)
-        server.add_insecure_port(f"unix://{socket}")
-        await server.start()
-        return server
-
-    def request(self, image: bytes = b"") -> pb.PredictRequest:
-        return pb.PredictRequest(job_id=self.job_id, image=image or png((8, 8)), top_k=1)
-
-    def children(self) -> dict[int, dict]:
-        """pid → {"start", "end", "grandchild"} from what the children wrote."""
-        found: dict[int, dict] = {}
-        log = self.job_dir / "children.log"
-        for line in log.read_text().splitlines() if log.exists() else ():
-            kind, pid, *rest = line.split()
-            if kind == "START":
-                found[int(pid)] = {"grandchild": int(rest[0]), "start": float(rest[1]), "end": None}
-            else:
-                found[int(pid)]["end"] = float(rest[0])
-        return found
-
-    def close(self) -> None:
-        self.channel.close()
-        self.aio.run(self.server.stop(0))
-        self.aio.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.store.close()
-
-
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    made = []
-
-    def serve(limits: PredictLimits = PredictLimits(), child_seconds: float = 0.0) -> Served:
-        monkeypatch.setenv("VY_TEST_PREDICT_SECONDS", str(child_seconds))
-        made.append(Served(tmp_path / f"home{len(made)}", limits))
-        return made[-1]
-
-    yield serve
-    for s in made:
-        s.close()
-
-
-def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
-    data = io.BytesIO()
-    Image.new(mode, size).save(data, "PNG")
-    return data.getvalue()
-
-
-
-
-def wait_for(condition, timeout: float) -> float:
-    """Seconds until `condition()` held; fails after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"still not so after {timeout} s"
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
-def test_a_predict_runs_its_child_and_answers(served):
+def test_the_first_predict_starts_a_worker_and_the_next_ones_reuse_it(served):
     s = served()
-    response = s.stub.Predict(s.request(), timeout=30)
-    assert [p.label for p in response.predictions] == ["red"]
-    (child,) = s.children().values()
-    assert child["end"] is not None and not alive(child["grandchild"])
+    first = s.stub.Predict(s.request(), timeout=30)
+    assert [p.label for p in first.predictions] == ["red"] and first.timings_ms["load"] == 12.5
+    started = time.monotonic()
+    for _ in range(5):
+        assert s.stub.Predict(s.request(), timeout=30).predictions
+    assert (time.monotonic() - started) / 5 < 0.5  # no process start, no load
+    (worker,) = s.children().values()  # one worker served all six
+    assert sum(n for n, _ in worker["batches"]) == 6
+    (info,) = s.stub.ListWorkers(pb.ListWorkersRequest(), timeout=10).workers
+    assert (info.job_id, info.state, info.served, info.device) == (s.job_id, "ready", 6, "cpu")
+    assert info.checkpoint.endswith("best.pt") and info.rss_bytes > 0 and info.load_ms == 12.5
+    assert not list((s.job_dir).glob("predict-image-*"))  # each image's file is gone once answered
+
+
+def test_predicts_that_arrive_together_go_to_the_worker_as_one_batch(served):
+    s = served(PredictLimits(concurrent=8, queued=8), child_seconds=0.5,
+               workers=WorkerLimits(max_batch=8, max_wait_ms=50))
+    assert s.stub.Predict(s.request(), timeout=30).predictions  # the worker is warm
+    calls = [s.stub.Predict.future(s.request(), timeout=60) for _ in range(6)]
+    assert all(c.result().predictions for c in calls)
+    (worker,) = s.children().values()
+    sizes = [n for n, _ in worker["batches"][1:]]
+    assert sum(sizes) == 6 and max(sizes) >= 3  # those waiting while one batch ran went together
 
 
 def test_predicts_over_the_cap_are_refused_at_once_while_the_capped_ones_finish(served):
-    s = served(PredictLimits(concurrent=1, queued=1), child_seconds=1.5)
+    s = served(PredictLimits(concurrent=1, queued=1), child_seconds=1.5, workers=WorkerLimits(max_wait_ms=0))
     started, ended = time.monotonic(), {}
     calls = [s.stub.Predict.future(s.request(), timeout=60) for _ in range(4)]
     for call in calls:
@@ -150,9 +63,8 @@ def test_predicts_over_the_cap_are_refused_at_once_while_the_capped_ones_finish(
     for _, details, seconds in refused:
         assert "busy" in details and "--max-concurrent-predicts 1" in details
         assert seconds < 1.0  # refused at once, not after the running ones
-    children = sorted(s.children().values(), key=lambda c: c["start"])
-    assert len(children) == 2  # the running one and the queued one, one after the other
-    assert children[0]["end"] <= children[1]["start"]
+    (worker,) = s.children().values()
+    assert [n for n, _ in worker["batches"]] == [1, 1]  # the running one, then the queued one
 
 
 def test_a_predict_waiting_for_a_slot_leaves_the_queue_when_its_client_goes(served):
@@ -164,14 +76,15 @@ def test_a_predict_waiting_for_a_slot_leaves_the_queue_when_its_client_goes(serv
     assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     queued = s.stub.Predict.future(s.request(), timeout=60)  # the queue's place is free again
     assert running.result().predictions and queued.result().predictions
-    assert len(s.children()) == 2
+    (worker,) = s.children().values()
+    assert sum(n for n, _ in worker["batches"]) == 2
 
 
 @pytest.mark.parametrize("image, limit, shown", [
     (png((12000, 12000), "1"), None, "12000×12000 (144.0 megapixels)"),  # 17 KB, 144 MB decoded (Pillow warns only)
     (png((3000, 2000)), 5_000_000, "3000×2000 (6.0 megapixels)"),
 ])
-def test_an_image_over_the_pixel_limit_is_refused_before_a_child_starts(served, image, limit, shown):
+def test_an_image_over_the_pixel_limit_is_refused_before_a_worker_sees_it(served, image, limit, shown):
     s = served(PredictLimits(max_pixels=limit) if limit else PredictLimits())
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as refused:
@@ -180,6 +93,15 @@ def test_an_image_over_the_pixel_limit_is_refused_before_a_child_starts(served, 
     assert shown in refused.value.details()
     assert f"at most {(limit or 40_000_000) / 1e6:.1f} megapixels" in refused.value.details()
     assert time.monotonic() - started < 2
+    assert s.children() == {}
+
+
+def test_bytes_that_are_no_image_are_refused_before_a_worker_starts(served):
+    s = served()
+    with pytest.raises(grpc.RpcError) as refused:
+        s.stub.Predict(s.request(b"just some text, named photo.jpg"), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the 31 bytes sent are not an image" in refused.value.details()
     assert s.children() == {}
 
 
@@ -197,18 +119,103 @@ def test_a_crafted_header_past_pillows_own_limit_is_refused_by_its_size(served):
 
 
 @pytest.mark.parametrize("how", ["deadline", "cancel"])
-def test_a_predict_whose_client_is_gone_leaves_no_child(served, monkeypatch, how):
-    s = served(PredictLimits(concurrent=1, queued=0), child_seconds=60)
-    call = s.stub.Predict.future(s.request(), timeout=3 if how == "deadline" else None)
+def test_a_predict_whose_client_is_gone_leaves_the_worker_warm_for_the_next(served, monkeypatch, how):
+    s = served(PredictLimits(concurrent=1, queued=0), child_seconds=3)
+    call = s.stub.Predict.future(s.request(), timeout=1 if how == "deadline" else None)
     wait_for(lambda: s.children(), 10)
-    (pid, child), = s.children().items()
-    assert alive(pid) and alive(child["grandchild"])
     if how == "cancel":
         call.cancel()
     with pytest.raises(grpc.FutureCancelledError if how == "cancel" else grpc.RpcError):
         call.result()
-    # the whole group is killed as soon as the call ends (3 s deadline, not the child's 60 s)
-    assert wait_for(lambda: not alive(pid) and not alive(child["grandchild"]), 3) < 1.5
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 2)  # reaped, not left a zombie
-    monkeypatch.setenv("VY_TEST_PREDICT_SECONDS", "0")
-    assert s.stub.Predict(s.request(), timeout=30).predictions  # its slot is free again
+    assert s.stub.Predict(s.request(), timeout=30).predictions  # its slot is free again, the worker still serves
+    (pid, worker), = s.children().items()  # the same worker, not a new one
+    assert alive(pid) and alive(worker["grandchild"])
+
+
+def test_an_item_error_is_that_predicts_alone(served):
+    s = served()
+    with pytest.raises(grpc.RpcError) as failed:
+        s.stub.Predict(s.request(png((5, 5))), timeout=30)
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot identify image file" in failed.value.details()
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    assert len(s.children()) == 1
+
+
+def test_a_worker_that_dies_fails_its_predict_with_its_log_and_the_next_starts_anew(served):
+    s = served()
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    (first, worker), = s.children().items()
+    with pytest.raises(grpc.RpcError) as died:
+        s.stub.Predict(s.request(png((3, 3))), timeout=30)
+    assert died.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "died (exit code 3)" in died.value.details() and "predict-worker.log" in died.value.details()
+    wait_for(lambda: not alive(worker["grandchild"]), 5)  # its whole group went with it
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    assert len(s.children()) == 2 and not alive(first)
+
+
+def test_a_worker_that_cannot_load_says_why(served, monkeypatch):
+    monkeypatch.setenv("VY_TEST_WORKER_FAIL", "1")
+    s = served()
+    with pytest.raises(grpc.RpcError) as failed:
+        s.stub.Predict(s.request(), timeout=30)
+    assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "could not load" in failed.value.details() and "no such checkpoint format" in failed.value.details()
+    assert "exit code 1" in failed.value.details()
+
+
+def test_an_idle_worker_is_stopped_with_its_whole_group(served):
+    s = served(workers=WorkerLimits(idle_seconds=0.5))
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    (pid, worker), = s.children().items()
+    assert wait_for(lambda: not alive(pid) and not alive(worker["grandchild"]), 10) > 0.3
+    assert s.stub.ListWorkers(pb.ListWorkersRequest(), timeout=10).workers == []
+    assert s.stub.Predict(s.request(), timeout=30).predictions  # a new one starts
+    assert len(s.children()) == 2
+
+
+def test_a_full_pool_stops_the_worker_used_longest_ago(served):
+    s = served(workers=WorkerLimits(workers=2))
+    jobs = [s.job_id, s.add_job(), s.add_job()]
+    for job_id in jobs:
+        assert s.stub.Predict(s.request(job_id=job_id), timeout=30).predictions
+    listed = {w.job_id for w in s.stub.ListWorkers(pb.ListWorkersRequest(), timeout=10).workers}
+    assert listed == set(jobs[1:])
+    (first,) = s.children(jobs[0])
+    wait_for(lambda: not alive(first), 5)
+
+
+def test_a_new_best_checkpoint_is_a_new_model(served):
+    s = served()
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    checkpoint = s.job_dir / "best.pt"
+    checkpoint.write_bytes(b"better weights")
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    old, new = sorted(s.children().items(), key=lambda kv: kv[1]["start"])
+    wait_for(lambda: not alive(old[0]), 5)  # the old model's worker made way
+    assert [w.pid for w in s.stub.ListWorkers(pb.ListWorkersRequest(), timeout=10).workers] == [new[0]]
+
+
+def test_stop_workers_and_the_pools_close_leave_no_process(served):
+    s = served()
+    other = s.add_job()
+    for job_id in (s.job_id, other):
+        assert s.stub.Predict(s.request(job_id=job_id), timeout=30).predictions
+    assert s.stub.StopWorkers(pb.StopWorkersRequest(job_id=other), timeout=10).stopped == 1
+    (pid, worker), = s.children(other).items()
+    wait_for(lambda: not alive(pid) and not alive(worker["grandchild"]), 5)
+    (pid, worker), = s.children().items()
+    s.workers.close()
+    wait_for(lambda: not alive(pid) and not alive(worker["grandchild"]), 5)
+
+
+def test_a_worker_ends_when_its_daemon_is_gone(served):
+    """Its stdin is the daemon's pipe: closed (as a killed daemon's is), the worker exits by itself."""
+    s = served()
+    assert s.stub.Predict(s.request(), timeout=30).predictions
+    (worker,) = s.workers._workers.values()
+    worker.proc.stdin.close()
+    wait_for(lambda: not alive(worker.pid), 5)

@@ -1,0 +1,160 @@
+"""`visionyard predict JOB` over many images (files, folders, globs): streamed through the job's warm
+worker, answers taken as they come, one at a time (a folder of any size never holds its results
+in memory).
+
+Without `--out`: one line per image (`--json`: one JSON object per line). With `--out DIR`:
+`DIR/predictions.jsonl` (one object per image, the `predict --json` shape plus `file` and `index`,
+or `file`, `index` and `error`), the annotated images (`DIR/<name>.png`) and a progress bar with
+images/s on a terminal. The exit code is 0 when every image was predicted, 1 when some were not
+(each named with its reason).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from runner.cli.output import Output
+from runner.cli.predict import describe, prediction_json
+from runner.client import ClientError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def expand(sources: list[str], skipped: list[str]) -> list[str]:
+    """The images `sources` name, in order: a file as given (whatever it holds: the daemon says if
+    it is no image), a folder's image files (by suffix, recursively, sorted), a glob's matches; a
+    folder that can't be read is added to `skipped`, named with its reason."""
+    images: list[str] = []
+    for source in sources:
+        if Path(source).is_dir():
+            images += _folder(source, skipped)
+        elif not Path(source).exists() and glob.has_magic(source):
+            for match in sorted(glob.glob(source, recursive=True)):
+                images += _folder(match, skipped) if Path(match).is_dir() else [match]
+        else:
+            images.append(source)
+    return images
+
+
+def _folder(folder: str, skipped: list[str]) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder, onerror=lambda exc: skipped.append(f"{exc.filename}: {exc.strerror}")):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in sorted(files) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+def predict_many(client, args, out: Output) -> int:
+    skipped: list[str] = []
+    images = expand(args.images, skipped)
+    for reason in skipped:
+        out.error(f"skipped {reason}")
+    if not images:
+        raise ClientError(None, f"no images in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    target = Path(args.out) if args.out else None
+    if target is not None:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClientError(None, f"cannot create --out {target}: {exc.strerror}") from None
+    answers = client.predict_many(args.job, images, top_k=args.top_k, checkpoint=args.checkpoint,
+                                  annotate=target is not None)
+    failed, started = [], time.monotonic()
+    with _Progress(len(images), enabled=target is not None and not args.json) as progress, \
+            (open(target / PREDICTIONS_FILE, "w") if target is not None else _NoFile()) as jsonl:
+        names: set[str] = set()
+        for answer in answers:
+            record = {"file": answer.name, "index": answer.index}
+            if answer.error:
+                record["error"] = answer.error
+                failed.append(f"{answer.name}: {answer.error}")
+            else:
+                record.update(prediction_json(answer.result))
+                if target is not None and answer.result.image_png:
+                    record["annotated"] = _write_annotated(target, answer.name, answer.result.image_png, names)
+            line = json.dumps(record)
+            jsonl.write(line + "\n")
+            if args.json:
+                print(line, flush=True)
+            elif target is None:
+                out.line(_summary_line(answer))
+            progress.advance()
+    seconds = time.monotonic() - started
+    if not args.json:
+        done = len(images) - len(failed)
+        out.line(f"{done} of {len(images)} image(s) predicted in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} "
+                 f"images/s)" + (f"; {target / PREDICTIONS_FILE}" if target is not None else ""))
+    for reason in failed:
+        out.error(f"not predicted: {reason}")
+    return 1 if failed or skipped else 0
+
+
+def _summary_line(answer) -> str:
+    if answer.error:
+        return f"{answer.name}: error: {answer.error}"
+    best = answer.result.predictions[0] if answer.result.predictions else None
+    found = f"{len(answer.result.predictions)} prediction(s); best {describe(best).strip()}" if best else "nothing found"
+    text = f"; text: {answer.result.text}" if answer.result.text else ""
+    return f"{answer.name}: {found}{text}"
+
+
+def _write_annotated(target: Path, name: str, png: bytes, names: set[str]) -> str:
+    stem = Path(name).stem or "image"
+    file = f"{stem}.png"
+    n = 1
+    while file in names:
+        n += 1
+        file = f"{stem}-{n}.png"
+    names.add(file)
+    (target / file).write_bytes(png)
+    return file
+
+
+class _NoFile:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def write(self, text: str) -> None:
+        pass
+
+
+class _Progress:
+    """A rich progress bar with images/s on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.bar, self.task = total, None, None
+        if enabled and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+        self.started = time.monotonic()
+        self.done = 0
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task("predict", total=self.total, rate="")
+        return self
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            rate = self.done / max(time.monotonic() - self.started, 1e-9)
+            self.bar.update(self.task, advance=1, rate=f"{rate:.1f} images/s")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+

@@ -1,0 +1,270 @@
+"""Runner RPCs for predictions: `Predict` through the warm worker of the job's model, and
+`ListWorkers` / `StopWorkers`.
+
+A predict is checked first (the job, its checkpoint, the image's header against the pixel limit)
+on a pool thread, then waits for a slot of the predict gate (a few at once, a short queue, then
+RESOURCE_EXHAUSTED), then hands its image to the worker and waits for the answer on the event loop:
+a predict waiting for its worker holds no thread, so many of them never slow other calls. A client
+that goes (cancels, or its deadline passes) leaves the worker as it is (it is warm for the next
+one): an image not yet sent is left out, one being predicted has its answer dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import grpc
+
+from adapters.frameworks import get_catalog
+from adapters.image_limits import ImageTooLarge, check_image
+from envs.specs import get_spec
+from protos import visionyard_pb2 as pb
+from runner.daemon.predictions import PredictBusy, PredictOutputError, ThreadContext, response_from_json
+from runner.daemon.workers import (WORKER_LOG, PoolBusy, Worker, WorkerError, WorkerKey, WorkerPool, WorkerStopped)
+from runner.launch.adapter_child import adapter_command
+from runner.launch.local import child_environment
+from runner.spec.validate import CUSTOM
+
+STREAM_WINDOW = 32  # images of one stream handed to the worker ahead of the one answered next
+
+
+class PredictRpcs:
+    """Mixed into RunnerServicer; needs `self.rt`, `self.pool`, `self.predict_gate`, `self.workers`
+    and `_job_record`."""
+
+    workers: WorkerPool
+
+    async def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        loop = asyncio.get_running_loop()
+        sync = ThreadContext(context, loop)
+        try:
+            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
+            try:
+                async with self.predict_gate.slot():
+                    return await self._predict_warm(request, record, checkpoint, sync, context)
+            except PredictBusy as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except asyncio.CancelledError:
+            sync.cancel()
+            raise
+
+    def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
+        """The job and checkpoint to predict with, or an abort saying why not; the image is refused
+        here when its header says it is too large, before it reaches a worker."""
+        record, checkpoint = self._predict_job(request, context)
+        if not request.image:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
+        try:
+            size = check_image(request.image, self.predict_gate.limits.max_pixels)
+        except ImageTooLarge as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if size is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the {len(request.image)} bytes sent are not an image (no image format reads their header: "
+                          "send a PNG, JPEG, BMP, TIFF, WebP, ... file)")
+        return record, checkpoint
+
+    def _predict_job(self, request, context) -> tuple:
+        """The job (`request.job_id`) and its checkpoint (`request.checkpoint`) to predict with, or an
+        abort saying why not."""
+        record = self._job_record(request.job_id, context)
+        if record.spec.get("framework") == CUSTOM:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} trained with repo '{record.spec.get('repo')}'; predict works for framework "
+                          "jobs only (use the repo's own inference script on the checkpoint)")
+        which = request.checkpoint or "best"
+        checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
+        if checkpoint is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "checkpoint must be 'best' or 'last'")
+        if not checkpoint or not Path(checkpoint).exists():  # a file, or a save_pretrained folder
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
+        if not 0 <= request.top_k <= 1000:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be between 1 and 1000 (0: 5)")
+        return record, checkpoint
+
+    async def _predict_warm(self, request: pb.PredictRequest, record, checkpoint: str, sync: ThreadContext,
+                            context) -> pb.PredictResponse:
+        """The image through the job's worker; once more through a new worker when the pool
+        stopped the one it reached (idle, or evicted, just then)."""
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            worker, image = await loop.run_in_executor(self.pool, self._predict_start, request, record, checkpoint,
+                                                       sync)
+            try:
+                answer = worker.submit(image, request.top_k or 5, request.annotate)
+                result = await asyncio.wrap_future(answer)
+            except WorkerStopped as exc:
+                if attempt == 1:
+                    continue
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            except WorkerError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"predict failed: {exc}")
+            except ValueError as exc:  # this image's own error, from the worker
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"predict failed: {exc}")
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(image)
+            try:
+                return response_from_json(result, task=record.spec.get("task", ""))
+            except PredictOutputError as exc:
+                await context.abort(grpc.StatusCode.INTERNAL, str(exc))
+        raise AssertionError("unreachable")
+
+    def _predict_start(self, request: pb.PredictRequest, record, checkpoint: str, context) -> tuple[Worker, str]:
+        """The job's worker (started when it has none) and the image, written into the job dir."""
+        worker = self._worker_for(record, checkpoint, context)
+        return worker, self._image_file(record, request.image)
+
+    def _worker_for(self, record, checkpoint: str, context) -> Worker:
+        """The worker of the job's checkpoint, started when there is none."""
+        key = WorkerKey.of(record.id, checkpoint)
+        try:
+            return self.workers.get(key, lambda: self._start_worker(record, key, context))
+        except PoolBusy as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except WorkerError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    @staticmethod
+    def _image_file(record, image: bytes) -> str:
+        fd, path = tempfile.mkstemp(dir=record.job_dir, prefix="predict-image-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(image)
+        return path
+
+    def _start_worker(self, record, key: WorkerKey, context) -> Worker:
+        env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
+        if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
+            gone = threading.Event()
+            context.add_callback(gone.set)  # the build stops when the client goes
+            try:
+                env = self.rt.envs.ensure(get_spec(get_catalog(record.spec["framework"]).env), cancel=gone)
+            except Exception as exc:  # noqa: BLE001 (the build's own message says what failed)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the env to predict with could not be built: {exc}")
+        if env is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
+        job_dir = Path(record.job_dir)
+        command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve",
+                                  "--checkpoint", key.checkpoint,
+                                  "--max-pixels", str(self.predict_gate.limits.max_pixels))
+        env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath), "CUDA_VISIBLE_DEVICES": "",
+                                      **command.env})
+        if threads := getattr(self.rt, "threads_per_job", 0):  # a worker shares the cores with the jobs
+            env_vars.setdefault("OMP_NUM_THREADS", str(threads))
+        return Worker(key, command, env_vars, job_dir / WORKER_LOG, self.workers.limits)
+
+    async def PredictStream(self, requests, context):
+        """Many images through the job's worker: read ahead up to `STREAM_WINDOW` images (each checked,
+        written into the job dir and handed to the worker, which batches them), answered in the
+        order sent as each is done. An image's own problem is its answer's `error`; the job, its
+        checkpoint or its worker failing ends the stream with that status."""
+        loop = asyncio.get_running_loop()
+        sync = ThreadContext(context, loop)
+        requests = aiter(requests)
+        first = await anext(requests, None)
+        if first is None:
+            return
+        try:
+            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_job, first, sync)
+            try:
+                async with self.predict_gate.slot():
+                    async for answer in self._stream_answers(first, requests, record, checkpoint, sync, context):
+                        yield answer
+            except PredictBusy as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except asyncio.CancelledError:
+            sync.cancel()
+            raise
+
+    async def _stream_answers(self, first, requests, record, checkpoint: str, sync: ThreadContext, context):
+        loop = asyncio.get_running_loop()
+        worker = await loop.run_in_executor(self.pool, self._worker_for, record, checkpoint, sync)
+        top_k, annotate = first.top_k or 5, first.annotate
+        window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+        max_pixels = self.predict_gate.limits.max_pixels
+
+        def hand_over(index: int, message) -> tuple:
+            """(index, name, image file or None, answer's future or error) for one message."""
+            try:
+                if not message.image:
+                    raise ValueError("the image is empty")
+                if check_image(message.image, max_pixels) is None:
+                    raise ValueError(f"the {len(message.image)} bytes sent are not an image (no image format reads "
+                                     "their header)")
+            except ValueError as exc:
+                return index, message.name, None, str(exc)
+            try:
+                image = self._image_file(record, message.image)
+            except OSError as exc:
+                return index, message.name, None, f"the image could not be stored in the job dir: {exc}"
+            try:
+                return index, message.name, image, worker.submit(image, top_k, annotate)
+            except WorkerError as exc:
+                os.unlink(image)
+                return index, message.name, None, exc
+
+        def discard(taken) -> None:
+            """An image handed over whose answer nobody will read: left out, its file removed."""
+            if taken is not None and taken[2] is not None:
+                taken[3].cancel()
+                with contextlib.suppress(OSError):
+                    os.unlink(taken[2])
+
+        async def read() -> None:
+            index = 0
+            message = first
+            while message is not None:
+                if message.image or message.name:
+                    handing = loop.run_in_executor(self.pool, hand_over, index, message)
+                    try:
+                        taken = await asyncio.shield(handing)
+                        await window.put(taken)
+                    except asyncio.CancelledError:
+                        handing.add_done_callback(lambda done: discard(done.result()))
+                        raise
+                    index += 1
+                message = await anext(requests, None)
+            await window.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (taken := await window.get()) is not None:
+                index, name, image, answer = taken
+                if isinstance(answer, WorkerError):
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"predict failed: {answer}")
+                if isinstance(answer, str):
+                    yield pb.PredictStreamResponse(index=index, name=name, error=answer)
+                    continue
+                try:
+                    result = await asyncio.wrap_future(answer)
+                    yield pb.PredictStreamResponse(index=index, name=name,
+                                                   result=response_from_json(result, task=record.spec.get("task", "")))
+                except WorkerError as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"predict failed: {exc}")
+                except (ValueError, PredictOutputError) as exc:
+                    yield pb.PredictStreamResponse(index=index, name=name, error=str(exc))
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(image)
+            await reader
+        finally:
+            reader.cancel()
+            while not window.empty():  # what was handed over but not answered
+                discard(window.get_nowait())
+
+    def ListWorkers(self, request: pb.ListWorkersRequest, context) -> pb.ListWorkersResponse:
+        return pb.ListWorkersResponse(workers=[
+            pb.WorkerInfo(job_id=w.key.job_id, checkpoint=w.key.checkpoint, pid=w.pid, state=w.state,
+                          device=w.device, rss_bytes=w.rss_bytes, served=w.served, started_at=w.started_at,
+                          idle_seconds=w.idle_seconds, load_ms=w.load_ms)
+            for w in self.workers.workers() if not request.job_id or w.key.job_id == request.job_id])
+
+    def StopWorkers(self, request: pb.StopWorkersRequest, context) -> pb.StopWorkersResponse:
+        return pb.StopWorkersResponse(stopped=self.workers.stop(request.job_id or None))

@@ -1,0 +1,84 @@
+"""`visionyard predict` over many images and `visionyard workers`, through `main(argv)` against the
+real servicer with a stand-in worker (tests/runner/predict_child.py): folders, globs and files in
+order, each image's error its own, predictions.jsonl and the annotated images in --out, and the
+workers' table with nothing a user copies cut."""
+
+from __future__ import annotations
+
+import json
+
+from tests.runner.predict_served import png
+
+
+def folder_of_images(root):
+    """root/a/01.png, root/a/02.png, root/b/notes.jpg (text), root/b/small.png (5×5: the worker's
+    error), root/readme.txt (not an image suffix: not looked at)."""
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "a" / "01.png").write_bytes(png((8, 8)))
+    (root / "a" / "02.png").write_bytes(png((8, 8)))
+    (root / "b" / "notes.jpg").write_text("not an image")
+    (root / "b" / "small.png").write_bytes(png((5, 5)))
+    (root / "readme.txt").write_text("hello")
+    return root
+
+
+def test_a_folder_goes_in_order_into_predictions_jsonl_and_annotated_images(served, cli, tmp_path):
+    s = served()
+    images = folder_of_images(tmp_path / "images")
+    code, out = cli("predict", s.job_id, str(images), "--out", str(tmp_path / "preds"), "--address", s.address)
+    assert code == 1  # two images were not predicted
+    lines = [json.loads(line) for line in (tmp_path / "preds" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["file"]) for r in lines] == [
+        (0, str(images / "a" / "01.png")), (1, str(images / "a" / "02.png")),
+        (2, str(images / "b" / "notes.jpg")), (3, str(images / "b" / "small.png"))]
+    assert lines[0]["predictions"][0]["label"] == "red" and lines[0]["annotated"] == "01.png"
+    assert "not an image" in lines[2]["error"] and "cannot identify image file" in lines[3]["error"]
+    assert (tmp_path / "preds" / "01.png").read_bytes() == png((8, 8))
+    assert "2 of 4 image(s) predicted" in out
+    assert f"not predicted: {images / 'b' / 'notes.jpg'}" in out
+
+
+def test_files_and_a_glob_print_one_json_line_per_image(served, cli, tmp_path):
+    s = served()
+    images = folder_of_images(tmp_path / "images")
+    code, out = cli("predict", s.job_id, str(images / "a" / "02.png"), str(images / "a" / "*.png"), "--json",
+                    "--address", s.address)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in lines] == [str(images / "a" / n) for n in ("02.png", "01.png", "02.png")]
+    assert all(r["predictions"][0]["label"] == "red" and "image_png" not in r for r in lines)
+
+
+def test_plain_output_is_a_line_per_image(served, cli, tmp_path):
+    s = served()
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(png((8, 8)))
+    b.write_bytes(png((8, 8)))
+    code, out = cli("predict", s.job_id, str(a), str(b), str(tmp_path / "gone.png"), "--address", s.address)
+    assert code == 1
+    assert f"{a}: 1 prediction(s); best red" in out and f"{b}: 1 prediction(s); best red" in out
+    assert f"{tmp_path / 'gone.png'}: error: cannot read image" in out
+
+
+def test_nothing_to_predict_is_a_clear_error(served, cli, tmp_path):
+    s = served()
+    (tmp_path / "empty").mkdir()
+    code, out = cli("predict", s.job_id, str(tmp_path / "empty"), "--address", s.address)
+    assert code == 2 and "no images in" in out and ".png" in out
+
+
+def test_workers_lists_each_whole_at_80_columns_and_stops_them(served, cli, tmp_path):
+    s = served()
+    image = tmp_path / "a.png"
+    image.write_bytes(png((8, 8)))
+    assert cli("predict", s.job_id, str(image), "--address", s.address)[0] == 0
+    code, out = cli("workers", "--address", s.address, columns=80)
+    assert code == 0
+    assert s.job_id in out and str(s.job_dir / "best.pt") in out and "ready" in out
+    (worker,) = json.loads(cli("workers", s.job_id, "--json", "--address", s.address)[1])
+    assert set(worker) == {"job_id", "checkpoint", "pid", "state", "device", "rss_bytes", "served", "started_at",
+                           "idle_seconds", "load_ms"}
+    assert worker["served"] == 1 and isinstance(worker["rss_bytes"], int)
+    assert json.loads(cli("workers", "--stop", "--json", "--address", s.address)[1]) == {"stopped": 1}
+    assert "no predict workers" in cli("workers", "--address", s.address)[1]
