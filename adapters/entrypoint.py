@@ -28,7 +28,8 @@ On failure the message goes to stderr, exit 1. No reporter is used. A prediction
 device this process sees (``auto``), not on the training job's: that was a GPU the job held then,
 and the daemon runs predictions with every GPU hidden.
 
-Serve: ``--serve --checkpoint PATH [--max-pixels N]`` is a warm predict worker (``adapters.serve``).
+Serve: ``--serve --checkpoint PATH | --weights PATH | --pretrained [--max-pixels N]`` is a warm
+predict worker (``adapters.serve``).
 
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
@@ -198,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"with --predict, refuse an image with more pixels (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--serve", action="store_true",
-                        help="a warm predict worker: load --checkpoint once, answer images from stdin "
-                             "(adapters.serve)")
+                        help="a warm predict worker: load --checkpoint (or --weights, or --pretrained) once, "
+                             "answer images from stdin (adapters.serve)")
+    parser.add_argument("--weights", help="with --serve, a model's weights (file or folder) without a job")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="with --serve, the model's pretrained weights from the local cache")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -209,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.serve:
-        if not args.checkpoint:
-            parser.error("--serve needs --checkpoint")
+        if sum(map(bool, (args.checkpoint, args.weights, args.pretrained))) != 1:
+            parser.error("--serve needs one of --checkpoint, --weights, --pretrained")
         from adapters.serve import serve
-        return serve(args.spec, args.checkpoint, max(1, args.max_pixels))
+        return serve(args.spec, args.checkpoint, max(1, args.max_pixels), weights=args.weights)
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")

@@ -1,4 +1,5 @@
-"""A warm predict worker: ``python -m adapters.entrypoint --spec job.json --serve --checkpoint PATH``.
+"""A warm predict worker: ``python -m adapters.entrypoint --spec job.json --serve --checkpoint PATH``
+(a job's checkpoint), ``--serve --weights PATH`` or ``--serve --pretrained`` (a model without a job).
 
 It loads the job's model once, then answers batches of images until its stdin closes (the daemon
 went: the worker ends with it, so a killed daemon leaves no worker behind). One JSON object per
@@ -32,7 +33,10 @@ from adapters.image_limits import check_image, limit_decoding
 log = logging.getLogger("visionyard.serve")
 
 
-def serve(spec_path: str, checkpoint: str, max_pixels: int) -> int:
+def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str | None = None) -> int:
+    """Load a job's `checkpoint` (``adapter.load_checkpoint``), or, for a model without a job,
+    `weights` (a file or folder) or its pretrained weights when both are None
+    (``adapter.load_weights(weights)``); then answer until stdin ends."""
     from adapters.entrypoint import build_adapter
     from adapters.job import Job
     from adapters.reporter import Reporter
@@ -40,13 +44,19 @@ def serve(spec_path: str, checkpoint: str, max_pixels: int) -> int:
     answers = _answers_channel()
     limit_decoding(max_pixels)
     started = time.perf_counter()
+    what = checkpoint or weights or "its pretrained weights"
     try:
         job = dataclasses.replace(Job.from_file(spec_path), device="auto")
         adapter = build_adapter(job, Reporter(None))
-        adapter.load_checkpoint(checkpoint)
+        if checkpoint:
+            adapter.load_checkpoint(checkpoint)
+        elif hasattr(adapter, "load_weights"):
+            adapter.load_weights(weights)
+        else:
+            raise NotImplementedError(f"{job.spec.framework} predicts only with a job's checkpoint")
     except Exception as exc:  # noqa: BLE001 (the reason goes to the daemon through stderr)
         log.debug("load failed", exc_info=True)
-        print(f"predict worker could not load {checkpoint}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"predict worker could not load {what}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
     load_ms = (time.perf_counter() - started) * 1000
     _send(answers, {"ready": True, "pid": os.getpid(), "load_ms": load_ms})

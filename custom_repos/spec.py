@@ -75,6 +75,41 @@ class ArtifactsSpec(_Strict):
         return [_relative_path(v) for v in value]
 
 
+class PredictSpec(_Strict):
+    """How the repo predicts a folder of images with a job's checkpoint (``custom_repos/predict.py``).
+
+    ``command`` runs once per batch in the checkout, with ``{checkpoint}``, ``{source}`` (a folder
+    of the batch's images) and ``{output_dir}`` (a fresh folder per batch) among its placeholders.
+    ``output`` says how its answers are read: ``yolo_txt``, one ``<image stem>.txt`` per image in
+    ``labels`` (relative to ``{output_dir}``), each line ``class cx cy w h [confidence]``
+    normalised to the image (YOLOv7's ``detect.py --save-txt --save-conf``; no file: nothing
+    found); ``json_lines``, one JSON object per stdout line, ``{"image": path, "predictions":
+    [{"label", "score", "index", "box"?}]}``. ``annotated``, when the command draws its
+    predictions: where the drawn image is, relative to ``{output_dir}``, ``{name}`` standing for
+    the image's file name. ``env`` adds to the spec's own ``env`` (whose values may use the
+    placeholders both have)."""
+
+    command: list[str] = Field(min_length=1)
+    output: Literal["yolo_txt", "json_lines"]
+    labels: str = "labels"
+    annotated: str | None = None
+    env: dict[str, str] = {}
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return _relative_path(value)
+
+    @field_validator("annotated")
+    @classmethod
+    def _annotated(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "{name}" not in value:
+            raise ValueError("must name the image with {name}, e.g. run/{name}")
+        return _relative_path(value)
+
+
 class RepoSpec(_Strict):
     name: str
     url: str
@@ -101,6 +136,7 @@ class RepoSpec(_Strict):
     exclude: list[str] = []
     artifacts: ArtifactsSpec = ArtifactsSpec()  # none: the run only reports metrics
     parser: Any
+    predict: PredictSpec | None = None  # none: `visionyard predict` says what to add
 
     @field_validator("name")
     @classmethod
@@ -221,6 +257,16 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
                     coerce(fields[key], value)
                 except ValueError as exc:
                     problems.append((f"model_defaults.{model}.{key}", str(exc).split(": ", 1)[-1]))
+    if spec.predict is not None:
+        valid_predict = template.valid_predict_placeholders(spec.advanced)
+        for i, element in enumerate(spec.predict.command):
+            if (message := template.check(element, valid_predict)) is not None:
+                problems.append((f"predict.command[{i}]", message))
+        for name, value in spec.predict.env.items():
+            if not ENV_VAR_RE.match(name):
+                problems.append((f"predict.env.{name}", "not a valid environment variable name"))
+            elif (message := template.check(value, valid_predict)) is not None:
+                problems.append((f"predict.env.{name}", message))
     problems += _parser_problems(spec.parser)
     return problems
 

@@ -40,6 +40,27 @@ FORMAT_PLACEHOLDERS: dict[str, dict[str, str]] = {
 }
 
 
+#: Placeholders of a repo's `predict.command`.
+PREDICT_PLACEHOLDERS: dict[str, str] = {
+    "python": "the repo env's python interpreter",
+    "model": "the job's model",
+    "checkpoint": "the job's best (or last) checkpoint",
+    "source": "a folder holding the batch's images",
+    "output_dir": "a fresh folder for the batch's answers",
+    "image_size": "the job's image size",
+    "device": "cpu | cuda:0",
+    "device_index": "cpu | 0",
+    "device_type": "cpu | cuda",
+    "job_dir": "the job's folder",
+    "num_classes": "the job's classes",
+    "top_k": "how many predictions an image gets (classification)",
+}
+
+
+def valid_predict_placeholders(advanced_keys: Iterable[str]) -> list[str]:
+    return [*PREDICT_PLACEHOLDERS, *(f"advanced.{key}" for key in advanced_keys)]
+
+
 def valid_placeholders(dataset_format: str, advanced_keys: Iterable[str]) -> list[str]:
     """Every placeholder a spec with this format and these advanced settings may use."""
     names = [*PLACEHOLDERS, *FORMAT_PLACEHOLDERS.get(dataset_format, {})]

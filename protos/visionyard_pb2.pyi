@@ -524,19 +524,35 @@ class CollectGarbageResponse(_message.Message):
     dry_run: bool
     def __init__(self, removed: _Optional[_Iterable[_Union[Removal, _Mapping]]] = ..., freed_bytes: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
+class ModelRef(_message.Message):
+    __slots__ = ("framework", "model", "task", "weights", "image_size")
+    FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    framework: str
+    model: str
+    task: str
+    weights: str
+    image_size: int
+    def __init__(self, framework: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[str] = ..., weights: _Optional[str] = ..., image_size: _Optional[int] = ...) -> None: ...
+
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "image", "top_k", "checkpoint", "annotate")
+    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
+    model: ModelRef
     image: bytes
     top_k: int
     checkpoint: str
     annotate: bool
-    def __init__(self, job_id: _Optional[str] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms")
@@ -566,20 +582,22 @@ class PredictResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("job_id", "top_k", "checkpoint", "annotate", "name", "image")
+    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
+    model: ModelRef
     top_k: int
     checkpoint: str
     annotate: bool
     name: str
     image: bytes
-    def __init__(self, job_id: _Optional[str] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("index", "name", "result", "error")

@@ -77,6 +77,15 @@ def _relative_to(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     return spec
 
 
+def _target(job_or_model) -> dict[str, Any]:
+    """A predict request's target: a job id, or a model without a job (a ModelRef or its fields)."""
+    if isinstance(job_or_model, str):
+        return {"job_id": job_or_model}
+    if isinstance(job_or_model, dict):
+        return {"model": pb.ModelRef(**job_or_model)}
+    return {"model": job_or_model}
+
+
 def _read_image(path: Path) -> bytes:
     """The image's bytes, refused by its size before they are read when the daemon would refuse
     them (a file, or anything that reads on and on: at most one byte over the limit is read)."""
@@ -196,9 +205,12 @@ class Client:
             pass
         return self.get(job_id)
 
-    def predict(self, job_id: str, image: str | os.PathLike | bytes, top_k: int = 5,
+    def predict(self, job_id: "str | pb.ModelRef | dict", image: str | os.PathLike | bytes, top_k: int = 5,
                 checkpoint: str = "best", annotate: bool = False) -> pb.PredictResponse:
-        """Run a job's checkpoint on one image (a path or the encoded bytes).
+        """Run a job's checkpoint on one image (a path or the encoded bytes). Instead of a job id, a
+        model without a job: ``{"framework": "timm", "model": "resnet50", "weights": "r50.pth"}``
+        (a :class:`~protos.visionyard_pb2.ModelRef`; no weights: its pretrained ones, from the
+        daemon's local cache).
 
         The response has the task, the predictions (best first; box, polygon, keypoints,
         rotated box where the task has them), the image size and timings; with ``annotate``
@@ -208,11 +220,11 @@ class Client:
         data = image if isinstance(image, bytes) else _read_image(Path(image))
         if len(data) > MAX_IMAGE_BYTES:
             raise ClientError(None, _too_large("the image", len(data)))
-        request = pb.PredictRequest(job_id=job_id, image=data, top_k=top_k, checkpoint=checkpoint,
+        request = pb.PredictRequest(**_target(job_id), image=data, top_k=top_k, checkpoint=checkpoint,
                                     annotate=annotate)
         return self._call("Predict", request, timeout=None)
 
-    def predict_many(self, job_id: str, images, top_k: int = 5, checkpoint: str = "best",
+    def predict_many(self, job_id: "str | pb.ModelRef | dict", images, top_k: int = 5, checkpoint: str = "best",
                      annotate: bool = False):
         """Run a job's checkpoint on many images, as a stream: `images` is an iterable of paths (or
         of ``(name, bytes)`` pairs), read one at a time as the daemon takes them; yields one
@@ -222,7 +234,7 @@ class Client:
         local_errors: dict[int, tuple[str, str]] = {}  # index → (name, why) of images never sent
 
         def requests():
-            yield pb.PredictStreamRequest(job_id=job_id, top_k=top_k, checkpoint=checkpoint, annotate=annotate)
+            yield pb.PredictStreamRequest(**_target(job_id), top_k=top_k, checkpoint=checkpoint, annotate=annotate)
             for index, image in enumerate(images):
                 name, data = (image if isinstance(image, tuple) else (str(image), None))
                 if data is None:

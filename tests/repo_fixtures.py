@@ -48,6 +48,35 @@ for name in ("best.pt", "last.pt"):
 open(os.path.join(out, "results.txt"), "w").write("0/1 ...\\n1/1 ...\\n")
 '''
 
+# YOLOv7's detect.py as far as the daemon sees it: the same flags; for each image in --source (by
+# suffix), a label file `class cx cy w h conf` (one box over the image's middle quarter, class 0)
+# and the image "drawn" (copied) into --project/--name.
+FAKE_YOLOV7_DETECT = '''
+import argparse, os, shutil
+p = argparse.ArgumentParser()
+p.add_argument("--weights", nargs="+")
+for flag in ("--source", "--device", "--project", "--name"):
+    p.add_argument(flag)
+p.add_argument("--img-size", type=int)
+for flag in ("--save-txt", "--save-conf", "--no-trace", "--exist-ok", "--nosave"):
+    p.add_argument(flag, action="store_true")
+a = p.parse_args()
+assert a.no_trace and a.save_txt and a.save_conf, a
+assert all(os.path.isfile(w) for w in a.weights), a.weights
+assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == "1"
+out = os.path.join(a.project, a.name)
+os.makedirs(os.path.join(out, "labels"), exist_ok=True)
+for name in sorted(os.listdir(a.source)):
+    stem, suffix = os.path.splitext(name)
+    if suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+        continue
+    with open(os.path.join(out, "labels", stem + ".txt"), "w") as f:
+        f.write("0 0.5 0.5 0.5 0.5 0.875\\n")
+    if not a.nosave:
+        shutil.copyfile(os.path.join(a.source, name), os.path.join(out, name))
+    print(f"image {name}: 1 part, Done.")
+'''
+
 FAKE_CONVNEXT = REPLAY + '''
 import argparse, os
 p = argparse.ArgumentParser()
@@ -116,6 +145,7 @@ def make_git_repo(root: Path, files: dict[str, str | bytes]) -> tuple[Path, str]
 def fake_yolov7(root: Path) -> tuple[Path, str]:
     return make_git_repo(root, {
         "train.py": FAKE_YOLOV7,
+        "detect.py": FAKE_YOLOV7_DETECT,
         "yolov7.log": (DATA / "yolov7_tiny_2epochs.log").read_bytes(),
         "requirements.txt": "# the fake repo needs nothing beyond the stdlib\n",
         "cfg/training/yolov7-tiny.yaml": "nc: 80\n",

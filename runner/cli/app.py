@@ -211,13 +211,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     repos_sub.add_parser("rm", parents=[common, as_json], help="remove a repo you added").add_argument("name")
     p = add("predict", c.cmd_predict, "predict with a job's checkpoint: one image, or many (files, folders, globs)",
             description="Predict with a job's checkpoint through its warm worker. One image: the predictions "
-                        "(--save writes the annotated image). Several, a folder or a glob, or --out: streamed "
+                        "(--save writes the annotated image). Several, a folder, a glob, a video, or --out: streamed "
                         "through the worker in batches, one line per image (--json: one JSON object per "
                         "line), and with --out DIR a predictions.jsonl and the annotated images there.")
-    p.add_argument("job")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (their images, recursively) "
-                                                              "or glob patterns")
-    p.add_argument("--out", metavar="DIR", help="write predictions.jsonl and the annotated images into DIR")
+    p.add_argument("job", metavar="JOB", help="the job whose checkpoint predicts (with --framework: the first image)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders (their images and videos, "
+                                                              "recursively), glob patterns or videos")
+    p.add_argument("--framework", help="predict with a model instead of a job: timm, ultralytics or transformers")
+    p.add_argument("--model", help="with --framework: the model (resnet50, yolov8n, a hub id or a save_pretrained "
+                                   "folder)")
+    p.add_argument("--weights", help="with --framework: a weights file or folder (default: the model's pretrained "
+                                     "weights, from the local cache)")
+    p.add_argument("--task", help="with --framework: the task (default: the model's first)")
+    p.add_argument("--out", metavar="DIR", help="write predictions.jsonl and the annotated images (a video's as an "
+                                                "annotated video) into DIR")
+    p.add_argument("--stride", type=_positive_int, default=1, help="of a video, predict every N-th frame (default 1)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="at most this many predictions (default 5)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out); for many "

@@ -224,9 +224,21 @@ def cmd_repos(args, out: Output) -> int:
 
 def cmd_predict(args, out: Output) -> int:
     from runner.cli.predict import save_images, show_prediction
+    from runner.cli.video import VIDEO_SUFFIXES
 
+    if args.framework:  # a model without a job: the positional JOB was the first image
+        if not args.model:
+            raise ClientError(None, "--framework needs --model (e.g. --framework timm --model resnet50)")
+        args.images = [args.job, *args.images]
+        args.job = {"framework": args.framework, "model": args.model, "weights": _absolute(args.weights),
+                    "task": args.task or ""}
+    elif args.model or args.weights or args.task:
+        raise ClientError(None, "--model, --weights and --task go with --framework (a model without a job)")
+    if not args.images:
+        raise ClientError(None, "predict needs an image (a file, a folder, a glob or a video) after the job")
     first = Path(args.images[0])
-    if args.out or len(args.images) > 1 or first.is_dir() or (not first.exists() and glob.has_magic(str(first))):
+    if (args.out or len(args.images) > 1 or first.is_dir() or (not first.exists() and glob.has_magic(str(first)))
+            or first.suffix.lower() in VIDEO_SUFFIXES):
         if args.save:
             raise ClientError(None, "--save writes one image's result; for many images use --out DIR")
         from runner.cli.predict_many import predict_many
@@ -239,6 +251,11 @@ def cmd_predict(args, out: Output) -> int:
     saved = save_images(response, args.save) if args.save else {}
     show_prediction(response, saved, out, as_json=args.json)
     return 0
+
+
+def _absolute(path: str | None) -> str:
+    """A local path as the daemon (whose working folder is not ours) finds it."""
+    return str(Path(path).expanduser().absolute()) if path else ""
 
 
 def cmd_workers(args, out: Output) -> int:

@@ -1,12 +1,13 @@
-"""`visionyard predict JOB` over many images (files, folders, globs): streamed through the job's warm
-worker, answers taken as they come, one at a time (a folder of any size never holds its results
-in memory).
+"""`visionyard predict JOB` over many images (files, folders, globs) and videos: streamed through the
+job's warm worker, answers taken as they come, one at a time (a folder or a video of any size never
+holds its results in memory).
 
 Without `--out`: one line per image (`--json`: one JSON object per line). With `--out DIR`:
 `DIR/predictions.jsonl` (one object per image, the `predict --json` shape plus `file` and `index`,
-or `file`, `index` and `error`), the annotated images (`DIR/<name>.png`) and a progress bar with
-images/s on a terminal. The exit code is 0 when every image was predicted, 1 when some were not
-(each named with its reason).
+a video's frames also `frame` and `time_s`; or `file`, `index` and `error`), the annotated images
+(`DIR/<name>.png`; a video's as `DIR/<name>.annotated.mp4`) and a progress bar with images/s on a
+terminal. The exit code is 0 when every image was predicted, 1 when some were not (each named with
+its reason).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from runner.cli.output import Output
 from runner.cli.predict import describe, prediction_json
+from runner.cli.video import VIDEO_SUFFIXES, AnnotatedVideo, Video, frame_of, is_video
 from runner.client import ClientError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
@@ -27,9 +29,10 @@ PREDICTIONS_FILE = "predictions.jsonl"
 
 
 def expand(sources: list[str], skipped: list[str]) -> list[str]:
-    """The images `sources` name, in order: a file as given (whatever it holds: the daemon says if
-    it is no image), a folder's image files (by suffix, recursively, sorted), a glob's matches; a
-    folder that can't be read is added to `skipped`, named with its reason."""
+    """The images and videos `sources` name, in order: a file as given (whatever it holds: the
+    daemon says if it is no image), a folder's image and video files (by suffix, recursively,
+    sorted), a glob's matches; a folder that can't be read is added to `skipped`, named with its
+    reason."""
     images: list[str] = []
     for source in sources:
         if Path(source).is_dir():
@@ -46,38 +49,57 @@ def _folder(folder: str, skipped: list[str]) -> list[str]:
     found = []
     for root, dirs, files in os.walk(folder, onerror=lambda exc: skipped.append(f"{exc.filename}: {exc.strerror}")):
         dirs.sort()
-        found += [os.path.join(root, f) for f in sorted(files) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if Path(f).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
     return found
 
 
 def predict_many(client, args, out: Output) -> int:
     skipped: list[str] = []
-    images = expand(args.images, skipped)
+    sources = expand(args.images, skipped)
+    videos: dict[str, Video] = {}
+    for source in [s for s in sources if is_video(s)]:
+        try:
+            videos[source] = Video(source, args.stride)
+        except ClientError as exc:
+            skipped.append(str(exc))
+    sources = [s for s in sources if not is_video(s) or s in videos]
     for reason in skipped:
         out.error(f"skipped {reason}")
-    if not images:
-        raise ClientError(None, f"no images in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if not sources:
+        raise ClientError(None, f"no images in {', '.join(args.images)} (looked for "
+                                f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
     target = Path(args.out) if args.out else None
     if target is not None:
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ClientError(None, f"cannot create --out {target}: {exc.strerror}") from None
-    answers = client.predict_many(args.job, images, top_k=args.top_k, checkpoint=args.checkpoint,
+    total = sum(videos[s].expected if s in videos else 1 for s in sources)
+    answers = client.predict_many(args.job, _items(sources, videos), top_k=args.top_k, checkpoint=args.checkpoint,
                                   annotate=target is not None)
-    failed, started = [], time.monotonic()
-    with _Progress(len(images), enabled=target is not None and not args.json) as progress, \
+    failed, started, count = [], time.monotonic(), 0
+    writers: dict[str, AnnotatedVideo] = {}
+    with _Progress(total, enabled=target is not None and not args.json) as progress, \
             (open(target / PREDICTIONS_FILE, "w") if target is not None else _NoFile()) as jsonl:
         names: set[str] = set()
         for answer in answers:
+            count += 1
             record = {"file": answer.name, "index": answer.index}
+            frame = frame_of(answer.name)
+            if frame is not None and frame[0] in videos:
+                record.update(file=frame[0], frame=frame[1], time_s=round(videos[frame[0]].time_of(frame[1]), 3))
             if answer.error:
                 record["error"] = answer.error
                 failed.append(f"{answer.name}: {answer.error}")
             else:
                 record.update(prediction_json(answer.result))
                 if target is not None and answer.result.image_png:
-                    record["annotated"] = _write_annotated(target, answer.name, answer.result.image_png, names)
+                    if frame is not None and frame[0] in videos:
+                        record["annotated"] = _frame_into_video(target, videos[frame[0]], answer.result.image_png,
+                                                                writers)
+                    else:
+                        record["annotated"] = _write_annotated(target, answer.name, answer.result.image_png, names)
             line = json.dumps(record)
             jsonl.write(line + "\n")
             if args.json:
@@ -85,14 +107,34 @@ def predict_many(client, args, out: Output) -> int:
             elif target is None:
                 out.line(_summary_line(answer))
             progress.advance()
+    for writer in writers.values():
+        writer.close()
+    done = count - len(failed)
+    failed += [video.problem for video in videos.values() if video.problem]
     seconds = time.monotonic() - started
     if not args.json:
-        done = len(images) - len(failed)
-        out.line(f"{done} of {len(images)} image(s) predicted in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} "
+        out.line(f"{done} of {count} image(s) predicted in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} "
                  f"images/s)" + (f"; {target / PREDICTIONS_FILE}" if target is not None else ""))
     for reason in failed:
         out.error(f"not predicted: {reason}")
     return 1 if failed or skipped else 0
+
+
+def _items(sources: list[str], videos: dict[str, Video]):
+    """What is sent, in order: an image's path (read by the client as it goes), a video's frames."""
+    for source in sources:
+        if source in videos:
+            yield from videos[source].frames()
+        else:
+            yield source
+
+
+def _frame_into_video(target: Path, video: Video, png: bytes, writers: dict[str, AnnotatedVideo]) -> str:
+    if video.path not in writers:
+        writers[video.path] = AnnotatedVideo(target / f"{Path(video.path).stem}.annotated.mp4",
+                                             video.fps / video.stride)
+    writers[video.path].add(png)
+    return writers[video.path].path.name
 
 
 def _summary_line(answer) -> str:

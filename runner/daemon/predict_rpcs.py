@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from adapters.catalog import find_model
 from adapters.frameworks import get_catalog
 from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
@@ -27,10 +31,23 @@ from protos import visionyard_pb2 as pb
 from runner.daemon.predictions import PredictBusy, PredictOutputError, ThreadContext, response_from_json
 from runner.daemon.workers import (WORKER_LOG, PoolBusy, Worker, WorkerError, WorkerKey, WorkerPool, WorkerStopped)
 from runner.launch.adapter_child import adapter_command
+from runner.launch.jobdir import JOB_FILE
 from runner.launch.local import child_environment
 from runner.spec.validate import CUSTOM
 
 STREAM_WINDOW = 32  # images of one stream handed to the worker ahead of the one answered next
+MODELS_DIR = "predict-models"  # under the home: a folder per model predicted without a job
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """A model predicted without a job, in the shape of a job's record where a worker needs one."""
+
+    id: str
+    spec: dict
+    job_dir: str
+    env_name: str = ""
+    repo_spec: None = None
 
 
 class PredictRpcs:
@@ -70,13 +87,13 @@ class PredictRpcs:
         return record, checkpoint
 
     def _predict_job(self, request, context) -> tuple:
-        """The job (`request.job_id`) and its checkpoint (`request.checkpoint`) to predict with, or an
-        abort saying why not."""
+        """The job (`request.job_id`) and its checkpoint (`request.checkpoint`) to predict with, or
+        the model of `request.model` and its weights; an abort saying why not."""
+        if not request.job_id and request.HasField("model"):
+            return self._model_target(request.model, context)
         record = self._job_record(request.job_id, context)
         if record.spec.get("framework") == CUSTOM:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"job {record.id} trained with repo '{record.spec.get('repo')}'; predict works for framework "
-                          "jobs only (use the repo's own inference script on the checkpoint)")
+            self._repo_spec(record, context)
         which = request.checkpoint or "best"
         checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
         if checkpoint is None:
@@ -138,7 +155,83 @@ class PredictRpcs:
             out.write(image)
         return path
 
+    def _model_target(self, ref: pb.ModelRef, context) -> tuple["ModelTarget", str]:
+        """A model without a job, as its worker sees it: a job.json in a folder of its own under
+        the home (`predict-models/`), the weights as its checkpoint ("" for pretrained)."""
+        try:
+            catalog = get_catalog(ref.framework) if ref.framework != CUSTOM else None
+        except (KeyError, ValueError):
+            catalog = None
+        if catalog is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"model.framework '{ref.framework}' is not a framework. Valid: timm, ultralytics, transformers "
+                          "(a custom repo predicts through its jobs)")
+        if not ref.model:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.model is required (e.g. resnet50, yolov8n, "
+                                                            "google/vit-base-patch16-224 or a save_pretrained folder)")
+        entry = find_model(catalog, ref.model)
+        task = ref.task or (entry.tasks[0] if entry else catalog.tasks[0])
+        if task not in catalog.tasks:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"model.task '{task}' is not a task of {catalog.name}. Valid: {', '.join(catalog.tasks)}")
+        weights = ref.weights
+        if weights:
+            weights = str(Path(weights).expanduser())
+            if not Path(weights).exists():
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"model.weights {weights} does not exist on the daemon's machine")
+        spec = {"name": f"predict {ref.model}", "framework": catalog.name, "task": task, "model": ref.model,
+                "pretrained": not weights, "image_size": ref.image_size or (entry.input_size if entry else 224),
+                "dataset": {"path": "", "format": catalog.dataset_formats[0]},
+                "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.001, "device": "cpu"}}
+        key = hashlib.sha256(json.dumps([spec, weights], sort_keys=True).encode()).hexdigest()[:12]
+        folder = self.rt.paths.home / MODELS_DIR / key
+        folder.mkdir(parents=True, exist_ok=True)
+        job_file = folder / JOB_FILE
+        if not job_file.exists():
+            job_file.write_text(json.dumps({"job_id": f"model-{key}", "job_dir": str(folder),
+                                            "checkpoint_dir": str(folder), "spec": spec}))
+        return ModelTarget(f"model:{catalog.name}/{ref.model}", spec, str(folder)), weights
+
+    def _repo_spec(self, record, context):
+        """The repo spec a custom job predicts with (the repo's spec now: a `predict:` section added
+        after the job trained serves it too), or an abort saying what the spec lacks."""
+        from custom_repos.predict import MISSING
+        from custom_repos.registry import UnknownRepoError
+        from custom_repos.spec import parse_repo_spec
+
+        name = record.spec.get("repo", "")
+        try:
+            spec = self.rt.repos.get(name)
+        except UnknownRepoError:
+            spec = parse_repo_spec(record.repo_spec, f"job {record.id}") if record.repo_spec else None
+        if spec is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"repo '{name}' of job {record.id} is gone; add it again")
+        if spec.predict is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {record.id} trained with repo '{name}': {MISSING}")
+        return spec
+
+    def _start_repo_worker(self, record, key: WorkerKey, context):
+        from custom_repos.git import RepoError
+        from custom_repos.translate import env_spec
+        from runner.daemon.repo_worker import RepoCommandWorker
+
+        spec = self._repo_spec(record, context)
+        gone = threading.Event()
+        context.add_callback(gone.set)
+        try:
+            checkout = self.rt.repo_cache.checkout(spec)
+            env = self.rt.envs.ensure(env_spec(spec, checkout), cancel=gone)
+        except (RepoError, OSError) as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"repo '{spec.name}' can't predict now: {exc}")
+        except Exception as exc:  # noqa: BLE001 (the env build's own message says what failed)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the env of repo '{spec.name}' could not be built: {exc}")
+        return RepoCommandWorker(key, spec, record.spec, Path(record.job_dir), checkout, Path(env.python),
+                                 self.workers.limits)
+
     def _start_worker(self, record, key: WorkerKey, context) -> Worker:
+        if record.spec.get("framework") == CUSTOM:
+            return self._start_repo_worker(record, key, context)
         env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
         if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
             gone = threading.Event()
@@ -151,8 +244,11 @@ class PredictRpcs:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
         job_dir = Path(record.job_dir)
-        command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve",
-                                  "--checkpoint", key.checkpoint,
+        if isinstance(record, ModelTarget):  # the model's own weights, or the given ones
+            load = ["--weights", key.checkpoint] if key.checkpoint else ["--pretrained"]
+        else:
+            load = ["--checkpoint", key.checkpoint]
+        command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve", *load,
                                   "--max-pixels", str(self.predict_gate.limits.max_pixels))
         env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath), "CUDA_VISIBLE_DEVICES": "",
                                       **command.env})

@@ -11,7 +11,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from runner.client import ClientError
-from tests.fixtures import COLOURS, make_imagefolder
+from tests.fixtures import COLOURS, make_imagefolder, save_image
 from tests.helpers import start_daemon
 from tests.repo_fixtures import copy_shipped_spec, fake_convnext, fake_yolov7, make_yolo, toy_repo, toy_spec
 
@@ -56,9 +56,18 @@ def test_yolov7_format_repo_end_to_end(daemon, tmp_path):
     assert progress and {p.total_epochs for p in progress} == {2} and max(p.epoch for p in progress) == 2
     assert final.best_checkpoint.endswith("run/weights/best.pt") and Path(final.best_checkpoint).is_file()
     assert final.last_checkpoint.endswith("run/weights/last.pt")
-    with pytest.raises(ClientError) as info:
-        daemon.client.predict(job.id, b"not used")
-    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and "framework jobs only" in str(info.value)
+    # predict: the repo's detect.py over a batch's folder, its label files read back as boxes
+    image = Path(save_image(tmp_path / "photo.png", "red", size=64))
+    response = daemon.client.predict(job.id, image, annotate=True)
+    (box,) = response.predictions
+    assert (box.label, box.score, box.index) == ("bolt", 0.875, 0)  # classes.txt names class 0
+    assert (box.box.x1, box.box.y1, box.box.x2, box.box.y2) == (16, 16, 48, 48)
+    assert response.task == "object_detection" and (response.width, response.height) == (64, 64)
+    assert response.image_png[:8] == b"\x89PNG\r\n\x1a\n"  # what detect.py drew
+    answers = list(daemon.client.predict_many(job.id, [image, tmp_path / "absent.png", image]))
+    assert [bool(a.error) for a in answers] == [False, True, False]
+    assert all(a.result.predictions[0].box.x2 == 48 for a in answers if not a.error)
+    assert not list(Path(final.job_dir).glob("predict-batch-*")) + list(Path(final.job_dir).glob("predict-image-*"))
     # the repo's label caches and outputs stay in the job dir; the user's dataset is untouched
     assert sorted(p.name for p in data.rglob("*")) == sorted(p.name for p in make_yolo(tmp_path / "ref").rglob("*"))
 
@@ -97,6 +106,10 @@ def test_a_yaml_only_repo(daemon, tmp_path, capsys):
                if "val/accuracy" in v}
     assert history == {(1, 0.5), (2, 0.6), (3, 0.7)}
     assert final.epoch == 3 and final.last_checkpoint.endswith("model_3.bin")
+    with pytest.raises(ClientError) as info:  # its spec has no `predict:`: what to add is named
+        daemon.client.predict(job.id, save_image(tmp_path / "red.png", "red"))
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "trained with repo 'toyrepo': its spec has no `predict:` section" in str(info.value)
 
     capsys.readouterr()
     assert main(["repos", "prepare", "toyrepo", "--address", daemon.address]) == 0

@@ -5,6 +5,7 @@ tests share."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,11 @@ class Envs:
 
     def list(self, name=None):
         return [SimpleNamespace(name=name, path=self.env)]
+
+    def ensure(self, spec, cancel=None):
+        """A framework's env, as for a model predicted without a job."""
+        self.ensured = spec.name
+        return SimpleNamespace(name=spec.name, path=self.env)
 
 
 class Served:
@@ -81,14 +87,17 @@ class Served:
     def request(self, image: bytes = b"", job_id: str = "") -> pb.PredictRequest:
         return pb.PredictRequest(job_id=job_id or self.job_id, image=image or png((8, 8)), top_k=1)
 
-    def children(self, job_id: str = "") -> dict[int, dict]:
-        """pid → {"start", "grandchild", "batches": [(images, time)]} from what the workers wrote."""
+    def children(self, job_id: str = "", folder: Path | None = None) -> dict[int, dict]:
+        """pid → {"start", "grandchild", "args", "batches": [(images, time)]} from what the workers of
+        the job (or of the worker's `folder`) wrote."""
         found: dict[int, dict] = {}
-        log = self.paths.job_dir(job_id or self.job_id) / "children.log"
+        log = (folder or self.paths.job_dir(job_id or self.job_id)) / "children.log"
         for line in log.read_text().splitlines() if log.exists() else ():
             kind, pid, *rest = line.split()
             if kind == "START":
                 found[int(pid)] = {"grandchild": int(rest[0]), "start": float(rest[1]), "batches": []}
+            elif kind == "ARGS":
+                found[int(pid)]["args"] = json.loads(line.split(" ", 2)[2])
             else:
                 found[int(pid)]["batches"].append((int(rest[0]), float(rest[1])))
         return found

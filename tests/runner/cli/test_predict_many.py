@@ -82,3 +82,48 @@ def test_workers_lists_each_whole_at_80_columns_and_stops_them(served, cli, tmp_
     assert worker["served"] == 1 and isinstance(worker["rss_bytes"], int)
     assert json.loads(cli("workers", "--stop", "--json", "--address", s.address)[1]) == {"stopped": 1}
     assert "no predict workers" in cli("workers", "--address", s.address)[1]
+
+
+def write_video(path, frames: int, size=(64, 48), fps: float = 10.0):
+    """An MP4 whose frame i has a white square at x = i."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        frame[10:20, i:i + 10] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_a_video_every_nth_frame_with_times_and_an_annotated_video(served, cli, tmp_path):
+    import cv2
+
+    s = served()
+    video = write_video(tmp_path / "clip.mp4", frames=20)
+    code, out = cli("predict", s.job_id, str(video), "--stride", "5", "--out", str(tmp_path / "preds"),
+                    "--address", s.address)
+    assert code == 0, out
+    lines = [json.loads(line) for line in (tmp_path / "preds" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["frame"], r["time_s"]) for r in lines] == [
+        (str(video), f, f / 10.0) for f in (0, 5, 10, 15)]
+    assert all(r["annotated"] == "clip.annotated.mp4" and r["predictions"] for r in lines)
+    annotated = cv2.VideoCapture(str(tmp_path / "preds" / "clip.annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and annotated.get(cv2.CAP_PROP_FPS) == 2.0
+    assert (int(annotated.get(cv2.CAP_PROP_FRAME_WIDTH)), int(annotated.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (64, 48)
+    assert "4 of 4 image(s) predicted" in out
+
+
+def test_a_truncated_video_is_named_and_the_images_beside_it_go_on(served, cli, tmp_path):
+    s = served()
+    video = write_video(tmp_path / "clip.mp4", frames=20)
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])
+    image = tmp_path / "a.png"
+    image.write_bytes(png((8, 8)))
+    code, out = cli("predict", s.job_id, str(video), str(image), "--json", "--address", s.address)
+    assert code == 1
+    assert f"skipped cannot read video '{video}'" in out and "truncated" in out
+    assert [json.loads(line)["file"] for line in out.splitlines() if line.startswith("{")] == [str(image)]
