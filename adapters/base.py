@@ -74,7 +74,12 @@ class TrainingAdapter:
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
         """What a loaded checkpoint sees in one image, in the task-generic shape that
         ``adapters.entrypoint`` documents (task, predictions with box / polygon / keypoints /
-        rotated box, size, optional annotated ``image_png`` or ``mask_png``, text, timings)."""
+        rotated box, size, optional annotated ``image_png`` or ``mask_png``, text, timings).
+
+        An adapter may also have ``predict_batch(images, top_k, annotate)``: one such result per image,
+        from the framework's batched path; the warm worker (``adapters.serve``) then uses it. It is left
+        out here on purpose: the worker looks for it with ``getattr``.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------ helpers

@@ -233,42 +233,51 @@ class TimmAdapter(TrainingAdapter):
 
     # ------------------------------------------------------------ inference
 
-    @torch.no_grad()
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
-        """Top-k classes of one image, in the shape ``adapters.entrypoint`` documents.
+        """Top-k classes of one image, in the shape ``adapters.entrypoint`` documents: the
+        one-image case of :meth:`predict_batch`.
 
         ``annotate`` is ignored: classification draws nothing on the image.
         """
+        return self.predict_batch([image_path], top_k, annotate)[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: list[str | Path], top_k: int = 5, annotate: bool = False) -> list[dict[str, Any]]:
+        """Top-k classes of each image, from one forward pass over all of them.
+
+        Each image is resized and normalised as it would be alone (the eval transform makes every
+        image ``image_size`` square), so stacking changes no input. Timings are per image: its own
+        preprocessing, and its share of the batch's forward pass and post-processing.
+        """
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
+        if not images:
+            return []
         self.model.eval()
-        started = time.perf_counter()
-        pil_image = open_image(ImageRecord(str(image_path)))
         transform = build_transform(self.image_size, self.mean, self.std)
-        image = transform(pil_image).unsqueeze(0).to(self.device)
-        preprocessed = time.perf_counter()
-        logits = self.model(image)
+        opened, tensors, preprocess_ms = [], [], []
+        for path in images:
+            started = time.perf_counter()
+            opened.append(open_image(ImageRecord(str(path))))
+            tensors.append(transform(opened[-1]))
+            preprocess_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        logits = self.model(torch.stack(tensors).to(self.device))
         if logits.is_cuda:
             torch.cuda.synchronize(logits.device)
         inferred = time.perf_counter()
-        probs = torch.softmax(logits.float(), dim=1)[0]
-        scores, indices = probs.topk(min(top_k, probs.numel()))
-        predictions = [
-            {"label": self.class_names[i], "score": float(s), "index": int(i)}
-            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
-        ]
+        scores, indices = torch.softmax(logits.float(), dim=1).topk(min(top_k, logits.shape[1]), dim=1)
+        rows = zip(scores.tolist(), indices.tolist(), strict=True)
+        answers = [{"task": self.spec.task, "width": image.width, "height": image.height,
+                    "predictions": [{"label": self.class_names[i], "score": float(s), "index": int(i)}
+                                    for s, i in zip(row_scores, row_indices, strict=True)]}
+                   for image, (row_scores, row_indices) in zip(opened, rows, strict=True)]
         done = time.perf_counter()
-        return {
-            "task": self.spec.task,
-            "predictions": predictions,
-            "width": pil_image.width,
-            "height": pil_image.height,
-            "timings_ms": {
-                "preprocess": (preprocessed - started) * 1000,
-                "inference": (inferred - preprocessed) * 1000,
-                "postprocess": (done - inferred) * 1000,
-            },
-        }
+        for answer, preprocess in zip(answers, preprocess_ms, strict=True):
+            answer["timings_ms"] = {"preprocess": preprocess,
+                                    "inference": (inferred - started) * 1000 / len(images),
+                                    "postprocess": (done - inferred) * 1000 / len(images)}
+        return answers
 
 
 # ---------------------------------------------------------------- building blocks

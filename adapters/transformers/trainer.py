@@ -137,16 +137,27 @@ class TransformersAdapter(FrameworkLoopAdapter):
         return {"epoch": 0}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        """One image's predictions: the one-image case of :meth:`predict_batch`."""
+        return self.predict_batch([image_path], top_k, annotate)[0]
+
+    def predict_batch(self, images: list[str | Path], top_k: int = 5, annotate: bool = False) -> list[dict[str, Any]]:
+        """Each image's predictions, the images through the model together as far as the task can
+        (``HFTask.predict_batch``). Timings per image: its own decode (``preprocess``) and its share of
+        the task's processing, forward passes and post-processing (``inference``)."""
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
+        opened, decode_ms = [], []
+        for path in images:
+            started = time.perf_counter()
+            opened.append(open_image(ImageRecord(str(path))))
+            decode_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        image = open_image(ImageRecord(str(image_path)))
-        loaded = time.perf_counter()
-        out = self.task.predict(self.model, self.processor, image, top_k, annotate)
-        out.update(task=self.spec.task, width=image.width, height=image.height)
-        out.setdefault("timings_ms", {}).update(preprocess=(loaded - started) * 1000,
-                                                inference=(time.perf_counter() - loaded) * 1000)
-        return out
+        answers = self.task.predict_batch(self.model, self.processor, opened, top_k, annotate)
+        each_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        for out, image, decoded in zip(answers, opened, decode_ms, strict=True):
+            out.update(task=self.spec.task, width=image.width, height=image.height)
+            out.setdefault("timings_ms", {}).update(preprocess=decoded, inference=each_ms)
+        return answers
 
 
 def _our_metrics(metrics: dict[str, float], train_log: dict[str, float]) -> dict[str, float]:

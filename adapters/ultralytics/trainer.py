@@ -253,22 +253,61 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         return {"epoch": 0}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+        """One image's predictions: the one-image case of :meth:`predict_batch`."""
+        return self.predict_batch([image_path], top_k, annotate)[0]
+
+    def predict_batch(self, images: list[str | Path], top_k: int = 5, annotate: bool = False) -> list[dict[str, Any]]:
+        """Each image's predictions, from Ultralytics' own batched predict: one call per group of images
+        of one size, the group being one batch.
+
+        A list of images is one batch of its length in Ultralytics (8.4.190, checked: one forward
+        pass; ``batch`` does not split a list, #25406, so ``batch=N`` only says what happens). Images
+        are passed loaded (any file name: the daemon's uploads have no suffix). Images of one size it
+        letterboxes as it does one image alone (padded to the next multiple of the stride); a list of
+        several sizes it pads to a square ``imgsz`` each, which moves the stride grid and so the boxes
+        and scores. Grouping by size keeps every image's input, and so its result, what
+        :meth:`predict` gives it. Timings are per image (Ultralytics splits a batch's own).
+        """
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
-        from adapters.datasets import ImageRecord, open_image
-
         started = time.perf_counter()
-        image = open_image(ImageRecord(str(image_path)))  # any file name: the daemon's upload has no suffix
-        device = ultralytics_device(self.device)
-        result = self.model.predict(image, imgsz=int(self.spec.image_size), device=device, verbose=False)[0]
+        opened = [_open_upright(path) for path in images]
+        groups: dict[tuple[int, int] | None, list[int]] = {}
+        for i, image in enumerate(opened):  # classification resizes and crops each image alone: one group
+            groups.setdefault(None if self.task == "image_classification" else image.size, []).append(i)
+        answers: list[dict[str, Any]] = [{} for _ in images]
+        device, size = ultralytics_device(self.device), int(self.spec.image_size)
+        for members in groups.values():
+            found = self.model.predict([opened[i] for i in members], batch=len(members), imgsz=size, device=device,
+                                       verbose=False)
+            for i, result in zip(members, found, strict=True):
+                answers[i] = self._answer(result, top_k, annotate)
+        each_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        for answer in answers:
+            answer["timings_ms"]["total"] = each_ms
+        return answers
+
+    def _answer(self, result, top_k: int, annotate: bool) -> dict[str, Any]:
+        """One Ultralytics ``Results`` → the task-generic prediction dict."""
         height, width = result.orig_shape
         out: dict[str, Any] = {"task": self.task, "width": int(width), "height": int(height),
                                "predictions": _predictions(result, self.task, top_k),
                                "timings_ms": {k: float(v) for k, v in (result.speed or {}).items()}}
         if annotate:
             out["image_png"] = _png(result.plot()[..., ::-1])  # BGR -> RGB
-        out["timings_ms"]["total"] = (time.perf_counter() - started) * 1000
         return out
+
+
+def _open_upright(path: str | Path):
+    """The image as RGB, turned as its EXIF orientation says, as Ultralytics would turn it: its size is
+    then the size Ultralytics sees."""
+    from PIL import ImageOps
+
+    from adapters.datasets import ImageRecord, open_image
+
+    image = open_image(ImageRecord(str(path)))
+    ImageOps.exif_transpose(image, in_place=True)
+    return image
 
 
 def _predictions(result, task: str, top_k: int) -> list[dict[str, Any]]:

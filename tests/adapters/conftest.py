@@ -201,6 +201,88 @@ def _make_dice(root: Path, classes=tuple(COLOURS), per_class: int = 6):
     return root
 
 
+# ---------------------------------------------------------------- predict_batch against predict
+
+#: Run in a framework env: ``python -c BATCH_VS_ONE CASES_JSON IMAGE...``. For each case (a job file, a
+#: checkpoint, the adapter's network to watch, optional setup code run with ``adapter`` in scope), the
+#: adapter predicts the images with one ``predict_batch`` call, then with ``predict`` one by one
+#: (top-k 2, annotated); printed as JSON with PNG bytes in base64 and the batch sizes of the network's
+#: forward passes during ``predict_batch``.
+BATCH_VS_ONE = """
+import base64, json, sys
+from adapters.entrypoint import build_adapter
+from adapters.job import Job
+from adapters.reporter import Reporter
+
+
+def plain(result):
+    return {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in result.items()}
+
+
+cases, images, out = json.loads(sys.argv[1]), sys.argv[2:], {}
+for name, case in cases.items():
+    adapter = build_adapter(Job.from_file(case["job"]), Reporter(None))
+    adapter.load_checkpoint(case["checkpoint"])
+    exec(case.get("setup", ""))
+    batches, watching = [], True
+
+    def record(module, args, kwargs):
+        if watching:
+            batches.append(int((kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]).shape[0]))
+
+    # Switched off rather than removed: a framework may run a copy of the network, its hooks included.
+    eval("adapter." + case["network"]).register_forward_pre_hook(record, with_kwargs=True)
+    batch = adapter.predict_batch(images, 2, True)
+    watching = False
+    out[name] = {"batch": [plain(r) for r in batch], "alone": [plain(adapter.predict(i, 2, True)) for i in images],
+                 "batches": batches}
+print(json.dumps(out))
+"""
+
+
+def _batch_vs_one(python: str, env: dict[str, str], cases: dict[str, dict], images: list[Path],
+                  timeout: int = 600) -> dict[str, dict]:
+    import subprocess
+
+    done = subprocess.run([python, "-c", BATCH_VS_ONE, json.dumps(cases), *map(str, images)], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _png_pixels(b64: str):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"), dtype=np.int16)
+
+
+def _assert_same_results(batch: list[dict], alone: list[dict], where: str = "") -> None:
+    """``predict_batch``'s results equal ``predict``'s: the same fields, sizes, text, labels and indices
+    in the same order, scores within 1e-4, pixel coordinates within 0.5 px, PNGs of the same size whose
+    pixels differ by at most one grey level (a rounding)."""
+    import numpy as np
+
+    assert len(batch) == len(alone), where
+    for n, (got, want) in enumerate(zip(batch, alone, strict=True)):
+        at = f"{where} image {n}"
+        assert set(got) == set(want) and set(got["timings_ms"]) == set(want["timings_ms"]), at
+        assert [got.get(k) for k in ("task", "width", "height", "text")] == \
+            [want.get(k) for k in ("task", "width", "height", "text")], at
+        assert [(p["label"], p["index"]) for p in got["predictions"]] == \
+            [(p["label"], p["index"]) for p in want["predictions"]], at
+        for p, q in zip(got["predictions"], want["predictions"], strict=True):
+            assert set(p) == set(q) and abs(p["score"] - q["score"]) <= 1e-4, (at, p, q)
+            for key in ("box", "polygon", "keypoints", "rotated_box"):
+                if key in q:
+                    assert np.shape(p[key]) == np.shape(q[key]), (at, key)
+                    assert np.allclose(p[key], q[key], atol=0.5, rtol=0), (at, key, p[key], q[key])
+        for key in ("mask_png", "image_png"):
+            if key in want:
+                a, b = _png_pixels(got[key]), _png_pixels(want[key])
+                assert a.shape == b.shape and np.abs(a - b).max() <= 1, (at, key)
+
+
 # Helpers are handed out as fixtures, so test modules never import this file by name.
 
 
@@ -217,3 +299,13 @@ def make_imagefolder():
 @pytest.fixture(scope="session")
 def make_dice():
     return _make_dice
+
+
+@pytest.fixture(scope="session")
+def batch_vs_one():
+    """``batch_vs_one.run(python, env, cases, images)`` → per case ``{"batch", "alone", "batches"}``
+    (``BATCH_VS_ONE``); ``batch_vs_one.assert_same(batch, alone, where)`` compares the two."""
+    class Helpers:
+        run = staticmethod(_batch_vs_one)
+        assert_same = staticmethod(_assert_same_results)
+    return Helpers

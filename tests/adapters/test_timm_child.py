@@ -199,6 +199,25 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
     assert "nope.pt does not exist" in missing.stderr
 
 
+def test_predict_batch_gives_each_image_what_predict_gives_in_one_forward_pass(
+    trained, child_python, child_env, batch_vs_one, tmp_path
+):
+    from PIL import Image
+
+    images = []
+    for name, size, rgb in (("red", (50, 40), (225, 25, 30)), ("green", (24, 24), (30, 200, 30)),
+                            ("blue", (37, 61), (30, 30, 220))):
+        images.append(tmp_path / f"{name}.png")
+        Image.new("RGB", size, rgb).save(images[-1])
+    case = {"job": str(trained["job_dir"] / "job.json"), "network": "model",
+            "checkpoint": str(trained["job_dir"] / "checkpoints" / "best.pt")}
+    out = batch_vs_one.run(child_python, child_env(), {"timm": case}, images)["timm"]
+    assert out["batches"] == [3]
+    batch_vs_one.assert_same(out["batch"], out["alone"], "timm")
+    assert [len(r["predictions"]) for r in out["batch"]] == [2, 2, 2]
+    assert {"preprocess", "inference", "postprocess"} == set(out["batch"][0]["timings_ms"])
+
+
 def on_device(job: Path, device: str, to: Path) -> Path:
     """A copy of ``job`` that asks for ``device``, both as the daemon assigns it and in the spec."""
     data = json.loads(job.read_text())

@@ -144,6 +144,41 @@ def test_predict_returns_the_task_shape(runs, python, guarded_env, task):
         assert {p["label"] for p in out["predictions"]} == {"red", "blue"}
 
 
+#: Setup code for ``batch_vs_one``: the adapter's Ultralytics predict calls keep boxes down to 0.001.
+LOW_CONF = ("adapter.model.predict = lambda source, _predict=adapter.model.predict, **kw: "
+            "_predict(source, **{**kw, 'conf': 0.001})")
+
+
+def test_predict_batch_gives_each_image_what_predict_gives_batching_images_of_one_size(
+    runs, python, guarded_env, batch_vs_one, tmp_path
+):
+    """Every task; four images of three sizes: the two of one size are one batch (Ultralytics pads a
+    batch of several sizes otherwise than each alone), and each image gets what ``predict`` gives it.
+
+    A model trained one epoch scores its boxes below Ultralytics' default ``conf`` (0.25): its predict
+    calls get ``conf=0.001`` here, so that boxes, polygons, keypoints and rotated boxes are compared."""
+    from PIL import Image
+
+    tasks = list(TASK_METRICS)
+    cases = {}
+    for task in tasks:
+        completed, _, job_dir, dataset = runs(task)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        cases[task] = {"job": str(job_dir / "job.json"), "network": "model.model",
+                       "checkpoint": str(job_dir / "checkpoints" / "weights" / "last.pt"),
+                       "setup": LOW_CONF if task != "image_classification" else ""}
+    val = runs("object_detection")[3] / "images" / "val"
+    images = []
+    for i, size in enumerate([(64, 64), (96, 72), (64, 64), (48, 80)]):
+        images.append(tmp_path / f"{i}.png")
+        Image.open(val / f"{i}.png").convert("RGB").resize(size).save(images[-1])
+    out = batch_vs_one.run(python, guarded_env(), cases, images)
+    for task in tasks:
+        assert sorted(out[task]["batches"]) == ([4] if task == "image_classification" else [1, 1, 2]), task
+        batch_vs_one.assert_same(out[task]["batch"], out[task]["alone"], task)
+        assert all(r["predictions"] for r in out[task]["batch"]), task
+
+
 def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(python, guarded_env, reporter_server, tmp_path):
     job = write_job(tmp_path / "job", tmp_path / "not-read", "object_detection")
     data = json.loads(job.read_text())

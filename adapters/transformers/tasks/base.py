@@ -4,7 +4,7 @@ The adapter (``adapters/transformers/trainer.py``) owns everything the tasks sha
 a hub id or folder (offline: fail fast), ``TrainingArguments``, the callback that reports through
 the ``RunRecorder``, checkpoints (``save_pretrained`` folders with the processor), resume and
 predict's task-generic shape. A task says how to build its model and processor, turn dataset
-records into model inputs, batch them, score an evaluation, and predict one image.
+records into model inputs, batch them, score an evaluation, and predict a batch of images.
 """
 
 from __future__ import annotations
@@ -66,7 +66,13 @@ class HFTask:
         return Trainer
 
     def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        """One PIL image → ``{"predictions": [...], ...}`` in the task-generic shape."""
+        """One PIL image → ``{"predictions": [...], ...}`` in the task-generic shape: the one-image case
+        of :meth:`predict_batch`."""
+        return self.predict_batch(model, processor, [image], top_k, annotate)[0]
+
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """PIL images → one :meth:`predict` result each, from as few forward passes as keep every image's
+        input what it is alone (``common.in_shape_groups``)."""
         raise NotImplementedError
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
 from adapters.transformers.tasks.base import HFTask
-from adapters.transformers.tasks.common import flip_image, image_processor, pixel_values
+from adapters.transformers.tasks.common import (flip_image, image_processor, in_shape_groups, per_image_inputs,
+                                                pixel_values)
 
 
 class ClassificationTask(HFTask):
@@ -42,16 +43,18 @@ class ClassificationTask(HFTask):
         logits, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
         return classification_metrics(logits, labels)
 
-    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        import torch
-
-        inputs = processor(images=image, return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            probs = model(**inputs).logits.softmax(-1)[0]
-        scores, indices = probs.topk(min(top_k, probs.numel()))
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """Top-k classes per image; the images go through the model together (one batch for a processor
+        that resizes to one size, as classification processors do)."""
         names = model.config.id2label
-        return {"predictions": [{"label": names[int(i)], "score": float(s), "index": int(i)}
-                                for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]}
+
+        def run(batch, members):
+            probs = model(**batch).logits.softmax(-1)
+            scores, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+            return [{"predictions": [{"label": names[int(i)], "score": float(s), "index": int(i)}
+                                     for s, i in zip(row_scores, row_indices, strict=True)]}
+                    for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)]
+        return in_shape_groups(per_image_inputs(processor, images), model.device, run)
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from adapters.datasets import ImageRecord, open_image, to_pixels
 from adapters.transformers.tasks.base import HFTask
-from adapters.transformers.tasks.common import flip_image, image_processor
+from adapters.transformers.tasks.common import flip_image, image_processor, in_shape_groups, per_image_inputs
 
 #: Most detections ``predict`` returns for one image (the most confident first).
 MAX_DETECTIONS = 100
@@ -122,26 +122,30 @@ class DetectionTask(HFTask):
             ground_truth += [_ground_truth(target, size) for target, size in zip(targets, sizes, strict=True)]
         return detection_map(ground_truth, detections)
 
-    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``);
-        ``top_k`` is a classification notion and is not used."""
-        import torch
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``),
+        in each image's pixels; ``top_k`` is a classification notion and is not used. Images whose
+        processed inputs have one shape go through the model together (any images, for a processor that
+        resizes to one size: RT-DETR, D-FINE; DETR's keep their aspect ratio, so one batch per shape)."""
+        threshold, names = self.setting("detection.predict_threshold", 0.3), model.config.id2label
 
-        inputs = processor(images=image, return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            outputs = model(**inputs)
-        [result] = processor.post_process_object_detection(
-            outputs, threshold=self.setting("detection.predict_threshold", 0.3),
-            target_sizes=[(image.height, image.width)])
-        order = result["scores"].argsort(descending=True)[:MAX_DETECTIONS].tolist()
-        names = model.config.id2label
-        predictions = [{"label": names[int(result["labels"][i])], "score": float(result["scores"][i]),
-                        "index": int(result["labels"][i]), "box": [float(v) for v in result["boxes"][i].tolist()]}
-                       for i in order]
-        out: dict[str, Any] = {"predictions": predictions}
-        if annotate:
-            out["image_png"] = draw_boxes(image, predictions)
-        return out
+        def run(batch, members):
+            sizes = [(images[i].height, images[i].width) for i in members]
+            found = processor.post_process_object_detection(model(**batch), threshold=threshold, target_sizes=sizes)
+            return [_detections(result, names, images[i], annotate) for i, result in zip(members, found, strict=True)]
+        return in_shape_groups(per_image_inputs(processor, images), model.device, run)
+
+
+def _detections(result: dict[str, Any], names, image, annotate: bool) -> dict[str, Any]:
+    """One image's post-processed ``{"scores", "labels", "boxes"}`` → its predict result."""
+    order = result["scores"].argsort(descending=True)[:MAX_DETECTIONS].tolist()
+    predictions = [{"label": names[int(result["labels"][i])], "score": float(result["scores"][i]),
+                    "index": int(result["labels"][i]), "box": [float(v) for v in result["boxes"][i].tolist()]}
+                   for i in order]
+    out: dict[str, Any] = {"predictions": predictions}
+    if annotate:
+        out["image_png"] = draw_boxes(image, predictions)
+    return out
 
 
 class _Outputs:

@@ -17,7 +17,7 @@ import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
 from adapters.transformers.tasks.base import HFTask
-from adapters.transformers.tasks.common import pixel_values
+from adapters.transformers.tasks.common import in_shape_groups, per_image_inputs, pixel_values
 
 log = logging.getLogger("visionyard.transformers")
 
@@ -129,14 +129,15 @@ class OCRTask(HFTask):
         ids = np.where(ids < 0, self.pad_id, ids)
         return [text.strip() for text in self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
-    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        import torch
-
-        inputs = processor(images=image, return_tensors="pt")["pixel_values"].to(model.device)
-        with torch.no_grad():
-            generated = model.generate(pixel_values=inputs, max_length=self.max_length)
-        return {"text": processor.tokenizer.batch_decode(generated, skip_special_tokens=True)[0].strip(),
-                "predictions": []}
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """Each image's text, generated for the images together (one batch for an encoder that takes one
+        size, as TrOCR's does): greedy or beam search decodes each sequence on its own, and a sequence
+        that ends first is padded, which the decoding drops."""
+        def run(batch, members):
+            generated = model.generate(pixel_values=batch["pixel_values"], max_length=self.max_length)
+            return [{"text": text.strip(), "predictions": []}
+                    for text in processor.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        return in_shape_groups(per_image_inputs(processor, images, keys=("pixel_values",)), model.device, run)
 
 
 def _processor(source: str):

@@ -30,6 +30,7 @@ import numpy as np
 from adapters.datasets import ImageRecord, open_image
 from adapters.files import atomic_path
 from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.common import in_shape_groups, per_image_inputs
 
 log = logging.getLogger("visionyard.transformers")
 
@@ -219,20 +220,27 @@ class SegmentationTask(HFTask):
 
     # ------------------------------------------------------------ inference
 
-    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        """The class map as an 8-bit PNG (value = class id), each class present with its pixel share.
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """Per image, the class map as an 8-bit PNG (value = class id), each class present with its pixel
+        share. Images whose processed inputs have one shape go through the model together (any images,
+        for the one square size this task trains at).
 
         ``top_k`` does not cut the list: every class present is listed, largest share first.
         """
-        import torch
+        def run(batch, members):
+            logits = upsample(self.semantic_logits(model(**batch)), batch["pixel_values"].shape[-2:])
+            masks = batch.get("pixel_mask")
+            return [self._class_map(logits[j:j + 1], None if masks is None else masks[j], images[i], model, annotate)
+                    for j, i in enumerate(members)]
+        inputs = per_image_inputs(processor, images, keys=("pixel_values", "pixel_mask"))
+        return in_shape_groups(inputs, model.device, run)
+
+    def _class_map(self, logits, pixel_mask, image, model, annotate: bool) -> dict[str, Any]:
+        """One image's logits at the input's size (1, C, H, W) → its predict result."""
         from PIL import Image
 
-        inputs = processor(images=[image], return_tensors="pt").to(model.device)
-        inputs = {k: v for k, v in inputs.items() if k in ("pixel_values", "pixel_mask")}
-        with torch.no_grad():
-            logits = upsample(self.semantic_logits(model(**inputs)), inputs["pixel_values"].shape[-2:])
-        if "pixel_mask" in inputs:  # drop the processor's bottom/right padding before resizing back
-            valid = inputs["pixel_mask"][0].bool()
+        if pixel_mask is not None:  # drop the processor's bottom/right padding before resizing back
+            valid = pixel_mask.bool()
             logits = logits[..., : int(valid.any(1).sum()), : int(valid.any(0).sum())]
         class_map = upsample(logits, (image.height, image.width))[0].argmax(0).cpu().numpy()
         counts = np.bincount(class_map.ravel(), minlength=model.config.num_labels)

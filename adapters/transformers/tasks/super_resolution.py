@@ -26,6 +26,7 @@ from typing import Any
 
 from adapters.datasets import ImageRecord, open_image
 from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.common import in_shape_groups
 
 #: What a perfect reconstruction scores (its PSNR is infinite).
 PSNR_CAP_DB = 100.0
@@ -147,17 +148,25 @@ class SuperResolutionTask(HFTask):
 
     # ------------------------------------------------------------ inference
 
-    def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
-        """The upscaled image as PNG (always); no labels to predict."""
-        import torch
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
+        """Each image upscaled, as PNG (always); no labels to predict. Each LR image is padded to its own
+        size rounded up to the window, as alone; images padded to one size go through the model together,
+        the others apart (a larger padding changes what the shifted windows see near the edges)."""
+        lows = [processor(images=image, return_tensors="pt")["pixel_values"][0] for image in images]
+        inputs = [{"pixel_values": pad_image(low, _round_up(low.shape[-2], self.window),
+                                             _round_up(low.shape[-1], self.window))[None]} for low in lows]
+
+        def run(batch, members):
+            out = model(pixel_values=batch["pixel_values"]).reconstruction
+            return [self._upscaled(out[j], lows[i].shape[-2:]) for j, i in enumerate(members)]
+        return in_shape_groups(inputs, model.device, run)
+
+    def _upscaled(self, reconstruction, size) -> dict[str, Any]:
+        """One image's reconstruction (C, H, W), cut to ``scale`` x its LR ``size`` → its predict result."""
         from PIL import Image
 
-        low = processor(images=image, return_tensors="pt")["pixel_values"][0]
-        height, width = low.shape[-2:]
-        padded = pad_image(low, _round_up(height, self.window), _round_up(width, self.window))
-        with torch.no_grad():
-            out = model(pixel_values=padded[None].to(model.device)).reconstruction[0]
-        out = out[:, : height * self.scale, : width * self.scale].clamp(0, 1)
+        height, width = size
+        out = reconstruction[:, : height * self.scale, : width * self.scale].clamp(0, 1)
         pixels = (out * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
