@@ -68,6 +68,11 @@ class TrainingAdapter:
         """Load weights (and optimizer/scheduler state when prepared; else build the model).
 
         Returns at least ``epoch``, and ``best_metric``, ``best_epoch``, ``metrics`` when known.
+
+        For a model without a job an adapter may also have ``load_weights(weights)``: ``weights`` a file or
+        folder of the framework's own kind, or None for the model's pretrained weights from the local cache
+        (never downloaded); the labels are the model's own. The warm worker (``adapters.serve``) looks for
+        it with ``hasattr``.
         """
         raise NotImplementedError
 
@@ -86,6 +91,18 @@ class TrainingAdapter:
 
     def setting(self, path: str, default: Any = None) -> Any:
         return self.spec.setting(path, default)
+
+    def asked_image_size(self) -> int | None:
+        """The spec's ``image_size`` when it asks for one; None when it is the default the daemon fills
+        for the model (the catalog's size, else 224). A model without a job then keeps its weights' own
+        size (``load_weights``): a 384 px checkpoint is not shrunk to a guessed 224."""
+        from adapters.catalog import default_input_size
+        from adapters.frameworks import get_catalog
+
+        size = int(self.spec.image_size or 0)
+        if not size or size == default_input_size(get_catalog(self.spec.framework), self.spec.model):
+            return None
+        return size
 
     def checkpoint_path(self, kind: str) -> Path:
         return self.checkpoint_dir / f"{kind}.pt"

@@ -142,6 +142,18 @@ def find_model(catalog: FrameworkCatalog, name: str) -> ModelEntry | None:
     return None
 
 
+#: The image size of a model the catalog does not list, when the spec names none.
+FALLBACK_INPUT_SIZE = 224
+
+
+def default_input_size(catalog: FrameworkCatalog, name: str) -> int:
+    """The image size a spec that names none gets for ``name``: its curated entry's, else 224 (as the
+    daemon fills it: ``runner/spec/validate.py`` for a job, ``runner/daemon/predict_rpcs.py`` for a model
+    without one)."""
+    entry = find_model(catalog, name)
+    return entry.input_size if entry else FALLBACK_INPUT_SIZE
+
+
 def defaults(catalog: FrameworkCatalog) -> dict:
     """Every field's default as a nested dict shaped like ``advanced``."""
     out: dict = {}

@@ -59,11 +59,28 @@ def prepare_hub_access() -> bool:
     if reachable(host, port):
         return True
     log.warning("%s:%d is unreachable: using only locally cached pretrained weights", host, port)
+    use_local_cache_only()
+    return False
+
+
+def use_local_cache_only() -> None:
+    """Set ``HF_HUB_OFFLINE=1`` whether or not the hub answers: what is not cached fails at once with
+    ``LocalEntryNotFoundError`` (a model without a job is never downloaded)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:  # imported already: its flag was read at import time
         constants.HF_HUB_OFFLINE = True
-    return False
+
+
+def hub_cache() -> str:
+    """The local Hugging Face hub cache (``HF_HUB_CACHE``, else under ``HF_HOME``), for messages."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:
+        return os.environ.get("HF_HUB_CACHE") or os.path.join(os.environ.get("HF_HOME") or "~/.cache/huggingface",
+                                                             "hub")
 
 
 def is_missing_from_cache(exc: BaseException) -> bool:

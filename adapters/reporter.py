@@ -5,7 +5,8 @@ appends to an in-memory queue and returns; a daemon thread batches the queue int
 ``ReportBatch`` messages and sends them with ``Reporter.Report``. A batch that fails is resent
 unchanged (same ``batch_seq``) with exponential backoff until the daemon acks it, so the
 daemon applies every item exactly once by deduplicating on ``batch_seq``. ``close()`` flushes
-what is queued, bounded by a timeout.
+what is queued, bounded by a timeout; with a journal, a daemon that can't be reached at all ends
+the wait at once (the journal has every batch).
 
 Every batch is also appended to a journal file in the job dir (``VISIONYARD_REPORT_JOURNAL``)
 as soon as it is made, before it is sent: a daemon that was down while the child reported (or
@@ -281,6 +282,13 @@ class Reporter:
                 if code == "UNAVAILABLE":  # a fresh channel reconnects at once when the daemon is back
                     channel.close()
                     channel = None
+                    if self._closing and self._journal_path is not None:
+                        # Closing while the daemon can't be reached: everything made is in the
+                        # journal, which the daemon applies when it finds the job ended; waiting
+                        # for it would only hold the finished process up.
+                        log.info("the daemon can't be reached; %d report batch(es) left in the journal %s",
+                                 len(pending), self._journal_path)
+                        break
             self._sleep(min(backoff, self._deadline - time.monotonic()))
             backoff = min(backoff * 2, self._backoff[1])
         if channel is not None:

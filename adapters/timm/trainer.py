@@ -22,15 +22,25 @@ from adapters.base import TrainingAdapter
 from adapters.datasets import ImageRecord, open_image, read_dataset, split_options
 from adapters.devices import resolve_device
 from adapters.files import atomic_path
-from adapters.hub import is_missing_from_cache, prepare_hub_access
+from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
 from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
 from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
+from adapters.timm.weights import label_names, load_state, read_state_file
 
 log = logging.getLogger("visionyard.timm")
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Pretrained weights were asked for but cannot be had (offline and not cached)."""
+
+
+#: Why pretrained weights that are not cached can't be had, and what to do: in a training job, and for
+#: a model without a job (whose pretrained weights come from the local cache only).
+NOT_CACHED_TRAINING = ("the model hub is unreachable; set `pretrained: false` or give local weights with "
+                       "`weights: PATH`")
+NOT_CACHED_PREDICT = ("a model without a job is never downloaded; pass --weights FILE (a state dict: .pth, .pt, "
+                      ".bin, .safetensors), or run once where huggingface.co is reachable to cache them (a job with "
+                      "`pretrained: true` does)")
 
 
 class TimmAdapter(TrainingAdapter):
@@ -93,9 +103,11 @@ class TimmAdapter(TrainingAdapter):
             dataset, training.batch_size, training.num_workers, self.device, train, training.seed
         )
 
-    def _create_model(self, num_classes: int, pretrained: bool, weights: str | None) -> nn.Module:
+    def _create_model(self, num_classes: int | None, pretrained: bool, weights: str | None,
+                      not_cached: str = NOT_CACHED_TRAINING) -> nn.Module:
+        """The model with a head of ``num_classes`` (None: its pretrained head's size)."""
         name = self.spec.model
-        kwargs: dict[str, Any] = {"num_classes": num_classes}
+        kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
         drop_rate = float(self.setting("model.drop_rate", 0.0) or 0.0)
         if drop_rate > 0:
             kwargs["drop_rate"] = drop_rate
@@ -114,8 +126,7 @@ class TimmAdapter(TrainingAdapter):
         except Exception as exc:
             if kwargs.get("pretrained") and not weights and is_missing_from_cache(exc):
                 raise PretrainedWeightsUnavailable(
-                    f"pretrained weights for '{name}' are not in the local cache and the model hub is "
-                    "unreachable; set `pretrained: false` or give local weights with `weights: PATH`"
+                    f"pretrained weights for '{name}' are not in the local cache ({hub_cache()}) and {not_cached}"
                 ) from exc
             raise
         return model.to(self.device)
@@ -214,6 +225,34 @@ class TimmAdapter(TrainingAdapter):
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler = self._replay_schedule(int(state["epoch"]))
         return state
+
+    def load_weights(self, weights: str | None) -> None:
+        """A model without a job (``adapters.serve``): ``weights`` a state dict file (``.pth``, ``.pt``,
+        ``.bin``, ``.safetensors``; plain, under ``state_dict`` or ``model``, a checkpoint of ours too), or
+        None for the model's pretrained weights from the local cache only (never downloaded).
+
+        Its classes are the file's (a checkpoint of ours names them), ImageNet's for an ImageNet head, else
+        ``class N``; its input size the spec's when asked, else the checkpoint's or the pretrained one's."""
+        found = None
+        if weights is None:
+            use_local_cache_only()
+            self.model = self._create_model(None, pretrained=True, weights=None, not_cached=NOT_CACHED_PREDICT)
+        else:
+            found = read_state_file(Path(weights))
+            if found.model_name and found.model_name.split(".")[0] != self.spec.model.split(".")[0]:
+                raise ValueError(f"{weights} is a checkpoint of timm model '{found.model_name}', not "
+                                 f"'{self.spec.model}'; predict with --model {found.model_name}")
+            self.model = self._create_model(None, pretrained=False, weights=None)
+            load_state(self.model, found.state, Path(weights), self.spec.model)
+            self.model.to(self.device)
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.class_names = label_names(self.model.num_classes, found and found.class_names)
+        self.mean = (found and found.mean) or tuple(float(x) for x in cfg.get("mean") or IMAGENET_MEAN)
+        self.std = (found and found.std) or tuple(float(x) for x in cfg.get("std") or IMAGENET_STD)
+        native = (found and found.image_size) or (cfg.get("input_size") or (0,))[-1]
+        self.image_size = int(self.asked_image_size() or native or self.spec.image_size)
+        log.info("model %s: %d classes, %d px, device %s", self.spec.model, len(self.class_names), self.image_size,
+                 self.device)
 
     def _replay_schedule(self, epochs_done: int):
         """This job's schedule, stepped to where ``epochs_done`` epochs leave it.

@@ -26,8 +26,9 @@ from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import open_image, read_dataset, split_options
 from adapters.datasets.records import ImageRecord
 from adapters.devices import resolve_device
-from adapters.hub import is_missing_from_cache, prepare_hub_access
+from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
 from adapters.metrics import primary_metric
+from adapters.transformers.catalog import resolve_model
 from adapters.transformers.tasks import get_task
 from adapters.transformers.tasks.base import RecordDataset
 
@@ -39,6 +40,15 @@ NOT_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second
 
 class ModelUnavailable(RuntimeError):
     """A hub model that is neither cached nor downloadable here."""
+
+
+#: Why a hub model that is not cached can't be had, and what to do: in a training job, and for a model
+#: without a job (only ever loaded from the local cache).
+NOT_CACHED_TRAINING = ("the hub is unreachable; run once where huggingface.co is reachable (or set HF_ENDPOINT to a "
+                       "mirror), or give a local folder saved with save_pretrained as `model:`")
+NOT_CACHED_PREDICT = ("a model without a job is never downloaded; run once where huggingface.co is reachable to "
+                      "cache it (a job with `pretrained: true` does, or `hf download {source}`), or pass --weights "
+                      "with a folder saved by save_pretrained")
 
 
 class TransformersAdapter(FrameworkLoopAdapter):
@@ -76,17 +86,22 @@ class TransformersAdapter(FrameworkLoopAdapter):
             self.model, self.processor = self._load(spec.weights or spec.model, spec.pretrained, self.dataset)
         self.task.processor = self.processor
 
-    def _load(self, source: str, pretrained: bool, dataset) -> tuple[Any, Any]:
+    def _load(self, source: str, pretrained: bool, dataset, cache_only: bool = False) -> tuple[Any, Any]:
+        """(model, processor) from a folder or hub id; ``cache_only``: a hub id from the local cache only, of a
+        model this task predicts with (a model without a job)."""
         local = Path(source).expanduser().exists()
-        online = local or prepare_hub_access()
+        if cache_only and not local:
+            use_local_cache_only()
+        online = local or (not cache_only and prepare_hub_access())
         try:
+            if cache_only:
+                check_architecture(str(source), self.spec.task)
             return self.task.build(str(source), pretrained, dataset)
         except Exception as exc:
             if not local and (is_missing_from_cache(exc) or (not online and isinstance(exc, OSError))):
+                why = NOT_CACHED_PREDICT.format(source=source) if cache_only else NOT_CACHED_TRAINING
                 raise ModelUnavailable(
-                    f"model '{source}' is not in the local Hugging Face cache and the hub is unreachable; "
-                    "run once where huggingface.co is reachable (or set HF_ENDPOINT to a mirror), or give "
-                    "a local folder saved with save_pretrained as `model:`") from exc
+                    f"model '{source}' is not in the local Hugging Face cache ({hub_cache()}) and {why}") from exc
             raise
 
     # ------------------------------------------------------------ training
@@ -131,10 +146,25 @@ class TransformersAdapter(FrameworkLoopAdapter):
     # ------------------------------------------------------------ checkpoints and inference
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        self.model, self.processor = self._load(str(path), pretrained=True, dataset=None)
+        self._load_for_predict(str(path))
+        return {"epoch": 0}
+
+    def load_weights(self, weights: str | None) -> None:
+        """A model without a job (``adapters.serve``): ``weights`` a folder saved with ``save_pretrained``, or
+        None for ``model`` itself, a local folder or a hub id in the local cache (never downloaded). The task's
+        Auto class and processor load it; its labels are its ``config.id2label``. Its processor keeps its own
+        image size unless the spec asks for another; a model of another task is refused, naming the task."""
+        if weights is not None and not Path(weights).is_dir():
+            what = "is a file" if Path(weights).exists() else "does not exist"
+            raise FileNotFoundError(f"weights {weights} {what}: transformers loads a folder saved with save_pretrained")
+        if not self.asked_image_size():  # the task's processor then keeps the size it was saved with
+            self.task.spec = dataclasses.replace(self.spec, image_size=0)
+        self._load_for_predict(weights or resolve_model(self.spec.model), cache_only=True)
+
+    def _load_for_predict(self, source: str, cache_only: bool = False) -> None:
+        self.model, self.processor = self._load(source, pretrained=True, dataset=None, cache_only=cache_only)
         self.task.processor = self.processor
         self.model.to(self.device).eval()
-        return {"epoch": 0}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
         """One image's predictions: the one-image case of :meth:`predict_batch`."""
@@ -158,6 +188,38 @@ class TransformersAdapter(FrameworkLoopAdapter):
             out.update(task=self.spec.task, width=image.width, height=image.height)
             out.setdefault("timings_ms", {}).update(preprocess=decoded, inference=each_ms)
         return answers
+
+
+#: Task -> the ``modeling_auto`` mappings whose model classes predict it (OCR: one class).
+PREDICT_CLASSES = {"image_classification": ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",),
+                   "object_detection": ("MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",),
+                   "semantic_segmentation": ("MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
+                                             "MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES"),
+                   "super_resolution": ("MODEL_FOR_IMAGE_TO_IMAGE_MAPPING_NAMES",),
+                   "ocr": ()}
+
+
+def check_architecture(source: str, task: str) -> None:
+    """Refuse a model whose head is not the task's (``config.architectures``), naming the task it is for: the
+    task's Auto class would load it with a fresh, untrained head and predict noise. A config that names no
+    architecture is left to the task's own checks."""
+    from transformers import AutoConfig
+    from transformers.models.auto import modeling_auto
+
+    def classes(name: str) -> set[str]:
+        found = {"VisionEncoderDecoderModel"} if name == "ocr" else set()
+        for mapping in PREDICT_CLASSES[name]:
+            for value in getattr(modeling_auto, mapping).values():
+                found.update(value if isinstance(value, (list, tuple)) else (value,))
+        return found
+
+    architectures = list(getattr(AutoConfig.from_pretrained(source), "architectures", None) or [])
+    if not architectures or classes(task) & set(architectures):
+        return
+    theirs = [name for name in PREDICT_CLASSES if name != task and classes(name) & set(architectures)]
+    fix = f"predict it with --task {theirs[0]}" if theirs else f"it has no {task} head: train one in a job first"
+    raise ValueError(f"'{source}' is a {architectures[0]}{' (' + theirs[0] + ')' if theirs else ''}, not a model "
+                     f"for {task}; {fix}")
 
 
 def _our_metrics(metrics: dict[str, float], train_log: dict[str, float]) -> dict[str, float]:

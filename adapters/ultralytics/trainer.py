@@ -44,6 +44,9 @@ QUIET_SETTINGS = {"sync": False, "hub": False, "mlflow": False, "clearml": False
                   "vscode_msg": False, "openvino_msg": False}
 #: Where the data yaml and the staged dataset go, inside the job dir.
 DATA_DIR = "data"
+#: Our task -> the ``task`` an Ultralytics model file says it does.
+YOLO_TASKS = {"object_detection": "detect", "instance_segmentation": "segment", "pose_estimation": "pose",
+              "obb_detection": "obb", "image_classification": "classify"}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -88,6 +91,15 @@ def model_name(model: str, task: str) -> str:
     return model + suffix
 
 
+def pretrained_file(name: str, settings, remedy: str) -> Path:
+    """``<name>.pt`` in Ultralytics' weights dir, when it is there: this runner never downloads weights."""
+    weights = Path(settings["weights_dir"]).resolve() / f"{name.removesuffix('.pt')}.pt"
+    if not weights.is_file():
+        raise PretrainedWeightsUnavailable(f"pretrained weights {weights.name} are not on this machine (looked in "
+                                           f"{weights.parent}) and this runner does not download them; {remedy}")
+    return weights
+
+
 def ultralytics_device(device: str) -> str:
     """A resolved device (``cpu``, ``cuda:N``) as Ultralytics names it (``cpu``, ``N``)."""
     return "cpu" if device == "cpu" else device.partition(":")[2]
@@ -102,6 +114,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         self.class_names: list[str] = []
         self.data: Path | None = None
         self.model = None
+        self.image_size = int(job.spec.image_size)
         self._saved: dict[str, Path] = {}  # checkpoints Ultralytics wrote this epoch
         self._reported: set[int] = set()
         self._step = 0
@@ -138,13 +151,8 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         elif spec.weights:
             self.model = yolo(spec.weights)
         elif spec.pretrained:
-            weights = Path(settings["weights_dir"]) / f"{name}.pt"
-            if not weights.is_file():
-                raise PretrainedWeightsUnavailable(
-                    f"pretrained weights {name}.pt are not on this machine (looked in {weights.parent}) and this "
-                    "runner does not download them; put the file there, give `weights: PATH`, or set "
-                    "`pretrained: false`")
-            self.model = yolo(str(weights))
+            self.model = yolo(str(pretrained_file(name, settings, "put the file there, give `weights: PATH`, or set "
+                                                                  "`pretrained: false`")))
         else:
             self.model = yolo(f"{name}.yaml")
         for event, callback in (("on_train_epoch_start", self._on_epoch_start),
@@ -252,6 +260,28 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         self.class_names = [names[i] for i in sorted(names)]
         return {"epoch": 0}
 
+    def load_weights(self, weights: str | None) -> None:
+        """A model without a job (``adapters.serve``): ``weights`` an Ultralytics ``.pt`` file, or None for
+        ``<model>.pt`` from Ultralytics' weights dir (never downloaded). Its ``names`` are the labels (COCO's
+        for Ultralytics' own); its task must be the spec's. Its input size is the spec's when asked, else the
+        one it was trained at."""
+        _, settings = _import_ultralytics()
+        if weights is None:
+            base = self.spec.model.removesuffix(".pt")
+            other = next((task for task, suffix in TASK_SUFFIX.items() if suffix and base.endswith(suffix)), self.task)
+            if other != self.task:
+                raise ValueError(f"'{self.spec.model}' is a model for {other}, not {self.task}; predict it with "
+                                 f"--task {other}")
+            weights = str(pretrained_file(model_name(base, self.task), settings,
+                                          "put the file there, or pass --weights FILE"))
+        self.load_checkpoint(weights)
+        theirs = getattr(self.model, "task", None)
+        if theirs != YOLO_TASKS[self.task]:
+            ours = next((task for task, name in YOLO_TASKS.items() if name == theirs), theirs)
+            raise ValueError(f"{weights} is an Ultralytics {theirs} model ({ours}), not one for {self.task}; "
+                             f"predict it with --task {ours}")
+        self.image_size = int(self.asked_image_size() or (self.model.overrides or {}).get("imgsz") or self.image_size)
+
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
         """One image's predictions: the one-image case of :meth:`predict_batch`."""
         return self.predict_batch([image_path], top_k, annotate)[0]
@@ -276,7 +306,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         for i, image in enumerate(opened):  # classification resizes and crops each image alone: one group
             groups.setdefault(None if self.task == "image_classification" else image.size, []).append(i)
         answers: list[dict[str, Any]] = [{} for _ in images]
-        device, size = ultralytics_device(self.device), int(self.spec.image_size)
+        device, size = ultralytics_device(self.device), self.image_size
         for members in groups.values():
             found = self.model.predict([opened[i] for i in members], batch=len(members), imgsz=size, device=device,
                                        verbose=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import grpc
 
-from adapters.catalog import find_model
+from adapters.catalog import default_input_size, find_model
 from adapters.frameworks import get_catalog
 from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
@@ -181,7 +181,7 @@ class PredictRpcs:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"model.weights {weights} does not exist on the daemon's machine")
         spec = {"name": f"predict {ref.model}", "framework": catalog.name, "task": task, "model": ref.model,
-                "pretrained": not weights, "image_size": ref.image_size or (entry.input_size if entry else 224),
+                "pretrained": not weights, "image_size": ref.image_size or default_input_size(catalog, ref.model),
                 "dataset": {"path": "", "format": catalog.dataset_formats[0]},
                 "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.001, "device": "cpu"}}
         key = hashlib.sha256(json.dumps([spec, weights], sort_keys=True).encode()).hexdigest()[:12]

@@ -127,7 +127,8 @@ class Worker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as out:
             self._log_start = out.tell()
-            out.write(f"[visionyard] predict worker for {key.checkpoint} starting\n".encode())
+            out.write(f"[visionyard] predict worker for {key.checkpoint or key.job_id + ' (pretrained)'} "
+                      "starting\n".encode())
             self.proc = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=out, text=True, bufsize=1,
                                          start_new_session=True)
@@ -169,8 +170,8 @@ class Worker:
     def _run(self) -> None:
         ready = self._read(self.limits.load_timeout)
         if not ready.get("ready"):
-            self._die(f"the predict worker for job {self.key.job_id} could not load "
-                      f"{self.key.checkpoint}{self._ended()}")
+            self._die(f"the predict worker for {self._what()} could not load "
+                      f"{self.key.checkpoint or 'its pretrained weights'}{self._ended()}")
             return
         self.load_ms = float(ready.get("load_ms") or 0.0)
         with self._lock:
@@ -193,7 +194,7 @@ class Worker:
             answer = self._read(self.limits.predict_timeout)
             results = answer.get("results")
             if answer.get("id") != request["id"] or not isinstance(results, list) or len(results) != len(batch):
-                self._die(f"the predict worker for job {self.key.job_id} died{self._ended()}", batch)
+                self._die(f"the predict worker for {self._what()} died{self._ended()}", batch)
                 return
             for item, result in zip(batch, results, strict=True):
                 if "result" in result:
@@ -239,6 +240,10 @@ class Worker:
         except ValueError:
             message = {}
         return message if isinstance(message, dict) else {}
+
+    def _what(self) -> str:
+        """`job J`, or the model of a worker without a job (`model:timm/resnet50`)."""
+        return self.key.job_id if self.key.job_id.startswith("model:") else f"job {self.key.job_id}"
 
     def _reap_group(self) -> None:
         self.proc.wait()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.catalog import FrameworkCatalog, UnknownNameError, find_model, resolve_advanced
+from adapters.catalog import FrameworkCatalog, UnknownNameError, default_input_size, find_model, resolve_advanced
 from adapters.datasets import STRATEGIES, format_names, inspect_dataset, split_options
 from adapters.devices import DEVICE_RE
 from adapters.frameworks import all_catalogs, get_catalog
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("visionyard.spec")
 CUSTOM = "custom"  # jobs that run a repo's own command (custom_repos/)
-DEFAULT_IMAGE_SIZE = 224
 MAX_PATH, MAX_TEXT = 4096, 500  # characters of a path; of a model name or hub id
 MAX_ADVANCED_NUMBER = 1e12      # |x| of any number under `advanced` (the schema may bound it tighter)
 MAX_ADVANCED_TEXT = 10_000      # characters of a string under `advanced`
@@ -167,7 +166,7 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
 
     updates: dict[str, Any] = {"advanced": filled, "model": catalog.canonical_model(spec.model)}
     if spec.image_size is None:
-        updates["image_size"] = spec.training.image_size or _model_input_size(catalog, updates["model"])
+        updates["image_size"] = spec.training.image_size or default_input_size(catalog, updates["model"])
     if check_paths:
         for field in ("weights", "resume"):  # a file, or a save_pretrained / checkpoint folder (transformers)
             value = getattr(spec, field)
@@ -349,11 +348,6 @@ def _check_dataset(spec: JobSpec, advanced: dict[str, Any]) -> tuple[int | None,
                        f"{len(names)} classes ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); "
                        "remove it to infer it")]
     return len(names) or None, []
-
-
-def _model_input_size(catalog: FrameworkCatalog, model: str) -> int:
-    entry = find_model(catalog, model)
-    return entry.input_size if entry else DEFAULT_IMAGE_SIZE
 
 
 def _unknown_model(catalog: FrameworkCatalog, model: str) -> str:

@@ -283,6 +283,49 @@ def _assert_same_results(batch: list[dict], alone: list[dict], where: str = "") 
                 assert a.shape == b.shape and np.abs(a - b).max() <= 1, (at, key)
 
 
+# ---------------------------------------------------------------- a model without a job
+
+#: Run in a framework env: ``python -c WITHOUT_A_JOB CASES_JSON [PREPARE_CODE]``. ``PREPARE_CODE`` runs first
+#: (to write weights files with the framework). For each case (a job file, ``weights``: a path or None for
+#: the model's pretrained weights, images), a fresh adapter loads them (``load_weights``, timed) and predicts
+#: each image (top 3); printed as JSON: the class names and the predictions' (label, index), or the error.
+WITHOUT_A_JOB = """
+import json, sys, time
+from adapters.entrypoint import build_adapter
+from adapters.job import Job
+from adapters.reporter import Reporter
+
+exec(sys.argv[2] if len(sys.argv) > 2 else "")
+out = {}
+for name, case in json.loads(sys.argv[1]).items():
+    seconds = 0.0
+    try:
+        adapter = build_adapter(Job.from_file(case["job"]), Reporter(None))
+        started = time.monotonic()
+        try:
+            adapter.load_weights(case.get("weights"))
+        finally:
+            seconds = time.monotonic() - started
+        names = getattr(adapter, "class_names", None) or adapter.task.class_names
+        out[name] = {"names": list(names), "seconds": seconds, "image_size": getattr(adapter, "image_size", None),
+                     "predictions": [[[p["label"], p["index"]] for p in adapter.predict(image, 3)["predictions"]]
+                                     for image in case.get("images", [])]}
+    except Exception as exc:
+        out[name] = {"error": f"{type(exc).__name__}: {exc}", "seconds": seconds}
+print(json.dumps(out))
+"""
+
+
+def _without_a_job(python: str, env: dict[str, str], cases: dict[str, dict], prepare: str = "",
+                   cwd: Path = ROOT, timeout: int = 300) -> dict[str, dict]:
+    import subprocess
+
+    done = subprocess.run([python, "-c", WITHOUT_A_JOB, json.dumps(cases), prepare], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # Helpers are handed out as fixtures, so test modules never import this file by name.
 
 
@@ -309,3 +352,10 @@ def batch_vs_one():
         run = staticmethod(_batch_vs_one)
         assert_same = staticmethod(_assert_same_results)
     return Helpers
+
+
+@pytest.fixture(scope="session")
+def without_a_job():
+    """``without_a_job(python, env, cases, prepare="", cwd=ROOT)`` → per case ``{"names", "predictions",
+    "image_size", "seconds"}`` or ``{"error", "seconds"}`` (``WITHOUT_A_JOB``)."""
+    return _without_a_job

@@ -111,3 +111,61 @@ def test_a_checkpoint_that_does_not_load_ends_the_worker_with_the_reason(worker)
     assert proc.stdout.readline() == ""
     assert proc.wait(10) == 1
     assert "could not load missing.pt: FileNotFoundError" in proc.stderr.read()
+
+
+#: ``python -m adapters.entrypoint``'s own argument parsing, with a fake adapter that has ``load_weights``
+#: (its labels say what it was given) or, with ``--no-load-weights`` first, only ``load_checkpoint``.
+ENTRYPOINT = textwrap.dedent("""
+    import sys
+    import adapters.entrypoint as entrypoint
+
+    class Checkpoints:
+        def load_checkpoint(self, path):
+            self.loaded = f"checkpoint {path}"
+
+        def predict(self, image, top_k=5, annotate=False):
+            return [{"label": self.loaded, "score": 1.0, "index": 0}]
+
+    class Models(Checkpoints):
+        def load_weights(self, weights):
+            self.loaded = f"weights {weights!r}"
+
+    bare = sys.argv[1] == "--no-load-weights"
+    entrypoint.build_adapter = lambda job, reporter: Checkpoints() if bare else Models()
+    sys.exit(entrypoint.main(sys.argv[1 + bare:]))
+""")
+
+
+@pytest.mark.parametrize(("args", "loaded"), [(["--weights", "/abs/r50.pth"], "weights '/abs/r50.pth'"),
+                                              (["--pretrained"], "weights None"),
+                                              (["--checkpoint", "best.pt"], "checkpoint best.pt")])
+def test_serve_without_a_job_hands_load_weights_its_weights_or_none_for_pretrained(tmp_path, args, loaded):
+    spec = {"framework": "timm", "task": "image_classification", "model": "resnet50", "pretrained": True,
+            "dataset": {"path": "", "format": "imagefolder"},
+            "training": {"epochs": 1, "batch_size": 1, "learning_rate": 0.001}}
+    (tmp_path / "job.json").write_text(json.dumps({"job_id": "model-x", "spec": spec}))
+    command = [sys.executable, "-c", ENTRYPOINT, "--spec", str(tmp_path / "job.json"), "--serve"]
+    with subprocess.Popen([*command, *args], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert json.loads(proc.stdout.readline())["ready"] is True
+        answer = ask(proc, {"id": 1, "items": [{"image": image(tmp_path, "a.png")}]})
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+    assert answer["results"][0]["result"]["predictions"][0]["label"] == loaded
+
+    if args[0] != "--checkpoint":  # an adapter without load_weights says so
+        done = subprocess.run([*command[:3], "--no-load-weights", *command[3:], *args], cwd=ROOT,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        assert (done.returncode, done.stdout) == (1, "")
+        what = "/abs/r50.pth" if args[0] == "--weights" else "its pretrained weights"
+        assert (f"predict worker could not load {what}: NotImplementedError: timm predicts only with a job's "
+                "checkpoint") in done.stderr
+
+
+def test_serve_takes_exactly_one_of_checkpoint_weights_pretrained(tmp_path):
+    (tmp_path / "job.json").write_text("{}")
+    for args in ([], ["--weights", "w.pth", "--pretrained"], ["--checkpoint", "c.pt", "--weights", "w.pth"]):
+        done = subprocess.run([sys.executable, "-c", ENTRYPOINT, "--spec", str(tmp_path / "job.json"), "--serve",
+                               *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, args
+        assert "--serve needs one of --checkpoint, --weights, --pretrained" in done.stderr

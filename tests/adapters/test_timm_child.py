@@ -218,6 +218,76 @@ def test_predict_batch_gives_each_image_what_predict_gives_in_one_forward_pass(
     assert {"preprocess", "inference", "postprocess"} == set(out["batch"][0]["timings_ms"])
 
 
+#: Run first in the timm env (``__DIR__``: the test's folder): weights files as people save them (a
+#: 1000-class state dict as safetensors; a 4-class one under 'state_dict' with DataParallel's 'module.'
+#: prefixes), and a Hugging Face cache holding resnet10t's pretrained weights in the layout timm reads offline.
+WEIGHT_FILES = """
+from pathlib import Path
+import timm, torch
+from safetensors.torch import save_file
+root = Path(__DIR__)
+save_file(timm.create_model("resnet10t").state_dict(), str(root / "imagenet.safetensors"))
+four = timm.create_model("resnet10t", num_classes=4).state_dict()
+torch.save({"state_dict": {"module." + k: v for k, v in four.items()}, "epoch": 3}, root / "four.pth")
+repo = root / "hf" / "hub" / "models--timm--resnet10t.c3_in1k"
+(repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+(repo / "refs").mkdir()
+(repo / "refs" / "main").write_text("0" * 40)
+save_file(timm.create_model("resnet10t").state_dict(), str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+"""
+
+
+def test_a_model_without_a_job_predicts_with_its_own_labels(trained, child_python, child_env, without_a_job,
+                                                            tmp_path):
+    """``load_weights``, as a warm worker for a model without a job calls it: a checkpoint of ours keeps its
+    classes and size; a state dict gets ImageNet's names for 1000 classes, else 'class N'; pretrained weights
+    come from the local cache only (never downloaded: a model not cached fails in seconds with what to do).
+    The spec's size (224, the default for a model the catalog lacks) gives way to the weights' own."""
+    from PIL import Image
+
+    assert trained["done"].returncode == 0
+    red = tmp_path / "red.png"
+    Image.new("RGB", (50, 40), (225, 25, 30)).save(red)
+    best = str(trained["job_dir"] / "checkpoints" / "best.pt")
+
+    def job(name: str, **over) -> str:
+        return str(write_job(tmp_path / name, tmp_path / "no-dataset", **{"pretrained": True, "image_size": 224,
+                                                                          **over}))
+
+    cases = {"ours": {"job": job("ours"), "weights": best, "images": [str(red)]},
+             "imagenet": {"job": job("imagenet"), "weights": str(tmp_path / "imagenet.safetensors"),
+                          "images": [str(red)]},
+             "four": {"job": job("four"), "weights": str(tmp_path / "four.pth"), "images": [str(red)]},
+             "cached": {"job": job("cached"), "weights": None, "images": [str(red)]},
+             "asked size": {"job": job("asked", image_size=96), "weights": None},
+             "not cached": {"job": job("not-cached", model="resnet18"), "weights": None},
+             "another model": {"job": job("other", model="resnet18"), "weights": best},
+             "another task": {"job": job("task", task="object_detection"), "weights": best}}
+    env = child_env(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="", https_proxy="")
+    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
+    out = without_a_job(child_python, env, cases, WEIGHT_FILES.replace("__DIR__", repr(str(tmp_path))))
+
+    assert out["ours"]["names"] == ["blue", "green", "red"] and out["ours"]["image_size"] == 32
+    assert out["ours"]["predictions"][0][0] == ["red", 2]
+    for name in ("imagenet", "cached"):
+        names, (predictions,) = out[name]["names"], out[name]["predictions"]
+        assert len(names) == 1000 and names[:2] == ["tench, Tinca tinca", "goldfish, Carassius auratus"], name
+        assert all(names[index] == label for label, index in predictions) and len(predictions) == 3
+        assert out[name]["image_size"] == 176, name  # resnet10t's pretrained size
+    assert out["four"]["names"] == ["class 0", "class 1", "class 2", "class 3"]
+    assert out["asked size"]["image_size"] == 96
+    assert out["not cached"]["error"] == (
+        f"PretrainedWeightsUnavailable: pretrained weights for 'resnet18' are not in the local cache "
+        f"({tmp_path / 'hf' / 'hub'}) and a model without a job is never downloaded; pass --weights FILE (a state "
+        "dict: .pth, .pt, .bin, .safetensors), or run once where huggingface.co is reachable to cache them (a job "
+        "with `pretrained: true` does)")
+    assert out["not cached"]["seconds"] < 10, out["not cached"]  # no retries against an unreachable hub
+    assert out["another model"]["error"] == (f"ValueError: {best} is a checkpoint of timm model '{MODEL}', not "
+                                             f"'resnet18'; predict with --model {MODEL}")
+    assert out["another task"]["error"] == ("ValueError: timm does not do task 'object_detection'. "
+                                            "Valid: image_classification")
+
+
 def on_device(job: Path, device: str, to: Path) -> Path:
     """A copy of ``job`` that asks for ``device``, both as the daemon assigns it and in the spec."""
     data = json.loads(job.read_text())

@@ -179,6 +179,47 @@ def test_predict_batch_gives_each_image_what_predict_gives_batching_images_of_on
         assert all(r["predictions"] for r in out[task]["batch"]), task
 
 
+def test_a_model_without_a_job_predicts_with_its_own_names(runs, python, guarded_env, without_a_job, tmp_path):
+    """``load_weights``, as a warm worker for a model without a job calls it: a ``.pt`` file's names are the
+    labels and its task must be the spec's; pretrained weights are ``<model>.pt`` in Ultralytics' weights dir
+    (``weights/`` under the worker's folder) or a clear refusal saying where it looked, never a download. The
+    spec's size (640, the catalog's) gives way to the size the file was trained at (64)."""
+    import shutil
+
+    completed, _, job_dir, dataset = runs("image_classification")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    trained = job_dir / "checkpoints" / "weights" / "last.pt"
+    (tmp_path / "weights").mkdir()
+    shutil.copyfile(trained, tmp_path / "weights" / "yolov8n-cls.pt")
+    red = str(next((dataset / "val" / "red").iterdir()))
+
+    def job(name: str, task: str = "image_classification", model: str = "yolov8n") -> str:
+        return str(write_job(tmp_path / name, tmp_path / "no-dataset", task, pretrained=True, image_size=640,
+                             model=model))
+
+    cases = {"file": {"job": job("file"), "weights": str(trained), "images": [red]},
+             "pretrained": {"job": job("pretrained"), "weights": None, "images": [red]},
+             "not there": {"job": job("absent", "object_detection", "yolo11n.pt"), "weights": None},
+             "another task": {"job": job("task", "object_detection"), "weights": str(trained)},
+             "a model of another task": {"job": job("seg", "object_detection", "yolov8n-seg.pt"), "weights": None}}
+    out = without_a_job(python, guarded_env(), cases, cwd=tmp_path)
+    for name in ("file", "pretrained"):
+        assert out[name]["names"] == ["blue", "red"] and out[name]["image_size"] == 64, out[name]
+        [predictions] = out[name]["predictions"]
+        assert sorted(label for label, _ in predictions) == ["blue", "red"]
+    assert out["not there"]["error"] == (
+        f"PretrainedWeightsUnavailable: pretrained weights yolo11n.pt are not on this machine (looked in "
+        f"{tmp_path / 'weights'}) and this runner does not download them; put the file there, or pass --weights FILE")
+    assert out["not there"]["seconds"] < 10
+    assert out["another task"]["error"] == (f"ValueError: {trained} is an Ultralytics classify model "
+                                            "(image_classification), not one for object_detection; predict it with "
+                                            "--task image_classification")
+    assert out["a model of another task"]["error"] == ("ValueError: 'yolov8n-seg.pt' is a model for "
+                                                       "instance_segmentation, not object_detection; predict it with "
+                                                       "--task instance_segmentation")
+    assert not guarded_env.log.exists(), guarded_env.log.read_text()  # no network attempt at all
+
+
 def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(python, guarded_env, reporter_server, tmp_path):
     job = write_job(tmp_path / "job", tmp_path / "not-read", "object_detection")
     data = json.loads(job.read_text())

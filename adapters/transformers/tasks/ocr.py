@@ -77,8 +77,10 @@ class OCRTask(HFTask):
             height = width = fixed
         elif isinstance(fixed, (list, tuple)) and len(fixed) == 2:
             height, width = map(int, fixed)
-        else:
+        elif self.spec.image_size:
             height = width = int(self.spec.image_size)
+        else:  # no size asked (a model without a job): the processor's own
+            return
         if self.spec.image_size and {height, width} != {int(self.spec.image_size)}:
             log.warning("image_size %s ignored: the model's encoder takes %dx%d images", self.spec.image_size,
                         width, height)

@@ -99,6 +99,40 @@ def test_an_uncached_hub_id_offline_fails_fast_with_what_to_do(trained, hf_pytho
     assert elapsed < 60  # seconds of imports, no retry storm
 
 
+def test_a_model_without_a_job_predicts_with_its_id2label(trained, hf_python, hf_job, child_env, without_a_job,
+                                                          tmp_path):
+    """``load_weights``, as a warm worker for a model without a job calls it: a save_pretrained folder (or
+    ``model`` itself a folder) predicts with its ``config.id2label`` and its processor's own size (32 px, not
+    the spec's 224, the catalog's for the hub id); a hub id comes from the local cache only (never downloaded:
+    one not cached fails in seconds with what to do); a model of another task is refused, naming its task."""
+    last = trained["server"].of_kind("result")[0].last_checkpoint
+    red = str(next((trained["dataset"] / "val" / "red").iterdir()))
+
+    def job(name: str, model: str = "google/vit-base-patch16-224", task: str = "image_classification") -> str:
+        return str(hf_job.write(tmp_path / name, task, model, tmp_path / "no-dataset", "imagefolder", image_size=224))
+
+    cases = {"folder": {"job": job("folder"), "weights": last, "images": [red]},
+             "model is a folder": {"job": job("raw", str(trained["root"] / "vit")), "weights": None, "images": [red]},
+             "not cached": {"job": job("hub"), "weights": None},
+             "another task": {"job": job("task", task="object_detection"), "weights": last}}
+    env = child_env(HF_HOME=str(tmp_path / "empty-hf-home"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="",
+                    https_proxy="")
+    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
+    out = without_a_job(hf_python, env, cases)
+    assert out["folder"]["names"] == ["blue", "green", "red"]
+    assert sorted(label for label, _ in out["folder"]["predictions"][0]) == ["blue", "green", "red"]
+    assert out["model is a folder"]["names"] == ["LABEL_0", "LABEL_1", "LABEL_2"]  # what its config says
+    assert out["not cached"]["error"] == (
+        "ModelUnavailable: model 'google/vit-base-patch16-224' is not in the local Hugging Face cache "
+        f"({tmp_path / 'empty-hf-home' / 'hub'}) and a model without a job is never downloaded; run once where "
+        "huggingface.co is reachable to cache it (a job with `pretrained: true` does, or `hf download "
+        "google/vit-base-patch16-224`), or pass --weights with a folder saved by save_pretrained")
+    assert out["not cached"]["seconds"] < 10, out["not cached"]
+    assert out["another task"]["error"] == (f"ValueError: '{last}' is a ViTForImageClassification "
+                                            "(image_classification), not a model for object_detection; predict it "
+                                            "with --task image_classification")
+
+
 def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(hf_python, hf_job, child_env, reporter_server, tmp_path):
     job = hf_job.write(tmp_path / "job", "image_classification", tmp_path / "not-loaded", tmp_path / "not-read",
                        "imagefolder")
