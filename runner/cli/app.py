@@ -226,6 +226,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="write predictions.jsonl and the annotated images (a video's as an "
                                                 "annotated video) into DIR")
     p.add_argument("--stride", type=_positive_int, default=1, help="of a video, predict every N-th frame (default 1)")
+    p.add_argument("--format", choices=["jsonl", "coco"], default="jsonl",
+                   help="with --out: coco also writes results.coco.json (COCO's results format: boxes, polygons, "
+                        "keypoints; image_id = the image's index)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="at most this many predictions (default 5)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out); for many "

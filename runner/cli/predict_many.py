@@ -5,8 +5,8 @@ holds its results in memory).
 Without `--out`: one line per image (`--json`: one JSON object per line). With `--out DIR`:
 `DIR/predictions.jsonl` (one object per image, the `predict --json` shape plus `file` and `index`,
 a video's frames also `frame` and `time_s`; or `file`, `index` and `error`), the annotated images
-(`DIR/<name>.png`; a video's as `DIR/<name>.annotated.mp4`) and a progress bar with images/s on a
-terminal. The exit code is 0 when every image was predicted, 1 when some were not (each named with
+(`DIR/<name>.png`; a video's as `DIR/<name>.annotated.mp4`), with `--format coco` also
+`DIR/results.coco.json` (COCO's results format), and a progress bar with images/s on a terminal. The exit code is 0 when every image was predicted, 1 when some were not (each named with
 its reason).
 """
 
@@ -26,6 +26,7 @@ from runner.client import ClientError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
 PREDICTIONS_FILE = "predictions.jsonl"
+COCO_FILE = "results.coco.json"
 
 
 def expand(sources: list[str], skipped: list[str]) -> list[str]:
@@ -70,6 +71,8 @@ def predict_many(client, args, out: Output) -> int:
         raise ClientError(None, f"no images in {', '.join(args.images)} (looked for "
                                 f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
     target = Path(args.out) if args.out else None
+    if args.format == "coco" and target is None:
+        raise ClientError(None, "--format coco writes DIR/results.coco.json: give --out DIR")
     if target is not None:
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,8 @@ def predict_many(client, args, out: Output) -> int:
                                   annotate=target is not None)
     failed, started, count = [], time.monotonic(), 0
     writers: dict[str, AnnotatedVideo] = {}
-    with _Progress(total, enabled=target is not None and not args.json) as progress, \
+    coco = _CocoResults(target / COCO_FILE) if target is not None and args.format == "coco" else _NoFile()
+    with _Progress(total, enabled=target is not None and not args.json) as progress, coco, \
             (open(target / PREDICTIONS_FILE, "w") if target is not None else _NoFile()) as jsonl:
         names: set[str] = set()
         for answer in answers:
@@ -94,6 +98,7 @@ def predict_many(client, args, out: Output) -> int:
                 failed.append(f"{answer.name}: {answer.error}")
             else:
                 record.update(prediction_json(answer.result))
+                coco.add(answer.index, answer.result)
                 if target is not None and answer.result.image_png:
                     if frame is not None and frame[0] in videos:
                         record["annotated"] = _frame_into_video(target, videos[frame[0]], answer.result.image_png,
@@ -167,6 +172,41 @@ class _NoFile:
 
     def write(self, text: str) -> None:
         pass
+
+    def add(self, image_id: int, result) -> None:
+        pass
+
+
+class _CocoResults:
+    """COCO's results format (what pycocotools' `loadRes` reads), written as answers come: one
+    object per box, `image_id` the image's index (its `index` in predictions.jsonl), `category_id`
+    the class index, `bbox` [x, y, w, h] in pixels, and the polygon (`segmentation`) and
+    `keypoints` [x, y, v, ...] where the task has them."""
+
+    def __init__(self, path: Path):
+        self.path, self.count = path, 0
+
+    def __enter__(self):
+        self.file = open(self.path, "w")
+        self.file.write("[")
+        return self
+
+    def add(self, image_id: int, result) -> None:
+        for p in result.predictions:
+            if not p.HasField("box"):
+                continue
+            entry = {"image_id": image_id, "category_id": p.index, "score": round(p.score, 5),
+                     "bbox": [round(v, 2) for v in (p.box.x1, p.box.y1, p.box.x2 - p.box.x1, p.box.y2 - p.box.y1)]}
+            if p.polygon:
+                entry["segmentation"] = [[round(v, 2) for q in p.polygon for v in (q.x, q.y)]]
+            if p.keypoints:
+                entry["keypoints"] = [round(v, 2) for k in p.keypoints for v in (k.x, k.y, k.visibility)]
+            self.file.write(("," if self.count else "") + "\n" + json.dumps(entry))
+            self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        self.file.write("\n]\n")
+        self.file.close()
 
 
 class _Progress:

@@ -4,7 +4,7 @@ predict tests: the same protocol on stdin/stdout as `adapters.serve`, no framewo
 Appends "START <pid> <grandchild pid> <time>" and "ARGS <pid> <its arguments as JSON>" to
 `children.log` in its cwd (the job dir) and keeps a
 grandchild in its process group; for each batch it sleeps $VY_TEST_PREDICT_SECONDS, appends
-"BATCH <pid> <images> <time>", and answers each image with a classification result (an image whose
+"BATCH <pid> <images> <time>", and answers each image with one box of class 0 ("red") (an image whose
 size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own).
 $VY_TEST_WORKER_FAIL set: it exits 1 at start, printing that to stderr.
 """
@@ -43,7 +43,8 @@ for line in sys.stdin:
         if size == (5, 5):
             results.append({"error": "UnidentifiedImageError: cannot identify image file"})
         else:
-            result = {"predictions": [{"label": "red", "score": 0.9, "index": 0}], "width": 8, "height": 8,
+            result = {"predictions": [{"label": "red", "score": 0.9, "index": 0, "box": [1.0, 2.0, 5.0, 6.0]}],
+                      "width": 8, "height": 8,
                       "timings_ms": {"load": 12.5, "total": 1.0}}
             if item.get("annotate"):  # the image itself stands in for the drawing
                 result["image_png_b64"] = base64.b64encode(open(item["image"], "rb").read()).decode()

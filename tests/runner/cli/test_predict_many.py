@@ -127,3 +127,27 @@ def test_a_truncated_video_is_named_and_the_images_beside_it_go_on(served, cli, 
     assert code == 1
     assert f"skipped cannot read video '{video}'" in out and "truncated" in out
     assert [json.loads(line)["file"] for line in out.splitlines() if line.startswith("{")] == [str(image)]
+
+
+def test_format_coco_writes_results_pycocotools_loads(served, cli, tmp_path):
+    from pycocotools.coco import COCO
+
+    s = served()
+    images = folder_of_images(tmp_path / "images")
+    code, out = cli("predict", s.job_id, str(images / "a"), "--out", str(tmp_path / "preds"), "--format", "coco",
+                    "--address", s.address)
+    assert code == 0, out
+    results = json.loads((tmp_path / "preds" / "results.coco.json").read_text())
+    assert results == [{"image_id": i, "category_id": 0, "score": 0.9, "bbox": [1.0, 2.0, 4.0, 4.0]} for i in (0, 1)]
+    truth = COCO()
+    truth.dataset = {"images": [{"id": i, "width": 8, "height": 8} for i in (0, 1)],
+                     "categories": [{"id": 0, "name": "red"}], "annotations": []}
+    truth.createIndex()
+    assert len(truth.loadRes(str(tmp_path / "preds" / "results.coco.json")).anns) == 2
+
+
+def test_format_coco_needs_out(served, cli, tmp_path):
+    s = served()
+    code, out = cli("predict", s.job_id, str(folder_of_images(tmp_path / "images")), "--format", "coco",
+                    "--address", s.address)
+    assert code == 2 and "--format coco writes DIR/results.coco.json: give --out DIR" in out
