@@ -29,3 +29,5 @@ bench: setup
 	$(UV) run python bench/bench_transformers.py
 	$(UV) run python bench/bench_cli.py
 	$(UV) run python bench/bench_link_loops.py
+	$(UV) run python bench/bench_predict.py
+	$(UV) run python bench/bench_predict_batch.py

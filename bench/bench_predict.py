@@ -6,8 +6,11 @@
    times `--calls` predicts of each side.
 2. Cold start: the first predict of a new worker (env start, imports, load, one image) vs a bare
    script doing the same from process start (reported, no goal).
+3. Folder throughput: `--folder N` images through `Client.predict_many` (the daemon's worker
+   batching up to 16) vs the adapter's own `predict_batch` over the same files in batches of 16 in
+   the bare process (goal ≥ 0.95×), alternating rounds.
 
-    uv run python bench/bench_predict.py [--rounds 5] [--calls 20] [--size 224]
+    uv run python bench/bench_predict.py [--rounds 5] [--calls 20] [--size 224] [--folder 200]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.launch import jobdir  # noqa: E402
-from tests.conftest import start_daemon  # noqa: E402
+from tests.helpers import start_daemon  # noqa: E402
 from tests.fixtures import make_imagefolder, save_image  # noqa: E402
 
 # The bare side: the adapter as the worker builds it, the checkpoint loaded once, then `calls`
@@ -44,8 +47,18 @@ BARE = textwrap.dedent("""
     adapter.predict(image, 5)
     print(json.dumps({"cold_ms": (time.perf_counter() - started) * 1000}), flush=True)
     for line in sys.stdin:
+        words = line.split()
+        if words[0] == "folder":  # the folder's images in batches, as the framework predicts them
+            folder, batch = words[1], int(words[2])
+            import os
+            files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+            t = time.perf_counter()
+            for i in range(0, len(files), batch):
+                adapter.predict_batch(files[i:i + batch], 5, False)
+            print(json.dumps([(time.perf_counter() - t) * 1000]), flush=True)
+            continue
         times = []
-        for _ in range(int(line)):
+        for _ in range(int(words[0])):
             t = time.perf_counter()
             adapter.predict(image, 5)
             times.append((time.perf_counter() - t) * 1000)
@@ -62,13 +75,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--folder", type=int, default=200, help="images in the folder throughput rounds (0: none)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vy-bench-predict-"))
     dataset = make_imagefolder(tmp / "data", per_class=4, val_per_class=2)
     image = save_image(tmp / "photo.png", "red", size=args.size)
     envs = tmp / "envs"
     envs.mkdir()
-    daemon = start_daemon(tmp / "home", envs)
+    daemon = start_daemon(tmp / "home", envs, ["--predict-max-batch", "16", "--max-concurrent-predicts", "4"])
     try:
         client = daemon.client
         print("training a resnet18 to predict with (the env's first build may take a minute)...", flush=True)
@@ -122,6 +136,26 @@ def main() -> None:
                     alone += times
                 medians[side] = statistics.median(times)
             gaps.append(medians["daemon"] - medians["bare"])
+        rates: dict[str, list[float]] = {"daemon": [], "bare": []}
+        if args.folder:
+            folder = tmp / "folder"
+            folder.mkdir()
+            colours = ("red", "green", "blue")
+            for i in range(args.folder):
+                save_image(folder / f"{i:05d}.png", colours[i % 3], size=args.size)
+            files = sorted(folder.iterdir())
+            for r in range(max(3, args.rounds // 2)):
+                for side in (("daemon", "bare") if r % 2 == 0 else ("bare", "daemon")):
+                    if side == "daemon":
+                        started = time.perf_counter()
+                        answers = list(client.predict_many(job.id, files))
+                        assert not any(a.error for a in answers)
+                        seconds = time.perf_counter() - started
+                    else:
+                        bare.stdin.write(f"folder {folder} 16\n")
+                        bare.stdin.flush()
+                        seconds = json.loads(bare.stdout.readline())[0] / 1000
+                    rates[side].append(len(files) / seconds)
         bare.stdin.close()
         bare.wait()
         (worker,) = client.workers(job.id)
@@ -133,9 +167,15 @@ def main() -> None:
     print(f"  bare adapter.predict, same env       {spread(alone)}")
     print(f"  per-round gap (median daemon − median bare): median {statistics.median(gaps):.1f} ms "
           f"min {min(gaps):.1f} max {max(gaps):.1f}   goal ≤ 15 ms")
-    print(f"cold start (new worker: env, imports, load, one image), 3 runs:")
+    print("cold start (new worker: env, imports, load, one image), 3 runs:")
     print(f"  through the daemon  {spread(colds_daemon)}")
     print(f"  bare script         {spread(colds_bare)}")
+    if rates["daemon"]:
+        d, b = statistics.median(rates["daemon"]), statistics.median(rates["bare"])
+        print(f"folder of {args.folder} images at {args.size}px, {len(rates['daemon'])} rounds (images/s):")
+        print(f"  daemon predict_many (worker batches ≤ 16)  median {d:6.1f}  {['%.1f' % v for v in rates['daemon']]}")
+        print(f"  bare predict_batch(16), same env           median {b:6.1f}  {['%.1f' % v for v in rates['bare']]}")
+        print(f"  ratio {d / b:.3f}×   goal ≥ 0.95×")
     print(f"worker: {worker.served} images served, {worker.rss_bytes / 2**20:.0f} MiB resident, "
           f"load {worker.load_ms:.0f} ms")
 
