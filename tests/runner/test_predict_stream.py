@@ -9,7 +9,6 @@ import threading
 import grpc
 import pytest
 
-from protos import visionyard_pb2 as pb
 from runner.client import Client, ClientError
 from runner.daemon.predictions import PredictLimits
 from runner.daemon.workers import WorkerLimits
