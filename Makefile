@@ -31,3 +31,4 @@ bench: setup
 	$(UV) run python bench/bench_link_loops.py
 	$(UV) run python bench/bench_predict.py
 	$(UV) run python bench/bench_predict_batch.py
+	$(UV) run python bench/bench_export.py

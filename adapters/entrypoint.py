@@ -28,8 +28,13 @@ On failure the message goes to stderr, exit 1. No reporter is used. A prediction
 device this process sees (``auto``), not on the training job's: that was a GPU the job held then,
 and the daemon runs predictions with every GPU hidden.
 
-Serve: ``--serve --checkpoint PATH | --weights PATH | --pretrained [--max-pixels N]`` is a warm
-predict worker (``adapters.serve``).
+Serve: ``--serve --checkpoint PATH [--onnx MODEL] | --weights PATH | --pretrained [--max-pixels N]``
+is a warm predict worker (``adapters.serve``); with ``--onnx`` it predicts with that export of the
+checkpoint (onnxruntime).
+
+Export: ``--export onnx --checkpoint PATH --out DIR [--dynamic] [--half] [--opset N] [--images PATH
+...] [--count N] [--device D]`` exports the checkpoint and validates the export against PyTorch
+(``adapters.onnx_export``).
 
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
@@ -204,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="with --serve, a model's weights (file or folder) without a job")
     parser.add_argument("--pretrained", action="store_true",
                         help="with --serve, the model's pretrained weights from the local cache")
+    parser.add_argument("--onnx", help="with --serve --checkpoint, predict with this ONNX export of it")
+    parser.add_argument("--export", metavar="FORMAT", help="export --checkpoint (onnx) into --out and validate it")
+    parser.add_argument("--out", help="with --export, the folder to write the model and export.json into")
+    parser.add_argument("--dynamic", action="store_true", help="with --export, free height and width")
+    parser.add_argument("--half", action="store_true", help="with --export, float16 weights")
+    parser.add_argument("--opset", type=int, default=0, help="with --export, the ONNX opset (0: the exporter's)")
+    parser.add_argument("--images", nargs="*", default=[], help="with --export, images (files or folders) to "
+                                                                "validate with (default: the job's dataset)")
+    parser.add_argument("--count", type=int, default=8, help="with --export, how many images to validate with")
+    parser.add_argument("--device", default="cpu", help="with --export, the device to export and validate on")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -215,8 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         if sum(map(bool, (args.checkpoint, args.weights, args.pretrained))) != 1:
             parser.error("--serve needs one of --checkpoint, --weights, --pretrained")
+        if args.onnx and not args.checkpoint:
+            parser.error("--onnx needs --checkpoint (the checkpoint it was exported from)")
         from adapters.serve import serve
-        return serve(args.spec, args.checkpoint, max(1, args.max_pixels), weights=args.weights)
+        return serve(args.spec, args.checkpoint, max(1, args.max_pixels), weights=args.weights, onnx=args.onnx)
+    if args.export:
+        if not args.checkpoint or not args.out:
+            parser.error("--export needs --checkpoint and --out")
+        from adapters.onnx_export import export
+        return export(args.spec, args.checkpoint, args.out, args.export, dynamic=args.dynamic, half=args.half,
+                      opset=args.opset or None, images=args.images, count=max(1, args.count), device=args.device)
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")

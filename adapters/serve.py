@@ -1,5 +1,7 @@
 """A warm predict worker: ``python -m adapters.entrypoint --spec job.json --serve --checkpoint PATH``
-(a job's checkpoint), ``--serve --weights PATH`` or ``--serve --pretrained`` (a model without a job).
+(a job's checkpoint; with ``--onnx MODEL`` its ONNX export predicts, by onnxruntime, with the
+adapter's own pre- and post-processing), ``--serve --weights PATH`` or ``--serve --pretrained`` (a
+model without a job).
 
 It loads the job's model once, then answers batches of images until its stdin closes (the daemon
 went: the worker ends with it, so a killed daemon leaves no worker behind). One JSON object per
@@ -33,10 +35,12 @@ from adapters.image_limits import check_image, limit_decoding
 log = logging.getLogger("visionyard.serve")
 
 
-def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str | None = None) -> int:
-    """Load a job's `checkpoint` (``adapter.load_checkpoint``), or, for a model without a job,
-    `weights` (a file or folder) or its pretrained weights when both are None
-    (``adapter.load_weights(weights)``); then answer until stdin ends."""
+def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str | None = None,
+          onnx: str | None = None) -> int:
+    """Load a job's `checkpoint` (``adapter.load_checkpoint``; with `onnx`, its export then predicts:
+    ``adapter.use_onnx``), or, for a model without a job, `weights` (a file or folder) or its
+    pretrained weights when both are None (``adapter.load_weights(weights)``); then answer until
+    stdin ends."""
     from adapters.entrypoint import build_adapter
     from adapters.job import Job
     from adapters.reporter import Reporter
@@ -50,6 +54,8 @@ def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str 
         adapter = build_adapter(job, Reporter(None))
         if checkpoint:
             adapter.load_checkpoint(checkpoint)
+            if onnx:
+                adapter.use_onnx(onnx)
         elif hasattr(adapter, "load_weights"):
             adapter.load_weights(weights)
         else:

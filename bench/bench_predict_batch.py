@@ -46,6 +46,26 @@ CASES = {
     "ultralytics": ("object_detection", "yolov8n", 640),
 }
 
+#: Part of the scripts run in a framework's env (here and in bench_export.py), after an adapter was built (it
+#: sets Ultralytics' offline, quiet environment up): writes `checkpoint` for `framework`, fresh weights.
+MAKE_CHECKPOINT = """
+if framework == "timm":
+    import timm, torch
+    model = timm.create_model("resnet18", num_classes=1000)
+    torch.save({"model": model.state_dict(), "model_name": "resnet18", "num_classes": 1000, "image_size": 224,
+                "class_names": [f"class {i}" for i in range(1000)], "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225]}, checkpoint)
+elif framework == "ultralytics":
+    from ultralytics import YOLO
+    YOLO("yolov8n.yaml").save(checkpoint)
+else:  # a ViT of ViT-Small's shape, saved as a save_pretrained folder
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    config = ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                       num_labels=1000)
+    ViTForImageClassification(config).save_pretrained(checkpoint)
+    ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(checkpoint)
+"""
+
 # Run in the framework's env: FRAMEWORK JOB_JSON CHECKPOINT ROUNDS IMAGE...; one JSON line per timed side.
 IN_ENV = """
 import dataclasses, json, sys, time
@@ -55,15 +75,7 @@ from adapters.reporter import Reporter
 
 framework, spec, checkpoint, rounds, images = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 adapter = build_adapter(dataclasses.replace(Job.from_file(spec), device="auto"), Reporter(None))
-if framework == "timm":
-    import timm, torch
-    model = timm.create_model("resnet18", num_classes=1000)
-    torch.save({"model": model.state_dict(), "model_name": "resnet18", "num_classes": 1000, "image_size": 224,
-                "class_names": [f"class {i}" for i in range(1000)], "mean": [0.485, 0.456, 0.406],
-                "std": [0.229, 0.224, 0.225]}, checkpoint)
-else:  # after the adapter: it set Ultralytics' offline, quiet environment up
-    from ultralytics import YOLO
-    YOLO("yolov8n.yaml").save(checkpoint)
+""" + MAKE_CHECKPOINT + """
 adapter.load_checkpoint(checkpoint)
 
 
@@ -106,8 +118,9 @@ def make_images(folder: Path, count: int, size: tuple[int, int] = (640, 480)) ->
     return paths
 
 
-def write_job(folder: Path, framework: str) -> Path:
-    task, model, size = CASES[framework]
+def write_job(folder: Path, framework: str, case: tuple[str, str, int] | None = None) -> Path:
+    """A job.json in `folder` for the framework's case (task, model, image size; default `CASES`')."""
+    task, model, size = case or CASES[framework]
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"name": "bench", "framework": framework, "task": task, "model": model, "pretrained": False,
             "image_size": size, "dataset": {"path": str(folder), "format": "imagefolder"},
@@ -120,18 +133,26 @@ def write_job(folder: Path, framework: str) -> Path:
     return folder / "job.json"
 
 
-def measure(framework: str, envs: Path, tmp: Path, images: list[Path], rounds: int) -> dict[str, list[float]]:
+def run_in_env(framework: str, envs: Path, tmp: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`script` with `args` in the framework's env (built in `envs`, or reused), as the daemon runs a child:
+    CPU only, its threads, offline; exits when it fails."""
     with open(tmp / f"{framework}-env-build.log", "w") as log:
         env = EnvManager(envs).ensure(get_spec(framework), log=log)
     print(f"{framework}: env {env.name} {'reused' if env.reused else f'built in {env.build_seconds:.1f} s'}",
           flush=True)
-    job = write_job(tmp / f"job-{framework}", framework)
     environ = {**base_environ(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "",
                "OMP_NUM_THREADS": threads(), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([str(env.python), "-c", IN_ENV, framework, str(job), str(tmp / f"{framework}.pt"),
-                           str(rounds), *map(str, images)], env=environ, cwd=tmp, capture_output=True, text=True)
+    done = subprocess.run([str(env.python), "-c", script, *args], env=environ, cwd=tmp, capture_output=True,
+                          text=True)
     if done.returncode != 0:
         raise SystemExit(f"{framework}: the script failed:\n{done.stderr[-3000:]}")
+    return done
+
+
+def measure(framework: str, envs: Path, tmp: Path, images: list[Path], rounds: int) -> dict[str, list[float]]:
+    job = write_job(tmp / f"job-{framework}", framework)
+    done = run_in_env(framework, envs, tmp, IN_ENV, framework, str(job), str(tmp / f"{framework}.pt"), str(rounds),
+                      *map(str, images))
     rates: dict[str, list[float]] = {"batch": [], "alone": []}
     for line in done.stdout.splitlines():
         if line.startswith("{"):
@@ -153,14 +174,16 @@ def report(framework: str, rates: dict[str, list[float]], count: int) -> None:
           f"per round {', '.join(f'{r:.2f}' for r in ratios)}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_bench(description: str, cases: dict, measure, report, prefix: str) -> None:
+    """The command line of the benches over framework envs: per framework `measure(framework, envs, tmp,
+    images, rounds)`, then `report(framework, found, image count)`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--frameworks", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--frameworks", nargs="+", choices=list(cases), default=list(cases))
     parser.add_argument("--envs", type=Path, help="an envs folder to reuse (default: built in a temp folder)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vy-bench-predict-batch-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         envs = args.envs or tmp / "envs"
         envs.mkdir(parents=True, exist_ok=True)
@@ -168,9 +191,9 @@ def main() -> None:
         results = {fw: measure(fw, envs, tmp, images, args.rounds) for fw in args.frameworks}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for framework, rates in results.items():
-        report(framework, rates, args.images)
+    for framework, found in results.items():
+        report(framework, found, args.images)
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(__doc__.splitlines()[0], CASES, measure, report, "vy-bench-predict-batch-")

@@ -5,6 +5,7 @@ repo's job predicts through the same RPCs, CLI and ``predictions.jsonl`` as a fr
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from adapters.catalog import resolve_advanced
 from adapters.entrypoint import normalise_prediction_result
 from custom_repos import template
 from custom_repos.spec import RepoSpec
+from custom_repos.translate import SHIM_DIR
 
 #: What a repo spec without `predict:` is told to add.
 MISSING = ("its spec has no `predict:` section. Add one that predicts a folder of images with a checkpoint, "
@@ -24,7 +26,8 @@ MISSING = ("its spec has no `predict:` section. Add one that predicts a folder o
            "--save-txt, --save-conf, --nosave, --project, \"{output_dir}\", --name, run, --exist-ok]\n"
            "  output: yolo_txt\n"
            "  labels: run/labels\n"
-           "(custom_repos/README.md, \"Predict\")")
+           "or, for a classifier, a command printing one JSON line per image with `output: json_lines` "
+           "(the shipped convnext spec's). (custom_repos/README.md, \"Predict\")")
 
 
 def predict_command(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, python: Path, checkpoint: str,
@@ -41,7 +44,8 @@ def predict_command(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, pytho
         "output_dir": str(output_dir), "job_dir": str(job_dir), "top_k": top_k, "device": device,
         "device_index": "cpu" if device_type == "cpu" else device.split(":", 1)[-1], "device_type": device_type,
         "image_size": job.get("image_size") or training.get("image_size") or spec.default_image_size,
-        "num_classes": len(class_names(job_dir)) or job.get("num_classes") or 0,
+        "num_classes": len(class_names(job_dir, job)) or job.get("num_classes") or 0,
+        "shim_dir": str(SHIM_DIR),
     }
     for key in spec.advanced:
         value: Any = advanced
@@ -52,30 +56,54 @@ def predict_command(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, pytho
     for name, value in [*spec.env.items(), *spec.predict.env.items()]:
         if set(template.placeholders(value)) <= set(values):  # the training env's, where they make sense here
             env[name] = template.render(value, values)
+    if spec.shims:  # the training's compat shims apply here too (custom_repos/translate.py)
+        env["VISIONYARD_SHIMS"] = ",".join(spec.shims)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SHIM_DIR), env.get("PYTHONPATH")]))
     return template.render_command(list(spec.predict.command), values), env
 
 
-def class_names(job_dir: Path) -> list[str]:
-    """The job's class names, from the `data.yaml` its training wrote (YOLO-format repos); [] otherwise."""
+def class_names(job_dir: Path, job: Mapping[str, Any] | None = None) -> list[str]:
+    """The job's class names, index by index: from the `data.yaml` its training wrote (YOLO-format
+    repos), else, for an image-folder dataset, the sorted folder names of the train folder the repo
+    read (torchvision ImageFolder's numbering: `job_dir/data/train` for a converted dataset, else
+    the dataset's own `train/`); [] when neither is there."""
     try:
         names = yaml.safe_load((Path(job_dir) / "data.yaml").read_text()).get("names")
     except (OSError, AttributeError, yaml.YAMLError):
-        return []
+        names = None
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
-    return [str(n) for n in names] if isinstance(names, list) else []
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    train = _imagefolder_train_dir(Path(job_dir), job or {})
+    try:  # ImageFolder's find_classes: every folder (links followed), sorted by name
+        return sorted(entry.name for entry in os.scandir(train) if entry.is_dir()) if train else []
+    except OSError:
+        return []
+
+
+def _imagefolder_train_dir(job_dir: Path, job: Mapping[str, Any]) -> Path | None:
+    staged = job_dir / "data" / "train"  # a dataset converted to image folders at launch
+    if staged.is_dir():
+        return staged
+    dataset = job.get("dataset") or {}
+    if dataset.get("path") and (dataset.get("format") or "imagefolder") == "imagefolder":
+        return Path(str(dataset["path"])).expanduser() / "train"
+    return None
 
 
 def read_answers(spec: RepoSpec, task: str, output_dir: Path, stdout: str, images: list[Path],
-                 names: list[str], top_k: int, annotate: list[bool] | None = None) -> list[dict[str, Any] | str]:
+                 names: list[str], top_k: int | list[int], annotate: list[bool] | None = None
+                 ) -> list[dict[str, Any] | str]:
     """Per image (in `images`' order, the files the command was given): the result object, or why
     there is none; with the drawn image (`image_png`) where `annotate` asks and the spec says
-    where the command draws."""
+    where the command draws. `top_k`: for all images, or per image (a batch's requests may differ;
+    the command ran with their largest)."""
     assert spec.predict is not None
     if spec.predict.output == "yolo_txt":
         raws = [_yolo_txt(output_dir / spec.predict.labels / f"{image.stem}.txt", image, names) for image in images]
     else:
-        raws = _json_lines(stdout, images, names, top_k)
+        raws = _json_lines(stdout, images, names, top_k if isinstance(top_k, list) else [top_k] * len(images))
     answers: list[dict[str, Any] | str] = []
     for n, (image, raw) in enumerate(zip(images, raws, strict=True)):
         if isinstance(raw, str):
@@ -135,7 +163,7 @@ def _yolo_txt(path: Path, image: Path, names: list[str]) -> dict[str, Any] | str
     return {"predictions": predictions, "width": width, "height": height}
 
 
-def _json_lines(stdout: str, images: list[Path], names: list[str], top_k: int) -> list[dict[str, Any] | str]:
+def _json_lines(stdout: str, images: list[Path], names: list[str], top_ks: list[int]) -> list[dict[str, Any] | str]:
     by_image: dict[str, dict[str, Any]] = {}
     for line in stdout.splitlines():
         line = line.strip()
@@ -148,10 +176,13 @@ def _json_lines(stdout: str, images: list[Path], names: list[str], top_k: int) -
         if isinstance(data, dict) and "image" in data:
             by_image[str(Path(str(data["image"])).name)] = data
     answers: list[dict[str, Any] | str] = []
-    for image in images:
+    for image, top_k in zip(images, top_ks, strict=True):
         data = by_image.get(image.name)
         if data is None:
             answers.append(f"the repo's predict printed no answer for {image.name}")
+            continue
+        if data.get("error"):
+            answers.append(f"the repo's predict could not predict {image.name}: {str(data['error'])[:500]}")
             continue
         predictions = list(data.get("predictions") or [])
         for p in predictions:

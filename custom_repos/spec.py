@@ -84,9 +84,9 @@ class PredictSpec(_Strict):
     ``labels`` (relative to ``{output_dir}``), each line ``class cx cy w h [confidence]``
     normalised to the image (YOLOv7's ``detect.py --save-txt --save-conf``; no file: nothing
     found); ``json_lines``, one JSON object per stdout line, ``{"image": path, "predictions":
-    [{"label", "score", "index", "box"?}]}``. ``annotated``, when the command draws its
-    predictions: where the drawn image is, relative to ``{output_dir}``, ``{name}`` standing for
-    the image's file name. ``env`` adds to the spec's own ``env`` (whose values may use the
+    [{"label", "score", "index", "box"?}]}`` (or ``"error"``: why that image has none).
+    ``annotated``, when the command draws its predictions: where the drawn image is, relative to
+    ``{output_dir}``, ``{name}`` standing for the image's file name. ``env`` adds to the spec's own ``env`` (whose values may use the
     placeholders both have)."""
 
     command: list[str] = Field(min_length=1)

@@ -54,6 +54,7 @@ PREDICT_PLACEHOLDERS: dict[str, str] = {
     "job_dir": "the job's folder",
     "num_classes": "the job's classes",
     "top_k": "how many predictions an image gets (classification)",
+    "shim_dir": "visionyard's custom_repos/shims: predict scripts for repos that have none (convnext_predict.py)",
 }
 
 

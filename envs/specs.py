@@ -32,6 +32,8 @@ def spec_names() -> list[str]:
 
 # Shared by every framework env: the child reports to the daemon over gRPC.
 GRPC_REQUIREMENTS = ("grpcio==1.85.1", "protobuf==7.36.2")
+# Every framework env exports to ONNX and predicts with the export (adapters.onnx_export).
+ONNX_REQUIREMENTS = ("onnx==1.23.2", "onnxruntime==1.32.0")
 
 TIMM = register_spec(
     EnvSpec(
@@ -43,6 +45,7 @@ TIMM = register_spec(
             "timm==1.0.31",
             "torchmetrics==1.9.0",
             *GRPC_REQUIREMENTS,
+            *ONNX_REQUIREMENTS,
             "pillow==13.0.0",
             "numpy==2.4.6",
         ),
@@ -63,6 +66,8 @@ ULTRALYTICS = register_spec(
             "pycocotools==2.0.11",  # the dataset layer: COCO masks when converting to YOLO
             "pyyaml==6.0.4",
             *GRPC_REQUIREMENTS,
+            *ONNX_REQUIREMENTS,
+            "onnxslim==0.1.98",  # Ultralytics' export simplifies the graph with it
             "pillow==13.0.0",
             "numpy==2.4.6",
         ),
@@ -85,6 +90,7 @@ TRANSFORMERS = register_spec(
             "timm==1.0.31",  # backbones some architectures load through timm
             "pyyaml==6.0.4",
             *GRPC_REQUIREMENTS,
+            *ONNX_REQUIREMENTS,
             "pillow==13.0.0",
             "numpy==2.4.6",
         ),

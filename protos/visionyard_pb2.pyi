@@ -539,20 +539,22 @@ class ModelRef(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[str] = ..., weights: _Optional[str] = ..., image_size: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate")
+    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     image: bytes
     top_k: int
     checkpoint: str
     annotate: bool
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ...) -> None: ...
+    runtime: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms")
@@ -582,7 +584,7 @@ class PredictResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image")
+    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -590,6 +592,7 @@ class PredictStreamRequest(_message.Message):
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     top_k: int
@@ -597,7 +600,8 @@ class PredictStreamRequest(_message.Message):
     annotate: bool
     name: str
     image: bytes
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
+    runtime: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("index", "name", "result", "error")
@@ -612,7 +616,7 @@ class PredictStreamResponse(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., result: _Optional[_Union[PredictResponse, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("job_id", "checkpoint", "pid", "state", "device", "rss_bytes", "served", "started_at", "idle_seconds", "load_ms")
+    __slots__ = ("job_id", "checkpoint", "pid", "state", "device", "rss_bytes", "served", "started_at", "idle_seconds", "load_ms", "runtime")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -623,6 +627,7 @@ class WorkerInfo(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOAD_MS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     checkpoint: str
     pid: int
@@ -633,7 +638,86 @@ class WorkerInfo(_message.Message):
     started_at: float
     idle_seconds: float
     load_ms: float
-    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., device: _Optional[str] = ..., rss_bytes: _Optional[int] = ..., served: _Optional[int] = ..., started_at: _Optional[float] = ..., idle_seconds: _Optional[float] = ..., load_ms: _Optional[float] = ...) -> None: ...
+    runtime: str
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., device: _Optional[str] = ..., rss_bytes: _Optional[int] = ..., served: _Optional[int] = ..., started_at: _Optional[float] = ..., idle_seconds: _Optional[float] = ..., load_ms: _Optional[float] = ..., runtime: _Optional[str] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("job_id", "format", "checkpoint", "dynamic", "half", "opset", "images", "count", "device")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_FIELD_NUMBER: _ClassVar[int]
+    HALF_FIELD_NUMBER: _ClassVar[int]
+    OPSET_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    format: str
+    checkpoint: str
+    dynamic: bool
+    half: bool
+    opset: int
+    images: _containers.RepeatedScalarFieldContainer[str]
+    count: int
+    device: str
+    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[str] = ..., checkpoint: _Optional[str] = ..., dynamic: _Optional[bool] = ..., half: _Optional[bool] = ..., opset: _Optional[int] = ..., images: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class ExportValidation(_message.Message):
+    __slots__ = ("images", "max_abs_diff", "tolerance", "worst_output", "agreement_kind", "agreement", "min_agreement", "passed", "pytorch_images_per_s", "onnx_images_per_s")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    WORST_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_KIND_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    PYTORCH_IMAGES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    ONNX_IMAGES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    images: int
+    max_abs_diff: float
+    tolerance: float
+    worst_output: str
+    agreement_kind: str
+    agreement: float
+    min_agreement: float
+    passed: bool
+    pytorch_images_per_s: float
+    onnx_images_per_s: float
+    def __init__(self, images: _Optional[int] = ..., max_abs_diff: _Optional[float] = ..., tolerance: _Optional[float] = ..., worst_output: _Optional[str] = ..., agreement_kind: _Optional[str] = ..., agreement: _Optional[float] = ..., min_agreement: _Optional[float] = ..., passed: _Optional[bool] = ..., pytorch_images_per_s: _Optional[float] = ..., onnx_images_per_s: _Optional[float] = ...) -> None: ...
+
+class ExportResponse(_message.Message):
+    __slots__ = ("job_id", "format", "path", "size_bytes", "opset", "dynamic", "half", "checkpoint", "exporter", "inputs", "outputs", "validation", "seconds", "report")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OPSET_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_FIELD_NUMBER: _ClassVar[int]
+    HALF_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    EXPORTER_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    format: str
+    path: str
+    size_bytes: int
+    opset: int
+    dynamic: bool
+    half: bool
+    checkpoint: str
+    exporter: str
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    validation: ExportValidation
+    seconds: float
+    report: str
+    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., opset: _Optional[int] = ..., dynamic: _Optional[bool] = ..., half: _Optional[bool] = ..., checkpoint: _Optional[str] = ..., exporter: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., validation: _Optional[_Union[ExportValidation, _Mapping]] = ..., seconds: _Optional[float] = ..., report: _Optional[str] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("job_id",)

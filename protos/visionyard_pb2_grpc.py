@@ -109,6 +109,11 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.StopWorkersRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.StopWorkersResponse.FromString,
                 _registered_method=True)
+        self.ExportModel = channel.unary_unary(
+                '/visionyard.v1.Runner/ExportModel',
+                request_serializer=protos_dot_visionyard__pb2.ExportRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.ExportResponse.FromString,
+                _registered_method=True)
         self.AddRepo = channel.unary_unary(
                 '/visionyard.v1.Runner/AddRepo',
                 request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
@@ -230,6 +235,12 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddRepo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -338,6 +349,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.StopWorkers,
                     request_deserializer=protos_dot_visionyard__pb2.StopWorkersRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.StopWorkersResponse.SerializeToString,
+            ),
+            'ExportModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportModel,
+                    request_deserializer=protos_dot_visionyard__pb2.ExportRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.ExportResponse.SerializeToString,
             ),
             'AddRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRepo,
@@ -770,6 +786,33 @@ class Runner:
             '/visionyard.v1.Runner/StopWorkers',
             protos_dot_visionyard__pb2.StopWorkersRequest.SerializeToString,
             protos_dot_visionyard__pb2.StopWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/ExportModel',
+            protos_dot_visionyard__pb2.ExportRequest.SerializeToString,
+            protos_dot_visionyard__pb2.ExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -206,7 +206,7 @@ class Client:
         return self.get(job_id)
 
     def predict(self, job_id: "str | pb.ModelRef | dict", image: str | os.PathLike | bytes, top_k: int = 5,
-                checkpoint: str = "best", annotate: bool = False) -> pb.PredictResponse:
+                checkpoint: str = "best", annotate: bool = False, runtime: str = "pytorch") -> pb.PredictResponse:
         """Run a job's checkpoint on one image (a path or the encoded bytes). Instead of a job id, a
         model without a job: ``{"framework": "timm", "model": "resnet50", "weights": "r50.pth"}``
         (a :class:`~protos.visionyard_pb2.ModelRef`; no weights: its pretrained ones, from the
@@ -215,17 +215,18 @@ class Client:
         The response has the task, the predictions (best first; box, polygon, keypoints,
         rotated box where the task has them), the image size and timings; with ``annotate``
         also ``image_png``, the image with the predictions drawn (for tasks that draw).
+        ``runtime="onnx"``: the checkpoint's newest validated ONNX export (:meth:`export`) runs it.
         An image over :data:`~runner.settings.MAX_IMAGE_BYTES` is refused before it is read.
         """
         data = image if isinstance(image, bytes) else _read_image(Path(image))
         if len(data) > MAX_IMAGE_BYTES:
             raise ClientError(None, _too_large("the image", len(data)))
         request = pb.PredictRequest(**_target(job_id), image=data, top_k=top_k, checkpoint=checkpoint,
-                                    annotate=annotate)
+                                    annotate=annotate, runtime=runtime)
         return self._call("Predict", request, timeout=None)
 
     def predict_many(self, job_id: "str | pb.ModelRef | dict", images, top_k: int = 5, checkpoint: str = "best",
-                     annotate: bool = False):
+                     annotate: bool = False, runtime: str = "pytorch"):
         """Run a job's checkpoint on many images, as a stream: `images` is an iterable of paths (or
         of ``(name, bytes)`` pairs), read one at a time as the daemon takes them; yields one
         :class:`~protos.visionyard_pb2.PredictStreamResponse` per image, in order (``error`` set
@@ -234,7 +235,8 @@ class Client:
         local_errors: dict[int, tuple[str, str]] = {}  # index → (name, why) of images never sent
 
         def requests():
-            yield pb.PredictStreamRequest(**_target(job_id), top_k=top_k, checkpoint=checkpoint, annotate=annotate)
+            yield pb.PredictStreamRequest(**_target(job_id), top_k=top_k, checkpoint=checkpoint, annotate=annotate,
+                                          runtime=runtime)
             for index, image in enumerate(images):
                 name, data = (image if isinstance(image, tuple) else (str(image), None))
                 if data is None:
@@ -259,6 +261,18 @@ class Client:
             raise self._error(exc) from None
         finally:
             call.cancel()  # a caller that stops reading ends the call (a no-op once it ended)
+
+    def export(self, job_id: str, format: str = "onnx", checkpoint: str = "best", dynamic: bool = False,
+               half: bool = False, opset: int = 0, images: list[str] | None = None, count: int = 0,
+               device: str = "cpu") -> pb.ExportResponse:
+        """Export a job's checkpoint (``onnx``) with its framework's exporter into the job dir, validated
+        against PyTorch on `count` (default 8) of the job's validation images, or of `images` (files or
+        folders on the daemon's machine). A validation that fails raises :class:`ClientError`
+        (FAILED_PRECONDITION) with its numbers; a passed one answers them (``validation``) and where the
+        model is. Batch is always free; ``dynamic`` frees height and width; ``half`` stores float16."""
+        request = pb.ExportRequest(job_id=job_id, format=format, checkpoint=checkpoint, dynamic=dynamic, half=half,
+                                   opset=opset, images=[str(p) for p in images or ()], count=count, device=device)
+        return self._call("ExportModel", request, timeout=None)
 
     def workers(self, job_id: str = "") -> list[pb.WorkerInfo]:
         """The daemon's warm predict workers (those of `job_id` only, when given)."""

@@ -319,6 +319,33 @@ class TimmAdapter(TrainingAdapter):
         return answers
 
 
+    # ------------------------------------------------------------ ONNX (adapters.onnx_export)
+
+    def export_onnx(self, path: Path, *, dynamic: bool, half: bool, opset: int | None) -> dict[str, Any]:
+        """The loaded model through ``torch.onnx``: input ``pixel_values`` (batch, 3, size, size; height and
+        width free too when `dynamic`), output ``logits``."""
+        from adapters.onnx_export import torch_export
+
+        model = self.model.eval()
+        example = {"pixel_values": torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)}
+        described = torch_export(_Logits(model), example, path, dynamic=dynamic, half=half, opset=opset)
+        return {**described, "image_size": self.image_size, "class_names": list(self.class_names)}
+
+    def onnx_inputs(self, images: list[str | Path]) -> list[dict[str, Any]]:
+        """The model's inputs for `images`, as :meth:`predict_batch` makes them: one batch."""
+        transform = build_transform(self.image_size, self.mean, self.std)
+        return [{"pixel_values": torch.stack([transform(open_image(ImageRecord(str(p)))) for p in images])}]
+
+    @torch.inference_mode()
+    def onnx_reference(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        return {"logits": self.model.eval()(feeds["pixel_values"].to(self.device))}
+
+    def use_onnx(self, path: str | Path) -> None:
+        """Predict with the ONNX export at `path` (onnxruntime), the same pre- and post-processing."""
+        from adapters.onnx_export import OnnxModel
+
+        self.model = OnnxModel(path, self.device)
+
 # ---------------------------------------------------------------- building blocks
 
 
@@ -366,3 +393,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting):
         return main
     ramp = S.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
     return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+class _Logits(nn.Module):
+    """A timm model whose output is named ``logits`` in its export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return {"logits": self.model(pixel_values)}

@@ -189,6 +189,77 @@ class TransformersAdapter(FrameworkLoopAdapter):
             out.setdefault("timings_ms", {}).update(preprocess=decoded, inference=each_ms)
         return answers
 
+    # ------------------------------------------------------------ ONNX (adapters.onnx_export)
+
+    def export_onnx(self, path: Path, *, dynamic: bool, half: bool, opset: int | None) -> dict[str, Any]:
+        """The loaded model through ``torch.onnx``: inputs the processor's tensors that the model takes
+        (``pixel_values``, DETR's ``pixel_mask``), outputs those the task's post-processing reads (logits,
+        boxes, mask queries)."""
+        import inspect
+
+        from PIL import Image
+
+        from adapters.onnx_export import torch_export
+        from adapters.transformers.tasks.common import per_image_inputs
+
+        takes = inspect.signature(self.model.forward).parameters
+        size = int(self.spec.image_size or 224)
+        example = {k: v.to(self.device) for k, v in per_image_inputs(self.processor, [Image.new("RGB", (size, size))])[0].items()
+                   if k in takes}
+        model = _Outputs(self.model.eval())
+        described = torch_export(model, example, path, dynamic=dynamic, half=half, opset=opset, keyword=True)
+        return {**described, "class_names": [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]}
+
+    def onnx_inputs(self, images: list[str | Path]) -> list[dict[str, Any]]:
+        """Each image's model inputs as :meth:`predict_batch` makes them (the processor's, one image each)."""
+        import inspect
+
+        from adapters.transformers.tasks.common import per_image_inputs
+
+        takes = inspect.signature(self.model.forward).parameters
+        opened = [open_image(ImageRecord(str(p))) for p in images]
+        return [{k: v for k, v in item.items() if k in takes} for item in per_image_inputs(self.processor, opened)]
+
+    def onnx_reference(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            out = _Outputs(self.model.eval())(**{k: v.to(self.device) for k, v in feeds.items()})
+        return dict(out)
+
+    def use_onnx(self, path: str | Path) -> None:
+        """Predict with the ONNX export at `path` (onnxruntime): the task's own processing around it."""
+        from adapters.onnx_export import OnnxModel
+
+        self.model = OnnxModel(path, self.device, config=self.model.config, fields=True)
+
+
+#: The outputs a task's post-processing reads; an export keeps these (all tensors when none is there).
+ONNX_OUTPUTS = ("logits", "pred_boxes", "class_queries_logits", "masks_queries_logits", "pred_masks",
+                "reconstruction")
+
+
+def _outputs_module():
+    import torch
+
+    class Outputs(torch.nn.Module):
+        """A Transformers model whose output keeps only the tensors the task's post-processing reads."""
+
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, **inputs):
+            out = self.model(**inputs)
+            tensors = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+            return {k: v for k, v in tensors.items() if k in ONNX_OUTPUTS} or tensors
+
+    return Outputs
+
+
+def _Outputs(model):  # noqa: N802 (the torch module class is built on first use)
+    return _outputs_module()(model)
+
 
 #: Task -> the ``modeling_auto`` mappings whose model classes predict it (OCR: one class).
 PREDICT_CLASSES = {"image_classification": ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",),

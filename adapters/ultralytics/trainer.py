@@ -256,6 +256,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
         yolo, _ = _import_ultralytics()
         self.model = yolo(str(path))
+        self._weights = Path(path)
         names = getattr(self.model, "names", None) or {}
         self.class_names = [names[i] for i in sorted(names)]
         return {"epoch": 0}
@@ -326,6 +327,72 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         if annotate:
             out["image_png"] = _png(result.plot()[..., ::-1])  # BGR -> RGB
         return out
+
+
+    # ------------------------------------------------------------ ONNX (adapters.onnx_export)
+
+    def export_onnx(self, path: Path, *, dynamic: bool, half: bool, opset: int | None) -> dict[str, Any]:
+        """Ultralytics' own ``export(format="onnx")`` at the job's image size (simplified with onnxslim;
+        float16 with ``quantize=16``), of a copy of the checkpoint beside `path`, so the export never lands
+        in the job's checkpoints."""
+        import ultralytics
+
+        import tempfile
+
+        yolo, _ = _import_ultralytics()
+        folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=".export-"))
+        try:
+            source = folder / "model.pt"
+            shutil.copyfile(self._weights, source)
+            made = yolo(str(source)).export(format="onnx", imgsz=self.image_size, dynamic=dynamic,
+                                            quantize=16 if half else None, opset=opset or None, simplify=True,
+                                            device=ultralytics_device(self.device), batch=1, verbose=False)
+            os.replace(made, path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return {"exporter": f"ultralytics {ultralytics.__version__}", "opset": int(model.opset_import[0].version),
+                "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output],
+                "image_size": self.image_size, "class_names": list(self.class_names)}
+
+    def onnx_inputs(self, images: list[str | Path]) -> list[dict[str, Any]]:
+        """Each image as the ONNX model takes it: letterboxed to the square image size (resized and
+        center-cropped for classification), 0-1 RGB; a batch of one each."""
+        import numpy as np
+        import torch
+
+        size = self.image_size
+        feeds = []
+        for path in images:
+            image = _open_upright(path)
+            if self.task == "image_classification":
+                from ultralytics.data.augment import classify_transforms
+
+                tensor = classify_transforms(size)(image)
+            else:
+                from ultralytics.data.augment import LetterBox
+
+                boxed = LetterBox((size, size), auto=False)(image=np.asarray(image)[..., ::-1])  # BGR, as it loads
+                tensor = torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1))).float() / 255
+            feeds.append({"images": tensor[None]})
+        return feeds
+
+    def onnx_reference(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        net = self.model.model.eval()
+        with torch.inference_mode():
+            first = net(feeds["images"].to(self.device))[0]
+        outputs = first if isinstance(first, (list, tuple)) else [first]
+        return {f"output{i}": t for i, t in enumerate(outputs)}
+
+    def use_onnx(self, path: str | Path) -> None:
+        """Predict with the ONNX export at `path`: Ultralytics loads it (onnxruntime) and pre- and
+        post-processes as for its own weights; the labels are the checkpoint's."""
+        yolo, _ = _import_ultralytics()
+        self.model = yolo(str(path), task=YOLO_TASKS[self.task])
 
 
 def _open_upright(path: str | Path):

@@ -231,6 +231,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "keypoints; image_id = the image's index)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="at most this many predictions (default 5)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--runtime", choices=["pytorch", "onnx"], default="pytorch",
+                   help="onnx: predict with the checkpoint's validated ONNX export (visionyard export), onnxruntime")
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out); for many "
                                                        "images, one JSON object per line")
     p.add_argument("--save", metavar="PATH",
@@ -241,6 +243,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         datasets.add_parser(sub, common, as_json)
     else:
         sub.add_parser("datasets", help="check a dataset, or convert it to another format")
+    p = add("export", c.cmd_export, "export a job's checkpoint to ONNX, validated against PyTorch",
+            description="Export a job's checkpoint with its framework's exporter (Ultralytics export, torch.onnx) "
+                        "into the job dir, and validate it: the same images (8 of the job's validation images, or "
+                        "--images) through PyTorch and onnxruntime, the largest raw difference and how many "
+                        "predictions agree. A failed validation is an error and keeps no model. Then "
+                        "`visionyard predict JOB IMAGE --runtime onnx` predicts with it.", json=True)
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--dynamic", action="store_true", help="free height and width too (batch is always free)")
+    p.add_argument("--half", action="store_true", help="float16 weights (half the size)")
+    p.add_argument("--opset", type=_positive_int, default=0, help="the ONNX opset (default: the exporter's)")
+    p.add_argument("--images", nargs="+", metavar="PATH", default=[],
+                   help="images or folders to validate with (default: the job's validation images)")
+    p.add_argument("--count", type=_positive_int, default=8, help="how many images to validate with (default 8)")
+    p.add_argument("--device", default="cpu", help="export and validate on cpu (default), cuda or cuda:N")
     p = add("workers", c.cmd_workers, "list the warm predict workers (model, memory, images served, idle time)",
             json=True)
     p.add_argument("job", nargs="?", help="only this job's workers")

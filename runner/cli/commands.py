@@ -247,7 +247,7 @@ def cmd_predict(args, out: Output) -> int:
             return predict_many(client, args, out)
     with _client(args) as client:
         response = client.predict(args.job, args.images[0], top_k=args.top_k, checkpoint=args.checkpoint,
-                                  annotate=bool(args.save))
+                                  annotate=bool(args.save), runtime=args.runtime)
     saved = save_images(response, args.save) if args.save else {}
     show_prediction(response, saved, out, as_json=args.json)
     return 0
@@ -256,6 +256,18 @@ def cmd_predict(args, out: Output) -> int:
 def _absolute(path: str | None) -> str:
     """A local path as the daemon (whose working folder is not ours) finds it."""
     return str(Path(path).expanduser().absolute()) if path else ""
+
+
+def cmd_export(args, out: Output) -> int:
+    with _client(args) as client:
+        reply = client.export(args.job, format=args.format, checkpoint=args.checkpoint, dynamic=args.dynamic,
+                              half=args.half, opset=args.opset, images=[_absolute(p) for p in args.images],
+                              count=args.count, device=args.device)
+    if args.json:
+        jsonout.print_json(jsonout.to_json(reply))
+    else:
+        views.show_export(reply, out)
+    return 0
 
 
 def cmd_workers(args, out: Output) -> int:

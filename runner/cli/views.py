@@ -132,16 +132,34 @@ def show_envs(envs: list[pb.EnvInfo], out: Output) -> None:
 
 
 WORKER_COLUMNS = (Column("job"), Column("pid", right=True, drop=4), Column("state"), Column("device", drop=5),
-                  Column("memory", right=True, drop=2), Column("served", right=True, drop=1),
-                  Column("idle", right=True, drop=3), Column("load", right=True, drop=6), Column("checkpoint"))
+                  Column("runtime", drop=7), Column("memory", right=True, drop=2),
+                  Column("served", right=True, drop=1), Column("idle", right=True, drop=3),
+                  Column("load", right=True, drop=6), Column("checkpoint"))
 
 
 def show_workers(workers: list[pb.WorkerInfo], out: Output) -> None:
     if not workers:
         out.line("no predict workers: a job's first predict starts one")
         return
-    out.table(WORKER_COLUMNS, [[w.job_id, str(w.pid), w.state, w.device, mib(w.rss_bytes), str(w.served),
-                                duration(w.idle_seconds), f"{w.load_ms / 1000:.1f} s", w.checkpoint] for w in workers])
+    out.table(WORKER_COLUMNS, [[w.job_id, str(w.pid), w.state, w.device, w.runtime or "pytorch", mib(w.rss_bytes),
+                                str(w.served), duration(w.idle_seconds), f"{w.load_ms / 1000:.1f} s", w.checkpoint]
+                               for w in workers])
+
+
+def show_export(reply: pb.ExportResponse, out: Output) -> None:
+    """Where the export is, and how it compares with PyTorch."""
+    check = reply.validation
+    kind = {"top-1": "top-1 class", "boxes": "boxes", "pixels": "pixels"}.get(check.agreement_kind,
+                                                                          check.agreement_kind)
+    options = ", ".join(["dynamic"] * reply.dynamic + ["float16"] * reply.half)
+    out.line(f"exported {reply.path}")
+    out.line(f"  {mib(reply.size_bytes)}, {reply.format} opset {reply.opset}{', ' + options if options else ''}, by "
+             f"{reply.exporter}, in {reply.seconds:.1f} s")
+    out.line(f"  validated on {check.images} image(s): max |PyTorch - ONNX| {check.max_abs_diff:.3g} "
+             f"(tolerance {check.tolerance:.3g}, {check.worst_output}); {kind} agree {check.agreement:.0%}")
+    out.line(f"  PyTorch {check.pytorch_images_per_s:.1f} images/s, ONNX {check.onnx_images_per_s:.1f} images/s "
+             "(one batch of the validation images, CPU threads as the daemon gives them)")
+    out.line(f"  predict with it: visionyard predict {reply.job_id} IMAGE --runtime onnx")
 
 
 REPO_COLUMNS = (Column("name"), Column("source", drop=4), Column("tasks", drop=5, wrap=True),

@@ -127,6 +127,13 @@ class Tracker:
     def end_run(self, job_id: str, state: str, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
         self._queue.put(_Op("end", job_id, {"state": state, "artifacts": artifacts, "tags": tags or {}}))
 
+    def log_export(self, run_id: str, folder: str, files: list[Path], metrics: dict[str, float],
+                   tags: dict[str, str]) -> None:
+        """Add a model export to a job's run (ended or not): `files` under ``exports/<folder>/``, its
+        validation's numbers as metrics and what it is as tags."""
+        self._queue.put(_Op("export", "", {"run_id": run_id, "folder": folder, "files": files, "metrics": metrics,
+                                           "tags": tags}))
+
     def flush(self, timeout: float = 60) -> bool:
         """Wait until everything queued so far has been written."""
         done = threading.Event()
@@ -276,6 +283,15 @@ class Tracker:
         self._ended.add(op.job_id)
         if self.on_ended is not None:
             self.on_ended(op.job_id)
+
+    def _do_export(self, op: _Op) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        client, run_id, now = self._mlflow(), op.data["run_id"], int(time.time() * 1000)
+        for path in op.data["files"]:
+            client.log_artifact(run_id, str(path), f"exports/{op.data['folder']}")
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in op.data["metrics"].items()],
+                         tags=[RunTag(k, v) for k, v in op.data["tags"].items()])
 
     def _catch_up(self, client, job_id: str, run_id: str) -> None:
         """Log the store's metric points the run lacks (by key and step)."""

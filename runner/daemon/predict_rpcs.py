@@ -28,6 +28,7 @@ from adapters.frameworks import get_catalog
 from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
+from runner.daemon.exports import newest_export
 from runner.daemon.predictions import PredictBusy, PredictOutputError, ThreadContext, response_from_json
 from runner.daemon.workers import (WORKER_LOG, PoolBusy, Worker, WorkerError, WorkerKey, WorkerPool, WorkerStopped)
 from runner.launch.adapter_child import adapter_command
@@ -35,6 +36,7 @@ from runner.launch.jobdir import JOB_FILE
 from runner.launch.local import child_environment
 from runner.spec.validate import CUSTOM
 
+RUNTIMES = ("pytorch", "onnx")
 STREAM_WINDOW = 32  # images of one stream handed to the worker ahead of the one answered next
 MODELS_DIR = "predict-models"  # under the home: a folder per model predicted without a job
 
@@ -60,10 +62,10 @@ class PredictRpcs:
         loop = asyncio.get_running_loop()
         sync = ThreadContext(context, loop)
         try:
-            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
+            record, key = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
             try:
                 async with self.predict_gate.slot():
-                    return await self._predict_warm(request, record, checkpoint, sync, context)
+                    return await self._predict_warm(request, record, key, sync, context)
             except PredictBusy as exc:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except asyncio.CancelledError:
@@ -73,7 +75,7 @@ class PredictRpcs:
     def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
         """The job and checkpoint to predict with, or an abort saying why not; the image is refused
         here when its header says it is too large, before it reaches a worker."""
-        record, checkpoint = self._predict_job(request, context)
+        record, key = self._predict_job(request, context)
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
         try:
@@ -84,13 +86,21 @@ class PredictRpcs:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"the {len(request.image)} bytes sent are not an image (no image format reads their header: "
                           "send a PNG, JPEG, BMP, TIFF, WebP, ... file)")
-        return record, checkpoint
+        return record, key
 
     def _predict_job(self, request, context) -> tuple:
-        """The job (`request.job_id`) and its checkpoint (`request.checkpoint`) to predict with, or
-        the model of `request.model` and its weights; an abort saying why not."""
+        """The job (`request.job_id`) and the worker key of its checkpoint (`request.checkpoint`) to predict
+        with, by the runtime asked (`request.runtime`), or the model of `request.model` and its weights; an
+        abort saying why not."""
+        runtime = request.runtime or "pytorch"
+        if runtime not in RUNTIMES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"runtime must be one of {', '.join(RUNTIMES)}")
         if not request.job_id and request.HasField("model"):
-            return self._model_target(request.model, context)
+            if runtime != "pytorch":
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "runtime onnx predicts with a job's export "
+                                                                "(visionyard export JOB); a model without a job runs on pytorch")
+            target, weights = self._model_target(request.model, context)
+            return target, WorkerKey.of(target.id, weights)
         record = self._job_record(request.job_id, context)
         if record.spec.get("framework") == CUSTOM:
             self._repo_spec(record, context)
@@ -103,15 +113,25 @@ class PredictRpcs:
                           f"job {record.id} has no {which} checkpoint yet (state {record.state.value})")
         if not 0 <= request.top_k <= 1000:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k must be between 1 and 1000 (0: 5)")
-        return record, checkpoint
+        onnx = ""
+        if runtime == "onnx":
+            if record.spec.get("framework") == CUSTOM:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"job {record.id} trained with a repo: it predicts with the repo's command, not onnx")
+            onnx = newest_export(Path(record.job_dir), checkpoint)
+            if not onnx:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"job {record.id} has no validated ONNX export of its {which} checkpoint; make one with "
+                              f"`visionyard export {record.id} --format onnx`" + (" --checkpoint last" if which == "last" else ""))
+        return record, WorkerKey.of(record.id, checkpoint, onnx)
 
-    async def _predict_warm(self, request: pb.PredictRequest, record, checkpoint: str, sync: ThreadContext,
+    async def _predict_warm(self, request: pb.PredictRequest, record, key: WorkerKey, sync: ThreadContext,
                             context) -> pb.PredictResponse:
         """The image through the job's worker; once more through a new worker when the pool
         stopped the one it reached (idle, or evicted, just then)."""
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
-            worker, image = await loop.run_in_executor(self.pool, self._predict_start, request, record, checkpoint,
+            worker, image = await loop.run_in_executor(self.pool, self._predict_start, request, record, key,
                                                        sync)
             try:
                 answer = worker.submit(image, request.top_k or 5, request.annotate)
@@ -133,14 +153,13 @@ class PredictRpcs:
                 await context.abort(grpc.StatusCode.INTERNAL, str(exc))
         raise AssertionError("unreachable")
 
-    def _predict_start(self, request: pb.PredictRequest, record, checkpoint: str, context) -> tuple[Worker, str]:
+    def _predict_start(self, request: pb.PredictRequest, record, key: WorkerKey, context) -> tuple[Worker, str]:
         """The job's worker (started when it has none) and the image, written into the job dir."""
-        worker = self._worker_for(record, checkpoint, context)
+        worker = self._worker_for(record, key, context)
         return worker, self._image_file(record, request.image)
 
-    def _worker_for(self, record, checkpoint: str, context) -> Worker:
-        """The worker of the job's checkpoint, started when there is none."""
-        key = WorkerKey.of(record.id, checkpoint)
+    def _worker_for(self, record, key: WorkerKey, context) -> Worker:
+        """The worker of the job's checkpoint (by its runtime), started when there is none."""
         try:
             return self.workers.get(key, lambda: self._start_worker(record, key, context))
         except PoolBusy as exc:
@@ -232,6 +251,28 @@ class PredictRpcs:
     def _start_worker(self, record, key: WorkerKey, context) -> Worker:
         if record.spec.get("framework") == CUSTOM:
             return self._start_repo_worker(record, key, context)
+        env = self._job_env(record, context)
+        job_dir = Path(record.job_dir)
+        if isinstance(record, ModelTarget):  # the model's own weights, or the given ones
+            load = ["--weights", key.checkpoint] if key.checkpoint else ["--pretrained"]
+        else:
+            load = ["--checkpoint", key.checkpoint]
+        if key.onnx:
+            load += ["--onnx", key.onnx]
+        command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve", *load,
+                                  "--max-pixels", str(self.predict_gate.limits.max_pixels))
+        return Worker(key, command, self._child_vars(command), job_dir / WORKER_LOG, self.workers.limits)
+
+    def _child_vars(self, command) -> dict[str, str]:
+        """The environment of a predict worker or an export: GPUs hidden, the cores shared with the jobs."""
+        env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath), "CUDA_VISIBLE_DEVICES": "",
+                                      **command.env})
+        if threads := getattr(self.rt, "threads_per_job", 0):  # a worker shares the cores with the jobs
+            env_vars.setdefault("OMP_NUM_THREADS", str(threads))
+        return env_vars
+
+    def _job_env(self, record, context):
+        """The framework env the job trained in (built again here for a job trained on a Ray node), or an abort."""
         env = next(iter(self.rt.envs.list(record.env_name)), None) if record.env_name else None
         if env is None and not record.env_name:  # trained on a Ray node that built the env there: ours
             gone = threading.Event()
@@ -243,18 +284,7 @@ class PredictRpcs:
         if env is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
-        job_dir = Path(record.job_dir)
-        if isinstance(record, ModelTarget):  # the model's own weights, or the given ones
-            load = ["--weights", key.checkpoint] if key.checkpoint else ["--pretrained"]
-        else:
-            load = ["--checkpoint", key.checkpoint]
-        command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve", *load,
-                                  "--max-pixels", str(self.predict_gate.limits.max_pixels))
-        env_vars = child_environment({"PYTHONPATH": os.pathsep.join(command.pythonpath), "CUDA_VISIBLE_DEVICES": "",
-                                      **command.env})
-        if threads := getattr(self.rt, "threads_per_job", 0):  # a worker shares the cores with the jobs
-            env_vars.setdefault("OMP_NUM_THREADS", str(threads))
-        return Worker(key, command, env_vars, job_dir / WORKER_LOG, self.workers.limits)
+        return env
 
     async def PredictStream(self, requests, context):
         """Many images through the job's worker: read ahead up to `STREAM_WINDOW` images (each checked,
@@ -268,10 +298,10 @@ class PredictRpcs:
         if first is None:
             return
         try:
-            record, checkpoint = await loop.run_in_executor(self.pool, self._predict_job, first, sync)
+            record, key = await loop.run_in_executor(self.pool, self._predict_job, first, sync)
             try:
                 async with self.predict_gate.slot():
-                    async for answer in self._stream_answers(first, requests, record, checkpoint, sync, context):
+                    async for answer in self._stream_answers(first, requests, record, key, sync, context):
                         yield answer
             except PredictBusy as exc:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
@@ -279,9 +309,9 @@ class PredictRpcs:
             sync.cancel()
             raise
 
-    async def _stream_answers(self, first, requests, record, checkpoint: str, sync: ThreadContext, context):
+    async def _stream_answers(self, first, requests, record, key: WorkerKey, sync: ThreadContext, context):
         loop = asyncio.get_running_loop()
-        worker = await loop.run_in_executor(self.pool, self._worker_for, record, checkpoint, sync)
+        worker = await loop.run_in_executor(self.pool, self._worker_for, record, key, sync)
         top_k, annotate = first.top_k or 5, first.annotate
         window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
         max_pixels = self.predict_gate.limits.max_pixels
@@ -357,7 +387,8 @@ class PredictRpcs:
 
     def ListWorkers(self, request: pb.ListWorkersRequest, context) -> pb.ListWorkersResponse:
         return pb.ListWorkersResponse(workers=[
-            pb.WorkerInfo(job_id=w.key.job_id, checkpoint=w.key.checkpoint, pid=w.pid, state=w.state,
+            pb.WorkerInfo(job_id=w.key.job_id, checkpoint=w.key.onnx or w.key.checkpoint, runtime=w.runtime,
+                          pid=w.pid, state=w.state,
                           device=w.device, rss_bytes=w.rss_bytes, served=w.served, started_at=w.started_at,
                           idle_seconds=w.idle_seconds, load_ms=w.load_ms)
             for w in self.workers.workers() if not request.job_id or w.key.job_id == request.job_id])

@@ -77,7 +77,7 @@ class RepoCommandWorker:
     def info(self) -> WorkerInfo:
         idle = 0.0 if not self.idle else time.monotonic() - self.last_used
         return WorkerInfo(self.key, self._proc.pid if self._proc else 0, self.state, self.device, 0, self.served,
-                          self.started_at, idle, self.load_ms)
+                          self.started_at, idle, self.load_ms, "repo command")
 
     # ---------------------------------------------------------------- the worker's thread
 
@@ -166,7 +166,8 @@ class RepoCommandWorker:
                 raise WorkerError(f"the predict command of repo '{self.spec.name}' exited with code {code}; "
                                   f"its log {self.log_path} ends:\n{_tail(self.log_path)}")
             return read_answers(self.spec, self.job.get("task", ""), output, stdout, files,
-                                class_names(self.job_dir), top_k, [i.annotate for i in batch])
+                                class_names(self.job_dir, self.job), [i.top_k for i in batch],
+                                [i.annotate for i in batch])
         finally:
             shutil.rmtree(work, ignore_errors=True)  # before any answer goes out
 

@@ -57,19 +57,25 @@ class WorkerLimits:
 
 @dataclass(frozen=True)
 class WorkerKey:
-    """A model as a worker holds it: a job's checkpoint as it was (a new best is a new model)."""
+    """A model as a worker holds it: a job's checkpoint as it was (a new best is a new model), run by
+    PyTorch or, with `onnx`, by onnxruntime with that export of it (a new export is a new model)."""
 
     job_id: str
     checkpoint: str
-    version: int  # the checkpoint's mtime in ns
+    version: int  # the checkpoint's (or the export's) mtime in ns
+    onnx: str = ""
 
     @classmethod
-    def of(cls, job_id: str, checkpoint: str) -> "WorkerKey":
+    def of(cls, job_id: str, checkpoint: str, onnx: str = "") -> "WorkerKey":
         try:
-            version = Path(checkpoint).stat().st_mtime_ns
+            version = Path(onnx or checkpoint).stat().st_mtime_ns
         except OSError:
             version = 0
-        return cls(job_id, checkpoint, version)
+        return cls(job_id, checkpoint, version, onnx)
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.onnx else "pytorch"
 
 
 class WorkerError(Exception):
@@ -95,6 +101,7 @@ class WorkerInfo:
     started_at: float
     idle_seconds: float
     load_ms: float
+    runtime: str = "pytorch"  # pytorch | onnx | the repo's command
 
 
 @dataclass(eq=False)
@@ -163,7 +170,7 @@ class Worker:
     def info(self) -> WorkerInfo:
         idle = 0.0 if self.busy or not self._queue.empty() else time.monotonic() - self.last_used
         return WorkerInfo(self.key, self.pid, self.state, self.device, rss_bytes(self.pid), self.served,
-                          self.started_at, idle, self.load_ms)
+                          self.started_at, idle, self.load_ms, self.key.runtime)
 
     # ---------------------------------------------------------------- the worker's thread
 
@@ -322,8 +329,9 @@ class WorkerPool:
             if worker is not None and worker.state != "dead":
                 return worker
             self._workers.pop(key, None)
-            for old in [w for k, w in self._workers.items() if k.job_id == key.job_id and k != key and w.idle]:
-                self._remove(old)  # the same job's older checkpoint: a new best replaced it
+            for old in [w for k, w in self._workers.items() if w.idle and k != key and
+                        (k.job_id, k.checkpoint, k.onnx) == (key.job_id, key.checkpoint, key.onnx)]:
+                self._remove(old)  # the same file as it was: a new best (or a new export) replaced it
             while len(self._workers) >= self.limits.workers or (
                     self._workers and self._rss() >= self.limits.memory_bytes):
                 idle = sorted((w for w in self._workers.values() if w.idle), key=lambda w: w.last_used)

@@ -326,6 +326,37 @@ def _without_a_job(python: str, env: dict[str, str], cases: dict[str, dict], pre
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- ONNX exports
+
+#: Run in a framework env: ``python -c EXPORTS CASES_JSON``. Each case (``job``, ``checkpoint``, ``out`` and
+#: export options) goes through ``adapters.onnx_export.export`` in this one process (the imports paid once);
+#: printed as JSON: per case its exit code and its ``export.json`` (None when none was written).
+EXPORTS = """
+import json, sys
+from pathlib import Path
+from adapters.onnx_export import REPORT_FILE, export
+
+out = {}
+for name, case in json.loads(sys.argv[1]).items():
+    code = export(case.pop("job"), case.pop("checkpoint"), case["out"], **{k: v for k, v in case.items() if k != "out"})
+    report = Path(case["out"]) / REPORT_FILE
+    out[name] = {"code": code, "report": json.loads(report.read_text()) if report.exists() else None}
+print(json.dumps(out))
+"""
+
+
+def _exports(python: str, env: dict[str, str], cases: dict[str, dict], timeout: int = 600) -> dict[str, dict]:
+    import subprocess
+
+    done = subprocess.run([python, "-c", EXPORTS, json.dumps(cases)], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    for case in found.values():  # what the export said, for a failing assertion to show
+        case["stderr"] = "" if case["code"] == 0 else done.stderr[-3000:]
+    return found
+
+
 # Helpers are handed out as fixtures, so test modules never import this file by name.
 
 
@@ -359,3 +390,9 @@ def without_a_job():
     """``without_a_job(python, env, cases, prepare="", cwd=ROOT)`` → per case ``{"names", "predictions",
     "image_size", "seconds"}`` or ``{"error", "seconds"}`` (``WITHOUT_A_JOB``)."""
     return _without_a_job
+
+
+@pytest.fixture(scope="session")
+def exports():
+    """``exports(python, env, cases)`` → per case ``{"code", "report"}`` (``EXPORTS``)."""
+    return _exports

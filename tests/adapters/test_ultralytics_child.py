@@ -374,3 +374,34 @@ def test_plain_ultralytics_reads_every_label_of_a_staged_dataset_with_rounded_la
     assert read.pop("said") == []
     assert read == expected
     assert expected["object_detection"]["0.png"] == 6  # 2 drawn + 4 at the edges; the duplicate, zero-area dropped
+
+
+def test_onnx_exports_match_pytorch_and_load_in_plain_ultralytics(runs, python, guarded_env, exports, tmp_path):
+    """Ultralytics' own exporter: a detector in float16 with free image sizes, a segmenter (two outputs), both
+    validated against PyTorch on the job's validation images; plain Ultralytics predicts with the file."""
+    cases = {}
+    for task, options in (("object_detection", {"half": True, "dynamic": True}), ("instance_segmentation", {})):
+        completed, _, job_dir, _ = runs(task)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        cases[task] = {"job": str(job_dir / "job.json"), "checkpoint": str(job_dir / "checkpoints/weights/best.pt"),
+                       "out": str(tmp_path / task), **options}
+    found = exports(python, guarded_env(), cases)
+    for task, outputs in (("object_detection", ["output0"]), ("instance_segmentation", ["output0", "output1"])):
+        assert found[task]["code"] == 0, found[task]
+        report = found[task]["report"]
+        check = report["validation"]
+        assert check["passed"] and check["agreement_kind"] == "boxes" and check["agreement"] >= 0.9
+        assert check["max_abs_diff"] <= check["tolerance"] and check["images"] == 4
+        assert all("/images/val/" in f for f in check["image_files"])
+        assert report["inputs"] == ["images"] and report["outputs"] == outputs
+        assert report["exporter"].startswith("ultralytics ") and report["image_size"] == 64
+        assert sorted(p.name for p in (tmp_path / task).iterdir()) == ["export.json", "model.onnx"]  # no copy left
+    detector = found["object_detection"]["report"]
+    assert detector["half"] and detector["dynamic"]
+    plain = subprocess.run(
+        [python, "-c", "import sys, numpy as np; from ultralytics import YOLO; "
+                       "r = YOLO(sys.argv[1], task='detect').predict(np.zeros((48, 80, 3), 'uint8'), imgsz=64, "
+                       "verbose=False)[0]; print(r.orig_shape, sorted(r.names.values()))", detector["file"]],
+        env=guarded_env(), capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert plain.stdout.strip().splitlines()[-1].startswith("(48, 80) [")

@@ -13,6 +13,7 @@ from PIL import Image
 from custom_repos.predict import class_names, predict_command, read_answers
 from custom_repos.registry import SHIPPED_DIR
 from custom_repos.spec import RepoSpecError, load_repo_spec, parse_repo_spec
+from custom_repos.translate import SHIM_DIR
 
 
 def with_predict(spec_dict, **predict):
@@ -40,6 +41,24 @@ def test_the_shipped_yolov7_spec_predicts_with_detect_py():
     spec = load_repo_spec(SHIPPED_DIR / "yolov7.yaml")
     assert spec.predict.command[1] == "detect.py" and "--no-trace" in spec.predict.command
     assert (spec.predict.output, spec.predict.labels, spec.predict.annotated) == ("yolo_txt", "run/labels", "run/{name}")
+
+
+def test_the_shipped_convnext_spec_predicts_with_visionyards_script_and_the_repos_shims(tmp_path):
+    spec = load_repo_spec(SHIPPED_DIR / "convnext.yaml")
+    data = tmp_path / "data"
+    for name in ("wolf", "cat", "dog"):
+        (data / "train" / name).mkdir(parents=True)
+    job = {"model": "convnext_small", "task": "image_classification", "training": {"image_size": 64},
+           "dataset": {"path": str(data), "format": "imagefolder"}}
+    argv, env = predict_command(spec, job, tmp_path / "job", Path("/envs/x/bin/python"), "/j/checkpoint-best.pth",
+                                tmp_path / "images", tmp_path / "out", 3)
+    assert argv[:2] == ["/envs/x/bin/python", str(SHIM_DIR / "convnext_predict.py")] and Path(argv[1]).is_file()
+    options = dict(zip(argv[2::2], argv[3::2], strict=True))
+    assert options == {"--model": "convnext_small", "--checkpoint": "/j/checkpoint-best.pth",
+                       "--source": str(tmp_path / "images"), "--input-size": "64", "--num-classes": "3",
+                       "--top-k": "3", "--device": "cpu"}
+    assert env["VISIONYARD_SHIMS"] == "torch_six,cuda_synchronize_on_cpu" and env["PYTHONPATH"] == str(SHIM_DIR)
+    assert spec.predict.output == "json_lines"
 
 
 def test_the_command_gets_the_batch_the_checkpoint_and_the_jobs_settings(spec_dict, tmp_path):
@@ -80,6 +99,9 @@ def test_json_lines_are_matched_to_their_images_and_a_missing_one_is_its_error(s
     found, missing = read_answers(spec, "image_classification", tmp_path, stdout, images, ["cat", "dog"], 1)
     assert [(p["label"], p["score"]) for p in found["predictions"]] == [("dog", 0.7)]  # top_k 1
     assert missing == "the repo's predict printed no answer for 00001.png"
+    stdout += json.dumps({"image": "00001.png", "error": "cannot read it: truncated"}) + "\n"
+    _, unreadable = read_answers(spec, "image_classification", tmp_path, stdout, images, ["cat", "dog"], 1)
+    assert unreadable == "the repo's predict could not predict 00001.png: cannot read it: truncated"
 
 
 def test_a_drawn_image_comes_back_as_png_when_asked(spec_dict, tmp_path):
@@ -90,6 +112,20 @@ def test_a_drawn_image_comes_back_as_png_when_asked(spec_dict, tmp_path):
         Image.new("RGB", (200, 100), "red").save(tmp_path / "out" / "run" / i.name)
     drawn, plain = read_answers(spec, "object_detection", tmp_path / "out", "", images, [], 5, [True, False])
     assert drawn["image_png_b64"] and "image_png_b64" not in plain
+
+
+def test_image_folder_classes_are_the_train_folders_names_sorted_as_imagefolder_numbers_them(tmp_path):
+    data = tmp_path / "data"
+    for name in ("wolf", "Zebra", "cat", ".hidden_dir"):
+        (data / "train" / name).mkdir(parents=True)
+    (data / "train" / "notes.txt").write_text("not a class")
+    job = {"dataset": {"path": str(data), "format": "imagefolder"}}
+    assert class_names(tmp_path / "job", job) == [".hidden_dir", "Zebra", "cat", "wolf"]  # torchvision's find_classes
+    assert class_names(tmp_path / "job", {"dataset": {"path": str(data), "format": "dice"}}) == []
+    (tmp_path / "job" / "data" / "train" / "b").mkdir(parents=True)  # a dice dataset converted at launch
+    (tmp_path / "job" / "data" / "train" / "a").mkdir()
+    assert class_names(tmp_path / "job", {"dataset": {"path": str(data), "format": "dice"}}) == ["a", "b"]
+    assert class_names(tmp_path / "gone", {"dataset": {"path": str(tmp_path / "moved"), "format": "imagefolder"}}) == []
 
 
 def test_class_names_come_from_the_jobs_data_yaml(tmp_path):

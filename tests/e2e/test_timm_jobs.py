@@ -240,3 +240,62 @@ def test_pretrained_offline_fails_fast_with_advice(daemon, dataset):
     assert final.state == pb.FAILED
     assert "pretrained: false" in final.error and "weights" in final.error
     assert time.monotonic() - started < 40
+
+
+ONNX_CHECK = """
+import json, sys
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1])
+batch = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+[out] = session.run(None, {"pixel_values": batch})
+print(json.dumps({"inputs": [[i.name, i.shape] for i in session.get_inputs()], "shape": list(out.shape)}))
+"""
+
+
+def test_an_onnx_export_is_validated_tracked_and_predicts_through_its_own_worker(daemon, finished_job, dataset,
+                                                                               tmp_path):
+    import json
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    job, _ = finished_job
+    image = save_image(tmp_path / "blue.png", "blue", size=40)
+    with pytest.raises(ClientError) as none_yet:  # nothing exported yet: says how to export
+        daemon.client.predict(job.id, image, runtime="onnx")
+    assert none_yet.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"visionyard export {job.id} --format onnx" in str(none_yet.value)
+    with pytest.raises(ClientError) as bad:
+        daemon.client.export(job.id, format="tflite")
+    assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT and "valid: onnx" in str(bad.value)
+
+    reply = daemon.client.export(job.id, count=6)
+    check = reply.validation
+    assert check.passed and check.images == 6 and check.agreement_kind == "top-1" and check.agreement == 1.0
+    assert check.max_abs_diff <= check.tolerance and check.pytorch_images_per_s > 0 and check.onnx_images_per_s > 0
+    model = Path(reply.path)
+    assert model == Path(job.job_dir) / "exports" / "onnx-best" / "model.onnx" and model.stat().st_size == reply.size_bytes
+    assert list(reply.inputs) == ["pixel_values"] and list(reply.outputs) == ["logits"]
+    assert json.loads(Path(reply.report).read_text())["validation"]["image_files"][0].startswith(str(dataset / "val"))
+
+    # Plain onnxruntime in the job's env reads it: any batch size, the classes as outputs.
+    python = Path(daemon.client.envs()[0].path) / "bin" / "python"
+    done = subprocess.run([str(python), "-c", ONNX_CHECK, str(model)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout)
+    assert seen["inputs"] == [["pixel_values", ["batch", 3, 32, 32]]] and seen["shape"] == [3, 3]
+
+    torch_answer = daemon.client.predict(job.id, image, top_k=3)
+    onnx_answer = daemon.client.predict(job.id, image, top_k=3, runtime="onnx")
+    assert [p.label for p in onnx_answer.predictions] == [p.label for p in torch_answer.predictions]
+    for a, b in zip(onnx_answer.predictions, torch_answer.predictions, strict=True):
+        assert abs(a.score - b.score) < 1e-4
+    runtimes = {w.runtime: w.checkpoint for w in daemon.client.workers(job.id)}
+    assert runtimes == {"pytorch": job.best_checkpoint, "onnx": str(model)}
+
+    run_id = job.mlflow_run_id or daemon.client.get(job.id).mlflow_run_id
+    mlflow = MlflowClient(f"sqlite:///{daemon.home / 'mlflow.db'}")
+    exported = wait_for(lambda: {a.path for a in mlflow.list_artifacts(run_id, "exports/onnx-best")}, timeout=60)
+    assert exported == {"exports/onnx-best/model.onnx", "exports/onnx-best/export.json"}
+    assert mlflow.get_run(run_id).data.metrics["export/onnx-best/agreement"] == 1.0
+    daemon.client.stop_workers(job.id)

@@ -42,6 +42,8 @@ def test_timm_spec_pins_everything() -> None:
         "torchmetrics": "1.9.0",
         "grpcio": "1.85.1",
         "protobuf": "7.36.2",
+        "onnx": "1.23.2",
+        "onnxruntime": "1.32.0",
         "pillow": "13.0.0",
         "numpy": "2.4.6",
     }

@@ -7,6 +7,11 @@ grandchild in its process group; for each batch it sleeps $VY_TEST_PREDICT_SECON
 "BATCH <pid> <images> <time>", and answers each image with one box of class 0 ("red") (an image whose
 size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own).
 $VY_TEST_WORKER_FAIL set: it exits 1 at start, printing that to stderr.
+
+With ``--export`` it stands in for an export child instead: "EXPORT <pid> <arguments>" in children.log,
+then by $VY_TEST_EXPORT: ``pass`` (default: a model and a passed export.json, exit 0), ``fail`` (a failed
+validation, exit 3), ``crash`` (exit 1, its reason on stderr) or ``hang`` (a file ``hanging`` in --out,
+then sleeps).
 """
 
 import base64
@@ -18,6 +23,32 @@ import time
 
 from PIL import Image
 
+if "--export" in sys.argv:  # stands in for `--export onnx --out DIR ...` (adapters.onnx_export) too
+    args = sys.argv[1:]
+    out, mode = args[args.index("--out") + 1], os.environ.get("VY_TEST_EXPORT", "pass")
+    with open("children.log", "a") as log:
+        log.write(f"EXPORT {os.getpid()} {json.dumps(args)}\n")
+    print("exporting", flush=True)
+    if mode == "crash":
+        print("export failed: RuntimeError: an op the exporter does not know", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if mode == "hang":
+        open(os.path.join(out, "hanging"), "w").close()
+        time.sleep(300)
+    passed = mode == "pass"
+    with open(os.path.join(out, "model.onnx"), "wb") as model:
+        model.write(b"onnx" * 10)
+    checkpoint = args[args.index("--checkpoint") + 1]
+    report = {"format": "onnx", "file": os.path.join(out, "model.onnx"), "size_bytes": 40, "checkpoint": checkpoint,
+              "dynamic": "--dynamic" in args, "half": "--half" in args, "exporter": "fake 1.0", "opset": 17,
+              "inputs": ["pixel_values"], "outputs": ["logits"],
+              "validation": {"images": 8, "max_abs_diff": 1e-6 if passed else 3.5, "tolerance": 1e-3,
+                             "worst_output": "logits", "agreement_kind": "top-1", "agreement": 1.0 if passed else 0.25,
+                             "min_agreement": 0.9, "passed": passed, "pytorch_images_per_s": 100.0,
+                             "onnx_images_per_s": 150.0}}
+    with open(os.path.join(out, "export.json"), "w") as f:
+        json.dump(report, f)
+    sys.exit(0 if passed else 3)
 if os.environ.get("VY_TEST_WORKER_FAIL"):
     print("RuntimeError: no such checkpoint format", file=sys.stderr, flush=True)
     sys.exit(1)

@@ -98,9 +98,17 @@ class Served:
                 found[int(pid)] = {"grandchild": int(rest[0]), "start": float(rest[1]), "batches": []}
             elif kind == "ARGS":
                 found[int(pid)]["args"] = json.loads(line.split(" ", 2)[2])
+            elif kind == "EXPORT":  # an export child's (`exports`)
+                continue
             else:
                 found[int(pid)]["batches"].append((int(rest[0]), float(rest[1])))
         return found
+
+    def exports(self, job_id: str = "") -> list[list[str]]:
+        """The arguments of each export child the job's exports started, in order."""
+        log = self.paths.job_dir(job_id or self.job_id) / "children.log"
+        return [json.loads(line.split(" ", 2)[2]) for line in (log.read_text().splitlines() if log.exists() else ())
+                if line.startswith("EXPORT ")]
 
     def close(self) -> None:
         self.workers.close()

@@ -258,3 +258,20 @@ def test_a_diverging_run_stops_with_the_reason(tiny_models, hf_python, hf_job, c
     [error] = server.of_kind("error")
     assert error.type == "FloatingPointError" and "training diverged in epoch 1" in error.message
     assert "learning_rate" in error.message
+
+
+def test_an_onnx_export_of_detr_takes_its_pixel_mask_and_matches_pytorch(tiny_models, coco_dataset, hf_python,
+                                                                        hf_job, child_env, exports, tmp_path):
+    """DETR keeps each image's aspect ratio and pads with a pixel mask: both inputs exported, boxes and logits
+    within tolerance on images of two shapes, free height and width."""
+    job = hf_job.write(tmp_path / "job", "object_detection", tiny_models / "detr", coco_dataset, "coco")
+    found = exports(hf_python, child_env(HF_HUB_OFFLINE="1"),
+                    {"detr": {"job": str(job), "checkpoint": str(tiny_models / "detr"), "out": str(tmp_path / "x"),
+                              "dynamic": True}})["detr"]
+    assert found["code"] == 0, found
+    report = found["report"]
+    check = report["validation"]
+    assert check["passed"] and check["agreement_kind"] == "boxes" and check["images"] == 3
+    assert sorted(report["inputs"]) == ["pixel_mask", "pixel_values"] and report["outputs"] == ["logits", "pred_boxes"]
+    assert set(check["outputs"]) == {"logits", "pred_boxes"}
+    assert all(v["max_abs_diff"] <= 1e-3 for v in check["outputs"].values())

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from pathlib import Path
 from PIL import Image
 
 from adapters.transformers.tasks.segmentation import confusion_matrix, segmentation_metrics
@@ -176,3 +177,31 @@ def test_confusion_matrices_of_batches_add_up_to_the_whole():
     assert (confusion_matrix(predicted[:2], target[:2], 3) + confusion_matrix(predicted[2:], target[2:], 3)
             == whole).all()
     assert whole.sum() == 4 * 64 - 16
+
+
+def test_onnx_exports_of_semantic_and_universal_models_match_pytorch(trained, setup, hf_python, hf_job, child_env,
+                                                                     exports, tmp_path):
+    """SegFormer (logits, the job's validation images) and EoMT (mask queries, images given: squares, as its
+    untuned processor needs): each export's class maps agree with PyTorch's pixel for pixel."""
+    assert trained["done"].returncode == 0
+    root = setup["root"]
+    eomt = hf_job.write(tmp_path / "eomt", "semantic_segmentation", root / "eomt", setup["dataset"], "masks")
+    squares = tmp_path / "squares"
+    squares.mkdir()
+    for i, colour in enumerate(((200, 30, 30), (30, 200, 30), (40, 40, 220), (90, 90, 90))):
+        Image.new("RGB", (32, 32), colour).save(squares / f"{i}.png")
+    cases = {"segformer": {"job": str(root / "job" / "job.json"),
+                           "checkpoint": str(root / "job" / "checkpoints" / "checkpoint-6"), "out": str(tmp_path / "s")},
+             "eomt": {"job": str(eomt), "checkpoint": str(root / "eomt"), "out": str(tmp_path / "e"), "count": 3,
+                      "images": [str(squares)]}}
+    found = exports(hf_python, child_env(HF_HUB_OFFLINE="1"), cases)
+    for name, outputs in (("segformer", ["logits"]), ("eomt", ["class_queries_logits", "masks_queries_logits"])):
+        assert found[name]["code"] == 0, found[name]
+        report = found[name]["report"]
+        check = report["validation"]
+        assert check["passed"] and check["agreement_kind"] == "pixels" and check["agreement"] == 1.0
+        assert report["inputs"] == ["pixel_values"] and report["outputs"] == outputs
+        assert Path(report["file"]).stat().st_size == report["size_bytes"]
+    assert found["segformer"]["report"]["class_names"] == CLASSES  # the trained checkpoint's
+    assert all("/val/images/" in f for f in found["segformer"]["report"]["validation"]["image_files"])
+    assert found["eomt"]["report"]["validation"]["image_files"] == [str(squares / f"{i}.png") for i in range(3)]

@@ -41,6 +41,12 @@ EVENT = {"kind": str, "job_id": str, "seq": int, "time": NUMBER}
 EVENT_PARTS = {"status": {"state": str, "message": str}, "metrics": {"step": int, "values": dict},
                "log": {"text": str}, "checkpoint": {"path": str, "kind": str, "epoch": int},
                "progress": {"epoch": int, "total_epochs": int, "step": int, "total_steps": int}}
+EXPORT = {"job_id": str, "format": str, "path": str, "size_bytes": int, "opset": int, "dynamic": bool, "half": bool,
+          "checkpoint": str, "exporter": str, "inputs": list, "outputs": list, "validation": dict, "seconds": float,
+          "report": str}
+VALIDATION = {"images": int, "max_abs_diff": float, "tolerance": float, "worst_output": str, "agreement_kind": str,
+              "agreement": float, "min_agreement": float, "passed": bool, "pytorch_images_per_s": float,
+              "onnx_images_per_s": float}
 PREDICTION = {"predictions": list, "task": str, "width": int, "height": int, "text": str, "timings_ms": dict}
 CONVERTED = {"path": str, "format": str, "task": str, "images": dict, "annotations": dict, "warnings": list}
 CHECKED = {"ok": bool, "errors": list, "warnings": list, "more_errors": int, "more_warnings": int, "root": str,
@@ -155,10 +161,20 @@ class StandIn:
         return pb.PrepareRepoResponse(repo=pb.RepoInfo(name=name, url="https://github.com/WongKinYiu/yolov7"),
                                       checkout="/h/repos/yolov7/checkout", env=self.env)
 
-    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False):
+    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch"):
         response = pb.PredictResponse(task="image_classification", width=8, height=8, timings_ms={"total": 1.5})
         response.predictions.add(label="red", score=0.9, index=0)
         return response
+
+    def export(self, job_id, **options):
+        StandIn.exported = options
+        return pb.ExportResponse(
+            job_id=job_id, format="onnx", path="/h/jobs/j/exports/onnx-best/model.onnx", size_bytes=3 << 30, opset=17,
+            exporter="torch.onnx 2.15.0", inputs=["pixel_values"], outputs=["logits"], seconds=4.5,
+            report="/h/jobs/j/exports/onnx-best/export.json",
+            validation=pb.ExportValidation(images=8, max_abs_diff=2e-6, tolerance=5e-3, worst_output="logits",
+                                           agreement_kind="top-1", agreement=1.0, min_agreement=0.9, passed=True,
+                                           pytorch_images_per_s=200.0, onnx_images_per_s=400.0))
 
 
 def test_envs_repos_prepare_and_predict(monkeypatch, cli):
@@ -175,6 +191,24 @@ def test_envs_repos_prepare_and_predict(monkeypatch, cli):
     prediction = run(cli, "predict", "job1", "in.png", "--json")
     check(prediction, PREDICTION)
     assert prediction["predictions"][0] == {"label": "red", "score": 0.9, "index": 0, "polygon": [], "keypoints": []}
+    exported = run(cli, "export", "job1", "--dynamic", "--opset", "18", "--json")
+    check(exported, EXPORT)
+    check(exported["validation"], VALIDATION)
+    assert exported["size_bytes"] == 3 << 30 and exported["validation"]["passed"] is True
+    assert StandIn.exported == {"format": "onnx", "checkpoint": "best", "dynamic": True, "half": False, "opset": 18,
+                                "images": [], "count": 8, "device": "cpu"}
+
+
+def test_export_without_json_says_where_the_model_is_and_how_it_compares(monkeypatch, cli):
+    monkeypatch.setattr(runner.cli.commands, "Client", StandIn)
+    code, out = cli("export", "job1", "--half", "--images", "val/", "--count", "4")
+    assert code == 0, out
+    assert out.splitlines()[0] == "exported /h/jobs/j/exports/onnx-best/model.onnx"
+    assert "validated on 8 image(s): max |PyTorch - ONNX| 2e-06 (tolerance 0.005, logits); top-1 class agree 100%" in out
+    assert "PyTorch 200.0 images/s, ONNX 400.0 images/s" in out
+    assert "visionyard predict job1 IMAGE --runtime onnx" in out
+    assert StandIn.exported["half"] is True and StandIn.exported["count"] == 4
+    assert StandIn.exported["images"] == [str(Path("val/").absolute())]  # as the daemon finds it
 
 
 def test_datasets_check_and_convert(cli, data, tmp_path):

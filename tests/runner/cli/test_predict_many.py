@@ -77,8 +77,8 @@ def test_workers_lists_each_whole_at_80_columns_and_stops_them(served, cli, tmp_
     assert code == 0
     assert s.job_id in out and str(s.job_dir / "best.pt") in out and "ready" in out
     (worker,) = json.loads(cli("workers", s.job_id, "--json", "--address", s.address)[1])
-    assert set(worker) == {"job_id", "checkpoint", "pid", "state", "device", "rss_bytes", "served", "started_at",
-                           "idle_seconds", "load_ms"}
+    assert set(worker) == {"job_id", "checkpoint", "runtime", "pid", "state", "device", "rss_bytes", "served",
+                           "started_at", "idle_seconds", "load_ms"}
     assert worker["served"] == 1 and isinstance(worker["rss_bytes"], int)
     assert json.loads(cli("workers", "--stop", "--json", "--address", s.address)[1]) == {"stopped": 1}
     assert "no predict workers" in cli("workers", "--address", s.address)[1]
