@@ -539,7 +539,7 @@ class ModelRef(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[str] = ..., weights: _Optional[str] = ..., image_size: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime")
+    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime", "device")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -547,6 +547,7 @@ class PredictRequest(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     image: bytes
@@ -554,7 +555,8 @@ class PredictRequest(_message.Message):
     checkpoint: str
     annotate: bool
     runtime: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ...) -> None: ...
+    device: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms")
@@ -584,7 +586,7 @@ class PredictResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime")
+    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime", "device")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -593,6 +595,7 @@ class PredictStreamRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     top_k: int
@@ -601,7 +604,8 @@ class PredictStreamRequest(_message.Message):
     name: str
     image: bytes
     runtime: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ...) -> None: ...
+    device: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("index", "name", "result", "error")

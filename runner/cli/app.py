@@ -233,6 +233,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--runtime", choices=["pytorch", "onnx"], default="pytorch",
                    help="onnx: predict with the checkpoint's validated ONNX export (visionyard export), onnxruntime")
+    p.add_argument("--device", default="", help="the worker's device: cpu, cuda or cuda:N (default: the job's "
+                                                "training device; a GPU only while training leaves one free)")
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out); for many "
                                                        "images, one JSON object per line")
     p.add_argument("--save", metavar="PATH",

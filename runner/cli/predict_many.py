@@ -80,7 +80,8 @@ def predict_many(client, args, out: Output) -> int:
             raise ClientError(None, f"cannot create --out {target}: {exc.strerror}") from None
     total = sum(videos[s].expected if s in videos else 1 for s in sources)
     answers = client.predict_many(args.job, _items(sources, videos), top_k=args.top_k, checkpoint=args.checkpoint,
-                                  annotate=target is not None, runtime=getattr(args, "runtime", "pytorch"))
+                                  annotate=target is not None, runtime=getattr(args, "runtime", "pytorch"),
+                                  device=getattr(args, "device", ""))
     failed, started, count = [], time.monotonic(), 0
     writers: dict[str, AnnotatedVideo] = {}
     coco = _CocoResults(target / COCO_FILE) if target is not None and args.format == "coco" else _NoFile()

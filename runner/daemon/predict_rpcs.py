@@ -100,7 +100,7 @@ class PredictRpcs:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "runtime onnx predicts with a job's export "
                                                                 "(visionyard export JOB); a model without a job runs on pytorch")
             target, weights = self._model_target(request.model, context)
-            return target, WorkerKey.of(target.id, weights)
+            return target, WorkerKey.of(target.id, weights, gpu=self._worker_gpu(request, target, context))
         record = self._job_record(request.job_id, context)
         if record.spec.get("framework") == CUSTOM:
             self._repo_spec(record, context)
@@ -123,7 +123,29 @@ class PredictRpcs:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"job {record.id} has no validated ONNX export of its {which} checkpoint; make one with "
                               f"`visionyard export {record.id} --format onnx`" + (" --checkpoint last" if which == "last" else ""))
-        return record, WorkerKey.of(record.id, checkpoint, onnx)
+        return record, WorkerKey.of(record.id, checkpoint, onnx, self._worker_gpu(request, record, context))
+
+    def _worker_gpu(self, request, record, context) -> str:
+        """The GPU a predict asks for (`request.device`, else the job's training device): "" for the CPU,
+        `cuda` or `cuda:N`; an abort when this runner can never give it."""
+        asked = request.device
+        if asked and asked not in ("cpu", "auto", "cuda") and not (asked.startswith("cuda:") and asked[5:].isdigit()):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"device {asked!r} is not one: use cpu, cuda or cuda:N")
+        devices = getattr(self.rt, "devices", None)
+        local = devices is not None and hasattr(devices, "take_gpu")
+        wanted = asked or str((record.spec.get("training") or {}).get("device") or "cpu")
+        if wanted == "auto":
+            wanted = "cuda" if local and devices.gpus else "cpu"
+        if wanted == "cpu":
+            return ""
+        if not local or not devices.gpus or devices.check(wanted):
+            if asked:  # asked for by name: say why not
+                why = (devices.check(wanted) if local else None) or (
+                    "the daemon runs jobs on a Ray cluster: its predict workers run on its own CPUs" if not local
+                    else "this runner has no GPU")
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"device {asked}: {why}")
+            return ""  # the job trained on a GPU this runner no longer has: its worker runs on the CPU
+        return wanted
 
     async def _predict_warm(self, request: pb.PredictRequest, record, key: WorkerKey, sync: ThreadContext,
                             context) -> pb.PredictResponse:
@@ -261,7 +283,18 @@ class PredictRpcs:
             load += ["--onnx", key.onnx]
         command = adapter_command(Path(env.path) / "bin" / "python", job_dir, self.rt.paths, "--serve", *load,
                                   "--max-pixels", str(self.predict_gate.limits.max_pixels))
-        return Worker(key, command, self._child_vars(command), job_dir / WORKER_LOG, self.workers.limits)
+        env_vars = self._child_vars(command)
+        gpu = self.rt.devices.take_gpu(key.gpu) if key.gpu else None
+        if gpu is None:
+            device = "cpu (every GPU is training)" if key.gpu else "cpu"
+            return Worker(key, command, env_vars, job_dir / WORKER_LOG, self.workers.limits, device=device)
+        env_vars["CUDA_VISIBLE_DEVICES"] = gpu.visible_devices
+        try:
+            return Worker(key, command, env_vars, job_dir / WORKER_LOG, self.workers.limits, device=f"cuda:{gpu.gpu}",
+                          on_end=lambda: self.rt.devices.release(gpu))
+        except BaseException:
+            self.rt.devices.release(gpu)
+            raise
 
     def _child_vars(self, command) -> dict[str, str]:
         """The environment of a predict worker or an export: GPUs hidden, the cores shared with the jobs."""

@@ -137,6 +137,8 @@ class Daemon:
         self.store.add_listener(self.watch_hub.changed)
         self.client_pool = futures.ThreadPoolExecutor(max_workers=CLIENT_WORKERS, thread_name_prefix="rpc")
         self.workers = WorkerPool(workers)
+        if hasattr(self.runtime.devices, "reclaim"):  # a training job that wants a GPU stops idle GPU workers
+            self.runtime.devices.reclaim = self.workers.release_gpus
         runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool,
                                 predict, self.workers)
         reporter = ReporterServicer(self.runtime, ray.upload_limits if ray is not None else None)

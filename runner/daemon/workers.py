@@ -64,14 +64,15 @@ class WorkerKey:
     checkpoint: str
     version: int  # the checkpoint's (or the export's) mtime in ns
     onnx: str = ""
+    gpu: str = ""  # a GPU asked for (cuda, cuda:N): the worker takes one when one is free; "" the CPU
 
     @classmethod
-    def of(cls, job_id: str, checkpoint: str, onnx: str = "") -> "WorkerKey":
+    def of(cls, job_id: str, checkpoint: str, onnx: str = "", gpu: str = "") -> "WorkerKey":
         try:
             version = Path(onnx or checkpoint).stat().st_mtime_ns
         except OSError:
             version = 0
-        return cls(job_id, checkpoint, version, onnx)
+        return cls(job_id, checkpoint, version, onnx, gpu)
 
     @property
     def runtime(self) -> str:
@@ -119,8 +120,11 @@ class Worker:
     """One child serving one model; `submit` hands it an image, the answer comes in the item's future."""
 
     def __init__(self, key: WorkerKey, command: Command, env: dict[str, str], log_path: Path, limits: WorkerLimits,
-                 device: str = "cpu"):
+                 device: str = "cpu", on_end: Callable[[], None] | None = None):
+        """`device`: where it runs, as `visionyard workers` says it; `on_end`: called once when it ends (gives
+        back the GPU it holds)."""
         self.key, self.limits, self.device = key, limits, device
+        self.holds_gpu, self._on_end = on_end is not None, on_end
         self.log_path = log_path
         self.state = "starting"
         self.served = 0
@@ -294,6 +298,8 @@ class Worker:
                 self.proc.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+            if self._on_end is not None:
+                self._on_end()
         pending = list(held)
         while True:
             try:
@@ -342,6 +348,14 @@ class WorkerPool:
                 self._remove(idle[0])
             worker = self._workers[key] = start()
             return worker
+
+    def release_gpus(self) -> int:
+        """Stop the idle workers that hold a GPU (a training job wants it: training comes first); how many."""
+        with self._lock:
+            chosen = [w for w in self._workers.values() if getattr(w, "holds_gpu", False) and w.idle]
+            for worker in chosen:
+                self._remove(worker)
+        return len(chosen)
 
     def workers(self) -> list[WorkerInfo]:
         with self._lock:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,18 @@ def detect_gpus(explicit: str | None = None) -> list[int]:
 
 
 class DevicePool:
+    """The runner's GPUs, each held by one training job or one warm predict worker at a time.
+
+    Training keeps priority: a job that finds no GPU free calls `reclaim` (the predict workers stop
+    their idle GPU workers) and looks again; a predict worker takes a GPU only when one is free now
+    (`take_gpu`), and runs on the CPU otherwise."""
+
     def __init__(self, gpus: list[int]):
         self.gpus = list(gpus)
         self._free = set(gpus)
         self._lock = threading.Lock()
         self.waiting = ""  # why the last `acquire` that returned None must wait
+        self.reclaim: Callable[[], int] | None = None  # frees GPUs held by idle predict workers; how many
 
     def check(self, request: str) -> str | None:
         """Why `request` can never be met on this runner, or None when it can."""
@@ -54,7 +62,26 @@ class DevicePool:
 
     def acquire(self, request: str) -> Assignment | None:
         """An assignment for `request`, or None when the job must wait for a GPU (`waiting` says
-        why)."""
+        why). Idle predict workers on GPUs are stopped to make room (`reclaim`)."""
+        found = self._acquire(request)
+        if found is None and self.reclaim is not None and self.reclaim():
+            found = self._acquire(request)
+        return found
+
+    def take_gpu(self, request: str = "cuda") -> Assignment | None:
+        """A free GPU for a predict worker (`cuda` any, `cuda:N` that one), or None: none is free now."""
+        with self._lock:
+            if request.startswith("cuda:"):
+                wanted = int(request.split(":")[1])
+                candidates = [wanted] if wanted in self._free else []
+            else:
+                candidates = sorted(self._free)
+            if not candidates:
+                return None
+            self._free.discard(candidates[0])
+            return Assignment("cuda:0", str(candidates[0]), candidates[0], gpus=1)
+
+    def _acquire(self, request: str) -> Assignment | None:
         if request == "cpu" or (request == "auto" and not self.gpus):
             return Assignment("cpu", "")
         with self._lock:

@@ -1,8 +1,8 @@
 """Stands in for a warm predict worker (`python -m adapters.entrypoint --serve ...`) in the servicer's
 predict tests: the same protocol on stdin/stdout as `adapters.serve`, no framework.
 
-Appends "START <pid> <grandchild pid> <time>" and "ARGS <pid> <its arguments as JSON>" to
-`children.log` in its cwd (the job dir) and keeps a
+Appends "START <pid> <grandchild pid> <time>", "ARGS <pid> <its arguments as JSON>" and "GPUS <pid>
+<its CUDA_VISIBLE_DEVICES>" to `children.log` in its cwd (the job dir) and keeps a
 grandchild in its process group; for each batch it sleeps $VY_TEST_PREDICT_SECONDS, appends
 "BATCH <pid> <images> <time>", and answers each image with one box of class 0 ("red") (an image whose
 size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own).
@@ -56,6 +56,7 @@ grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(12
 with open("children.log", "a") as log:
     log.write(f"START {os.getpid()} {grandchild.pid} {time.time()}\n")
     log.write(f"ARGS {os.getpid()} {json.dumps(sys.argv[1:])}\n")
+    log.write(f"GPUS {os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}\n")
 print(json.dumps({"ready": True, "pid": os.getpid(), "load_ms": 12.5}), flush=True)
 for line in sys.stdin:
     request = json.loads(line)

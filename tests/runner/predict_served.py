@@ -24,6 +24,7 @@ from runner.daemon.predictions import PredictLimits
 from runner.daemon.servicers import RunnerServicer
 from runner.daemon.watch import EventLoopThread
 from runner.daemon.workers import WorkerLimits, WorkerPool
+from runner.launch.devices import DevicePool
 from runner.settings import Paths
 
 CHILD = Path(__file__).with_name("predict_child.py")
@@ -51,15 +52,17 @@ class Envs:
 class Served:
     """A RunnerServicer on an asyncio server over a unix socket, with one finished job."""
 
-    def __init__(self, home: Path, limits: PredictLimits, worker_limits: WorkerLimits):
+    def __init__(self, home: Path, limits: PredictLimits, worker_limits: WorkerLimits, gpus: tuple[int, ...] = ()):
         paths = Paths(home).ensure()
         self.paths = paths
         self.store = JobStore(paths.db)
         self.job_id = self.add_job()
         self.job_dir = paths.job_dir(self.job_id)
-        rt = SimpleNamespace(paths=paths, store=self.store, envs=Envs(home))
+        self.devices = DevicePool(list(gpus))
+        rt = SimpleNamespace(paths=paths, store=self.store, envs=Envs(home), devices=self.devices)
         self.pool = ThreadPoolExecutor(16, thread_name_prefix="rpc")
         self.workers = WorkerPool(worker_limits)
+        self.devices.reclaim = self.workers.release_gpus  # as the daemon wires them
         self.servicer = RunnerServicer(rt, None, pool=self.pool, predict_limits=limits, workers=self.workers)
         self.aio = EventLoopThread()
         self.server = self.aio.run(self._start(home / "d.sock"))
@@ -74,9 +77,10 @@ class Served:
         await server.start()
         return server
 
-    def add_job(self) -> str:
-        """A finished job with a checkpoint; its id."""
-        job = self.store.create_job({"framework": "timm", "task": "classification", "model": "resnet18"}, "j", 1)
+    def add_job(self, device: str = "cpu") -> str:
+        """A finished job with a checkpoint, trained on `device`; its id."""
+        job = self.store.create_job({"framework": "timm", "task": "classification", "model": "resnet18",
+                                     "training": {"device": device}}, "j", 1)
         job_dir = self.paths.job_dir(job.id)
         job_dir.mkdir(parents=True)
         checkpoint = job_dir / "best.pt"
@@ -88,7 +92,7 @@ class Served:
         return pb.PredictRequest(job_id=job_id or self.job_id, image=image or png((8, 8)), top_k=1)
 
     def children(self, job_id: str = "", folder: Path | None = None) -> dict[int, dict]:
-        """pid → {"start", "grandchild", "args", "batches": [(images, time)]} from what the workers of
+        """pid → {"start", "grandchild", "args", "gpus", "batches": [(images, time)]} from what the workers of
         the job (or of the worker's `folder`) wrote."""
         found: dict[int, dict] = {}
         log = (folder or self.paths.job_dir(job_id or self.job_id)) / "children.log"
@@ -98,6 +102,8 @@ class Served:
                 found[int(pid)] = {"grandchild": int(rest[0]), "start": float(rest[1]), "batches": []}
             elif kind == "ARGS":
                 found[int(pid)]["args"] = json.loads(line.split(" ", 2)[2])
+            elif kind == "GPUS":
+                found[int(pid)]["gpus"] = line.split(" ", 2)[2] if len(line.split(" ", 2)) > 2 else ""
             elif kind == "EXPORT":  # an export child's (`exports`)
                 continue
             else:
@@ -125,9 +131,9 @@ def serving(tmp_path, monkeypatch):
     made = []
 
     def serve(limits: PredictLimits = PredictLimits(), child_seconds: float = 0.0,
-              workers: WorkerLimits = WorkerLimits()) -> Served:
+              workers: WorkerLimits = WorkerLimits(), gpus: tuple[int, ...] = ()) -> Served:
         monkeypatch.setenv("VY_TEST_PREDICT_SECONDS", str(child_seconds))
-        made.append(Served(tmp_path / f"home{len(made)}", limits, workers))
+        made.append(Served(tmp_path / f"home{len(made)}", limits, workers, gpus))
         return made[-1]
 
     yield serve
