@@ -219,3 +219,18 @@ def test_a_worker_ends_when_its_daemon_is_gone(served):
     (worker,) = s.workers._workers.values()
     worker.proc.stdin.close()
     wait_for(lambda: not alive(worker.pid), 5)
+
+
+def test_twenty_predicts_in_flight_leave_job_calls_answering(served):
+    """Predicts waiting on their worker hold no server thread: with 20 of them in flight (more than the
+    servers' 16 threads), `GetJob` and `ListJobs` still answer while every predict is still pending."""
+    s = served(PredictLimits(concurrent=20, queued=0), child_seconds=2.0, workers=WorkerLimits(max_batch=1))
+    assert s.stub.Predict(s.request(), timeout=60).predictions  # warm
+    calls = [s.stub.Predict.future(s.request(), timeout=120) for _ in range(20)]
+    wait_for(lambda: len(next(iter(s.children().values()))["batches"]) >= 2, timeout=30)  # they reached the worker
+    for _ in range(10):
+        assert s.stub.GetJob(pb.GetJobRequest(job_id=s.job_id), timeout=2).id == s.job_id
+        assert s.stub.ListJobs(pb.ListJobsRequest(), timeout=2).jobs
+    assert sum(not c.done() for c in calls) >= 18  # answered while (nearly) all of them still waited
+    for call in calls:
+        call.cancel()
