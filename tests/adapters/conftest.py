@@ -396,3 +396,142 @@ def without_a_job():
 def exports():
     """``exports(python, env, cases)`` → per case ``{"code", "report"}`` (``EXPORTS``)."""
     return _exports
+
+
+# ---------------------------------------------------------------- many child runs in one process
+
+#: Run in a framework env: ``python -c IN_ONE_PROCESS STEPS_JSON``. The steps (name → step) run in order in this
+#: one process, so the framework's imports are paid once. A step runs with the process's environment plus its
+#: own ``env`` (a value None unsets a variable; the environment is restored after the step), its stdout and
+#: stderr (the log included) captured:
+#:
+#: - ``{"argv": [...], "module": M}`` calls ``M.main(argv)`` (``M`` defaults to ``adapters.entrypoint``): what
+#:   ``python -m M ARGV`` runs, less the interpreter's start;
+#: - ``{"script": CODE, "argv": [...]}`` runs CODE as ``python -c CODE ARGV`` would (``BATCH_VS_ONE``,
+#:   ``WITHOUT_A_JOB``, a test's own script).
+#:
+#: Printed as JSON, per step: ``code`` (main's return value, a SystemExit's code, 0 for a script that ends;
+#: None when an exception escaped), ``error`` (that exception's traceback, else None), ``stdout``, ``stderr``,
+#: ``seconds`` (the step alone) and, when stdout's last line is JSON, ``json``.
+IN_ONE_PROCESS = """
+import contextlib, importlib, io, json, logging, os, sys, time, traceback
+
+
+class StepStderr:  # the log goes to the stderr of the step that runs, as a child's goes to its own
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+# Before any step: the entrypoint's basicConfig then keeps this handler rather than the first step's stderr.
+logging.basicConfig(stream=StepStderr(), level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(name, step):
+    if "script" in step:
+        sys.argv = ["-c", *step.get("argv", [])]
+        exec(compile(step["script"], f"<{name}>", "exec"), {"__name__": "__main__"})
+        return 0
+    return importlib.import_module(step.get("module", "adapters.entrypoint")).main(list(step["argv"]))
+
+
+out = {}
+for name, step in json.loads(sys.argv[1]).items():
+    environ, argv = dict(os.environ), sys.argv
+    for key, value in (step.get("env") or {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    stdout, stderr, found = io.StringIO(), io.StringIO(), {"code": None, "error": None}
+    started = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                found["code"] = run(name, step)
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    found["code"] = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    found["code"] = 1
+    except Exception:
+        found["error"] = traceback.format_exc()
+    finally:
+        found["seconds"] = time.monotonic() - started
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+    found.update(stdout=stdout.getvalue(), stderr=stderr.getvalue())
+    lines = found["stdout"].strip().splitlines()
+    try:
+        found["json"] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        pass
+    out[name] = found
+print(json.dumps(out))
+"""
+
+
+class _InOneProcess:
+    """``IN_ONE_PROCESS`` running in a child (started at once); ``result()`` waits for it. As a context manager it
+    kills a child still running at the end (a test that failed before asking for the result)."""
+
+    def __init__(self, python: str, env: dict[str, str], steps: dict[str, dict], cwd: Path = ROOT,
+                 timeout: float = 600) -> None:
+        import subprocess
+
+        self.steps, self.deadline = steps, time.monotonic() + timeout
+        self._stdout, self._stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # never a full pipe
+        self.proc = subprocess.Popen([python, "-c", IN_ONE_PROCESS, json.dumps(steps)], env=env, cwd=cwd, text=True,
+                                     stdout=self._stdout, stderr=self._stderr)
+
+    def __enter__(self) -> _InOneProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._stdout.close()
+        self._stderr.close()
+
+    def result(self) -> dict[str, dict]:
+        """Per step ``{"code", "error", "stdout", "stderr", "seconds", "json"?}``. Should the child die or hang, every
+        step gets ``code`` None and an ``error`` saying so with the child's stderr, so each test fails on its own."""
+        import subprocess
+
+        try:
+            code, how = self.proc.wait(max(0.0, self.deadline - time.monotonic())), "exited"
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code, how = self.proc.wait(), "was killed at its time limit"
+        self._stdout.seek(0)
+        self._stderr.seek(0)
+        stdout, stderr = self._stdout.read(), self._stderr.read()
+        if code == 0:
+            return json.loads(stdout.strip().splitlines()[-1])
+        error = f"the in-one-process child {how} ({code}):\n{stderr[-4000:]}"
+        return {name: {"code": None, "error": error, "stdout": "", "stderr": "", "seconds": 0.0} for name in self.steps}
+
+
+def _in_one_process(python: str, env: dict[str, str], steps: dict[str, dict], cwd: Path = ROOT,
+                    timeout: int = 600) -> dict[str, dict]:
+    with _InOneProcess(python, env, steps, cwd, timeout) as running:
+        return running.result()
+
+
+@pytest.fixture(scope="session")
+def in_one_process():
+    """``in_one_process.run(python, env, steps, cwd=ROOT)`` → per step ``{"code", "error", "stdout", "stderr",
+    "seconds", "json"?}`` (``IN_ONE_PROCESS``); ``with in_one_process.start(...) as running:`` the same child
+    started in the background (something else can run meanwhile), ``running.result()`` its answer;
+    ``in_one_process.BATCH_VS_ONE`` and ``.WITHOUT_A_JOB``, the scripts of those helpers, to run as steps."""
+    class Helpers:
+        run = staticmethod(_in_one_process)
+        start = _InOneProcess
+        BATCH_VS_ONE = BATCH_VS_ONE
+        WITHOUT_A_JOB = WITHOUT_A_JOB
+    return Helpers

@@ -1,7 +1,9 @@
 """The timm adapter end to end: ``python -m adapters.entrypoint`` in a child env with torch.
 
-Each test runs the real entrypoint as a subprocess with ``VISIONYARD_TEST_CHILD_PYTHON``,
-reporting to a fake Reporter service in this process, exactly as it runs under the daemon.
+Training runs (and one predict) run the real entrypoint as a subprocess with ``VISIONYARD_TEST_CHILD_PYTHON``,
+reporting to a fake Reporter service in this process, exactly as it runs under the daemon. The short runs
+(predicts, a model without a job, runs that fail before training) share one child process (``one_process``),
+which calls what the command line calls, so torch and timm are imported once for all of them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import pickle
 import signal
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
@@ -103,6 +104,82 @@ def trained(child_python, child_env, reporter_server, make_imagefolder, tmp_path
     return {"done": done, "server": server, "job_dir": root / "job", "dataset": dataset}
 
 
+def reporter_variables(child_env, address: str) -> dict[str, str]:
+    """What the daemon puts in a child's environment to report to ``address``."""
+    return {k: v for k, v in child_env(address).items() if k.startswith("VISIONYARD_")}
+
+
+@pytest.fixture(scope="module")
+def one_process(trained, child_python, child_env, reporter_server, make_imagefolder, in_one_process,
+                tmp_path_factory):
+    """The short runs, in one child process (``in_one_process``), each through the function its command line
+    calls (``adapters.entrypoint.main``): predicts with the trained checkpoint, a model without a job, and the
+    runs that fail before training. Every GPU is hidden (as the daemon runs predictions) and the hub
+    unreachable; the pretrained run goes first, so it meets the hub as a fresh child does.
+
+    Meanwhile (a second core), ``cli``: the real command line the daemon runs, ``python -m adapters.entrypoint
+    --predict`` with the top 2 and ``--annotate``, on ``red`` (50x40)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("one-process")
+    images = []
+    for name, size, rgb in (("red", (50, 40), (225, 25, 30)), ("green", (24, 24), (30, 200, 30)),
+                            ("blue", (37, 61), (30, 30, 220))):
+        images.append(root / f"{name}.png")
+        Image.new("RGB", size, rgb).save(images[-1])
+    red, job = str(images[0]), trained["job_dir"] / "job.json"
+    best = str(trained["job_dir"] / "checkpoints" / "best.pt")
+
+    def no_job(name: str, **over) -> str:  # a model without a job: no dataset, the catalog's size for the model
+        return str(write_job(root / name, root / "no-dataset", **{"pretrained": True, "image_size": 224, **over}))
+
+    without_a_job = {
+        "ours": {"job": no_job("ours"), "weights": best, "images": [red]},
+        "imagenet": {"job": no_job("imagenet"), "weights": str(root / "imagenet.safetensors"), "images": [red]},
+        "four": {"job": no_job("four"), "weights": str(root / "four.pth"), "images": [red]},
+        "cached": {"job": no_job("cached"), "weights": None, "images": [red]},
+        "asked size": {"job": no_job("asked", image_size=96), "weights": None},
+        "not cached": {"job": no_job("not-cached", model="resnet18"), "weights": None},
+        "another model": {"job": no_job("other", model="resnet18"), "weights": best},
+        "another task": {"job": no_job("task", task="object_detection"), "weights": best}}
+    (root / "empty").mkdir()
+    offline_job = write_job(root / "offline", make_imagefolder(root / "colours", per_class=3), pretrained=True)
+    cuda_job = on_device(write_job(root / "cuda", root / "not-read"), "cuda", root / "cuda" / "cuda.json")
+    env = child_env(HF_HOME=str(root / "hf"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="", https_proxy="",
+                    CUDA_VISIBLE_DEVICES="")
+    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
+    with reporter_server() as offline, reporter_server() as cuda, reporter_server() as bad:
+        steps = {
+            # Before anything touches the hub, and before WEIGHT_FILES caches resnet10t's pretrained weights.
+            "pretrained offline": {"argv": ["--spec", str(offline_job)],
+                                   "env": reporter_variables(child_env, offline.address)},
+            "cuda": {"argv": ["--spec", str(cuda_job)], "env": reporter_variables(child_env, cuda.address)},
+            "bad dataset": {"argv": ["--spec", str(write_job(root / "bad", root / "empty"))],
+                            "env": reporter_variables(child_env, bad.address)},
+            "missing checkpoint": {"argv": ["--spec", str(job), "--predict", red, "--checkpoint",
+                                            str(root / "nope.pt")]},
+            "trained on a gpu": {"argv": ["--spec", str(on_device(job, "cuda:0", root / "gpu-job.json")), "--predict",
+                                          str(next((trained["dataset"] / "train" / "red").iterdir())),
+                                          "--checkpoint", best]},
+            "batch vs one": {"script": in_one_process.BATCH_VS_ONE, "argv": [json.dumps(
+                {"timm": {"job": str(job), "checkpoint": best, "network": "model"}}), *map(str, images)]},
+            "without a job": {"script": in_one_process.WITHOUT_A_JOB, "argv": [
+                json.dumps(without_a_job), WEIGHT_FILES.replace("__DIR__", repr(str(root)))]},
+            "model names": {"module": "adapters.timm.model_names", "argv": ["--check"]},
+        }
+        with in_one_process.start(child_python, env, steps) as running:
+            cli = run_entrypoint(child_python, child_env(), "--spec", job, "--predict", red, "--checkpoint", best,
+                                 "--top-k", 2, "--annotate")
+            out = running.result()
+    return {"out": out, "cli": cli, "root": root, "best": best, "offline": offline, "cuda": cuda, "bad": bad}
+
+
+def finished(step: dict) -> dict:
+    """A step of ``one_process`` that ran to its end, exit code 0."""
+    assert step["code"] == 0, step["error"] or step["stderr"][-4000:]
+    return step
+
+
 def test_training_reports_epochs_checkpoints_and_result(trained, child_python, child_env):
     done, server, ckpts = trained["done"], trained["server"], trained["job_dir"] / "checkpoints"
     assert done.returncode == 0, done.stderr
@@ -168,17 +245,8 @@ def test_resume_continues_at_the_next_epoch(trained, child_python, child_env, re
     )
 
 
-def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
-    from PIL import Image
-
-    image = tmp_path / "red.png"
-    Image.new("RGB", (50, 40), (225, 25, 30)).save(image)
-    ckpt = trained["job_dir"] / "checkpoints" / "best.pt"
-    job = trained["job_dir"] / "job.json"
-    done = run_entrypoint(
-        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", ckpt, "--top-k", 2,
-        "--annotate",
-    )
+def test_predict_prints_top_k_json(one_process):
+    done = one_process["cli"]  # the real command line
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["task"] == "image_classification" and (result["width"], result["height"]) == (50, 40)
@@ -192,35 +260,25 @@ def test_predict_prints_top_k_json(trained, child_python, child_env, tmp_path):
         predictions[0]["label"] == "red" and predictions[0]["index"] == 2
     )  # classes sorted: blue, green, red
 
-    missing = run_entrypoint(
-        child_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", tmp_path / "nope.pt"
-    )
-    assert missing.returncode == 1 and missing.stdout.strip() == ""
-    assert "nope.pt does not exist" in missing.stderr
+
+def test_predict_with_a_missing_checkpoint_exits_1_naming_it(one_process):
+    missing = one_process["out"]["missing checkpoint"]
+    assert missing["code"] == 1 and missing["stdout"].strip() == "", missing["error"]
+    assert "nope.pt does not exist" in missing["stderr"]
 
 
-def test_predict_batch_gives_each_image_what_predict_gives_in_one_forward_pass(
-    trained, child_python, child_env, batch_vs_one, tmp_path
-):
-    from PIL import Image
-
-    images = []
-    for name, size, rgb in (("red", (50, 40), (225, 25, 30)), ("green", (24, 24), (30, 200, 30)),
-                            ("blue", (37, 61), (30, 30, 220))):
-        images.append(tmp_path / f"{name}.png")
-        Image.new("RGB", size, rgb).save(images[-1])
-    case = {"job": str(trained["job_dir"] / "job.json"), "network": "model",
-            "checkpoint": str(trained["job_dir"] / "checkpoints" / "best.pt")}
-    out = batch_vs_one.run(child_python, child_env(), {"timm": case}, images)["timm"]
+def test_predict_batch_gives_each_image_what_predict_gives_in_one_forward_pass(one_process, batch_vs_one):
+    out = finished(one_process["out"]["batch vs one"])["json"]["timm"]
     assert out["batches"] == [3]
     batch_vs_one.assert_same(out["batch"], out["alone"], "timm")
     assert [len(r["predictions"]) for r in out["batch"]] == [2, 2, 2]
     assert {"preprocess", "inference", "postprocess"} == set(out["batch"][0]["timings_ms"])
 
 
-#: Run first in the timm env (``__DIR__``: the test's folder): weights files as people save them (a
-#: 1000-class state dict as safetensors; a 4-class one under 'state_dict' with DataParallel's 'module.'
-#: prefixes), and a Hugging Face cache holding resnet10t's pretrained weights in the layout timm reads offline.
+#: Run in the timm env before the models without a job (``__DIR__``: their folder): weights files as people
+#: save them (a 1000-class state dict as safetensors; a 4-class one under 'state_dict' with DataParallel's
+#: 'module.' prefixes), and a Hugging Face cache holding resnet10t's pretrained weights in the layout timm
+#: reads offline (written after the pretrained run of ``one_process``, which must find it empty).
 WEIGHT_FILES = """
 from pathlib import Path
 import timm, torch
@@ -237,35 +295,12 @@ save_file(timm.create_model("resnet10t").state_dict(), str(repo / "snapshots" / 
 """
 
 
-def test_a_model_without_a_job_predicts_with_its_own_labels(trained, child_python, child_env, without_a_job,
-                                                            tmp_path):
+def test_a_model_without_a_job_predicts_with_its_own_labels(one_process):
     """``load_weights``, as a warm worker for a model without a job calls it: a checkpoint of ours keeps its
     classes and size; a state dict gets ImageNet's names for 1000 classes, else 'class N'; pretrained weights
     come from the local cache only (never downloaded: a model not cached fails in seconds with what to do).
     The spec's size (224, the default for a model the catalog lacks) gives way to the weights' own."""
-    from PIL import Image
-
-    assert trained["done"].returncode == 0
-    red = tmp_path / "red.png"
-    Image.new("RGB", (50, 40), (225, 25, 30)).save(red)
-    best = str(trained["job_dir"] / "checkpoints" / "best.pt")
-
-    def job(name: str, **over) -> str:
-        return str(write_job(tmp_path / name, tmp_path / "no-dataset", **{"pretrained": True, "image_size": 224,
-                                                                          **over}))
-
-    cases = {"ours": {"job": job("ours"), "weights": best, "images": [str(red)]},
-             "imagenet": {"job": job("imagenet"), "weights": str(tmp_path / "imagenet.safetensors"),
-                          "images": [str(red)]},
-             "four": {"job": job("four"), "weights": str(tmp_path / "four.pth"), "images": [str(red)]},
-             "cached": {"job": job("cached"), "weights": None, "images": [str(red)]},
-             "asked size": {"job": job("asked", image_size=96), "weights": None},
-             "not cached": {"job": job("not-cached", model="resnet18"), "weights": None},
-             "another model": {"job": job("other", model="resnet18"), "weights": best},
-             "another task": {"job": job("task", task="object_detection"), "weights": best}}
-    env = child_env(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="", https_proxy="")
-    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
-    out = without_a_job(child_python, env, cases, WEIGHT_FILES.replace("__DIR__", repr(str(tmp_path))))
+    out, root, best = finished(one_process["out"]["without a job"])["json"], one_process["root"], one_process["best"]
 
     assert out["ours"]["names"] == ["blue", "green", "red"] and out["ours"]["image_size"] == 32
     assert out["ours"]["predictions"][0][0] == ["red", 2]
@@ -278,7 +313,7 @@ def test_a_model_without_a_job_predicts_with_its_own_labels(trained, child_pytho
     assert out["asked size"]["image_size"] == 96
     assert out["not cached"]["error"] == (
         f"PretrainedWeightsUnavailable: pretrained weights for 'resnet18' are not in the local cache "
-        f"({tmp_path / 'hf' / 'hub'}) and a model without a job is never downloaded; pass --weights FILE (a state "
+        f"({root / 'hf' / 'hub'}) and a model without a job is never downloaded; pass --weights FILE (a state "
         "dict: .pth, .pt, .bin, .safetensors), or run once where huggingface.co is reachable to cache them (a job "
         "with `pretrained: true` does)")
     assert out["not cached"]["seconds"] < 10, out["not cached"]  # no retries against an unreachable hub
@@ -296,23 +331,16 @@ def on_device(job: Path, device: str, to: Path) -> Path:
     return to
 
 
-def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(child_python, child_env, reporter_server, tmp_path):
-    job = on_device(write_job(tmp_path / "job", tmp_path / "not-read"), "cuda", tmp_path / "job" / "cuda.json")
-    with reporter_server() as server:
-        done = run_entrypoint(child_python, child_env(server.address, CUDA_VISIBLE_DEVICES=""), "--spec", job)
-    assert done.returncode == 1
+def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(one_process):
+    done, server = one_process["out"]["cuda"], one_process["cuda"]
+    assert done["code"] == 1, done["error"]
     (error,) = server.of_kind("error")
     assert (error.type, error.message) == ("DeviceUnavailable", NO_CUDA)
     assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported
 
 
-def test_a_job_trained_on_a_gpu_predicts_where_the_predict_runs(trained, child_python, child_env, tmp_path):
-    job = on_device(trained["job_dir"] / "job.json", "cuda:0", tmp_path / "job.json")
-    image = next((trained["dataset"] / "train" / "red").iterdir())
-    done = run_entrypoint(child_python, child_env(CUDA_VISIBLE_DEVICES=""), "--spec", job, "--predict", image,
-                          "--checkpoint", trained["job_dir"] / "checkpoints" / "best.pt")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1])["predictions"]
+def test_a_job_trained_on_a_gpu_predicts_where_the_predict_runs(one_process):
+    assert finished(one_process["out"]["trained on a gpu"])["json"]["predictions"]
 
 
 def test_dice_dataset_from_local_weights_of_another_head(
@@ -338,42 +366,25 @@ def test_dice_dataset_from_local_weights_of_another_head(
     ]
 
 
-def test_pretrained_offline_fails_fast_with_a_clear_message(
-    child_python, child_env, reporter_server, make_imagefolder, tmp_path
-):
-    dataset = make_imagefolder(tmp_path / "colours", per_class=3)
-    job = write_job(tmp_path / "job", dataset, pretrained=True)
-    offline = {
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_ENDPOINT": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "",
-        "https_proxy": "",
-    }
-    with reporter_server() as server:
-        started = time.monotonic()
-        env = child_env(server.address, **offline)
-        env.pop("HF_HUB_OFFLINE", None)
-        done = run_entrypoint(child_python, env, "--spec", job, timeout=60)
-        elapsed = time.monotonic() - started
-    assert done.returncode == 1
-    assert elapsed < 40, f"took {elapsed:.1f}s"  # imports only; the hub's retry storm alone is ~46 s
+def test_pretrained_offline_fails_fast_with_a_clear_message(one_process):
+    done, server = one_process["out"]["pretrained offline"], one_process["offline"]
+    assert done["code"] == 1, done["error"]
+    # the first step: torch's and timm's imports included; the hub's retry storm alone is ~46 s
+    assert done["seconds"] < 40, f"took {done['seconds']:.1f}s"
     (error,) = server.of_kind("error")
     assert error.type == "PretrainedWeightsUnavailable"
     assert f"pretrained weights for '{MODEL}' are not in the local cache" in error.message
     assert "`pretrained: false`" in error.message and "`weights: PATH`" in error.message
-    assert "Traceback" in done.stderr and not server.of_kind("result")
+    assert "Traceback" in done["stderr"] and not server.of_kind("result")
 
 
-def test_a_bad_dataset_exits_1_with_an_error_report(child_python, child_env, reporter_server, tmp_path):
-    (tmp_path / "empty").mkdir()
-    job = write_job(tmp_path / "job", tmp_path / "empty")
-    with reporter_server() as server:
-        done = run_entrypoint(child_python, child_env(server.address), "--spec", job)
-    assert done.returncode == 1
+def test_a_bad_dataset_exits_1_with_an_error_report(one_process):
+    done, server = one_process["out"]["bad dataset"], one_process["bad"]
+    assert done["code"] == 1, done["error"]
     (error,) = server.of_kind("error")
     assert error.type == "DatasetError" and "has no train/ folder" in error.message
-    assert str(tmp_path / "empty") in error.message and "Traceback" in error.traceback
-    assert "DatasetError" in done.stderr
+    assert str(one_process["root"] / "empty") in error.message and "Traceback" in error.traceback
+    assert "DatasetError" in done["stderr"]
     assert server.kinds() == ["error"]
 
 
@@ -398,12 +409,5 @@ def test_sigterm_stops_training_promptly(
             proc.wait()
 
 
-def test_model_names_file_matches_the_env_timm(child_python, child_env):
-    done = subprocess.run(
-        [child_python, "-m", "adapters.timm.model_names", "--check"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+def test_model_names_file_matches_the_env_timm(one_process):
+    finished(one_process["out"]["model names"])

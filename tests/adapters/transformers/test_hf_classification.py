@@ -1,38 +1,94 @@
 """Transformers classification in the real env: a tiny ViT saved to a folder, trained, resumed,
-predicted with, reloaded by plain transformers; and a hub id offline fails fast."""
+predicted with, reloaded by plain transformers; and a hub id offline fails fast.
+
+Training runs and one predict run the real entrypoint in a child of their own; the short runs share one child
+(``one_process``), which calls what the command line calls, so torch and transformers are imported once."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 
 from adapters.transformers.tasks.classification import classification_metrics
 
-VIT = """
-import sys
-from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, num_labels=3)
-ViTForImageClassification(cfg).save_pretrained(sys.argv[1])
-ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(sys.argv[1])
-"""
 #: What every adapter answers to ``device: cuda`` where the child sees no GPU.
 NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
            "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
 
 
 @pytest.fixture(scope="module")
-def trained(hf_script, hf_python, hf_job, child_env, reporter_server, make_imagefolder, tmp_path_factory):
+def trained(tiny_hf_models, hf_python, hf_job, child_env, reporter_server, make_imagefolder, tmp_path_factory):
+    """A tiny ViT (``tiny_hf_models["vit"]``, 3 labels) trained 2 epochs on 3 colour classes."""
     root = tmp_path_factory.mktemp("hfcls")
-    hf_script(VIT, root / "vit")
     dataset = make_imagefolder(root / "data", per_class=8, val_per_class=3)
-    job = hf_job.write(root / "job", "image_classification", root / "vit", dataset, "imagefolder", epochs=2)
+    job = hf_job.write(root / "job", "image_classification", tiny_hf_models["vit"], dataset, "imagefolder", epochs=2)
     with reporter_server() as server:
         done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
-    return {"done": done, "server": server, "root": root, "dataset": dataset}
+    return {"done": done, "server": server, "root": root, "dataset": dataset, "vit": tiny_hf_models["vit"]}
+
+
+#: Run in the transformers env with a checkpoint folder: its labels, loaded by plain transformers.
+PLAIN_LOAD = """
+import sys
+from transformers import AutoModelForImageClassification, AutoImageProcessor
+model = AutoModelForImageClassification.from_pretrained(sys.argv[1])
+AutoImageProcessor.from_pretrained(sys.argv[1])
+print(sorted(model.config.id2label.values()))
+"""
+
+
+def reporter_variables(child_env, address: str) -> dict[str, str]:
+    """What the daemon puts in a child's environment to report to ``address``."""
+    return {k: v for k, v in child_env(address).items() if k.startswith("VISIONYARD_")}
+
+
+@pytest.fixture(scope="module")
+def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_process, tmp_path_factory):
+    """The short runs, in one child process (``in_one_process``), each through the function its command line
+    calls (``adapters.entrypoint.main``) or a script: a model without a job, the runs that fail before training
+    (a hub id offline, cuda without a GPU), the checkpoint in plain transformers. Every GPU is hidden and the hub
+    unreachable; the model without a job goes first, so it meets the hub as a fresh child does.
+
+    Meanwhile (a second core), ``cli``: the real command line the daemon runs, ``python -m adapters.entrypoint
+    --predict`` with the top 2, on a red val image (24x24)."""
+    root = tmp_path_factory.mktemp("one-process")
+    results = trained["server"].of_kind("result")
+    last = results[0].last_checkpoint if results else str(root / "no-checkpoint")  # each test says what failed
+    red = str(next((trained["dataset"] / "val" / "red").iterdir()))
+
+    def no_job(name: str, model: str = "google/vit-base-patch16-224", task: str = "image_classification") -> str:
+        return str(hf_job.write(root / name, task, model, root / "no-dataset", "imagefolder", image_size=224))
+
+    without_a_job = {"folder": {"job": no_job("folder"), "weights": last, "images": [red]},
+                     "model is a folder": {"job": no_job("raw", str(trained["vit"])), "weights": None,
+                                           "images": [red]},
+                     "not cached": {"job": no_job("hub"), "weights": None},
+                     "another task": {"job": no_job("task", task="object_detection"), "weights": last}}
+    hub_job = hf_job.write(root / "hub-job", "image_classification", "google/vit-base-patch16-224",
+                           trained["dataset"], "imagefolder")
+    cuda_job = hf_job.write(root / "cuda", "image_classification", root / "not-loaded", root / "not-read",
+                            "imagefolder")
+    data = json.loads(cuda_job.read_text())
+    data["device"] = data["spec"]["training"]["device"] = "cuda"
+    cuda_job.write_text(json.dumps(data))
+    env = child_env(HF_HOME=str(root / "empty-hf-home"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="",
+                    https_proxy="", CUDA_VISIBLE_DEVICES="")
+    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
+    with reporter_server() as hub, reporter_server() as cuda:
+        steps = {
+            "without a job": {"script": in_one_process.WITHOUT_A_JOB, "argv": [json.dumps(without_a_job)]},
+            "hub id offline": {"argv": ["--spec", str(hub_job)],
+                               "env": {**reporter_variables(child_env, hub.address), "HF_HUB_OFFLINE": "1"}},
+            "cuda": {"argv": ["--spec", str(cuda_job)], "env": reporter_variables(child_env, cuda.address)},
+            "plain transformers": {"script": PLAIN_LOAD, "argv": [last]},
+        }
+        with in_one_process.start(hf_python, env, steps) as running:
+            cli = hf_job.run(hf_python, child_env(), "--spec", trained["root"] / "job" / "job.json", "--predict",
+                             red, "--checkpoint", last, "--top-k", "2")
+            out = running.result()
+    return {"out": out, "cli": cli, "root": root, "last": last, "hub": hub, "cuda": cuda}
 
 
 def test_trains_reports_accuracy_and_checkpoint_folders(trained):
@@ -51,19 +107,14 @@ def test_trains_reports_accuracy_and_checkpoint_folders(trained):
     assert "\r" not in done.stdout + done.stderr
 
 
-def test_the_checkpoint_loads_in_plain_transformers_and_predicts(trained, hf_script, hf_python, hf_job, child_env):
-    last = trained["server"].of_kind("result")[0].last_checkpoint
-    out = hf_script("""
-import sys
-from transformers import AutoModelForImageClassification, AutoImageProcessor
-model = AutoModelForImageClassification.from_pretrained(sys.argv[1])
-AutoImageProcessor.from_pretrained(sys.argv[1])
-print(sorted(model.config.id2label.values()))
-""", last)
-    assert out.strip() == "['blue', 'green', 'red']"
-    image = next((trained["dataset"] / "val" / "red").iterdir())
-    done = hf_job.run(hf_python, child_env(), "--spec", trained["root"] / "job" / "job.json", "--predict", image,
-                      "--checkpoint", last, "--top-k", "2")
+def test_the_checkpoint_loads_in_plain_transformers(one_process):
+    loaded = one_process["out"]["plain transformers"]
+    assert loaded["code"] == 0, loaded["error"] or loaded["stderr"][-4000:]
+    assert loaded["stdout"].strip() == "['blue', 'green', 'red']"
+
+
+def test_predict_in_the_child_prints_the_top_k(one_process):
+    done = one_process["cli"]  # the real command line
     assert done.returncode == 0, done.stderr[-4000:]
     response = json.loads(done.stdout.strip().splitlines()[-1])
     assert response["task"] == "image_classification" and (response["width"], response["height"]) == (24, 24)
@@ -72,7 +123,7 @@ print(sorted(model.config.id2label.values()))
 
 def test_resume_continues_at_the_next_epoch(trained, hf_python, hf_job, child_env, reporter_server):
     last = trained["server"].of_kind("result")[0].last_checkpoint
-    job = hf_job.write(trained["root"] / "resumed", "image_classification", trained["root"] / "vit",
+    job = hf_job.write(trained["root"] / "resumed", "image_classification", trained["vit"],
                        trained["dataset"], "imagefolder", epochs=3, resume=last)
     with reporter_server() as server:
         done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
@@ -82,49 +133,28 @@ def test_resume_continues_at_the_next_epoch(trained, hf_python, hf_job, child_en
     assert server.of_kind("result")[0].last_checkpoint.endswith(f"checkpoint-{3 * steps}")
 
 
-def test_an_uncached_hub_id_offline_fails_fast_with_what_to_do(trained, hf_python, hf_job, child_env,
-                                                               reporter_server):
-    job = hf_job.write(trained["root"] / "hub", "image_classification", "google/vit-base-patch16-224",
-                       trained["dataset"], "imagefolder")
-    env = child_env()
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(trained["root"] / "empty-hf-home"))
-    with reporter_server() as server:
-        started = time.monotonic()
-        done = hf_job.run(hf_python, child_env(server.address, HF_HUB_OFFLINE="1",
-                                              HF_HOME=str(trained["root"] / "empty-hf-home")), "--spec", job)
-        elapsed = time.monotonic() - started
-    assert done.returncode == 1
+def test_an_uncached_hub_id_offline_fails_fast_with_what_to_do(one_process):
+    done, server = one_process["out"]["hub id offline"], one_process["hub"]
+    assert done["code"] == 1, done["error"]
     [error] = server.of_kind("error")
     assert "not in the local Hugging Face cache" in error.message and "save_pretrained" in error.message
-    assert elapsed < 60  # seconds of imports, no retry storm
+    assert done["seconds"] < 60  # no retry storm against the hub
 
 
-def test_a_model_without_a_job_predicts_with_its_id2label(trained, hf_python, hf_job, child_env, without_a_job,
-                                                          tmp_path):
+def test_a_model_without_a_job_predicts_with_its_id2label(one_process):
     """``load_weights``, as a warm worker for a model without a job calls it: a save_pretrained folder (or
     ``model`` itself a folder) predicts with its ``config.id2label`` and its processor's own size (32 px, not
     the spec's 224, the catalog's for the hub id); a hub id comes from the local cache only (never downloaded:
     one not cached fails in seconds with what to do); a model of another task is refused, naming its task."""
-    last = trained["server"].of_kind("result")[0].last_checkpoint
-    red = str(next((trained["dataset"] / "val" / "red").iterdir()))
-
-    def job(name: str, model: str = "google/vit-base-patch16-224", task: str = "image_classification") -> str:
-        return str(hf_job.write(tmp_path / name, task, model, tmp_path / "no-dataset", "imagefolder", image_size=224))
-
-    cases = {"folder": {"job": job("folder"), "weights": last, "images": [red]},
-             "model is a folder": {"job": job("raw", str(trained["root"] / "vit")), "weights": None, "images": [red]},
-             "not cached": {"job": job("hub"), "weights": None},
-             "another task": {"job": job("task", task="object_detection"), "weights": last}}
-    env = child_env(HF_HOME=str(tmp_path / "empty-hf-home"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="",
-                    https_proxy="")
-    env.pop("HF_HUB_OFFLINE", None)  # never downloaded, whatever the environment says
-    out = without_a_job(hf_python, env, cases)
+    found, last, root = one_process["out"]["without a job"], one_process["last"], one_process["root"]
+    assert found["code"] == 0, found["error"] or found["stderr"][-4000:]
+    out = found["json"]
     assert out["folder"]["names"] == ["blue", "green", "red"]
     assert sorted(label for label, _ in out["folder"]["predictions"][0]) == ["blue", "green", "red"]
     assert out["model is a folder"]["names"] == ["LABEL_0", "LABEL_1", "LABEL_2"]  # what its config says
     assert out["not cached"]["error"] == (
         "ModelUnavailable: model 'google/vit-base-patch16-224' is not in the local Hugging Face cache "
-        f"({tmp_path / 'empty-hf-home' / 'hub'}) and a model without a job is never downloaded; run once where "
+        f"({root / 'empty-hf-home' / 'hub'}) and a model without a job is never downloaded; run once where "
         "huggingface.co is reachable to cache it (a job with `pretrained: true` does, or `hf download "
         "google/vit-base-patch16-224`), or pass --weights with a folder saved by save_pretrained")
     assert out["not cached"]["seconds"] < 10, out["not cached"]
@@ -133,15 +163,9 @@ def test_a_model_without_a_job_predicts_with_its_id2label(trained, hf_python, hf
                                             "with --task image_classification")
 
 
-def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(hf_python, hf_job, child_env, reporter_server, tmp_path):
-    job = hf_job.write(tmp_path / "job", "image_classification", tmp_path / "not-loaded", tmp_path / "not-read",
-                       "imagefolder")
-    data = json.loads(job.read_text())
-    data["device"] = data["spec"]["training"]["device"] = "cuda"
-    job.write_text(json.dumps(data))
-    with reporter_server() as server:
-        done = hf_job.run(hf_python, child_env(server.address, CUDA_VISIBLE_DEVICES=""), "--spec", job)
-    assert done.returncode == 1
+def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(one_process):
+    done, server = one_process["out"]["cuda"], one_process["cuda"]
+    assert done["code"] == 1, done["error"]
     [error] = server.of_kind("error")
     assert (error.type, error.message) == ("DeviceUnavailable", NO_CUDA)  # not a silent run on the CPU
     assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported

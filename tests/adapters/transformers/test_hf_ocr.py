@@ -1,6 +1,9 @@
 """Transformers OCR in the real env: a tiny ViT + TrOCR-decoder model with a byte tokenizer saved to a
 folder, trained on drawn text, evaluated by generation (CER/WER), predicted with, reloaded by plain
-transformers; and the error rates on hand-made cases."""
+transformers; and the error rates on hand-made cases.
+
+Training and one predict run the real entrypoint in a child of their own; the scripts that need the env (the
+checkpoint in plain transformers, torchmetrics) share one child (``one_process``), so the imports are paid once."""
 
 from __future__ import annotations
 
@@ -11,18 +14,71 @@ import pytest
 from adapters.metrics import VAL_CER, PrimaryMetric, primary_metric
 from adapters.transformers.tasks.ocr import OCRTask, edit_distance, text_metrics
 from tests.dataset_fixtures import make_ocr_dataset
-from tests.hf_models import TINY_TROCR
 
 
 @pytest.fixture(scope="module")
-def trained(hf_script, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
+def trained(tiny_hf_models, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("hfocr")
-    hf_script(TINY_TROCR, root / "trocr")
     dataset = make_ocr_dataset(root / "data")
-    job = hf_job.write(root / "job", "ocr", root / "trocr", dataset, "ocr", epochs=2)
+    job = hf_job.write(root / "job", "ocr", tiny_hf_models["trocr"], dataset, "ocr", epochs=2)
     with reporter_server() as server:
         done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
     return {"done": done, "server": server, "root": root, "dataset": dataset, "job": job}
+
+
+#: ``PLAIN_LOAD JOB CHECKPOINT IMAGE``: the checkpoint in plain transformers (its processor, special ids, generation
+#: settings and text for IMAGE) next to what the adapter predicts with it.
+PLAIN_LOAD = """
+import json, sys
+from PIL import Image
+from transformers import AutoProcessor, VisionEncoderDecoderModel
+from adapters.entrypoint import build_adapter
+from adapters.job import Job
+from adapters.reporter import Reporter
+model = VisionEncoderDecoderModel.from_pretrained(sys.argv[2])
+processor = AutoProcessor.from_pretrained(sys.argv[2])
+pixels = processor(images=Image.open(sys.argv[3]).convert("RGB"), return_tensors="pt").pixel_values
+ids = model.generate(pixel_values=pixels)
+adapter = build_adapter(Job.from_file(sys.argv[1]), Reporter(None))
+adapter.load_checkpoint(sys.argv[2])
+print(json.dumps({"processor": type(processor).__name__, "tokenizer": type(processor.tokenizer).__name__,
+                  "ids": [model.config.decoder_start_token_id, model.config.pad_token_id, model.config.eos_token_id],
+                  "max_length": model.generation_config.max_length, "generated": ids.shape[-1],
+                  "text": processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip(),
+                  "predicted": adapter.predict(sys.argv[3])}))
+"""
+
+#: ``TORCHMETRICS CASES_JSON``: torchmetrics' CER and WER of each (predicted, expected) case.
+TORCHMETRICS = """
+import json, sys
+from torchmetrics.text import CharErrorRate, WordErrorRate
+cases = json.loads(sys.argv[1])
+print(json.dumps([[float(CharErrorRate()(p, e)), float(WordErrorRate()(p, e))] for p, e in cases]))
+"""
+TORCHMETRICS_CASES = [(["abd"], ["abc"]), (["the cat sit", "a"], ["the cat sat", "ab"]),
+                      (["hello wrld", ""], ["hello world", "x y"])]
+
+
+@pytest.fixture(scope="module")
+def one_process(trained, hf_python, hf_job, child_env, in_one_process):
+    """The scripts, in one child process (``in_one_process``). Meanwhile (a second core), ``cli``: the real
+    command line the daemon runs, ``python -m adapters.entrypoint --predict``, on val image 1."""
+    results = trained["server"].of_kind("result")
+    last = results[0].last_checkpoint if results else str(trained["root"] / "no-checkpoint")  # each test fails alone
+    steps = {"plain transformers": {"script": PLAIN_LOAD, "argv": [str(trained["job"]), last, str(
+                 trained["dataset"] / "val" / "images" / "0.png")]},
+             "torchmetrics": {"script": TORCHMETRICS, "argv": [json.dumps(TORCHMETRICS_CASES)]}}
+    with in_one_process.start(hf_python, child_env(HF_HUB_OFFLINE="1"), steps) as running:
+        cli = hf_job.run(hf_python, child_env(), "--spec", trained["job"], "--predict",
+                         trained["dataset"] / "val" / "images" / "1.png", "--checkpoint", last)
+        out = running.result()
+    return {"out": out, "cli": cli}
+
+
+def finished(step: dict) -> dict:
+    """A step of ``one_process`` that ran to its end, exit code 0."""
+    assert step["code"] == 0, step["error"] or step["stderr"][-4000:]
+    return step
 
 
 def test_trains_reports_error_rates_and_checkpoint_folders(trained):
@@ -45,28 +101,8 @@ def test_trains_reports_error_rates_and_checkpoint_folders(trained):
     assert "\r" not in done.stdout + done.stderr
 
 
-def test_the_checkpoint_loads_in_plain_transformers_and_predict_gives_its_text(trained, hf_script):
-    last = trained["server"].of_kind("result")[0].last_checkpoint
-    out = hf_script("""
-import json, sys
-from PIL import Image
-from transformers import AutoProcessor, VisionEncoderDecoderModel
-from adapters.entrypoint import build_adapter
-from adapters.job import Job
-from adapters.reporter import Reporter
-model = VisionEncoderDecoderModel.from_pretrained(sys.argv[2])
-processor = AutoProcessor.from_pretrained(sys.argv[2])
-pixels = processor(images=Image.open(sys.argv[3]).convert("RGB"), return_tensors="pt").pixel_values
-ids = model.generate(pixel_values=pixels)
-adapter = build_adapter(Job.from_file(sys.argv[1]), Reporter(None))
-adapter.load_checkpoint(sys.argv[2])
-print(json.dumps({"processor": type(processor).__name__, "tokenizer": type(processor.tokenizer).__name__,
-                  "ids": [model.config.decoder_start_token_id, model.config.pad_token_id, model.config.eos_token_id],
-                  "max_length": model.generation_config.max_length, "generated": ids.shape[-1],
-                  "text": processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip(),
-                  "predicted": adapter.predict(sys.argv[3])}))
-""", trained["job"], last, trained["dataset"] / "val" / "images" / "0.png")
-    loaded = json.loads(out.strip().splitlines()[-1])
+def test_the_checkpoint_loads_in_plain_transformers_and_predict_gives_its_text(one_process):
+    loaded = finished(one_process["out"]["plain transformers"])["json"]
     assert loaded["processor"] == "TrOCRProcessor" and loaded["tokenizer"] == "ByT5Tokenizer"
     assert loaded["ids"] == [0, 0, 1]  # start (the model's own), pad and </s> (the tokenizer's)
     assert loaded["max_length"] == 64 and loaded["generated"] <= 64  # generation.max_length's default
@@ -75,10 +111,8 @@ print(json.dumps({"processor": type(processor).__name__, "tokenizer": type(proce
     assert isinstance(predicted["text"], str) and predicted["text"] == loaded["text"]
 
 
-def test_predict_in_the_child_prints_the_text(trained, hf_python, hf_job, child_env):
-    last = trained["server"].of_kind("result")[0].last_checkpoint
-    image = trained["dataset"] / "val" / "images" / "1.png"
-    done = hf_job.run(hf_python, child_env(), "--spec", trained["job"], "--predict", image, "--checkpoint", last)
+def test_predict_in_the_child_prints_the_text(one_process):
+    done = one_process["cli"]  # the real command line
     assert done.returncode == 0, done.stderr[-4000:]
     response = json.loads(done.stdout.strip().splitlines()[-1])
     assert response["task"] == "ocr" and (response["width"], response["height"]) == (64, 32)
@@ -112,15 +146,7 @@ def test_error_rates_on_known_cases(predicted, expected, rates):
     assert text_metrics(predicted, expected) == rates
 
 
-def test_error_rates_match_torchmetrics(hf_script):
-    cases = [(["abd"], ["abc"]), (["the cat sit", "a"], ["the cat sat", "ab"]),
-             (["hello wrld", ""], ["hello world", "x y"])]
-    out = hf_script("""
-import json, sys
-from torchmetrics.text import CharErrorRate, WordErrorRate
-cases = json.loads(sys.argv[1])
-print(json.dumps([[float(CharErrorRate()(p, e)), float(WordErrorRate()(p, e))] for p, e in cases]))
-""", json.dumps(cases))
-    expected = json.loads(out.strip().splitlines()[-1])
-    for (predicted, reference), (cer, wer) in zip(cases, expected, strict=True):
+def test_error_rates_match_torchmetrics(one_process):
+    expected = finished(one_process["out"]["torchmetrics"])["json"]
+    for (predicted, reference), (cer, wer) in zip(TORCHMETRICS_CASES, expected, strict=True):
         assert text_metrics(predicted, reference) == {"cer": pytest.approx(cer), "wer": pytest.approx(wer)}

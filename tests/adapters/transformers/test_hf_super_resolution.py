@@ -1,6 +1,9 @@
 """Transformers super-resolution in the real env: a tiny Swin2SR saved to a folder, trained on L1 from
 HR/LR_x2 pairs, predicted with (any input size), reloaded by plain transformers; a model/dataset
-scale mismatch fails clearly; PSNR/SSIM and the padded batches on known cases."""
+scale mismatch fails clearly; PSNR/SSIM and the padded batches on known cases.
+
+Training and one predict run the real entrypoint in a child of their own; the short runs share one child
+(``one_process``), which calls what the command line calls, so torch and transformers are imported once."""
 
 from __future__ import annotations
 
@@ -12,86 +15,36 @@ import pytest
 from PIL import Image
 
 from tests.dataset_fixtures import make_sr_pairs
-from tests.hf_models import SWIN2SR
 
-def _predict(hf_python, hf_job, child_env, job, image, checkpoint) -> dict:
-    done = hf_job.run(hf_python, child_env(), "--spec", job, "--predict", image, "--checkpoint", checkpoint)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+#: Input sizes to predict: a window multiple and not (13 and 18 are not multiples of the window, 4).
+SIZES = {"lr.png": (16, 16), "odd.png": (18, 13)}
 
 
 @pytest.fixture(scope="module")
-def trained(hf_script, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
+def trained(tiny_hf_models, hf_python, hf_job, child_env, reporter_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("hfsr")
-    hf_script(SWIN2SR, root / "swin2sr")
     dataset = make_sr_pairs(root / "data")
     # image_size 8: training takes random 8x8 LR patches (16x16 HR) of the 16x16 LR images
-    job = hf_job.write(root / "job", "super_resolution", root / "swin2sr", dataset, "sr_pairs", epochs=2, image_size=8)
+    job = hf_job.write(root / "job", "super_resolution", tiny_hf_models["swin2sr"], dataset, "sr_pairs", epochs=2,
+                       image_size=8)
     with reporter_server() as server:
         done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
-    return {"done": done, "server": server, "root": root, "dataset": dataset, "job": job}
+    return {"done": done, "server": server, "root": root, "dataset": dataset, "job": job,
+            "model": tiny_hf_models["swin2sr"]}
 
 
-def test_trains_on_l1_reports_psnr_ssim_and_checkpoint_folders(trained):
-    done, server = trained["done"], trained["server"]
-    assert done.returncode == 0, done.stderr[-4000:]
-    metrics = server.of_kind("metrics")
-    assert [m.step for m in metrics] == [1, 2]
-    for m in metrics:
-        assert set(m.values) == {"train/loss", "val/loss", "val/psnr", "val/ssim", "lr"}
-        assert 0.0 < m.values["val/loss"] < 1.0 and 0.0 < m.values["train/loss"] < 1.0  # L1 on [0, 1]
-        assert 0.0 < m.values["val/psnr"] < 100.0 and -1.0 <= m.values["val/ssim"] <= 1.0
-    assert {c.kind for c in server.of_kind("checkpoint")} == {"last", "best"}
-    last = server.of_kind("result")[0].last_checkpoint
-    assert last.endswith("checkpoint-4")  # 8 train pairs / 4 per batch, 2 epochs
-    assert (trained["root"] / "job" / "checkpoints" / "checkpoint-4" / "preprocessor_config.json").is_file()
-    assert "\r" not in done.stdout + done.stderr
-
-
-@pytest.mark.parametrize(("size", "name"), [((16, 16), "lr.png"), ((18, 13), "odd.png")])
-def test_predict_returns_the_image_upscaled_x2(trained, hf_python, hf_job, child_env, size, name):
-    """Any input size, window multiple or not (13 and 18 are not multiples of the window, 4)."""
-    image = trained["root"] / name
-    Image.open(trained["dataset"] / "val" / "LR_x2" / "0.png").resize(size).save(image)
-    response = _predict(hf_python, hf_job, child_env, trained["job"], image,
-                        trained["server"].of_kind("result")[0].last_checkpoint)
-    assert response["task"] == "super_resolution" and response["predictions"] == []
-    assert (response["width"], response["height"]) == size
-    upscaled = Image.open(io.BytesIO(base64.b64decode(response["image_png_b64"])))
-    assert upscaled.mode == "RGB" and upscaled.size == (size[0] * 2, size[1] * 2)
-
-
-def test_the_checkpoint_loads_in_plain_transformers(trained, hf_script):
-    last = trained["server"].of_kind("result")[0].last_checkpoint
-    out = hf_script("""
+#: ``PLAIN_LOAD CHECKPOINT``: the checkpoint in plain transformers, and one forward pass of an 8x8 image.
+PLAIN_LOAD = """
 import sys, torch
 from transformers import AutoImageProcessor, AutoModelForImageToImage
 model = AutoModelForImageToImage.from_pretrained(sys.argv[1])
 processor = AutoImageProcessor.from_pretrained(sys.argv[1])
 print(type(model).__name__, model.config.upscale, processor.do_pad,
       tuple(model(pixel_values=torch.zeros(1, 3, 8, 8)).reconstruction.shape))
-""", last)
-    assert out.strip() == "Swin2SRForImageSuperResolution 2 False (1, 3, 16, 16)"
+"""
 
-
-def test_a_model_for_another_scale_fails_with_what_to_do(trained, hf_python, hf_job, child_env, reporter_server):
-    dataset = make_sr_pairs(trained["root"] / "hr-only", train=4, val=2, with_lr=False)
-    job = hf_job.write(trained["root"] / "x3", "super_resolution", trained["root"] / "swin2sr", dataset, "sr_pairs",
-                       advanced={"upscale": 3})
-    with reporter_server() as server:
-        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
-    assert done.returncode == 1
-    [error] = server.of_kind("error")
-    assert "upscales x2 but the dataset is x3" in error.message and "advanced.upscale: 2" in error.message
-
-
-def test_psnr_ssim_and_padded_batches_on_known_cases(hf_script):
-    """RGB in [0, 1]: equal images score SSIM 1 and PSNR at the 100 dB cap; +0.1 everywhere is 20 dB.
-
-    Two sizes in one batch: collate pads LR (reflect) and HR (with -1); the padding counts neither in
-    the L1 loss nor in the metrics, so a perfect reconstruction of the real pixels is perfect.
-    """
-    out = hf_script("""
+#: PSNR/SSIM and the padded batches on known cases, printed as JSON.
+KNOWN_CASES = """
 import json, types, torch
 from adapters.transformers.tasks.super_resolution import PSNR_CAP_DB, SRMetrics, SuperResolutionTask, masked_l1
 
@@ -125,8 +78,97 @@ evaluated = types.SimpleNamespace(predictions=perfect, label_ids=batch["labels"]
 task.compute_metrics(evaluated, compute_result=False)
 results["batches"] = task.compute_metrics(evaluated, compute_result=True)
 print(json.dumps(results))
-""")
-    results = json.loads(out.strip().splitlines()[-1])
+"""
+
+
+@pytest.fixture(scope="module")
+def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_process):
+    """The short runs, in one child process (``in_one_process``), each through the function its command line
+    calls (``adapters.entrypoint.main``) or a script: predicts of each size in ``SIZES``, a model for another
+    scale, the checkpoint in plain transformers, the known cases.
+
+    Meanwhile (a second core), ``cli``: the real command line the daemon runs, ``python -m adapters.entrypoint
+    --predict``, on the odd size."""
+    root = trained["root"]
+    results = trained["server"].of_kind("result")
+    last = results[0].last_checkpoint if results else str(root / "no-checkpoint")  # each test fails alone
+    for name, size in SIZES.items():
+        Image.open(trained["dataset"] / "val" / "LR_x2" / "0.png").resize(size).save(root / name)
+    dataset = make_sr_pairs(root / "hr-only", train=4, val=2, with_lr=False)
+    x3 = hf_job.write(root / "x3", "super_resolution", trained["model"], dataset, "sr_pairs", advanced={"upscale": 3})
+    predict = ["--spec", str(trained["job"]), "--checkpoint", last, "--predict"]
+    with reporter_server() as server:
+        steps = {**{f"predict {name}": {"argv": [*predict, str(root / name)]} for name in SIZES},
+                 "another scale": {"argv": ["--spec", str(x3)], "env": {
+                     k: v for k, v in child_env(server.address).items() if k.startswith("VISIONYARD_")}},
+                 "plain transformers": {"script": PLAIN_LOAD, "argv": [last]},
+                 "known cases": {"script": KNOWN_CASES}}
+        with in_one_process.start(hf_python, child_env(HF_HUB_OFFLINE="1"), steps) as running:
+            cli = hf_job.run(hf_python, child_env(), *predict, root / "odd.png")
+            out = running.result()
+    return {"out": out, "cli": cli, "another scale": server}
+
+
+def finished(step: dict) -> dict:
+    """A step of ``one_process`` that ran to its end, exit code 0."""
+    assert step["code"] == 0, step["error"] or step["stderr"][-4000:]
+    return step
+
+
+def assert_upscaled_x2(response: dict, size: tuple[int, int]) -> None:
+    assert response["task"] == "super_resolution" and response["predictions"] == []
+    assert (response["width"], response["height"]) == size
+    upscaled = Image.open(io.BytesIO(base64.b64decode(response["image_png_b64"])))
+    assert upscaled.mode == "RGB" and upscaled.size == (size[0] * 2, size[1] * 2)
+
+
+def test_trains_on_l1_reports_psnr_ssim_and_checkpoint_folders(trained):
+    done, server = trained["done"], trained["server"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    metrics = server.of_kind("metrics")
+    assert [m.step for m in metrics] == [1, 2]
+    for m in metrics:
+        assert set(m.values) == {"train/loss", "val/loss", "val/psnr", "val/ssim", "lr"}
+        assert 0.0 < m.values["val/loss"] < 1.0 and 0.0 < m.values["train/loss"] < 1.0  # L1 on [0, 1]
+        assert 0.0 < m.values["val/psnr"] < 100.0 and -1.0 <= m.values["val/ssim"] <= 1.0
+    assert {c.kind for c in server.of_kind("checkpoint")} == {"last", "best"}
+    last = server.of_kind("result")[0].last_checkpoint
+    assert last.endswith("checkpoint-4")  # 8 train pairs / 4 per batch, 2 epochs
+    assert (trained["root"] / "job" / "checkpoints" / "checkpoint-4" / "preprocessor_config.json").is_file()
+    assert "\r" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_predict_returns_the_image_upscaled_x2(one_process, name):
+    """Any input size, window multiple or not."""
+    assert_upscaled_x2(finished(one_process["out"][f"predict {name}"])["json"], SIZES[name])
+
+
+def test_predict_in_the_child_prints_the_image_upscaled_x2(one_process):
+    done = one_process["cli"]  # the real command line
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert_upscaled_x2(json.loads(done.stdout.strip().splitlines()[-1]), SIZES["odd.png"])
+
+
+def test_the_checkpoint_loads_in_plain_transformers(one_process):
+    out = finished(one_process["out"]["plain transformers"])["stdout"]
+    assert out.strip() == "Swin2SRForImageSuperResolution 2 False (1, 3, 16, 16)"
+
+
+def test_a_model_for_another_scale_fails_with_what_to_do(one_process):
+    done, server = one_process["out"]["another scale"], one_process["another scale"]
+    assert done["code"] == 1, done["error"]
+    [error] = server.of_kind("error")
+    assert "upscales x2 but the dataset is x3" in error.message and "advanced.upscale: 2" in error.message
+
+
+def test_psnr_ssim_and_padded_batches_on_known_cases(one_process):
+    """RGB in [0, 1]: equal images score SSIM 1 and PSNR at the 100 dB cap; +0.1 everywhere is 20 dB.
+
+    Two sizes in one batch: collate pads LR (reflect) and HR (with -1); the padding counts neither in
+    the L1 loss nor in the metrics, so a perfect reconstruction of the real pixels is perfect.
+    """
+    results = finished(one_process["out"]["known cases"])["json"]
     assert results["equal"] == {"psnr": 100.0, "ssim": pytest.approx(1.0)}
     assert results["offset"]["psnr"] == pytest.approx(20.0, abs=1e-4)
     c1 = 0.01 ** 2  # constant images: SSIM is the luminance term alone
