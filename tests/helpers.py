@@ -117,3 +117,63 @@ def pid_of(daemon: DaemonProcess, job_id: str) -> int:
         if event.WhichOneof("kind") == "status" and event.status.state == pb.RUNNING:
             return int(event.status.message.split()[1])
     raise AssertionError("no RUNNING event with a pid")
+
+
+FAKE_ADAPTER = ROOT / "tests" / "fake_adapter.py"
+
+
+def fake_timm_envs(root: Path) -> Path:
+    """An env root for `start_daemon` whose timm env, under the key the daemon computes for it, is
+    a stand-in: its `python` runs `tests/fake_adapter.py` with this interpreter, a child that reports
+    through the real SDK and does what its job's name says ("hold": wait after the first epoch for
+    `go-on` in the job dir; see that file). For e2e tests of the daemon itself (slots, restarts,
+    cancels, reports), where importing torch and training would only take time. Other envs (a custom
+    repo's) are built in `root` as usual."""
+    import json
+    from datetime import UTC, datetime
+
+    from envs.manager import MARKER, MARKER_FORMAT
+    from envs.specs import get_spec
+    from envs.uvcli import find_uv, resolve_python_version
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec = get_spec("timm")
+    version = resolve_python_version(find_uv(), spec.python, root)
+    key = spec.key(version)
+    env = root / f"{spec.name}-{key}"
+    python = env / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_ADAPTER}" "$@"\n')
+    python.chmod(0o755)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    (env / MARKER).write_text(json.dumps({
+        "format": MARKER_FORMAT, "name": env.name, "key": key, "spec": spec.to_dict(), "python_version": version,
+        "requirements": sorted(spec.requirements), "overrides": sorted(spec.overrides),
+        "installed": ["(a stand-in: tests/fake_adapter.py)"], "created_at": now, "last_used_at": now,
+        "build_seconds": 0.0}))
+    return root
+
+
+def discard_daemon(daemon: DaemonProcess) -> None:
+    """End a daemon whose clean stop is not what the test checks: cancel each job it has not
+    finished, wait until the job is final (its processes gone), then SIGKILL the daemon. A clean
+    stop would first wait for the daemon's MLflow thread to log and end every run (importing
+    MLflow and creating its store take seconds on a busy machine), for runs no test reads."""
+    from runner.client import ClientError
+    from runner.spec.wire import TERMINAL_STATES
+
+    if daemon.proc.poll() is not None:  # killed or stopped already
+        daemon.client.close()
+        daemon._log.close()
+        return
+    try:
+        for job in daemon.client.list():
+            if job.state not in TERMINAL_STATES:
+                try:
+                    daemon.client.cancel(job.id)
+                except ClientError:  # it ended meanwhile
+                    pass
+                wait_for(lambda: daemon.client.get(job.id).state in TERMINAL_STATES, timeout=60,
+                         why=lambda: f"job {job.id} still {pb.JobState.Name(daemon.client.get(job.id).state)}")
+    finally:
+        kill_daemon(daemon)

@@ -1,4 +1,10 @@
-"""Daemon-level behaviour: health and reflection, tokens, FIFO slots, restarts without orphans."""
+"""Daemon-level behaviour: health and reflection, tokens, FIFO slots, restarts without orphans.
+
+Real daemons (`visionyard serve`), supervisors, signals and children; the children are
+`tests/fake_adapter.py` behind the timm env's name (`fake_timm_envs`): what is tested here is the
+daemon, which sees the same reports, processes and exits as from a timm child, without a torch
+import and a training per job (real timm jobs run in test_timm_jobs.py and test_restarts.py).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.payload.supervisor import alive, descendants
-from tests.helpers import job_spec, pid_of, start_daemon, wait_for
+from tests.helpers import discard_daemon, fake_timm_envs, job_spec, pid_of, start_daemon, wait_for
 from tests.fixtures import make_imagefolder
 
 pytestmark = pytest.mark.e2e
@@ -22,11 +28,26 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=6, val_per_class=2)
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=2, val_per_class=1, size=8)
+
+
+@pytest.fixture(scope="module")
+def fake_envs(tmp_path_factory):
+    return fake_timm_envs(tmp_path_factory.mktemp("fake-envs"))
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, fake_envs):
+    """A real daemon (subprocess) in a temp home whose timm jobs run the fake adapter."""
+    proc = start_daemon(tmp_path_factory.mktemp("home"), fake_envs)
+    yield proc
+    discard_daemon(proc)
 
 
 def long_job(dataset, name="long"):
-    return job_spec(dataset, name=name, training={"epochs": 500, "batch_size": 4, "device": "cpu"})
+    """A job that runs until it is cancelled: it reports its first epoch, then waits for a `go-on`
+    that nobody writes."""
+    return job_spec(dataset, name=f"{name} hold", training={"epochs": 2, "batch_size": 4, "device": "cpu"})
 
 
 def test_health_and_reflection(daemon):
@@ -73,8 +94,8 @@ def test_fifo_with_one_slot_and_cancel_while_queued(daemon, dataset):
     assert [pb.JobState.Name(e.status.state) for e in events if e.HasField("status")] == ["QUEUED", "CANCELLED"]
 
 
-def test_two_slots_run_two_jobs_at_once(tmp_path, shared_envs, timm_env, dataset):
-    daemon = start_daemon(tmp_path / "home", shared_envs, ["--max-concurrent-jobs", "2"])
+def test_two_slots_run_two_jobs_at_once(tmp_path, fake_envs, dataset):
+    daemon = start_daemon(tmp_path / "home", fake_envs, ["--max-concurrent-jobs", "2"])
     try:
         jobs = [daemon.client.submit(long_job(dataset, f"par-{i}")) for i in range(2)]
         wait_for(lambda: all(daemon.client.get(j.id).state == pb.RUNNING for j in jobs), timeout=120)
@@ -82,31 +103,32 @@ def test_two_slots_run_two_jobs_at_once(tmp_path, shared_envs, timm_env, dataset
             daemon.client.cancel(job.id)
         assert all(daemon.client.wait(j.id).state == pb.CANCELLED for j in jobs)
     finally:
-        daemon.stop()
+        discard_daemon(daemon)
 
 
-def test_stopping_the_daemon_with_cancel_jobs_on_stop_stops_its_children(tmp_path, shared_envs, timm_env, dataset):
-    daemon = start_daemon(tmp_path / "home", shared_envs, ["--cancel-jobs-on-stop"])  # explicitly
+def test_stopping_the_daemon_with_cancel_jobs_on_stop_stops_its_children(tmp_path, fake_envs, dataset):
+    daemon = start_daemon(tmp_path / "home", fake_envs, ["--cancel-jobs-on-stop"])  # explicitly
     job = daemon.client.submit(long_job(dataset))
-    wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=120)  # its child is up: it reported
     pid = pid_of(daemon, job.id)
     processes = descendants(pid)
+    assert processes
     assert daemon.stop() == 0
     assert not [p for p in [pid, *processes] if alive(p)]
 
 
-def test_a_killed_daemons_job_is_adopted_and_cancelled_without_orphans(tmp_path, shared_envs, timm_env, dataset):
+def test_a_killed_daemons_job_is_adopted_and_cancelled_without_orphans(tmp_path, fake_envs, dataset):
     home = tmp_path / "home"
-    daemon = start_daemon(home, shared_envs)
+    daemon = start_daemon(home, fake_envs)
     job = daemon.client.submit(long_job(dataset))
-    wait_for(lambda: daemon.client.get(job.id).state == pb.RUNNING, timeout=120)
+    wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=120)  # running, its child up: it reported
     pid = pid_of(daemon, job.id)
     os.killpg(daemon.proc.pid, signal.SIGKILL)  # the daemon dies hard; the job lives on
     daemon.proc.wait()
     processes = descendants(pid)
     assert processes
     daemon.client.close()
-    restarted = start_daemon(home, shared_envs)
+    restarted = start_daemon(home, fake_envs)
     try:
         assert restarted.client.get(job.id).state == pb.RUNNING
         restarted.client.cancel(job.id)
@@ -114,7 +136,7 @@ def test_a_killed_daemons_job_is_adopted_and_cancelled_without_orphans(tmp_path,
         assert wait_for(lambda: not [p for p in [pid, *processes] if alive(p)],
                         timeout=15)
     finally:
-        restarted.stop()
+        discard_daemon(restarted)
 
 
 
@@ -130,17 +152,16 @@ def test_a_second_daemon_on_the_same_home_refuses_to_start(daemon):
     assert daemon.client.list() is not None  # the first one still answers
 
 
-def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocking(tmp_path, shared_envs, timm_env,
-                                                                                 dataset):
+def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocking(tmp_path, fake_envs, dataset):
     home = tmp_path / "home"
-    with_gpu = start_daemon(home, shared_envs, ["--gpus", "0"])
+    with_gpu = start_daemon(home, fake_envs, ["--gpus", "0"])
     try:
         blocker = with_gpu.client.submit(long_job(dataset, "blocker"))
         gpu_job = with_gpu.client.submit(job_spec(dataset, name="gpu", training={"epochs": 1, "device": "cuda:0"}))
         wait_for(lambda: with_gpu.client.get(blocker.id).state == pb.RUNNING, timeout=120)
     finally:
         with_gpu.stop()
-    cpu_only = start_daemon(home, shared_envs)  # restarted without GPUs
+    cpu_only = start_daemon(home, fake_envs)  # restarted without GPUs
     try:
         cpu_job = cpu_only.client.submit(job_spec(dataset, name="after", training={"epochs": 1, "device": "cpu"}))
         assert cpu_only.client.wait(cpu_job.id).state == pb.SUCCEEDED
@@ -148,7 +169,7 @@ def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocki
         assert failed.state == pb.FAILED and "training.device" in failed.error and "has none" in failed.error
         assert failed.cause == pb.CAUSE_DEVICE
     finally:
-        cpu_only.stop()
+        discard_daemon(cpu_only)
 
 
 def test_hundreds_of_open_watch_streams_starve_nothing(daemon, dataset):

@@ -15,14 +15,15 @@ from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
 from runner.client import Client, ClientError
 from tests.fixtures import make_imagefolder
-from tests.helpers import free_port, job_spec, openssl, self_signed, start_daemon, wait_for
+from tests.helpers import (discard_daemon, fake_timm_envs, free_port, job_spec, openssl, self_signed, start_daemon,
+                           wait_for)
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=6, val_per_class=2)
+    return make_imagefolder(tmp_path_factory.mktemp("data") / "colours", per_class=2, val_per_class=1)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,16 @@ def tcp_daemon(tmp_path_factory, shared_envs, timm_env):
     daemon = start_daemon(tmp_path_factory.mktemp("home"), shared_envs, ["--listen", f"127.0.0.1:{port}"])
     daemon.tcp_address = f"127.0.0.1:{port}"
     yield daemon
-    daemon.stop()
+    discard_daemon(daemon)
+
+
+@pytest.fixture(scope="module")
+def fake_daemon(tmp_path_factory):
+    """A daemon whose timm jobs run `tests/fake_adapter.py`: a child that reports through the real
+    SDK with its real token, without importing torch or training."""
+    daemon = start_daemon(tmp_path_factory.mktemp("home"), fake_timm_envs(tmp_path_factory.mktemp("fake-envs")))
+    yield daemon
+    discard_daemon(daemon)
 
 
 def test_tcp_needs_the_daemons_token(tcp_daemon, monkeypatch):
@@ -101,7 +111,9 @@ def test_tls_can_require_client_certificates(tmp_path, shared_envs):
 
 
 def test_the_home_and_everything_in_it_are_the_owners_only(tcp_daemon, dataset):
-    job = tcp_daemon.client.submit(job_spec(dataset, name="private"))
+    # A real timm job (torch writes the checkpoints), as small as makes every file: one epoch, a tiny model.
+    job = tcp_daemon.client.submit(job_spec(dataset, name="private", model="test_resnet",
+                                            training={"epochs": 1, "batch_size": 4, "device": "cpu"}))
     final = tcp_daemon.client.wait(job.id)
     assert final.state == pb.SUCCEEDED, final.error
     home = tcp_daemon.home
@@ -163,11 +175,12 @@ def test_an_unprivileged_user_can_use_neither_the_socket_nor_the_files(shared_en
         shutil.rmtree(home.parent, ignore_errors=True)
 
 
-def test_forged_reports_change_nothing(tcp_daemon, dataset, tmp_path):
-    """With a job's real token even: a jumped batch number, paths outside the job dir."""
-    daemon = tcp_daemon
-    job = daemon.client.submit(job_spec(dataset, name="victim", training={"epochs": 500, "batch_size": 4,
-                                                                          "device": "cpu"}))
+def test_forged_reports_change_nothing(fake_daemon, dataset, tmp_path):
+    """With a job's real token even: a jumped batch number, paths outside the job dir. The job's child
+    reports its first epoch, holds until `go-on` while the forgeries go in, then reports the rest."""
+    daemon = fake_daemon
+    job = daemon.client.submit(job_spec(dataset, name="victim hold", training={"epochs": 500, "batch_size": 4,
+                                                                               "device": "cpu"}))
     try:
         wait_for(lambda: daemon.client.get(job.id).epoch >= 1, timeout=180)
         token = _job_token(daemon, job.id)
@@ -185,7 +198,7 @@ def test_forged_reports_change_nothing(tcp_daemon, dataset, tmp_path):
                     if e.WhichOneof("kind") == "log"]
             return any("refused a reported checkpoint outside the job dir" in line for line in logs)
 
-        for _ in range(10):  # the child reports too: take the next number before it does
+        for _ in range(10):  # the child may still be sending its first epoch: take the next number before it does
             outside = pb.ReportBatch(job_id=job.id, token=token, batch_seq=_last_batch_seq(daemon, job.id) + 1, items=[
                 pb.ReportItem(checkpoint=pb.CheckpointEvent(path=str(secret), kind="best", epoch=1)),
                 pb.ReportItem(result=pb.ResultReport(best_checkpoint=str(secret), last_checkpoint="/root/.gitconfig"))])
@@ -200,9 +213,13 @@ def test_forged_reports_change_nothing(tcp_daemon, dataset, tmp_path):
         assert str(secret) not in (current.best_checkpoint, current.last_checkpoint)
         assert "/root/.gitconfig" not in (current.best_checkpoint, current.last_checkpoint)
         assert "forged" not in current.metrics and current.epoch < 99
+        (daemon.home / "jobs" / job.id / "go-on").touch()  # 499 more epochs: more batches than forgeries took numbers
         wait_for(lambda: daemon.client.get(job.id).epoch >= current.epoch + 1, timeout=120)  # real reports go on
     finally:
-        daemon.client.cancel(job.id)
+        try:
+            daemon.client.cancel(job.id)
+        except ClientError:  # it has ended already (its 500 epochs take seconds once it goes on)
+            pass
         daemon.client.wait(job.id)
 
 
