@@ -279,7 +279,7 @@ def test_an_onnx_export_is_validated_tracked_and_predicts_through_its_own_worker
     assert json.loads(Path(reply.report).read_text())["validation"]["image_files"][0].startswith(str(dataset / "val"))
 
     # Plain onnxruntime in the job's env reads it: any batch size, the classes as outputs.
-    python = Path(daemon.client.envs()[0].path) / "bin" / "python"
+    python = Path(next(e.path for e in daemon.client.envs() if e.name == job.env_name)) / "bin" / "python"
     done = subprocess.run([str(python), "-c", ONNX_CHECK, str(model)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout)
