@@ -71,33 +71,29 @@ class DevicePool:
     def take_gpu(self, request: str = "cuda") -> Assignment | None:
         """A free GPU for a predict worker (`cuda` any, `cuda:N` that one), or None: none is free now."""
         with self._lock:
-            if request.startswith("cuda:"):
-                wanted = int(request.split(":")[1])
-                candidates = [wanted] if wanted in self._free else []
-            else:
-                candidates = sorted(self._free)
-            if not candidates:
-                return None
-            self._free.discard(candidates[0])
-            return Assignment("cuda:0", str(candidates[0]), candidates[0], gpus=1)
+            return self._take(request)
 
     def _acquire(self, request: str) -> Assignment | None:
         if request == "cpu" or (request == "auto" and not self.gpus):
             return Assignment("cpu", "")
         with self._lock:
-            if request.startswith("cuda:"):
-                wanted = int(request.split(":")[1])
-                candidates = [wanted] if wanted in self._free else []
-            else:
-                candidates = sorted(self._free)
-            if not candidates:
-                self.waiting = (f"waiting for GPU {request}: it is taken" if request.startswith("cuda:")
-                                else "waiting for a GPU: every GPU of this runner is taken")
-                return None
-            gpu = candidates[0]
-            self._free.discard(gpu)
-            self.waiting = ""
-            return Assignment("cuda:0", str(gpu), gpu, gpus=1)
+            found = self._take(request)
+            self.waiting = "" if found else (f"waiting for GPU {request}: it is taken" if request.startswith("cuda:")
+                                             else "waiting for a GPU: every GPU of this runner is taken")
+            return found
+
+    def _take(self, request: str) -> Assignment | None:
+        """A free GPU for `request` (`cuda:N` that one, else the lowest free), taken; None when none is.
+        Call with the lock held."""
+        if request.startswith("cuda:"):
+            wanted = int(request.split(":")[1])
+            candidates = [wanted] if wanted in self._free else []
+        else:
+            candidates = sorted(self._free)
+        if not candidates:
+            return None
+        self._free.discard(candidates[0])
+        return Assignment("cuda:0", str(candidates[0]), candidates[0], gpus=1)
 
     def claim(self, gpu: int | None, visible_devices: str, device: str, gpus: int = 0) -> Assignment:
         """The assignment a job adopted after a restart already holds (its GPU is taken again)."""
