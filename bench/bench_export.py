@@ -20,7 +20,6 @@ round's own ratio, and the export's time. Threads: what the daemon gives a child
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench_predict_batch import MAKE_CHECKPOINT, run_bench, run_in_env, write_job  # noqa: E402  (bench/ is on the path)
-from child_env import threads  # noqa: E402
+from child_env import print_rates, threads  # noqa: E402
 
 #: framework -> (task, model, image size); the checkpoint each makes is in ``IN_ENV``.
 CASES = {
@@ -93,12 +92,7 @@ def report(framework: str, found: dict, count: int) -> None:
     torch_rates, onnx_rates = found["pytorch"], found["onnx"]
     print(f"\n{framework} {model} ({task}) at {size} px, CPU, OMP_NUM_THREADS={threads()}, batches of {count} "
           f"images of 640x480, {len(torch_rates)} rounds (alternating); export {found['export_s']:.1f} s:")
-    for name, values in (("pytorch", torch_rates), ("onnx", onnx_rates)):
-        print(f"  {name:<8} median {statistics.median(values):7.1f} images/s  min {min(values):7.1f}  "
-              f"max {max(values):7.1f}")
-    ratios = [o / t for o, t in zip(onnx_rates, torch_rates, strict=True)]
-    print(f"  onnx/pytorch (median/median) {statistics.median(onnx_rates) / statistics.median(torch_rates):.2f}x; "
-          f"per round {', '.join(f'{r:.2f}' for r in ratios)}")
+    print_rates({"pytorch": torch_rates, "onnx": onnx_rates}, ("onnx", "pytorch"))
 
 
 if __name__ == "__main__":

@@ -27,3 +27,18 @@ def alternating_rounds(rounds: int):
     for i in range(rounds):
         for which in ("visionyard", "bare") if i % 2 == 0 else ("bare", "visionyard"):
             yield i, which
+
+
+def print_rates(rates: dict[str, list[float]], over: tuple[str, str], goal: str = "") -> None:
+    """Each side's images/s (median, min, max over rounds), then the ratio ``over[0] / over[1]`` of the
+    medians and of each round, and the `goal` it is held to, if any."""
+    import statistics
+
+    width = max(map(len, rates)) + 1
+    for name, values in rates.items():
+        print(f"  {name:<{width}} median {statistics.median(values):7.1f} images/s  min {min(values):7.1f}  "
+              f"max {max(values):7.1f}")
+    top, bottom = rates[over[0]], rates[over[1]]
+    ratios = [t / b for t, b in zip(top, bottom, strict=True)]
+    print(f"  {over[0]} / {over[1]} (median/median) {statistics.median(top) / statistics.median(bottom):.3f}x"
+          f"{f'   goal {goal}' if goal else ''}; per round {', '.join(f'{r:.3f}' for r in ratios)}")

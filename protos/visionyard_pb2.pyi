@@ -747,6 +747,101 @@ class StopWorkersResponse(_message.Message):
     stopped: int
     def __init__(self, stopped: _Optional[int] = ...) -> None: ...
 
+class ClassResult(_message.Message):
+    __slots__ = ("name", "values", "support")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    values: _containers.ScalarMap[str, float]
+    support: int
+    def __init__(self, name: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., support: _Optional[int] = ...) -> None: ...
+
+class ConfusionMatrix(_message.Message):
+    __slots__ = ("labels", "counts")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ValidationResult(_message.Message):
+    __slots__ = ("job_id", "task", "epoch", "step", "source", "evaluator", "classes", "metrics", "per_class", "confusion_matrix", "best")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATOR_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    task: str
+    epoch: int
+    step: int
+    source: str
+    evaluator: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    metrics: _containers.ScalarMap[str, float]
+    per_class: _containers.RepeatedCompositeFieldContainer[ClassResult]
+    confusion_matrix: ConfusionMatrix
+    best: bool
+    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ...) -> None: ...
+
+class ResultsEpoch(_message.Message):
+    __slots__ = ("epoch", "step", "metrics", "kept", "best")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    step: int
+    metrics: _containers.ScalarMap[str, float]
+    kept: bool
+    best: bool
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., kept: _Optional[bool] = ..., best: _Optional[bool] = ...) -> None: ...
+
+class GetResultsRequest(_message.Message):
+    __slots__ = ("job_id", "epoch")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epoch: str
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
+
+class GetResultsResponse(_message.Message):
+    __slots__ = ("result", "epochs")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    result: ValidationResult
+    epochs: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
+    def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ...) -> None: ...
+
 class RepoInfo(_message.Message):
     __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")
     NAME_FIELD_NUMBER: _ClassVar[int]

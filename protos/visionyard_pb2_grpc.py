@@ -114,6 +114,11 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.ExportRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.ExportResponse.FromString,
                 _registered_method=True)
+        self.GetResults = channel.unary_unary(
+                '/visionyard.v1.Runner/GetResults',
+                request_serializer=protos_dot_visionyard__pb2.GetResultsRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.GetResultsResponse.FromString,
+                _registered_method=True)
         self.AddRepo = channel.unary_unary(
                 '/visionyard.v1.Runner/AddRepo',
                 request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
@@ -241,6 +246,13 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetResults(self, request, context):
+        """A job's validation results: per-class metrics and the confusion matrix of an epoch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddRepo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -354,6 +366,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.ExportModel,
                     request_deserializer=protos_dot_visionyard__pb2.ExportRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.ExportResponse.SerializeToString,
+            ),
+            'GetResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResults,
+                    request_deserializer=protos_dot_visionyard__pb2.GetResultsRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.GetResultsResponse.SerializeToString,
             ),
             'AddRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRepo,
@@ -813,6 +830,33 @@ class Runner:
             '/visionyard.v1.Runner/ExportModel',
             protos_dot_visionyard__pb2.ExportRequest.SerializeToString,
             protos_dot_visionyard__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/GetResults',
+            protos_dot_visionyard__pb2.GetResultsRequest.SerializeToString,
+            protos_dot_visionyard__pb2.GetResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,6 +27,10 @@ TLS_CA_ENV = "VISIONYARD_TLS_CA"
 CLIENT_CERT_ENV, CLIENT_KEY_ENV = "VISIONYARD_CLIENT_CERT", "VISIONYARD_CLIENT_KEY"
 
 
+#: Answers up to 64 MiB (gRPC's default is 4): a 2,000-class confusion matrix is a few MB.
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+
+
 class ClientError(RuntimeError):
     """A failed call, with the daemon's gRPC status code and its message."""
 
@@ -131,9 +135,9 @@ class Client:
             credentials = grpc.ssl_channel_credentials(
                 Path(tls_ca).read_bytes(), private_key=Path(client_key).read_bytes() if client_key else None,
                 certificate_chain=Path(client_cert).read_bytes() if client_cert else None)
-            self.channel = grpc.secure_channel(self.address, credentials)
+            self.channel = grpc.secure_channel(self.address, credentials, options=CHANNEL_OPTIONS)
         else:
-            self.channel = grpc.insecure_channel(self.address)
+            self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         token = token or os.environ.get(TOKEN_ENV) or (None if self.address.startswith("unix:")
                                                        else read_token(resolve_home(home)))
         if token:
@@ -276,6 +280,13 @@ class Client:
         request = pb.ExportRequest(job_id=job_id, format=format, checkpoint=checkpoint, dynamic=dynamic, half=half,
                                    opset=opset, images=[str(p) for p in images or ()], count=count, device=device)
         return self._call("ExportModel", request, timeout=None)
+
+    def results(self, job_id: str, epoch: str | int = "best") -> pb.GetResultsResponse:
+        """A job's validation results of one epoch (``best``: the epoch of the best checkpoint, ``last``,
+        or a number): per-class metrics and the confusion matrix (``result``), and every validated
+        epoch's metrics (``epochs``). Raises :class:`ClientError` (FAILED_PRECONDITION) for a job that
+        recorded none, NOT_FOUND for an epoch it did not validate."""
+        return self._call("GetResults", pb.GetResultsRequest(job_id=job_id, epoch=str(epoch)))
 
     def workers(self, job_id: str = "") -> list[pb.WorkerInfo]:
         """The daemon's warm predict workers (those of `job_id` only, when given)."""

@@ -107,7 +107,7 @@ class RecordingTracker:
         with self._lock:
             self.metrics.setdefault(job_id, []).append((step, dict(values)))
 
-    def end_run(self, job_id, state, artifacts, tags=None) -> None:
+    def end_run(self, job_id, state, artifacts, tags=None, results=None) -> None:
         with self._lock:
             self.ended[job_id] = (state, [Path(a) for a in artifacts], dict(tags or {}))
 

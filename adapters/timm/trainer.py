@@ -16,14 +16,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy
 
 from adapters.base import TrainingAdapter
 from adapters.datasets import ImageRecord, open_image, read_dataset, split_options
 from adapters.devices import resolve_device
+from adapters.evaluation.classification import classification_results
+from adapters.evaluation.confusion import ConfusionMatrix
+from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.files import atomic_path
 from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
-from adapters.metrics import LR, TRAIN_LOSS, VAL_ACCURACY, VAL_F1, VAL_LOSS, VAL_TOP5
+from adapters.metrics import LR, TRAIN_LOSS, VAL_LOSS, VAL_TOP5
 from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
 from adapters.timm.weights import label_names, load_state, read_state_file
 
@@ -56,6 +59,7 @@ class TimmAdapter(TrainingAdapter):
         self.criterion: nn.Module = nn.CrossEntropyLoss()
         self._samples: dict[str, list[ImageRecord]] = {}
         self._loaders: dict[str, Any] = {}
+        self.results = ResultsWriter(job.job_dir, job.spec.task)
 
     # ------------------------------------------------------------ setup
 
@@ -152,16 +156,13 @@ class TimmAdapter(TrainingAdapter):
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:
+        """``val/loss``, accuracy and macro precision / recall / F1 from the confusion matrix (and
+        ``val/top5`` from 5 classes); the matrix and per-class rows go to the job's results folder."""
         model = self.model
         model.eval()
         n = len(self.class_names)
-        meters = {
-            VAL_ACCURACY: MulticlassAccuracy(num_classes=n, top_k=1, average="micro"),
-            VAL_F1: MulticlassF1Score(num_classes=n, average="macro"),
-        }
-        if n >= 5:
-            meters[VAL_TOP5] = MulticlassAccuracy(num_classes=n, top_k=5, average="micro")
-        meters = {name: meter.to(self.device) for name, meter in meters.items()}
+        confusion = ConfusionMatrix(n)
+        top5 = MulticlassAccuracy(num_classes=n, top_k=5, average="micro").to(self.device) if n >= 5 else None
         # Plain cross-entropy, without label smoothing, so val/loss compares across runs.
         total_loss, seen = 0.0, 0
         for images, labels in self._loaders["val"]:
@@ -169,10 +170,16 @@ class TimmAdapter(TrainingAdapter):
             logits = model(images)
             total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             seen += labels.size(0)
-            for meter in meters.values():
-                meter.update(logits, labels)
-        out = {VAL_LOSS: total_loss / max(seen, 1)}
-        out.update({name: float(meter.compute()) for name, meter in meters.items()})
+            confusion.update(logits.argmax(1).cpu().numpy(), labels.cpu().numpy())
+            if top5 is not None:
+                top5.update(logits, labels)
+        evaluation = classification_results(confusion.matrix, self.class_names)
+        out = {VAL_LOSS: total_loss / max(seen, 1), **evaluation.metrics}
+        if top5 is not None:
+            out[VAL_TOP5] = float(top5.compute())
+        self.results.write(ValidationRecord.of(evaluation, task=self.spec.task, epoch=epoch, source="training",
+                                               step=epoch * len(self._loaders["train"]), job=self.job.job_id,
+                                               metrics=out))
         return out
 
     def _to_device(self, images, labels):

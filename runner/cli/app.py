@@ -261,6 +261,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="images or folders to validate with (default: the job's validation images)")
     p.add_argument("--count", type=_positive_int, default=8, help="how many images to validate with (default 8)")
     p.add_argument("--device", default="cpu", help="export and validate on cpu (default), cuda or cuda:N")
+    p = add("results", c.cmd_results, "a job's validation results: per-class metrics and the confusion matrix",
+            description="The validation results of a job's epoch (default: the epoch of its best checkpoint), as "
+                        "its training recorded them: the metrics, a table of per-class metrics and the confusion "
+                        "matrix (rows: ground truth; counts and normalised by row). --json prints one object with "
+                        "every class and the whole matrix.", json=True)
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--epoch", default="best", help="best (default), last or an epoch number")
+    p.add_argument("--top", type=_positive_int, default=25,
+                   help="classes shown when there are more: the lowest-scoring first (default 25)")
+    p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix (counts and "
+                                                   "normalised), per-class bars and the training curves")
     p = add("workers", c.cmd_workers, "list the warm predict workers (model, memory, images served, idle time)",
             json=True)
     p.add_argument("job", nargs="?", help="only this job's workers")

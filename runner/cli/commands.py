@@ -270,6 +270,21 @@ def cmd_export(args, out: Output) -> int:
     return 0
 
 
+def cmd_results(args, out: Output) -> int:
+    from runner.cli import results
+
+    with _client(args) as client:
+        reply = client.results(args.job, args.epoch)
+    written = results.write_plots(reply, args.plots) if args.plots else []
+    if args.json:
+        jsonout.print_json({**results.results_json(reply), **({"plots": written} if args.plots else {})})
+    else:
+        results.show_results(reply, out, top=args.top)
+        for path in written:
+            out.line(f"wrote {path}")
+    return 0
+
+
 def cmd_workers(args, out: Output) -> int:
     with _client(args) as client:
         if args.stop:

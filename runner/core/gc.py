@@ -55,7 +55,9 @@ def collect_garbage(rt: "Runtime", policy: Policy, dry_run: bool = False, now: f
     removals = _envs(rt, policy, active, now) + _checkouts(rt, policy, active, now) + _job_dirs(rt, policy, now)
     if dry_run:
         return removals
-    remove_plans(rt.paths, keep={r.id for r in active})  # what ended jobs' nodes could fetch
+    # What ended jobs' nodes could fetch. The store is read again here: a job submitted while the
+    # rules above were weighed is active now, and its node may be about to fetch its plan.
+    remove_plans(rt.paths, keep={r.id for r in rt.store.list(ACTIVE)})
     done = []
     for removal in removals:
         if removal.kind == "env":

@@ -126,7 +126,7 @@ class JobExecution(threading.Thread):
         record = self.rt.store.get(self.job_id)
         best = [Path(record.best_checkpoint)] if record.best_checkpoint else []
         self.rt.tracker.end_run(self.job_id, record.state.value, [self.log_path, *best, *self.extra_artifacts],
-                                tags=end_tags(record))
+                                tags=end_tags(record), results=(self.job_dir, record.spec.get("task", "")))
         self.on_done(self.job_id, final_state)
 
     def _on_lines(self, lines: list[Line], offset: int) -> None:
@@ -327,7 +327,8 @@ def finish_tracking(rt: Runtime, record: JobRecord) -> None:
         rt.tracker.attach(record.id, record.mlflow_run_id)
     job_dir = rt.paths.job_dir(record.id)
     artifacts = [job_dir / LOG, *([Path(record.best_checkpoint)] if record.best_checkpoint else [])]
-    rt.tracker.end_run(record.id, record.state.value, artifacts, tags=end_tags(record))
+    rt.tracker.end_run(record.id, record.state.value, artifacts, tags=end_tags(record),
+                       results=(job_dir, record.spec.get("task", "")))
 
 
 def end_tags(record: JobRecord) -> dict[str, str]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from runner.core.result_files import log_results
+
 log = logging.getLogger("visionyard.tracking")
 
 EXPERIMENT = "visionyard"
@@ -124,8 +126,12 @@ class Tracker:
     def log_metrics(self, job_id: str, step: int, values: dict[str, float], when: float | None = None) -> None:
         self._queue.put(_Op("metrics", job_id, {"step": step, "values": values, "time": when or time.time()}))
 
-    def end_run(self, job_id: str, state: str, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
-        self._queue.put(_Op("end", job_id, {"state": state, "artifacts": artifacts, "tags": tags or {}}))
+    def end_run(self, job_id: str, state: str, artifacts: list[Path], tags: dict[str, str] | None = None,
+                results: tuple[Path, str] | None = None) -> None:
+        """End the job's run with its state, `artifacts` and `tags`; `results` (job dir, task): its
+        validation results too (``runner.core.result_files``)."""
+        self._queue.put(_Op("end", job_id, {"state": state, "artifacts": artifacts, "tags": tags or {},
+                                            "results": results}))
 
     def log_export(self, run_id: str, folder: str, files: list[Path], metrics: dict[str, float],
                    tags: dict[str, str]) -> None:
@@ -277,6 +283,11 @@ class Tracker:
                         client.log_artifact(run_id, str(file), where)
             except Exception:
                 log.exception("could not log artifact %s", path)
+        if op.data.get("results"):
+            try:
+                log_results(client, run_id, *op.data["results"])
+            except Exception:
+                log.exception("could not log the validation results of job %s", op.job_id)
         client.set_terminated(run_id, status=STATUS.get(op.data["state"], "FAILED"))
         self._runs.pop(op.job_id, None)
         self._starts.pop(op.job_id, None)

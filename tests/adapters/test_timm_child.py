@@ -22,7 +22,7 @@ from adapters.catalog import defaults
 from adapters.frameworks import get_catalog
 
 MODEL = "resnet10t"  # 5M parameters: a real timm CNN that trains at 32 px in well under a second
-EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/f1", "lr"}
+EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/precision", "val/recall", "val/f1", "lr"}
 #: What every adapter answers to ``device: cuda`` where the child sees no GPU.
 NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
            "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
@@ -228,6 +228,35 @@ def test_training_reports_epochs_checkpoints_and_result(trained, child_python, c
     assert last["epoch"] == 2 and last["class_names"] == ["blue", "green", "red"]
     assert (last["model_name"], last["num_classes"], last["image_size"]) == (MODEL, 3, 32)
     assert len(last["mean"]) == 3 and last["best_metric"] == best["best_metric"] == 1.0
+
+
+def test_each_validation_records_its_confusion_matrix_and_per_class_results(trained):
+    """``results/val/``: an index entry and a record per epoch, whose matrix counts every validation
+    image once and gives the accuracy the epoch reported."""
+    from adapters.datasets import read_dataset, split_options
+    from adapters.job import Job
+
+    assert trained["done"].returncode == 0, trained["done"].stderr
+    spec = Job.from_file(trained["job_dir"] / "job.json").spec
+    data = read_dataset(spec.dataset.path, spec.dataset.format, spec.task,
+                        split=split_options(spec.dataset.as_dict(), spec.training.seed, spec.setting("data.val_split")))
+    reported = {m.step: dict(m.values) for m in trained["server"].of_kind("metrics")}
+    results = trained["job_dir"] / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [(e["epoch"], e["step"], e["file"]) for e in index] == [(1, 4, "epoch-0001.json"), (2, 8, "epoch-0002.json")]
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        values = reported[entry["epoch"]]
+        assert (record["task"], record["source"], record["evaluator"], record["job"]) == (
+            "image_classification", "training", "visionyard.classification", "job-1")
+        assert record["classes"] == record["confusion_labels"] == ["blue", "green", "red"]
+        matrix = record["confusion_matrix"]
+        total = sum(map(sum, matrix))
+        assert total == len(data.val) == 9
+        assert sum(matrix[i][i] for i in range(3)) / total == pytest.approx(values["val/accuracy"])
+        assert [row["support"] for row in record["per_class"]] == [sum(row) for row in matrix]
+        assert record["metrics"] == pytest.approx({k: v for k, v in values.items() if k.startswith("val/")})
+        assert entry["metrics"] == record["metrics"]
 
 
 def test_resume_continues_at_the_next_epoch(trained, child_python, child_env, reporter_server, tmp_path):

@@ -111,3 +111,27 @@ def test_checkouts_no_active_job_uses_go_when_unused_for_long(rt):
     removed = collect_garbage(rt, Policy(env_max_idle_days=0, checkout_max_idle_days=30), now=NOW)
     assert [(r.kind, r.name) for r in removed] == [("checkout", "other-0123456789ab")]
     assert sorted(p.name for p in checkouts.iterdir()) == ["fresh-0123456789ab", "toy-0123456789ab"]
+
+
+def test_a_job_submitted_while_the_rules_are_weighed_keeps_its_node_plan(rt, monkeypatch):
+    """GC reads the active jobs, weighs its rules (sizing envs takes a while), then removes the node
+    plans of ended jobs: a Ray job submitted in between is active by then, and its node is about to
+    fetch its plan."""
+    from runner.core import gc
+    from runner.launch.ray import node_files
+
+    ended = rt.store.create_job({"framework": "timm"}, "ended", 1)
+    rt.store.transition(ended.id, JobState.FAILED, "x")
+    node_files.write_plan(rt.paths, ended.id, {"paths": {}})
+    submitted = {}
+    weigh = gc._envs
+
+    def weighing_while_a_job_is_submitted(*args):
+        submitted["job"] = running_job(rt)
+        node_files.write_plan(rt.paths, submitted["job"].id, {"paths": {}})
+        return weigh(*args)
+
+    monkeypatch.setattr(gc, "_envs", weighing_while_a_job_is_submitted)
+    collect_garbage(rt, Policy(), now=NOW)
+    assert node_files.plan_path(rt.paths, submitted["job"].id).exists()
+    assert not node_files.plan_path(rt.paths, ended.id).exists()

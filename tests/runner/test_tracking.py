@@ -94,3 +94,39 @@ def test_a_store_left_with_a_hot_journal_by_a_killed_writer_is_kept_whole(tmp_pa
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT run_uuid FROM runs").fetchall() == [("kept",)]
     db.close()
+
+
+@pytest.mark.slow  # MLflow creates its tables: seconds on a small box
+def test_a_runs_validation_results_land_in_mlflow_with_the_best_epochs_table_and_figures(tmp_path):
+    import json
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from adapters.evaluation.classification import classification_results
+    from adapters.evaluation.record import ResultsWriter, ValidationRecord
+
+    job_dir = tmp_path / "job"
+    writer = ResultsWriter(job_dir, "image_classification")
+    for epoch, right in ((1, 5), (2, 9), (3, 7)):  # epoch 2 is the best
+        matrix = np.array([[right, 10 - right], [0, 10]])
+        evaluation = classification_results(matrix, ["cat", "dog"])
+        writer.write(ValidationRecord.of(evaluation, task="image_classification", epoch=epoch, step=epoch,
+                                         source="training", job="job-1"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    created, ended = [], []
+    tracker = Tracker(uri, tmp_path / "artifacts", lambda job, run: created.append(run), on_ended=ended.append)
+    try:
+        tracker.start_run("job-1", "a run", {}, {"framework": "timm"})
+        tracker.end_run("job-1", "SUCCEEDED", [], results=(job_dir, "image_classification"))
+        assert tracker.flush(120) and ended == ["job-1"]
+    finally:
+        tracker.close()
+    client = MlflowClient(uri)
+    files = {f.path for folder in ("results", "results/val") for f in client.list_artifacts(created[0], folder)}
+    assert {"results/val/epoch-0001.json", "results/val/epoch-0003.json", "results/val/index.json",
+            "results/per_class.json", "results/confusion_matrix.png", "results/confusion_matrix_normalised.png",
+            "results/per_class_f1.png"} <= files
+    table = json.loads(open(client.download_artifacts(created[0], "results/per_class.json", str(tmp_path))).read())
+    rows = dict(zip(table["columns"], zip(*table["data"])))
+    assert rows["class"] == ("cat", "dog") and rows["recall"][0] == pytest.approx(0.9)  # epoch 2's

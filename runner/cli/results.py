@@ -1,0 +1,127 @@
+"""`visionyard results JOB`: a validation's per-class metrics and confusion matrix, in the terminal or as JSON."""
+
+from __future__ import annotations
+
+from protos import visionyard_pb2 as pb
+from runner.cli.output import Column, Output
+
+#: A confusion matrix is drawn in the terminal up to this many labels; above, its most confused pairs.
+MATRIX_IN_TERMINAL = 12
+CONFUSED_PAIRS = 10
+#: The per-class value a table sorts by when it shows only some classes (the worst first), per task.
+RANKED_BY = ("f1", "iou", "AP50-95", "accuracy")
+#: The order of the per-class columns (a value not named here comes after these, by name).
+COLUMN_ORDER = ("precision", "recall", "f1", "AP50", "AP50-95", "iou", "accuracy")
+
+
+def matrix_rows(matrix: pb.ConfusionMatrix) -> list[list[int]]:
+    n = len(matrix.labels)
+    counts = list(matrix.counts)
+    return [counts[i * n:(i + 1) * n] for i in range(n)] if n and len(counts) == n * n else []
+
+
+def results_json(reply: pb.GetResultsResponse) -> dict:
+    """One object: ``job, task, epoch, best, source, evaluator, classes, metrics, per_class (one
+    {"class", ...} per class), confusion_matrix (rows ground truth, columns prediction; null when the
+    evaluator has none), confusion_labels`` and ``epochs`` (every validation's metrics)."""
+    result = reply.result
+    per_class = [{"class": row.name, **dict(sorted(row.values.items())), "support": row.support}
+                 for row in result.per_class]
+    has_matrix = result.HasField("confusion_matrix")
+    return {"job": result.job_id, "task": result.task, "epoch": result.epoch, "best": result.best,
+            "source": result.source, "evaluator": result.evaluator, "classes": list(result.classes),
+            "metrics": dict(sorted(result.metrics.items())), "per_class": per_class,
+            "confusion_matrix": matrix_rows(result.confusion_matrix) if has_matrix else None,
+            "confusion_labels": list(result.confusion_matrix.labels) if has_matrix else [],
+            "epochs": [{"epoch": e.epoch, "step": e.step, "best": e.best, "kept": e.kept,
+                        "metrics": dict(sorted(e.metrics.items()))} for e in reply.epochs]}
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def show_results(reply: pb.GetResultsResponse, out: Output, top: int = 25) -> None:
+    """The epoch's metrics, its per-class table (the `top` worst classes when there are more), and
+    its confusion matrix (counts, then normalised by row) or, for many classes, the most confused pairs."""
+    result = reply.result
+    which = "best" if result.best else ("last" if reply.epochs and result.epoch == reply.epochs[-1].epoch else "")
+    out.line(f"job {result.job_id} ({result.task}): epoch {result.epoch}{f' ({which})' if which else ''} of "
+             f"{len(reply.epochs)} validated, by {result.evaluator}")
+    out.pairs([(name, _number(value)) for name, value in sorted(result.metrics.items())])
+    _per_class(result, out, top)
+    if result.HasField("confusion_matrix"):
+        _confusion(result.confusion_matrix, out)
+
+
+def _per_class(result: pb.ValidationResult, out: Output, top: int) -> None:
+    rows = list(result.per_class)
+    if not rows:
+        return
+    keys = sorted({k for row in rows for k in row.values},
+                  key=lambda k: (COLUMN_ORDER.index(k) if k in COLUMN_ORDER else len(COLUMN_ORDER), k))
+    shown = rows
+    if len(rows) > top:
+        rank = next((k for k in RANKED_BY if k in keys), keys[0] if keys else "")
+        shown = sorted(rows, key=lambda row: row.values.get(rank, float("-inf")))[:top]
+        title = f"per class: the {top} lowest {rank} of {len(rows)} classes"
+    else:
+        title = "per class"
+    columns = [Column("class", wrap=True)] + [Column(k, right=True, drop=len(keys) - i) for i, k in enumerate(keys)]
+    columns.append(Column("support", right=True))
+    out.table(columns, [[row.name] + [_number(row.values[k]) if k in row.values else "-" for k in keys]
+                        + [str(row.support)] for row in shown], title=title)
+    if len(rows) > top:
+        out.line(f"  {len(rows) - top} more classes: --top N shows more, --json all of them")
+
+
+def write_plots(reply: pb.GetResultsResponse, folder: str) -> list[str]:
+    """The epoch's confusion matrix (counts and normalised by row), its per-class bars of the value
+    the table ranks by, and the training curves (losses and the epoch metrics) as PNGs in `folder`;
+    their paths."""
+    from pathlib import Path
+
+    from runner import plots
+
+    result, folder_path, written = reply.result, Path(folder), []
+    title = f"job {result.job_id}, epoch {result.epoch}"
+    if result.HasField("confusion_matrix") and (rows := matrix_rows(result.confusion_matrix)):
+        labels = list(result.confusion_matrix.labels)
+        written.append(plots.confusion_matrix(labels, rows, folder_path / "confusion_matrix.png", title=title))
+        written.append(plots.confusion_matrix(labels, rows, folder_path / "confusion_matrix_normalised.png",
+                                              normalise=True, title=f"{title}, normalised by row"))
+    keys = {k for row in result.per_class for k in row.values}
+    if rank := next((k for k in RANKED_BY if k in keys), None):
+        written.append(plots.per_class_bars([row.name for row in result.per_class],
+                                            [row.values[rank] if rank in row.values else None
+                                             for row in result.per_class],
+                                            rank, folder_path / f"per_class_{rank}.png", title=f"{title}: {rank}"))
+    epochs = [{"epoch": e.epoch, "metrics": dict(e.metrics)} for e in reply.epochs]
+    names = sorted({k for e in epochs for k in e["metrics"]})
+    losses = [k for k in ("train/loss", "val/loss") if k in names]
+    others = [k for k in names if k.startswith("val/") and k not in losses]
+    written.append(plots.curves(epochs, losses + others, folder_path / "curves.png", title=f"job {result.job_id}"))
+    return [str(p) for p in written]
+
+
+def _confusion(matrix: pb.ConfusionMatrix, out: Output) -> None:
+    labels, rows = list(matrix.labels), matrix_rows(matrix)
+    if not rows:
+        return
+    total = sum(map(sum, rows))
+    if len(labels) <= MATRIX_IN_TERMINAL:
+        columns = [Column("true \\ predicted", wrap=True)] + [Column(name, right=True) for name in labels]
+        out.table(columns, [[name] + [str(v) for v in row] for name, row in zip(labels, rows, strict=True)],
+                  title=f"confusion matrix: {total} counted (rows: ground truth)")
+        out.table(columns, [[name] + [f"{v / sum(row):.2f}" if sum(row) else "-" for v in row]
+                            for name, row in zip(labels, rows, strict=True)],
+                  title="normalised by row (the diagonal is each class's recall)")
+        return
+    pairs = sorted(((v, t, p) for t, row in enumerate(rows) for p, v in enumerate(row) if t != p and v),
+                   reverse=True)[:CONFUSED_PAIRS]
+    out.line(f"confusion matrix: {len(labels)} x {len(labels)}, {total} counted; in full with --json")
+    if pairs:
+        out.table([Column("true", wrap=True), Column("predicted as", wrap=True), Column("count", right=True),
+                   Column("of the class", right=True)],
+                  [[labels[t], labels[p], str(v), f"{v / max(sum(rows[t]), 1):.0%}"] for v, t, p in pairs],
+                  title="most confused")

@@ -1,0 +1,164 @@
+"""`GetResults`, `Client.results` and `visionyard results` over the records a job's validations wrote
+(``adapters.evaluation.record``), through a real servicer on a real gRPC server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from adapters.evaluation.classification import classification_results
+from adapters.evaluation.record import ResultsWriter, ValidationRecord
+from runner.cli import main
+from runner.client import Client, ClientError
+
+CLASSES = ["cat", "dog", "fox"]
+#: Per epoch, the confusion matrix (rows: ground truth); epoch 2's accuracy is the best.
+MATRICES = {1: [[3, 1, 0], [2, 2, 0], [1, 0, 1]],
+            2: [[4, 0, 0], [1, 3, 0], [0, 1, 1]],
+            3: [[4, 0, 0], [2, 2, 0], [1, 0, 1]]}
+
+
+def add_job(s, task: str = "image_classification", framework: str = "timm") -> tuple[str, object]:
+    job = s.store.create_job({"framework": framework, "task": task, "model": "m"}, "j", 3)
+    job_dir = s.paths.job_dir(job.id)
+    job_dir.mkdir(parents=True)
+    s.store.update(job.id, job_dir=str(job_dir))
+    return job.id, job_dir
+
+
+def record_epochs(job_id, job_dir, matrices=MATRICES, classes=CLASSES, keep_up_to=100, store=None) -> None:
+    """Each epoch's validation record, and (with `store`) its training loss reported as a job reports it."""
+    if store is not None:
+        for epoch in matrices:
+            store.add_metrics(job_id, epoch, {"train/loss": 2.0 / epoch, "lr": 0.01})
+    writer = ResultsWriter(job_dir, "image_classification", keep_every_epoch_up_to=keep_up_to)
+    for epoch, matrix in matrices.items():
+        evaluation = classification_results(np.array(matrix), classes)
+        writer.write(ValidationRecord.of(evaluation, task="image_classification", epoch=epoch, step=epoch * 10,
+                                         source="training", job=job_id,
+                                         metrics={**evaluation.metrics, "val/loss": 1.0 / epoch}))
+
+
+@pytest.fixture
+def results(served):
+    s = served()
+    job_id, job_dir = add_job(s)
+    record_epochs(job_id, job_dir, store=s.store)
+    client = Client(s.address)
+    yield s, job_id, client
+    client.close()
+
+
+def test_the_best_epoch_by_the_primary_metric_is_the_default(results):
+    s, job_id, client = results
+    reply = client.results(job_id)
+    result = reply.result
+    assert (result.epoch, result.best, result.task, result.job_id) == (2, True, "image_classification", job_id)
+    assert result.metrics["val/accuracy"] == pytest.approx(8 / 10)
+    assert list(result.confusion_matrix.labels) == CLASSES
+    assert list(result.confusion_matrix.counts) == [v for row in MATRICES[2] for v in row]
+    dog = next(row for row in result.per_class if row.name == "dog")
+    assert dog.support == 4 and dog.values["recall"] == pytest.approx(3 / 4)
+    assert dog.values["precision"] == pytest.approx(3 / 4)
+    assert [(e.epoch, e.best, e.kept) for e in reply.epochs] == [(1, False, True), (2, True, True), (3, False, True)]
+    assert reply.epochs[2].metrics["val/loss"] == pytest.approx(1 / 3)
+    assert reply.epochs[2].metrics["train/loss"] == pytest.approx(2 / 3)  # as the job reported it
+
+
+def test_last_and_a_numbered_epoch_are_answered(results):
+    s, job_id, client = results
+    assert client.results(job_id, "last").result.epoch == 3
+    first = client.results(job_id, 1).result
+    assert first.epoch == 1 and not first.best and first.metrics["val/accuracy"] == pytest.approx(6 / 10)
+
+
+def test_missing_things_are_named(results):
+    s, job_id, client = results
+    with pytest.raises(ClientError) as err:
+        client.results(job_id, 7)
+    assert err.value.code.name == "NOT_FOUND" and "no validation of epoch 7: it validated epochs 1-3" in str(err.value)
+    with pytest.raises(ClientError) as err:
+        client.results(job_id, "middle")
+    assert err.value.code.name == "INVALID_ARGUMENT" and "give best, last or an epoch number" in str(err.value)
+    empty, _ = add_job(s, task="object_detection", framework="ultralytics")
+    with pytest.raises(ClientError) as err:
+        client.results(empty)
+    assert err.value.code.name == "FAILED_PRECONDITION"
+    assert f"job {empty} (ultralytics, object_detection, queued) has no validation results" in str(err.value)
+    with pytest.raises(ClientError) as err:
+        client.results("nosuchjob")
+    assert err.value.code.name == "NOT_FOUND"
+
+
+def test_with_many_classes_only_the_best_and_last_epochs_keep_their_matrix(served):
+    s = served()
+    job_id, job_dir = add_job(s)
+    record_epochs(job_id, job_dir, keep_up_to=2)  # 3 classes count as many here
+    client = Client(s.address)
+    assert [(e.epoch, e.kept) for e in client.results(job_id).epochs] == [(1, False), (2, True), (3, True)]
+    with pytest.raises(ClientError) as err:
+        client.results(job_id, 1)
+    assert "kept only its metrics" in str(err.value) and "best and last epochs (2-3)" in str(err.value)
+    client.close()
+
+
+def test_cli_json_has_the_documented_shape_and_the_matrix_gives_the_accuracy(results, capsys):
+    s, job_id, client = results
+    assert main(["results", job_id, "--address", s.address, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"job", "task", "epoch", "classes", "metrics", "per_class", "confusion_matrix"} <= set(data)
+    matrix = np.array(data["confusion_matrix"])
+    assert matrix.sum() == 10 and np.trace(matrix) / matrix.sum() == pytest.approx(data["metrics"]["val/accuracy"])
+    assert [row["class"] for row in data["per_class"]] == CLASSES and data["per_class"][0]["support"] == 4
+
+
+def test_cli_table_shows_per_class_rows_and_both_matrices(results, capsys):
+    s, job_id, client = results
+    assert main(["results", job_id, "--address", s.address, "--epoch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"job {job_id} (image_classification): epoch 3 (last) of 3 validated" in out
+    assert "val/accuracy" in out and "0.7000" in out
+    assert "confusion matrix: 10 counted" in out and "normalised by row" in out
+    assert "class  precision  recall      f1  support" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["dog"]]
+    assert rows == [["dog", "1.0000", "0.5000", "0.6667", "4"], ["dog", "2", "2", "0"], ["dog", "0.50", "0.50", "0.00"]]
+
+
+def test_a_thousand_classes_do_not_flood_the_terminal(served, capsys):
+    s = served()
+    job_id, job_dir = add_job(s)
+    n = 1000
+    classes = [f"class {i}" for i in range(n)]
+    matrix = np.diag(np.random.default_rng(0).integers(20, 50, n)) + np.eye(n, k=1, dtype=int)
+    evaluation = classification_results(matrix, classes)
+    writer = ResultsWriter(job_dir, "image_classification")
+    for epoch in (1, 2):
+        writer.write(ValidationRecord.of(evaluation, task="image_classification", epoch=epoch, step=epoch,
+                                         source="training", job=job_id))
+    client = Client(s.address)
+    reply = client.results(job_id)
+    assert len(reply.result.confusion_matrix.counts) == n * n and len(reply.result.per_class) == n
+    client.close()
+    assert main(["results", job_id, "--address", s.address]) == 0
+    out = capsys.readouterr().out
+    assert "per class: the 25 lowest f1 of 1000 classes" in out and "975 more classes" in out
+    assert "confusion matrix: 1000 x 1000" in out and "most confused" in out
+    assert len(out.splitlines()) < 80
+
+
+def test_plots_are_written_as_pngs_a_viewer_opens(results, tmp_path, capsys):
+    from PIL import Image
+
+    s, job_id, client = results
+    folder = tmp_path / "plots"
+    assert main(["results", job_id, "--address", s.address, "--plots", str(folder), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["plots"]
+    names = sorted(p.rsplit("/", 1)[1] for p in written)
+    assert names == ["confusion_matrix.png", "confusion_matrix_normalised.png", "curves.png", "per_class_f1.png"]
+    for path in written:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 200 and image.height > 200
+            # not blank: a drawn figure has many colours
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
