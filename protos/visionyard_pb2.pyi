@@ -806,7 +806,7 @@ class ValidationResult(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ...) -> None: ...
 
 class ResultsEpoch(_message.Message):
-    __slots__ = ("epoch", "step", "metrics", "kept", "best")
+    __slots__ = ("epoch", "step", "metrics", "kept", "best", "seconds")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -819,12 +819,14 @@ class ResultsEpoch(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     KEPT_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     step: int
     metrics: _containers.ScalarMap[str, float]
     kept: bool
     best: bool
-    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., kept: _Optional[bool] = ..., best: _Optional[bool] = ...) -> None: ...
+    seconds: float
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., kept: _Optional[bool] = ..., best: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class GetResultsRequest(_message.Message):
     __slots__ = ("job_id", "epoch")
@@ -841,6 +843,67 @@ class GetResultsResponse(_message.Message):
     result: ValidationResult
     epochs: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
     def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ...) -> None: ...
+
+class CompareRequest(_message.Message):
+    __slots__ = ("job_ids",)
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ComparedJob(_message.Message):
+    __slots__ = ("job_id", "name", "framework", "model", "state", "best_epoch", "epochs", "metrics", "source", "train_seconds", "curve", "per_class")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CURVE_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    framework: str
+    model: str
+    state: str
+    best_epoch: int
+    epochs: int
+    metrics: _containers.ScalarMap[str, float]
+    source: str
+    train_seconds: float
+    curve: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
+    per_class: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., framework: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[str] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ..., train_seconds: _Optional[float] = ..., curve: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., per_class: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CompareResponse(_message.Message):
+    __slots__ = ("task", "primary_metric", "higher_is_better", "jobs", "classes", "per_class_key", "comparable", "note")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_METRIC_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_KEY_FIELD_NUMBER: _ClassVar[int]
+    COMPARABLE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    primary_metric: str
+    higher_is_better: bool
+    jobs: _containers.RepeatedCompositeFieldContainer[ComparedJob]
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    per_class_key: str
+    comparable: bool
+    note: str
+    def __init__(self, task: _Optional[str] = ..., primary_metric: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., jobs: _Optional[_Iterable[_Union[ComparedJob, _Mapping]]] = ..., classes: _Optional[_Iterable[str]] = ..., per_class_key: _Optional[str] = ..., comparable: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
 
 class RepoInfo(_message.Message):
     __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")

@@ -119,6 +119,11 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.GetResultsRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.GetResultsResponse.FromString,
                 _registered_method=True)
+        self.CompareJobs = channel.unary_unary(
+                '/visionyard.v1.Runner/CompareJobs',
+                request_serializer=protos_dot_visionyard__pb2.CompareRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.CompareResponse.FromString,
+                _registered_method=True)
         self.AddRepo = channel.unary_unary(
                 '/visionyard.v1.Runner/AddRepo',
                 request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
@@ -253,6 +258,13 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareJobs(self, request, context):
+        """Two or more jobs of one task side by side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddRepo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -371,6 +383,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.GetResults,
                     request_deserializer=protos_dot_visionyard__pb2.GetResultsRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.GetResultsResponse.SerializeToString,
+            ),
+            'CompareJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareJobs,
+                    request_deserializer=protos_dot_visionyard__pb2.CompareRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.CompareResponse.SerializeToString,
             ),
             'AddRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRepo,
@@ -857,6 +874,33 @@ class Runner:
             '/visionyard.v1.Runner/GetResults',
             protos_dot_visionyard__pb2.GetResultsRequest.SerializeToString,
             protos_dot_visionyard__pb2.GetResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/CompareJobs',
+            protos_dot_visionyard__pb2.CompareRequest.SerializeToString,
+            protos_dot_visionyard__pb2.CompareResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -288,6 +288,13 @@ class Client:
         recorded none, NOT_FOUND for an epoch it did not validate."""
         return self._call("GetResults", pb.GetResultsRequest(job_id=job_id, epoch=str(epoch)))
 
+    def compare(self, job_ids: list[str]) -> pb.CompareResponse:
+        """Two or more jobs of one task side by side: each one's best epoch and its metrics, where they
+        come from, its curves (metrics per epoch, with the time of each), and the per-class values of
+        their best epochs when every job recorded them. Jobs of different tasks or class lists raise
+        :class:`ClientError` (INVALID_ARGUMENT)."""
+        return self._call("CompareJobs", pb.CompareRequest(job_ids=list(job_ids)))
+
     def workers(self, job_id: str = "") -> list[pb.WorkerInfo]:
         """The daemon's warm predict workers (those of `job_id` only, when given)."""
         return list(self._call("ListWorkers", pb.ListWorkersRequest(job_id=job_id)).workers)

@@ -101,3 +101,23 @@ def _save(fig, path: str | Path) -> Path:
 
     plt.close(fig)
     return path
+
+
+def overlaid(series: dict[str, Sequence[tuple[float, float, float]]], metric: str, path: str | Path,
+             title: str = "") -> Path:
+    """One line per entry of `series` (label → [(epoch, minutes, value)]): the metric per epoch, and per
+    minute of training, side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, points in series.items():
+        marker = "o" if len(points) <= 30 else None
+        axes[0].plot([p[0] for p in points], [p[2] for p in points], marker=marker, label=label)
+        axes[1].plot([p[1] for p in points], [p[2] for p in points], marker=marker, label=label)
+    for ax, x in zip(axes, ("epoch", "minutes of training")):
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

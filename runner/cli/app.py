@@ -272,6 +272,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="classes shown when there are more: the lowest-scoring first (default 25)")
     p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix (counts and "
                                                    "normalised), per-class bars and the training curves")
+    p = add("compare", c.cmd_compare, "jobs of one task side by side: metrics, curves, per-class values",
+            description="Two or more jobs of one task (any frameworks and repos) side by side: each one's best "
+                        "epoch with its primary and other metrics, how long it trained, where its numbers come "
+                        "from, and the per-class values of the best epochs (with each job's difference to the "
+                        "first) when every job recorded them. --plot draws the primary metric of each job per "
+                        "epoch and per minute of training, overlaid.", json=True)
+    p.add_argument("jobs", metavar="JOB", nargs="+")
+    p.add_argument("--top", type=_positive_int, default=25,
+                   help="classes shown when there are more: those the jobs differ most on (default 25)")
+    p.add_argument("--plot", metavar="PNG", help="write the overlaid curves there")
     p = add("workers", c.cmd_workers, "list the warm predict workers (model, memory, images served, idle time)",
             json=True)
     p.add_argument("job", nargs="?", help="only this job's workers")

@@ -285,6 +285,21 @@ def cmd_results(args, out: Output) -> int:
     return 0
 
 
+def cmd_compare(args, out: Output) -> int:
+    from runner.cli import results
+
+    with _client(args) as client:
+        reply = client.compare(args.jobs)
+    written = results.write_compare_plot(reply, args.plot) if args.plot else ""
+    if args.json:
+        jsonout.print_json(results.compare_json(reply))
+    else:
+        results.show_compare(reply, out, top=args.top)
+        if written:
+            out.line(f"wrote {written}")
+    return 0
+
+
 def cmd_workers(args, out: Output) -> int:
     with _client(args) as client:
         if args.stop:

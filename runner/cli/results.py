@@ -125,3 +125,89 @@ def _confusion(matrix: pb.ConfusionMatrix, out: Output) -> None:
                    Column("of the class", right=True)],
                   [[labels[t], labels[p], str(v), f"{v / max(sum(rows[t]), 1):.0%}"] for v, t, p in pairs],
                   title="most confused")
+
+
+# ---------------------------------------------------------------- compare
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def compare_json(reply: pb.CompareResponse) -> list[dict]:
+    """One row per job: its id, framework, model, best epoch, the best epoch's metrics and where they
+    come from (``source``), its training time, and its per-class values (``per_class``: class → value of
+    ``per_class_key``) when every job recorded them."""
+    rows = []
+    for job in reply.jobs:
+        per_class = {name: (None if value != value else value) for name, value in zip(reply.classes, job.per_class)}
+        rows.append({"job": job.job_id, "name": job.name, "framework": job.framework, "model": job.model,
+                     "task": reply.task, "state": job.state, "best_epoch": job.best_epoch, "epochs": job.epochs,
+                     "primary_metric": reply.primary_metric, "metrics": dict(sorted(job.metrics.items())),
+                     "source": job.source, "comparable": reply.comparable, "train_seconds": job.train_seconds,
+                     "per_class_key": reply.per_class_key, "per_class": per_class})
+    return rows
+
+
+def show_compare(reply: pb.CompareResponse, out: Output, top: int = 25) -> None:
+    """The jobs' table (primary metric first, the best marked), the per-class values with each job's
+    difference to the first, and the note on where the numbers come from."""
+    primary = reply.primary_metric
+    arrow = "↑" if reply.higher_is_better else "↓"
+    values = [job.metrics.get(primary) for job in reply.jobs]
+    known = [v for v in values if v is not None]
+    best = (max if reply.higher_is_better else min)(known) if known else None
+    others = sorted({k for job in reply.jobs for k in job.metrics
+                     if k.startswith("val/") and k != primary})[:4]
+    columns = ([Column("job"), Column("framework", drop=6), Column("model", wrap=True, drop=5),
+                Column("best epoch", right=True, drop=4), Column(f"{primary} {arrow}", right=True)]
+               + [Column(k, right=True, drop=3) for k in others] + [Column("trained", right=True, drop=2)])
+    rows = []
+    for job, value in zip(reply.jobs, values):
+        shown = "-" if value is None else _number(value) + (" *" if value == best and len(known) > 1 else "")
+        rows.append([job.job_id, job.framework, job.model, f"{job.best_epoch or '-'}/{job.epochs}", shown]
+                    + [_number(job.metrics[k]) if k in job.metrics else "-" for k in others]
+                    + [_minutes(job.train_seconds) if job.train_seconds else "-"])
+    out.table(columns, rows, title=f"{reply.task}: {len(reply.jobs)} jobs (* the best {primary})")
+    if reply.classes:
+        _per_class_deltas(reply, out, top)
+    out.line(f"note: {reply.note}")
+
+
+def _per_class_deltas(reply: pb.CompareResponse, out: Output, top: int) -> None:
+    jobs, key = list(reply.jobs), reply.per_class_key
+    first = list(jobs[0].per_class)
+    order = list(range(len(reply.classes)))
+
+    def spread(i: int) -> float:
+        vals = [job.per_class[i] for job in jobs if job.per_class[i] == job.per_class[i]]
+        return max(vals) - min(vals) if vals else -1.0
+
+    title = f"{key} per class (Δ: against {jobs[0].job_id})"
+    if len(order) > top:
+        order = sorted(order, key=spread, reverse=True)[:top]
+        title = f"{key} per class, the {top} of {len(reply.classes)} the jobs differ most on (Δ: against {jobs[0].job_id})"
+    columns = [Column("class", wrap=True), Column(jobs[0].job_id, right=True)]
+    for job in jobs[1:]:
+        columns += [Column(job.job_id, right=True), Column("Δ", right=True)]
+    rows = []
+    for i in order:
+        row = [reply.classes[i], "-" if first[i] != first[i] else f"{first[i]:.4f}"]
+        for job in jobs[1:]:
+            value = job.per_class[i]
+            row += ["-" if value != value else f"{value:.4f}",
+                    "-" if value != value or first[i] != first[i] else f"{value - first[i]:+.4f}"]
+        rows.append(row)
+    out.table(columns, rows, title=title)
+    if len(reply.classes) > top:
+        out.line(f"  {len(reply.classes) - top} more classes: --top N shows more, --json all of them")
+
+
+def write_compare_plot(reply: pb.CompareResponse, path: str) -> str:
+    """The primary metric of each job per epoch and per minute of training, overlaid, as a PNG."""
+    from runner import plots
+
+    series = {f"{job.job_id} {job.framework} {job.model}":
+              [(c.epoch, c.seconds / 60, c.metrics[reply.primary_metric]) for c in job.curve
+               if reply.primary_metric in c.metrics] for job in reply.jobs}
+    return str(plots.overlaid(series, reply.primary_metric, path, title=f"{reply.task}: {reply.primary_metric}"))

@@ -1,22 +1,30 @@
-"""`GetResults`: a job's validation results, per-class metrics and confusion matrix, as each epoch recorded them.
+"""`GetResults` and `CompareJobs`: a job's validation results as each epoch recorded them, and jobs side by side.
 
 The job's adapter writes one record per validation into the job dir (``adapters.evaluation.record``:
-``results/val/epoch-NNNN.json`` and ``results/val/index.json``); this reads them, picks the epoch
-asked for (``best``: the task's primary metric, as the best checkpoint is picked; ``last``; a
-number) and answers with every validation's metrics besides. Nothing is computed here: the
-numbers are the adapter's.
+``results/val/epoch-NNNN.json`` and ``results/val/index.json``). `GetResults` reads them, picks the
+epoch asked for (``best``: the task's primary metric, as the best checkpoint is picked; ``last``; a
+number) and answers with every validation's metrics besides, merged with what the job reported for
+the epoch (``train/loss``, ...). `CompareJobs` puts jobs of one task side by side: each one's best
+epoch, its curves, and the per-class values of the jobs' best records where they have them. Nothing
+is computed here: the numbers are the adapters'.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
 import grpc
 
 from adapters.evaluation.record import (INDEX_FILE, RESULTS_FOLDER, ValidationRecord, best_epoch, read_index,
                                        read_record)
+from adapters.metrics import primary_metric
 from protos import visionyard_pb2 as pb
+
+#: The per-class value jobs are compared by: the first one every job's best record has.
+PER_CLASS_KEYS = ("f1", "AP50-95", "iou", "accuracy", "recall")
 
 
 def _numbers(values: dict) -> dict[str, float]:
@@ -84,14 +92,103 @@ class ResultsRpcs:
         except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
             context.abort(grpc.StatusCode.DATA_LOSS, f"job {record.id}'s results of epoch {epoch} are unreadable: {exc}")
         found.job = found.job or record.id
-        reported: dict[int, dict[str, float]] = {}  # the epoch's metrics as the job reported them (train/loss...)
-        for key, step, value in self.rt.store.metrics(record.id):
-            reported.setdefault(step, {})[key] = value
+        reported = self._reported(record)
         return pb.GetResultsResponse(
             result=result_to_proto(found, best=epoch == best),
             epochs=[pb.ResultsEpoch(epoch=e["epoch"], step=e.get("step") or 0,
-                                    metrics={**reported.get(e["epoch"], {}), **_numbers(e.get("metrics"))},
+                                    metrics={**reported.get(e["epoch"], ({}, 0.0))[0], **_numbers(e.get("metrics"))},
+                                    seconds=reported.get(e["epoch"], ({}, 0.0))[1],
                                     kept=bool(e.get("file")), best=e["epoch"] == best) for e in index])
+
+    def _reported(self, record) -> dict[int, tuple[dict[str, float], float]]:
+        """epoch → (the metrics the job reported for it, seconds from the job's start to the report)."""
+        found: dict[int, tuple[dict[str, float], float]] = {}
+        for key, step, value, when in self.rt.store.metric_points(record.id):
+            metrics, seconds = found.setdefault(step, ({}, 0.0))
+            metrics[key] = value
+            found[step] = (metrics, max(seconds, when - (record.started_at or when)))
+        return found
+
+    def CompareJobs(self, request: pb.CompareRequest, context) -> pb.CompareResponse:
+        ids = list(dict.fromkeys(request.job_ids))
+        if len(ids) < 2:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "compare takes two or more different jobs")
+        records = [self._job_record(job_id, context) for job_id in ids]
+        tasks = {r.id: r.spec.get("task", "") for r in records}
+        if len(set(tasks.values())) > 1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the jobs are of different tasks ("
+                          + ", ".join(f"{job} {task}" for job, task in tasks.items())
+                          + "): compare jobs of one task")
+        task = tasks[records[0].id]
+        primary = primary_metric(task)
+        jobs, best_records = [], []
+        for record in records:
+            compared, best = self._compared(record, task, context)
+            jobs.append(compared)
+            best_records.append(best)
+        classes, key = self._per_class(records, best_records, jobs, context)
+        sources = {j.source for j in jobs}
+        note = ("each job's numbers come from its own validation: " + "; ".join(
+                    f"{j.job_id} {j.source}" for j in jobs)
+                + ("" if len(sources) == 1 else " (different evaluators: the numbers may not be comparable)"))
+        return pb.CompareResponse(task=task, primary_metric=primary.name, higher_is_better=primary.higher_is_better,
+                                  jobs=jobs, classes=classes, per_class_key=key, comparable=False, note=note)
+
+    def _compared(self, record, task: str, context) -> tuple[pb.ComparedJob, ValidationRecord | None]:
+        reported = self._reported(record)
+        try:
+            index = read_index(record.job_dir) if record.job_dir else []
+        except (OSError, ValueError):
+            index = []
+        epochs = sorted(set(reported) | {e["epoch"] for e in index})
+        by_index = {e["epoch"]: e for e in index}
+        curve = [pb.ResultsEpoch(epoch=epoch, metrics={**reported.get(epoch, ({}, 0.0))[0],
+                                                       **_numbers(by_index.get(epoch, {}).get("metrics"))},
+                                 seconds=reported.get(epoch, ({}, 0.0))[1], kept=bool(by_index.get(epoch, {}).get("file")))
+                 for epoch in epochs if epoch > 0]
+        best = best_epoch([{"epoch": c.epoch, "metrics": dict(c.metrics)} for c in curve], task)
+        for c in curve:
+            c.best = c.epoch == best
+        chosen = next((c for c in curve if c.epoch == best), curve[-1] if curve else None)
+        found = None
+        if best is not None and by_index.get(best, {}).get("file"):
+            try:
+                found = read_record(record.job_dir, best)
+            except (OSError, ValueError, TypeError):
+                found = None
+        spec = record.spec
+        framework = spec.get("repo") or spec.get("framework", "")
+        source = (found.evaluator if found else
+                  f"{framework}'s log, read by its parser" if spec.get("framework") == "custom" else
+                  f"{framework}'s own validation")
+        end = record.finished_at or (time.time() if record.started_at else 0)
+        return pb.ComparedJob(job_id=record.id, name=record.name, framework=framework, model=str(spec.get("model", "")),
+                              state=record.state.value, best_epoch=best or 0, epochs=len(curve),
+                              metrics=dict(chosen.metrics) if chosen else {}, source=source,
+                              train_seconds=max(0.0, end - record.started_at) if record.started_at else 0.0,
+                              curve=curve), found
+
+    def _per_class(self, records, best_records, jobs, context) -> tuple[list[str], str]:
+        """The classes and the per-class value the jobs are compared by (none when a job has no record)."""
+        if any(found is None or not found.per_class for found in best_records):
+            return [], ""
+        first = best_records[0].classes
+        for record, found in zip(records[1:], best_records[1:]):
+            if list(found.classes) != list(first):
+                only = sorted(set(found.classes) ^ set(first))[:5]
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the jobs' class lists differ: {records[0].id} has {len(first)} classes, {record.id} "
+                              f"{len(found.classes)}"
+                              + (f"; in one only: {', '.join(only)}" if only else "; in another order")
+                              + ": compare jobs trained on the same classes")
+        keys = [k for k in PER_CLASS_KEYS if all(any(k in row for row in f.per_class) for f in best_records)]
+        if not keys:
+            return [], ""
+        for compared, found in zip(jobs, best_records):
+            rows = {row.get("class"): row.get(keys[0]) for row in found.per_class}
+            compared.per_class.extend(float(v) if isinstance(v, (int, float)) else math.nan
+                                      for v in (rows.get(name) for name in first))
+        return list(first), keys[0]
 
 
 def _spans(epochs: list[int]) -> str:

@@ -162,3 +162,90 @@ def test_plots_are_written_as_pngs_a_viewer_opens(results, tmp_path, capsys):
             assert image.format == "PNG" and image.width > 200 and image.height > 200
             # not blank: a drawn figure has many colours
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
+
+
+# ---------------------------------------------------------------- compare
+
+
+def two_jobs(s):
+    """Two classification jobs with records: the second is better on dog and fox."""
+    first, first_dir = add_job(s)
+    record_epochs(first, first_dir, store=s.store)
+    second, second_dir = add_job(s, framework="transformers")
+    better = {1: [[4, 0, 0], [0, 4, 0], [0, 0, 2]], 2: [[3, 1, 0], [1, 3, 0], [0, 1, 1]]}
+    record_epochs(second, second_dir, matrices=better, store=s.store)
+    return first, second
+
+
+def test_compare_puts_each_jobs_best_epoch_and_per_class_values_side_by_side(served):
+    s = served()
+    first, second = two_jobs(s)
+    client = Client(s.address)
+    reply = client.compare([first, second])
+    client.close()
+    assert (reply.task, reply.primary_metric, reply.higher_is_better) == ("image_classification", "val/accuracy", True)
+    a, b = reply.jobs
+    assert (a.job_id, a.best_epoch, a.epochs, a.framework) == (first, 2, 3, "timm")
+    assert (b.job_id, b.best_epoch, b.epochs, b.framework) == (second, 1, 2, "transformers")
+    assert a.metrics["val/accuracy"] == pytest.approx(0.8) and b.metrics["val/accuracy"] == pytest.approx(1.0)
+    assert a.metrics["train/loss"] == pytest.approx(1.0)  # epoch 2's, as the job reported it
+    assert [c.epoch for c in a.curve] == [1, 2, 3] and [c.best for c in a.curve] == [False, True, False]
+    assert list(reply.classes) == CLASSES and reply.per_class_key == "f1"
+    assert list(b.per_class) == pytest.approx([1.0, 1.0, 1.0])
+    assert a.source == b.source == "visionyard.classification" and not reply.comparable
+    assert "each job's numbers come from its own validation" in reply.note
+
+
+def test_compare_in_the_terminal_as_json_and_as_a_plot(served, capsys, tmp_path):
+    from PIL import Image
+
+    s = served()
+    first, second = two_jobs(s)
+    assert main(["compare", first, second, "--address", s.address, "--plot", str(tmp_path / "curves.png")]) == 0
+    out = capsys.readouterr().out
+    assert "image_classification: 2 jobs (* the best val/accuracy)" in out
+    line = next(line for line in out.splitlines() if line.startswith(second))
+    assert "1.0000 *" in line and "1/2" in line
+    fox = next(line.split() for line in out.splitlines() if line.split()[:1] == ["fox"])
+    assert fox[1:] == ["0.6667", "1.0000", "+0.3333"]
+    assert "note: each job's numbers come from its own validation" in out
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.format == "PNG" and image.width > 500
+    assert main(["compare", first, second, "--address", s.address, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["job"] for r in rows] == [first, second]
+    assert {"job", "framework", "model", "metrics", "source"} <= set(rows[0])
+    assert rows[1]["per_class"]["fox"] == pytest.approx(1.0) and rows[0]["best_epoch"] == 2
+
+
+def test_compare_refuses_jobs_of_other_tasks_other_classes_or_one_job(served):
+    s = served()
+    first, second = two_jobs(s)
+    detection, _ = add_job(s, task="object_detection", framework="ultralytics")
+    other, other_dir = add_job(s)
+    record_epochs(other, other_dir, matrices={1: MATRICES[1]}, classes=["cat", "dog", "owl"])
+    client = Client(s.address)
+    for ids, says in (([first, detection], f"{first} image_classification, {detection} object_detection"),
+                      ([first, other], "class lists differ: " + f"{first} has 3 classes, {other} 3; in one only: "
+                                       "fox, owl"),
+                      ([first, first], "two or more different jobs")):
+        with pytest.raises(ClientError) as err:
+            client.compare(ids)
+        assert err.value.code.name == "INVALID_ARGUMENT" and says in str(err.value), str(err.value)
+    client.close()
+
+
+def test_a_job_without_records_compares_on_what_it_reported(served):
+    s = served()
+    first, _ = two_jobs(s)
+    repo_job = s.store.create_job({"framework": "custom", "repo": "yolov7", "task": "image_classification",
+                                   "model": "yolov7-tiny"}, "repo", 2)
+    for epoch, accuracy in ((1, 0.4), (2, 0.9)):
+        s.store.add_metrics(repo_job.id, epoch, {"val/accuracy": accuracy})
+    client = Client(s.address)
+    reply = client.compare([first, repo_job.id])
+    client.close()
+    repo = reply.jobs[1]
+    assert (repo.framework, repo.best_epoch, repo.metrics["val/accuracy"]) == ("yolov7", 2, pytest.approx(0.9))
+    assert repo.source == "yolov7's log, read by its parser" and not repo.per_class
+    assert list(reply.classes) == [] and "different evaluators" in reply.note
