@@ -3,6 +3,15 @@
 Each script takes an output folder and saves model + processor with ``save_pretrained``.
 """
 
+#: ``python -c BUILD_EACH JSON``: for each ``[script, out]``, ``script`` run as ``python -c script out`` would run it,
+#: in this one process (transformers imported once).
+BUILD_EACH = """
+import json, sys
+for script, out in json.loads(sys.argv[1]):
+    sys.argv = ["-c", out]
+    exec(script, {"__name__": "__main__"})
+"""
+
 #: ``<out>/dfine`` (tiny HGNetV2 backbone) and ``<out>/detr`` (tiny ResNet backbone).
 DETECTION_MODELS = """
 import sys

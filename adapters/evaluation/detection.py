@@ -66,6 +66,13 @@ def detection_results(ground_truth: list[dict[str, Any]], detections: list[dict[
     if iou_type not in PREFIXES:
         raise ValueError(f"Unknown iou_type '{iou_type}'. Valid: {', '.join(PREFIXES)}")
     evaluation = run_cocoeval(ground_truth, detections, len(class_names), iou_type, image_sizes, sigmas)
+    return evaluation_results(evaluation, ground_truth, detections, class_names, iou_type)
+
+
+def evaluation_results(evaluation, ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]],
+                       class_names: list[str], iou_type: str = "bbox") -> Evaluation:
+    """``detection_results`` of a ``COCOeval`` already run (``run_cocoeval``) on `ground_truth` and
+    `detections`: a caller that reads more from the same COCOeval (mAP75) runs it once."""
     ap50 = _per_class_ap(evaluation, iou=0.5)
     ap = _per_class_ap(evaluation)
     precision, recall, support = _precision_recall(evaluation)

@@ -8,6 +8,10 @@ trainer state. Such a folder is what ``predict`` and ``resume`` load, and it ope
 ``AutoModel*.from_pretrained(folder)``. ``best`` is the Trainer's best by the task's primary
 metric (``metric_for_best_model``); the Trainer keeps it and the newest one.
 
+Each evaluation also leaves its validation record (``adapters.evaluation.record``) under
+``<job_dir>/results/val/``: what the task's ``compute_metrics`` measured per class or per sample,
+with the epoch and the ``val/*`` metrics that the callback reports for that evaluation.
+
 Models come from a hub id (offline: only from the local cache, failing in seconds with what to
 do) or a local folder; ``pretrained: false`` builds the architecture from its config with fresh
 weights. What differs per task lives in ``adapters/transformers/tasks/``.
@@ -26,6 +30,7 @@ from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import open_image, read_dataset, split_options
 from adapters.datasets.records import ImageRecord
 from adapters.devices import resolve_device
+from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
 from adapters.metrics import primary_metric
 from adapters.transformers.catalog import resolve_model
@@ -62,6 +67,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
         self.dataset = None
         self.model = None
         self.processor = None
+        self.results = ResultsWriter(job.job_dir, job.spec.task)
 
     # ------------------------------------------------------------ setup
 
@@ -142,6 +148,16 @@ class TransformersAdapter(FrameworkLoopAdapter):
             processing_class=self.processor, callbacks=[_Report(self)],
         )
         trainer.train(resume_from_checkpoint=self.spec.resume or None)
+
+    def record_validation(self, epoch: int, step: int, reported: dict[str, float]) -> None:
+        """Write the evaluation the task just scored as ``epoch``'s validation record, its metrics the
+        ``val/*`` ones of ``reported`` (what the epoch reports)."""
+        evaluation = self.task.take_evaluation()
+        if evaluation is None:
+            return
+        metrics = {name: value for name, value in reported.items() if name.startswith("val/")}
+        self.results.write(ValidationRecord.of(evaluation, task=self.spec.task, epoch=epoch, step=step,
+                                               source="training", job=self.job.job_id, metrics=metrics))
 
     # ------------------------------------------------------------ checkpoints and inference
 
@@ -311,9 +327,10 @@ def _report_callback_base():
 
 
 class _Report(_report_callback_base()):
-    """Trainer events → the RunRecorder (progress, epoch metrics, checkpoints)."""
+    """Trainer events → the RunRecorder (progress, epoch metrics, checkpoints) and the validation records."""
 
     def __init__(self, adapter: TransformersAdapter) -> None:
+        self.adapter = adapter
         self.recorder = adapter.recorder
         self.epoch_start = 0
         self.train_log: dict[str, float] = {}
@@ -342,7 +359,10 @@ class _Report(_report_callback_base()):
                     "dataset for blank or corrupt images")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        self.recorder.epoch(self._epoch(state), _our_metrics(metrics or {}, self.train_log))
+        epoch, reported = self._epoch(state), _our_metrics(metrics or {}, self.train_log)
+        # the record first, so that it is there when the daemon sees the epoch's metrics
+        self.adapter.record_validation(epoch, state.global_step, reported)
+        self.recorder.epoch(epoch, reported)
 
     def on_save(self, args, state, control, **kwargs):
         epoch = self._epoch(state)

@@ -5,13 +5,20 @@ a hub id or folder (offline: fail fast), ``TrainingArguments``, the callback tha
 the ``RunRecorder``, checkpoints (``save_pretrained`` folders with the processor), resume and
 predict's task-generic shape. A task says how to build its model and processor, turn dataset
 records into model inputs, batch them, score an evaluation, and predict a batch of images.
+
+Scoring an evaluation (``compute_metrics``) also leaves what it measured per class or per sample
+(an ``adapters.evaluation`` ``Evaluation``) in ``evaluation``: the adapter takes it when the
+Trainer reports the evaluation and writes it as that epoch's validation record, with the metrics
+reported.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from adapters.datasets import Dataset, ImageRecord
+from adapters.evaluation.record import Evaluation
 
 
 class HFTask:
@@ -28,6 +35,9 @@ class HFTask:
         self.job = job
         self.spec = job.spec
         self.class_names: list[str] = []
+        self.dataset: Dataset | None = None
+        #: What the last ``compute_metrics`` measured per class or per sample, until the adapter takes it.
+        self.evaluation: Evaluation | None = None
 
     def setting(self, path: str, default: Any = None) -> Any:
         return self.spec.setting(path, default)
@@ -57,8 +67,27 @@ class HFTask:
     # ------------------------------------------------------------ evaluation and inference
 
     def compute_metrics(self, eval_pred) -> dict[str, float]:
-        """Metrics of one evaluation, keyed by their name after ``val/`` (``accuracy``)."""
+        """Metrics of one evaluation, keyed by their name after ``val/`` (``accuracy``); sets ``evaluation``."""
         raise NotImplementedError
+
+    def take_evaluation(self) -> Evaluation | None:
+        """The last evaluation's ``Evaluation`` (None when there is none), handed over once."""
+        evaluation, self.evaluation = self.evaluation, None
+        return evaluation
+
+    def val_names(self, count: int) -> list[str]:
+        """The names of the first ``count`` validation images, in the order the Trainer evaluates them (the
+        dataset's): each path relative to the dataset's folder. A count that is not the dataset's (another
+        eval set) gets the images' positions instead."""
+        records = self.dataset.val if self.dataset is not None else []
+        if len(records) != count:
+            return [f"#{i}" for i in range(count)]
+        root = os.path.abspath(self.dataset.root)
+        names = []
+        for record in records:
+            path = os.path.abspath(record.path)
+            names.append(os.path.relpath(path, root) if path.startswith(root + os.sep) else os.path.basename(path))
+        return names
 
     def trainer_class(self):
         from transformers import Trainer

@@ -7,6 +7,10 @@ from typing import Any
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
+from adapters.evaluation.classification import classification_results
+from adapters.evaluation.confusion import confusion_matrix
+from adapters.evaluation.record import Evaluation
+from adapters.metrics import VAL_TOP5
 from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import (flip_image, image_processor, in_shape_groups, per_image_inputs,
                                                 pixel_values)
@@ -40,8 +44,12 @@ class ClassificationTask(HFTask):
         return {"pixel_values": pixel_values(self.processor, image), "labels": record.label}
 
     def compute_metrics(self, eval_pred) -> dict[str, float]:
+        """Accuracy, macro precision / recall / F1 and (5+ classes) top-5 accuracy; the confusion matrix
+        and per-class rows stay in ``evaluation``."""
         logits, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
-        return classification_metrics(logits, labels)
+        names = self.class_names or [f"class_{i}" for i in range(logits.shape[-1])]
+        self.evaluation = classification_evaluation(logits, labels, names)
+        return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
     def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
         """Top-k classes per image; the images go through the model together (one batch for a processor
@@ -57,8 +65,20 @@ class ClassificationTask(HFTask):
         return in_shape_groups(per_image_inputs(processor, images), model.device, run)
 
 
+def classification_evaluation(logits: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Evaluation:
+    """The confusion matrix of the top-1 classes and what ``adapters.evaluation.classification`` makes of it
+    (as every framework's classification), plus ``val/top5`` with 5 or more classes."""
+    predicted = logits.argmax(-1)
+    evaluation = classification_results(confusion_matrix(predicted, labels, len(class_names)), class_names)
+    if logits.shape[-1] >= 5:
+        top5 = np.argpartition(-logits, 4, axis=-1)[:, :5]  # the 5 highest logits, in any order
+        evaluation.metrics[VAL_TOP5] = float((top5 == labels[:, None]).any(-1).mean()) if len(labels) else 0.0
+    return evaluation
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy, top-5 accuracy (with 5+ classes) and macro F1 over the classes present."""
+    """Accuracy, top-5 accuracy (with 5+ classes) and macro F1 over the classes present, from the logits alone
+    (self-contained: ``bench/bench_transformers.py`` runs its source in a bare Trainer script)."""
     predicted = logits.argmax(-1)
     out = {"accuracy": float((predicted == labels).mean())}
     if logits.shape[-1] >= 5:

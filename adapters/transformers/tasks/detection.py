@@ -6,8 +6,11 @@ normalized cxcywh ``boxes`` per image, plus the image's ``orig_size``). Crowd / 
 ``crowd_boxes`` so that evaluation treats them as COCO ``iscrowd`` regions (a detection there is
 neither a hit nor a false positive).
 
-Evaluation is pycocotools' ``COCOeval`` on boxes in the pixels of the original images:
-``detection_map`` takes plain per-image ground truth and detections, so it is tested by hand.
+Evaluation is pycocotools' ``COCOeval`` on boxes in the pixels of the original images, through
+``adapters.evaluation.detection`` (the one COCO code of every framework), run once per evaluation:
+mAP50-95, mAP50, mAP75, precision and recall, each class's AP50, AP50-95, precision and recall,
+and the matched confusion matrix with its background row and column (``detection_evaluation``,
+which takes plain per-image ground truth and detections, so it is tested by hand).
 The Trainer would hand ``compute_metrics`` every tensor the model returns (D-FINE: the
 auxiliary and intermediate outputs of each decoder layer too); ``DetectionTrainer`` keeps only
 ``logits`` and ``pred_boxes``, and ``eval_do_concat_batches=False`` keeps batches apart (the
@@ -16,20 +19,24 @@ targets are lists of dicts, which cannot be concatenated).
 
 from __future__ import annotations
 
-import contextlib
 import io
 from typing import Any
 
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image, to_pixels
+from adapters.evaluation import detection as coco
+from adapters.evaluation.detection import average_precision, run_cocoeval
+from adapters.evaluation.record import Evaluation
 from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import flip_image, image_processor, in_shape_groups, per_image_inputs
 
 #: Most detections ``predict`` returns for one image (the most confident first).
 MAX_DETECTIONS = 100
-#: COCOeval's ``stats`` index of each metric (maxDets 100, all areas).
-COCO_STATS = {"mAP50-95": 0, "mAP50": 1, "mAP75": 2}
+#: The IoU threshold of each metric ``detection_map`` gives (None: COCO's 0.50:0.95).
+MAP_IOUS = {"mAP50-95": None, "mAP50": 0.5, "mAP75": 0.75}
+#: A metric this task reports beside the shared box metrics.
+VAL_MAP75 = "val/mAP75"
 
 
 class DetectionTask(HFTask):
@@ -109,7 +116,8 @@ class DetectionTask(HFTask):
         return detection_trainer()
 
     def compute_metrics(self, eval_pred) -> dict[str, float]:
-        """Per-batch ``(logits, pred_boxes)`` and targets → post-processed detections → COCO mAP."""
+        """Per-batch ``(logits, pred_boxes)`` and targets → post-processed detections → COCO mAP50-95, mAP50,
+        mAP75, precision and recall; per-class results and the matched confusion matrix stay in ``evaluation``."""
         import torch
 
         ground_truth, detections = [], []
@@ -120,7 +128,8 @@ class DetectionTask(HFTask):
                 threshold=self.setting("detection.threshold", 0.05), target_sizes=sizes)
             detections += [{key: r[key].cpu().numpy() for key in ("boxes", "scores", "labels")} for r in results]
             ground_truth += [_ground_truth(target, size) for target, size in zip(targets, sizes, strict=True)]
-        return detection_map(ground_truth, detections)
+        self.evaluation = detection_evaluation(ground_truth, detections, self.class_names)
+        return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
     def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
         """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``),
@@ -200,7 +209,8 @@ def _ground_truth(target: dict[str, Any], size) -> dict[str, np.ndarray]:
 
 
 def detection_map(ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]]) -> dict[str, float]:
-    """COCO mAP50-95, mAP50 and mAP75 of per-image detections against per-image ground truth.
+    """COCO mAP50-95, mAP50 and mAP75 of per-image detections against per-image ground truth
+    (``adapters.evaluation.detection``, which documents the input and COCO's conventions).
 
     ``ground_truth[i]``: ``{"boxes": [[x1, y1, x2, y2], ...], "labels": [class, ...]}`` and
     optionally ``"iscrowd": [bool, ...]`` (regions whose detections are ignored);
@@ -208,47 +218,21 @@ def detection_map(ground_truth: list[dict[str, Any]], detections: list[dict[str,
     long as both agree. Categories without ground truth do not count; with no ground truth at all
     every metric is 0.0 (a number, so the Trainer can still pick a best checkpoint).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    if len(ground_truth) != len(detections):
-        raise ValueError(f"{len(ground_truth)} images of ground truth but {len(detections)} of detections")
-    images, gt, dt = [], [], []
-    for image_id, (truth, found) in enumerate(zip(ground_truth, detections, strict=True), start=1):
-        images.append({"id": image_id})
-        crowd = np.asarray(truth.get("iscrowd", np.zeros(len(truth["labels"]))), dtype=bool).reshape(-1)
-        for box, label, is_crowd in zip(_boxes(truth["boxes"]), np.asarray(truth["labels"]).reshape(-1), crowd,
-                                        strict=True):
-            gt.append(_coco_box(box, label, image_id, len(gt) + 1, iscrowd=int(is_crowd)))
-        for box, label, score in zip(_boxes(found["boxes"]), np.asarray(found["labels"]).reshape(-1),
-                                     np.asarray(found["scores"]).reshape(-1), strict=True):
-            dt.append({**_coco_box(box, label, image_id, len(dt) + 1), "score": float(score)})
-    if not gt:
-        return dict.fromkeys(COCO_STATS, 0.0)
-    categories = [{"id": c} for c in sorted({a["category_id"] for a in gt + dt})]
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        truth_coco, found_coco = COCO(), COCO()
-        truth_coco.dataset = {"images": images, "annotations": gt, "categories": categories}
-        found_coco.dataset = {"images": images, "annotations": dt, "categories": categories}
-        truth_coco.createIndex()
-        found_coco.createIndex()
-        evaluation = COCOeval(truth_coco, found_coco, iouType="bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return {name: max(0.0, float(evaluation.stats[i])) for name, i in COCO_STATS.items()}  # -1: nothing to score
+    evaluation = run_cocoeval(ground_truth, detections)
+    return {name: average_precision(evaluation, iou) or 0.0 for name, iou in MAP_IOUS.items()}
 
 
-def _boxes(boxes) -> np.ndarray:
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-
-
-def _coco_box(box, label, image_id: int, ann_id: int, iscrowd: int = 0) -> dict[str, Any]:
-    """xyxy → a COCO annotation; ids start at 1 (COCOeval reads id 0 as "unmatched")."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = max(0.0, x2 - x1), max(0.0, y2 - y1)
-    return {"id": ann_id, "image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, w, h],
-            "area": w * h, "iscrowd": iscrowd}
+def detection_evaluation(ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]],
+                         class_names: list[str]) -> Evaluation:
+    """What ``adapters.evaluation.detection.detection_results`` gives for boxes (``val/precision``,
+    ``val/recall``, ``val/mAP50``, ``val/mAP50-95``, per-class rows ``{"class", "AP50", "AP50-95",
+    "precision", "recall", "support"}``, the matched confusion matrix with background), plus ``val/mAP75``,
+    from one ``COCOeval`` (input as ``detection_map``'s). ``detection_results`` runs a COCOeval of its own and
+    gives no mAP75: both are read from one COCOeval here."""
+    evaluation = run_cocoeval(ground_truth, detections, len(class_names))
+    found = coco.evaluation_results(evaluation, ground_truth, detections, class_names)
+    found.metrics[VAL_MAP75] = average_precision(evaluation, 0.75) or 0.0
+    return found
 
 
 def draw_boxes(image, predictions: list[dict[str, Any]]) -> bytes:

@@ -3,19 +3,21 @@
 A record is one image of a line of text. The image processor makes its ``pixel_values``; the
 tokenizer makes its ``labels`` (padded with -100, which the loss ignores). Evaluation generates
 text (``Seq2SeqTrainer`` with ``predict_with_generate``) and scores it against the labels by
-character and word error rate: edit distance summed over the evaluation set, divided by the
-references' length (as torchmetrics computes them), lower is better.
+character and word error rate (``adapters.evaluation.ocr``): edit distance summed over the
+evaluation set, divided by the references' length (as torchmetrics computes them), lower is
+better. Each sample's text, prediction and CER, the worst first, go into the evaluation's
+validation record.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
+from adapters.evaluation.ocr import ocr_results
 from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import in_shape_groups, per_image_inputs, pixel_values
 
@@ -122,10 +124,12 @@ class OCRTask(HFTask):
     # ------------------------------------------------------------ evaluation and inference
 
     def compute_metrics(self, eval_pred) -> dict[str, float]:
-        """Generated ids and labels (both padded with -100 or pad) → text → CER and WER."""
+        """Generated ids and labels (both padded with -100 or pad) → text → CER and WER; each sample's CER
+        stays in ``evaluation``, named by the validation images (in the Trainer's order)."""
         predicted = self._decode(np.asarray(eval_pred.predictions))
         expected = self._decode(np.asarray(eval_pred.label_ids))
-        return text_metrics(predicted, expected)
+        self.evaluation = ocr_results(predicted, expected, self.val_names(len(expected)))
+        return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
     def _decode(self, ids: np.ndarray) -> list[str]:
         ids = np.where(ids < 0, self.pad_id, ids)
@@ -175,34 +179,3 @@ def _special_ids(model, tokenizer) -> tuple[int, int, int]:
                   tokenizer.cls_token_id, pad)
     start = next(i for i in candidates if i is not None)
     return int(start), int(pad), int(eos)
-
-
-# ------------------------------------------------------------ error rates (plain Python: no torch needed)
-
-
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance: the fewest insertions, deletions and substitutions turning ``a`` into ``b``."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
-def error_rate(predicted: Sequence[str], expected: Sequence[str], split: Callable[[str], Sequence]) -> float:
-    """Edits summed over all pairs / the expected texts' total length (in units of ``split``)."""
-    errors = total = 0
-    for p, e in zip(predicted, expected, strict=True):
-        reference = split(e)
-        errors += edit_distance(split(p), reference)
-        total += len(reference)
-    return errors / total if total else float(errors > 0)
-
-
-def text_metrics(predicted: Sequence[str], expected: Sequence[str]) -> dict[str, float]:
-    """Character and word error rates of ``predicted`` texts against the ``expected`` ones."""
-    return {"cer": error_rate(predicted, expected, list), "wer": error_rate(predicted, expected, str.split)}

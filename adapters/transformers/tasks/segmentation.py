@@ -9,9 +9,10 @@ so ignored pixels are in no mask. Evaluation and predict turn either output into
 (universal: class probabilities x mask probabilities, as ``post_process_semantic_segmentation`` does),
 upsample them to the label's size (SegFormer predicts at 1/4 resolution) and take the argmax.
 
-mIoU and pixel accuracy come from a confusion matrix summed batch by batch (``batch_eval_metrics``:
-the Trainer keeps no predictions). The IoU of each class at each evaluation goes to
-``<job_dir>/results/per_class_iou.json``.
+mIoU and pixel accuracy come from a pixel confusion matrix summed batch by batch
+(``batch_eval_metrics``: the Trainer keeps no predictions), computed by the evaluators every
+framework shares (``adapters.evaluation``); the matrix and each class's IoU, pixel accuracy and
+support go into the evaluation's validation record.
 
 The module imports only numpy at the top, so the host can test the metric functions.
 """
@@ -19,16 +20,15 @@ The module imports only numpy at the top, so the host can test the metric functi
 from __future__ import annotations
 
 import io
-import json
 import logging
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image
-from adapters.files import atomic_path
+from adapters.evaluation.confusion import confusion_matrix
+from adapters.evaluation.segmentation import segmentation_results
 from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import in_shape_groups, per_image_inputs
 
@@ -38,8 +38,6 @@ IGNORE_ID = 255
 #: Universal (mask-classification) architectures this task trains; per-pixel ones come from
 #: ``AutoModelForSemanticSegmentation``.
 UNIVERSAL = ("mask2former", "eomt")
-#: Where each evaluation's per-class IoU is kept, under the job folder.
-PER_CLASS_FILE = Path("results") / "per_class_iou.json"
 
 
 class SegmentationTask(HFTask):
@@ -54,7 +52,6 @@ class SegmentationTask(HFTask):
         self.universal = False
         self.num_classes = 0
         self._confusion: np.ndarray | None = None
-        self._evaluation: dict[str, Any] = {}
 
     # ------------------------------------------------------------ model
 
@@ -148,7 +145,7 @@ class SegmentationTask(HFTask):
             loss_is_scaled_for_ga = False  # the models return per-batch means
 
             def evaluate(self, *args, **kwargs):
-                task.start_evaluation(epoch=round(self.state.epoch or 0), step=self.state.global_step)
+                task.start_evaluation()
                 return super().evaluate(*args, **kwargs)
 
             def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -189,34 +186,21 @@ class SegmentationTask(HFTask):
                 target[i][mask > 0.5] = class_id
         return target
 
-    def start_evaluation(self, epoch: int, step: int) -> None:
+    def start_evaluation(self) -> None:
+        """Forget the batches of an evaluation that stopped half-way."""
         self._confusion = None
-        self._evaluation = {"epoch": epoch, "step": step}
 
     def compute_metrics(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
         """Called per batch (``batch_eval_metrics``); the last call returns the eval set's metrics."""
         predicted, target = _numpy(eval_pred.predictions), _numpy(eval_pred.label_ids)
-        batch = confusion_matrix(predicted, target, self.num_classes or len(self.class_names))
+        batch = confusion_matrix(predicted, target, self.num_classes or len(self.class_names), ignore_id=IGNORE_ID)
         self._confusion = batch if self._confusion is None else self._confusion + batch
         if not compute_result:
             return {}
         confusion, self._confusion = self._confusion, None
-        metrics, iou = segmentation_metrics(confusion)
-        self._keep_per_class(metrics, iou)
-        return metrics
-
-    def _keep_per_class(self, metrics: dict[str, float], iou: np.ndarray) -> None:
-        path = Path(self.job.job_dir) / PER_CLASS_FILE
-        names = self.class_names or [f"class_{i}" for i in range(len(iou))]
-        try:
-            history = json.loads(path.read_text(encoding="utf-8")).get("evaluations", [])
-        except (OSError, ValueError):
-            history = []
-        history.append({**self._evaluation, **metrics,
-                        "iou": {name: None if np.isnan(v) else float(v) for name, v in zip(names, iou, strict=True)}})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"classes": list(names), "evaluations": history}, indent=1), encoding="utf-8")
+        names = self.class_names or [f"class_{i}" for i in range(len(confusion))]
+        self.evaluation = segmentation_results(confusion, names)
+        return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
     # ------------------------------------------------------------ inference
 
@@ -258,7 +242,7 @@ class SegmentationTask(HFTask):
         return out
 
 
-# ---------------------------------------------------------------- helpers and metrics
+# ---------------------------------------------------------------- helpers
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -283,32 +267,6 @@ def upsample(logits, size):
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits.float(), size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-
-
-def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int,
-                     ignore_id: int = IGNORE_ID) -> np.ndarray:
-    """``C[t, p]`` = pixels of true class t predicted as p; ``ignore_id`` (and ids >= num_classes) skipped."""
-    predicted, target = np.asarray(predicted).ravel(), np.asarray(target).ravel()
-    valid = (target != ignore_id) & (target >= 0) & (target < num_classes)
-    index = target[valid].astype(np.int64) * num_classes + predicted[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def segmentation_metrics(confusion: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """(``{"mIoU", "pixel_accuracy"}``, IoU per class).
-
-    A class's IoU is TP / (TP + FP + FN); a class neither present nor predicted has no IoU (NaN)
-    and is left out of the mean, a class only predicted counts as 0.
-    """
-    confusion = np.asarray(confusion, dtype=np.float64)
-    true_positive = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - true_positive
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, true_positive / union, np.nan)
-    total = confusion.sum()
-    metrics = {"mIoU": float(np.nanmean(iou)) if np.any(union > 0) else 0.0,
-               "pixel_accuracy": float(true_positive.sum() / total) if total else 0.0}
-    return metrics, iou
 
 
 def class_colour(index: int) -> tuple[int, int, int]:

@@ -13,8 +13,10 @@ the model's window (Swin2SR's own padding breaks on sizes that are not multiples
 and HR targets with -1, which marks pixels that count neither in the loss nor in the metrics.
 
 Metrics, on RGB in [0, 1] after clamping the reconstruction (no border crop, no Y channel):
-``psnr`` (dB) and ``ssim`` (11 px Gaussian window), each the mean over images. The PSNR of an
-image equal to its target is infinite; it is capped at ``PSNR_CAP_DB`` (100 dB).
+``psnr`` (dB) and ``ssim`` (11 px Gaussian window), each the mean over images, scored image by
+image by ``adapters.evaluation.restoration`` (torchmetrics' definitions). The PSNR of an image
+equal to its target is infinite; it counts as 100 dB (``restoration.PSNR_CAP_DB``). Each image's
+PSNR and SSIM, the worst images first, go into the evaluation's validation record.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import random
 from typing import Any
 
 from adapters.datasets import ImageRecord, open_image
+from adapters.evaluation.restoration import ImageQuality
 from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import in_shape_groups
 
-#: What a perfect reconstruction scores (its PSNR is infinite).
-PSNR_CAP_DB = 100.0
 #: HR padding value: outside the image (no loss, no metric).
 PAD = -1.0
 ARCHITECTURES = ("swin2sr",)
@@ -46,7 +47,7 @@ class SuperResolutionTask(HFTask):
         super().__init__(job)
         self.scale = 1
         self.window = 1
-        self._metrics: SRMetrics | None = None
+        self._quality: ImageQuality | None = None
 
     # ------------------------------------------------------------ model
 
@@ -132,19 +133,21 @@ class SuperResolutionTask(HFTask):
         return SuperResolutionTrainer
 
     def compute_metrics(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
-        """Called per batch (``batch_eval_metrics``); the last call returns the eval set's metrics."""
+        """Called per batch (``batch_eval_metrics``); the last call returns the eval set's metrics and leaves
+        each image's PSNR and SSIM in ``evaluation``, named by the validation images (in the Trainer's order)."""
         import torch
 
-        if self._metrics is None:
-            self._metrics = SRMetrics()
+        if self._quality is None:
+            self._quality = ImageQuality()
         predicted, target = torch.as_tensor(eval_pred.predictions), torch.as_tensor(eval_pred.label_ids)
-        for one, truth in zip(predicted, target, strict=True):
+        for one, truth in zip(predicted, target, strict=True):  # each image without its padding
             height, width = valid_size(truth)
-            self._metrics.update(one[None, :, :height, :width], truth[None, :, :height, :width])
+            self._quality.update(one[None, :, :height, :width], truth[None, :, :height, :width])
         if not compute_result:
             return {}
-        metrics, self._metrics = self._metrics.compute(), None
-        return metrics
+        quality, self._quality = self._quality, None
+        self.evaluation = quality.evaluation(names=self.val_names(len(quality.images)))
+        return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
     # ------------------------------------------------------------ inference
 
@@ -173,30 +176,7 @@ class SuperResolutionTask(HFTask):
         return {"predictions": [], "image_png": buffer.getvalue()}
 
 
-# ---------------------------------------------------------------- helpers and metrics
-
-
-class SRMetrics:
-    """PSNR and SSIM over images in [0, 1] (reconstructions clamped), each the mean over images.
-
-    torchmetrics' ``PeakSignalNoiseRatio(data_range=1.0)`` per image (``dim=(1, 2, 3)``), capped at
-    ``PSNR_CAP_DB``, and ``StructuralSimilarityIndexMeasure(data_range=1.0)`` (images >= 11 px a side).
-    """
-
-    def __init__(self) -> None:
-        from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-
-        self.psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), reduction="none")
-        self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-
-    def update(self, predicted, target) -> None:
-        predicted, target = predicted.detach().float().clamp(0, 1).cpu(), target.detach().float().cpu()
-        self.psnr.update(predicted, target)
-        self.ssim.update(predicted, target)
-
-    def compute(self) -> dict[str, float]:
-        psnr = self.psnr.compute().reshape(-1).clamp(max=PSNR_CAP_DB)  # inf (a perfect image) -> the cap
-        return {"psnr": float(psnr.mean()), "ssim": float(self.ssim.compute())}
+# ---------------------------------------------------------------- helpers
 
 
 def masked_l1(reconstruction, target):

@@ -86,21 +86,13 @@ ViTForImageClassification(cfg).save_pretrained(sys.argv[1])
 ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(sys.argv[1])
 """
 
-#: ``python -c BUILD_EACH JSON``: for each ``[script, out]``, ``script`` run as ``python -c script out`` would run it,
-#: in this one process (transformers imported once).
-BUILD_EACH = """
-import json, sys
-for script, out in json.loads(sys.argv[1]):
-    sys.argv = ["-c", out]
-    exec(script, {"__name__": "__main__"})
-"""
 
 
 @pytest.fixture(scope="session")
 def tiny_hf_models(hf_script, tmp_path_factory) -> dict[str, Path]:
     """Folders saved by ``save_pretrained``, built by one child for the session: ``vit`` (``TINY_VIT``), ``trocr``
     and ``swin2sr`` (``tests.hf_models``). Shared: jobs read them, nothing writes into them."""
-    from tests.hf_models import SWIN2SR, TINY_TROCR
+    from tests.hf_models import BUILD_EACH, SWIN2SR, TINY_TROCR
 
     root = tmp_path_factory.mktemp("tiny-hf-models")
     scripts = {"vit": TINY_VIT, "trocr": TINY_TROCR, "swin2sr": SWIN2SR}

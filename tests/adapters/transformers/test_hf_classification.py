@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from adapters.transformers.tasks.classification import classification_metrics
+from adapters.transformers.tasks.classification import classification_evaluation, classification_metrics
 
 #: What every adapter answers to ``device: cuda`` where the child sees no GPU.
 NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
@@ -107,6 +107,35 @@ def test_trains_reports_accuracy_and_checkpoint_folders(trained):
     assert "\r" not in done.stdout + done.stderr
 
 
+def test_each_validation_records_its_confusion_matrix_and_per_class_results(trained):
+    """``results/val/``: an index entry and a record per epoch (as timm's), whose matrix counts every validation
+    image once and gives the accuracy the epoch reported; its metrics are the epoch's ``val/*``."""
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    server = trained["server"]
+    reported = {m.step: dict(m.values) for m in server.of_kind("metrics")}
+    steps = server.of_kind("progress")[-1].total_steps
+    results = trained["root"] / "job" / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [(e["epoch"], e["step"], e["file"]) for e in index] == [(1, steps, "epoch-0001.json"),
+                                                                  (2, 2 * steps, "epoch-0002.json")]
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        values = reported[entry["epoch"]]
+        assert (record["task"], record["source"], record["evaluator"], record["job"], record["epoch"]) == (
+            "image_classification", "training", "visionyard.classification", "job-1", entry["epoch"])
+        assert record["classes"] == record["confusion_labels"] == ["blue", "green", "red"]
+        matrix = np.array(record["confusion_matrix"])
+        assert matrix.sum() == 9  # 3 val images of each class
+        assert np.trace(matrix) / matrix.sum() == values["val/accuracy"]
+        assert [set(row) for row in record["per_class"]] == [{"class", "precision", "recall", "f1", "support"}] * 3
+        assert [row["class"] for row in record["per_class"]] == record["classes"]
+        assert [row["support"] for row in record["per_class"]] == matrix.sum(1).tolist() == [3, 3, 3]
+        for k, row in enumerate(record["per_class"]):
+            assert row["recall"] == pytest.approx(matrix[k, k] / 3)
+        assert record["metrics"] == entry["metrics"] == {k: v for k, v in values.items() if k.startswith("val/")}
+        assert {"val/loss", "val/accuracy", "val/precision", "val/recall", "val/f1"} == set(record["metrics"])
+
+
 def test_the_checkpoint_loads_in_plain_transformers(one_process):
     loaded = one_process["out"]["plain transformers"]
     assert loaded["code"] == 0, loaded["error"] or loaded["stderr"][-4000:]
@@ -131,6 +160,8 @@ def test_resume_continues_at_the_next_epoch(trained, hf_python, hf_job, child_en
     assert [m.step for m in server.of_kind("metrics")] == [3]
     steps = trained["server"].of_kind("progress")[-1].total_steps
     assert server.of_kind("result")[0].last_checkpoint.endswith(f"checkpoint-{3 * steps}")
+    index = json.loads((trained["root"] / "resumed" / "results" / "val" / "index.json").read_text())
+    assert [(e["epoch"], e["step"]) for e in index] == [(3, 3 * steps)]  # the epoch it reported
 
 
 def test_an_uncached_hub_id_offline_fails_fast_with_what_to_do(one_process):
@@ -171,9 +202,27 @@ def test_cuda_without_a_gpu_fails_at_once_naming_the_setting(one_process):
     assert server.kinds() == ["error"]  # before the dataset is read: nothing else reported
 
 
-@pytest.mark.parametrize(("logits", "labels", "expected"), [
-    ([[2, 1, 0], [0, 2, 1], [1, 0, 2], [2, 0, 1]], [0, 1, 2, 1], {"accuracy": 0.75, "f1": pytest.approx(7 / 9)}),
-    ([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], [0, 0], {"accuracy": 0.5, "top5": 0.5, "f1": pytest.approx(1 / 3)}),
-])
+KNOWN_CASES = [
+    # predicted 0, 1, 2, 0: class 0 precision 1/2, class 1 recall 1/2
+    ([[2, 1, 0], [0, 2, 1], [1, 0, 2], [2, 0, 1]], [0, 1, 2, 1], {"accuracy": 0.75, "f1": pytest.approx(7 / 9)},
+     {"precision": pytest.approx(5 / 6), "recall": pytest.approx(5 / 6)}, [[1, 0, 0], [1, 1, 0], [0, 0, 1]]),
+    # 6 classes: only 0 (true, found once) and 5 (predicted once) count in the macro means; top-5 with 5+
+    ([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]], [0, 0], {"accuracy": 0.5, "top5": 0.5, "f1": pytest.approx(1 / 3)},
+     {"precision": 0.5, "recall": 0.25}, [[1, 0, 0, 0, 0, 1]] + [[0] * 6] * 5),
+]
+
+
+@pytest.mark.parametrize(("logits", "labels", "expected"), [case[:3] for case in KNOWN_CASES])
 def test_classification_metrics_on_known_cases(logits, labels, expected):
     assert classification_metrics(np.array(logits, dtype=float), np.array(labels)) == expected
+
+
+@pytest.mark.parametrize(("logits", "labels", "expected", "macro", "matrix"), KNOWN_CASES)
+def test_the_evaluation_of_known_cases_adds_the_matrix_and_macro_precision_and_recall(logits, labels, expected,
+                                                                                      macro, matrix):
+    """What ``compute_metrics`` reports and records: ``classification_metrics``' numbers (the bare Trainer's in
+    ``bench/``) plus macro precision and recall, from the confusion matrix."""
+    names = [f"c{i}" for i in range(len(logits[0]))]
+    evaluation = classification_evaluation(np.array(logits, dtype=float), np.array(labels), names)
+    assert evaluation.metrics == {f"val/{k}": v for k, v in {**expected, **macro}.items()}
+    assert evaluation.confusion_matrix.tolist() == matrix and evaluation.classes == names

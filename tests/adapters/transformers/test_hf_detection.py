@@ -1,7 +1,7 @@
 """Transformers detection in the real env: a tiny D-FINE (YOLO dataset) and a tiny DETR (COCO
 dataset with a crowd box and images of two shapes) saved to folders, trained, predicted with,
-reloaded by plain transformers; the encode → targets → compute_metrics path checked with perfect
-predictions; and the mAP function on hand-made cases (host)."""
+reloaded by plain transformers, each evaluation's validation record; the encode → targets →
+compute_metrics path checked with perfect predictions; and the mAP function on hand-made cases (host)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import json
 import pytest
 from PIL import Image
 
-from adapters.transformers.tasks.detection import detection_map
+from adapters.evaluation.detection import detection_results
+from adapters.transformers.tasks.detection import detection_evaluation, detection_map
 from tests.dataset_fixtures import add_edge_labels, ann, make_coco, make_yolo_task
 from tests.hf_models import DETECTION_MODELS as TINY_MODELS
 
@@ -62,6 +63,7 @@ for i, target in enumerate(batch["labels"]):
         boxes[i, j] = box * torch.tensor([1.0, 1.0, 0.5, 0.5])
 out["perfect"] = task.compute_metrics(EvalPrediction(predictions=[(logits.numpy(), boxes.numpy())],
                                                      label_ids=[targets]))
+out["perfect matrix"] = task.take_evaluation().confusion_matrix.tolist()
 empty = torch.full_like(logits, -10.0)
 if logits.shape[-1] > len(task.class_names):
     empty[..., -1] = 10.0
@@ -83,6 +85,11 @@ for record in dataset.train:
 out["flips"], out["colours"] = flips, colours
 print(json.dumps(out))
 """
+
+
+#: What ``compute_metrics`` reports (each as ``val/<name>``).
+REPORTED = ("precision", "recall", "mAP50", "mAP50-95", "mAP75")
+PER_CLASS_KEYS = {"class", "AP50", "AP50-95", "precision", "recall", "support"}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +129,47 @@ def _assert_epoch_metrics(server, epochs):
     metrics = server.of_kind("metrics")
     assert [m.step for m in metrics] == epochs
     for m in metrics:
-        assert {"train/loss", "val/loss", "val/mAP50", "val/mAP50-95", "val/mAP75", "lr"} <= set(m.values)
-        assert all(0.0 <= m.values[k] <= 1.0 for k in ("val/mAP50", "val/mAP50-95", "val/mAP75"))
+        assert {"train/loss", "val/loss", "lr", *(f"val/{name}" for name in REPORTED)} <= set(m.values)
+        assert all(0.0 <= m.values[f"val/{name}"] <= 1.0 for name in REPORTED)
+
+
+def _assert_records(job_dir, server, steps: list[int], objects: dict[str, int]) -> None:
+    """``results/val/``: a record per epoch with per-class COCO results for the dataset's classes and the
+    matched confusion matrix, whose ground-truth rows count each val object (``objects``: per class, crowd
+    regions not counted) once; its metrics are what the epoch reported."""
+    reported = {m.step: dict(m.values) for m in server.of_kind("metrics")}
+    results = job_dir / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [(e["epoch"], e["step"]) for e in index] == [(i + 1, step) for i, step in enumerate(steps)]
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        assert (record["task"], record["evaluator"], record["epoch"]) == ("object_detection", "visionyard.coco",
+                                                                          entry["epoch"])
+        assert record["metrics"] == entry["metrics"] == {k: v for k, v in reported[entry["epoch"]].items()
+                                                         if k.startswith("val/")}
+        classes = record["classes"]
+        assert sorted(classes) == sorted(objects) and record["confusion_labels"] == [*classes, "background"]
+        rows = record["per_class"]
+        assert [set(row) for row in rows] == [PER_CLASS_KEYS] * len(classes)
+        assert [row["support"] for row in rows] == [objects[name] for name in classes]
+        matrix = record["confusion_matrix"]
+        assert len(matrix) == len(classes) + 1 and {len(row) for row in matrix} == {len(classes) + 1}
+        assert [sum(row) for row in matrix[:-1]] == [objects[name] for name in classes]
+        counted = [row["AP50-95"] for row in rows if row["support"]]
+        assert record["metrics"]["val/mAP50-95"] == pytest.approx(sum(counted) / len(counted))
+
+
+def _val_objects(dataset, fmt: str) -> dict[str, int]:
+    """The val objects of each class that count (what the dataset layer reads, crowd regions not)."""
+    from adapters.datasets import read_dataset
+
+    data = read_dataset(dataset, fmt, "object_detection")
+    counts = dict.fromkeys(data.class_names, 0)
+    for record in data.val:
+        for annotation in record.annotations:
+            if annotation.box is not None and not annotation.ignore:
+                counts[data.class_names[annotation.class_id]] += 1
+    return counts
 
 
 def test_dfine_trains_reports_map_and_checkpoint_folders(trained):
@@ -135,6 +181,13 @@ def test_dfine_trains_reports_map_and_checkpoint_folders(trained):
     result = server.of_kind("result")[0]
     assert result.last_checkpoint.endswith("checkpoint-4")  # 8 train images / 4 per batch, 2 epochs
     assert (trained["root"] / "job" / "checkpoints" / "checkpoint-4" / "preprocessor_config.json").is_file()
+
+
+def test_each_dfine_evaluation_records_per_class_ap_and_the_matched_confusion_matrix(trained):
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    objects = _val_objects(trained["dataset"], "yolo")
+    assert objects == {"red": 4, "blue": 4}  # 4 val images, a red and a blue rectangle each
+    _assert_records(trained["root"] / "job", trained["server"], [2, 4], objects)
 
 
 def test_the_checkpoint_loads_in_plain_transformers_and_predicts_boxes(trained, hf_script, hf_python, hf_job,
@@ -173,6 +226,9 @@ def test_detr_trains_on_coco_with_crowd_boxes_and_mixed_shapes(tiny_models, coco
     assert done.returncode == 0, done.stderr[-4000:]
     _assert_epoch_metrics(server, [1])
     assert server.of_kind("result")[0].last_checkpoint.endswith("checkpoint-1")
+    objects = _val_objects(coco_dataset, "coco")
+    assert sum(objects.values()) == 4  # 5 boxes, one of them a crowd region
+    _assert_records(tmp_path / "job", server, [1], objects)
 
 
 def test_targets_round_trip_to_perfect_map(tiny_models, coco_dataset, hf_script, hf_job, tmp_path):
@@ -184,8 +240,12 @@ def test_targets_round_trip_to_perfect_map(tiny_models, coco_dataset, hf_script,
         assert got == want
     assert any(k for image in out["ground_truth"] for *_, k in image[1])  # the crowd box is there
     assert out["sizes"] == [[3, 3, 64, 64], [3, 64, 64], [48 * 64, 48 * 64, 64 * 48]]
-    assert out["perfect"] == pytest.approx({"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0})
-    assert out["nothing"] == {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}
+    assert out["perfect"] == pytest.approx(dict.fromkeys(REPORTED, 1.0))
+    assert out["nothing"] == dict.fromkeys(REPORTED, 0.0)
+    # the detection on the crowd region is no false positive in the matrix either; the background row and
+    # column stay empty, and the objects (all but the crowd box) are on the diagonal
+    matrix = out["perfect matrix"]
+    assert sum(map(sum, matrix)) == sum(matrix[i][i] for i in range(len(matrix))) == 4
 
 
 def test_flipped_boxes_follow_the_image(tiny_models, hf_script, hf_job, tmp_path):
@@ -195,7 +255,8 @@ def test_flipped_boxes_follow_the_image(tiny_models, hf_script, hf_job, tmp_path
                        image_size=64)
     out = json.loads(hf_script(ROUND_TRIP, job).strip().splitlines()[-1])
     assert out["sizes"][0] == [2, 3, 64, 64] and out["sizes"][1] is None
-    assert out["perfect"] == pytest.approx({"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0})
+    assert out["perfect"] == pytest.approx(dict.fromkeys(REPORTED, 1.0))
+    assert sum(map(sum, out["perfect matrix"])) == sum(out["perfect matrix"][i][i] for i in range(3)) == 4
     assert 0 < out["flips"] < 16  # some of the 4 x 4 encodings flipped, some not
     for class_id, r, g, b in out["colours"]:  # red (0) is drawn first, so only blue (1) is never covered
         if class_id == 1:
@@ -212,7 +273,7 @@ def _found(boxes, labels, scores=None):
     return [{"boxes": boxes, "labels": labels, "scores": scores or [0.9] * len(labels)}]
 
 
-@pytest.mark.parametrize(("truth", "found", "expected"), [
+KNOWN_CASES = [
     pytest.param(TRUTH, _found([[10, 10, 50, 50]], [0]), {"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0},
                  id="perfect"),
     pytest.param(TRUTH, _found([], []), {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}, id="nothing-found"),
@@ -231,10 +292,26 @@ def _found(boxes, labels, scores=None):
                  {"mAP50": 1.0, "mAP50-95": 1.0, "mAP75": 1.0}, id="crowd-ignored"),
     pytest.param([{"boxes": [], "labels": []}], _found([[1, 1, 5, 5]], [0]),
                  {"mAP50": 0.0, "mAP50-95": 0.0, "mAP75": 0.0}, id="no-ground-truth"),
-])
+]
+
+
+@pytest.mark.parametrize(("truth", "found", "expected"), KNOWN_CASES)
 def test_detection_map_on_known_cases(truth, found, expected):
     got = detection_map(truth, found)
     assert got == {k: pytest.approx(v) if isinstance(v, float) else v for k, v in expected.items()}
+
+
+@pytest.mark.parametrize(("truth", "found", "expected"), KNOWN_CASES)
+def test_the_evaluation_is_the_shared_coco_evaluators_plus_map75(truth, found, expected):
+    """``compute_metrics``' one COCOeval gives what ``adapters.evaluation.detection`` gives every framework
+    (metrics, per-class rows, matched matrix), and mAP75 as ``detection_map``."""
+    names = ["a", "b"]
+    ours, shared = detection_evaluation(truth, found, names), detection_results(truth, found, names)
+    assert ours.metrics == {**shared.metrics, "val/mAP75": pytest.approx(expected["mAP75"])}
+    assert (ours.per_class, ours.classes, ours.confusion_labels, ours.evaluator) == (
+        shared.per_class, shared.classes, shared.confusion_labels, shared.evaluator)
+    assert ours.confusion_matrix.tolist() == shared.confusion_matrix.tolist()
+    assert ours.metrics["val/mAP50-95"] == pytest.approx(expected["mAP50-95"])
 
 
 def test_detection_map_averages_over_images_and_classes():

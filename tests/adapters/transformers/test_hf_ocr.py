@@ -1,6 +1,7 @@
 """Transformers OCR in the real env: a tiny ViT + TrOCR-decoder model with a byte tokenizer saved to a
 folder, trained on drawn text, evaluated by generation (CER/WER), predicted with, reloaded by plain
-transformers; and the error rates on hand-made cases.
+transformers; each evaluation's validation record. The error rates on hand-made cases are host tests
+(``tests/adapters/evaluation/test_eval_ocr.py``); torchmetrics agrees with them here.
 
 Training and one predict run the real entrypoint in a child of their own; the scripts that need the env (the
 checkpoint in plain transformers, torchmetrics) share one child (``one_process``), so the imports are paid once."""
@@ -11,9 +12,10 @@ import json
 
 import pytest
 
+from adapters.evaluation.ocr import edit_distance, text_metrics
 from adapters.metrics import VAL_CER, PrimaryMetric, primary_metric
-from adapters.transformers.tasks.ocr import OCRTask, edit_distance, text_metrics
-from tests.dataset_fixtures import make_ocr_dataset
+from adapters.transformers.tasks.ocr import OCRTask
+from tests.dataset_fixtures import OCR_VAL_TEXTS, make_ocr_dataset
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,32 @@ def test_trains_reports_error_rates_and_checkpoint_folders(trained):
     assert "\r" not in done.stdout + done.stderr
 
 
+def test_each_evaluation_records_every_sample_worst_first(trained):
+    """``results/val/``: a record per epoch with each val image's reference, prediction and CER, the highest
+    CER first; its metrics are what the epoch reported, and its CERs give the reported (summed) CER."""
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    reported = {m.step: dict(m.values) for m in trained["server"].of_kind("metrics")}
+    results = trained["root"] / "job" / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [(e["epoch"], e["step"], e["file"]) for e in index] == [(1, 2, "epoch-0001.json"), (2, 4, "epoch-0002.json")]
+    names = {f"val/images/{i}.png": text for i, text in enumerate(OCR_VAL_TEXTS)}
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        assert (record["task"], record["evaluator"], record["classes"], record["per_class"]) == ("ocr", "visionyard.ocr",
+                                                                                                 [], [])
+        assert record["confusion_matrix"] is None
+        assert record["metrics"] == entry["metrics"] == {k: v for k, v in reported[entry["epoch"]].items()
+                                                         if k.startswith("val/")}
+        rows = record["per_image"]
+        assert sorted(row["image"] for row in rows) == sorted(names)  # every val sample once
+        assert [row["cer"] for row in rows] == sorted((row["cer"] for row in rows), reverse=True)
+        for row in rows:
+            assert row["target"] == names[row["image"]]
+            assert row["cer"] == pytest.approx(edit_distance(row["prediction"], row["target"]) / len(row["target"]))
+        edits = sum(round(row["cer"] * len(row["target"])) for row in rows)
+        assert record["metrics"]["val/cer"] == pytest.approx(edits / sum(len(t) for t in OCR_VAL_TEXTS))
+
+
 def test_the_checkpoint_loads_in_plain_transformers_and_predict_gives_its_text(one_process):
     loaded = finished(one_process["out"]["plain transformers"])["json"]
     assert loaded["processor"] == "TrOCRProcessor" and loaded["tokenizer"] == "ByT5Tokenizer"
@@ -123,27 +151,6 @@ def test_predict_in_the_child_prints_the_text(one_process):
 def test_the_best_checkpoint_is_the_one_with_the_lowest_cer():
     assert primary_metric("ocr") == PrimaryMetric(VAL_CER, higher_is_better=False)
     assert f"val/{OCRTask.primary}" == VAL_CER
-
-
-@pytest.mark.parametrize(("a", "b", "distance"), [
-    ("", "", 0), ("abc", "abc", 0), ("abc", "abd", 1), ("abc", "", 3), ("", "ab", 2),
-    ("kitten", "sitting", 3), ("flaw", "lawn", 2), (["the", "cat"], ["the", "dog", "sat"], 2),
-])
-def test_edit_distance_on_known_cases(a, b, distance):
-    assert edit_distance(a, b) == distance == edit_distance(b, a)
-
-
-@pytest.mark.parametrize(("predicted", "expected", "rates"), [
-    (["abd"], ["abc"], {"cer": pytest.approx(1 / 3), "wer": 1.0}),
-    (["abc", "the cat"], ["abc", "the cat"], {"cer": 0.0, "wer": 0.0}),
-    (["the cat sit"], ["the cat sat"], {"cer": pytest.approx(1 / 11), "wer": pytest.approx(1 / 3)}),
-    # summed over the set, not averaged per text: 1 edit in 2 chars + 0 in 8 chars = 1/10
-    (["a", "abcdefgh"], ["ab", "abcdefgh"], {"cer": pytest.approx(1 / 10), "wer": pytest.approx(1 / 2)}),
-    # insertions can take an error rate past 1
-    (["abcd"], ["a"], {"cer": 3.0, "wer": 1.0}),
-])
-def test_error_rates_on_known_cases(predicted, expected, rates):
-    assert text_metrics(predicted, expected) == rates
 
 
 def test_error_rates_match_torchmetrics(one_process):

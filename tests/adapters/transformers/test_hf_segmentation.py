@@ -1,6 +1,6 @@
 """Transformers semantic segmentation in the real env: tiny SegFormer, Mask2Former and EoMT saved to
-folders, trained on drawn rectangles, predicted with, reloaded by plain transformers; and the metric
-functions on hand-made cases."""
+folders, trained on drawn rectangles, predicted with, reloaded by plain transformers, each evaluation's
+validation record; and the metric functions on hand-made cases."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from pathlib import Path
 from PIL import Image
 
-from adapters.transformers.tasks.segmentation import confusion_matrix, segmentation_metrics
+from adapters.evaluation.confusion import confusion_matrix
+from adapters.evaluation.segmentation import segmentation_metrics
 from tests.dataset_fixtures import MASK_CLASSES as CLASSES
 from tests.dataset_fixtures import MASK_SIZE, make_masks
 from tests.hf_models import SEGMENTATION_MODELS as MODELS
@@ -56,17 +57,43 @@ def test_segformer_trains_reports_miou_and_checkpoint_folders(trained):
     assert "\r" not in done.stdout + done.stderr
 
 
-def test_per_class_iou_of_each_evaluation_is_kept_in_the_results(trained):
-    kept = json.loads((trained["root"] / "job" / "results" / "per_class_iou.json").read_text())
-    assert kept["classes"] == CLASSES
-    evaluations = kept["evaluations"]
-    assert [e["epoch"] for e in evaluations] == [1, 2] and [e["step"] for e in evaluations] == [3, 6]
-    reported = [m.values["val/mIoU"] for m in trained["server"].of_kind("metrics")]
-    for evaluation, miou in zip(evaluations, reported, strict=True):
-        assert set(evaluation["iou"]) == set(CLASSES)
-        assert evaluation["mIoU"] == pytest.approx(miou, rel=1e-5)
-        present = [v for v in evaluation["iou"].values() if v is not None]
-        assert evaluation["mIoU"] == pytest.approx(sum(present) / len(present))
+def _records(job_dir, server) -> list[dict]:
+    """Each validation's record, checked against what its epoch reported: the ``val/*`` metrics, mIoU the
+    mean of the classes' IoUs (those that have one), a per-class row for each class."""
+    reported = {m.step: dict(m.values) for m in server.of_kind("metrics")}
+    results = job_dir / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [e["epoch"] for e in index] == sorted(reported)
+    records = []
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        assert (record["task"], record["evaluator"], record["epoch"]) == ("semantic_segmentation",
+                                                                          "visionyard.segmentation", entry["epoch"])
+        assert record["metrics"] == entry["metrics"] == {k: v for k, v in reported[entry["epoch"]].items()
+                                                         if k.startswith("val/")}
+        assert record["classes"] == record["confusion_labels"] == CLASSES
+        rows = record["per_class"]
+        assert [row["class"] for row in rows] == CLASSES
+        assert [set(row) for row in rows] == [{"class", "iou", "accuracy", "support"}] * len(CLASSES)
+        assert [row["support"] for row in rows] == [sum(row) for row in record["confusion_matrix"]]
+        present = [row["iou"] for row in rows if row["iou"] is not None]
+        assert record["metrics"]["val/mIoU"] == pytest.approx(sum(present) / len(present))
+        records.append({**record, "step": entry["step"]})
+    return records
+
+
+def test_each_evaluation_records_per_class_iou_and_the_pixel_confusion_matrix(trained):
+    """``results/val/``: a record per epoch whose pixel matrix counts every val pixel but the ignored ones."""
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    records = _records(trained["root"] / "job", trained["server"])
+    assert [(r["epoch"], r["step"]) for r in records] == [(1, 3), (2, 6)]
+    for record in records:
+        matrix = np.array(record["confusion_matrix"])
+        # 4 val masks at 32 x 32 (the labels' size), less each one's ignored corner: 2 x 2 px of 48 x 40, 2 px
+        # after the processor's nearest-neighbour resize
+        assert matrix.sum() == 4 * (32 * 32 - 2)
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(record["metrics"]["val/pixel_accuracy"])
+    assert not (trained["root"] / "job" / "results" / "per_class_iou.json").exists()
 
 
 def test_predict_gives_a_class_mask_of_the_image_size_and_class_shares(trained, hf_python, hf_job, child_env):
@@ -116,6 +143,8 @@ def test_universal_models_train_from_masks_and_predict(architecture, setup, hf_p
     [metrics] = server.of_kind("metrics")
     assert {"train/loss", "val/loss", "val/mIoU", "val/pixel_accuracy"} <= set(metrics.values)
     assert 0.0 <= metrics.values["val/mIoU"] <= 1.0
+    [record] = _records(root / f"job-{architecture}", server)
+    assert record["epoch"] == 1 and sum(map(sum, record["confusion_matrix"])) > 0
     last = server.of_kind("result")[0].last_checkpoint
     done = hf_job.run(hf_python, child_env(), "--spec", job, "--predict", setup["dataset"] / "val" / "images" / "1.png",
                       "--checkpoint", last)

@@ -1,6 +1,7 @@
 """Transformers super-resolution in the real env: a tiny Swin2SR saved to a folder, trained on L1 from
 HR/LR_x2 pairs, predicted with (any input size), reloaded by plain transformers; a model/dataset
-scale mismatch fails clearly; PSNR/SSIM and the padded batches on known cases.
+scale mismatch fails clearly; PSNR/SSIM and the padded batches on known cases; each evaluation's
+validation record.
 
 Training and one predict run the real entrypoint in a child of their own; the short runs share one child
 (``one_process``), which calls what the command line calls, so torch and transformers are imported once."""
@@ -43,16 +44,17 @@ print(type(model).__name__, model.config.upscale, processor.do_pad,
       tuple(model(pixel_values=torch.zeros(1, 3, 8, 8)).reconstruction.shape))
 """
 
-#: PSNR/SSIM and the padded batches on known cases, printed as JSON.
+#: PSNR/SSIM and the padded batches on known cases, and torchmetrics against the numpy definitions, printed as JSON.
 KNOWN_CASES = """
 import json, types, torch
-from adapters.transformers.tasks.super_resolution import PSNR_CAP_DB, SRMetrics, SuperResolutionTask, masked_l1
+from adapters.evaluation.restoration import PSNR_CAP_DB, ImageQuality, image_quality, psnr, ssim
+from adapters.transformers.tasks.super_resolution import SuperResolutionTask, masked_l1
 
 def metrics(*pairs):
-    m = SRMetrics()
+    m = ImageQuality()
     for predicted, target in pairs:
         m.update(predicted, target)
-    return m.compute()
+    return {name.removeprefix("val/"): value for name, value in m.metrics().items()}
 
 torch.manual_seed(0)
 image = torch.rand(1, 3, 32, 32)
@@ -64,6 +66,15 @@ results = {
     "clamped": metrics((image + 5.0, torch.ones(1, 3, 32, 32))),  # reconstructions are clamped to [0, 1]
     "cap": PSNR_CAP_DB,
 }
+differences = []  # torchmetrics (the route a torch batch takes) against the numpy definitions
+for shape in ((2, 3, 32, 32), (1, 3, 17, 23), (1, 1, 12, 40)):
+    target = torch.rand(shape)
+    predicted = target + 0.1 * torch.randn(shape)
+    peak, similarity = image_quality(predicted, target)
+    pairs = list(zip(predicted.numpy(), target.numpy()))
+    differences += [max(abs(a - psnr(p, t)) for a, (p, t) in zip(peak, pairs)),
+                    max(abs(a - ssim(p, t)) for a, (p, t) in zip(similarity, pairs))]
+results["torchmetrics vs numpy"] = max(differences)
 task = SuperResolutionTask(types.SimpleNamespace(spec=None))
 task.scale, task.window = 2, 4
 small, large = torch.rand(3, 12, 16), torch.rand(3, 14, 22)
@@ -77,6 +88,7 @@ results["loss_off"] = float(masked_l1(batch["labels"].clamp(min=0) + 0.25, batch
 evaluated = types.SimpleNamespace(predictions=perfect, label_ids=batch["labels"])
 task.compute_metrics(evaluated, compute_result=False)
 results["batches"] = task.compute_metrics(evaluated, compute_result=True)
+results["per_image"] = task.take_evaluation().per_image  # no dataset here: images named by position
 print(json.dumps(results))
 """
 
@@ -181,3 +193,28 @@ def test_psnr_ssim_and_padded_batches_on_known_cases(one_process):
     assert results["padding"] == 3 * ((16 * 24 - 12 * 16) + (16 * 24 - 14 * 22))
     assert results["loss"] == 0.0 and results["loss_off"] == pytest.approx(0.25)
     assert results["batches"] == {"psnr": 100.0, "ssim": pytest.approx(1.0)}
+    assert [row["image"] for row in results["per_image"]] == ["#0", "#1", "#2", "#3"]
+    assert [row["psnr"] for row in results["per_image"]] == [100.0] * 4
+    assert results["torchmetrics vs numpy"] < 1e-5
+
+
+def test_each_evaluation_records_every_image_worst_first(trained):
+    """``results/val/``: a record per epoch with each val image's PSNR and SSIM, the lowest PSNR first; its
+    metrics are what the epoch reported, the means of the images'."""
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    reported = {m.step: dict(m.values) for m in trained["server"].of_kind("metrics")}
+    results = trained["root"] / "job" / "results" / "val"
+    index = json.loads((results / "index.json").read_text())
+    assert [(e["epoch"], e["step"], e["file"]) for e in index] == [(1, 2, "epoch-0001.json"), (2, 4, "epoch-0002.json")]
+    for entry in index:
+        record = json.loads((results / entry["file"]).read_text())
+        assert (record["task"], record["evaluator"], record["classes"], record["per_class"]) == (
+            "super_resolution", "visionyard.restoration", [], [])
+        assert record["confusion_matrix"] is None
+        assert record["metrics"] == entry["metrics"] == {k: v for k, v in reported[entry["epoch"]].items()
+                                                         if k.startswith("val/")}
+        rows = record["per_image"]
+        assert sorted(row["image"] for row in rows) == [f"val/HR/{i}.png" for i in range(4)]  # every val image once
+        assert [row["psnr"] for row in rows] == sorted(row["psnr"] for row in rows)
+        assert record["metrics"]["val/psnr"] == pytest.approx(sum(row["psnr"] for row in rows) / 4)
+        assert record["metrics"]["val/ssim"] == pytest.approx(sum(row["ssim"] for row in rows) / 4)
