@@ -773,7 +773,7 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ValidationResult(_message.Message):
-    __slots__ = ("job_id", "task", "epoch", "step", "source", "evaluator", "classes", "metrics", "per_class", "confusion_matrix", "best")
+    __slots__ = ("job_id", "task", "epoch", "step", "source", "evaluator", "classes", "metrics", "per_class", "confusion_matrix", "best", "per_image")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -792,6 +792,7 @@ class ValidationResult(_message.Message):
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
+    PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task: str
     epoch: int
@@ -803,7 +804,27 @@ class ValidationResult(_message.Message):
     per_class: _containers.RepeatedCompositeFieldContainer[ClassResult]
     confusion_matrix: ConfusionMatrix
     best: bool
-    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ...) -> None: ...
+    per_image: _containers.RepeatedCompositeFieldContainer[ImageResult]
+    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ..., per_image: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ...) -> None: ...
+
+class ImageResult(_message.Message):
+    __slots__ = ("image", "values", "target", "prediction")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    values: _containers.ScalarMap[str, float]
+    target: str
+    prediction: str
+    def __init__(self, image: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., target: _Optional[str] = ..., prediction: _Optional[str] = ...) -> None: ...
 
 class ResultsEpoch(_message.Message):
     __slots__ = ("epoch", "step", "metrics", "kept", "best", "seconds")

@@ -33,6 +33,9 @@ def results_json(reply: pb.GetResultsResponse) -> dict:
             "metrics": dict(sorted(result.metrics.items())), "per_class": per_class,
             "confusion_matrix": matrix_rows(result.confusion_matrix) if has_matrix else None,
             "confusion_labels": list(result.confusion_matrix.labels) if has_matrix else [],
+            "per_image": [{"image": row.image, **({"target": row.target, "prediction": row.prediction}
+                                                  if row.target or row.prediction else {}),
+                           **dict(sorted(row.values.items()))} for row in result.per_image],
             "epochs": [{"epoch": e.epoch, "step": e.step, "best": e.best, "kept": e.kept,
                         "metrics": dict(sorted(e.metrics.items()))} for e in reply.epochs]}
 
@@ -50,6 +53,7 @@ def show_results(reply: pb.GetResultsResponse, out: Output, top: int = 25) -> No
              f"{len(reply.epochs)} validated, by {result.evaluator}")
     out.pairs([(name, _number(value)) for name, value in sorted(result.metrics.items())])
     _per_class(result, out, top)
+    _per_image(result, out, top)
     if result.HasField("confusion_matrix"):
         _confusion(result.confusion_matrix, out)
 
@@ -102,6 +106,21 @@ def write_plots(reply: pb.GetResultsResponse, folder: str) -> list[str]:
     others = [k for k in names if k.startswith("val/") and k not in losses]
     written.append(plots.curves(epochs, losses + others, folder_path / "curves.png", title=f"job {result.job_id}"))
     return [str(p) for p in written]
+
+
+def _per_image(result: pb.ValidationResult, out: Output, top: int) -> None:
+    """The worst-scored images (the record keeps them worst first)."""
+    rows = list(result.per_image)[:top]
+    if not rows:
+        return
+    keys = sorted({k for row in rows for k in row.values})
+    texts = any(row.target or row.prediction for row in rows)
+    columns = ([Column("image", wrap=True)] + [Column(k, right=True) for k in keys]
+               + ([Column("target", wrap=True, drop=2), Column("read", wrap=True, drop=1)] if texts else []))
+    out.table(columns, [[row.image] + [_number(row.values[k]) if k in row.values else "-" for k in keys]
+                        + ([row.target, row.prediction] if texts else []) for row in rows],
+              title=f"the {len(rows)} worst images" + (f" of {len(result.per_image)} kept" if len(result.per_image) > top
+                                                       else ""))
 
 
 def _confusion(matrix: pb.ConfusionMatrix, out: Output) -> None:

@@ -42,6 +42,10 @@ def result_to_proto(record: ValidationRecord, best: bool) -> pb.ValidationResult
                               step=record.step or 0, source=record.source, evaluator=record.evaluator,
                               classes=record.classes, metrics=_numbers(record.metrics), per_class=per_class,
                               best=best)
+    for row in record.per_image or ():
+        out.per_image.add(image=str(row.get("image", "")), target=str(row.get("target") or ""),
+                          prediction=str(row.get("prediction") or ""),
+                          values=_numbers({k: v for k, v in row.items() if k not in ("image", "target", "prediction")}))
     if record.confusion_matrix is not None:
         out.confusion_matrix.labels.extend(record.confusion_labels or record.classes)
         out.confusion_matrix.counts.extend(v for row in record.confusion_matrix for v in row)

@@ -249,3 +249,28 @@ def test_a_job_without_records_compares_on_what_it_reported(served):
     assert (repo.framework, repo.best_epoch, repo.metrics["val/accuracy"]) == ("yolov7", 2, pytest.approx(0.9))
     assert repo.source == "yolov7's log, read by its parser" and not repo.per_class
     assert list(reply.classes) == [] and "different evaluators" in reply.note
+
+
+def test_per_image_results_of_ocr_are_served_and_shown_worst_first(served, capsys):
+    from adapters.evaluation.record import Evaluation
+
+    s = served()
+    job_id, job_dir = add_job(s, task="ocr", framework="transformers")
+    worst = [{"image": "val/images/3.png", "target": "cat", "prediction": "cut", "cer": 1 / 3},
+             {"image": "val/images/1.png", "target": "dog", "prediction": "dog", "cer": 0.0}]
+    ResultsWriter(job_dir, "ocr").write(ValidationRecord.of(
+        Evaluation(evaluator="visionyard.ocr", classes=[], metrics={"val/cer": 1 / 6}, per_class=[], per_image=worst),
+        task="ocr", epoch=1, step=4, source="training", job=job_id))
+    client = Client(s.address)
+    result = client.results(job_id).result
+    client.close()
+    assert [(r.image, r.target, r.prediction, r.values["cer"]) for r in result.per_image] == [
+        ("val/images/3.png", "cat", "cut", pytest.approx(1 / 3)), ("val/images/1.png", "dog", "dog", 0.0)]
+    assert not result.HasField("confusion_matrix")
+    assert main(["results", job_id, "--address", s.address]) == 0
+    out = capsys.readouterr().out
+    assert "the 2 worst images" in out
+    assert next(line for line in out.splitlines() if "3.png" in line).split() == ["val/images/3.png", "0.3333", "cat",
+                                                                                  "cut"]
+    assert main(["results", job_id, "--address", s.address, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_image"][0] == worst[0]
