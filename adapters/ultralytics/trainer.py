@@ -2,9 +2,11 @@
 
 Ultralytics runs the loop; its callbacks report through the shared ``RunRecorder``: progress per
 batch (``on_train_batch_end``), the checkpoints it wrote (``on_model_save``) and the epoch's
-metrics in our vocabulary (``on_fit_epoch_end``). ``best.pt`` is Ultralytics' best (by its
-fitness, which for detection weighs mAP50-95 at 0.9); ``last.pt`` is written every epoch and keeps
-its optimizer state at the end, so ``resume:`` of a finished job trains on at the next epoch.
+metrics in our vocabulary (``on_fit_epoch_end``), which also writes the epoch's validation record
+under ``results/val/`` (per-class results and confusion matrix from Ultralytics' validator:
+``adapters.ultralytics.results``). ``best.pt`` is Ultralytics' best (by its fitness, which for
+detection weighs mAP50-95 at 0.9); ``last.pt`` is written every epoch and keeps its optimizer state
+at the end, so ``resume:`` of a finished job trains on at the next epoch.
 
 The dataset is staged into the job dir (``adapters.datasets.stage``): YOLO split folders linked,
 any other format converted, so Ultralytics' label caches never land in the user's dataset.
@@ -32,9 +34,12 @@ from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.datasets import read_dataset, split_options
 from adapters.datasets.stage import stage
 from adapters.devices import resolve_device
+from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.files import atomic_path
+from adapters.metrics import VAL_ACCURACY
 from adapters.ultralytics.catalog import TASK_SUFFIX
 from adapters.ultralytics.metrics import epoch_metrics
+from adapters.ultralytics.results import PARTS, ConfusionCounter, validation_results
 
 log = logging.getLogger("visionyard.ultralytics")
 
@@ -118,6 +123,9 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         self._saved: dict[str, Path] = {}  # checkpoints Ultralytics wrote this epoch
         self._reported: set[int] = set()
         self._step = 0
+        self.results = ResultsWriter(job.job_dir, self.task)
+        self._confusion = ConfusionCounter() if self.task in PARTS else None
+        self._validated = False  # a training validation ran this epoch
 
     # ------------------------------------------------------------ setup
 
@@ -158,6 +166,8 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         for event, callback in (("on_train_epoch_start", self._on_epoch_start),
                                 ("on_train_batch_end", self._on_batch_end),
                                 ("on_model_save", self._on_model_save),
+                                ("on_val_start", self._on_val_start),
+                                ("on_val_end", self._on_val_end),
                                 ("on_fit_epoch_end", self._on_fit_epoch_end),
                                 ("on_train_end", self._on_train_end)):
             self.model.add_callback(event, callback)
@@ -215,6 +225,14 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
     def _on_epoch_start(self, trainer) -> None:
         self._step = 0
         self._saved.clear()
+        self._validated = False
+
+    def _on_val_start(self, validator) -> None:
+        if self._confusion is not None:
+            self._confusion.start(validator)
+
+    def _on_val_end(self, validator) -> None:
+        self._validated |= validator.training
 
     def _on_batch_end(self, trainer) -> None:
         self._step += 1
@@ -245,11 +263,29 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
             return  # the final validation of best.pt after the last epoch: not an epoch of its own
         self._reported.add(epoch)
         losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
-        self.recorder.epoch(epoch, epoch_metrics(trainer.metrics or {}, losses or {}, trainer.lr or {}))
+        metrics = epoch_metrics(trainer.metrics or {}, losses or {}, trainer.lr or {})
+        evaluation = self._validation_results(trainer, epoch) if self._validated else None
+        if evaluation is not None:  # classification: the matrix's macro precision / recall / F1, as timm's
+            metrics.update({k: v for k, v in evaluation.metrics.items() if k != VAL_ACCURACY})
+        self.recorder.epoch(epoch, metrics)
+        if evaluation is not None:  # the record's metrics: the validation's, as the epoch reported them
+            self.results.write(ValidationRecord.of(
+                evaluation, task=self.task, epoch=epoch, step=epoch * len(trainer.train_loader), source="training",
+                job=self.job.job_id, metrics={k: v for k, v in metrics.items() if k.startswith("val/")}))
         for kind in (LAST, BEST):
             if kind in self._saved:
                 self.recorder.checkpoint(self._saved[kind], kind, epoch)
         self._saved.clear()
+
+    def _validation_results(self, trainer, epoch: int):
+        """The per-class results and matrix of the epoch's validation; None (and a warning) when
+        Ultralytics' validator does not give them: the record is missing, the training goes on."""
+        try:
+            return validation_results(trainer.validator, self.task,
+                                      self._confusion.take() if self._confusion is not None else None)
+        except Exception as exc:  # noqa: BLE001 (a framework's internals: never fail a training over a record)
+            log.warning("no validation record of epoch %d: %s: %s", epoch, type(exc).__name__, exc, exc_info=True)
+            return None
 
     # ------------------------------------------------------------ checkpoints and inference
 

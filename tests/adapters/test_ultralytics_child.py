@@ -127,6 +127,64 @@ def test_each_task_trains_and_reports_its_metrics(runs, guarded_env, task):
     assert not guarded_env.log.exists(), guarded_env.log.read_text()  # no network attempt at all
 
 
+#: The keys of a validation record's per-class rows, per task (besides ``class``).
+BOX_ROW = ("AP50", "AP50-95", "precision", "recall")
+ROW_KEYS = {
+    "object_detection": [*BOX_ROW, "support"],
+    "obb_detection": [*BOX_ROW, "support"],
+    "instance_segmentation": [*BOX_ROW, *(f"mask_{k}" for k in BOX_ROW), "support"],
+    "pose_estimation": [*BOX_ROW, *(f"pose_{k}" for k in BOX_ROW), "support"],
+    "image_classification": ["precision", "recall", "f1", "support"],
+}
+
+
+@pytest.mark.parametrize("task", list(TASK_METRICS))
+def test_each_validation_records_per_class_results_and_its_confusion_matrix(runs, task):
+    """``results/val/``: the epoch's index entry and record, with Ultralytics' per-class results, the
+    metrics the epoch reported, and a matrix whose rows (ground truth) count each object (image) once."""
+    completed, server, job_dir, dataset = runs(task)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    [reported] = server.of_kind("metrics")
+    results = job_dir / "results" / "val"
+    batches = server.of_kind("progress")[-1].total_steps
+    [entry] = json.loads((results / "index.json").read_text())
+    assert (entry["epoch"], entry["step"], entry["file"]) == (1, batches, "epoch-0001.json")
+    record = json.loads((results / entry["file"]).read_text())
+    assert (record["task"], record["epoch"], record["step"], record["source"], record["job"]) == (
+        task, 1, batches, "training", "job-1")
+    assert record["evaluator"].startswith("ultralytics 8.")
+    classify = task == "image_classification"
+    classes = ["blue", "red"] if classify else ["red", "blue"]
+    assert record["classes"] == classes
+    assert record["metrics"] == pytest.approx({k: v for k, v in reported.values.items() if k.startswith("val/")})
+    assert entry["metrics"] == record["metrics"]
+    rows = record["per_class"]
+    assert [row["class"] for row in rows] == classes
+    assert all(list(row)[1:] == ROW_KEYS[task] for row in rows), rows
+    matrix = record["confusion_matrix"]
+    if classify:
+        assert record["confusion_labels"] == classes
+        val_images = sum(1 for _ in (dataset / "val").rglob("*.png"))
+        assert sum(map(sum, matrix)) == val_images == 8
+        assert [sum(row) for row in matrix] == [row["support"] for row in rows] == [4, 4]
+        assert sum(matrix[i][i] for i in range(2)) / val_images == pytest.approx(record["metrics"]["val/accuracy"],
+                                                                                 abs=1e-5)
+        assert [row["recall"] for row in rows] == pytest.approx([matrix[i][i] / 4 for i in range(2)])
+        assert {"val/precision", "val/recall", "val/f1"} <= set(record["metrics"])
+        return
+    assert record["confusion_labels"] == [*classes, "background"]
+    objects = sum(len(f.read_text().splitlines()) for f in (dataset / "labels" / "val").glob("*.txt"))
+    assert sum(map(sum, matrix[:-1])) == objects == 8  # each object once, in its class's row
+    assert [sum(matrix[c]) for c in range(2)] == [row["support"] for row in rows] == [4, 4]
+    for row in rows:  # every class has objects: numbers in [0, 1], none missing
+        assert all(0 <= row[k] <= 1 for k in ROW_KEYS[task][:-1]), row
+    twin = {"instance_segmentation": "mask_", "pose_estimation": "pose_"}.get(task)
+    for prefix in ("", twin) if twin else ("",):  # the epoch's means are the rows' (reported to 5 decimals)
+        for key, mean in (("AP50", "mAP50"), ("AP50-95", "mAP50-95"), ("precision", "precision"), ("recall", "recall")):
+            assert sum(row[prefix + key] for row in rows) / len(rows) == pytest.approx(
+                record["metrics"][f"val/{prefix}{mean}"], abs=1e-5), prefix + key
+
+
 @pytest.mark.parametrize("task", ["object_detection", "instance_segmentation", "pose_estimation",
                                   "obb_detection", "image_classification"])
 def test_predict_returns_the_task_shape(runs, python, guarded_env, task):
@@ -289,6 +347,83 @@ print(json.dumps(out))
     assert [(p["label"], p["index"]) for p in out["image_classification"]] == [("blue", 1), ("red", 0)]
 
 
+ORIENTATION = """
+import json, torch
+from types import SimpleNamespace
+from ultralytics.utils.metrics import ConfusionMatrix
+from adapters.ultralytics.results import ConfusionCounter, validation_results
+
+names = {0: "cat", 1: "dog"}
+theirs = []
+validator = SimpleNamespace(training=True, data={"names": names}, args=SimpleNamespace(task="detect"),
+                            _process_batch=lambda preds, batch: theirs.append(1) or {"tp": None})
+counter = ConfusionCounter()
+counter.start(validator)
+counter.start(validator)  # a second validation: hooked once, a new matrix
+cats = {"cls": torch.tensor([0., 0.]), "bboxes": torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.]])}
+# a cat detected as a dog, a dog where nothing is, a cat found at a score of 0.1 only
+found = {"cls": torch.tensor([1., 1., 0.]), "conf": torch.tensor([0.9, 0.8, 0.1]),
+         "bboxes": torch.tensor([[0., 0., 10., 10.], [40., 40., 50., 50.], [20., 20., 30., 30.]])}
+validator._process_batch(found, cats)
+detection = counter.take().tolist()
+validator.training = False  # the final validation of best.pt: nothing counted
+counter.start(validator)
+validator._process_batch(found, cats)
+final = counter.take()
+calls = len(theirs)
+
+same = {}  # random images, detections near objects: the counter's matrix is Ultralytics' own, transposed
+torch.manual_seed(0)
+for task in ("detect", "obb"):
+    validator = SimpleNamespace(training=True, data={"names": {0: "a", 1: "b", 2: "c"}},
+                                args=SimpleNamespace(task=task), _process_batch=lambda preds, batch: None)
+    counter.start(validator)
+    theirs = ConfusionMatrix(names=validator.data["names"], task=task)
+    def boxes(k):
+        xy, wh = torch.rand(k, 2) * 60, torch.rand(k, 2) * 30 + 3
+        return torch.cat([xy, wh, torch.rand(k, 1) * 3], 1) if task == "obb" else torch.cat([xy, xy + wh], 1)
+    for _ in range(300):
+        n, m = int(torch.randint(0, 12, ())), int(torch.randint(0, 5, ()))
+        preds = {"bboxes": boxes(n), "conf": torch.rand(n), "cls": torch.randint(0, 3, (n,)).float()}
+        batch = {"bboxes": boxes(m), "cls": torch.randint(0, 3, (m,)).float()}
+        k = min(m, n)
+        preds["bboxes"][:k] = batch["bboxes"][:k] + torch.randn(k, batch["bboxes"].shape[1]) * 2
+        validator._process_batch(preds, batch)
+        theirs.process_batch(preds, batch, conf=0.25, iou_thres=0.45)
+    mine = counter.take()
+    same[task] = [mine.tolist() == theirs.matrix.T.tolist(), int(mine[:-1].sum())]
+
+matrix = ConfusionMatrix(names=names, task="classify")
+matrix.process_cls_preds([torch.tensor([[1, 0], [1, 0], [0, 1]])], [torch.tensor([0, 0, 1])])
+evaluation = validation_results(SimpleNamespace(names=names, confusion_matrix=matrix), "image_classification", None)
+print(json.dumps({"detection": detection, "calls": calls, "final": final, "same": same,
+                  "ultralytics_classify": matrix.matrix.tolist(), "classify": evaluation.confusion_matrix.tolist(),
+                  "rows": evaluation.per_class, "evaluator": evaluation.evaluator}))
+"""
+
+
+def test_validation_matrices_are_truth_by_prediction(python, tmp_path):
+    """Ultralytics counts ``[predicted, true]``; a record holds ``[true, predicted]`` with background last,
+    counted above a score of 0.25 (as ``eval`` counts), once per image, in training validations only, and
+    equal (transposed) to what Ultralytics' ``ConfusionMatrix.process_batch`` counts of the same images."""
+    done = subprocess.run([python, "-c", ORIENTATION], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin",
+                               "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    #                       cat dog background (predicted)
+    assert out["detection"] == [[0, 1, 1],   # cat: one taken for a dog, one missed (its 0.1 detection too weak)
+                                [0, 0, 0],   # dog
+                                [0, 1, 0]]   # background: a dog detected where there is none
+    assert out["calls"] == 2 and out["final"] is None
+    assert out["same"]["detect"][0] and out["same"]["obb"][0], out["same"]
+    assert min(out["same"]["detect"][1], out["same"]["obb"][1]) > 500  # objects counted
+    assert out["ultralytics_classify"] == [[0, 1], [2, 0]]  # [predicted, true]
+    assert out["classify"] == [[0, 2], [1, 0]]  # two cats taken for dogs, a dog for a cat
+    assert [(r["class"], r["support"], r["recall"]) for r in out["rows"]] == [("cat", 2, 0.0), ("dog", 1, 0.0)]
+    assert out["evaluator"].startswith("ultralytics 8.")
+
+
 def test_coco_and_dice_datasets_train_through_conversion(python, guarded_env, reporter_server, tmp_path):
     import json as _json
 
@@ -325,6 +460,8 @@ def test_resume_continues_at_the_next_epoch(runs, python, guarded_env, reporter_
         done = run(python, guarded_env(server.address), "--spec", job)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [m.step for m in server.of_kind("metrics")] == [2]
+    index = json.loads((tmp_path / "resumed" / "results" / "val" / "index.json").read_text())
+    assert [(e["epoch"], e["file"]) for e in index] == [(2, "epoch-0002.json")]  # the epoch it trained
     weights = tmp_path / "resumed" / "checkpoints" / "weights"
     assert (weights / "last.pt").is_file() and (weights / "best.pt").is_file()
     assert {c.path for c in server.of_kind("checkpoint")} <= {str(weights / "last.pt"), str(weights / "best.pt")}
