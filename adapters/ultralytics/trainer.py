@@ -329,7 +329,8 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
 
         A list of images is one batch of its length in Ultralytics (8.4.190, checked: one forward
         pass; ``batch`` does not split a list, #25406, so ``batch=N`` only says what happens). Images
-        are passed loaded (any file name: the daemon's uploads have no suffix). Images of one size it
+        are passed loaded (any file name: the daemon's uploads have no suffix), read as Ultralytics'
+        own loader reads a folder (``_load``: its ``imread``, BGR, in threads). Images of one size it
         letterboxes as it does one image alone (padded to the next multiple of the stride); a list of
         several sizes it pads to a square ``imgsz`` each, which moves the stride grid and so the boxes
         and scores. Grouping by size keeps every image's input, and so its result, what
@@ -338,10 +339,10 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
         started = time.perf_counter()
-        opened = [_open_upright(path) for path in images]
+        opened = _load(images)
         groups: dict[tuple[int, int] | None, list[int]] = {}
         for i, image in enumerate(opened):  # classification resizes and crops each image alone: one group
-            groups.setdefault(None if self.task == "image_classification" else image.size, []).append(i)
+            groups.setdefault(None if self.task == "image_classification" else image.shape[:2], []).append(i)
         answers: list[dict[str, Any]] = [{} for _ in images]
         device, size = ultralytics_device(self.device), self.image_size
         for members in groups.values():
@@ -429,6 +430,26 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         post-processes as for its own weights; the labels are the checkpoint's."""
         yolo, _ = _import_ultralytics()
         self.model = yolo(str(path), task=YOLO_TASKS[self.task])
+
+
+def _load(paths: list[str | Path]) -> list:
+    """Each image as Ultralytics' own loader reads a file of a folder: its ``imread`` (BGR, turned as
+    its EXIF orientation says), 8 or more decoded in threads as its loader decodes a batch; a file
+    OpenCV does not read is opened by Pillow (whose error names what is wrong with it)."""
+    import numpy as np
+    from ultralytics.utils import NUM_THREADS
+    from ultralytics.utils.patches import imread
+
+    def read(path):
+        image = imread(str(path))
+        return image if image is not None else np.ascontiguousarray(np.asarray(_open_upright(path))[..., ::-1])
+
+    if len(paths) < 8 or NUM_THREADS < 2:
+        return [read(path) for path in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(paths), NUM_THREADS)) as pool:
+        return list(pool.map(read, paths))
 
 
 def _open_upright(path: str | Path):

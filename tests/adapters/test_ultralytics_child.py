@@ -185,17 +185,29 @@ def test_each_validation_records_per_class_results_and_its_confusion_matrix(runs
                 record["metrics"][f"val/{prefix}{mean}"], abs=1e-5), prefix + key
 
 
-@pytest.mark.parametrize("task", ["object_detection", "instance_segmentation", "pose_estimation",
-                                  "obb_detection", "image_classification"])
-def test_predict_returns_the_task_shape(runs, python, guarded_env, task):
-    completed, _, job_dir, dataset = runs(task)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    image = next((dataset / "val").rglob("*.png")) if task == "image_classification" \
-        else dataset / "images" / "val" / "0.png"
-    done = run(python, guarded_env(), "--spec", job_dir / "job.json", "--predict", image,
-               "--checkpoint", job_dir / "checkpoints" / "weights" / "last.pt", "--top-k", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+PREDICT_TASKS = ["object_detection", "instance_segmentation", "pose_estimation", "obb_detection", "image_classification"]
+
+
+@pytest.fixture(scope="module")
+def task_predicts(runs, python, guarded_env, in_one_process):
+    """Each task's ``--predict`` of a validation image with its run's last checkpoint, as the command line
+    runs it, the five in one child (each its own step: its own arguments, exit code and output)."""
+    steps = {}
+    for task in PREDICT_TASKS:
+        completed, _, job_dir, dataset = runs(task)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        image = next((dataset / "val").rglob("*.png")) if task == "image_classification" \
+            else dataset / "images" / "val" / "0.png"
+        steps[task] = {"argv": ["--spec", str(job_dir / "job.json"), "--predict", str(image), "--checkpoint",
+                                str(job_dir / "checkpoints" / "weights" / "last.pt"), "--top-k", "2"]}
+    return in_one_process.run(python, guarded_env(), steps)
+
+
+@pytest.mark.parametrize("task", PREDICT_TASKS)
+def test_predict_returns_the_task_shape(task_predicts, task):
+    done = task_predicts[task]
+    assert done["code"] == 0, done["error"] or done["stderr"][-3000:]
+    out = done["json"]
     assert out["task"] == task and (out["width"], out["height"]) == (64, 64)
     if task == "image_classification":
         assert [p["label"] for p in out["predictions"]] and len(out["predictions"]) == 2
