@@ -12,7 +12,7 @@ demo: setup
 	$(UV) run python -m runner.cli.demo
 
 test: setup
-	$(UV) run pytest
+	$(UV) run pytest -n 2
 
 test-quick: setup
 	$(UV) run pytest -m "not slow"

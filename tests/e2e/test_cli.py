@@ -111,6 +111,6 @@ def test_gc_dry_run_lists_what_it_would_free_and_removes_nothing(daemon, capsys)
     assert main(["gc", "--dry-run", "--env-days", "0", "--envs-max-gb", "0.000001", "--address", daemon.address]) == 0
     out = capsys.readouterr().out
     assert "would free" in out and "least" in out and "timm-" in out
-    assert sorted(p.name for p in (daemon.home / "envs").iterdir()) == envs_before
+    assert set(envs_before) <= {p.name for p in (daemon.home / "envs").iterdir()}  # (the envs root is shared)
     assert main(["gc", "--env-days", "-1", "--address", daemon.address]) != 0
     assert "env_max_idle_days must be a number ≥ 0" in capsys.readouterr().out
