@@ -36,6 +36,10 @@ Export: ``--export onnx --checkpoint PATH --out DIR [--dynamic] [--half] [--opse
 ...] [--count N] [--device D]`` exports the checkpoint and validates the export against PyTorch
 (``adapters.onnx_export``).
 
+Eval: ``--eval --checkpoint PATH --out DIR [--dataset PATH --format F] [--split val|train|all] [--batch N]
+[--device D]`` runs the checkpoint over a dataset (default: the job's validation split, as training made it)
+with the predict path and writes ``DIR/eval.json``, scored by the shared evaluators (``adapters.evaluate``).
+
 Reporter address, job id and token come from the environment (see ``adapters.reporter``).
 """
 
@@ -211,14 +215,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --serve, the model's pretrained weights from the local cache")
     parser.add_argument("--onnx", help="with --serve --checkpoint, predict with this ONNX export of it")
     parser.add_argument("--export", metavar="FORMAT", help="export --checkpoint (onnx) into --out and validate it")
-    parser.add_argument("--out", help="with --export, the folder to write the model and export.json into")
+    parser.add_argument("--out", help="with --export, the folder to write the model and export.json into; with "
+                                      "--eval, the folder of eval.json")
     parser.add_argument("--dynamic", action="store_true", help="with --export, free height and width")
     parser.add_argument("--half", action="store_true", help="with --export, float16 weights")
     parser.add_argument("--opset", type=int, default=0, help="with --export, the ONNX opset (0: the exporter's)")
     parser.add_argument("--images", nargs="*", default=[], help="with --export, images (files or folders) to "
                                                                 "validate with (default: the job's dataset)")
     parser.add_argument("--count", type=int, default=8, help="with --export, how many images to validate with")
-    parser.add_argument("--device", default="cpu", help="with --export, the device to export and validate on")
+    parser.add_argument("--device", default="cpu", help="with --export or --eval, the device to run the model on")
+    parser.add_argument("--eval", action="store_true", help="evaluate --checkpoint on a dataset, write --out/eval.json")
+    parser.add_argument("--dataset", help="with --eval, a dataset to evaluate on (default: the job's)")
+    parser.add_argument("--format", help="with --eval --dataset, the dataset's format")
+    parser.add_argument("--split", default="val", choices=("val", "train", "all"),
+                        help="with --eval, the split to evaluate (default: val)")
+    parser.add_argument("--batch", type=int, default=16, help="with --eval, images per predict batch")
     args = parser.parse_args(argv)
 
     # Cancel is SIGTERM to the process group: die at once (the reporter thread is a daemon
@@ -240,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         from adapters.onnx_export import export
         return export(args.spec, args.checkpoint, args.out, args.export, dynamic=args.dynamic, half=args.half,
                       opset=args.opset or None, images=args.images, count=max(1, args.count), device=args.device)
+    if args.eval:
+        if not args.checkpoint or not args.out:
+            parser.error("--eval needs --checkpoint and --out")
+        if bool(args.dataset) != bool(args.format):
+            parser.error("--dataset and --format go together")
+        from adapters.evaluate import evaluate
+        return evaluate(args.spec, args.checkpoint, args.out, dataset=args.dataset, fmt=args.format, split=args.split,
+                        batch=max(1, args.batch), device=args.device)
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")

@@ -9,6 +9,12 @@ One record per validation (an epoch of training, or an ``eval`` run)::
      "confusion_matrix": [[…], …] | null, "confusion_labels": ["cat", "dog", "background"],
      "per_image": […]}                                  # only when the evaluator gives it
 
+An ``eval`` run's record (``source: "eval"``, ``epoch`` and ``step`` null) also says what was
+evaluated: ``dataset`` (its folder), ``dataset_hash`` (``adapters.evaluate.dataset_hash``: the files
+evaluated, by content), ``checkpoint``, ``split`` (``val``, ``train`` or ``all``), ``images`` (how
+many) and ``seconds`` (the whole run: loading, predicting, scoring). Records without them (every
+training validation) leave the keys out, and a reader takes records with or without them.
+
 ``confusion_matrix[t][p]``: rows are the ground truth, columns the prediction, in the order of
 ``confusion_labels`` (the classes, plus ``background`` last for detection, instance segmentation
 and pose). Values that are undefined (an AP of a class without ground truth, a NaN IoU) are
@@ -47,6 +53,8 @@ SOURCES = ("training", "eval")
 #: Up to this many classes every epoch's record is kept; above, only the best and the last epoch's
 #: (a 1,000-class matrix is a few MB of JSON per epoch).
 KEEP_EVERY_EPOCH_UP_TO = 100
+#: The optional keys of an ``eval`` run's record, in the order written.
+EVAL_FIELDS = ("dataset", "dataset_hash", "checkpoint", "split", "images", "seconds")
 
 
 @dataclass
@@ -77,6 +85,13 @@ class ValidationRecord:
     job: str | None = None
     per_image: list[dict[str, Any]] | None = None
     version: int = RECORD_VERSION
+    #: What an ``eval`` run evaluated (None in a training validation's record, and then not written).
+    dataset: str | None = None
+    dataset_hash: str | None = None
+    checkpoint: str | None = None
+    split: str | None = None
+    images: int | None = None
+    seconds: float | None = None
 
     @classmethod
     def of(cls, evaluation: Evaluation, *, task: str, epoch: int | None, step: int | None, source: str,
@@ -101,6 +116,9 @@ class ValidationRecord:
         out["confusion_labels"] = list(self.confusion_labels)
         if self.per_image is not None:
             out["per_image"] = plain(self.per_image)
+        for key in EVAL_FIELDS:
+            if getattr(self, key) is not None:
+                out[key] = plain(getattr(self, key))
         return out
 
     def to_json(self) -> str:

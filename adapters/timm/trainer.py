@@ -63,11 +63,16 @@ class TimmAdapter(TrainingAdapter):
 
     # ------------------------------------------------------------ setup
 
+    def dataset_split(self):
+        """How the job's dataset is split when it has no val split on disk: the spec's settings, the job's
+        seed, ``data.val_split`` when the spec names no ratio (training and ``eval`` read the same val images)."""
+        spec = self.spec
+        return split_options(spec.dataset.as_dict(), spec.training.seed, self.setting("data.val_split"))
+
     def prepare_dataset(self) -> None:
         spec = self.spec
         seed_everything(spec.training.seed)
-        split = split_options(spec.dataset.as_dict(), spec.training.seed, self.setting("data.val_split"))
-        data = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split)
+        data = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=self.dataset_split())
         if spec.num_classes and spec.num_classes != len(data.class_names):
             raise ValueError(
                 f"num_classes is {spec.num_classes} but the dataset has {len(data.class_names)} classes "
@@ -278,6 +283,11 @@ class TimmAdapter(TrainingAdapter):
         return scheduler
 
     # ------------------------------------------------------------ inference
+
+    def prepare_evaluation(self) -> dict[str, Any]:
+        """What the loaded model predicts, for ``eval`` (``adapters.evaluate``): its classes. Predict needs no
+        change for scoring: every image gets its top-k classes."""
+        return {"classes": list(self.class_names)}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
         """Top-k classes of one image, in the shape ``adapters.entrypoint`` documents: the

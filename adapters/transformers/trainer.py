@@ -71,10 +71,14 @@ class TransformersAdapter(FrameworkLoopAdapter):
 
     # ------------------------------------------------------------ setup
 
+    def dataset_split(self):
+        """How the job's dataset is split when it has no val split on disk (training and ``eval`` read the same
+        val images)."""
+        return split_options(self.spec.dataset.as_dict(), self.spec.training.seed)
+
     def prepare_dataset(self) -> None:
         spec = self.spec
-        split = split_options(spec.dataset.as_dict(), spec.training.seed)
-        self.dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=split)
+        self.dataset = read_dataset(spec.dataset.path, spec.dataset.format, spec.task, split=self.dataset_split())
         if spec.task == "super_resolution" and self.dataset.scale is None and self.setting("upscale"):
             # HR only: LR made at this scale (else at the model's own)
             self.dataset = dataclasses.replace(self.dataset, scale=int(self.setting("upscale")))
@@ -181,6 +185,20 @@ class TransformersAdapter(FrameworkLoopAdapter):
         self.model, self.processor = self._load(source, pretrained=True, dataset=None, cache_only=cache_only)
         self.task.processor = self.processor
         self.model.to(self.device).eval()
+
+    def prepare_evaluation(self) -> dict[str, Any]:
+        """Switch the loaded model's predict path to what ``eval`` (``adapters.evaluate``) scores (the task's
+        ``prepare_evaluation``: detection returns every box down to its evaluation threshold) and say what
+        the model predicts: its classes (``config.id2label``), and for super-resolution its ``scale``."""
+        if self.model is None:
+            raise RuntimeError("load a checkpoint before evaluating")
+        self.task.prepare_evaluation()
+        config = self.model.config
+        out: dict[str, Any] = {"classes": [] if self.spec.task in ("super_resolution", "ocr") else
+                               [config.id2label[i] for i in range(config.num_labels)]}
+        if self.spec.task == "super_resolution":
+            out["scale"] = int(config.upscale)
+        return out
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
         """One image's predictions: the one-image case of :meth:`predict_batch`."""

@@ -144,6 +144,13 @@ def one_process(trained, child_python, child_env, reporter_server, make_imagefol
         "another task": {"job": no_job("task", task="object_detection"), "weights": best}}
     (root / "empty").mkdir()
     offline_job = write_job(root / "offline", make_imagefolder(root / "colours", per_class=3), pretrained=True)
+    # eval: a dataset of two of the model's three classes (class ids not the model's), and one with a class the
+    # model does not know
+    subset = make_imagefolder(root / "subset", classes=("red", "blue"), per_class=1, val_per_class=2)
+    unknown = make_imagefolder(root / "unknown", classes=("red", "magenta"), per_class=1, val_per_class=1)
+
+    def evaluate(name: str, *args) -> dict:
+        return {"argv": ["--spec", str(job), "--eval", "--checkpoint", best, "--out", str(root / name), *map(str, args)]}
     cuda_job = on_device(write_job(root / "cuda", root / "not-read"), "cuda", root / "cuda" / "cuda.json")
     env = child_env(HF_HOME=str(root / "hf"), HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="", https_proxy="",
                     CUDA_VISIBLE_DEVICES="")
@@ -166,6 +173,11 @@ def one_process(trained, child_python, child_env, reporter_server, make_imagefol
             "without a job": {"script": in_one_process.WITHOUT_A_JOB, "argv": [
                 json.dumps(without_a_job), WEIGHT_FILES.replace("__DIR__", repr(str(root)))]},
             "model names": {"module": "adapters.timm.model_names", "argv": ["--check"]},
+            "eval": evaluate("eval", "--batch", 4),
+            "eval a subset": evaluate("subset-eval", "--dataset", subset, "--format", "imagefolder", "--split", "all"),
+            "eval unknown classes": evaluate("unknown-eval", "--dataset", unknown, "--format", "imagefolder"),
+            "eval no checkpoint": {"argv": ["--spec", str(job), "--eval", "--checkpoint", str(root / "gone.pt"),
+                                            "--out", str(root / "gone")]},
         }
         with in_one_process.start(child_python, env, steps) as running:
             cli = run_entrypoint(child_python, child_env(), "--spec", job, "--predict", red, "--checkpoint", best,
@@ -288,6 +300,57 @@ def test_predict_prints_top_k_json(one_process):
     assert (
         predictions[0]["label"] == "red" and predictions[0]["index"] == 2
     )  # classes sorted: blue, green, red
+
+
+def test_eval_of_the_best_checkpoint_gives_what_training_recorded_for_its_epoch(one_process, trained):
+    """``--eval`` on the job's own dataset: the very validation images training split off (9, 3 per class), the
+    accuracy and the confusion matrix of the best epoch's record, a progress line per batch of 4."""
+    from adapters.datasets import read_dataset, split_options
+    from adapters.job import Job
+
+    done = finished(one_process["out"]["eval"])
+    assert [json.loads(line) for line in done["stdout"].splitlines()[:-1]] == [
+        {"done": 4, "total": 9}, {"done": 8, "total": 9}, {"done": 9, "total": 9}]
+    written = json.loads((one_process["root"] / "eval" / "eval.json").read_text())
+    assert done["json"] == {"eval": str(one_process["root"] / "eval" / "eval.json"), "metrics": written["metrics"]}
+    epoch = read_checkpoint(Path(one_process["best"]))["epoch"]
+    recorded = json.loads((trained["job_dir"] / "results" / "val" / f"epoch-{epoch:04d}.json").read_text())
+    assert written["metrics"]["val/accuracy"] == recorded["metrics"]["val/accuracy"]
+    assert written["confusion_matrix"] == recorded["confusion_matrix"]
+    assert written["per_class"] == recorded["per_class"]
+    assert (written["source"], written["epoch"], written["step"], written["job"], written["evaluator"]) == (
+        "eval", None, None, "job-1", recorded["evaluator"])
+    assert written["classes"] == written["confusion_labels"] == ["blue", "green", "red"]
+    assert (written["split"], written["images"], written["checkpoint"], written["dataset"]) == (
+        "val", 9, one_process["best"], str(trained["dataset"]))
+    assert written["dataset_hash"].startswith("blake2b:") and len(written["dataset_hash"]) == 8 + 64
+    assert 0 < written["seconds"] < 60
+    spec = Job.from_file(trained["job_dir"] / "job.json").spec
+    data = read_dataset(spec.dataset.path, spec.dataset.format, spec.task,
+                        split=split_options(spec.dataset.as_dict(), spec.training.seed, spec.setting("data.val_split")))
+    val = {str(Path(r.path).relative_to(trained["dataset"])) for r in data.val}
+    assert {row["image"] for row in written["per_image"]} == val
+    assert all(set(row) == {"image", "predicted", "score", "truth"} for row in written["per_image"])
+
+
+def test_eval_maps_a_datasets_classes_to_the_models_by_name(one_process):
+    """Red and blue images, class ids 1 and 0 there, 2 and 0 in the model; all of them (``--split all``)."""
+    done = finished(one_process["out"]["eval a subset"])
+    written = json.loads((one_process["root"] / "subset-eval" / "eval.json").read_text())
+    assert done["json"]["metrics"]["val/accuracy"] == 1.0
+    assert written["confusion_matrix"] == [[3, 0, 0], [0, 0, 0], [0, 0, 3]]
+    assert (written["split"], written["images"]) == ("all", 6)
+    assert {(row["truth"], row["predicted"]) for row in written["per_image"]} == {("red", "red"), ("blue", "blue")}
+
+
+def test_eval_refuses_classes_the_model_does_not_know_and_a_missing_checkpoint(one_process):
+    unknown, gone = one_process["out"]["eval unknown classes"], one_process["out"]["eval no checkpoint"]
+    assert unknown["code"] == 1 and unknown["stdout"] == "", unknown["error"]
+    assert ("eval failed: the dataset's class(es) 'magenta' are not classes of the model, whose classes are 'blue', "
+            "'green', 'red': evaluate on a dataset whose class names are the model's") in unknown["stderr"]
+    assert gone["code"] == 1 and gone["stdout"] == "", gone["error"]
+    assert f"eval failed: checkpoint {one_process['root'] / 'gone.pt'} does not exist" in gone["stderr"]
+    assert not (one_process["root"] / "unknown-eval").exists() and not (one_process["root"] / "gone").exists()
 
 
 def test_predict_with_a_missing_checkpoint_exits_1_naming_it(one_process):

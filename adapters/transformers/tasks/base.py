@@ -94,6 +94,10 @@ class HFTask:
 
         return Trainer
 
+    def prepare_evaluation(self) -> None:
+        """Make :meth:`predict_batch` give what an evaluation scores, where that differs from what a user is
+        shown (a detection task's low score threshold). The model stays loaded; nothing else changes."""
+
     def predict(self, model, processor, image, top_k: int, annotate: bool) -> dict[str, Any]:
         """One PIL image → ``{"predictions": [...], ...}`` in the task-generic shape: the one-image case
         of :meth:`predict_batch`."""

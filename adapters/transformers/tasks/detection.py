@@ -45,6 +45,13 @@ class DetectionTask(HFTask):
     primary = "mAP50-95"
     training_args = {"eval_do_concat_batches": False}
 
+    def __init__(self, job) -> None:
+        super().__init__(job)
+        #: What :meth:`predict_batch` returns: boxes scoring at least this (None: ``detection.predict_threshold``),
+        #: the most confident this many (None: all of them). ``prepare_evaluation`` changes both.
+        self.predict_threshold: float | None = None
+        self.max_detections: int | None = MAX_DETECTIONS
+
     def build(self, source: str, pretrained: bool, dataset) -> tuple[Any, Any]:
         from transformers import AutoConfig, AutoModelForObjectDetection
 
@@ -131,23 +138,37 @@ class DetectionTask(HFTask):
         self.evaluation = detection_evaluation(ground_truth, detections, self.class_names)
         return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
+    def prepare_evaluation(self) -> None:
+        """Predict as the training-time evaluation scores: every box down to ``detection.threshold`` (the
+        threshold ``compute_metrics`` post-processes with; COCO AP needs the low-score tail that predict's
+        ``detection.predict_threshold`` cuts), none of them cut by ``MAX_DETECTIONS``."""
+        self.predict_threshold = float(self.setting("detection.threshold", 0.05))
+        self.max_detections = None
+
     def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
-        """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``),
-        in each image's pixels; ``top_k`` is a classification notion and is not used. Images whose
-        processed inputs have one shape go through the model together (any images, for a processor that
-        resizes to one size: RT-DETR, D-FINE; DETR's keep their aspect ratio, so one batch per shape)."""
-        threshold, names = self.setting("detection.predict_threshold", 0.3), model.config.id2label
+        """Every box scoring at least ``detection.predict_threshold`` (the most confident ``MAX_DETECTIONS``;
+        for an evaluation, see :meth:`prepare_evaluation`), in each image's pixels, the most confident first;
+        ``top_k`` is a classification notion and is not used. Images whose processed inputs have one shape go
+        through the model together (any images, for a processor that resizes to one size: RT-DETR, D-FINE;
+        DETR's keep their aspect ratio, so one batch per shape)."""
+        threshold = self.predict_threshold
+        if threshold is None:
+            threshold = self.setting("detection.predict_threshold", 0.3)
+        names, most = model.config.id2label, self.max_detections
 
         def run(batch, members):
             sizes = [(images[i].height, images[i].width) for i in members]
             found = processor.post_process_object_detection(model(**batch), threshold=threshold, target_sizes=sizes)
-            return [_detections(result, names, images[i], annotate) for i, result in zip(members, found, strict=True)]
+            return [_detections(result, names, images[i], annotate, most)
+                    for i, result in zip(members, found, strict=True)]
         return in_shape_groups(per_image_inputs(processor, images), model.device, run)
 
 
-def _detections(result: dict[str, Any], names, image, annotate: bool) -> dict[str, Any]:
-    """One image's post-processed ``{"scores", "labels", "boxes"}`` → its predict result."""
-    order = result["scores"].argsort(descending=True)[:MAX_DETECTIONS].tolist()
+def _detections(result: dict[str, Any], names, image, annotate: bool,
+                most: int | None = MAX_DETECTIONS) -> dict[str, Any]:
+    """One image's post-processed ``{"scores", "labels", "boxes"}`` → its predict result: the ``most`` most
+    confident boxes (None: all), ties in the post-processing's order."""
+    order = result["scores"].argsort(descending=True, stable=True)[:most].tolist()
     predictions = [{"label": names[int(result["labels"][i])], "score": float(result["scores"][i]),
                     "index": int(result["labels"][i]), "box": [float(v) for v in result["boxes"][i].tolist()]}
                    for i in order]

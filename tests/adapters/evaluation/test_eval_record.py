@@ -39,6 +39,23 @@ def test_per_image_results_are_written_only_when_given():
     assert json.loads(with_images.to_json())["per_image"] == [{"image": "a.png", "psnr": 31.5}]
 
 
+def test_an_eval_records_what_it_evaluated_and_a_training_record_stays_as_it_was():
+    """An ``eval`` run's record adds dataset, hash, checkpoint, split, image count and seconds after the rest;
+    a record without them (every training validation, older records) neither writes nor needs them."""
+    evaluation = classification_results(np.eye(2, dtype=int), ["a", "b"])
+    evaluated = ValidationRecord(**{**vars(ValidationRecord.of(evaluation, task="image_classification", epoch=None,
+                                                               step=None, source="eval", job="job-1")),
+                                    "dataset": "/data/x", "dataset_hash": "blake2b:00", "checkpoint": "/c/best.pt",
+                                    "split": "val", "images": np.int64(2), "seconds": 1.5})
+    data = json.loads(evaluated.to_json())
+    assert list(data)[-6:] == ["dataset", "dataset_hash", "checkpoint", "split", "images", "seconds"]
+    assert (data["epoch"], data["step"], data["images"], data["seconds"]) == (None, None, 2, 1.5)
+    assert ValidationRecord.from_dict(data).to_dict() == data
+    older = record(1, 0.5).to_dict()
+    assert not {"dataset", "dataset_hash", "checkpoint", "split", "images", "seconds"} & set(older)
+    assert ValidationRecord.from_dict(older).dataset_hash is None
+
+
 def test_a_record_of_another_version_or_without_its_fields_is_refused():
     data = record(1, 0.5).to_dict()
     with pytest.raises(ValueError, match="version 2; this code reads version 1"):

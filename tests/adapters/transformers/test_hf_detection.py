@@ -352,3 +352,108 @@ def test_an_onnx_export_of_detr_takes_its_pixel_mask_and_matches_pytorch(tiny_mo
     assert sorted(report["inputs"]) == ["pixel_mask", "pixel_values"] and report["outputs"] == ["logits", "pred_boxes"]
     assert set(check["outputs"]) == {"logits", "pred_boxes"}
     assert all(v["max_abs_diff"] <= 1e-3 for v in check["outputs"].values())
+
+
+
+#: Run in the transformers env: ``python -c EVAL_PARITY JOB BEST RELABELLED_JOB OUT``. ``--eval`` (through
+#: ``adapters.entrypoint.main``) of the best checkpoint on the job's own split; then on a copy of the val images
+#: labelled with the checkpoint's own 4 most confident boxes, moved right by 0, 1, 2 and 3 px (so that AP lies
+#: between 0 and 1 whatever the training made of the model), next to what the training-time evaluation (the
+#: task's Trainer ``evaluate`` with its ``compute_metrics``, as every epoch runs it) gives there. One process.
+EVAL_PARITY = """
+import contextlib, io, json, shutil, sys
+from pathlib import Path
+from adapters.entrypoint import build_adapter, main
+from adapters.job import Job
+from adapters.reporter import Reporter
+from adapters.transformers.tasks.base import RecordDataset
+
+job_path, best, relabelled_job, out = sys.argv[1:5]
+found = {}
+
+
+def run_eval(name, *argv):
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["--eval", "--checkpoint", best, "--batch", "3", "--out", str(Path(out) / name), *argv])
+    found[name] = {"code": code, "lines": [json.loads(line) for line in stdout.getvalue().splitlines()]}
+
+
+run_eval("own", "--spec", job_path)
+
+job = Job.from_file(relabelled_job)
+source, target = Path(Job.from_file(job_path).spec.dataset.path), Path(job.spec.dataset.path)
+for split in ("train", "val"):
+    (target / "images" / split).mkdir(parents=True)
+    (target / "labels" / split).mkdir(parents=True)
+shutil.copy(source / "data.yaml", target / "data.yaml")
+adapter = build_adapter(job, Reporter(None))
+adapter.load_checkpoint(best)
+adapter.prepare_evaluation()
+images = sorted((source / "images" / "val").glob("*.png"))
+for image, result in zip(images, adapter.predict_batch([str(p) for p in images], 5, False)):
+    lines = []
+    for shift, p in enumerate(result["predictions"][:4]):
+        x1, y1, x2, y2 = p["box"]
+        x1, y1, x2, y2 = max(0, x1 + shift), max(0, y1), min(64, x2 + shift), min(64, y2)
+        if x2 - x1 >= 2 and y2 - y1 >= 2:
+            lines.append(f"{p['index']} {(x1 + x2) / 128:.6f} {(y1 + y2) / 128:.6f} {(x2 - x1) / 64:.6f} "
+                         f"{(y2 - y1) / 64:.6f}")
+    for split in ("train", "val"):
+        shutil.copy(image, target / "images" / split / image.name)
+        (target / "labels" / split / f"{image.stem}.txt").write_text("\\n".join(lines) + "\\n")
+
+training = build_adapter(job, Reporter(None))
+training.prepare_dataset()
+training.load_checkpoint(best)
+trainer = training.task.trainer_class()(
+    model=training.model, args=training.training_arguments(),
+    eval_dataset=RecordDataset(training.dataset.val, training.task, train=False), data_collator=training.task.collate,
+    compute_metrics=training.task.compute_metrics, processing_class=training.processor)
+metrics = trainer.evaluate()
+evaluation = training.task.take_evaluation()
+found["training"] = {"metrics": {k: v for k, v in evaluation.metrics.items()}, "per_class": evaluation.per_class,
+                     "confusion_matrix": evaluation.confusion_matrix.tolist()}
+run_eval("relabelled", "--spec", relabelled_job, "--dataset", str(target), "--format", "yolo")
+print(json.dumps(found))
+"""
+
+
+def _assert_same_evaluation(written: dict, recorded: dict) -> None:
+    """The metrics ``eval`` gives (the shared box metrics; training adds ``val/loss`` and ``val/mAP75``), the
+    per-class rows and the matched confusion matrix equal the training-time evaluation's (to float rounding)."""
+    assert set(written["metrics"]) == {"val/precision", "val/recall", "val/mAP50", "val/mAP50-95"}
+    assert written["metrics"] == pytest.approx({k: recorded["metrics"][k] for k in written["metrics"]}, abs=1e-9)
+    assert [row["class"] for row in written["per_class"]] == [row["class"] for row in recorded["per_class"]]
+    for got, want in zip(written["per_class"], recorded["per_class"], strict=True):
+        assert got == pytest.approx(want, abs=1e-9)
+    assert written["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_eval_gives_the_coco_results_of_the_training_time_evaluation(trained, hf_script, hf_job, tmp_path):
+    """``--eval`` of the best D-FINE checkpoint goes through the predict path at the evaluation's threshold
+    (``detection.threshold``, every box kept) and gives what the training-time evaluation gives: on the job's
+    own split, what that epoch recorded; on boxes the model nearly finds, the same non-trivial AP."""
+    assert trained["done"].returncode == 0, trained["done"].stderr[-4000:]
+    server, job_dir = trained["server"], trained["root"] / "job"
+    best = server.of_kind("result")[0].best_checkpoint
+    epoch = max(c.epoch for c in server.of_kind("checkpoint") if c.kind == "best" and c.path == best)
+    relabelled = hf_job.write(tmp_path / "relabelled-job", "object_detection", best, tmp_path / "relabelled", "yolo",
+                              image_size=64, advanced={"detection": {"threshold": 0.0}})
+    found = json.loads(hf_script(EVAL_PARITY, job_dir / "job.json", best, relabelled, tmp_path / "out")
+                       .strip().splitlines()[-1])
+
+    own = found["own"]
+    assert own["code"] == 0 and own["lines"][:-1] == [{"done": 3, "total": 4}, {"done": 4, "total": 4}]
+    written = json.loads((tmp_path / "out" / "own" / "eval.json").read_text())
+    assert own["lines"][-1] == {"eval": str(tmp_path / "out" / "own" / "eval.json"), "metrics": written["metrics"]}
+    _assert_same_evaluation(written, json.loads((job_dir / "results" / "val" / f"epoch-{epoch:04d}.json").read_text()))
+    assert (written["source"], written["evaluator"], written["split"], written["images"], written["checkpoint"]) == (
+        "eval", "visionyard.coco", "val", 4, best)
+    assert [set(row) for row in written["per_image"]] == [{"image", "predicted", "truth"}] * 4
+    assert [len(row["truth"]) for row in written["per_image"]] == [2] * 4  # a red and a blue box per val image
+
+    assert found["relabelled"]["code"] == 0
+    relabelled_eval = json.loads((tmp_path / "out" / "relabelled" / "eval.json").read_text())
+    assert 0 < found["training"]["metrics"]["val/mAP50-95"] < 1, found["training"]  # something to agree on
+    _assert_same_evaluation(relabelled_eval, found["training"])
