@@ -850,20 +850,66 @@ class ResultsEpoch(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., kept: _Optional[bool] = ..., best: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class GetResultsRequest(_message.Message):
-    __slots__ = ("job_id", "epoch")
+    __slots__ = ("job_id", "epoch", "evals")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EVALS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     epoch: str
-    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[str] = ...) -> None: ...
+    evals: bool
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[str] = ..., evals: _Optional[bool] = ...) -> None: ...
 
 class GetResultsResponse(_message.Message):
-    __slots__ = ("result", "epochs")
+    __slots__ = ("result", "epochs", "evals")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    EVALS_FIELD_NUMBER: _ClassVar[int]
     result: ValidationResult
     epochs: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
-    def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ...) -> None: ...
+    evals: _containers.RepeatedCompositeFieldContainer[EvalResponse]
+    def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., evals: _Optional[_Iterable[_Union[EvalResponse, _Mapping]]] = ...) -> None: ...
+
+class EvalRequest(_message.Message):
+    __slots__ = ("job_id", "checkpoint", "dataset", "format", "split", "batch", "device")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    checkpoint: str
+    dataset: str
+    format: str
+    split: str
+    batch: int
+    device: str
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., split: _Optional[str] = ..., batch: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class EvalResponse(_message.Message):
+    __slots__ = ("name", "result", "dataset", "dataset_hash", "checkpoint", "split", "images", "seconds", "path", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    DATASET_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    result: ValidationResult
+    dataset: str
+    dataset_hash: str
+    checkpoint: str
+    split: str
+    images: int
+    seconds: float
+    path: str
+    created_at: float
+    def __init__(self, name: _Optional[str] = ..., result: _Optional[_Union[ValidationResult, _Mapping]] = ..., dataset: _Optional[str] = ..., dataset_hash: _Optional[str] = ..., checkpoint: _Optional[str] = ..., split: _Optional[str] = ..., images: _Optional[int] = ..., seconds: _Optional[float] = ..., path: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
     __slots__ = ("job_ids",)

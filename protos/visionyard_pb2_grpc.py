@@ -124,6 +124,11 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.CompareRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.CompareResponse.FromString,
                 _registered_method=True)
+        self.EvaluateJob = channel.unary_unary(
+                '/visionyard.v1.Runner/EvaluateJob',
+                request_serializer=protos_dot_visionyard__pb2.EvalRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.EvalResponse.FromString,
+                _registered_method=True)
         self.AddRepo = channel.unary_unary(
                 '/visionyard.v1.Runner/AddRepo',
                 request_serializer=protos_dot_visionyard__pb2.AddRepoRequest.SerializeToString,
@@ -265,6 +270,13 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateJob(self, request, context):
+        """Evaluate a job's checkpoint on a dataset (its validation split by default) with visionyard's evaluator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddRepo(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -388,6 +400,11 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.CompareJobs,
                     request_deserializer=protos_dot_visionyard__pb2.CompareRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.CompareResponse.SerializeToString,
+            ),
+            'EvaluateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateJob,
+                    request_deserializer=protos_dot_visionyard__pb2.EvalRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.EvalResponse.SerializeToString,
             ),
             'AddRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.AddRepo,
@@ -901,6 +918,33 @@ class Runner:
             '/visionyard.v1.Runner/CompareJobs',
             protos_dot_visionyard__pb2.CompareRequest.SerializeToString,
             protos_dot_visionyard__pb2.CompareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/EvaluateJob',
+            protos_dot_visionyard__pb2.EvalRequest.SerializeToString,
+            protos_dot_visionyard__pb2.EvalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -281,6 +281,21 @@ class Client:
                                    opset=opset, images=[str(p) for p in images or ()], count=count, device=device)
         return self._call("ExportModel", request, timeout=None)
 
+    def evaluate(self, job_id: str, checkpoint: str = "best", dataset: str = "", format: str = "", split: str = "val",
+                 batch: int = 0, device: str = "cpu") -> pb.EvalResponse:
+        """Evaluate a job's checkpoint with visionyard's own evaluator of its task (the same for every
+        framework), through the predict path in the job's env: on its validation split, or on `dataset`
+        (a folder on the daemon's machine, of `format`). The result is kept in the job dir and its MLflow
+        run; a running job is evaluated on a copy of its checkpoint. Errors (a dataset whose classes the
+        model does not know, a checkpoint that is gone) raise :class:`ClientError` with the reason."""
+        request = pb.EvalRequest(job_id=job_id, checkpoint=checkpoint, dataset=str(dataset) if dataset else "",
+                                 format=format, split=split, batch=batch, device=device)
+        return self._call("EvaluateJob", request, timeout=None)
+
+    def evaluations(self, job_id: str) -> list[pb.EvalResponse]:
+        """A job's evaluations kept (:meth:`evaluate`), newest first, without their per-class rows."""
+        return list(self._call("GetResults", pb.GetResultsRequest(job_id=job_id, evals=True)).evals)
+
     def results(self, job_id: str, epoch: str | int = "best") -> pb.GetResultsResponse:
         """A job's validation results of one epoch (``best``: the epoch of the best checkpoint, ``last``,
         or a number): per-class metrics and the confusion matrix (``result``), and every validated

@@ -272,6 +272,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="classes shown when there are more: the lowest-scoring first (default 25)")
     p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix (counts and "
                                                    "normalised), per-class bars and the training curves")
+    p.add_argument("--evals", action="store_true", help="list the job's evaluations (visionyard eval) instead")
+    p = add("eval", c.cmd_eval, "evaluate a job's checkpoint with visionyard's evaluator (the same for every framework)",
+            description="Run a job's checkpoint over a dataset through the predict path, in the job's env, and score "
+                        "it with visionyard's evaluator of the task (pycocotools for boxes, masks and keypoints; one "
+                        "confusion-matrix code for classification and segmentation; PSNR/SSIM; CER/WER), whatever "
+                        "framework trained it: jobs evaluated on the same data compare to the digit. Default: the "
+                        "job's validation split, as training split it. Shows what `results` shows; kept in the job "
+                        "dir (evals/) and its MLflow run.", json=True)
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--dataset", metavar="PATH", help="a dataset folder (default: the job's own)")
+    p.add_argument("--format", help="the dataset's format (with --dataset)")
+    p.add_argument("--split", choices=["val", "train", "all"], default="val")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--batch", type=_positive_int, default=16, help="images per predict batch (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--top", type=_positive_int, default=25, help="classes shown when there are more (default 25)")
+    p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix and per-class bars")
     p = add("compare", c.cmd_compare, "jobs of one task side by side: metrics, curves, per-class values",
             description="Two or more jobs of one task (any frameworks and repos) side by side: each one's best "
                         "epoch with its primary and other metrics, how long it trained, where its numbers come "

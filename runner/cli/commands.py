@@ -273,6 +273,14 @@ def cmd_export(args, out: Output) -> int:
 def cmd_results(args, out: Output) -> int:
     from runner.cli import results
 
+    if args.evals:
+        with _client(args) as client:
+            evals = client.evaluations(args.job)
+        if args.json:
+            jsonout.print_json([results.eval_json(e) for e in evals])
+        else:
+            results.show_evals(args.job, evals, out)
+        return 0
     with _client(args) as client:
         reply = client.results(args.job, args.epoch)
     written = results.write_plots(reply, args.plots) if args.plots else []
@@ -280,6 +288,23 @@ def cmd_results(args, out: Output) -> int:
         jsonout.print_json({**results.results_json(reply), **({"plots": written} if args.plots else {})})
     else:
         results.show_results(reply, out, top=args.top)
+        for path in written:
+            out.line(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args, out: Output) -> int:
+    from runner.cli import results
+
+    with _client(args) as client:
+        reply = client.evaluate(args.job, checkpoint=args.checkpoint, dataset=_absolute(args.dataset),
+                                format=args.format or "", split=args.split, batch=args.batch, device=args.device)
+    answer = pb.GetResultsResponse(result=reply.result)
+    written = results.write_plots(answer, args.plots) if args.plots else []
+    if args.json:
+        jsonout.print_json({**results.eval_json(reply), **({"plots": written} if args.plots else {})})
+    else:
+        results.show_eval(reply, out, top=args.top)
         for path in written:
             out.line(f"wrote {path}")
     return 0

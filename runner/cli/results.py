@@ -58,6 +58,43 @@ def show_results(reply: pb.GetResultsResponse, out: Output, top: int = 25) -> No
         _confusion(result.confusion_matrix, out)
 
 
+def eval_json(reply: pb.EvalResponse) -> dict:
+    """``results --json``'s shape for the evaluation, plus where and on what it ran: ``name``, ``dataset``,
+    ``dataset_hash``, ``checkpoint``, ``split``, ``images``, ``seconds``, ``path``."""
+    data = results_json(pb.GetResultsResponse(result=reply.result))
+    data.pop("epochs")
+    data.pop("best")
+    return {**data, "name": reply.name, "dataset": reply.dataset, "dataset_hash": reply.dataset_hash,
+            "checkpoint": reply.checkpoint, "split": reply.split, "images": reply.images, "seconds": reply.seconds,
+            "path": reply.path}
+
+
+def show_eval(reply: pb.EvalResponse, out: Output, top: int = 25) -> None:
+    result = reply.result
+    out.line(f"job {result.job_id} ({result.task}): {reply.checkpoint} on {reply.dataset} ({reply.split}, "
+             f"{reply.images} images) by {result.evaluator}, in {reply.seconds:.1f} s")
+    out.line(f"dataset hash {reply.dataset_hash}; kept in {reply.path}")
+    out.pairs([(name, _number(value)) for name, value in sorted(result.metrics.items())])
+    _per_class(result, out, top)
+    _per_image(result, out, top)
+    if result.HasField("confusion_matrix"):
+        _confusion(result.confusion_matrix, out)
+
+
+def show_evals(job: str, evals: list[pb.EvalResponse], out: Output) -> None:
+    if not evals:
+        out.line(f"job {job} has no evaluations (visionyard eval {job})")
+        return
+    keys = sorted({k for e in evals for k in e.result.metrics})[:4]
+    columns = ([Column("name", wrap=True), Column("dataset", wrap=True, drop=3), Column("split", drop=2),
+                Column("images", right=True, drop=1)] + [Column(k, right=True) for k in keys]
+               + [Column("hash", drop=4)])
+    out.table(columns, [[e.name, e.dataset, e.split, str(e.images)]
+                        + [_number(e.result.metrics[k]) if k in e.result.metrics else "-" for k in keys]
+                        + [e.dataset_hash.split(":")[-1][:12]] for e in evals],
+              title=f"evaluations of job {job} (newest first), by {evals[0].result.evaluator}")
+
+
 def _per_class(result: pb.ValidationResult, out: Output, top: int) -> None:
     rows = list(result.per_class)
     if not rows:
@@ -101,10 +138,11 @@ def write_plots(reply: pb.GetResultsResponse, folder: str) -> list[str]:
                                              for row in result.per_class],
                                             rank, folder_path / f"per_class_{rank}.png", title=f"{title}: {rank}"))
     epochs = [{"epoch": e.epoch, "metrics": dict(e.metrics)} for e in reply.epochs]
-    names = sorted({k for e in epochs for k in e["metrics"]})
-    losses = [k for k in ("train/loss", "val/loss") if k in names]
-    others = [k for k in names if k.startswith("val/") and k not in losses]
-    written.append(plots.curves(epochs, losses + others, folder_path / "curves.png", title=f"job {result.job_id}"))
+    if epochs:  # an evaluation has none
+        names = sorted({k for e in epochs for k in e["metrics"]})
+        losses = [k for k in ("train/loss", "val/loss") if k in names]
+        others = [k for k in names if k.startswith("val/") and k not in losses]
+        written.append(plots.curves(epochs, losses + others, folder_path / "curves.png", title=f"job {result.job_id}"))
     return [str(p) for p in written]
 
 

@@ -134,11 +134,11 @@ class Tracker:
                                             "results": results}))
 
     def log_export(self, run_id: str, folder: str, files: list[Path], metrics: dict[str, float],
-                   tags: dict[str, str]) -> None:
-        """Add a model export to a job's run (ended or not): `files` under ``exports/<folder>/``, its
-        validation's numbers as metrics and what it is as tags."""
+                   tags: dict[str, str], under: str = "exports") -> None:
+        """Add a model export (or an evaluation: `under` ``evals``) to a job's run (ended or not): `files`
+        under ``<under>/<folder>/``, its numbers as metrics and what it is as tags."""
         self._queue.put(_Op("export", "", {"run_id": run_id, "folder": folder, "files": files, "metrics": metrics,
-                                           "tags": tags}))
+                                           "tags": tags, "under": under}))
 
     def flush(self, timeout: float = 60) -> bool:
         """Wait until everything queued so far has been written."""
@@ -300,7 +300,7 @@ class Tracker:
 
         client, run_id, now = self._mlflow(), op.data["run_id"], int(time.time() * 1000)
         for path in op.data["files"]:
-            client.log_artifact(run_id, str(path), f"exports/{op.data['folder']}")
+            client.log_artifact(run_id, str(path), f"{op.data.get('under', 'exports')}/{op.data['folder']}")
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in op.data["metrics"].items()],
                          tags=[RunTag(k, v) for k, v in op.data["tags"].items()])
 

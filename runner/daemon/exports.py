@@ -16,12 +16,9 @@ the checkpoint as it is now (`newest_export`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +27,7 @@ from pathlib import Path
 import grpc
 
 from protos import visionyard_pb2 as pb
+from runner.daemon.job_children import keep_failed, last_error, replace_dir, run_child
 from runner.launch.adapter_child import adapter_command
 from runner.spec.validate import CUSTOM
 
@@ -155,18 +153,18 @@ class ExportRpcs:
                 env_vars["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         started = time.monotonic()
         try:
-            code = self._run_child(command, env_vars, partial / LOG_FILE, context)
+            code = run_child(command, env_vars, partial / LOG_FILE, context, "the export", EXPORT_TIMEOUT)
             report = _read_report(partial / REPORT_FILE)
             if code not in (0, EXIT_INVALID) or report is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"export of job {record.id} failed: {_last_error(partial / LOG_FILE)} "
-                              f"(log: {_keep_failed(partial, exports / name)})")
+                              f"export of job {record.id} failed: {last_error(partial / LOG_FILE, 'export failed:')} "
+                              f"(log: {keep_failed(partial, exports / name)})")
             report["checkpoint_mtime_ns"] = version
             (partial / REPORT_FILE).write_text(json.dumps(report, indent=2))
             check = report["validation"]
             if code == EXIT_INVALID or not check.get("passed"):
                 (partial / MODEL_FILE).unlink(missing_ok=True)
-                kept = _keep_failed(partial, exports / name)
+                kept = keep_failed(partial, exports / name)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"the ONNX export of job {record.id} failed its validation on {check['images']} image(s): "
                               f"max |PyTorch - ONNX| of {check.get('worst_output', '?')} is {check['max_abs_diff']:.3g} "
@@ -175,7 +173,7 @@ class ExportRpcs:
                               f"({kept / REPORT_FILE}). The exporter mis-converts this model: try another --opset, "
                               "or predict with pytorch")
             final = exports / name
-            _replace(partial, final)
+            replace_dir(partial, final)
         finally:
             if partial.exists():
                 shutil.rmtree(partial, ignore_errors=True)
@@ -183,29 +181,6 @@ class ExportRpcs:
         (final / REPORT_FILE).write_text(json.dumps(report, indent=2))
         self._track_export(record, name, final, report)
         return _response(record.id, report, final, time.monotonic() - started)
-
-    def _run_child(self, command, env_vars: dict[str, str], log: Path, context) -> int:
-        """Run the export child, its output into `log`; killed (its whole session) when the client goes
-        or it runs past `EXPORT_TIMEOUT`."""
-        gone = threading.Event()
-        context.add_callback(gone.set)
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(command.argv, cwd=command.cwd, env=env_vars, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + EXPORT_TIMEOUT
-        try:
-            while proc.poll() is None:
-                if gone.wait(0.2) or time.monotonic() > deadline:
-                    break
-        finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if not gone.is_set() else grpc.StatusCode.CANCELLED,
-                              f"the export ran past {EXPORT_TIMEOUT:.0f} s and was stopped" if not gone.is_set()
-                              else "the export was cancelled")
-        return proc.returncode
 
     def _track_export(self, record, name: str, folder: Path, report: dict) -> None:
         if not record.mlflow_run_id:
@@ -224,34 +199,6 @@ def _read_report(path: Path) -> dict | None:
         return report
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _last_error(log: Path) -> str:
-    """The child's own reason: its last ``export failed:`` line, else the log's last line."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    failed = [line for line in lines if line.startswith("export failed:")]
-    return (failed or lines or ["the export child ended without a word"])[-1][:1000]
-
-
-def _keep_failed(partial: Path, final: Path) -> Path:
-    """Keep a failed export's report and log as ``<name>.failed``, replacing an older one."""
-    kept = final.with_name(final.name + FAILED_SUFFIX)
-    _replace(partial, kept)
-    return kept
-
-
-def _replace(source: Path, target: Path) -> None:
-    """`source` renamed to `target`, whose old contents go (renamed aside first: never a half-removed target)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(target, old)
-    os.rename(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _response(job_id: str, report: dict, folder: Path, seconds: float) -> pb.ExportResponse:

@@ -57,6 +57,11 @@ class ResultsRpcs:
 
     def GetResults(self, request: pb.GetResultsRequest, context) -> pb.GetResultsResponse:
         record = self._job_record(request.job_id, context)
+        if request.evals:
+            from runner.daemon.evals import eval_to_proto, read_evals
+
+            return pb.GetResultsResponse(evals=[eval_to_proto(folder, found, details=False)
+                                                for folder, found in read_evals(Path(record.job_dir))])
         task = record.spec.get("task", "")
         job_dir = Path(record.job_dir)
         try:
@@ -130,13 +135,41 @@ class ResultsRpcs:
             compared, best = self._compared(record, task, context)
             jobs.append(compared)
             best_records.append(best)
+        evaluated = self._common_evaluation(records)
+        if evaluated is not None:  # every job evaluated on the same data: those numbers, not each one's own
+            best_records = evaluated
+            for compared, found in zip(jobs, evaluated):
+                compared.metrics.clear()
+                compared.metrics.update(_numbers(found.metrics))
+                compared.source = f"{found.evaluator} on {found.dataset} ({found.split}, {found.images} images)"
         classes, key = self._per_class(records, best_records, jobs, context)
-        sources = {j.source for j in jobs}
-        note = ("each job's numbers come from its own validation: " + "; ".join(
-                    f"{j.job_id} {j.source}" for j in jobs)
-                + ("" if len(sources) == 1 else " (different evaluators: the numbers may not be comparable)"))
+        if evaluated is not None:
+            note = (f"every job evaluated by {evaluated[0].evaluator} on the same data ({evaluated[0].dataset}, split "
+                    f"{evaluated[0].split}, dataset hash {evaluated[0].dataset_hash[:19]}...): comparable")
+        else:
+            sources = {j.source for j in jobs}
+            note = ("each job's numbers come from its own validation: " + "; ".join(
+                        f"{j.job_id} {j.source}" for j in jobs)
+                    + ("" if len(sources) == 1 else " (different evaluators: the numbers may not be comparable)")
+                    + "; `visionyard eval` of each on the same data makes them comparable")
         return pb.CompareResponse(task=task, primary_metric=primary.name, higher_is_better=primary.higher_is_better,
-                                  jobs=jobs, classes=classes, per_class_key=key, comparable=False, note=note)
+                                  jobs=jobs, classes=classes, per_class_key=key, comparable=evaluated is not None,
+                                  note=note)
+
+    @staticmethod
+    def _common_evaluation(records) -> list[ValidationRecord] | None:
+        """Each job's newest evaluation of the newest data (dataset hash and split) every job was
+        evaluated on, in the jobs' order; None when they share none."""
+        from runner.daemon.evals import read_evals
+
+        per_job = []
+        for record in records:
+            newest: dict[tuple[str, str], ValidationRecord] = {}
+            for _, found in read_evals(Path(record.job_dir)) if record.job_dir else ():
+                newest.setdefault((found.dataset_hash or "", found.split or ""), found)  # newest first
+            per_job.append(newest)
+        common = [key for key in per_job[0] if key[0] and all(key in found for found in per_job[1:])]
+        return [found[common[0]] for found in per_job] if common else None
 
     def _compared(self, record, task: str, context) -> tuple[pb.ComparedJob, ValidationRecord | None]:
         reported = self._reported(record)

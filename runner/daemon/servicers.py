@@ -27,6 +27,7 @@ from runner.launch.ray import node_files, uploads
 from runner.core.failures import Cause
 from runner.core.runtime import Runtime
 from runner.settings import LOW_DISK_BYTES
+from runner.daemon.evals import EvalRpcs
 from runner.daemon.exports import ExportRpcs
 from runner.daemon.predict_rpcs import PredictRpcs
 from runner.daemon.predictions import PredictGate, PredictLimits
@@ -69,7 +70,7 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
 
-class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, ResultsRpcs, pb_grpc.RunnerServicer):
+class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
                  watch_hub: WatchHub | None = None, pool: Executor | None = None,
                  predict_limits: PredictLimits | None = None, workers: WorkerPool | None = None):

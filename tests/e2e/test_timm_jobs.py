@@ -299,3 +299,17 @@ def test_an_onnx_export_is_validated_tracked_and_predicts_through_its_own_worker
     assert exported == {"exports/onnx-best/model.onnx", "exports/onnx-best/export.json"}
     assert mlflow.get_run(run_id).data.metrics["export/onnx-best/agreement"] == 1.0
     daemon.client.stop_workers(job.id)
+
+
+def test_eval_through_the_daemon_scores_the_best_checkpoint_as_its_training_validation_did(daemon, finished_job):
+    """The real eval child in the job's env: the best checkpoint on the job's own validation split
+    gives the accuracy and confusion matrix its training recorded for that epoch, and `results` shows
+    both the training records and the evaluation."""
+    job, _ = finished_job
+    recorded = daemon.client.results(job.id).result
+    reply = daemon.client.evaluate(job.id)
+    assert reply.result.source == "eval" and reply.result.evaluator == recorded.evaluator == "visionyard.classification"
+    assert reply.result.metrics["val/accuracy"] == pytest.approx(recorded.metrics["val/accuracy"])
+    assert list(reply.result.confusion_matrix.counts) == list(recorded.confusion_matrix.counts)
+    assert reply.images == sum(recorded.confusion_matrix.counts) and reply.dataset_hash.startswith("blake2b:")
+    assert [e.name for e in daemon.client.evaluations(job.id)] == [reply.name]

@@ -11,10 +11,13 @@ $VY_TEST_WORKER_FAIL set: it exits 1 at start, printing that to stderr.
 With ``--export`` it stands in for an export child instead: "EXPORT <pid> <arguments>" in children.log,
 then by $VY_TEST_EXPORT: ``pass`` (default: a model and a passed export.json, exit 0), ``fail`` (a failed
 validation, exit 3), ``crash`` (exit 1, its reason on stderr) or ``hang`` (a file ``hanging`` in --out,
-then sleeps).
+then sleeps). With ``--eval`` it stands in for an evaluation child: "EVAL <pid> <arguments>", then by
+$VY_TEST_EVAL: ``pass`` (an eval.json of 8 images, $VY_TEST_EVAL_RIGHT of them right, default 7; exit 0),
+``fail`` (exit 1, its reason on stderr) or ``hang``.
 """
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -49,6 +52,30 @@ if "--export" in sys.argv:  # stands in for `--export onnx --out DIR ...` (adapt
     with open(os.path.join(out, "export.json"), "w") as f:
         json.dump(report, f)
     sys.exit(0 if passed else 3)
+if "--eval" in sys.argv:  # stands in for `--eval --checkpoint P --out DIR ...` (adapters.evaluate)
+    args = sys.argv[1:]
+    out, mode = args[args.index("--out") + 1], os.environ.get("VY_TEST_EVAL", "pass")
+    with open("children.log", "a") as log:
+        log.write(f"EVAL {os.getpid()} {json.dumps(args)}\n")
+    print(json.dumps({"done": 4, "total": 8}), flush=True)
+    if mode == "fail":
+        print("eval failed: the dataset has classes the model does not know: owl", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if mode == "hang":
+        time.sleep(300)
+    dataset = args[args.index("--dataset") + 1] if "--dataset" in args else "/data/own"
+    right = int(os.environ.get("VY_TEST_EVAL_RIGHT", "7"))
+    record = {"version": 1, "job": None, "task": "classification", "epoch": None, "step": None, "source": "eval",
+              "evaluator": "visionyard.classification", "classes": ["red", "blue"],
+              "metrics": {"val/accuracy": right / 8}, "per_class": [
+                  {"class": "red", "recall": (right - 4) / 4, "support": 4}, {"class": "blue", "recall": 1.0, "support": 4}],
+              "confusion_matrix": [[right - 4, 8 - right], [0, 4]], "confusion_labels": ["red", "blue"],
+              "dataset": dataset, "dataset_hash": "blake2b:" + hashlib.sha256(dataset.encode()).hexdigest(),
+              "checkpoint": args[args.index("--checkpoint") + 1], "split": args[args.index("--split") + 1],
+              "images": 8, "seconds": 0.5}
+    with open(os.path.join(out, "eval.json"), "w") as f:
+        json.dump(record, f)
+    sys.exit(0)
 if os.environ.get("VY_TEST_WORKER_FAIL"):
     print("RuntimeError: no such checkpoint format", file=sys.stderr, flush=True)
     sys.exit(1)
