@@ -364,7 +364,7 @@ class PredictRpcs:
             except OSError as exc:
                 return index, message.name, None, f"the image could not be stored in the job dir: {exc}"
             try:
-                return index, message.name, image, worker.submit(image, top_k, annotate)
+                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True)
             except WorkerError as exc:
                 os.unlink(image)
                 return index, message.name, None, exc
@@ -390,6 +390,7 @@ class PredictRpcs:
                         raise
                     index += 1
                 message = await anext(requests, None)
+            worker.flush()  # the stream's last images need not wait for more
             await window.put(None)
 
         reader = asyncio.ensure_future(read())
@@ -415,6 +416,7 @@ class PredictRpcs:
             await reader
         finally:
             reader.cancel()
+            worker.flush()
             while not window.empty():  # what was handed over but not answered
                 discard(window.get_nowait())
 

@@ -21,8 +21,8 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-from runner.daemon.workers import _STOP, WORKER_LOG, WorkerError, WorkerInfo, WorkerKey, WorkerLimits, WorkerStopped, \
-    _Item
+from runner.daemon.workers import _FLUSH, _STOP, WORKER_LOG, WorkerError, WorkerInfo, WorkerKey, WorkerLimits, \
+    WorkerStopped, _Item, take_batch
 from runner.launch.local import child_environment
 
 REPO_MAX_BATCH = 64      # images per run of the repo's script: each run loads the model again
@@ -52,14 +52,17 @@ class RepoCommandWorker:
         self._proc: subprocess.Popen | None = None
         threading.Thread(target=self._run, name=f"repo-predict-{key.job_id}", daemon=True).start()
 
-    def submit(self, image: str, top_k: int, annotate: bool) -> Future:
-        item = _Item(image, top_k, annotate)
+    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False) -> Future:
+        item = _Item(image, top_k, annotate, streaming)
         with self._lock:
             if self.state == "dead":
                 raise WorkerStopped(f"the predict worker for job {self.key.job_id} was stopped")
             self.last_used = time.monotonic()
             self._queue.put(item)
         return item.future
+
+    def flush(self) -> None:
+        self._queue.put(_FLUSH)
 
     @property
     def idle(self) -> bool:
@@ -83,20 +86,10 @@ class RepoCommandWorker:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            batch = take_batch(self._queue, REPO_MAX_BATCH, REPO_MAX_WAIT_MS,
+                               max(REPO_MAX_WAIT_MS, self.limits.stream_wait_ms))
+            if batch is None:
                 break
-            batch, deadline = [first], time.monotonic() + REPO_MAX_WAIT_MS / 1000
-            while len(batch) < REPO_MAX_BATCH:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                batch.append(item)
-            batch = [i for i in batch if i.future.set_running_or_notify_cancel()]
             if not batch:
                 continue
             self.busy = True
@@ -177,7 +170,7 @@ class RepoCommandWorker:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not _STOP and item.future.set_running_or_notify_cancel():
+            if isinstance(item, _Item) and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(WorkerStopped(f"the predict worker for job {self.key.job_id} was stopped"))
 
 

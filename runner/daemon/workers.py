@@ -51,6 +51,8 @@ class WorkerLimits:
     memory_bytes: int = 8 << 30
     max_batch: int = 8
     max_wait_ms: float = 5.0
+    #: An image of a stream that goes on waits this long for its batch to fill (the stream's end sends it at once).
+    stream_wait_ms: float = 100.0
     load_timeout: float = 300.0
     predict_timeout: float = 300.0
 
@@ -110,10 +112,39 @@ class _Item:
     image: str
     top_k: int
     annotate: bool
+    streaming: bool = False  # more images of its stream are coming
     future: Future = field(default_factory=Future)
 
 
 _STOP = object()
+_FLUSH = object()  # a stream ended: what waits for more of it goes now
+
+
+def take_batch(items: queue.SimpleQueue, max_batch: int, wait_ms: float, stream_wait_ms: float) -> list[_Item] | None:
+    """The next images to predict (None: stop): the first one waited for, then what else comes within
+    `wait_ms` of it, up to `max_batch`; while the batch holds an image of a stream that goes on, up to
+    `stream_wait_ms` (a stream sends its images one by one: its batches fill instead of going out a few
+    at a time), until the stream ends (``flush``). Cancelled ones are left out."""
+    first = items.get()
+    if first is _STOP:
+        return None
+    if first is _FLUSH:
+        return []
+    started, batch, streaming = time.monotonic(), [first], first.streaming
+    while len(batch) < max_batch:
+        deadline = started + (stream_wait_ms if streaming else wait_ms) / 1000
+        try:
+            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if item is _STOP:
+            items.put(_STOP)
+            break
+        if item is _FLUSH:
+            break
+        batch.append(item)
+        streaming = streaming or item.streaming
+    return [i for i in batch if i.future.set_running_or_notify_cancel()]
 
 
 class Worker:
@@ -151,16 +182,21 @@ class Worker:
 
     # ---------------------------------------------------------------- the caller's side
 
-    def submit(self, image: str, top_k: int, annotate: bool) -> Future:
+    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False) -> Future:
         """The answer's future: the child's result object, or a `WorkerError`. Cancel it when its
-        caller is gone: a cancelled image is left out of the next batch."""
-        item = _Item(image, top_k, annotate)
+        caller is gone: a cancelled image is left out of the next batch. `streaming`: more images of
+        its stream are coming (``flush`` when they stop)."""
+        item = _Item(image, top_k, annotate, streaming)
         with self._lock:
             if self.state == "dead":
                 raise self._error(self._death)
             self.last_used = time.monotonic()
             self._queue.put(item)
         return item.future
+
+    def flush(self) -> None:
+        """A stream ended: a batch waiting for more of its images goes now."""
+        self._queue.put(_FLUSH)
 
     @property
     def idle(self) -> bool:
@@ -189,7 +225,7 @@ class Worker:
             if self.state == "starting":
                 self.state = "ready"
         while True:
-            batch = self._next_batch()
+            batch = take_batch(self._queue, self.limits.max_batch, self.limits.max_wait_ms, self.limits.stream_wait_ms)
             if batch is None:
                 return
             if not batch:
@@ -215,24 +251,6 @@ class Worker:
             self.served += len(batch)
             self.last_used = time.monotonic()
             self.busy = False
-
-    def _next_batch(self) -> list[_Item] | None:
-        """The next images to send (None: stop): the first one waited for, then what else comes
-        within `max_wait_ms`, up to `max_batch`; cancelled ones left out."""
-        first = self._queue.get()
-        if first is _STOP:
-            return None
-        batch, deadline = [first], time.monotonic() + self.limits.max_wait_ms / 1000
-        while len(batch) < self.limits.max_batch:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is _STOP:
-                self._queue.put(_STOP)
-                break
-            batch.append(item)
-        return [i for i in batch if i.future.set_running_or_notify_cancel()]
 
     def _read(self, timeout: float) -> dict[str, Any]:
         """The child's next answer; {} when it ended, wrote something else, or took over `timeout`
@@ -306,7 +324,7 @@ class Worker:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _STOP:
+            if isinstance(item, _Item):
                 pending.append(item)
         for item in pending:
             if not item.future.done() and (item.future.running() or item.future.set_running_or_notify_cancel()):

@@ -5,6 +5,7 @@ leaving nothing behind. The worker is `predict_child.py` (no framework env)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -91,3 +92,25 @@ def _predicts(s) -> bool:
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         return False
+
+
+def test_a_stream_sent_image_by_image_fills_its_batches_and_its_last_images_go_at_once(served, client_of):
+    """Images of a stream come one by one (here 15 ms apart, slower than `max_wait_ms`): the worker's
+    batches fill up to `max_batch` while the stream goes on (`stream_wait_ms`), instead of going out a
+    few at a time, and the stream's end sends the last ones without waiting for more."""
+    s = served(workers=WorkerLimits(max_batch=4, max_wait_ms=5, stream_wait_ms=5000))
+
+    def slowly():
+        for i in range(10):
+            if i:
+                threading.Event().wait(0.015)
+            yield (f"{i}", png((8, 8)))
+
+    client = client_of(s)
+    client.predict(s.job_id, png((8, 8)))  # the worker started: the stream meets it idle
+    started = time.monotonic()
+    answers = list(client.predict_many(s.job_id, slowly()))
+    assert time.monotonic() - started < 4  # the last two did not wait out the 5 s for more
+    assert [a.index for a in answers] == list(range(10)) and not any(a.error for a in answers)
+    (worker,) = s.children().values()
+    assert [n for n, _ in worker["batches"]] == [1, 4, 4, 2]
