@@ -124,6 +124,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         self._reported: set[int] = set()
         self._step = 0
         self.results = ResultsWriter(job.job_dir, self.task)
+        self._predict_args: dict[str, Any] = {}  # what `prepare_evaluation` sets for scoring
         self._confusion = ConfusionCounter() if self.task in PARTS else None
         self._validated = False  # a training validation ran this epoch
 
@@ -347,13 +348,21 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         device, size = ultralytics_device(self.device), self.image_size
         for members in groups.values():
             found = self.model.predict([opened[i] for i in members], batch=len(members), imgsz=size, device=device,
-                                       verbose=False)
+                                       verbose=False, **self._predict_args)
             for i, result in zip(members, found, strict=True):
                 answers[i] = self._answer(result, top_k, annotate)
         each_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
         for answer in answers:
             answer["timings_ms"]["total"] = each_ms
         return answers
+
+    def prepare_evaluation(self) -> dict[str, Any]:
+        """For ``eval`` (``adapters.evaluate``): predict keeps boxes as Ultralytics' own ``val`` does
+        (confidence down to 0.001, NMS IoU 0.7, up to 300 per image: the low-score tail COCO AP counts);
+        the model's classes in the order of their ids."""
+        self._predict_args = {"conf": 0.001, "iou": 0.7, "max_det": 300}
+        names = self.model.names
+        return {"classes": [names[i] for i in sorted(names)]}
 
     def _answer(self, result, top_k: int, annotate: bool) -> dict[str, Any]:
         """One Ultralytics ``Results`` → the task-generic prediction dict."""

@@ -185,6 +185,7 @@ def test_each_validation_records_per_class_results_and_its_confusion_matrix(runs
                 record["metrics"][f"val/{prefix}{mean}"], abs=1e-5), prefix + key
 
 
+EVAL_TASKS = ("object_detection", "image_classification")  # the tasks the shared scorers take today
 PREDICT_TASKS = ["object_detection", "instance_segmentation", "pose_estimation", "obb_detection", "image_classification"]
 
 
@@ -200,6 +201,10 @@ def task_predicts(runs, python, guarded_env, in_one_process):
             else dataset / "images" / "val" / "0.png"
         steps[task] = {"argv": ["--spec", str(job_dir / "job.json"), "--predict", str(image), "--checkpoint",
                                 str(job_dir / "checkpoints" / "weights" / "last.pt"), "--top-k", "2"]}
+        if task in EVAL_TASKS:  # `visionyard eval`'s child on the run's own validation split
+            steps[f"eval {task}"] = {"argv": ["--spec", str(job_dir / "job.json"), "--eval", "--checkpoint",
+                                              str(job_dir / "checkpoints" / "weights" / "best.pt"), "--out",
+                                              str(job_dir / "eval"), "--batch", "4"]}
     return in_one_process.run(python, guarded_env(), steps)
 
 
@@ -212,6 +217,26 @@ def test_predict_returns_the_task_shape(task_predicts, task):
     if task == "image_classification":
         assert [p["label"] for p in out["predictions"]] and len(out["predictions"]) == 2
         assert {p["label"] for p in out["predictions"]} == {"red", "blue"}
+
+
+@pytest.mark.parametrize("task", EVAL_TASKS)
+def test_eval_scores_the_validation_split_with_the_shared_evaluators(task_predicts, runs, task):
+    """The eval child on an Ultralytics run: its validation images through the adapter's predict path
+    (boxes kept down to confidence 0.001, as Ultralytics' own val keeps them), scored by visionyard's
+    evaluator; the model's class names; every validation object (image) counted once."""
+    done = task_predicts[f"eval {task}"]
+    assert done["code"] == 0, done["error"] or done["stderr"][-3000:]
+    _, _, job_dir, _ = runs(task)
+    found = json.loads((job_dir / "eval" / "eval.json").read_text())
+    recorded = json.loads(next((job_dir / "results" / "val").glob("epoch-*.json")).read_text())
+    assert found["source"] == "eval" and found["classes"] == recorded["classes"]
+    assert found["evaluator"] == ("visionyard.coco" if task == "object_detection" else "visionyard.classification")
+    matrix = found["confusion_matrix"]
+    if task == "object_detection":  # rows: ground truth, the background row last
+        assert sum(map(sum, matrix[:-1])) == sum(map(sum, recorded["confusion_matrix"][:-1]))
+        assert {"val/mAP50", "val/mAP50-95"} <= set(found["metrics"])
+    else:
+        assert sum(map(sum, matrix)) == found["images"] == sum(map(sum, recorded["confusion_matrix"]))
 
 
 #: Setup code for ``batch_vs_one``: the adapter's Ultralytics predict calls keep boxes down to 0.001.
