@@ -20,7 +20,6 @@ thousands of ``\\r`` refreshes.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -39,6 +38,7 @@ from adapters.files import atomic_path
 from adapters.metrics import VAL_ACCURACY
 from adapters.ultralytics.catalog import TASK_SUFFIX
 from adapters.ultralytics.metrics import epoch_metrics
+from adapters.ultralytics.predict import load_images, open_upright, png_bytes, predictions_of
 from adapters.ultralytics.results import PARTS, ConfusionCounter, validation_results
 
 log = logging.getLogger("visionyard.ultralytics")
@@ -331,7 +331,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         A list of images is one batch of its length in Ultralytics (8.4.190, checked: one forward
         pass; ``batch`` does not split a list, #25406, so ``batch=N`` only says what happens). Images
         are passed loaded (any file name: the daemon's uploads have no suffix), read as Ultralytics'
-        own loader reads a folder (``_load``: its ``imread``, BGR, in threads). Images of one size it
+        own loader reads a folder (``predict.load_images``: its ``imread``, BGR, in threads). Images of one size it
         letterboxes as it does one image alone (padded to the next multiple of the stride); a list of
         several sizes it pads to a square ``imgsz`` each, which moves the stride grid and so the boxes
         and scores. Grouping by size keeps every image's input, and so its result, what
@@ -340,7 +340,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
         started = time.perf_counter()
-        opened = _load(images)
+        opened = load_images(images)
         groups: dict[tuple[int, int] | None, list[int]] = {}
         for i, image in enumerate(opened):  # classification resizes and crops each image alone: one group
             groups.setdefault(None if self.task == "image_classification" else image.shape[:2], []).append(i)
@@ -368,10 +368,10 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         """One Ultralytics ``Results`` → the task-generic prediction dict."""
         height, width = result.orig_shape
         out: dict[str, Any] = {"task": self.task, "width": int(width), "height": int(height),
-                               "predictions": _predictions(result, self.task, top_k),
+                               "predictions": predictions_of(result, self.task, top_k),
                                "timings_ms": {k: float(v) for k, v in (result.speed or {}).items()}}
         if annotate:
-            out["image_png"] = _png(result.plot()[..., ::-1])  # BGR -> RGB
+            out["image_png"] = png_bytes(result.plot()[..., ::-1])  # BGR -> RGB
         return out
 
 
@@ -412,7 +412,7 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         size = self.image_size
         feeds = []
         for path in images:
-            image = _open_upright(path)
+            image = open_upright(path)
             if self.task == "image_classification":
                 from ultralytics.data.augment import classify_transforms
 
@@ -439,68 +439,3 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         post-processes as for its own weights; the labels are the checkpoint's."""
         yolo, _ = _import_ultralytics()
         self.model = yolo(str(path), task=YOLO_TASKS[self.task])
-
-
-def _load(paths: list[str | Path]) -> list:
-    """Each image as Ultralytics' own loader reads a file of a folder: its ``imread`` (BGR, turned as
-    its EXIF orientation says), 8 or more decoded in threads as its loader decodes a batch; a file
-    OpenCV does not read is opened by Pillow (whose error names what is wrong with it)."""
-    import numpy as np
-    from ultralytics.utils import NUM_THREADS
-    from ultralytics.utils.patches import imread
-
-    def read(path):
-        image = imread(str(path))
-        return image if image is not None else np.ascontiguousarray(np.asarray(_open_upright(path))[..., ::-1])
-
-    if len(paths) < 8 or NUM_THREADS < 2:
-        return [read(path) for path in paths]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(len(paths), NUM_THREADS)) as pool:
-        return list(pool.map(read, paths))
-
-
-def _open_upright(path: str | Path):
-    """The image as RGB, turned as its EXIF orientation says, as Ultralytics would turn it: its size is
-    then the size Ultralytics sees."""
-    from PIL import ImageOps
-
-    from adapters.datasets import ImageRecord, open_image
-
-    image = open_image(ImageRecord(str(path)))
-    ImageOps.exif_transpose(image, in_place=True)
-    return image
-
-
-def _predictions(result, task: str, top_k: int) -> list[dict[str, Any]]:
-    names = result.names
-    if task == "image_classification":
-        probs = result.probs.data.float().cpu()
-        scores, indices = probs.topk(min(top_k, probs.numel()))
-        return [{"label": names[int(i)], "score": float(p), "index": int(i)}
-                for p, i in zip(scores.tolist(), indices.tolist(), strict=True)]
-    if task == "obb_detection":
-        obb = result.obb
-        return [{"label": names[int(c)], "score": float(p), "index": int(c), "box": [float(v) for v in box],
-                 "rotated_box": [float(v) for v in rbox]}
-                for c, p, box, rbox in zip(obb.cls.tolist(), obb.conf.tolist(), obb.xyxy.tolist(),
-                                           obb.xywhr.tolist(), strict=True)]
-    boxes = result.boxes
-    out = [{"label": names[int(c)], "score": float(p), "index": int(c), "box": [float(v) for v in box]}
-           for c, p, box in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), strict=True)]
-    if task == "instance_segmentation" and result.masks is not None:
-        for item, polygon in zip(out, result.masks.xy, strict=True):
-            item["polygon"] = [[float(x), float(y)] for x, y in polygon.tolist()]
-    if task == "pose_estimation" and result.keypoints is not None:
-        for item, points in zip(out, result.keypoints.data.tolist(), strict=True):
-            item["keypoints"] = [[float(v) for v in point] + [1.0] * (3 - len(point)) for point in points]
-    return out
-
-
-def _png(rgb) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb.copy()).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -350,7 +350,7 @@ def test_prediction_shapes_per_task(python, tmp_path):
     script.write_text('''
 import json, numpy as np, torch
 from ultralytics.engine.results import Results
-from adapters.ultralytics.trainer import _predictions
+from adapters.ultralytics.predict import predictions_of as _predictions
 img = np.zeros((40, 60, 3), dtype=np.uint8)
 names = {0: "red", 1: "blue"}
 boxes = torch.tensor([[10., 5., 30., 25., 0.9, 1.]])
