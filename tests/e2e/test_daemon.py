@@ -163,6 +163,8 @@ def test_a_queued_gpu_job_the_runner_can_no_longer_serve_fails_instead_of_blocki
         with_gpu.stop()
     cpu_only = start_daemon(home, fake_envs)  # restarted without GPUs
     try:
+        if cpu_only.client.get(blocker.id).state == pb.RUNNING:  # a stop past its time leaves it to be adopted
+            cpu_only.client.cancel(blocker.id)
         cpu_job = cpu_only.client.submit(job_spec(dataset, name="after", training={"epochs": 1, "device": "cpu"}))
         assert cpu_only.client.wait(cpu_job.id).state == pb.SUCCEEDED
         failed = cpu_only.client.get(gpu_job.id)
