@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from adapters.controls import EarlyStopper
 from adapters.files import atomic_path
 from adapters.job import Job
 from adapters.recorder import BEST, LAST, RunRecorder
@@ -115,7 +116,7 @@ class TrainingAdapter:
     def fit(self) -> dict[str, Any]:
         """Train to the end (or early stop), report every epoch and the result; return the result."""
         epochs = self.spec.training.epochs
-        patience = int(self.setting("early_stopping.patience", 0) or 0)
+        stopper = self.early_stopper()
         self.prepare_dataset()
         self.prepare_model()
 
@@ -124,6 +125,8 @@ class TrainingAdapter:
             state = self.load_checkpoint(self.spec.resume)
             start = int(state["epoch"]) + 1
             self.recorder.restore(state.get("best_metric"), int(state.get("best_epoch") or 0), state.get("metrics"))
+            if stopper is not None:
+                stopper.restore(state.get("best_metric"), int(state.get("best_epoch") or 0))
             log.info("resuming from %s at epoch %d of %d", self.spec.resume, start, epochs)
             self._carry_best_forward(Path(self.spec.resume))
             if self.checkpoint_path(BEST).exists():
@@ -136,15 +139,18 @@ class TrainingAdapter:
             self.recorder.checkpoint(self.save_checkpoint(LAST, epoch, metrics), LAST, epoch)
             if improved:
                 self.recorder.checkpoint(self.save_checkpoint(BEST, epoch, metrics), BEST, epoch)
-            if patience and epoch - self.best_epoch >= patience and epoch < epochs:
-                log.info(
-                    "early stopping at epoch %d: no better %s for %d epoch(s)",
-                    epoch,
-                    self.recorder.primary.name,
-                    patience,
-                )
-                break
+            if stopper is not None and stopper.update(epoch, metrics.get(self.recorder.primary.name)) and epoch < epochs:
+                log.info("%s", stopper.note())
+                return self.recorder.result(note=stopper.note())
         return self.recorder.result()
+
+    def early_stopper(self) -> EarlyStopper | None:
+        """The run's early stopping (``training.early_stopping``) on the task's primary metric, or None."""
+        rule = self.spec.training.early_stopping
+        if rule is None:
+            return None
+        primary = self.recorder.primary
+        return EarlyStopper(rule, primary.name, primary.higher_is_better)
 
     def _carry_best_forward(self, resumed: Path) -> None:
         """Copy the resumed run's ``best.pt`` into this run's checkpoint dir.
@@ -173,8 +179,11 @@ class FrameworkLoopAdapter(TrainingAdapter):
     def train(self) -> None:
         raise NotImplementedError
 
+    #: How the run ended when not at its last epoch (set by the framework's callbacks: early stopping).
+    stop_note = ""
+
     def fit(self) -> dict[str, Any]:
         self.prepare_dataset()
         self.prepare_model()
         self.train()
-        return self.recorder.result()
+        return self.recorder.result(note=self.stop_note)

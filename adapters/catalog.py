@@ -43,6 +43,10 @@ class SchemaField:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    #: A deprecated spelling of a training control (``training.gradient_clip``): still accepted, moved
+    #: there when a spec is validated (``convert`` turns its value into the control's), never defaulted.
+    replaced_by: str = ""
+    convert: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in FIELD_TYPES:
@@ -84,6 +88,8 @@ class FrameworkCatalog:
     model_check: Callable[[str, str], str | None] | None = field(default=None, compare=False)
     #: Short names → canonical names (hub ids), applied when a spec is validated.
     model_alias: Callable[[str], str] | None = field(default=None, compare=False)
+    #: How the framework honours each training control (``adapters.controls``); one left out is refused.
+    controls: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         # Curated models are always accepted, even when the name list is stale.
@@ -158,8 +164,47 @@ def defaults(catalog: FrameworkCatalog) -> dict:
     """Every field's default as a nested dict shaped like ``advanced``."""
     out: dict = {}
     for f in catalog.fields:
-        _set(out, f.keys, f.default)
+        if not f.replaced_by:
+            _set(out, f.keys, f.default)
     return out
+
+
+def move_replaced(catalog: FrameworkCatalog, advanced: dict, training: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """Move the deprecated spellings in ``advanced`` (filled by :func:`resolve_advanced`) to the training
+    controls that replace them: the training values they give (those ``training`` does not set itself),
+    and a problem for each one that contradicts what ``training`` sets. ``advanced`` loses them."""
+    moved: dict = {}
+    problems: list[tuple[str, str]] = []
+    for f in catalog.fields:
+        if not f.replaced_by:
+            continue
+        node = advanced
+        for key in f.keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or f.keys[-1] not in node:
+            continue
+        value = node.pop(f.keys[-1])
+        if not node and len(f.keys) > 1:  # a section only the deprecated setting made: gone with it
+            _pop_section(advanced, f.keys[:-1])
+        value = f.convert(value) if f.convert else value
+        name = f.replaced_by.removeprefix("training.")
+        given = training.get(name)
+        if given is not None and given != value:
+            problems.append((f"advanced.{f.path}", f"is the old spelling of {f.replaced_by}, which the spec also "
+                                                   f"sets to {given!r}: keep only {f.replaced_by}"))
+        elif given is None:
+            moved[name] = value
+    return moved, problems
+
+
+def _pop_section(tree: dict, keys: tuple[str, ...]) -> None:
+    for depth in range(len(keys), 0, -1):
+        parent = tree
+        for key in keys[:depth - 1]:
+            parent = parent[key]
+        if parent.get(keys[depth - 1]):
+            return
+        parent.pop(keys[depth - 1], None)
 
 
 def resolve_advanced(catalog: FrameworkCatalog, values: dict | None, preset: str | None = None) -> dict:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters.controls import CONTROL_DEFAULTS, EarlyStopping
+
 #: The training settings a job spec may leave out, and what they are then: the daemon's spec
 #: validation (runner/spec/validate.py), the repo translator (custom_repos/translate.py) and this
 #: reader all fill them from here. (``image_size`` None: the model's or the repo's own size.)
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3, "device": "auto",
-                                     "num_workers": 0, "seed": 0, "image_size": None}
+                                     "num_workers": 0, "seed": 0, "image_size": None, **CONTROL_DEFAULTS}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,13 @@ class TrainingSpec:
     device: str = TRAINING_DEFAULTS["device"]
     num_workers: int = TRAINING_DEFAULTS["num_workers"]
     seed: int = TRAINING_DEFAULTS["seed"]
+    #: The training controls (``adapters.controls``): None where the spec leaves them to the framework.
+    mixed_precision: str = TRAINING_DEFAULTS["mixed_precision"]
+    gradient_accumulation: int = TRAINING_DEFAULTS["gradient_accumulation"]
+    gradient_clip: float | None = None
+    early_stopping: EarlyStopping | None = None
+    warmup_epochs: float | None = None
+    ema: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,12 @@ class Job:
                 device=training.get("device") or TRAINING_DEFAULTS["device"],
                 num_workers=int(training.get("num_workers") or TRAINING_DEFAULTS["num_workers"]),
                 seed=int(training.get("seed") or TRAINING_DEFAULTS["seed"]),
+                mixed_precision=str(training.get("mixed_precision") or TRAINING_DEFAULTS["mixed_precision"]),
+                gradient_accumulation=int(training.get("gradient_accumulation") or 1),
+                gradient_clip=None if training.get("gradient_clip") is None else float(training["gradient_clip"]),
+                early_stopping=EarlyStopping.of(training.get("early_stopping")),
+                warmup_epochs=None if training.get("warmup_epochs") is None else float(training["warmup_epochs"]),
+                ema=None if training.get("ema") is None else bool(training["ema"]),
             ),
             name=spec.get("name") or "",
             pretrained=bool(spec.get("pretrained") or False),

@@ -27,12 +27,17 @@ VAL_SSIM = "val/ssim"
 VAL_CER = "val/cer"
 VAL_WER = "val/wer"
 LR = "lr"
+#: Training images per second of an epoch (its training pass, without validation), and the model's size
+#: (reported with the first epoch): what `visionyard compare` shows beside the metrics.
+TRAIN_IMAGES_PER_S = "train/images_per_s"
+MODEL_PARAMETERS = "model/parameters"
 BOX_METRICS = (VAL_PRECISION, VAL_RECALL, VAL_MAP50, VAL_MAP50_95)
 #: Every name of the vocabulary: the names above and the mask and keypoint twins of the box
 #: metrics. Log parsers (log_parsers/ imports nothing of this module) and the CLI's progress line
 #: name metrics from it or with a framework's own prefix; tests hold them to it.
 VOCABULARY = frozenset({TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_TOP5, VAL_F1, *BOX_METRICS, VAL_MIOU,
-                        VAL_PIXEL_ACCURACY, VAL_PSNR, VAL_SSIM, VAL_CER, VAL_WER, LR,
+                        VAL_PIXEL_ACCURACY, VAL_PSNR, VAL_SSIM, VAL_CER, VAL_WER, LR, TRAIN_IMAGES_PER_S,
+                        MODEL_PARAMETERS,
                         *(name.replace("val/", f"val/{twin}_") for twin in ("mask", "pose") for name in BOX_METRICS)})
 
 

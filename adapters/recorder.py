@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters.metrics import LR, primary_metric
+from adapters.metrics import LR, MODEL_PARAMETERS, primary_metric
 from adapters.reporter import Reporter
 
 BEST = "best"
@@ -27,6 +27,11 @@ class RunRecorder:
         self.best_epoch = 0  # epoch of best_metric; 0 before any improvement
         self.metrics: dict[str, float] = {}  # the latest epoch's
         self.checkpoints: dict[str, Path | None] = {BEST: None, LAST: None}
+        self.parameters: int | None = None  # the model's, reported with the first epoch this run reports
+
+    def model_size(self, parameters: int) -> None:
+        """The model's parameter count, reported with the next epoch (``model/parameters``)."""
+        self.parameters = int(parameters)
 
     def restore(self, best_metric: float | None, best_epoch: int, metrics: dict[str, float] | None) -> None:
         """Carry a resumed run's best and latest metrics forward."""
@@ -39,7 +44,11 @@ class RunRecorder:
     def epoch(self, epoch: int, metrics: dict[str, float]) -> bool:
         """Report an epoch's metrics (1-based epoch); True when the primary metric improved."""
         self.metrics = ordered(metrics)
-        self.reporter.metrics(epoch, self.metrics)
+        if self.parameters is not None:
+            self.reporter.metrics(epoch, {**self.metrics, MODEL_PARAMETERS: float(self.parameters)})
+            self.parameters = None
+        else:
+            self.reporter.metrics(epoch, self.metrics)
         improved = self.primary.improved(metrics.get(self.primary.name), self.best_metric)
         if improved:
             self.best_metric, self.best_epoch = float(metrics[self.primary.name]), epoch
@@ -49,14 +58,17 @@ class RunRecorder:
         self.checkpoints[kind] = Path(path)
         self.reporter.checkpoint(path, kind, epoch)
 
-    def result(self) -> dict[str, Any]:
-        """Report and return the result: the latest metrics and the best/last checkpoints."""
+    def result(self, note: str = "") -> dict[str, Any]:
+        """Report and return the result: the latest metrics and the best/last checkpoints; ``note`` says
+        how the run ended when not at its last epoch (early stopping)."""
         result = {
             "metrics": self.metrics,
             "best_checkpoint": str(self.checkpoints[BEST] or ""),
             "last_checkpoint": str(self.checkpoints[LAST] or ""),
         }
-        self.reporter.result(result["metrics"], result["best_checkpoint"], result["last_checkpoint"])
+        if note:
+            result["note"] = note
+        self.reporter.result(result["metrics"], result["best_checkpoint"], result["last_checkpoint"], note)
         return result
 
 

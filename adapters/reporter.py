@@ -144,12 +144,17 @@ class Reporter:
         metrics: Mapping[str, float],
         best_checkpoint: str | os.PathLike | None,
         last_checkpoint: str | os.PathLike | None,
+        note: str = "",
     ) -> None:
-        """The final metrics and checkpoints of a successful run."""
+        """The final metrics and checkpoints of a successful run; ``note`` says how it ended when that was
+        not at its last epoch ("stopped early at epoch 4 (...)"), and becomes the job's message."""
         values = _numbers(metrics)
-        log.info("result: best=%s last=%s", best_checkpoint, last_checkpoint)
+        log.info("result: best=%s last=%s%s", best_checkpoint, last_checkpoint, f" ({note})" if note else "")
         best, last = str(best_checkpoint or ""), str(last_checkpoint or "")
-        self._put("result", {"metrics": values, "best_checkpoint": best, "last_checkpoint": last})
+        item = {"metrics": values, "best_checkpoint": best, "last_checkpoint": last}
+        if note:
+            item["note"] = str(note)
+        self._put("result", item)
 
     def error(self, type: str, message: str, traceback: str = "") -> None:  # noqa: A002 (wire names)
         """Why the run failed (the traceback is printed to stderr by the caller as well)."""

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapters.catalog import FrameworkCatalog, Preset, SchemaField, coerce
-from custom_repos import template
+from custom_repos import controls, template
 from custom_repos.datasets import accepted_formats
 
 #: Repo names: lowercase, digits, '.', '_' and single '-' (the env is named ``repo-<name>``).
@@ -137,6 +137,8 @@ class RepoSpec(_Strict):
     artifacts: ArtifactsSpec = ArtifactsSpec()  # none: the run only reports metrics
     parser: Any
     predict: PredictSpec | None = None  # none: `visionyard predict` says what to add
+    #: The training controls the repo honours, as its own arguments (``custom_repos/controls.py``).
+    controls: dict[str, Any] = {}
 
     @field_validator("name")
     @classmethod
@@ -268,6 +270,7 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
             elif (message := template.check(value, valid_predict)) is not None:
                 problems.append((f"predict.env.{name}", message))
     problems += _parser_problems(spec.parser)
+    problems += controls.spec_problems(spec.controls, valid)
     return problems
 
 

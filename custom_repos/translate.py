@@ -24,7 +24,7 @@ import yaml
 from adapters.catalog import UnknownNameError, resolve_advanced
 from adapters.child_env import DISTRIBUTED_VARS
 from adapters.devices import ASSIGNED_DEVICE_RE
-from custom_repos import template
+from custom_repos import controls, template
 from adapters.datasets import split_options
 from adapters.job import TRAINING_DEFAULTS
 from custom_repos.datasets import accepted_formats, inspect_dataset, materialize
@@ -53,7 +53,8 @@ class Launch:
 
     ``env`` is added to the daemon's environment, ``unset_env`` removed from it, and
     ``pythonpath`` prepended to PYTHONPATH. ``notes``: what the dataset check warns about, for
-    the job's log.
+    the job's log. ``class_names``: the dataset's classes in the order the repo numbers them (its
+    ``data.yaml`` for yolo, sorted folder names for imagefolder), for the job's validation records.
     """
 
     argv: list[str]
@@ -63,6 +64,7 @@ class Launch:
     pythonpath: list[str]
     unset_env: list[str] = field(default_factory=lambda: list(DISTRIBUTED_VARS))
     notes: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def _check(spec: RepoSpec, job: dict[str, Any]) -> tuple[list[tuple[str, str]], 
     dataset = job.get("dataset") or {}
     fmt = dataset.get("format") or spec.dataset_format
     training = {**TRAINING_DEFAULTS, **{k: v for k, v in (job.get("training") or {}).items() if v is not None}}
+    problems += controls.job_problems(spec.controls, training, spec.name)
     info = None
     accepted = accepted_formats(spec.dataset_format)
     if fmt not in accepted:
@@ -228,9 +231,11 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
     if spec.shims:
         env["VISIONYARD_SHIMS"] = ",".join(spec.shims)
         pythonpath = [str(SHIM_DIR)]
-    argv = template.render_command(list(spec.command), values)
+    argv = controls.apply(template.render_command(list(spec.command), values), spec.controls, resolved["training"],
+                          values)
     return Launch(argv=argv, env=env, cwd=Path(checkout).absolute(), output_dir=output_dir,
-                  pythonpath=pythonpath, notes=list(resolved.get("dataset_warnings", ())))
+                  pythonpath=pythonpath, notes=list(resolved.get("dataset_warnings", ())),
+                  class_names=[str(name) for name in resolved.get("class_names", ())])
 
 
 def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, output_dir: Path, python: Path,

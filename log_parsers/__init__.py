@@ -6,7 +6,7 @@
     splitter = LineSplitter()
     for chunk in tail(log_file):                  # bytes, any size
         for line in splitter.feed(chunk):
-            for event in parser.feed_line(line):  # MetricUpdate | ProgressUpdate
+            for event in parser.feed_line(line):  # MetricUpdate | ProgressUpdate | ClassRow
                 ...
     for line in splitter.flush():
         ...parser.feed_line(line)
@@ -19,6 +19,7 @@ registry.
 """
 
 from log_parsers.base import (
+    ClassRow,
     Event,
     Line,
     LineSplitter,
@@ -32,8 +33,10 @@ from log_parsers.registry import build_parser, builtin_parsers, register_parser,
 # Built-in parsers (each registers itself with @register_parser).
 from log_parsers import convnext, generic, yolov7  # noqa: F401  isort: skip
 from log_parsers.regex_parser import RegexParser  # isort: skip
+from log_parsers.per_class import PerClassParser  # isort: skip
 
 __all__ = [
-    "Event", "Line", "LineSplitter", "LogParser", "MetricUpdate", "ProgressUpdate", "RegexParser",
+    "ClassRow", "Event", "Line", "LineSplitter", "LogParser", "MetricUpdate", "PerClassParser", "ProgressUpdate",
+    "RegexParser",
     "build_parser", "builtin_parsers", "register_parser", "strip_ansi", "validate_parser_config",
 ]

@@ -3,7 +3,8 @@
 A training repo's stdout+stderr land in one log file. tqdm-style progress bars rewrite one
 terminal line with `\\r`, colour output adds ANSI escapes, and the daemon reads the file in
 arbitrary byte chunks. `LineSplitter` turns those chunks into clean `Line`s; a `LogParser`
-turns lines into `MetricUpdate`/`ProgressUpdate` events. Everything here is pure (text in,
+turns lines into `MetricUpdate`/`ProgressUpdate` events (and `ClassRow`s, where the parser reads a
+per-class table). Everything here is pure (text in,
 events out), imports only the stdlib and never prints.
 """
 
@@ -14,8 +15,8 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
-    "LOOSE_NUMBER", "NUMBER", "Event", "Line", "LineSplitter", "LogParser", "MetricUpdate", "ProgressUpdate",
-    "strip_ansi", "to_float",
+    "LOOSE_NUMBER", "NUMBER", "ClassRow", "Event", "Line", "LineSplitter", "LogParser", "MetricUpdate",
+    "ProgressUpdate", "strip_ansi", "to_float",
 ]
 
 # A number as Python's %g / %f / str(float) print it (also nan/inf, which losses can become).
@@ -68,7 +69,16 @@ class ProgressUpdate:
     total_steps: int | None = None
 
 
-Event = MetricUpdate | ProgressUpdate
+@dataclass(frozen=True, slots=True)
+class ClassRow:
+    """One class's row of a validation's per-class table (a parser's `per_class:`, see per_class.py)."""
+
+    step: int                         # the epoch of the validation the row follows, 1-based
+    name: str                         # the class, as printed
+    values: dict[str, float | int]    # per-class key (`AP50`, `support`, ...) -> value; ints stay ints
+
+
+Event = MetricUpdate | ProgressUpdate | ClassRow
 
 
 def _append_refreshes(pieces: list[str], append) -> None:

@@ -72,23 +72,28 @@ def _to_int(text: str | None) -> int | None:
         return int(value) if value is not None and value.is_integer() else None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _compile_one(entry: Any, path: str) -> Pattern:
+def compile_regex(entry: Any, path: str, keys: tuple[str, ...], needs: str = "a 'regex'") -> re.Pattern:
+    """The ``regex`` of a pattern's config (a mapping of ``keys``) compiled; ValueError naming the bad field."""
     if not isinstance(entry, Mapping):
-        raise ValueError(f"{path}: expected a mapping with a 'regex', got {type(entry).__name__}")
+        raise ValueError(f"{path}: expected a mapping with {needs}, got {type(entry).__name__}")
     for key in entry:
-        if key not in _KEYS:
-            raise ValueError(f"{path}.{key}: unknown key (valid: {', '.join(_KEYS)})")
+        if key not in keys:
+            raise ValueError(f"{path}.{key}: unknown key (valid: {', '.join(keys)})")
     source = entry.get("regex")
     if not isinstance(source, str) or not source:
         raise ValueError(f"{path}.regex: required, a non-empty string")
     try:
-        regex = re.compile(source)
+        return re.compile(source)
     except re.error as exc:
         raise ValueError(f"{path}.regex: invalid regular expression: {exc}") from None
+
+
+def _compile_one(entry: Any, path: str) -> Pattern:
+    regex = compile_regex(entry, path, _KEYS)
     groups = regex.groupindex
 
     def group(key: str, name: Any) -> str:
@@ -113,7 +118,7 @@ def _compile_one(entry: Any, path: str) -> Pattern:
     for name, factor in scale.items():
         if name not in metrics:
             raise ValueError(f"{path}.scale.{name}: not a group listed under metrics")
-        if not _is_number(factor):
+        if not is_number(factor):
             raise ValueError(f"{path}.scale.{name}: expected a finite number, got {factor!r}")
     named = {key: group(key, entry[key]) for key in _GROUP_KEYS if entry.get(key) is not None}
     bases = {}
@@ -134,8 +139,8 @@ def _compile_one(entry: Any, path: str) -> Pattern:
 def compile_patterns(config: Mapping[str, Any], path: str = "parser") -> tuple[Pattern, ...]:
     """Check a regex-parser config and compile it; ValueError naming the bad field otherwise."""
     for key in config:
-        if key != "patterns":
-            raise ValueError(f"{path}.{key}: unknown key (valid: builtin, patterns)")
+        if key not in ("patterns", "per_class"):  # per_class: read by the registry (per_class.py)
+            raise ValueError(f"{path}.{key}: unknown key (valid: builtin, patterns, per_class)")
     entries = config.get("patterns")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}.patterns: required, a non-empty list of patterns")

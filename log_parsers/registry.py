@@ -7,6 +7,9 @@ one file). A `parser:` value is one of:
     "yolov7"                          a built-in, by name
     {"builtin": "yolov7"}             the same, as a mapping
     {"patterns": [...]}               a regex parser defined in YAML (see regex_parser.py)
+    {"builtin": ..., "per_class": {...}}, {"patterns": [...], "per_class": {...}}
+                                      either, plus the rows of a per-class table after each
+                                      validation (see per_class.py)
     {"parser": <any of the above>}    the field itself, wrapped (what `yaml.safe_load` gives
                                       for a document that is just the `parser:` block)
 
@@ -17,6 +20,7 @@ can pass them on as INVALID_ARGUMENT when a user adds a repo spec.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from adapters.registry import Registry
@@ -55,6 +59,7 @@ def _builtin(name: Any, path: str) -> type[LogParser]:
 
 def _resolve(config: Any) -> Callable[[], LogParser]:
     """Check `config` completely and return a factory for its parser."""
+    from log_parsers.per_class import PerClassParser, compile_per_class
     from log_parsers.regex_parser import RegexParser, compile_patterns
 
     path = "parser"
@@ -65,12 +70,16 @@ def _resolve(config: Any) -> Callable[[], LogParser]:
     if not isinstance(config, Mapping):
         raise ValueError(f"{path}: expected a built-in parser name or a mapping, got {type(config).__name__}")
     if "builtin" in config:
-        extra = sorted(str(k) for k in config if k != "builtin")
+        extra = sorted(str(k) for k in config if k not in ("builtin", "per_class"))
         if extra:
             raise ValueError(f"{path}.{extra[0]}: unknown key next to 'builtin'")
-        return _builtin(config["builtin"], f"{path}.builtin")
-    patterns = compile_patterns(config, path)
-    return lambda: RegexParser(patterns)
+        make: Callable[[], LogParser] = _builtin(config["builtin"], f"{path}.builtin")
+    else:
+        make = partial(RegexParser, compile_patterns(config, path))
+    if "per_class" not in config:
+        return make
+    table = compile_per_class(config["per_class"], f"{path}.per_class")
+    return lambda: PerClassParser(make(), table)
 
 
 def build_parser(config: str | Mapping[str, Any]) -> LogParser:

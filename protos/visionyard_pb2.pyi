@@ -69,7 +69,7 @@ class DatasetSpec(_message.Message):
     def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., split: _Optional[str] = ..., val_ratio: _Optional[float] = ..., split_file: _Optional[str] = ...) -> None: ...
 
 class TrainingSpec(_message.Message):
-    __slots__ = ("epochs", "batch_size", "learning_rate", "device", "num_workers", "seed", "image_size")
+    __slots__ = ("epochs", "batch_size", "learning_rate", "device", "num_workers", "seed", "image_size", "mixed_precision", "gradient_accumulation", "gradient_clip", "early_stopping", "warmup_epochs", "ema")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,12 @@ class TrainingSpec(_message.Message):
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIXED_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_ACCUMULATION_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_CLIP_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    EMA_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -84,7 +90,21 @@ class TrainingSpec(_message.Message):
     num_workers: int
     seed: int
     image_size: int
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., num_workers: _Optional[int] = ..., seed: _Optional[int] = ..., image_size: _Optional[int] = ...) -> None: ...
+    mixed_precision: str
+    gradient_accumulation: int
+    gradient_clip: float
+    early_stopping: EarlyStopping
+    warmup_epochs: float
+    ema: bool
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., num_workers: _Optional[int] = ..., seed: _Optional[int] = ..., image_size: _Optional[int] = ..., mixed_precision: _Optional[str] = ..., gradient_accumulation: _Optional[int] = ..., gradient_clip: _Optional[float] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_epochs: _Optional[float] = ..., ema: _Optional[bool] = ...) -> None: ...
+
+class EarlyStopping(_message.Message):
+    __slots__ = ("patience", "min_delta")
+    PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_DELTA_FIELD_NUMBER: _ClassVar[int]
+    patience: int
+    min_delta: float
+    def __init__(self, patience: _Optional[int] = ..., min_delta: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("name", "framework", "task", "model", "pretrained", "image_size", "num_classes", "dataset", "training", "advanced", "preset", "weights", "resume", "repo")
@@ -263,7 +283,7 @@ class ModelInfo(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., params_millions: _Optional[float] = ..., input_size: _Optional[int] = ..., recommended_batch_size: _Optional[int] = ..., recommended_learning_rate: _Optional[float] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConfigField(_message.Message):
-    __slots__ = ("path", "type", "default_json", "description", "choices", "minimum", "maximum")
+    __slots__ = ("path", "type", "default_json", "description", "choices", "minimum", "maximum", "replaced_by")
     PATH_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +291,7 @@ class ConfigField(_message.Message):
     CHOICES_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_FIELD_NUMBER: _ClassVar[int]
     MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_BY_FIELD_NUMBER: _ClassVar[int]
     path: str
     type: str
     default_json: str
@@ -278,7 +299,20 @@ class ConfigField(_message.Message):
     choices: _containers.RepeatedScalarFieldContainer[str]
     minimum: float
     maximum: float
-    def __init__(self, path: _Optional[str] = ..., type: _Optional[str] = ..., default_json: _Optional[str] = ..., description: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ...) -> None: ...
+    replaced_by: str
+    def __init__(self, path: _Optional[str] = ..., type: _Optional[str] = ..., default_json: _Optional[str] = ..., description: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., replaced_by: _Optional[str] = ...) -> None: ...
+
+class TrainingControl(_message.Message):
+    __slots__ = ("name", "supported", "how", "default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    supported: bool
+    how: str
+    default: str
+    def __init__(self, name: _Optional[str] = ..., supported: _Optional[bool] = ..., how: _Optional[str] = ..., default: _Optional[str] = ...) -> None: ...
 
 class Preset(_message.Message):
     __slots__ = ("name", "description", "values")
@@ -445,18 +479,20 @@ class GetConfigSchemaRequest(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class ConfigSchema(_message.Message):
-    __slots__ = ("framework", "tasks", "fields", "presets", "dataset_formats")
+    __slots__ = ("framework", "tasks", "fields", "presets", "dataset_formats", "controls")
     FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     PRESETS_FIELD_NUMBER: _ClassVar[int]
     DATASET_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     framework: str
     tasks: _containers.RepeatedScalarFieldContainer[str]
     fields: _containers.RepeatedCompositeFieldContainer[ConfigField]
     presets: _containers.RepeatedCompositeFieldContainer[Preset]
     dataset_formats: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, framework: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., fields: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., presets: _Optional[_Iterable[_Union[Preset, _Mapping]]] = ..., dataset_formats: _Optional[_Iterable[str]] = ...) -> None: ...
+    controls: _containers.RepeatedCompositeFieldContainer[TrainingControl]
+    def __init__(self, framework: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., fields: _Optional[_Iterable[_Union[ConfigField, _Mapping]]] = ..., presets: _Optional[_Iterable[_Union[Preset, _Mapping]]] = ..., dataset_formats: _Optional[_Iterable[str]] = ..., controls: _Optional[_Iterable[_Union[TrainingControl, _Mapping]]] = ...) -> None: ...
 
 class ListEnvsRequest(_message.Message):
     __slots__ = ()
@@ -773,7 +809,7 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ValidationResult(_message.Message):
-    __slots__ = ("job_id", "task", "epoch", "step", "source", "evaluator", "classes", "metrics", "per_class", "confusion_matrix", "best", "per_image")
+    __slots__ = ("job_id", "task", "epoch", "step", "source", "evaluator", "classes", "metrics", "per_class", "confusion_matrix", "best", "per_image", "curves", "dataset")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -793,6 +829,8 @@ class ValidationResult(_message.Message):
     CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
     PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task: str
     epoch: int
@@ -805,10 +843,28 @@ class ValidationResult(_message.Message):
     confusion_matrix: ConfusionMatrix
     best: bool
     per_image: _containers.RepeatedCompositeFieldContainer[ImageResult]
-    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ..., per_image: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ...) -> None: ...
+    curves: _containers.RepeatedCompositeFieldContainer[Curve]
+    dataset: str
+    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., source: _Optional[str] = ..., evaluator: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Iterable[_Union[ClassResult, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., best: _Optional[bool] = ..., per_image: _Optional[_Iterable[_Union[ImageResult, _Mapping]]] = ..., curves: _Optional[_Iterable[_Union[Curve, _Mapping]]] = ..., dataset: _Optional[str] = ...) -> None: ...
+
+class Curve(_message.Message):
+    __slots__ = ("kind", "name", "mean", "iou", "recall", "precision")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    IOU_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    mean: bool
+    iou: float
+    recall: _containers.RepeatedScalarFieldContainer[float]
+    precision: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., mean: _Optional[bool] = ..., iou: _Optional[float] = ..., recall: _Optional[_Iterable[float]] = ..., precision: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("image", "values", "target", "prediction")
+    __slots__ = ("image", "values", "target", "prediction", "predicted_label", "true_label", "predicted_boxes", "true_boxes")
     class ValuesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -820,11 +876,31 @@ class ImageResult(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TRUE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_BOXES_FIELD_NUMBER: _ClassVar[int]
+    TRUE_BOXES_FIELD_NUMBER: _ClassVar[int]
     image: str
     values: _containers.ScalarMap[str, float]
     target: str
     prediction: str
-    def __init__(self, image: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., target: _Optional[str] = ..., prediction: _Optional[str] = ...) -> None: ...
+    predicted_label: str
+    true_label: str
+    predicted_boxes: _containers.RepeatedCompositeFieldContainer[ImageBox]
+    true_boxes: _containers.RepeatedCompositeFieldContainer[ImageBox]
+    def __init__(self, image: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., target: _Optional[str] = ..., prediction: _Optional[str] = ..., predicted_label: _Optional[str] = ..., true_label: _Optional[str] = ..., predicted_boxes: _Optional[_Iterable[_Union[ImageBox, _Mapping]]] = ..., true_boxes: _Optional[_Iterable[_Union[ImageBox, _Mapping]]] = ...) -> None: ...
+
+class ImageBox(_message.Message):
+    __slots__ = ("label", "score", "box", "crowd")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    CROWD_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    score: float
+    box: Box
+    crowd: bool
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., crowd: _Optional[bool] = ...) -> None: ...
 
 class ResultsEpoch(_message.Message):
     __slots__ = ("epoch", "step", "metrics", "kept", "best", "seconds")
@@ -860,14 +936,16 @@ class GetResultsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[str] = ..., evals: _Optional[bool] = ...) -> None: ...
 
 class GetResultsResponse(_message.Message):
-    __slots__ = ("result", "epochs", "evals")
+    __slots__ = ("result", "epochs", "evals", "gallery")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     EVALS_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
     result: ValidationResult
     epochs: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
     evals: _containers.RepeatedCompositeFieldContainer[EvalResponse]
-    def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., evals: _Optional[_Iterable[_Union[EvalResponse, _Mapping]]] = ...) -> None: ...
+    gallery: EvalResponse
+    def __init__(self, result: _Optional[_Union[ValidationResult, _Mapping]] = ..., epochs: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., evals: _Optional[_Iterable[_Union[EvalResponse, _Mapping]]] = ..., gallery: _Optional[_Union[EvalResponse, _Mapping]] = ...) -> None: ...
 
 class EvalRequest(_message.Message):
     __slots__ = ("job_id", "checkpoint", "dataset", "format", "split", "batch", "device")
@@ -918,7 +996,7 @@ class CompareRequest(_message.Message):
     def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ComparedJob(_message.Message):
-    __slots__ = ("job_id", "name", "framework", "model", "state", "best_epoch", "epochs", "metrics", "source", "train_seconds", "curve", "per_class")
+    __slots__ = ("job_id", "name", "framework", "model", "state", "best_epoch", "epochs", "metrics", "source", "train_seconds", "curve", "per_class", "parameters", "images_per_second")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -938,6 +1016,8 @@ class ComparedJob(_message.Message):
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CURVE_FIELD_NUMBER: _ClassVar[int]
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     framework: str
@@ -950,7 +1030,9 @@ class ComparedJob(_message.Message):
     train_seconds: float
     curve: _containers.RepeatedCompositeFieldContainer[ResultsEpoch]
     per_class: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., framework: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[str] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ..., train_seconds: _Optional[float] = ..., curve: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., per_class: _Optional[_Iterable[float]] = ...) -> None: ...
+    parameters: int
+    images_per_second: float
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., framework: _Optional[str] = ..., model: _Optional[str] = ..., state: _Optional[str] = ..., best_epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ..., train_seconds: _Optional[float] = ..., curve: _Optional[_Iterable[_Union[ResultsEpoch, _Mapping]]] = ..., per_class: _Optional[_Iterable[float]] = ..., parameters: _Optional[int] = ..., images_per_second: _Optional[float] = ...) -> None: ...
 
 class CompareResponse(_message.Message):
     __slots__ = ("task", "primary_metric", "higher_is_better", "jobs", "classes", "per_class_key", "comparable", "note")
@@ -1041,7 +1123,7 @@ class PrepareRepoResponse(_message.Message):
     def __init__(self, repo: _Optional[_Union[RepoInfo, _Mapping]] = ..., checkout: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ...) -> None: ...
 
 class ResultReport(_message.Message):
-    __slots__ = ("metrics", "best_checkpoint", "last_checkpoint")
+    __slots__ = ("metrics", "best_checkpoint", "last_checkpoint", "note")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -1052,10 +1134,12 @@ class ResultReport(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     BEST_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     LAST_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     metrics: _containers.ScalarMap[str, float]
     best_checkpoint: str
     last_checkpoint: str
-    def __init__(self, metrics: _Optional[_Mapping[str, float]] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ...) -> None: ...
+    note: str
+    def __init__(self, metrics: _Optional[_Mapping[str, float]] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class ErrorReport(_message.Message):
     __slots__ = ("type", "message", "traceback")

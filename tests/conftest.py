@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -53,7 +54,13 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def shared_envs(tmp_path_factory, worker_id) -> Path:
     """One env root for the whole session, so the timm env is built once: shared by the workers of a
-    distributed run (the env manager's lock lets one build while the others wait for it)."""
+    distributed run (the env manager's lock lets one build while the others wait for it).
+    ``VISIONYARD_TEST_ENVS=DIR`` keeps them in DIR instead, across sessions (an env whose spec changed is
+    built again there)."""
+    if os.environ.get("VISIONYARD_TEST_ENVS"):
+        root = Path(os.environ["VISIONYARD_TEST_ENVS"])
+        root.mkdir(parents=True, exist_ok=True)
+        return root
     if worker_id == "master":
         return tmp_path_factory.mktemp("envs")
     root = tmp_path_factory.getbasetemp().parent / "envs"

@@ -8,6 +8,7 @@ does, and prints to its log. The job's name says what it does, in words:
 - ``spawn``: first starts two processes that try to escape the job (one in a session of its own,
   one orphaned by its parent) and writes every pid of the job to ``pids`` in the job dir.
 - ``crash``: after its epochs, reports an error, prints a traceback and exits with code 3.
+- ``stops``: its result says it stopped early (``STOP_NOTE``), as an adapter's early stopping does.
 - ``silent``: reports nothing at all (a test sends reports in its place); writes ``ready`` in the
   job dir, waits for ``go-on``, exits 0.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from adapters.reporter import Reporter
 
 CRASH_MESSAGE = "the fake trainer blew up"
+STOP_NOTE = "stopped early at epoch 2 (no improvement of val/accuracy for 1 epochs)"
 
 
 def wait_for_file(path: Path) -> None:
@@ -75,7 +77,7 @@ def main() -> int:
         reporter.close(timeout=1)
         print(f"Traceback (most recent call last):\nRuntimeError: {CRASH_MESSAGE}", file=sys.stderr, flush=True)
         return 3
-    reporter.result({"val/accuracy": 0.5 + 0.1 * epochs}, best, last)
+    reporter.result({"val/accuracy": 0.5 + 0.1 * epochs}, best, last, note=STOP_NOTE if "stops" in words else "")
     reporter.close(timeout=1)  # a daemon that is down: the journal keeps what was not delivered
     return 0
 

@@ -25,6 +25,11 @@ threshold (1,000 thresholds in [0, 1]); the threshold that maximises the mean F1
 with ground truth (box-smoothed over 10 % of the range) gives every class's precision and recall,
 and their means are ``val/precision`` and ``val/recall``.
 
+The precision–recall curves (``Evaluation.curves``, key ``pr`` for boxes, ``mask_pr`` and ``pose_pr``
+for the twins; shape in ``adapters.evaluation.record``) are COCOeval's own at IoU 0.50: its
+interpolated precision at the 101 recall points, all areas, the most detections per image, per class
+with ground truth and their mean, so the mean of a curve is the AP50 of its class (or the mAP50).
+
 Keypoint similarity (OKS) uses ``sigmas`` per keypoint: COCO's 17 person sigmas when K is 17,
 else ``1 / K`` each (Ultralytics' default, so pose AP agrees with its own for the same K). Its
 object area is the ``area`` given, else the mask's area, else the box's area x 0.53
@@ -39,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.evaluation.record import BACKGROUND, Evaluation
+from adapters.evaluation.record import BACKGROUND, RECALL_POINTS, Evaluation, pr_curve
 from adapters.metrics import VAL_MAP50, VAL_MAP50_95, VAL_PRECISION, VAL_RECALL
 
 EVALUATOR = "visionyard.coco"
@@ -52,6 +57,8 @@ KEYPOINT_AREA_OF_BOX = 0.53
 #: (Ultralytics' ``ConfusionMatrix``: strictly above 0.25 and 0.45).
 MATRIX_SCORE_ABOVE = 0.25
 MATRIX_IOU_ABOVE = 0.45
+#: The IoU of the precision–recall curves a record keeps.
+PR_CURVE_IOU = 0.5
 #: Score thresholds of the precision / recall curves, and the share of them the F1 curve is smoothed over.
 CURVE_POINTS, F1_SMOOTHING = 1000, 0.1
 
@@ -62,7 +69,8 @@ def detection_results(ground_truth: list[dict[str, Any]], detections: list[dict[
     """COCO metrics of ``iou_type`` with the prefix of ``PREFIXES`` (``val/mAP50``, ``val/mAP50-95``,
     ``val/precision``, ``val/recall``; ``val/mask_…``, ``val/pose_…``), ``per_class`` rows ``{"class",
     "AP50", "AP50-95", "precision", "recall", "support"}`` (support: the class's objects that count,
-    crowd regions not) and the matched confusion matrix of the boxes (``matched_confusion_matrix``)."""
+    crowd regions not), the matched confusion matrix of the boxes (``matched_confusion_matrix``) and the
+    precision–recall curves at IoU 0.50 (``curves``: ``pr``, ``mask_pr`` or ``pose_pr`` by ``iou_type``)."""
     if iou_type not in PREFIXES:
         raise ValueError(f"Unknown iou_type '{iou_type}'. Valid: {', '.join(PREFIXES)}")
     evaluation = run_cocoeval(ground_truth, detections, len(class_names), iou_type, image_sizes, sigmas)
@@ -88,8 +96,27 @@ def evaluation_results(evaluation, ground_truth: list[dict[str, Any]], detection
                   "precision": _value(precision[k], counted[k]), "recall": _value(recall[k], counted[k]),
                   "support": int(support[k])} for k, name in enumerate(class_names)]
     matrix = matched_confusion_matrix(ground_truth, detections, len(class_names))
+    curve = pr_curve(pr_precision(evaluation, PR_CURVE_IOU), list(class_names), PR_CURVE_IOU)
     return Evaluation(evaluator=EVALUATOR, classes=list(class_names), metrics=metrics, per_class=per_class,
-                      confusion_matrix=matrix, confusion_labels=[*class_names, BACKGROUND])
+                      confusion_matrix=matrix, confusion_labels=[*class_names, BACKGROUND],
+                      curves=None if curve is None else {curve_key(iou_type): curve})
+
+
+def curve_key(iou_type: str) -> str:
+    """The record's key of ``iou_type``'s precision–recall curve: ``pr``, ``mask_pr``, ``pose_pr`` (as the
+    prefix of its metrics)."""
+    return PREFIXES[iou_type].removeprefix("val/") + "pr"
+
+
+def pr_precision(evaluation, iou: float = PR_CURVE_IOU) -> np.ndarray:
+    """COCOeval's precision at IoU ``iou`` per class (rows) at its 101 recall points (columns), all areas,
+    the most detections per image; NaN for a class without ground truth (COCO's -1)."""
+    params = evaluation.params
+    rows = np.flatnonzero(np.isclose(params.iouThrs, iou))
+    if not len(rows) or len(params.recThrs) != RECALL_POINTS:
+        raise ValueError(f"COCOeval has no precision at IoU {iou} on {RECALL_POINTS} recall points")
+    precision = np.asarray(evaluation.eval["precision"][rows[0], :, :, 0, -1], dtype=np.float64).T  # K x R
+    return np.where(precision > -1, precision, np.nan)
 
 
 def run_cocoeval(ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]], num_classes: int | None = None,
@@ -171,22 +198,34 @@ def matched_confusion_matrix(ground_truth: list[dict[str, Any]], detections: lis
         keep = found["scores"] > score_above
         boxes, labels, scores = found["boxes"][keep], found["labels"][keep], found["scores"][keep]
         objects = ~truth["iscrowd"]
-        overlap = box_iou(truth["boxes"][objects], boxes)
-        object_labels = truth["labels"][objects]
-        claimed = np.full(len(object_labels), -1)
-        for d in sorted(np.flatnonzero((overlap > iou_above).any(0)), key=lambda d: -scores[d]):
-            best = int(overlap[:, d].argmax())
-            if overlap[best, d] > iou_above:
-                claimed[best] = d
-                overlap[best] = 0  # claimed: no other detection takes it
-        predicted = np.where(claimed >= 0, labels[np.maximum(claimed, 0)] if len(labels) else background, background)
-        np.add.at(matrix, (object_labels, predicted), 1)
-        unclaimed = np.ones(len(labels), dtype=bool)
-        unclaimed[claimed[claimed >= 0]] = False
+        unclaimed = count_claims(matrix, box_iou(truth["boxes"][objects], boxes), truth["labels"][objects], labels,
+                                 scores, iou_above)
         if truth["iscrowd"].any():
             unclaimed &= ~(box_iou(truth["boxes"][~objects], boxes, over_second=True) > iou_above).any(0)
         np.add.at(matrix, (np.full(int(unclaimed.sum()), background), labels[unclaimed]), 1)
     return matrix
+
+
+def count_claims(matrix: np.ndarray, overlap: np.ndarray, object_labels: np.ndarray, labels: np.ndarray,
+                 scores: np.ndarray, iou_above: float) -> np.ndarray:
+    """One image's objects into ``matrix`` (background its last row and column): detections, most confident
+    first, each claim the unclaimed object they overlap most (``overlap``: objects x detections) above
+    ``iou_above``, whatever the classes; a claimed object counts at ``[its class, the detection's]``, an
+    unclaimed one at ``[its class, background]``. Returns which detections claimed nothing (the caller counts
+    them as background rows, or not where they lie on a crowd region)."""
+    background = matrix.shape[0] - 1
+    overlap = np.array(overlap, dtype=np.float64).reshape(len(object_labels), len(labels))
+    claimed = np.full(len(object_labels), -1)
+    for d in sorted(np.flatnonzero((overlap > iou_above).any(0)), key=lambda d: -scores[d]):
+        best = int(overlap[:, d].argmax())
+        if overlap[best, d] > iou_above:
+            claimed[best] = d
+            overlap[best] = 0  # claimed: no other detection takes it
+    predicted = np.where(claimed >= 0, labels[np.maximum(claimed, 0)] if len(labels) else background, background)
+    np.add.at(matrix, (object_labels, predicted), 1)
+    unclaimed = np.ones(len(labels), dtype=bool)
+    unclaimed[claimed[claimed >= 0]] = False
+    return unclaimed
 
 
 def box_iou(first: np.ndarray, second: np.ndarray, over_second: bool = False) -> np.ndarray:

@@ -7,13 +7,25 @@ One record per validation (an epoch of training, or an ``eval`` run)::
      "classes": ["cat", "dog"], "metrics": {"val/mAP50-95": 0.41, …},
      "per_class": [{"class": "cat", "AP50": 0.7, …}, …],
      "confusion_matrix": [[…], …] | null, "confusion_labels": ["cat", "dog", "background"],
-     "per_image": […]}                                  # only when the evaluator gives it
+     "per_image": […],                                  # only when the evaluator gives it
+     "curves": {"pr": {…}}}                             # only when the evaluator gives it
 
 An ``eval`` run's record (``source: "eval"``, ``epoch`` and ``step`` null) also says what was
 evaluated: ``dataset`` (its folder), ``dataset_hash`` (``adapters.evaluate.dataset_hash``: the files
 evaluated, by content), ``checkpoint``, ``split`` (``val``, ``train`` or ``all``), ``images`` (how
 many) and ``seconds`` (the whole run: loading, predicting, scoring). Records without them (every
 training validation) leave the keys out, and a reader takes records with or without them.
+
+``curves``: the precision–recall curves of a detection-like task at IoU 0.50, one entry per kind: ``pr``
+(boxes), ``mask_pr`` and ``pose_pr`` (the masks' and keypoints' twins, as the ``val/mask_…`` metrics)::
+
+    "pr": {"iou": 0.5, "recall": [0.0, 0.01, …, 1.0],           # COCO's 101 recall points
+           "mean": [101 precisions],                           # the mean over the classes with ground truth
+           "per_class": {"cat": [101 precisions], …}}          # classes with ground truth; none above 100 classes
+
+``precision[i]`` is the best precision at recall ``recall[i]`` or above (COCO's interpolation, 0 past
+the highest recall reached); the mean of a class's curve is its AP50. A record without curves (every
+other task, older records) leaves the key out.
 
 ``confusion_matrix[t][p]``: rows are the ground truth, columns the prediction, in the order of
 ``confusion_labels`` (the classes, plus ``background`` last for detection, instance segmentation
@@ -53,6 +65,10 @@ SOURCES = ("training", "eval")
 #: Up to this many classes every epoch's record is kept; above, only the best and the last epoch's
 #: (a 1,000-class matrix is a few MB of JSON per epoch).
 KEEP_EVERY_EPOCH_UP_TO = 100
+#: A record's per-class precision–recall curves up to this many classes (above, only their mean).
+CURVES_PER_CLASS_UP_TO = 100
+#: COCO's recall points of a precision–recall curve (0, 0.01, … 1).
+RECALL_POINTS = 101
 #: The optional keys of an ``eval`` run's record, in the order written.
 EVAL_FIELDS = ("dataset", "dataset_hash", "checkpoint", "split", "images", "seconds")
 
@@ -68,6 +84,8 @@ class Evaluation:
     confusion_matrix: np.ndarray | None = None
     confusion_labels: list[str] = field(default_factory=list)
     per_image: list[dict[str, Any]] | None = None
+    #: Precision–recall curves by kind (``pr``, ``mask_pr``, ``pose_pr``; see the module); None: none.
+    curves: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -85,6 +103,8 @@ class ValidationRecord:
     job: str | None = None
     per_image: list[dict[str, Any]] | None = None
     version: int = RECORD_VERSION
+    #: Precision–recall curves (see the module); None when the evaluator has none, and then not written.
+    curves: dict[str, dict[str, Any]] | None = None
     #: What an ``eval`` run evaluated (None in a training validation's record, and then not written).
     dataset: str | None = None
     dataset_hash: str | None = None
@@ -104,7 +124,8 @@ class ValidationRecord:
                    classes=list(evaluation.classes), metrics=dict(evaluation.metrics if metrics is None else metrics),
                    per_class=list(evaluation.per_class),
                    confusion_matrix=None if matrix is None else np.asarray(matrix).astype(np.int64).tolist(),
-                   confusion_labels=list(evaluation.confusion_labels), job=job, per_image=evaluation.per_image)
+                   confusion_labels=list(evaluation.confusion_labels), job=job, per_image=evaluation.per_image,
+                   curves=evaluation.curves)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data in the documented key order; NaN and infinities become None."""
@@ -116,6 +137,8 @@ class ValidationRecord:
         out["confusion_labels"] = list(self.confusion_labels)
         if self.per_image is not None:
             out["per_image"] = plain(self.per_image)
+        if self.curves is not None:
+            out["curves"] = plain(self.curves)
         for key in EVAL_FIELDS:
             if getattr(self, key) is not None:
                 out[key] = plain(getattr(self, key))
@@ -139,6 +162,31 @@ class ValidationRecord:
     @classmethod
     def from_json(cls, text: str) -> ValidationRecord:
         return cls.from_dict(json.loads(text))
+
+
+def recall_points() -> np.ndarray:
+    """COCO's 101 recall points of a precision–recall curve: 0, 0.01, … 1."""
+    return np.linspace(0.0, 1.0, RECALL_POINTS)
+
+
+def pr_curve(precision, classes: list[str], iou: float = 0.5) -> dict[str, Any] | None:
+    """A record's curve (see the module) from ``precision``, classes x 101 recall points (``recall_points``),
+    NaN where undefined (a class without ground truth: a row of NaN): the mean over the classes with a
+    value at each point and, up to ``CURVES_PER_CLASS_UP_TO`` classes, each class that has one. Values
+    rounded to 4 decimals (a curve is drawn, not recomputed); None when no class has one."""
+    precision = np.asarray(precision, dtype=np.float64).reshape(len(classes), RECALL_POINTS)
+    counted = np.isfinite(precision).any(1)
+    if not counted.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        totals, counts = np.nansum(precision[counted], 0), np.isfinite(precision[counted]).sum(0)
+        mean = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+    out: dict[str, Any] = {"iou": float(iou), "recall": recall_points().round(2).tolist(),
+                           "mean": np.round(mean, 4).tolist()}
+    if len(classes) <= CURVES_PER_CLASS_UP_TO:
+        out["per_class"] = {str(name): np.round(row, 4).tolist()
+                            for name, row, kept in zip(classes, precision, counted) if kept}
+    return out
 
 
 def plain(value: Any) -> Any:

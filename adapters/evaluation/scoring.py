@@ -4,26 +4,32 @@ same for every framework.
 
 A scorer is made from the model's classes (what its predictions' ``index`` means; the dataset's class
 names are mapped to them by name) and takes, batch by batch, the records of the images and what the
-adapter's ``predict_batch`` returned for them (``predictions`` with ``index``, ``score`` and ``box``;
-``mask_png``; ``image_png``; ``text``). At the end it gives an ``Evaluation``:
+adapter's ``predict_batch`` returned for them (``predictions`` with ``index``, ``score``, ``box`` and, by
+task, ``polygon``, ``keypoints`` or ``rotated_box``; ``mask_png``; ``image_png``; ``text``). At the end it
+gives an ``Evaluation``:
 
 - image classification: each image's top-1 against its label → the confusion matrix →
   ``classification_results`` (and ``val/top5`` from 5 classes on, as training reports it);
 - object detection: every returned box against the record's boxes in pixels of the original image,
   crowd / difficult objects (``Annotation.ignore``) as COCO ``iscrowd`` regions → ``detection_results``;
+- instance segmentation, pose, OBB: the same, with the task's geometry (``scoring_instances``): masks
+  (the predictions' ``polygon`` and the records' polygons or RLEs, rasterised) → COCO mask AP
+  (``val/mask_*``) beside the box AP; keypoints → COCO OKS AP (``val/pose_*``) beside the box AP; rotated
+  boxes rasterised → their mask AP named as detection's (``val/mAP50-95`` …; COCO has no rotated boxes);
 - semantic segmentation: the predicted class map (``mask_png``, at the image's size) against the
   record's mask, 255 ignored → the pixel confusion matrix → ``segmentation_results``;
 - super-resolution: the upscaled image (``image_png``) against the HR image (cropped to ``scale`` x
   the LR image) → ``ImageQuality`` (PSNR, SSIM per image);
 - OCR: the predicted text against the record's → ``ocr_results`` (CER, WER per sample).
 
-``per_image`` keeps at most ``GALLERY_LIMIT`` rows: for classification and detection the images of a
-gallery (``image``, ``predicted``, ``truth``; classification's mistakes first, detection's boxes
-scoring above ``GALLERY_SCORE_ABOVE``), for segmentation each image's pixel accuracy and mIoU (the
-worst first), for super-resolution and OCR what their evaluators list (the worst first). Images are
-named by their path relative to the dataset's folder.
+``per_image`` keeps at most ``GALLERY_LIMIT`` rows: for classification and the object tasks the images of
+a gallery (``image``, ``predicted``, ``truth``; classification's mistakes first, the object tasks' boxes,
+axis-aligned, scoring above ``GALLERY_SCORE_ABOVE``), for semantic segmentation each image's pixel
+accuracy and mIoU (the worst first), for super-resolution and OCR what their evaluators list (the worst
+first). Images are named by their path relative to the dataset's folder.
 
-Host-importable: numpy at import; Pillow where an image or mask is decoded.
+Host-importable: numpy at import; Pillow where an image or mask is decoded, pycocotools where objects are
+scored.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.evaluation import scoring_instances as instances
 from adapters.evaluation.classification import classification_results
 from adapters.evaluation.confusion import ConfusionMatrix, confusion_matrix
 from adapters.evaluation.detection import MATRIX_SCORE_ABOVE, detection_results
@@ -180,29 +187,43 @@ class ClassificationScorer(Scorer):
 
 
 class DetectionScorer(Scorer):
+    """Boxes. The scorers of the other object tasks add their geometry to each image's entries
+    (``add_geometry``) and evaluate them their way (``adapters.evaluation.scoring_instances``)."""
+
     def __init__(self, root, dataset_classes, model_classes, scale=None) -> None:
         super().__init__(root, dataset_classes, model_classes, scale)
         self.to_model = class_map(dataset_classes, self.classes)
-        self.truth: list[dict[str, np.ndarray]] = []
-        self.found: list[dict[str, np.ndarray]] = []
+        self.truth: list[dict[str, Any]] = []
+        self.found: list[dict[str, Any]] = []
+        self.sizes: list[tuple[int, int]] = []  # (height, width) of each image whose masks are kept
         self.gallery: list[dict[str, Any]] = []
 
     def update(self, records, results) -> None:
         from adapters.datasets import to_pixels
 
         for record, result in zip(records, results, strict=True):
-            objects = [a for a in to_pixels(record).annotations if a.box is not None]
+            record = to_pixels(record)
+            objects = [a for a in record.annotations if a.box is not None]
             truth = {"boxes": np.array([a.box for a in objects], dtype=np.float64).reshape(-1, 4),
                      "labels": self.to_model[[a.class_id for a in objects]].reshape(-1),
                      "iscrowd": np.array([a.ignore for a in objects], dtype=bool)}
-            boxes = [p for p in predictions(result) if p.get("box") is not None]
+            boxes = self.detections(predictions(result))
             found = {"boxes": np.array([p["box"] for p in boxes], dtype=np.float64).reshape(-1, 4),
                      "scores": np.array([p["score"] for p in boxes], dtype=np.float64),
                      "labels": np.array([p["index"] for p in boxes], dtype=np.int64)}
+            self.add_geometry(record, objects, boxes, truth, found)
             self.truth.append(truth)
             self.found.append(found)
             if len(self.gallery) < GALLERY_LIMIT:
                 self.gallery.append(self._row(record, boxes, truth))
+
+    def detections(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The predictions scored: those with a ``box``."""
+        return [p for p in found if p.get("box") is not None]
+
+    def add_geometry(self, record, objects: list, boxes: list[dict[str, Any]], truth: dict[str, Any],
+                     found: dict[str, Any]) -> None:
+        """Add what the task scores besides boxes to the image's ``truth`` and ``found`` entries."""
 
     def _row(self, record, boxes: list[dict[str, Any]], truth: dict[str, np.ndarray]) -> dict[str, Any]:
         shown = sorted((p for p in boxes if p["score"] > GALLERY_SCORE_ABOVE), key=lambda p: -p["score"])
@@ -215,6 +236,56 @@ class DetectionScorer(Scorer):
 
     def evaluation(self) -> Evaluation:
         evaluation = detection_results(self.truth, self.found, self.classes)
+        evaluation.per_image = self.gallery
+        return evaluation
+
+
+class InstanceSegmentationScorer(DetectionScorer):
+    """Masks (the records' polygons or RLEs, the predictions' ``polygon``, rasterised) and boxes."""
+
+    def add_geometry(self, record, objects, boxes, truth, found) -> None:
+        height, width = size = instances.pixel_size(record)
+        truth["masks"] = [instances.truth_mask(a, height, width) for a in objects]
+        found["masks"] = [instances.predicted_mask(p, height, width) for p in boxes]
+        self.sizes.append(size)
+
+    def evaluation(self) -> Evaluation:
+        evaluation = instances.instance_results(self.truth, self.found, self.classes, self.sizes, "segm")
+        evaluation.per_image = self.gallery
+        return evaluation
+
+
+class PoseScorer(DetectionScorer):
+    """Keypoints by OKS, and boxes."""
+
+    def add_geometry(self, record, objects, boxes, truth, found) -> None:
+        truth["keypoints"] = [instances.keypoint_array(a.keypoints) for a in objects]
+        found["keypoints"] = [instances.keypoint_array(p.get("keypoints")) for p in boxes]
+
+    def evaluation(self) -> Evaluation:
+        evaluation = instances.instance_results(self.truth, self.found, self.classes, None, "keypoints")
+        evaluation.per_image = self.gallery
+        return evaluation
+
+
+class RotatedBoxScorer(DetectionScorer):
+    """Rotated boxes (the records' ``rbox`` corners, the predictions' ``rotated_box``) rasterised to masks."""
+
+    def detections(self, found):
+        """The predictions with a ``rotated_box``; ``box``, when missing, the axis-aligned box around it."""
+        return [p if p.get("box") is not None else {**p, "box": instances.corners_box(
+            instances.rotated_corners(p["rotated_box"]))} for p in found if p.get("rotated_box") is not None]
+
+    def add_geometry(self, record, objects, boxes, truth, found) -> None:
+        height, width = size = instances.pixel_size(record)
+        truth["masks"] = [instances.polygons_rle([a.rbox], height, width) if a.rbox
+                          else instances.truth_mask(a, height, width) for a in objects]
+        found["masks"] = [instances.polygons_rle([instances.rotated_corners(p["rotated_box"])], height, width)
+                          for p in boxes]
+        self.sizes.append(size)
+
+    def evaluation(self) -> Evaluation:
+        evaluation = instances.obb_results(self.truth, self.found, self.classes, self.sizes)
         evaluation.per_image = self.gallery
         return evaluation
 
@@ -326,6 +397,9 @@ class TextScorer(Scorer):
 SCORERS: dict[str, type[Scorer]] = {
     "image_classification": ClassificationScorer,
     "object_detection": DetectionScorer,
+    "instance_segmentation": InstanceSegmentationScorer,
+    "pose_estimation": PoseScorer,
+    "obb_detection": RotatedBoxScorer,
     "semantic_segmentation": SegmentationScorer,
     "super_resolution": RestorationScorer,
     "ocr": TextScorer,

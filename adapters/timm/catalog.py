@@ -7,6 +7,8 @@ Parameter counts are with the 1000-class ImageNet head, as timm builds them.
 
 from __future__ import annotations
 
+from adapters.controls import (EARLY_STOPPING, EMA, GRADIENT_ACCUMULATION, GRADIENT_CLIP, MIXED_PRECISION, WARMUP_EPOCHS,
+                               Control)
 from adapters.catalog import FrameworkCatalog, ModelEntry, Preset, SchemaField, register_catalog
 from adapters.timm.model_names import read_names
 
@@ -56,6 +58,7 @@ FIELDS = (
         0,
         "Epochs of linear warmup before the schedule (any schedule type).",
         minimum=0,
+        replaced_by="training.warmup_epochs",
     ),
     SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images."),
     SchemaField(
@@ -87,6 +90,8 @@ FIELDS = (
         0,
         "Stop after this many epochs without a better val/accuracy; 0 turns it off.",
         minimum=0,
+        replaced_by="training.early_stopping",
+        convert=lambda patience: {"patience": patience, "min_delta": 0.0} if patience else None,
     ),
 )
 
@@ -123,6 +128,25 @@ PRESETS = (
     ),
 )
 
+
+def _whole_epochs(value, training) -> str | None:
+    return None if float(value) == int(value) else (
+        f"timm's schedule steps once per epoch, so its warmup is whole epochs, not {value}")
+
+
+CONTROLS = {
+    MIXED_PRECISION: Control(MIXED_PRECISION, "torch.autocast: bf16, or fp16 with a GradScaler (CUDA only)",
+                             "auto: bf16 on a CUDA GPU that supports it, else fp32"),
+    GRADIENT_ACCUMULATION: Control(GRADIENT_ACCUMULATION, "the gradients of N batches summed before each optimizer "
+                                   "step (the loss divided by N)", "1"),
+    GRADIENT_CLIP: Control(GRADIENT_CLIP, "torch.nn.utils.clip_grad_norm_ before each optimizer step", "off"),
+    EARLY_STOPPING: Control(EARLY_STOPPING, "visionyard's, on val/accuracy", "off"),
+    WARMUP_EPOCHS: Control(WARMUP_EPOCHS, "a linear ramp of the learning rate over whole epochs, then the schedule",
+                           "0", refuse=_whole_epochs),
+    EMA: Control(EMA, "timm.utils.ModelEmaV3 (decay 0.9998, warmed up): validation and checkpoints use the "
+                      "averaged weights", "off"),
+}
+
 CATALOG = register_catalog(
     FrameworkCatalog(
         name="timm",
@@ -132,6 +156,7 @@ CATALOG = register_catalog(
         models=MODELS,
         fields=FIELDS,
         presets=PRESETS,
+        controls=CONTROLS,
         adapter="adapters.timm.trainer:TimmAdapter",
         known_models=frozenset(read_names()),
     )

@@ -26,7 +26,8 @@ from adapters.evaluation.confusion import ConfusionMatrix
 from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.files import atomic_path
 from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
-from adapters.metrics import LR, TRAIN_LOSS, VAL_LOSS, VAL_TOP5
+from adapters.metrics import LR, TRAIN_IMAGES_PER_S, TRAIN_LOSS, VAL_LOSS, VAL_TOP5
+from adapters.steps import OptimizerSteps
 from adapters.timm.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_loader, build_transform
 from adapters.timm.weights import label_names, load_state, read_state_file
 
@@ -50,6 +51,7 @@ class TimmAdapter(TrainingAdapter):
     def __init__(self, job, reporter=None) -> None:
         super().__init__(job, reporter)
         self.device = torch.device(resolve_device(job.device))
+        self.steps: OptimizerSteps | None = None
         self.class_names: list[str] = []
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -90,11 +92,14 @@ class TimmAdapter(TrainingAdapter):
         self.mean = tuple(float(x) for x in cfg.get("mean") or IMAGENET_MEAN)
         self.std = tuple(float(x) for x in cfg.get("std") or IMAGENET_STD)
         self.optimizer = build_optimizer(self.model, spec.training.learning_rate, self.setting)
-        self.scheduler = build_scheduler(self.optimizer, spec.training.epochs, self.setting)
+        self.scheduler = build_scheduler(self.optimizer, spec.training.epochs, self.setting, spec.training.warmup_epochs)
+        self.steps = OptimizerSteps(self.model, self.optimizer, self.device, spec.training, make_ema=_ema)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.setting("loss.label_smoothing", 0.0)))
         self._loaders = {split: self._loader(split) for split in ("train", "val")}
         n = sum(p.numel() for p in self.model.parameters())
-        log.info("model %s: %.2fM parameters, device %s", spec.model, n / 1e6, self.device)
+        self.recorder.model_size(n)
+        log.info("model %s: %.2fM parameters, device %s, precision %s", spec.model, n / 1e6, self.device,
+                 self.steps.precision)
 
     def _loader(self, split: str):
         train = split == "train"
@@ -143,27 +148,29 @@ class TimmAdapter(TrainingAdapter):
     # ------------------------------------------------------------ training
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        model, loader = self.model, self._loaders["train"]
+        model, loader, steps = self.model, self._loaders["train"], self.steps
         model.train()
         lr = self.optimizer.param_groups[0]["lr"]
         total_loss, seen = 0.0, 0
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
         for step, (images, labels) in enumerate(loader, start=1):
             images, labels = self._to_device(images, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.criterion(model(images), labels)
-            loss.backward()
-            self.optimizer.step()
+            with steps.autocast():
+                loss = self.criterion(model(images), labels)
+            steps.backward(loss, step, len(loader))
             total_loss += loss.item() * labels.size(0)
             seen += labels.size(0)
             self.report_progress(epoch, step, len(loader))
         self.scheduler.step()
-        return {TRAIN_LOSS: total_loss / max(seen, 1), LR: lr}
+        return {TRAIN_LOSS: total_loss / max(seen, 1), LR: lr,
+                TRAIN_IMAGES_PER_S: seen / max(time.perf_counter() - started, 1e-9)}
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:
         """``val/loss``, accuracy and macro precision / recall / F1 from the confusion matrix (and
         ``val/top5`` from 5 classes); the matrix and per-class rows go to the job's results folder."""
-        model = self.model
+        model = self.steps.eval_model
         model.eval()
         n = len(self.class_names)
         confusion = ConfusionMatrix(n)
@@ -172,7 +179,8 @@ class TimmAdapter(TrainingAdapter):
         total_loss, seen = 0.0, 0
         for images, labels in self._loaders["val"]:
             images, labels = self._to_device(images, labels)
-            logits = model(images)
+            with self.steps.autocast():
+                logits = model(images).float()
             total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             seen += labels.size(0)
             confusion.update(logits.argmax(1).cpu().numpy(), labels.cpu().numpy())
@@ -197,7 +205,7 @@ class TimmAdapter(TrainingAdapter):
 
     def save_checkpoint(self, kind: str, epoch: int, metrics: dict[str, float]) -> Path:
         state = {
-            "model": self.model.state_dict(),
+            "model": self.steps.eval_model.state_dict(),  # what predict, eval and plain timm load: the EMA's when kept
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
@@ -211,6 +219,10 @@ class TimmAdapter(TrainingAdapter):
             "mean": list(self.mean),
             "std": list(self.std),
         }
+        if self.steps.ema is not None:  # resuming goes on from the trained weights, not the average
+            state["train_model"] = self.model.state_dict()
+        if self.steps.scaler.is_enabled():
+            state["scaler"] = self.steps.scaler.state_dict()
         path = self.checkpoint_path(kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:  # a kill or a full disk mid-write never leaves a torn checkpoint
@@ -232,7 +244,16 @@ class TimmAdapter(TrainingAdapter):
                 f"checkpoint {path} is for model '{state.get('model_name')}' with classes "
                 f"{state['class_names']}; this job trains '{self.spec.model}' with classes {self.class_names}"
             )
-        self.model.load_state_dict(state["model"])
+        if self.steps is not None and state.get("train_model") is not None:  # resuming a run that kept an EMA
+            self.model.load_state_dict(state["train_model"])
+            if self.steps.ema is not None:
+                self.steps.ema.module.load_state_dict(state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
+            if self.steps is not None and self.steps.ema is not None:
+                self.steps.ema.module.load_state_dict(state["model"])
+        if self.steps is not None and state.get("scaler") and self.steps.scaler.is_enabled():
+            self.steps.scaler.load_state_dict(state["scaler"])
         if self.optimizer is not None and state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler = self._replay_schedule(int(state["epoch"]))
@@ -275,7 +296,8 @@ class TimmAdapter(TrainingAdapter):
         """
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] = self.spec.training.learning_rate
-        scheduler = build_scheduler(self.optimizer, self.spec.training.epochs, self.setting)
+        scheduler = build_scheduler(self.optimizer, self.spec.training.epochs, self.setting,
+                                    self.spec.training.warmup_epochs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
             for _ in range(epochs_done):
@@ -391,12 +413,14 @@ def build_optimizer(model: nn.Module, lr: float, setting) -> torch.optim.Optimiz
     raise ValueError(f"Unknown optimizer '{kind}'. Valid: adam, adamw, sgd")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting):
-    """A per-epoch schedule, after ``scheduler.warmup_epochs`` of linear warmup."""
+def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting, warmup_epochs: float | None = None):
+    """A per-epoch schedule, after ``warmup_epochs`` (``training.warmup_epochs``; a hand-written job.json may
+    still say ``scheduler.warmup_epochs``) of linear warmup."""
     from torch.optim import lr_scheduler as S
 
     kind = setting("scheduler.type", "cosine")
-    warmup = min(int(setting("scheduler.warmup_epochs", 0)), max(epochs - 1, 0))
+    asked = warmup_epochs if warmup_epochs is not None else setting("scheduler.warmup_epochs", 0)
+    warmup = min(int(asked or 0), max(epochs - 1, 0))
     if kind == "cosine":
         main = S.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1))
     elif kind == "step":
@@ -410,6 +434,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, epochs: int, setting):
         return main
     ramp = S.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
     return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def _ema(model: nn.Module) -> nn.Module:
+    """timm's EMA of ``model``'s weights, as its train.py keeps one (decay 0.9998), warmed up so that a
+    short run's average follows the weights instead of staying near the initial ones."""
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=0.9998, use_warmup=True)
 
 
 class _Logits(nn.Module):

@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+from adapters.controls import (EARLY_STOPPING, EMA, GRADIENT_ACCUMULATION, GRADIENT_CLIP, MIXED_PRECISION, WARMUP_EPOCHS,
+                               Control)
 from adapters.catalog import FrameworkCatalog, ModelEntry, Preset, SchemaField, register_catalog
 
 CLS, DET, SEG, SR, OCR = ("image_classification", "object_detection", "semantic_segmentation", "super_resolution",
@@ -87,10 +89,13 @@ FIELDS = (
     SchemaField("scheduler.warmup_ratio", "float", 0.0, "Share of the steps spent warming up.", minimum=0.0,
                 maximum=1.0),
     SchemaField("scheduler.warmup_steps", "int", 0, "Warmup steps (wins over warmup_ratio when > 0).", minimum=0),
-    SchemaField("gradient_accumulation_steps", "int", 1, "Batches per optimizer step.", minimum=1, maximum=1024),
-    SchemaField("max_grad_norm", "float", 1.0, "Gradient clipping norm (0: off).", minimum=0.0),
+    SchemaField("gradient_accumulation_steps", "int", 1, "Batches per optimizer step.", minimum=1, maximum=1024,
+                replaced_by="training.gradient_accumulation"),
+    SchemaField("max_grad_norm", "float", 1.0, "Gradient clipping norm (0: off).", minimum=0.0,
+                replaced_by="training.gradient_clip"),
     SchemaField("mixed_precision", "choice", "auto", "Mixed precision on CUDA (auto: bf16 where supported, "
-                "else fp16; never on CPU).", choices=("auto", "no", "fp16", "bf16")),
+                "else fp16; never on CPU).", choices=("auto", "no", "fp16", "bf16"),
+                replaced_by="training.mixed_precision"),
     SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification, OCR).", minimum=0.0, maximum=1.0),
     SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images "
                 "(classification, segmentation, super-resolution; boxes are flipped with detection images)."),
@@ -144,6 +149,22 @@ def check_model(name: str, task: str) -> str | None:
             "transformers`")
 
 
+
+CONTROLS = {
+    MIXED_PRECISION: Control(MIXED_PRECISION, "TrainingArguments bf16 / fp16 (bf16 also on the CPU)",
+                             "auto: bf16 on a CUDA GPU that supports it, else fp32"),
+    GRADIENT_ACCUMULATION: Control(GRADIENT_ACCUMULATION, "TrainingArguments gradient_accumulation_steps", "1"),
+    GRADIENT_CLIP: Control(GRADIENT_CLIP, "TrainingArguments max_grad_norm (0: no clipping)", "1.0, the Trainer's own"),
+    EARLY_STOPPING: Control(EARLY_STOPPING, "visionyard's, on the task's primary metric, through a Trainer callback",
+                            "off"),
+    WARMUP_EPOCHS: Control(WARMUP_EPOCHS, "TrainingArguments warmup_steps: the epochs' optimizer steps (wins over "
+                                          "advanced.scheduler.warmup_ratio / warmup_steps)",
+                           "advanced.scheduler.warmup_ratio / warmup_steps (0)"),
+    EMA: Control(EMA, "no EMA: the Trainer keeps none", "off",
+                 refuse=lambda on, _: "the Transformers Trainer keeps no EMA of the weights: leave training.ema out"
+                 if on else None),
+}
+
 CATALOG = register_catalog(
     FrameworkCatalog(
         name="transformers",
@@ -153,6 +174,7 @@ CATALOG = register_catalog(
         models=MODELS,
         fields=FIELDS,
         presets=PRESETS,
+        controls=CONTROLS,
         adapter="adapters.transformers.trainer:TransformersAdapter",
         known_models=frozenset(ALIASES),
         model_check=check_model,

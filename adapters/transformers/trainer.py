@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import BEST, LAST, FrameworkLoopAdapter
+from adapters.controls import resolve_precision
 from adapters.datasets import open_image, read_dataset, split_options
 from adapters.datasets.records import ImageRecord
 from adapters.devices import resolve_device
 from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.hub import hub_cache, is_missing_from_cache, prepare_hub_access, use_local_cache_only
-from adapters.metrics import primary_metric
+from adapters.metrics import TRAIN_IMAGES_PER_S, primary_metric
 from adapters.transformers.catalog import resolve_model
 from adapters.transformers.tasks import get_task
 from adapters.transformers.tasks.base import RecordDataset
@@ -90,6 +91,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
 
     def prepare_model(self) -> None:
         spec = self.spec
+        if spec.task == "image_classification" and not self.asked_image_size():
+            self.task.spec = dataclasses.replace(spec, image_size=0)  # the processor keeps the model's own size
         if spec.resume:  # a checkpoint folder of ours: its head already fits
             self.model, self.processor = self._load(spec.resume, pretrained=True, dataset=None)
         else:
@@ -121,11 +124,17 @@ class TransformersAdapter(FrameworkLoopAdapter):
         from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
         spec, s = self.spec, self.setting
+        training = spec.training
         on_cuda = self.device != "cpu"
-        precision = s("mixed_precision", "auto")
-        if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "no"
-        warmup = s("scheduler.warmup_steps") or s("scheduler.warmup_ratio") or 0
+        precision = resolve_precision(training.mixed_precision, self.device,
+                                      lambda: torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        accumulation = max(training.gradient_accumulation, 1)
+        if training.warmup_epochs is not None:  # the epochs' optimizer steps
+            steps = math.ceil(math.ceil(len(self.dataset.train) / training.batch_size) / accumulation)
+            warmup = math.ceil(training.warmup_epochs * steps)
+        else:
+            warmup = s("scheduler.warmup_steps") or s("scheduler.warmup_ratio") or 0
+        clip = {} if training.gradient_clip is None else {"max_grad_norm": float(training.gradient_clip)}
         primary = primary_metric(spec.task)
         cls = Seq2SeqTrainingArguments if self.task.training_args.get("predict_with_generate") else TrainingArguments
         return cls(
@@ -133,9 +142,9 @@ class TransformersAdapter(FrameworkLoopAdapter):
             per_device_train_batch_size=spec.training.batch_size, per_device_eval_batch_size=spec.training.batch_size,
             learning_rate=spec.training.learning_rate, weight_decay=s("optimizer.weight_decay"),
             adam_beta1=s("optimizer.beta1"), adam_beta2=s("optimizer.beta2"), lr_scheduler_type=s("scheduler.type"),
-            warmup_steps=warmup, gradient_accumulation_steps=s("gradient_accumulation_steps"),
-            max_grad_norm=s("max_grad_norm"), label_smoothing_factor=s("label_smoothing") or 0.0,
-            fp16=on_cuda and precision == "fp16", bf16=on_cuda and precision == "bf16", use_cpu=not on_cuda,
+            warmup_steps=warmup, gradient_accumulation_steps=accumulation, **clip,
+            label_smoothing_factor=s("label_smoothing") or 0.0,
+            fp16=precision == "fp16", bf16=precision == "bf16", use_cpu=not on_cuda,
             eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
             metric_for_best_model=primary.name.removeprefix("val/"),
             greater_is_better=primary.higher_is_better, dataloader_num_workers=spec.training.num_workers,
@@ -144,6 +153,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
         )
 
     def train(self) -> None:
+        self.recorder.model_size(sum(p.numel() for p in self.model.parameters()))
         trainer = self.task.trainer_class()(
             model=self.model, args=self.training_arguments(),
             train_dataset=RecordDataset(self.dataset.train, self.task, train=True),
@@ -352,12 +362,19 @@ class _Report(_report_callback_base()):
         self.recorder = adapter.recorder
         self.epoch_start = 0
         self.train_log: dict[str, float] = {}
+        self.stopper = adapter.early_stopper()
+        self.images_per_s: float | None = None
 
     def _epoch(self, state) -> int:
         return max(1, round(state.epoch or 0))
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch_start = state.global_step
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # before the epoch's evaluation
+        seconds = time.perf_counter() - getattr(self, "epoch_started", time.perf_counter())
+        self.images_per_s = len(self.adapter.dataset.train) / seconds if seconds > 0 else None
 
     def on_step_end(self, args, state, control, **kwargs):
         per_epoch = max(1, math.ceil(state.max_steps / max(1, args.num_train_epochs)))
@@ -373,14 +390,21 @@ class _Report(_report_callback_base()):
             if bad:  # stop here with the reason, not later in evaluation with NaN boxes or logits
                 raise FloatingPointError(
                     f"training diverged in epoch {self._epoch(state)}: {' and '.join(bad)} became "
-                    f"{logs[bad[0]]}; lower training.learning_rate, keep advanced.max_grad_norm on, or check the "
+                    f"{logs[bad[0]]}; lower training.learning_rate, keep training.gradient_clip on, or check the "
                     "dataset for blank or corrupt images")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         epoch, reported = self._epoch(state), _our_metrics(metrics or {}, self.train_log)
+        if self.images_per_s:
+            reported[TRAIN_IMAGES_PER_S] = self.images_per_s
         # the record first, so that it is there when the daemon sees the epoch's metrics
         self.adapter.record_validation(epoch, state.global_step, reported)
         self.recorder.epoch(epoch, reported)
+        stopper = self.stopper
+        if stopper is not None and stopper.update(epoch, reported.get(stopper.metric)) \
+                and epoch < int(args.num_train_epochs):
+            self.adapter.stop_note = stopper.note()
+            control.should_training_stop = True  # the Trainer still saves this epoch, then ends
 
     def on_save(self, args, state, control, **kwargs):
         epoch = self._epoch(state)

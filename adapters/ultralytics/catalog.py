@@ -8,6 +8,8 @@ are accepted too. Parameter counts are Ultralytics' published figures for the de
 
 from __future__ import annotations
 
+from adapters.controls import (EARLY_STOPPING, EMA, GRADIENT_ACCUMULATION, GRADIENT_CLIP, MIXED_PRECISION, WARMUP_EPOCHS,
+                               Control)
 from adapters.catalog import FrameworkCatalog, ModelEntry, Preset, SchemaField, register_catalog
 
 #: Task -> the suffix Ultralytics' model names and config files carry for it.
@@ -55,11 +57,14 @@ FIELDS = (
     SchemaField("lrf", "float", 0.01, "Final learning rate as a fraction of the initial one.", minimum=0.0,
                 maximum=1.0),
     SchemaField("cos_lr", "bool", False, "Cosine learning-rate schedule (else linear)."),
-    SchemaField("warmup_epochs", "float", 3.0, "Warmup epochs (fractions allowed).", minimum=0.0),
+    SchemaField("warmup_epochs", "float", 3.0, "Warmup epochs (fractions allowed).", minimum=0.0,
+                replaced_by="training.warmup_epochs"),
     SchemaField("patience", "int", 100, "Stop after this many epochs without a better fitness (0: never).",
-                minimum=0),
+                minimum=0, replaced_by="training.early_stopping",
+                convert=lambda patience: {"patience": patience, "min_delta": 0.0} if patience else None),
     SchemaField("close_mosaic", "int", 10, "Turn mosaic off for the last N epochs.", minimum=0),
-    SchemaField("amp", "bool", True, "Mixed precision on CUDA (always off on CPU)."),
+    SchemaField("amp", "bool", True, "Mixed precision on CUDA (always off on CPU).",
+                replaced_by="training.mixed_precision", convert=lambda amp: "auto" if amp else "no"),
     SchemaField("dropout", "float", 0.0, "Dropout before the classification head (classification only).",
                 minimum=0.0, maximum=1.0),
     SchemaField("augmentation.mosaic", "float", 1.0, "Mosaic probability.", minimum=0.0, maximum=1.0),
@@ -94,6 +99,26 @@ def model_names() -> frozenset[str]:
     return frozenset(names)
 
 
+#: Ultralytics' autocast takes bf16 on CUDA only.
+BF16_ON_CPU = ("Ultralytics trains in bf16 on a CUDA GPU only (its autocast refuses bf16 on the CPU): use "
+               "mixed_precision: no on the CPU, or device: cuda")
+
+CONTROLS = {
+    MIXED_PRECISION: Control(MIXED_PRECISION, "its amp argument: fp16 (after its AMP check) or bf16, on CUDA only",
+                             "auto: bf16 on a CUDA GPU that supports it, else fp32",
+                             refuse=lambda value, training: BF16_ON_CPU if value == "bf16" and training.get("device")
+                             == "cpu" else None),
+    GRADIENT_ACCUMULATION: Control(GRADIENT_ACCUMULATION, "its nominal batch size nbs = batch_size x N (it "
+                                   "accumulates nbs / batch_size batches)", "1 (Ultralytics' own nbs 64 is not used)"),
+    GRADIENT_CLIP: Control(GRADIENT_CLIP, "the max norm of its optimizer step (0: no clipping)", "10.0, its own"),
+    EARLY_STOPPING: Control(EARLY_STOPPING, "visionyard's, on the task's primary metric (its own patience on "
+                                            "fitness is off)", "off"),
+    WARMUP_EPOCHS: Control(WARMUP_EPOCHS, "its warmup_epochs (fractions allowed)", "3.0, its own"),
+    EMA: Control(EMA, "built in: Ultralytics always validates and saves an EMA of the weights", "on",
+                 refuse=lambda on, _: None if on else "Ultralytics always keeps an EMA of the weights; it can't be "
+                                                   "turned off: leave training.ema out"),
+}
+
 CATALOG = register_catalog(
     FrameworkCatalog(
         name="ultralytics",
@@ -103,6 +128,7 @@ CATALOG = register_catalog(
         models=MODELS,
         fields=FIELDS,
         presets=PRESETS,
+        controls=CONTROLS,
         adapter="adapters.ultralytics.trainer:UltralyticsAdapter",
         known_models=model_names(),
     )

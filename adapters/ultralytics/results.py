@@ -20,6 +20,12 @@ validator measured that epoch, its ``evaluator`` being ``ultralytics <version>``
   0.25, IoU above 0.45), so a training record and an ``eval`` of its checkpoint count alike. (This
   Ultralytics counts its own matrix at the validation's ``conf``, 0.001: nearly every low-score box
   would land in the background row.)
+- detection-like tasks: the precision–recall curves at IoU 0.50 (``curves``: ``pr`` for boxes, ``mask_pr``
+  and ``pose_pr`` for the twins; shape in ``adapters.evaluation.record``) are Ultralytics' own PR curve
+  (``Metric.prec_values`` over ``Metric.px``: per class with objects, its precision envelope linearly
+  interpolated at 1,000 recall points, what its ``PR_curve.png`` draws), resampled at COCO's 101 recall
+  points, so they draw like an ``eval`` record's (COCOeval's step-interpolated precision at the same points;
+  the two differ a little between a curve's points);
 - classification: ``adapters.evaluation.classification`` rows (``precision``, ``recall`` = the class's
   top-1 accuracy, ``f1``, ``support``) from the matrix the ``ClassificationValidator`` fills every
   validation, and its macro ``val/precision``, ``val/recall``, ``val/f1``, which the epoch reports too.
@@ -38,7 +44,7 @@ import numpy as np
 
 from adapters.evaluation.classification import classification_results
 from adapters.evaluation.detection import MATRIX_IOU_ABOVE, MATRIX_SCORE_ABOVE
-from adapters.evaluation.record import BACKGROUND, Evaluation
+from adapters.evaluation.record import BACKGROUND, RECALL_POINTS, Evaluation, pr_curve, recall_points
 
 #: Ultralytics' per-class results of each task: (attribute of its metrics object, key prefix in a row).
 PARTS = {"object_detection": (("box", ""),), "obb_detection": (("box", ""),),
@@ -193,9 +199,48 @@ def detection_rows(metrics, names: list[str], task: str) -> list[dict[str, Any]]
     return rows
 
 
+def pr_curves(metrics, names: list[str], task: str) -> dict[str, dict[str, Any]] | None:
+    """The record's precision–recall curves from Ultralytics' ``DetMetrics`` (or its kin) just processed: each
+    part's ``prec_values`` (a row per class of ``ap_class_index``) resampled from ``px`` at the 101 recall
+    points; None when it has none. An Ultralytics that keeps rows only for the classes it detected (its
+    rows no longer line up with ``ap_class_index``) gives the mean curve only, the missing classes at 0."""
+    curves = {}
+    for attribute, prefix in PARTS.get(task, ()):
+        try:
+            curve = _pr_curve(getattr(metrics, attribute, None), names)
+        except (ValueError, TypeError, IndexError):  # arrays of another shape: no curve, the record stays
+            curve = None
+        if curve is not None:
+            curves[prefix + "pr"] = curve
+    return curves or None
+
+
+def _pr_curve(part, names: list[str]) -> dict[str, Any] | None:
+    px, values = getattr(part, "px", None), getattr(part, "prec_values", None)
+    if px is None or values is None:
+        return None
+    classes = np.asarray(part.ap_class_index, dtype=np.int64).reshape(-1)
+    px = np.asarray(px, dtype=np.float64).reshape(-1)
+    if not classes.size or not px.size:
+        return None
+    values = np.asarray(values, dtype=np.float64).reshape(-1, len(px))
+    resampled = np.array([np.interp(recall_points(), px, row) for row in values]).reshape(-1, RECALL_POINTS)
+    if len(values) == classes.size and classes.max() < len(names) and classes.min() >= 0:
+        precision = np.full((len(names), RECALL_POINTS), np.nan)
+        precision[classes] = resampled
+        return pr_curve(precision, names)
+    padded = np.zeros((classes.size, RECALL_POINTS))  # the classes without a row found nothing: precision 0
+    padded[:min(len(resampled), classes.size)] = resampled[:classes.size]
+    curve = pr_curve(padded, [str(c) for c in range(classes.size)])
+    if curve is not None:
+        curve.pop("per_class", None)
+    return curve
+
+
 def validation_results(validator, task: str, matrix: np.ndarray | None) -> Evaluation:
     """What the validator measured in the validation it just ran: per-class rows and the confusion matrix
-    (``matrix``, counted by ``ConfusionCounter``, for detection; the validator's own for classification).
+    (``matrix``, counted by ``ConfusionCounter``, for detection; the validator's own for classification),
+    and for detection-like tasks the precision–recall curves (``pr_curves``).
     Its metrics are the classification macro ones (classification) or none: the record takes the
     epoch's reported metrics."""
     names = class_names(validator)
@@ -205,4 +250,5 @@ def validation_results(validator, task: str, matrix: np.ndarray | None) -> Evalu
         return evaluation
     return Evaluation(evaluator=evaluator_name(), classes=names, metrics={},
                       per_class=detection_rows(validator.metrics, names, task), confusion_matrix=matrix,
-                      confusion_labels=[*names, BACKGROUND] if matrix is not None else [])
+                      confusion_labels=[*names, BACKGROUND] if matrix is not None else [],
+                      curves=pr_curves(validator.metrics, names, task))

@@ -35,8 +35,9 @@ from adapters.datasets.stage import stage
 from adapters.devices import resolve_device
 from adapters.evaluation.record import ResultsWriter, ValidationRecord
 from adapters.files import atomic_path
-from adapters.metrics import VAL_ACCURACY
+from adapters.metrics import TRAIN_IMAGES_PER_S, VAL_ACCURACY
 from adapters.ultralytics.catalog import TASK_SUFFIX
+from adapters.ultralytics.controls import clip_at, train_arguments
 from adapters.ultralytics.metrics import epoch_metrics
 from adapters.ultralytics.predict import load_images, open_upright, png_bytes, predictions_of
 from adapters.ultralytics.results import PARTS, ConfusionCounter, validation_results
@@ -127,6 +128,8 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
         self._predict_args: dict[str, Any] = {}  # what `prepare_evaluation` sets for scoring
         self._confusion = ConfusionCounter() if self.task in PARTS else None
         self._validated = False  # a training validation ran this epoch
+        self._stopper = None  # training.early_stopping, when the spec asks for it
+        self._epoch_started, self._train_seconds = 0.0, 0.0  # the epoch's training pass, for its images/s
 
     # ------------------------------------------------------------ setup
 
@@ -164,7 +167,10 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
                                                                   "`pretrained: false`")))
         else:
             self.model = yolo(f"{name}.yaml")
-        for event, callback in (("on_train_epoch_start", self._on_epoch_start),
+        self._stopper = self.early_stopper()
+        for event, callback in (("on_pretrain_routine_end", self._on_setup),
+                                ("on_train_epoch_start", self._on_epoch_start),
+                                ("on_train_epoch_end", self._on_train_epoch_end),
                                 ("on_train_batch_end", self._on_batch_end),
                                 ("on_model_save", self._on_model_save),
                                 ("on_val_start", self._on_val_start),
@@ -216,17 +222,26 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
             epochs=spec.training.epochs, seed=spec.training.seed, pretrained=False, verbose=True,
             optimizer=s("optimizer.type", "SGD"), lr0=spec.training.learning_rate,
             momentum=s("optimizer.momentum"), weight_decay=s("optimizer.weight_decay"), lrf=s("lrf"),
-            cos_lr=s("cos_lr"), warmup_epochs=s("warmup_epochs"), patience=s("patience"),
-            close_mosaic=s("close_mosaic"), amp=s("amp"), **(s("augmentation") or {}),
+            cos_lr=s("cos_lr"), close_mosaic=s("close_mosaic"), **(s("augmentation") or {}),
+            **train_arguments(spec.training, self.device),
         )
         if self.task == "image_classification":
             args["dropout"] = s("dropout")
         self.model.train(**args)
 
+    def _on_setup(self, trainer) -> None:
+        self.recorder.model_size(sum(p.numel() for p in trainer.model.parameters()))
+        if self.spec.training.gradient_clip is not None:
+            clip_at(trainer, float(self.spec.training.gradient_clip))
+
     def _on_epoch_start(self, trainer) -> None:
+        self._epoch_started = time.perf_counter()
         self._step = 0
         self._saved.clear()
         self._validated = False
+
+    def _on_train_epoch_end(self, trainer) -> None:  # before the epoch's validation
+        self._train_seconds = time.perf_counter() - self._epoch_started
 
     def _on_val_start(self, validator) -> None:
         if self._confusion is not None:
@@ -260,11 +275,13 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
 
     def _on_fit_epoch_end(self, trainer) -> None:
         epoch = trainer.epoch + 1
-        if trainer.epoch >= trainer.epochs or epoch in self._reported:
-            return  # the final validation of best.pt after the last epoch: not an epoch of its own
+        if trainer.epoch >= trainer.epochs or epoch in self._reported or self.stop_note:
+            return  # the final validation of best.pt after the last (or an early-stopped) epoch: not an epoch
         self._reported.add(epoch)
         losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
         metrics = epoch_metrics(trainer.metrics or {}, losses or {}, trainer.lr or {})
+        if self._train_seconds:
+            metrics[TRAIN_IMAGES_PER_S] = len(trainer.train_loader.dataset) / self._train_seconds
         evaluation = self._validation_results(trainer, epoch) if self._validated else None
         if evaluation is not None:  # classification: the matrix's macro precision / recall / F1, as timm's
             metrics.update({k: v for k, v in evaluation.metrics.items() if k != VAL_ACCURACY})
@@ -277,6 +294,10 @@ class UltralyticsAdapter(FrameworkLoopAdapter):
             if kind in self._saved:
                 self.recorder.checkpoint(self._saved[kind], kind, epoch)
         self._saved.clear()
+        stopper = self._stopper
+        if stopper is not None and stopper.update(epoch, metrics.get(stopper.metric)) and epoch < trainer.epochs:
+            self.stop_note = stopper.note()
+            trainer.stop = True  # read right after this callback: its loop ends, then its final validation
 
     def _validation_results(self, trainer, epoch: int):
         """The per-class results and matrix of the epoch's validation; None (and a warning) when

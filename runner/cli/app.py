@@ -271,7 +271,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--top", type=_positive_int, default=25,
                    help="classes shown when there are more: the lowest-scoring first (default 25)")
     p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix (counts and "
-                                                   "normalised), per-class bars and the training curves")
+                                                   "normalised), per-class bars, the training curves, the "
+                                                   "precision-recall curves (detection-like tasks) and a gallery "
+                                                   "of validation images with predictions and ground truth, from "
+                                                   "the newest `visionyard eval JOB` of its val split")
     p.add_argument("--evals", action="store_true", help="list the job's evaluations (visionyard eval) instead")
     p = add("eval", c.cmd_eval, "evaluate a job's checkpoint with visionyard's evaluator (the same for every framework)",
             description="Run a job's checkpoint over a dataset through the predict path, in the job's env, and score "
@@ -288,7 +291,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive_int, default=16, help="images per predict batch (default 16)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--top", type=_positive_int, default=25, help="classes shown when there are more (default 25)")
-    p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix and per-class bars")
+    p.add_argument("--plots", metavar="DIR", help="also write PNGs there: the confusion matrix, per-class bars, "
+                                                   "the precision-recall curves (detection) and a gallery of the "
+                                                   "images with predictions and ground truth, mistakes first")
     p = add("compare", c.cmd_compare, "jobs of one task side by side: metrics, curves, per-class values",
             description="Two or more jobs of one task (any frameworks and repos) side by side: each one's best "
                         "epoch with its primary and other metrics, how long it trained, where its numbers come "

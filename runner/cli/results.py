@@ -23,7 +23,9 @@ def matrix_rows(matrix: pb.ConfusionMatrix) -> list[list[int]]:
 def results_json(reply: pb.GetResultsResponse) -> dict:
     """One object: ``job, task, epoch, best, source, evaluator, classes, metrics, per_class (one
     {"class", ...} per class), confusion_matrix (rows ground truth, columns prediction; null when the
-    evaluator has none), confusion_labels`` and ``epochs`` (every validation's metrics)."""
+    evaluator has none), confusion_labels, per_image`` (the record's rows: values, OCR's texts, an eval's
+    gallery of ``predicted`` and ``truth``), ``curves`` (the record's precision–recall curves, null when
+    none) and ``epochs`` (every validation's metrics)."""
     result = reply.result
     per_class = [{"class": row.name, **dict(sorted(row.values.items())), "support": row.support}
                  for row in result.per_class]
@@ -33,11 +35,45 @@ def results_json(reply: pb.GetResultsResponse) -> dict:
             "metrics": dict(sorted(result.metrics.items())), "per_class": per_class,
             "confusion_matrix": matrix_rows(result.confusion_matrix) if has_matrix else None,
             "confusion_labels": list(result.confusion_matrix.labels) if has_matrix else [],
-            "per_image": [{"image": row.image, **({"target": row.target, "prediction": row.prediction}
-                                                  if row.target or row.prediction else {}),
-                           **dict(sorted(row.values.items()))} for row in result.per_image],
+            "per_image": [image_json(row) for row in result.per_image],
+            "curves": curves_json(result),
             "epochs": [{"epoch": e.epoch, "step": e.step, "best": e.best, "kept": e.kept,
                         "metrics": dict(sorted(e.metrics.items()))} for e in reply.epochs]}
+
+
+def image_json(row: pb.ImageResult) -> dict:
+    """A per-image row in the record's shape (``adapters.evaluation.record``, ``adapters.evaluation.scoring``)."""
+    out: dict = {"image": row.image}
+    if row.target or row.prediction:
+        out.update(target=row.target, prediction=row.prediction)
+    if row.true_label:
+        out.update(predicted=row.predicted_label or None, truth=row.true_label)
+    elif row.predicted_boxes or row.true_boxes:
+        out.update(predicted=[_box_json(b) for b in row.predicted_boxes],
+                   truth=[_box_json(b, truth=True) for b in row.true_boxes])
+    return {**out, **dict(sorted(row.values.items()))}
+
+
+def _box_json(found: pb.ImageBox, truth: bool = False) -> dict:
+    box = [found.box.x1, found.box.y1, found.box.x2, found.box.y2]
+    if truth:
+        return {"label": found.label, "box": box, **({"crowd": True} if found.crowd else {})}
+    return {"label": found.label, "score": found.score, "box": box}
+
+
+def curves_json(result: pb.ValidationResult) -> dict | None:
+    """The result's curves in the record's shape: ``{kind: {"iou", "recall", "mean", "per_class": {class:
+    precisions}}}``, NaN as null; None when it has none."""
+    out: dict = {}
+    for curve in result.curves:
+        kind = out.setdefault(curve.kind, {"iou": curve.iou, "recall": list(curve.recall), "mean": None,
+                                           "per_class": {}})
+        values = [None if v != v else v for v in curve.precision]
+        if curve.mean:
+            kind["mean"] = values
+        else:
+            kind["per_class"][curve.name] = values
+    return out or None
 
 
 def _number(value: float) -> str:
@@ -116,16 +152,24 @@ def _per_class(result: pb.ValidationResult, out: Output, top: int) -> None:
         out.line(f"  {len(rows) - top} more classes: --top N shows more, --json all of them")
 
 
-def write_plots(reply: pb.GetResultsResponse, folder: str) -> list[str]:
-    """The epoch's confusion matrix (counts and normalised by row), its per-class bars of the value
-    the table ranks by, and the training curves (losses and the epoch metrics) as PNGs in `folder`;
-    their paths."""
+#: The tasks an eval keeps a gallery of (``adapters.evaluation.scoring``: classification and the object tasks).
+GALLERY_TASKS = ("image_classification", "object_detection", "instance_segmentation", "pose_estimation",
+                 "obb_detection")
+
+
+def write_plots(reply: pb.GetResultsResponse, folder: str, note=None) -> list[str]:
+    """The result's confusion matrix (counts and normalised by row), its per-class bars of the value the
+    table ranks by, the training curves (losses and the epoch metrics), its precision–recall curves
+    (``pr_curves.png``; ``mask_``/``pose_`` twins) and a gallery of images with their predictions
+    (``gallery.png``: an eval's own rows, or for a training's results the newest eval of the job's val split,
+    ``reply.gallery``) as PNGs in `folder`; their paths. ``note`` (default: a line on stderr) is told when a
+    task that has a gallery has no eval to draw it from."""
     from pathlib import Path
 
     from runner import plots
 
     result, folder_path, written = reply.result, Path(folder), []
-    title = f"job {result.job_id}, epoch {result.epoch}"
+    title = f"job {result.job_id}, " + ("eval" if result.source == "eval" else f"epoch {result.epoch}")
     if result.HasField("confusion_matrix") and (rows := matrix_rows(result.confusion_matrix)):
         labels = list(result.confusion_matrix.labels)
         written.append(plots.confusion_matrix(labels, rows, folder_path / "confusion_matrix.png", title=title))
@@ -143,7 +187,32 @@ def write_plots(reply: pb.GetResultsResponse, folder: str) -> list[str]:
         losses = [k for k in ("train/loss", "val/loss") if k in names]
         others = [k for k in names if k.startswith("val/") and k not in losses]
         written.append(plots.curves(epochs, losses + others, folder_path / "curves.png", title=f"job {result.job_id}"))
+    written += write_pr_curves(result, folder_path, title)
+    evaluated = result if result.source == "eval" else reply.gallery.result if reply.HasField("gallery") else None
+    rows = plots.gallery_rows([image_json(row) for row in evaluated.per_image]) if evaluated is not None else []
+    if rows:
+        which = f"eval {reply.gallery.name}" if evaluated is not result else "eval"
+        written.append(plots.gallery(rows, evaluated.dataset, folder_path / "gallery.png",
+                                     title=f"job {result.job_id}, {which}: predictions, mistakes first"))
+    elif result.source != "eval" and result.task in GALLERY_TASKS:
+        (note or _stderr)(f"no gallery.png: training keeps no predictions; `visionyard eval {result.job_id}` "
+                          "evaluates its val split and keeps one, which results --plots then draws")
     return [str(p) for p in written]
+
+
+def write_pr_curves(result: pb.ValidationResult, folder, title: str) -> list:
+    """``pr_curves.png`` (boxes), ``mask_pr_curves.png``, ``pose_pr_curves.png``: each kind of the result's
+    curves, the legend's APs from its per-class rows and metrics; [] when it has none."""
+    from runner import plots
+
+    rows = [{"class": row.name, **row.values} for row in result.per_class]
+    return plots.pr_curve_figures(curves_json(result) or {}, rows, dict(result.metrics), folder, title)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
 
 
 def _per_image(result: pb.ValidationResult, out: Output, top: int) -> None:
@@ -193,7 +262,8 @@ def _minutes(seconds: float) -> str:
 
 def compare_json(reply: pb.CompareResponse) -> list[dict]:
     """One row per job: its id, framework, model, best epoch, the best epoch's metrics and where they
-    come from (``source``), its training time, and its per-class values (``per_class``: class → value of
+    come from (``source``), its training time, parameters and training images/s (null where its adapter
+    reports none), and its per-class values (``per_class``: class → value of
     ``per_class_key``) when every job recorded them."""
     rows = []
     for job in reply.jobs:
@@ -202,6 +272,7 @@ def compare_json(reply: pb.CompareResponse) -> list[dict]:
                      "task": reply.task, "state": job.state, "best_epoch": job.best_epoch, "epochs": job.epochs,
                      "primary_metric": reply.primary_metric, "metrics": dict(sorted(job.metrics.items())),
                      "source": job.source, "comparable": reply.comparable, "train_seconds": job.train_seconds,
+                     "parameters": job.parameters or None, "images_per_second": job.images_per_second or None,
                      "per_class_key": reply.per_class_key, "per_class": per_class})
     return rows
 
@@ -218,17 +289,25 @@ def show_compare(reply: pb.CompareResponse, out: Output, top: int = 25) -> None:
                      if k.startswith("val/") and k != primary})[:4]
     columns = ([Column("job"), Column("framework", drop=6), Column("model", wrap=True, drop=5),
                 Column("best epoch", right=True, drop=4), Column(f"{primary} {arrow}", right=True)]
-               + [Column(k, right=True, drop=3) for k in others] + [Column("trained", right=True, drop=2)])
+               + [Column(k, right=True, drop=3) for k in others] + [Column("params", right=True, drop=2),
+                                                                     Column("img/s", right=True, drop=2),
+                                                                     Column("trained", right=True, drop=2)])
     rows = []
     for job, value in zip(reply.jobs, values):
         shown = "-" if value is None else _number(value) + (" *" if value == best and len(known) > 1 else "")
         rows.append([job.job_id, job.framework, job.model, f"{job.best_epoch or '-'}/{job.epochs}", shown]
                     + [_number(job.metrics[k]) if k in job.metrics else "-" for k in others]
-                    + [_minutes(job.train_seconds) if job.train_seconds else "-"])
+                    + [_millions(job.parameters) if job.parameters else "-",
+                       f"{job.images_per_second:.1f}" if job.images_per_second else "-",
+                       _minutes(job.train_seconds) if job.train_seconds else "-"])
     out.table(columns, rows, title=f"{reply.task}: {len(reply.jobs)} jobs (* the best {primary})")
     if reply.classes:
         _per_class_deltas(reply, out, top)
     out.line(f"note: {reply.note}")
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 100_000 else f"{count:,}"
 
 
 def _per_class_deltas(reply: pb.CompareResponse, out: Output, top: int) -> None:

@@ -192,6 +192,8 @@ def show_gc(reply: pb.CollectGarbageResponse, out: Output) -> None:
 
 FIELD_COLUMNS = (Column("advanced.<path>"), Column("type", drop=3), Column("default", drop=4),
                  Column("allowed", drop=2, wrap=True), Column("description", drop=1, wrap=True))
+CONTROL_COLUMNS = (Column("training.<control>"), Column("honoured", drop=3), Column("how", drop=1, wrap=True),
+                   Column("left out", drop=2, wrap=True))
 PRESET_COLUMNS = (Column("preset"), Column("description", drop=2, wrap=True), Column("values", drop=1, wrap=True))
 
 
@@ -199,8 +201,13 @@ def show_schema(schema: pb.ConfigSchema, values_of, out: Output) -> None:
     """`values_of(preset)`: a preset's values as a dict."""
     out.line(f"{schema.framework} tasks: {', '.join(schema.tasks)}; "
              f"dataset formats: {', '.join(schema.dataset_formats)}")
+    if schema.controls:
+        out.line("training controls (training: in a job spec; the same meaning for every framework):")
+        out.table(CONTROL_COLUMNS, [[c.name, "yes" if c.supported else "no", c.how, c.default] for c in schema.controls])
+        out.line()
     out.table(FIELD_COLUMNS, [[f.path, f.type, f.default_json, ", ".join(f.choices) if f.choices else _range(f),
-                               f.description] for f in schema.fields])
+                               f.description + (f" Deprecated: use {f.replaced_by}." if f.replaced_by else "")]
+                              for f in schema.fields])
     if schema.presets:
         out.line()
         out.table(PRESET_COLUMNS, [[p.name, p.description, json.dumps(values_of(p), sort_keys=True)] for p in schema.presets])

@@ -240,7 +240,7 @@ class JobExecution(threading.Thread):
             return self._finish(JobState.CANCELLED, reason, exit_code=exit_code)
         ok, why_not = self.workload.succeeded(status.ok)
         if ok:
-            return self._finish(JobState.SUCCEEDED, "finished", exit_code=exit_code)
+            return self._finish(JobState.SUCCEEDED, self._result_note() or "finished", exit_code=exit_code)
         record = self.rt.store.get(self.job_id)
         reason = status.describe() + why_not
         if record.error_report:
@@ -251,6 +251,10 @@ class JobExecution(threading.Thread):
                                  log_tail=tail, disk_full=bool(full))
         return self._finish(JobState.FAILED, f"child {reason}{full}\nlast log lines:\n{tail}", exit_code=exit_code,
                             cause=cause)
+
+    def _result_note(self) -> str:
+        """How the run says it ended, when not at its last epoch ("stopped early at epoch 4 (...)")."""
+        return str((self.rt.store.get(self.job_id).result or {}).get("note") or "")
 
     def _finish(self, state: JobState, message: str, **fields) -> JobState:
         """The final transition, retried until the store takes it (a full disk, a locked database):

@@ -99,7 +99,8 @@ def _apply_item(rt: "Runtime", job_id: str, job_dir: Path, item: pb.ReportItem) 
         store.update(job_id, **{field: item.checkpoint.path})
     elif kind == "result":
         result = item.result
-        fields = {"result_json": json.dumps({"metrics": dict(result.metrics)})}
+        fields = {"result_json": json.dumps({"metrics": dict(result.metrics),
+                                             **({"note": result.note} if result.note else {})})}
         if result.best_checkpoint:
             fields["best_checkpoint"] = result.best_checkpoint
         if result.last_checkpoint:

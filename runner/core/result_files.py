@@ -4,7 +4,8 @@ per-class table and figures.
 At the end of the run (``Tracker.end_run``), from ``<job dir>/results/val/`` (``adapters.evaluation.record``):
 every kept record and the index under ``results/val/``; for the best epoch (by the task's primary
 metric) the per-class rows as an MLflow table (``results/per_class.json``, shown by the UI) and
-PNGs of its confusion matrix (counts and normalised by row) and per-class values (``runner.plots``).
+PNGs of its confusion matrix (counts and normalised by row), per-class values and, where the record has
+them, precision–recall curves (``pr_curves.png``, ``mask_``/``pose_`` twins) (``runner.plots``).
 """
 
 from __future__ import annotations
@@ -58,5 +59,6 @@ def _figures(client, run_id: str, record, title: str) -> None:
             drawn.append(plots.per_class_bars([str(row.get("class")) for row in record.per_class],
                                               [row.get(rank) for row in record.per_class], rank,
                                               Path(tmp) / f"per_class_{rank}.png", title=f"{rank} per class, {title}"))
+        drawn += plots.pr_curve_figures(record.curves or {}, record.per_class, record.metrics, tmp, title)
         for path in drawn:
             client.log_artifact(run_id, str(path), "results")

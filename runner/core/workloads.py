@@ -9,6 +9,7 @@ the process, cancel, tracking.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -16,11 +17,12 @@ from typing import TextIO
 from adapters.child_env import ENV_ADDRESS, ENV_JOB_ID, ENV_JOURNAL, ENV_TOKEN
 from adapters.frameworks import get_catalog
 from envs.specs import get_spec
-from log_parsers import build_parser
-from log_parsers.base import Line, MetricUpdate, ProgressUpdate
+from log_parsers import PerClassParser, build_parser
+from log_parsers.base import ClassRow, Line, MetricUpdate, ProgressUpdate
 from protos import visionyard_pb2 as pb
 from adapters.datasets import DatasetError
 from runner.core.failures import Cause
+from runner.core.repo_results import RepoResults
 from runner.core.reports import inside
 from runner.core.runtime import Runtime
 from runner.launch.adapter_child import adapter_command
@@ -29,6 +31,7 @@ from runner.launch.jobdir import CHECKPOINTS, JOB_FILE, JOURNAL
 from runner.spec.validate import CUSTOM
 
 MAX_STEP = 2**31 - 1  # steps and epochs travel as int32
+logger = logging.getLogger("visionyard.jobs")
 
 
 class PrepareError(RuntimeError):
@@ -106,13 +109,16 @@ class AdapterWorkload(Workload):
 
 
 class RepoWorkload(Workload):
-    """A custom repo's own command; its stdout becomes metrics through the repo's log parser."""
+    """A custom repo's own command; its stdout becomes metrics through the repo's log parser, and
+    per-class tables (a parser's `per_class:`) validation records (runner/core/repo_results.py)."""
 
     def __init__(self, job: JobContext, rt: Runtime):
         super().__init__(job, rt)
         self.repo = None
         self.parser = None
         self.output_dir: Path | None = None
+        self.class_names: list[str] = []
+        self.results: RepoResults | None = None
 
     def prepare(self, log: TextIO) -> Command:
         from custom_repos.git import RepoError
@@ -143,6 +149,8 @@ class RepoWorkload(Workload):
             cause = Cause.DATASET if isinstance(exc, DatasetError) else Cause.REPO
             raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}", cause) from exc
         self.output_dir = launch.output_dir
+        self.class_names = list(launch.class_names)
+        self._start_results()
         for note in launch.notes:
             log.write(f"[visionyard] dataset warning: {note}\n")
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
@@ -151,7 +159,7 @@ class RepoWorkload(Workload):
                        env_spec=spec, checkout=checkout)
 
     def saved_state(self) -> dict:
-        return {"output_dir": str(self.output_dir) if self.output_dir else None}
+        return {"output_dir": str(self.output_dir) if self.output_dir else None, "class_names": self.class_names}
 
     def restore(self, state: dict) -> None:
         from custom_repos.spec import parse_repo_spec
@@ -160,11 +168,15 @@ class RepoWorkload(Workload):
         self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else self.rt.repos.get(self.spec["repo"])
         self.parser = build_parser(self.repo.parser)
         self.output_dir = Path(state["output_dir"]) if state.get("output_dir") else None
+        self.class_names = [str(name) for name in state.get("class_names") or ()]
+        self._start_results()
 
     def replay(self, lines) -> None:
         if self.parser is not None:
             for line in lines:
-                self.parser.feed_line(line)
+                events = self.parser.feed_line(line)
+                if events and self.results is not None:
+                    self._record([event for event in events if _in_range(event)], replay=True)
 
     def on_lines(self, lines: list[Line]) -> None:
         if self.parser is None:
@@ -182,13 +194,17 @@ class RepoWorkload(Workload):
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         return exit_ok, ""
 
+    def _start_results(self) -> None:
+        """Validation records when the parser reads per-class tables (the others' jobs keep none)."""
+        if isinstance(self.parser, PerClassParser):
+            self.results = RepoResults(
+                self.job.job_dir, self.job_id, self.spec["task"], f"{self.repo.name} {self.repo.commit[:7]}",
+                self.class_names, note=lambda text: self.rt.store.add_logs(self.job_id, [text]))
+
     def _apply(self, events) -> None:
         store, tracker = self.rt.store, self.rt.tracker
+        events = [event for event in events if _in_range(event)]
         for event in events:
-            numbers = (event.step,) if isinstance(event, MetricUpdate) else \
-                (event.epoch, event.total_epochs or 0, event.step or 0, event.total_steps or 0)
-            if not all(0 <= n <= MAX_STEP for n in numbers):
-                continue  # a number no epoch counter reaches: a parser matched something else
             if isinstance(event, MetricUpdate):
                 store.add_metrics(self.job_id, event.step, event.values)
                 tracker.log_metrics(self.job_id, event.step, event.values)
@@ -196,6 +212,18 @@ class RepoWorkload(Workload):
                 total = event.total_epochs or self.spec["training"]["epochs"]
                 store.add_event(self.job_id, pb.JobEvent(progress=pb.ProgressEvent(
                     epoch=event.epoch, total_epochs=total, step=event.step or 0, total_steps=event.total_steps or 0)))
+        if self.results is not None and events:
+            self._record(events)
+
+    def _record(self, events, replay: bool = False) -> None:
+        """The events' validations into the job's records; a failure there is logged, never raised
+        (RepoResults logs its own write failures; this guards the log's parsing against the rest)."""
+        try:
+            self.results.add(events, replay=replay)
+            if not replay:
+                self.results.flush()
+        except Exception:  # noqa: BLE001
+            logger.warning("job %s: validation records: unexpected error", self.job_id, exc_info=True)
 
     def _collect_artifacts(self) -> list[Path]:
         from custom_repos.translate import find_artifacts
@@ -217,6 +245,13 @@ class RepoWorkload(Workload):
                     path=str(path), kind=kind, epoch=store.get(self.job_id).epoch)))
                 store.update(self.job_id, **{f"{kind}_checkpoint": str(path)})
         return [p for p in (found.last, *found.files) if p]
+
+
+def _in_range(event) -> bool:
+    """False for a number no epoch counter reaches: a parser matched something else."""
+    numbers = (event.step,) if isinstance(event, (MetricUpdate, ClassRow)) else \
+        (event.epoch, event.total_epochs or 0, event.step or 0, event.total_steps or 0)
+    return all(0 <= n <= MAX_STEP for n in numbers)
 
 
 def workload_for(job: JobContext, rt: Runtime) -> Workload:

@@ -7,6 +7,7 @@ import json
 from google.protobuf import struct_pb2
 
 from adapters.catalog import FrameworkCatalog, ModelEntry
+from adapters.controls import describe
 from protos import visionyard_pb2 as pb
 from runner.spec.wire import spec_to_proto
 from runner.core.failures import cause_to_proto
@@ -46,6 +47,9 @@ def schema_to_proto(catalog: FrameworkCatalog) -> pb.ConfigSchema:
             field.minimum = f.minimum
         if f.maximum is not None:
             field.maximum = f.maximum
+        field.replaced_by = f.replaced_by
+    for control in describe(catalog.controls):
+        schema.controls.add(**control)
     for preset in catalog.presets:
         values = struct_pb2.Struct()
         values.update(preset.values)

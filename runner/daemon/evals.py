@@ -64,7 +64,7 @@ def read_evals(job_dir: Path) -> list[tuple[Path, ValidationRecord]]:
 
 def eval_to_proto(folder: Path, record: ValidationRecord, details: bool = True) -> pb.EvalResponse:
     if not details:
-        record.per_class, record.confusion_matrix, record.per_image = [], None, None
+        record.per_class, record.confusion_matrix, record.per_image, record.curves = [], None, None, None
     path = folder / EVAL_FILE
     return pb.EvalResponse(name=folder.name, result=result_to_proto(record, best=False), dataset=record.dataset or "",
                            dataset_hash=record.dataset_hash or "", checkpoint=record.checkpoint or "",

@@ -4,15 +4,18 @@ The job's adapter writes one record per validation into the job dir (``adapters.
 ``results/val/epoch-NNNN.json`` and ``results/val/index.json``). `GetResults` reads them, picks the
 epoch asked for (``best``: the task's primary metric, as the best checkpoint is picked; ``last``; a
 number) and answers with every validation's metrics besides, merged with what the job reported for
-the epoch (``train/loss``, ...). `CompareJobs` puts jobs of one task side by side: each one's best
-epoch, its curves, and the per-class values of the jobs' best records where they have them. Nothing
-is computed here: the numbers are the adapters'.
+the epoch (``train/loss``, ...), and with the newest evaluation of the job's own val split that kept
+per-image rows (``gallery``: what `results --plots` draws its gallery from; training keeps no
+predictions). `CompareJobs` puts jobs of one task side by side: each one's best epoch, its curves, and
+the per-class values of the jobs' best records where they have them. Nothing is computed here: the
+numbers are the adapters'.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -20,11 +23,16 @@ import grpc
 
 from adapters.evaluation.record import (INDEX_FILE, RESULTS_FOLDER, ValidationRecord, best_epoch, read_index,
                                        read_record)
-from adapters.metrics import primary_metric
+from adapters.metrics import MODEL_PARAMETERS, TRAIN_IMAGES_PER_S, primary_metric
 from protos import visionyard_pb2 as pb
 
 #: The per-class value jobs are compared by: the first one every job's best record has.
 PER_CLASS_KEYS = ("f1", "AP50-95", "iou", "accuracy", "recall")
+#: What an answer carries at most of a record (a record holds no more when an evaluator wrote it): per-image
+#: rows, boxes of an image (each of predicted and true), per-class curves of a kind.
+MAX_IMAGES, MAX_BOXES, MAX_CURVES = 100, 100, 100
+#: A per-image row's keys that are not its values.
+IMAGE_KEYS = ("image", "target", "prediction", "predicted", "truth")
 
 
 def _numbers(values: dict) -> dict[str, float]:
@@ -41,15 +49,65 @@ def result_to_proto(record: ValidationRecord, best: bool) -> pb.ValidationResult
     out = pb.ValidationResult(job_id=record.job or "", task=record.task, epoch=record.epoch or 0,
                               step=record.step or 0, source=record.source, evaluator=record.evaluator,
                               classes=record.classes, metrics=_numbers(record.metrics), per_class=per_class,
-                              best=best)
-    for row in record.per_image or ():
-        out.per_image.add(image=str(row.get("image", "")), target=str(row.get("target") or ""),
-                          prediction=str(row.get("prediction") or ""),
-                          values=_numbers({k: v for k, v in row.items() if k not in ("image", "target", "prediction")}))
+                              best=best, dataset=record.dataset or "", curves=curves_to_proto(record.curves))
+    for row in (record.per_image or ())[:MAX_IMAGES]:
+        out.per_image.append(image_to_proto(row))
     if record.confusion_matrix is not None:
         out.confusion_matrix.labels.extend(record.confusion_labels or record.classes)
         out.confusion_matrix.counts.extend(v for row in record.confusion_matrix for v in row)
     return out
+
+
+def curves_to_proto(curves: dict | None) -> list[pb.Curve]:
+    """A record's curves (``adapters.evaluation.record``) as messages: each kind's mean, then its classes."""
+    out = []
+    for kind, curve in (curves or {}).items():
+        if not isinstance(curve, dict):
+            continue
+        recall = _floats(curve.get("recall"))
+        common = {"kind": str(kind), "iou": float(curve.get("iou") or 0.0), "recall": recall}
+        if curve.get("mean") is not None:
+            out.append(pb.Curve(name="mean", mean=True, precision=_floats(curve["mean"]), **common))
+        per_class = curve.get("per_class") if isinstance(curve.get("per_class"), dict) else {}
+        out.extend(pb.Curve(name=str(name), precision=_floats(values), **common)
+                   for name, values in list(per_class.items())[:MAX_CURVES])
+    return out
+
+
+def image_to_proto(row: dict) -> pb.ImageResult:
+    """A ``per_image`` row as a message: an evaluator's per-image values (segmentation, super-resolution, OCR's
+    texts) or a gallery row (``adapters.evaluation.scoring``: ``predicted`` and ``truth``, a class each for
+    classification, boxes for detection)."""
+    out = pb.ImageResult(image=str(row.get("image", "")), target=str(row.get("target") or ""),
+                         prediction=str(row.get("prediction") or ""),
+                         values=_numbers({k: v for k, v in row.items() if k not in IMAGE_KEYS}))
+    predicted, truth = row.get("predicted"), row.get("truth")
+    if isinstance(predicted, str):
+        out.predicted_label = predicted
+    if isinstance(truth, str):
+        out.true_label = truth
+    for boxes, into in ((predicted, out.predicted_boxes), (truth, out.true_boxes)):
+        if isinstance(boxes, list):
+            into.extend(box for box in (_image_box(b) for b in boxes[:MAX_BOXES]) if box is not None)
+    return out
+
+
+def _image_box(found) -> pb.ImageBox | None:
+    box = found.get("box") if isinstance(found, dict) else None
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        score = float(found.get("score") or 0.0)
+    except (TypeError, ValueError):
+        return None
+    return pb.ImageBox(label=str(found.get("label", "")), score=score, box=pb.Box(x1=x1, y1=y1, x2=x2, y2=y2),
+                       crowd=bool(found.get("crowd")))
+
+
+def _floats(values) -> list[float]:
+    """Numbers of a curve, null as NaN."""
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in (values or ())]
 
 
 class ResultsRpcs:
@@ -103,7 +161,7 @@ class ResultsRpcs:
         found.job = found.job or record.id
         reported = self._reported(record)
         return pb.GetResultsResponse(
-            result=result_to_proto(found, best=epoch == best),
+            result=result_to_proto(found, best=epoch == best), gallery=_gallery(record),
             epochs=[pb.ResultsEpoch(epoch=e["epoch"], step=e.get("step") or 0,
                                     metrics={**reported.get(e["epoch"], ({}, 0.0))[0], **_numbers(e.get("metrics"))},
                                     seconds=reported.get(e["epoch"], ({}, 0.0))[1],
@@ -199,11 +257,14 @@ class ResultsRpcs:
                   f"{framework}'s log, read by its parser" if spec.get("framework") == "custom" else
                   f"{framework}'s own validation")
         end = record.finished_at or (time.time() if record.started_at else 0)
+        sizes = [c.metrics[MODEL_PARAMETERS] for c in curve if MODEL_PARAMETERS in c.metrics]
+        rates = [c.metrics[TRAIN_IMAGES_PER_S] for c in curve if TRAIN_IMAGES_PER_S in c.metrics]
         return pb.ComparedJob(job_id=record.id, name=record.name, framework=framework, model=str(spec.get("model", "")),
                               state=record.state.value, best_epoch=best or 0, epochs=len(curve),
                               metrics=dict(chosen.metrics) if chosen else {}, source=source,
                               train_seconds=max(0.0, end - record.started_at) if record.started_at else 0.0,
-                              curve=curve), found
+                              curve=curve, parameters=int(sizes[-1]) if sizes else 0,
+                              images_per_second=statistics.median(rates) if rates else 0.0), found
 
     def _per_class(self, records, best_records, jobs, context) -> tuple[list[str], str]:
         """The classes and the per-class value the jobs are compared by (none when a job has no record)."""
@@ -226,6 +287,23 @@ class ResultsRpcs:
             compared.per_class.extend(float(v) if isinstance(v, (int, float)) else math.nan
                                       for v in (rows.get(name) for name in first))
         return list(first), keys[0]
+
+
+def _gallery(record) -> pb.EvalResponse | None:
+    """The newest evaluation of the job's own val split (``visionyard eval JOB``, best or last checkpoint, or
+    its dataset named) that kept per-image rows, without its per-class rows and matrix; None when none did."""
+    from runner.daemon.evals import eval_name, eval_to_proto, read_evals
+
+    if not record.job_dir:
+        return None
+    own = {eval_name(which, "val", "") for which in ("best", "last")}
+    dataset = record.spec.get("dataset")
+    path = str(dataset.get("path") or "") if isinstance(dataset, dict) else ""
+    for folder, found in read_evals(Path(record.job_dir)):
+        if found.split == "val" and found.per_image and (folder.name in own or (path and found.dataset == path)):
+            found.per_class, found.confusion_matrix = [], None
+            return eval_to_proto(folder, found)
+    return None
 
 
 def _spans(epochs: list[int]) -> str:

@@ -12,11 +12,13 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.catalog import FrameworkCatalog, UnknownNameError, default_input_size, find_model, resolve_advanced
+from adapters.catalog import (FrameworkCatalog, UnknownNameError, default_input_size, find_model, move_replaced,
+                              resolve_advanced)
+from adapters.controls import FP16_NEEDS_CUDA, refusals
 from adapters.datasets import STRATEGIES, format_names, inspect_dataset, split_options
 from adapters.devices import DEVICE_RE
 from adapters.frameworks import all_catalogs, get_catalog
@@ -66,8 +68,14 @@ class DatasetSpec(_Strict):
         return value
 
 
+class EarlyStoppingSpec(_Strict):
+    patience: int = Field(ge=1, le=100_000)
+    min_delta: float = Field(0.0, ge=0, le=1e9)
+
+
 class TrainingSpec(_Strict):
-    """Training settings; what a spec leaves out is `adapters.job.TRAINING_DEFAULTS`."""
+    """Training settings; what a spec leaves out is `adapters.job.TRAINING_DEFAULTS`. The controls
+    (mixed precision ... ema) mean the same for every framework: `adapters.controls`."""
 
     epochs: int = Field(TRAINING_DEFAULTS["epochs"], ge=1, le=100_000)
     batch_size: int = Field(TRAINING_DEFAULTS["batch_size"], ge=1, le=65_536)
@@ -76,6 +84,12 @@ class TrainingSpec(_Strict):
     num_workers: int = Field(TRAINING_DEFAULTS["num_workers"], ge=0, le=64)
     seed: int = Field(TRAINING_DEFAULTS["seed"], ge=0, le=2**32 - 1)
     image_size: int | None = Field(TRAINING_DEFAULTS["image_size"], ge=8, le=8192)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = TRAINING_DEFAULTS["mixed_precision"]
+    gradient_accumulation: int = Field(TRAINING_DEFAULTS["gradient_accumulation"], ge=1, le=4096)
+    gradient_clip: float | None = Field(TRAINING_DEFAULTS["gradient_clip"], ge=0, le=1e9)
+    early_stopping: EarlyStoppingSpec | None = None
+    warmup_epochs: float | None = Field(TRAINING_DEFAULTS["warmup_epochs"], ge=0, le=100_000)
+    ema: bool | None = TRAINING_DEFAULTS["ema"]
 
     @field_validator("device")
     @classmethod
@@ -164,7 +178,15 @@ def validate_job_spec(raw: dict[str, Any], *, check_paths: bool = True, repos: "
         path, _, message = str(exc).partition(": ")
         problems.append((path, f"{message} (see `visionyard schema {catalog.name}`)"))
 
-    updates: dict[str, Any] = {"advanced": filled, "model": catalog.canonical_model(spec.model)}
+    training = spec.training.model_dump()
+    moved, replaced_problems = move_replaced(catalog, filled, {k: training[k] for k in spec.training.model_fields_set})
+    problems += replaced_problems
+    training.update(moved)
+    problems += refusals(catalog.controls, training, catalog.name)
+    if training["mixed_precision"] == "fp16" and training["device"] == "cpu":
+        problems.append(("training.mixed_precision", FP16_NEEDS_CUDA))
+    updates: dict[str, Any] = {"advanced": filled, "model": catalog.canonical_model(spec.model),
+                               "training": TrainingSpec.model_validate(training)}
     if spec.image_size is None:
         updates["image_size"] = spec.training.image_size or default_input_size(catalog, updates["model"])
     if check_paths:
@@ -365,6 +387,7 @@ def _pydantic_message(error: dict) -> str:
         model: Any = JobSpec
         for part in error["loc"][:-1]:
             model = model.model_fields[part].annotation
+            model = next((t for t in getattr(model, "__args__", ()) if hasattr(t, "model_fields")), model)  # X | None
         return f"unknown field. Valid: {', '.join(model.model_fields)}"
     if error["type"] == "missing":
         return "is required"

@@ -11,14 +11,15 @@ import pytest
 from adapters.catalog import FrameworkCatalog, UnknownNameError, defaults, find_model, resolve_advanced
 from adapters.frameworks import all_catalogs, get_catalog
 
+#: The old spellings of training controls (scheduler.warmup_epochs, early_stopping.patience) get no default:
+#: they are moved to `training:` when given (`move_replaced`).
 EXPECTED_DEFAULTS = {
     "optimizer": {"type": "adamw", "weight_decay": 0.01, "momentum": 0.9},
-    "scheduler": {"type": "cosine", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0},
+    "scheduler": {"type": "cosine", "step_size": 10, "gamma": 0.1},
     "augmentation": {"random_flip": True, "random_crop": False},
     "data": {"val_split": 0.2},
     "model": {"drop_rate": 0.0},
     "loss": {"label_smoothing": 0.0},
-    "early_stopping": {"patience": 0},
 }
 
 

@@ -48,14 +48,14 @@ class ScriptedAdapter(TrainingAdapter):
         return json.loads(Path(path).read_text())
 
 
-def make_job(tmp_path: Path, epochs: int, patience: int = 0, resume: str | None = None) -> Job:
+def make_job(tmp_path: Path, epochs: int, patience: int = 0, resume: str | None = None, min_delta: float = 0.0) -> Job:
     spec = {
         "framework": "timm",
         "task": "image_classification",
         "model": "scripted",
         "dataset": {"path": str(tmp_path), "format": "imagefolder"},
-        "training": {"epochs": epochs, "batch_size": 1, "learning_rate": 0.1},
-        "advanced": {"early_stopping": {"patience": patience}},
+        "training": {"epochs": epochs, "batch_size": 1, "learning_rate": 0.1,
+                     "early_stopping": {"patience": patience, "min_delta": min_delta} if patience else None},
         "resume": resume,
     }
     return Job.from_dict({"job_id": "j", "job_dir": str(tmp_path), "spec": spec})
@@ -92,6 +92,26 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path, repo
     assert [m.step for m in server.of_kind("metrics")] == [1, 2, 3, 4]
     assert server.kinds()[-1] == "result"
     assert result["metrics"]["val/accuracy"] == 0.55
+    note = "stopped early at epoch 4 (no improvement of val/accuracy for 2 epochs)"
+    assert result["note"] == server.of_kind("result")[0].note == note
+    assert result["best_checkpoint"].endswith("best.pt")
+    assert json.loads((tmp_path / "checkpoints" / "best.pt").read_text())["epoch"] == 2  # the best epoch's
+
+
+def test_early_stopping_counts_only_improvements_above_min_delta(tmp_path, reporter_server):
+    """0.5 → 0.505 → 0.509 improves by less than 0.01 each time: stopped at epoch 3, best stays epoch 1's
+    for the stopper (the recorder's best checkpoint still follows every improvement)."""
+    with reporter_server() as server:
+        adapter, result = run(tmp_path, server, [0.5, 0.505, 0.509, 0.9], patience=2, min_delta=0.01)
+    assert adapter.trained == [1, 2, 3]
+    assert result["note"] == ("stopped early at epoch 3 (no improvement of val/accuracy by more than 0.01 for "
+                              "2 epochs)")
+
+
+def test_a_run_that_reaches_its_last_epoch_has_no_note(tmp_path, reporter_server):
+    with reporter_server() as server:
+        adapter, result = run(tmp_path, server, [0.5, 0.4, 0.3], patience=2)
+    assert adapter.trained == [1, 2, 3] and "note" not in result and server.of_kind("result")[0].note == ""
 
 
 def test_resume_starts_after_the_saved_epoch_and_keeps_the_best(tmp_path, reporter_server):

@@ -22,7 +22,10 @@ from adapters.catalog import defaults
 from adapters.frameworks import get_catalog
 
 MODEL = "resnet10t"  # 5M parameters: a real timm CNN that trains at 32 px in well under a second
-EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/precision", "val/recall", "val/f1", "lr"}
+EPOCH_METRICS = {"train/loss", "val/loss", "val/accuracy", "val/precision", "val/recall", "val/f1", "lr",
+                 "train/images_per_s"}
+#: Reported once, with the first epoch: what `visionyard compare` shows as the model's size.
+FIRST_EPOCH = {"model/parameters"}
 #: What every adapter answers to ``device: cuda`` where the child sees no GPU.
 NO_CUDA = ("training.device is 'cuda' but this machine has no CUDA device (torch sees none; "
            "CUDA_VISIBLE_DEVICES=''): use device: cpu or auto")
@@ -198,8 +201,10 @@ def test_training_reports_epochs_checkpoints_and_result(trained, child_python, c
     metrics = server.of_kind("metrics")
     assert [m.step for m in metrics] == [1, 2]
     for event in metrics:
-        assert set(event.values) == EPOCH_METRICS  # 3 classes: no val/top5
+        assert set(event.values) == EPOCH_METRICS | (FIRST_EPOCH if event.step == 1 else set())  # 3 classes: no top5
+        assert event.values["train/images_per_s"] > 0
         assert 0.0 <= event.values["val/accuracy"] <= 1.0 and event.values["lr"] > 0
+    assert 4e6 < metrics[0].values["model/parameters"] < 6e6  # resnet10t
     assert metrics[1].values["lr"] < metrics[0].values["lr"]  # cosine decay, stepped per epoch
 
     checkpoints = [(c.kind, c.epoch, c.path) for c in server.of_kind("checkpoint")]
@@ -447,7 +452,7 @@ def test_dice_dataset_from_local_weights_of_another_head(
         done = run_entrypoint(child_python, child_env(server.address, HF_HUB_OFFLINE="1"), "--spec", job)
     assert done.returncode == 0, done.stderr
     (metrics,) = server.of_kind("metrics")
-    assert set(metrics.values) == EPOCH_METRICS | {"val/top5"}
+    assert set(metrics.values) == EPOCH_METRICS | FIRST_EPOCH | {"val/top5"}
     assert metrics.values["val/top5"] == 1.0  # 5 classes: the top 5 always hold the answer
     assert read_checkpoint(tmp_path / "job" / "checkpoints" / "last.pt")["class_names"] == [
         "blue",

@@ -12,9 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from adapters.catalog import defaults
 from adapters.frameworks import get_catalog
+from adapters.metrics import primary_metric
 from tests.dataset_fixtures import EDGE_LINES, add_edge_labels, ann, make_coco, make_yolo_task
 
 GUARD = Path(__file__).resolve().parent / "netguard"
@@ -100,7 +102,7 @@ def test_each_task_trains_and_reports_its_metrics(runs, guarded_env, task):
     [epoch] = server.of_kind("metrics")
     assert epoch.step == 1
     assert TASK_METRICS[task] <= set(epoch.values), sorted(epoch.values)
-    assert {"train/loss", "lr"} <= set(epoch.values)
+    assert {"train/loss", "lr", "train/images_per_s", "model/parameters"} <= set(epoch.values)
     weights = job_dir / "checkpoints" / "weights"
     checkpoints = {(c.kind, c.epoch, c.path) for c in server.of_kind("checkpoint")}
     assert ("last", 1, str(weights / "last.pt")) in checkpoints
@@ -110,7 +112,8 @@ def test_each_task_trains_and_reports_its_metrics(runs, guarded_env, task):
     assert progress[-1].step == progress[-1].total_steps
     result = server.of_kind("result")[0]
     assert server.kinds()[-1] == "result" and not server.of_kind("error")
-    assert result.last_checkpoint == str(weights / "last.pt") and set(result.metrics) == set(epoch.values)
+    assert result.last_checkpoint == str(weights / "last.pt")
+    assert set(result.metrics) == set(epoch.values) - {"model/parameters"}  # the size: with the first epoch only
     assert not any(dataset.rglob("*.cache"))  # label caches stay in the job dir
     assert "\r" not in completed.stdout + completed.stderr  # progress bars print lines, not refreshes
     staged = job_dir / "data" / "labels" / "train" / "0.txt"
@@ -185,7 +188,8 @@ def test_each_validation_records_per_class_results_and_its_confusion_matrix(runs
                 record["metrics"][f"val/{prefix}{mean}"], abs=1e-5), prefix + key
 
 
-EVAL_TASKS = ("object_detection", "image_classification")  # the tasks the shared scorers take today
+EVAL_TASKS = ("object_detection", "instance_segmentation", "pose_estimation", "obb_detection",
+              "image_classification")  # `eval` scores every task Ultralytics trains
 PREDICT_TASKS = ["object_detection", "instance_segmentation", "pose_estimation", "obb_detection", "image_classification"]
 
 
@@ -223,20 +227,29 @@ def test_predict_returns_the_task_shape(task_predicts, task):
 def test_eval_scores_the_validation_split_with_the_shared_evaluators(task_predicts, runs, task):
     """The eval child on an Ultralytics run: its validation images through the adapter's predict path
     (boxes kept down to confidence 0.001, as Ultralytics' own val keeps them), scored by visionyard's
-    evaluator; the model's class names; every validation object (image) counted once."""
+    evaluator; the model's class names; the metric names and per-class keys of the training record of the
+    task (masks and keypoints beside the boxes); every validation object (image) counted once."""
     done = task_predicts[f"eval {task}"]
     assert done["code"] == 0, done["error"] or done["stderr"][-3000:]
     _, _, job_dir, _ = runs(task)
     found = json.loads((job_dir / "eval" / "eval.json").read_text())
     recorded = json.loads(next((job_dir / "results" / "val").glob("epoch-*.json")).read_text())
-    assert found["source"] == "eval" and found["classes"] == recorded["classes"]
-    assert found["evaluator"] == ("visionyard.coco" if task == "object_detection" else "visionyard.classification")
+    assert found["source"] == "eval" and found["task"] == task and found["classes"] == recorded["classes"]
+    classify = task == "image_classification"
+    assert found["evaluator"] == ("visionyard.classification" if classify else "visionyard.coco")
+    assert primary_metric(task).name in found["metrics"]
+    assert [list(row) for row in found["per_class"]] == [list(row) for row in recorded["per_class"]]
     matrix = found["confusion_matrix"]
-    if task == "object_detection":  # rows: ground truth, the background row last
-        assert sum(map(sum, matrix[:-1])) == sum(map(sum, recorded["confusion_matrix"][:-1]))
-        assert {"val/mAP50", "val/mAP50-95"} <= set(found["metrics"])
-    else:
+    if classify:
         assert sum(map(sum, matrix)) == found["images"] == sum(map(sum, recorded["confusion_matrix"]))
+        return
+    # rows: ground truth, the background row last
+    assert sum(map(sum, matrix[:-1])) == sum(map(sum, recorded["confusion_matrix"][:-1]))
+    assert [sum(row) for row in matrix[:-1]] == [row["support"] for row in found["per_class"]]
+    assert set(found["metrics"]) == {name for name in recorded["metrics"] if not name.endswith("loss")}
+    assert set(found.get("curves") or {}) == set(recorded.get("curves") or {})  # pr, and mask_pr / pose_pr
+    assert all(value is None or 0 <= value <= 1 for value in found["metrics"].values()), found["metrics"]
+    assert found["per_image"] and {"image", "predicted", "truth"} <= set(found["per_image"][0])
 
 
 #: Setup code for ``batch_vs_one``: the adapter's Ultralytics predict calls keep boxes down to 0.001.
@@ -579,3 +592,33 @@ def test_onnx_exports_match_pytorch_and_load_in_plain_ultralytics(runs, python, 
         env=guarded_env(), capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert plain.stdout.strip().splitlines()[-1].startswith("(48, 80) [")
+
+
+def test_training_controls_become_its_own_arguments_and_early_stopping_ends_the_run(
+    python, guarded_env, reporter_server, tmp_path
+):
+    """Accumulation as its nominal batch, a clip of our own in its optimizer step, warmup, and visionyard's early
+    stopping (min_delta 1: epoch 2 can't improve) ending a 3-epoch run after epoch 2; bf16 where the job runs on
+    the CPU (device auto) fails at once with the reason (its autocast takes bf16 on CUDA only)."""
+    dataset = make_yolo_task(tmp_path / "data", "object_detection")
+    job = write_job(tmp_path / "job", dataset, "object_detection", epochs=3)
+    spec = json.loads(job.read_text())
+    spec["spec"]["training"].update(mixed_precision="no", gradient_accumulation=2, gradient_clip=0.5,
+                                    warmup_epochs=0.5, early_stopping={"patience": 1, "min_delta": 1.0})
+    job.write_text(json.dumps(spec))
+    with reporter_server() as server:
+        done = run(python, guarded_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = yaml.safe_load((tmp_path / "job" / "checkpoints" / "args.yaml").read_text())
+    assert (args["amp"], args["nbs"], args["warmup_epochs"], args["patience"]) == (False, 8, 0.5, 0)
+    assert "gradient norm clipped at 0.5" in done.stderr
+    assert [m.step for m in server.of_kind("metrics")] == [1, 2]
+    assert server.of_kind("result")[0].note == ("stopped early at epoch 2 (no improvement of val/mAP50-95 by more "
+                                                "than 1 for 1 epochs)")
+
+    spec["spec"]["training"].update(mixed_precision="bf16", device="auto", epochs=1)
+    job.write_text(json.dumps(spec))
+    with reporter_server() as server:
+        failed = run(python, guarded_env(server.address), "--spec", job)
+    assert failed.returncode == 1
+    assert "Ultralytics trains in bf16 on a CUDA GPU only" in server.of_kind("error")[0].message

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from adapters.ultralytics.results import detection_rows, match_images
+from adapters.ultralytics.results import detection_rows, match_images, pr_curves
 
 
 def metric(classes, p, r, all_ap):
@@ -48,3 +48,33 @@ def test_matching_counts_each_object_once_in_its_row():
                                [0, 0, 0, 0],   # dog
                                [0, 0, 0, 0],   # owl
                                [1, 0, 1, 0]]   # background: the second cat detection, the owl
+
+
+def curve_part(classes, rows):
+    """A ``Metric`` with Ultralytics' PR curve: ``prec_values`` a row per class of ``ap_class_index`` over ``px``."""
+    return SimpleNamespace(ap_class_index=np.array(classes), px=np.linspace(0, 1, 1000), prec_values=np.array(rows))
+
+
+def test_pr_curves_are_ultralytics_own_resampled_at_the_101_recall_points():
+    px = np.linspace(0, 1, 1000)
+    box = curve_part([0, 2], [1 - px, np.where(px <= 0.5, 1.0, 0.0)])  # dog (1) has no objects
+    mask = curve_part([0, 2], [np.full(1000, 0.8), np.full(1000, 0.4)])
+    curves = pr_curves(SimpleNamespace(box=box, seg=mask), ["cat", "dog", "owl"], "instance_segmentation")
+    assert list(curves) == ["pr", "mask_pr"]
+    pr = curves["pr"]
+    assert len(pr["recall"]) == 101 and set(pr["per_class"]) == {"cat", "owl"}
+    cat, owl = pr["per_class"]["cat"], pr["per_class"]["owl"]
+    assert (cat[0], cat[25], cat[50], cat[100]) == pytest.approx((1.0, 0.75, 0.5, 0.0), abs=1e-3)
+    assert (owl[0], owl[49], owl[51], owl[100]) == (1.0, 1.0, 0.0, 0.0)  # a step between the points: linear
+    assert pr["mean"][25] == pytest.approx((0.75 + 1.0) / 2, abs=1e-3)
+    assert curves["mask_pr"]["mean"] == [pytest.approx(0.6)] * 101
+    assert pr_curves(SimpleNamespace(box=box), ["cat", "dog", "owl"], "image_classification") is None
+
+
+def test_rows_that_do_not_line_up_with_the_classes_give_the_mean_only():
+    """An Ultralytics that keeps a row only for the classes it detected: the other class found nothing (0)."""
+    box = curve_part([0, 1], [np.full(1000, 0.8)])
+    curve = pr_curves(SimpleNamespace(box=box), ["cat", "dog"], "object_detection")["pr"]
+    assert "per_class" not in curve and curve["mean"] == [pytest.approx(0.4)] * 101
+    old = SimpleNamespace(ap_class_index=np.array([0]), p=np.array([1.0]))  # no curves at all
+    assert pr_curves(SimpleNamespace(box=old), ["cat"], "object_detection") is None

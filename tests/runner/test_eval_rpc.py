@@ -42,6 +42,7 @@ def test_an_evaluation_runs_the_child_on_the_checkpoint_and_is_kept(evaluated):
     assert reply.result.metrics["val/accuracy"] == pytest.approx(7 / 8) and reply.result.source == "eval"
     assert list(reply.result.confusion_matrix.counts) == [3, 1, 0, 4]
     assert reply.checkpoint == str(s.job_dir / "best.pt") and reply.dataset_hash.startswith("blake2b:")
+    assert reply.result.dataset == reply.dataset == "/data/own"  # the root of its images, on the result too
     [args] = evals_run(s)
     assert args[args.index("--checkpoint") + 1] == str(s.job_dir / "best.pt")  # a finished job: its own file
     assert {"--split", "val", "--batch", "16", "--device", "cpu"} <= set(args) and "--dataset" not in args
@@ -113,7 +114,8 @@ def test_evaluations_are_listed_and_shown(evaluated, tmp_path, capsys):
             "checkpoint", "evaluator"} <= set(shown) and shown["dataset"] == str(data)
     listed = client.evaluations(s.job_id)
     assert [e.name for e in listed][1:] == ["best-val"] and listed[0].name.startswith("best-val-other-")
-    assert not listed[0].result.per_class  # a listing: no per-class rows
+    assert not listed[0].result.per_class and not listed[0].result.curves  # a listing: no per-class rows
+    assert listed[0].result.dataset == str(data)
     assert main(["results", s.job_id, "--evals", "--address", s.address]) == 0
     assert "best-val" in capsys.readouterr().out
 
@@ -129,3 +131,30 @@ def test_compare_uses_evaluations_on_the_same_data(evaluated, monkeypatch):
     assert [j.metrics["val/accuracy"] for j in reply.jobs] == pytest.approx([7 / 8, 5 / 8])
     assert list(reply.classes) == ["red", "blue"] and reply.per_class_key == "recall"
     assert list(reply.jobs[1].per_class) == pytest.approx([0.25, 1.0])
+
+
+def test_eval_plots_draw_the_evals_own_gallery_and_pr_curves(tmp_path, capsys):
+    """What `visionyard eval JOB --plots DIR` draws from the EvaluateJob answer (`eval_to_proto` of the record
+    the eval child wrote): its gallery from its per-image rows and dataset, its curves; no note to run eval."""
+    from PIL import Image
+
+    from adapters.evaluation.detection import detection_results
+    from adapters.evaluation.record import ValidationRecord
+    from protos import visionyard_pb2 as pb
+    from runner.cli.results import write_plots
+    from runner.daemon.evals import eval_to_proto
+
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "a.png")
+    evaluation = detection_results([{"boxes": [[4, 4, 30, 30]], "labels": [0]}],
+                                   [{"boxes": [[4, 4, 30, 30]], "labels": [0], "scores": [0.9]}], ["cat"])
+    evaluation.per_image = [{"image": "a.png", "predicted": [{"label": "cat", "score": 0.9, "box": [4, 4, 30, 30]}],
+                             "truth": [{"label": "cat", "box": [4, 4, 30, 30]}]}]
+    record = ValidationRecord.of(evaluation, task="object_detection", epoch=None, step=None, source="eval", job="j")
+    record.dataset, record.split = str(tmp_path), "val"
+    (tmp_path / "best-val").mkdir()
+    reply = eval_to_proto(tmp_path / "best-val", record)
+    written = write_plots(pb.GetResultsResponse(result=reply.result), str(tmp_path / "plots"))
+    assert sorted(p.rsplit("/", 1)[1] for p in written) == [
+        "confusion_matrix.png", "confusion_matrix_normalised.png", "gallery.png", "per_class_AP50-95.png",
+        "pr_curves.png"]
+    assert capsys.readouterr().err == ""

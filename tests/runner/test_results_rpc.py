@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from adapters.evaluation.classification import classification_results
 from adapters.evaluation.record import ResultsWriter, ValidationRecord
+from runner import plots
 from runner.cli import main
 from runner.client import Client, ClientError
 
@@ -149,12 +151,11 @@ def test_a_thousand_classes_do_not_flood_the_terminal(served, capsys):
 
 
 def test_plots_are_written_as_pngs_a_viewer_opens(results, tmp_path, capsys):
-    from PIL import Image
-
     s, job_id, client = results
     folder = tmp_path / "plots"
     assert main(["results", job_id, "--address", s.address, "--plots", str(folder), "--json"]) == 0
-    written = json.loads(capsys.readouterr().out)["plots"]
+    captured = capsys.readouterr()
+    written = json.loads(captured.out)["plots"]
     names = sorted(p.rsplit("/", 1)[1] for p in written)
     assert names == ["confusion_matrix.png", "confusion_matrix_normalised.png", "curves.png", "per_class_f1.png"]
     for path in written:
@@ -162,6 +163,96 @@ def test_plots_are_written_as_pngs_a_viewer_opens(results, tmp_path, capsys):
             assert image.format == "PNG" and image.width > 200 and image.height > 200
             # not blank: a drawn figure has many colours
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
+    assert f"no gallery.png: training keeps no predictions; `visionyard eval {job_id}`" in captured.err
+
+
+# ---------------------------------------------------------------- curves and the gallery of an eval
+
+BOXES = ["cat", "dog"]
+
+
+def detection_job(s, tmp_path, evals: dict | None = None):
+    """A detection job whose training record has PR curves (cat: found; dog: a false positive above its hit),
+    and (`evals`: name → split) evaluations of it whose galleries show one image of `tmp_path / "data"`."""
+    from adapters.evaluation.detection import detection_results
+
+    job_id, job_dir = add_job(s, task="object_detection", framework="transformers")
+    evaluation = detection_results([{"boxes": [[10, 10, 50, 50], [60, 60, 100, 100]], "labels": [0, 1]}],
+                                   [{"boxes": [[10, 10, 50, 50], [150, 150, 190, 190], [60, 60, 100, 100]],
+                                     "labels": [0, 1, 1], "scores": [0.9, 0.8, 0.7]}], BOXES)
+    ResultsWriter(job_dir, "object_detection").write(ValidationRecord.of(
+        evaluation, task="object_detection", epoch=1, step=1, source="training", job=job_id))
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (256, 256), (20, 40, 80)).save(data / "val" / "1.png")
+    row = {"image": "val/1.png", "predicted": [{"label": "cat", "score": 0.9, "box": [10, 10, 50, 50]},
+                                               {"label": "dog", "score": 0.8, "box": [150, 150, 190, 190]}],
+           "truth": [{"label": "cat", "box": [10, 10, 50, 50]}, {"label": "dog", "box": [60, 60, 100, 100]},
+                     {"label": "dog", "box": [0, 200, 40, 240], "crowd": True}]}
+    for name, split in (evals or {}).items():
+        evaluated = ValidationRecord(**{**vars(ValidationRecord.of(evaluation, task="object_detection", epoch=None,
+                                                                   step=None, source="eval", job=job_id)),
+                                        "per_image": [row], "dataset": str(data), "split": split,
+                                        "dataset_hash": "blake2b:00", "images": 1})
+        folder = job_dir / "evals" / name
+        folder.mkdir(parents=True)
+        (folder / "eval.json").write_text(evaluated.to_json())
+    return job_id
+
+
+def test_curves_and_the_newest_gallery_of_the_val_split_are_served(served, tmp_path):
+    s = served()
+    job_id = detection_job(s, tmp_path, {"best-val": "val", "best-train": "train"})
+    client = Client(s.address)
+    reply = client.results(job_id)
+    client.close()
+    curves = {(c.kind, c.name, c.mean): c for c in reply.result.curves}
+    assert list(curves) == [("pr", "mean", True), ("pr", "cat", False), ("pr", "dog", False)]
+    cat, dog, mean = curves["pr", "cat", False], curves["pr", "dog", False], curves["pr", "mean", True]
+    assert cat.iou == 0.5 and len(cat.recall) == 101 and cat.recall[50] == 0.5
+    assert set(cat.precision) == {1.0} and set(dog.precision) == {0.5} and set(mean.precision) == {0.75}
+    assert not reply.result.per_image  # training keeps no predictions
+    gallery = reply.gallery
+    assert gallery.name == "best-val" and gallery.result.dataset == str(tmp_path / "data")
+    assert not gallery.result.per_class and not gallery.result.HasField("confusion_matrix")
+    [image] = gallery.result.per_image
+    assert image.image == "val/1.png" and [b.label for b in image.predicted_boxes] == ["cat", "dog"]
+    assert (image.predicted_boxes[1].score, image.predicted_boxes[1].box.x1) == (pytest.approx(0.8), 150.0)
+    assert [(b.label, b.crowd, b.box.y2) for b in image.true_boxes] == [("cat", False, 50.0), ("dog", False, 100.0),
+                                                                      ("dog", True, 240.0)]
+
+
+def test_results_plots_write_the_pr_curves_and_the_gallery(served, tmp_path, capsys):
+    s = served()
+    job_id = detection_job(s, tmp_path, {"best-val": "val"})
+    folder = tmp_path / "plots"
+    assert main(["results", job_id, "--address", s.address, "--plots", str(folder), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert sorted(p.rsplit("/", 1)[1] for p in data["plots"]) == [
+        "confusion_matrix.png", "confusion_matrix_normalised.png", "curves.png", "gallery.png", "per_class_AP50-95.png",
+        "pr_curves.png"]
+    assert "no gallery" not in captured.err
+    assert data["curves"]["pr"]["per_class"]["dog"] == [0.5] * 101 and data["curves"]["pr"]["iou"] == 0.5
+    with Image.open(folder / "gallery.png") as image:
+        x, y = plots.tile_origin(0, 1)
+        assert image.convert("RGB").getpixel((x + 11, y + 30)) == plots.COLOURS["tp"]  # the cat found
+    with Image.open(folder / "pr_curves.png") as image:
+        assert image.format == "PNG" and image.width > 500
+    assert main(["results", job_id, "--address", s.address, "--plots", str(folder)]) == 0
+    assert f"wrote {folder / 'gallery.png'}" in capsys.readouterr().out
+
+
+def test_without_an_eval_of_the_val_split_results_plots_say_how_to_get_the_gallery(served, tmp_path, capsys):
+    s = served()
+    job_id = detection_job(s, tmp_path, {"best-train": "train"})
+    client = Client(s.address)
+    assert not client.results(job_id).HasField("gallery")
+    client.close()
+    assert main(["results", job_id, "--address", s.address, "--plots", str(tmp_path / "plots")]) == 0
+    captured = capsys.readouterr()
+    assert "gallery.png" not in captured.out and f"wrote {tmp_path / 'plots' / 'pr_curves.png'}" in captured.out
+    assert f"`visionyard eval {job_id}`" in captured.err
 
 
 # ---------------------------------------------------------------- compare
@@ -174,6 +265,9 @@ def two_jobs(s):
     second, second_dir = add_job(s, framework="transformers")
     better = {1: [[4, 0, 0], [0, 4, 0], [0, 0, 2]], 2: [[3, 1, 0], [1, 3, 0], [0, 1, 1]]}
     record_epochs(second, second_dir, matrices=better, store=s.store)
+    # the second's adapter reports its size with its first epoch and its throughput every epoch
+    s.store.add_metrics(second, 1, {"model/parameters": 5_300_000.0, "train/images_per_s": 10.0})
+    s.store.add_metrics(second, 2, {"train/images_per_s": 30.0})
     return first, second
 
 
@@ -193,19 +287,19 @@ def test_compare_puts_each_jobs_best_epoch_and_per_class_values_side_by_side(ser
     assert list(reply.classes) == CLASSES and reply.per_class_key == "f1"
     assert list(b.per_class) == pytest.approx([1.0, 1.0, 1.0])
     assert a.source == b.source == "visionyard.classification" and not reply.comparable
+    assert (a.parameters, a.images_per_second) == (0, 0.0)  # not reported
+    assert (b.parameters, b.images_per_second) == (5_300_000, pytest.approx(20.0))  # median of its epochs
     assert "each job's numbers come from its own validation" in reply.note
 
 
 def test_compare_in_the_terminal_as_json_and_as_a_plot(served, capsys, tmp_path):
-    from PIL import Image
-
     s = served()
     first, second = two_jobs(s)
     assert main(["compare", first, second, "--address", s.address, "--plot", str(tmp_path / "curves.png")]) == 0
     out = capsys.readouterr().out
     assert "image_classification: 2 jobs (* the best val/accuracy)" in out
     line = next(line for line in out.splitlines() if line.startswith(second))
-    assert "1.0000 *" in line and "1/2" in line
+    assert "1.0000 *" in line and "1/2" in line and "5.3M" in line and "20.0" in line
     fox = next(line.split() for line in out.splitlines() if line.split()[:1] == ["fox"])
     assert fox[1:] == ["0.6667", "1.0000", "+0.3333"]
     assert "note: each job's numbers come from its own validation" in out
@@ -216,6 +310,7 @@ def test_compare_in_the_terminal_as_json_and_as_a_plot(served, capsys, tmp_path)
     assert [r["job"] for r in rows] == [first, second]
     assert {"job", "framework", "model", "metrics", "source"} <= set(rows[0])
     assert rows[1]["per_class"]["fox"] == pytest.approx(1.0) and rows[0]["best_epoch"] == 2
+    assert (rows[0]["parameters"], rows[1]["parameters"], rows[1]["images_per_second"]) == (None, 5_300_000, 20.0)
 
 
 def test_compare_refuses_jobs_of_other_tasks_other_classes_or_one_job(served):

@@ -145,6 +145,50 @@ def test_the_matrix_takes_scores_above_0_25_and_overlaps_above_0_45_as_ultralyti
     assert matrix([0, 0, 100, 100], 0.25) == [[0, 1], [0, 0]]  # not counted at all
 
 
+# ---------------------------------------------------------------- precision-recall curves
+#
+# COCO's curve: the detections by score, precision and recall after each; at each recall point r the best
+# precision at recall r or above, 0 past the highest recall reached.
+
+
+def test_the_pr_curve_of_a_hit_a_false_positive_and_a_miss_is_known():
+    """cat: two objects, a hit (0.9) then a false positive (0.8): recall 0.5 at precision 1, then 1/2; the
+    second object never found: precision 1 up to recall 0.5, 0 above. dog: a false positive (0.95) above
+    its one hit (0.7): precision 1/2 at every recall point. fox: no objects, no curve."""
+    gt = [truth([A, B], [0, 0]), truth([A], [1])]
+    dt = [found([A, FAR], [0, 0], [0.9, 0.8]), found([FAR, A, B], [1, 1, 2], [0.95, 0.7, 0.6])]
+    result = detection_results(gt, dt, CLASSES)
+    curve = result.curves["pr"]
+    assert list(result.curves) == ["pr"] and curve["iou"] == 0.5
+    assert len(curve["recall"]) == 101 and curve["recall"][:3] == [0.0, 0.01, 0.02] and curve["recall"][-1] == 1.0
+    assert set(curve["per_class"]) == {"cat", "dog"}  # fox has no ground truth
+    cat, dog = curve["per_class"]["cat"], curve["per_class"]["dog"]
+    assert (cat[0], cat[50], cat[51], cat[100]) == (1.0, 1.0, 0.0, 0.0)  # recall 0, 0.5, 0.51, 1
+    assert set(dog) == {0.5} and (dog[50], dog[100]) == (0.5, 0.5)
+    assert curve["mean"][50] == pytest.approx(0.75) and curve["mean"][100] == pytest.approx(0.25)
+    # the mean of a class's curve is its AP50, the mean curve's the mAP50
+    assert np.mean(cat) == pytest.approx(rows(result)["cat"]["AP50"]) == pytest.approx(51 / 101)
+    assert np.mean(curve["mean"]) == pytest.approx(result.metrics["val/mAP50"])
+
+
+def test_a_false_positive_below_the_hit_leaves_precision_1_and_no_ground_truth_no_curve():
+    result = detection_results([truth([A], [0])], [found([A, FAR], [0, 0], [0.9, 0.3])], CLASSES[:1])
+    assert set(result.curves["pr"]["per_class"]["cat"]) == {1.0}
+    assert detection_results([truth([], [])], [found([A], [0], [0.9])], CLASSES[:1]).curves is None
+
+
+def test_masks_and_keypoints_have_their_own_curve_key():
+    gt = [truth([[10, 10, 20, 20]], [0], masks=[_square(64, 10, 20, 10, 20)])]
+    masks = detection_results(gt, [found([[10, 10, 20, 20]], [0], [0.9], masks=[_square(64, 10, 20, 10, 20)])],
+                              CLASSES[:1], iou_type="segm")
+    assert list(masks.curves) == ["mask_pr"] and set(masks.curves["mask_pr"]["mean"]) == {1.0}
+    points = np.array([[[10, 10, 2], [20, 20, 2]]], dtype=float)
+    pose = detection_results([truth([[0, 0, 50, 50]], [0], keypoints=points, area=[1000])],
+                             [found([[0, 0, 50, 50]], [0], [0.9], keypoints=points[..., :2])], ["person"],
+                             iou_type="keypoints")
+    assert list(pose.curves) == ["pose_pr"] and set(pose.curves["pose_pr"]["per_class"]["person"]) == {1.0}
+
+
 def _square(size: int, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
     mask = np.zeros((size, size), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from adapters.evaluation.classification import classification_results
-from adapters.evaluation.record import (INDEX_FILE, RESULTS_FOLDER, ResultsWriter, ValidationRecord, read_index,
-                                        read_record)
+from adapters.evaluation.record import (INDEX_FILE, RESULTS_FOLDER, Evaluation, ResultsWriter, ValidationRecord,
+                                        pr_curve, read_index, read_record)
 
 
 def record(epoch: int, accuracy: float, classes: int = 3, task: str = "image_classification") -> ValidationRecord:
@@ -54,6 +54,32 @@ def test_an_eval_records_what_it_evaluated_and_a_training_record_stays_as_it_was
     older = record(1, 0.5).to_dict()
     assert not {"dataset", "dataset_hash", "checkpoint", "split", "images", "seconds"} & set(older)
     assert ValidationRecord.from_dict(older).dataset_hash is None
+
+
+def test_curves_take_the_mean_over_classes_with_ground_truth_and_round_trip_with_nan_as_null():
+    """cat: precision 1 then 0.5; dog: 0.5, then undefined at the last point; owl: no ground truth (no curve)."""
+    precision = np.full((3, 101), np.nan)
+    precision[0] = np.where(np.arange(101) <= 50, 1.0, 0.5)
+    precision[1, :100] = 0.5
+    curve = pr_curve(precision, ["cat", "dog", "owl"])
+    assert curve["iou"] == 0.5 and curve["recall"][:3] == [0.0, 0.01, 0.02] and curve["recall"][-1] == 1.0
+    assert list(curve["per_class"]) == ["cat", "dog"]
+    assert (curve["mean"][0], curve["mean"][99], curve["mean"][100]) == (0.75, 0.5, 0.5)  # the last: cat's alone
+    evaluation = Evaluation(evaluator="visionyard.coco", classes=["cat", "dog", "owl"], metrics={"val/mAP50": 0.6},
+                            per_class=[], curves={"pr": curve})
+    original = ValidationRecord.of(evaluation, task="object_detection", epoch=1, step=1, source="training")
+    data = json.loads(original.to_json())
+    assert list(data)[-1] == "curves" and data["curves"]["pr"]["per_class"]["dog"][100] is None
+    again = ValidationRecord.from_json(original.to_json())
+    assert again.curves == data["curves"] and again.to_dict() == data
+    without = record(1, 0.5).to_dict()
+    assert "curves" not in without and ValidationRecord.from_dict(without).curves is None
+
+
+def test_above_100_classes_a_curve_keeps_only_its_mean_and_a_curve_of_nothing_is_none():
+    curve = pr_curve(np.ones((101, 101)), [f"c{i}" for i in range(101)])
+    assert "per_class" not in curve and set(curve["mean"]) == {1.0}
+    assert pr_curve(np.full((2, 101), np.nan), ["a", "b"]) is None
 
 
 def test_a_record_of_another_version_or_without_its_fields_is_refused():

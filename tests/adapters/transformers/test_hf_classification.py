@@ -226,3 +226,36 @@ def test_the_evaluation_of_known_cases_adds_the_matrix_and_macro_precision_and_r
     evaluation = classification_evaluation(np.array(logits, dtype=float), np.array(labels), names)
     assert evaluation.metrics == {f"val/{k}": v for k, v in {**expected, **macro}.items()}
     assert evaluation.confusion_matrix.tolist() == matrix and evaluation.classes == names
+
+
+#: Run in the transformers env with a checkpoint folder: the TrainingArguments the run trained with.
+TRAINED_WITH = """
+import json, sys, torch
+args = torch.load(sys.argv[1] + "/training_args.bin", weights_only=False)
+print(json.dumps({k: getattr(args, k) for k in ("bf16", "fp16", "gradient_accumulation_steps", "max_grad_norm",
+                                                 "warmup_steps")}))
+"""
+
+
+def test_training_controls_and_the_models_own_image_size(tiny_hf_models, hf_python, hf_job, hf_script, child_env,
+                                                        reporter_server, make_imagefolder, tmp_path):
+    """The 32 px ViT with no image_size asked (the daemon's default, 224) trains at its own size; bf16 on the CPU,
+    accumulation, clipping and warmup become TrainingArguments; early stopping (min_delta 1: epoch 2 can't
+    improve) ends a 3-epoch run after epoch 2, saying so."""
+    dataset = make_imagefolder(tmp_path / "data", per_class=4, val_per_class=2)
+    job = hf_job.write(tmp_path / "job", "image_classification", tiny_hf_models["vit"], dataset, "imagefolder",
+                       epochs=3, image_size=224)
+    data = json.loads(job.read_text())
+    data["spec"]["training"].update(mixed_precision="bf16", gradient_accumulation=2, gradient_clip=0.5,
+                                    warmup_epochs=1, early_stopping={"patience": 1, "min_delta": 1.0})
+    job.write_text(json.dumps(data))
+    with reporter_server() as server:
+        done = hf_job.run(hf_python, child_env(server.address), "--spec", job)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert [m.step for m in server.of_kind("metrics")] == [1, 2]
+    result = server.of_kind("result")[0]
+    assert result.note == "stopped early at epoch 2 (no improvement of val/accuracy by more than 1 for 1 epochs)"
+    args = json.loads(hf_script(TRAINED_WITH, result.last_checkpoint).strip().splitlines()[-1])
+    # 12 images, batches of 4, 2 per step: 2 optimizer steps an epoch, so one warmup epoch is 2 steps
+    assert args == {"bf16": True, "fp16": False, "gradient_accumulation_steps": 2, "max_grad_norm": 0.5,
+                    "warmup_steps": 2}

@@ -140,7 +140,9 @@ def test_trains_on_l1_reports_psnr_ssim_and_checkpoint_folders(trained):
     metrics = server.of_kind("metrics")
     assert [m.step for m in metrics] == [1, 2]
     for m in metrics:
-        assert set(m.values) == {"train/loss", "val/loss", "val/psnr", "val/ssim", "lr"}
+        assert set(m.values) - {"model/parameters"} == {"train/loss", "val/loss", "val/psnr", "val/ssim", "lr",
+                                                        "train/images_per_s"}
+        assert ("model/parameters" in m.values) == (m.step == 1)
         assert 0.0 < m.values["val/loss"] < 1.0 and 0.0 < m.values["train/loss"] < 1.0  # L1 on [0, 1]
         assert 0.0 < m.values["val/psnr"] < 100.0 and -1.0 <= m.values["val/ssim"] <= 1.0
     assert {c.kind for c in server.of_kind("checkpoint")} == {"last", "best"}

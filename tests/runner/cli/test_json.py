@@ -27,9 +27,11 @@ JOB = {"id": str, "name": str, "state": str, "spec": dict, "created_at": NUMBER,
 JOB_OPTIONAL = {"exit_code": int}
 MODEL = {"framework": str, "name": str, "display_name": str, "tasks": list, "params_millions": NUMBER,
          "input_size": int, "recommended_batch_size": int, "recommended_learning_rate": NUMBER, "tags": list}
-SCHEMA = {"framework": str, "tasks": list, "fields": list, "presets": list, "dataset_formats": list}
+SCHEMA = {"framework": str, "tasks": list, "fields": list, "presets": list, "dataset_formats": list,
+          "controls": list}
 FIELD = {"path": str, "type": str, "default_json": str, "description": str, "choices": list}
-FIELD_OPTIONAL = {"minimum": NUMBER, "maximum": NUMBER}
+FIELD_OPTIONAL = {"minimum": NUMBER, "maximum": NUMBER, "replaced_by": str}
+CONTROL = {"name": str, "supported": bool, "how": str, "default": str}
 PRESET = {"name": str, "description": str, "values": dict}
 ENV = {"name": str, "spec_name": str, "key": str, "path": str, "size_bytes": int, "created_at": NUMBER,
        "last_used_at": NUMBER, "requirements": list}
@@ -117,6 +119,13 @@ def test_catalog_and_repos(jobs, cli):
         check(field, FIELD, FIELD_OPTIONAL)
     for preset in schema["presets"]:
         check(preset, PRESET)
+    for control in schema["controls"]:
+        check(control, CONTROL)
+    assert [c["name"] for c in schema["controls"]] == ["mixed_precision", "gradient_accumulation", "gradient_clip",
+                                                       "early_stopping", "warmup_epochs", "ema"]
+    replaced = {f["path"]: f["replaced_by"] for f in schema["fields"] if f.get("replaced_by")}
+    assert replaced == {"scheduler.warmup_epochs": "training.warmup_epochs",
+                        "early_stopping.patience": "training.early_stopping"}
     for repo in run(cli, "repos", "list", "--json", "--address", jobs.address):
         check(repo, REPO)
     shown = run(cli, "repos", "show", "yolov7", "--json", "--address", jobs.address)

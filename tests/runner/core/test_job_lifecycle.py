@@ -11,7 +11,7 @@ import pytest
 
 from protos import visionyard_pb2 as pb
 from runner.launch.procs import alive
-from tests.fake_adapter import CRASH_MESSAGE
+from tests.fake_adapter import CRASH_MESSAGE, STOP_NOTE
 from tests.helpers import states, wait_for
 from tests.inprocess_daemon import (BROKEN_ENV, BROKEN_ENV_ERROR, SLOW_ENV, events, fake_job, gone, job_pids,
                                     status_messages)
@@ -44,6 +44,16 @@ def test_a_job_runs_to_success_and_a_watcher_sees_its_states_metrics_and_checkpo
     # a watcher that comes back later resumes after the last event it saw
     resumed = list(daemon.client.watch(job.id, after_seq=watched[-3].seq, include_logs=True))
     assert resumed == watched[-2:]
+
+
+def test_a_run_that_stopped_early_succeeds_with_the_reason_as_its_message(serve, data):
+    daemon = serve()
+    job = daemon.client.submit(fake_job(data, "train stops", epochs=2))
+    watched = list(daemon.client.watch(job.id))
+    final = daemon.client.get(job.id)
+    assert final.state == pb.SUCCEEDED and watched[-1].status.message == STOP_NOTE
+    plain = daemon.client.submit(fake_job(data, "train", epochs=1))
+    assert list(daemon.client.watch(plain.id))[-1].status.message == "finished"
 
 
 def test_a_failing_child_fails_the_job_with_its_exit_code_its_error_and_its_log_tail(serve, data):
