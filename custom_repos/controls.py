@@ -111,11 +111,11 @@ def apply(argv: list[str], controls: Mapping[str, Any], training: Mapping[str, A
         own = {"patience": value["patience"], "min_delta": value.get("min_delta") or 0.0} \
             if name == EARLY_STOPPING else {name: _number(value)}
         args = template.render_command([str(a) for a in entry], {**values, **own})
-        argv = _merge(argv, args)
+        argv = merge(argv, args)
     return argv
 
 
-def _merge(argv: list[str], args: list[str]) -> list[str]:
+def merge(argv: list[str], args: list[str]) -> list[str]:
     """``args`` in ``argv``: replacing the same flag and as many values as ``args`` has after it, else appended."""
     if args and args[0].startswith("-") and args[0] in argv:
         at = argv.index(args[0])

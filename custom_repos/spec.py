@@ -75,6 +75,13 @@ class ArtifactsSpec(_Strict):
         return [_relative_path(v) for v in value]
 
 
+class ResumeSpec(_Strict):
+    """How the repo goes on from a checkpoint: ``args`` are added to the command of a job that sets ``resume:``
+    (``{resume}``: the file; replacing the same flag when the command has it), e.g. ``[--resume, "{resume}"]``."""
+
+    args: list[str] = Field(min_length=1)
+
+
 class PredictSpec(_Strict):
     """How the repo predicts a folder of images with a job's checkpoint (``custom_repos/predict.py``).
 
@@ -139,6 +146,11 @@ class RepoSpec(_Strict):
     predict: PredictSpec | None = None  # none: `visionyard predict` says what to add
     #: The training controls the repo honours, as its own arguments (``custom_repos/controls.py``).
     controls: dict[str, Any] = {}
+    #: How a job with ``resume:`` continues (``custom_repos/controls.py`` adds the arguments); none: refused.
+    resume: ResumeSpec | None = None
+    #: Where the command runs (a template: ``{output_dir}``, ``{repo_dir}/tools``...); default: the job's own
+    #: working tree of the repo, ``{repo_dir}``. Never the shared checkout.
+    cwd: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -271,6 +283,17 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
                 problems.append((f"predict.env.{name}", message))
     problems += _parser_problems(spec.parser)
     problems += controls.spec_problems(spec.controls, valid)
+    if spec.resume is not None:
+        for i, element in enumerate(spec.resume.args):
+            if (message := template.check(element, [*valid, "resume"])) is not None:
+                problems.append((f"resume.args[{i}]", message))
+    if spec.cwd is not None:
+        where = ("repo_dir", "output_dir", "job_dir")
+        if (message := template.check(spec.cwd, [*where, *(f"advanced.{k}" for k in spec.advanced)])) is not None:
+            problems.append(("cwd", message))
+        elif not spec.cwd.startswith(tuple(f"{{{w}}}" for w in where)):
+            problems.append(("cwd", "must start with {repo_dir}, {output_dir} or {job_dir} (the job's own folders: a "
+                                    "job never runs in the checkout every job shares)"))
     return problems
 
 

@@ -26,6 +26,7 @@ PLACEHOLDERS: dict[str, str] = {
     "device_type": "cpu | cuda (ConvNeXt's --device)",
     "output_dir": "<job_dir>/output",
     "job_dir": "the job's folder",
+    "repo_dir": "the job's own working tree of the repo (<job_dir>/repo, the checkout's files linked; the default cwd)",
     "dataset_dir": "the dataset root (staged under <job_dir>/data for yolo)",
     "train_dir": "training images (yolo: <job_dir>/data/images/train)",
     "val_dir": "validation images (yolo: <job_dir>/data/images/val)",

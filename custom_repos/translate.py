@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from adapters.child_env import DISTRIBUTED_VARS
 from adapters.devices import ASSIGNED_DEVICE_RE
 from custom_repos import controls, template
 from adapters.datasets import split_options
+from adapters.files import link_tree, made_by_run
 from adapters.job import TRAINING_DEFAULTS
 from custom_repos.datasets import accepted_formats, inspect_dataset, materialize
 from custom_repos.git import RepoError, checkout_commit
@@ -33,6 +35,7 @@ from custom_repos.spec import RepoSpec
 from envs.spec import EnvSpec
 
 OUTPUT_DIR = "output"  # in the job dir: where the repo writes (the daemon's name for it: runner/launch/jobdir.py)
+WORK_TREE = "repo"  # in the job dir: the job's own working tree of the checkout (`{repo_dir}`, the default cwd)
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Requirement-file lines that point at other files: they cannot be resolved from the env dir.
@@ -62,6 +65,8 @@ class Launch:
     cwd: Path
     output_dir: Path
     pythonpath: list[str]
+    #: The job's own working tree (``{repo_dir}``): the checkout's files linked (``adapters.files.link_tree``).
+    work_tree: Path | None = None
     unset_env: list[str] = field(default_factory=lambda: list(DISTRIBUTED_VARS))
     notes: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
@@ -134,9 +139,14 @@ def _check(spec: RepoSpec, job: dict[str, Any]) -> tuple[list[tuple[str, str]], 
                          f"Valid: {', '.join(spec.models)}"))
     elif not MODEL_RE.match(model):
         problems.append(("model", f"'{model}' is not a model name (letters, digits, '.', '_', '-')"))
-    for key in ("weights", "resume"):
-        if job.get(key):
-            problems.append((key, f"not supported for custom repos; repo {spec.name} trains from scratch"))
+    if job.get("weights"):
+        problems.append(("weights", f"not supported for custom repos; repo {spec.name} trains from scratch"))
+    if job.get("resume") and spec.resume is None:
+        problems.append(("resume", f"repo {spec.name} has no `resume:` in its spec (how its command takes a "
+                                   "checkpoint to go on from, e.g. `resume: {args: [--resume, \"{resume}\"]}`)"))
+    elif job.get("resume") and not Path(str(job["resume"])).is_file():
+        problems.append(("resume", f"{job['resume']} is not a file on the runner's machine: give the checkpoint "
+                                   "the earlier job wrote (`visionyard status JOB` shows it)"))
     if job.get("pretrained"):
         problems.append(("pretrained", f"not supported for custom repos; repo {spec.name} trains from scratch"))
     if job.get("preset"):
@@ -233,8 +243,18 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
         pythonpath = [str(SHIM_DIR)]
     argv = controls.apply(template.render_command(list(spec.command), values), spec.controls, resolved["training"],
                           values)
-    return Launch(argv=argv, env=env, cwd=Path(checkout).absolute(), output_dir=output_dir,
-                  pythonpath=pythonpath, notes=list(resolved.get("dataset_warnings", ())),
+    if resolved.get("resume") and spec.resume is not None:
+        argv = controls.merge(argv, template.render_command(spec.resume.args,
+                                                            {**values, "resume": str(Path(resolved["resume"]).absolute())}))
+    work_tree = job_dir / WORK_TREE
+    if not work_tree.is_dir():  # a restarted launch keeps the tree (and what the run wrote into it)
+        staging = job_dir / f".{WORK_TREE}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        link_tree(Path(checkout), staging)
+        staging.rename(work_tree)
+    cwd = Path(template.render(spec.cwd, values)) if spec.cwd else work_tree
+    return Launch(argv=argv, env=env, cwd=cwd, output_dir=output_dir, pythonpath=pythonpath,
+                  notes=list(resolved.get("dataset_warnings", ())), work_tree=work_tree,
                   class_names=[str(name) for name in resolved.get("class_names", ())])
 
 
@@ -249,6 +269,7 @@ def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, outp
         "learning_rate": training["learning_rate"], "image_size": job["image_size"], "device": device,
         "device_index": "cpu" if device_type == "cpu" else index, "device_type": device_type,
         "output_dir": str(output_dir), "job_dir": str(job_dir), "num_classes": job["num_classes"],
+        "repo_dir": str(job_dir / WORK_TREE),
         "seed": training["seed"], "workers": training["num_workers"],
     }
     for key in spec.advanced:
@@ -262,8 +283,10 @@ def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, outp
 # ------------------------------------------------------------------ artifacts
 
 
-def find_artifacts(spec: RepoSpec, output_dir: Path) -> Artifacts:
-    """The run's checkpoints and files under ``output_dir``, by the spec's globs.
+def find_artifacts(spec: RepoSpec, output_dir: Path, work_tree: Path | None = None) -> Artifacts:
+    """The run's checkpoints and files under ``output_dir``, by the spec's globs; a glob that finds nothing
+    there is tried in the job's working tree (``work_tree``: what the repo wrote relative to its working
+    directory), where only files the run wrote count (not the checkout's own).
 
     For ``best`` and ``last`` the last match in natural sort order wins, so ``checkpoint-[0-9]*.pth``
     picks ``checkpoint-10.pth`` over ``checkpoint-9.pth``.
@@ -273,14 +296,27 @@ def find_artifacts(spec: RepoSpec, output_dir: Path) -> Artifacts:
     def matches(pattern: str | None) -> list[Path]:
         if not pattern:
             return []
-        return sorted((p for p in output_dir.glob(pattern) if p.is_file()),
-                      key=lambda p: natural_key(str(p.relative_to(output_dir))))
+        for folder in (output_dir, work_tree):
+            if folder is None:
+                continue
+            found = sorted((p for p in Path(folder).glob(pattern) if p.is_file() and (folder == output_dir
+                                                                                       or made_by_run(p))),
+                           key=lambda p: natural_key(str(p.relative_to(folder))))
+            if found:
+                return found
+        return []
 
     best, last = matches(spec.artifacts.best), matches(spec.artifacts.last)
     files: list[Path] = []
     for pattern in spec.artifacts.files:
         files += [p for p in matches(pattern) if p not in files]
     return Artifacts(best=best[-1] if best else None, last=last[-1] if last else None, files=files)
+
+
+def found_any(pattern: str, output_dir: Path, work_tree: Path | None = None) -> bool:
+    """Whether ``pattern`` matches a file the run left, where :func:`find_artifacts` looks."""
+    return any(p.is_file() for p in Path(output_dir).glob(pattern)) or (
+        work_tree is not None and any(p.is_file() and made_by_run(p) for p in Path(work_tree).glob(pattern)))
 
 
 def natural_key(text: str) -> list:

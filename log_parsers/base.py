@@ -188,6 +188,15 @@ class LogParser:
         """End of log: emit anything held back (e.g. a last epoch's train metrics)."""
         return self._parse_lines(self._splitter.flush())
 
+    def take_notices(self) -> list[str]:
+        """What the parser noticed about the log since the last call (regex parsers: a validation line
+        twice in one epoch); the daemon keeps them as the job's warnings."""
+        return []
+
+    def unmatched(self) -> list[str]:
+        """The parser's patterns that never matched, named (regex parsers); built-in parsers: none."""
+        return []
+
     # -- entry points -----------------------------------------------------------------------
     def feed_line(self, line: Line) -> list[Event]:
         """What the daemon calls per Line (the same as parse_line)."""

@@ -137,6 +137,12 @@ class PerClassParser(LogParser):
             return events
         return [*events, ClassRow(self._step, *found)]
 
+    def take_notices(self) -> list[str]:
+        return self.inner.take_notices()
+
+    def unmatched(self) -> list[str]:
+        return self.inner.unmatched()
+
     def finish(self) -> list[Event]:
         events = self._parse_lines(self._splitter.flush())
         rest = self.inner.finish()

@@ -21,6 +21,12 @@ after it on the same line. Metrics without an epoch group go to the current epoc
 seen; 1 before any). A line's values for one step are merged into one MetricUpdate; the daemon
 stores (step, key) as one row, so a later value for the same step overwrites an earlier one.
 Values that do not parse as float are skipped.
+
+A validation pattern (only ``val/`` metrics, no epoch or step group) matches once an epoch. When it
+matches again before any epoch moved on, the parser says so (``take_notices``): with no epoch ever
+reported by a pattern, each of its matches counts as the next epoch (so epoch 2's validation never
+overwrites epoch 1's); otherwise the later values replace the earlier. ``unmatched()`` lists the
+patterns that never matched, which the daemon reports as warnings on the job.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class Pattern:
     step_index: int = -1
     total_steps_index: int = -1
     positional: bool = False  # any epoch/step group set: the pattern moves the position
+    #: Only val/ metrics and no position: a validation summary, once an epoch (a second match in one epoch is
+    #: noticed, see RegexParser._again).
+    validation: bool = False
 
 
 def _to_int(text: str | None) -> int | None:
@@ -100,7 +109,7 @@ def _compile_one(entry: Any, path: str) -> Pattern:
         if not isinstance(name, str):
             raise ValueError(f"{path}.{key}: expected a group name (string), got {type(name).__name__}")
         if name not in groups:
-            valid = ", ".join(groups) or "none"
+            valid = ", ".join(groups) or "none: name a group with (?P<name>...)"
             raise ValueError(f"{path}.{key}: no group named {name!r} in the regex (named groups: {valid})")
         return name
 
@@ -133,7 +142,8 @@ def _compile_one(entry: Any, path: str) -> Pattern:
     indexes = {key.replace("_group", "_index"): groups[name] - 1 for key, name in named.items()}
     return Pattern(regex=regex, metrics=metric_list, **named, **bases,
                    slots=tuple((groups[g] - 1, m, f) for g, m, f in metric_list),
-                   positional=bool(named), **indexes)
+                   positional=bool(named), **indexes,
+                   validation=bool(metric_list) and not named and all(m.startswith("val/") for _, m, _ in metric_list))
 
 
 def compile_patterns(config: Mapping[str, Any], path: str = "parser") -> tuple[Pattern, ...]:
@@ -155,19 +165,31 @@ class RegexParser(LogParser):
         self.patterns = patterns
         self._epoch = 1
         self._total_epochs: int | None = None
+        #: How often each pattern matched (the daemon warns about those that never do).
+        self.matches = [0] * len(patterns)
+        self._positioned = False  # a pattern with an epoch group has matched
+        self._epoch_of: dict[int, int] = {}  # a validation pattern -> the epoch its last match went to
+        self._notices: list[str] = []
+        self._noticed: set[int] = set()
 
     def parse_line(self, line: Line) -> list[Event]:
         text = line.text
         events: list[Event] = []
         values: dict[str, float] = {}
-        for pattern in self.patterns:
+        for index, pattern in enumerate(self.patterns):
             match = pattern.regex.search(text)
             if match is None:
                 continue
+            self.matches[index] += 1
             groups = match.groups()
+            if pattern.validation and self._epoch_of.get(index) == self._epoch:
+                values = self._again(index, values, events)  # a second validation line in one epoch
+            if pattern.validation:
+                self._epoch_of[index] = self._epoch
             if pattern.positional:
                 before = self._epoch
                 progress = self._position(pattern, groups)
+                self._positioned = self._positioned or pattern.epoch_index >= 0
                 if values and self._epoch != before:  # values seen so far belong to the old epoch
                     events.append(MetricUpdate(before, values))
                     values = {}
@@ -184,6 +206,38 @@ class RegexParser(LogParser):
         if values:
             events.append(MetricUpdate(self._epoch, values))
         return events
+
+    def _again(self, index: int, values: dict[str, float], events: list[Event]) -> dict[str, float]:
+        """A validation pattern matched again in the epoch its last match went to. With no epoch from any
+        pattern yet, its matches are the epochs: the values so far go to this epoch and the match to the next
+        one. With epochs, the later values replace the earlier. Either way a notice says so, once."""
+        source = self.patterns[index].regex.pattern
+        shown = source if len(source) <= 60 else source[:57] + "..."
+        if not self._positioned:
+            if values:
+                events.append(MetricUpdate(self._epoch, values))
+            self._epoch += 1
+            self._notice(index, f"pattern {index + 1} ({shown}) matched again with no new epoch and no pattern has "
+                                f"reported an epoch: each of its matches counts as the next epoch (now {self._epoch}); "
+                                "give a pattern an epoch_group to say which epoch a line belongs to")
+            return {}
+        self._notice(index, f"pattern {index + 1} ({shown}) matched twice in epoch {self._epoch}: the later values "
+                            "replace the earlier")
+        return values
+
+    def _notice(self, index: int, text: str) -> None:
+        if index not in self._noticed:
+            self._noticed.add(index)
+            self._notices.append(text)
+
+    def take_notices(self) -> list[str]:
+        """What the parser noticed since the last call (each once per pattern)."""
+        notices, self._notices = self._notices, []
+        return notices
+
+    def unmatched(self) -> list[str]:
+        """The patterns that never matched, each as ``pattern N (regex)``."""
+        return [f"pattern {i + 1} ({p.regex.pattern})" for i, p in enumerate(self.patterns) if not self.matches[i]]
 
     def _position(self, pattern: Pattern, groups: tuple[str | None, ...]) -> ProgressUpdate | None:
         """Update the current epoch/total from a match; a ProgressUpdate when it names a position."""

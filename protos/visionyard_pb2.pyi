@@ -139,7 +139,7 @@ class JobSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., framework: _Optional[str] = ..., task: _Optional[str] = ..., model: _Optional[str] = ..., pretrained: _Optional[bool] = ..., image_size: _Optional[int] = ..., num_classes: _Optional[int] = ..., dataset: _Optional[_Union[DatasetSpec, _Mapping]] = ..., training: _Optional[_Union[TrainingSpec, _Mapping]] = ..., advanced: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., preset: _Optional[str] = ..., weights: _Optional[str] = ..., resume: _Optional[str] = ..., repo: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device", "placement", "cause")
+    __slots__ = ("id", "name", "state", "spec", "created_at", "started_at", "finished_at", "exit_code", "error", "metrics", "epoch", "total_epochs", "best_checkpoint", "last_checkpoint", "job_dir", "env_name", "mlflow_run_id", "device", "placement", "cause", "warnings", "history")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,8 @@ class Job(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     CAUSE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -187,7 +189,24 @@ class Job(_message.Message):
     device: str
     placement: str
     cause: FailureCause
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ..., placement: _Optional[str] = ..., cause: _Optional[_Union[FailureCause, str]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    history: _containers.RepeatedCompositeFieldContainer[EpochMetrics]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., best_checkpoint: _Optional[str] = ..., last_checkpoint: _Optional[str] = ..., job_dir: _Optional[str] = ..., env_name: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., device: _Optional[str] = ..., placement: _Optional[str] = ..., cause: _Optional[_Union[FailureCause, str]] = ..., warnings: _Optional[_Iterable[str]] = ..., history: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ...) -> None: ...
+
+class EpochMetrics(_message.Message):
+    __slots__ = ("epoch", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class StatusChange(_message.Message):
     __slots__ = ("state", "message")
@@ -1055,7 +1074,7 @@ class CompareResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., primary_metric: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., jobs: _Optional[_Iterable[_Union[ComparedJob, _Mapping]]] = ..., classes: _Optional[_Iterable[str]] = ..., per_class_key: _Optional[str] = ..., comparable: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
 
 class RepoInfo(_message.Message):
-    __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml")
+    __slots__ = ("name", "url", "commit", "description", "tasks", "models", "dataset_format", "source", "spec_yaml", "replaced")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
@@ -1065,6 +1084,7 @@ class RepoInfo(_message.Message):
     DATASET_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     commit: str
@@ -1074,7 +1094,8 @@ class RepoInfo(_message.Message):
     dataset_format: str
     source: str
     spec_yaml: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., commit: _Optional[str] = ..., description: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., dataset_format: _Optional[str] = ..., source: _Optional[str] = ..., spec_yaml: _Optional[str] = ...) -> None: ...
+    replaced: bool
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., commit: _Optional[str] = ..., description: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., dataset_format: _Optional[str] = ..., source: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., replaced: _Optional[bool] = ...) -> None: ...
 
 class AddRepoRequest(_message.Message):
     __slots__ = ("spec_yaml", "filename")

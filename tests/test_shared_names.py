@@ -59,6 +59,7 @@ def test_the_adapter_child_and_the_repo_translator_name_the_folders_the_daemon_s
     job = Job.from_dict({"spec": spec, "job_dir": str(tmp_path)})  # no checkpoint_dir: the child's default
     assert job.checkpoint_dir == tmp_path / jobdir.CHECKPOINTS
     assert translate.OUTPUT_DIR == jobdir.OUTPUT
+    assert translate.WORK_TREE == jobdir.WORK_TREE
     assert set(node_files.RESULT_FOLDERS) == {jobdir.CHECKPOINTS, jobdir.OUTPUT}
 
 

@@ -212,7 +212,8 @@ def cmd_repos(args, out: Output) -> int:
     elif command == "show":
         views.show_repo(answer, out)
     elif command == "add":
-        out.line(f"added repo {answer.name} ({answer.url} @ {answer.commit}); "
+        verb = "replaced the spec of repo" if answer.replaced else "added repo"
+        out.line(f"{verb} {answer.name} ({answer.url} @ {answer.commit}); "
                  f"submit jobs with `framework: custom` and `repo: {answer.name}`")
     elif command == "rm":
         out.line(f"removed repo {answer.name}")

@@ -67,5 +67,5 @@ def _bars(events, job: pb.Job, out: Output) -> None:
                 progress.update(batches, visible=True, total=p.total_steps or None, completed=p.step,
                                 description=f"  epoch {p.epoch} batches")
             elif kind == "log":
-                console.print(event.log.text, markup=False, highlight=False)
+                console.print(event.log.text, markup=False, highlight=False, soft_wrap=True)  # as written: no wrapping
         progress.update(batches, visible=False)

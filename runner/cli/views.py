@@ -96,6 +96,8 @@ def show_job(job: pb.Job, out: Output) -> None:
     if job.HasField("exit_code"):
         rows.append(("exit code", str(job.exit_code)))
     out.pairs(rows)
+    for warning in job.warnings:
+        out.line(f"warning: {warning}")
     if job.error:
         out.error(job.error)
 

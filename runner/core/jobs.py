@@ -240,7 +240,8 @@ class JobExecution(threading.Thread):
             return self._finish(JobState.CANCELLED, reason, exit_code=exit_code)
         ok, why_not = self.workload.succeeded(status.ok)
         if ok:
-            return self._finish(JobState.SUCCEEDED, self._result_note() or "finished", exit_code=exit_code)
+            return self._finish(JobState.SUCCEEDED, self._result_note() or self.workload.note() or "finished",
+                                exit_code=exit_code)
         record = self.rt.store.get(self.job_id)
         reason = status.describe() + why_not
         if record.error_report:

@@ -147,6 +147,7 @@ class JobRecord:
     tracking_done: bool = False  # the MLflow run holds every metric and is ended
     placement: str = ""          # where the job runs: its process here, or its Ray submission and node
     cause: str = ""              # why a FAILED or CANCELLED job ended so (runner.core.failures.Cause)
+    warnings: list[str] = field(default_factory=list)  # what the runner noticed about the run (add_warning)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -162,7 +163,8 @@ class JobStore:
         for column in ("pid_start INTEGER", "repo_spec_json TEXT", "log_offset INTEGER NOT NULL DEFAULT 0",
                        "tracking_done INTEGER NOT NULL DEFAULT 0",
                        "placement TEXT NOT NULL DEFAULT ''",
-                       "cause TEXT NOT NULL DEFAULT ''"):  # a state.db from an older version
+                       "cause TEXT NOT NULL DEFAULT ''",
+                       "warnings_json TEXT NOT NULL DEFAULT '[]'"):  # a state.db from an older version
             if column.split()[0] not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
                 if column.startswith("tracking_done"):  # runs of jobs ended before were ended then
@@ -318,6 +320,19 @@ class JobStore:
         with self._tx() as db:
             for line in lines:
                 self._append(db, job_id, now, "log", pb.JobEvent(log=pb.LogLine(text=line)))
+
+    def add_warning(self, job_id: str, text: str) -> None:
+        """Something the runner noticed about a run (a log pattern that never matched): kept on the job (its
+        status shows it) and a line in its log (``[visionyard] warning: ...``), once per text."""
+        with self._tx() as db:
+            row = db.execute("SELECT warnings_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            warnings = json.loads(row[0] or "[]")
+            if text in warnings:
+                return
+            db.execute("UPDATE jobs SET warnings_json = ? WHERE id = ?", (json.dumps([*warnings, text]), job_id))
+            self._append(db, job_id, time.time(), "log", pb.JobEvent(log=pb.LogLine(text=f"[visionyard] warning: {text}")))
 
     def add_metrics(self, job_id: str, step: int, values: dict[str, float], when: float | None = None) -> int:
         now = when or time.time()
@@ -543,5 +558,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         error_report=data["error_report"],
         repo_spec=json.loads(data["repo_spec_json"]) if data["repo_spec_json"] else None,
         log_offset=data["log_offset"], tracking_done=bool(data["tracking_done"]), placement=data["placement"],
-        cause=data["cause"],
+        cause=data["cause"], warnings=json.loads(data["warnings_json"] or "[]"),
     )

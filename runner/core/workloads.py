@@ -73,6 +73,10 @@ class Workload:
         """Whether a finished child counts as a success, and why not."""
         raise NotImplementedError
 
+    def note(self) -> str:
+        """What a successful run's message adds to "finished" (a custom repo's log showed fewer epochs than asked)."""
+        return ""
+
     def _ensure_env(self, env_spec, log: TextIO):
         log.write(f"[visionyard] preparing env '{env_spec.name}'\n")
         try:
@@ -117,8 +121,12 @@ class RepoWorkload(Workload):
         self.repo = None
         self.parser = None
         self.output_dir: Path | None = None
+        self.work_tree: Path | None = None  # the job's own working tree of the checkout (where it runs)
         self.class_names: list[str] = []
         self.results: RepoResults | None = None
+        self._last_epoch = 0  # the highest epoch the log has shown
+        self._to_track: dict[int, dict[str, float]] = {}  # an epoch's latest values, sent to MLflow when it ends
+        self._checked_patterns = False  # the patterns that matched nothing in epoch 1 were reported
 
     def prepare(self, log: TextIO) -> Command:
         from custom_repos.git import RepoError
@@ -148,7 +156,7 @@ class RepoWorkload(Workload):
         except (OSError, ValueError) as exc:
             cause = Cause.DATASET if isinstance(exc, DatasetError) else Cause.REPO
             raise PrepareError(f"could not translate the job for repo '{self.repo.name}': {exc}", cause) from exc
-        self.output_dir = launch.output_dir
+        self.output_dir, self.work_tree = launch.output_dir, launch.work_tree
         self.class_names = list(launch.class_names)
         self._start_results()
         for note in launch.notes:
@@ -156,10 +164,11 @@ class RepoWorkload(Workload):
         log.write(f"[visionyard] command: {' '.join(launch.argv)}\n")
         env_vars = {**launch.env, "PYTHONPYCACHEPREFIX": str(self.rt.paths.pycache)}  # shared across jobs
         return Command(list(launch.argv), cwd=launch.cwd, env=env_vars, pythonpath=list(launch.pythonpath),
-                       env_spec=spec, checkout=checkout)
+                       env_spec=spec, checkout=checkout, work_tree=launch.work_tree)
 
     def saved_state(self) -> dict:
-        return {"output_dir": str(self.output_dir) if self.output_dir else None, "class_names": self.class_names}
+        return {"output_dir": str(self.output_dir) if self.output_dir else None, "class_names": self.class_names,
+                "work_tree": str(self.work_tree) if self.work_tree else None}
 
     def restore(self, state: dict) -> None:
         from custom_repos.spec import parse_repo_spec
@@ -168,6 +177,7 @@ class RepoWorkload(Workload):
         self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else self.rt.repos.get(self.spec["repo"])
         self.parser = build_parser(self.repo.parser)
         self.output_dir = Path(state["output_dir"]) if state.get("output_dir") else None
+        self.work_tree = Path(state["work_tree"]) if state.get("work_tree") else None
         self.class_names = [str(name) for name in state.get("class_names") or ()]
         self._start_results()
 
@@ -189,7 +199,23 @@ class RepoWorkload(Workload):
     def collect(self) -> list[Path]:
         if self.parser is not None:
             self._apply(self.parser.finish())
+            self._track(final=True)
+            self._warn_unmatched("by the end of the job")
         return self._collect_artifacts()
+
+    def _track(self, final: bool) -> None:
+        """MLflow gets each epoch's summary once, when the log moves past it (or ends): the epoch's last value of
+        each metric, at the epoch's step; not every batch line a repo prints (those stay in the log)."""
+        for step in sorted(self._to_track):
+            if final or step < self._last_epoch:
+                self.rt.tracker.log_metrics(self.job_id, step, self._to_track.pop(step))
+
+    def note(self) -> str:
+        asked = int(self.spec["training"]["epochs"])
+        if self.parser is None or self._last_epoch >= asked:
+            return ""
+        return (f"finished, but its log showed {self._last_epoch} of the {asked} epochs asked for: check the repo's "
+                "parser patterns (`visionyard status` lists those that never matched)")
 
     def succeeded(self, exit_ok: bool) -> tuple[bool, str]:
         return exit_ok, ""
@@ -202,18 +228,34 @@ class RepoWorkload(Workload):
                 self.class_names, note=lambda text: self.rt.store.add_logs(self.job_id, [text]))
 
     def _apply(self, events) -> None:
-        store, tracker = self.rt.store, self.rt.tracker
+        store = self.rt.store
         events = [event for event in events if _in_range(event)]
         for event in events:
             if isinstance(event, MetricUpdate):
                 store.add_metrics(self.job_id, event.step, event.values)
-                tracker.log_metrics(self.job_id, event.step, event.values)
+                self._to_track.setdefault(event.step, {}).update(event.values)
+                self._last_epoch = max(self._last_epoch, event.step)
             elif isinstance(event, ProgressUpdate):
+                self._last_epoch = max(self._last_epoch, event.epoch)
                 total = event.total_epochs or self.spec["training"]["epochs"]
                 store.add_event(self.job_id, pb.JobEvent(progress=pb.ProgressEvent(
                     epoch=event.epoch, total_epochs=total, step=event.step or 0, total_steps=event.total_steps or 0)))
         if self.results is not None and events:
             self._record(events)
+        self._track(final=False)
+        for text in self.parser.take_notices():
+            store.add_warning(self.job_id, f"log parser: {text}")
+        if self._last_epoch >= 2:
+            self._warn_unmatched("in epoch 1")
+
+    def _warn_unmatched(self, when: str) -> None:
+        """A warning for each parser pattern that matched no line of the log (once, the first time it's checked)."""
+        if self._checked_patterns:
+            return
+        self._checked_patterns = True
+        for pattern in self.parser.unmatched():
+            self.rt.store.add_warning(self.job_id, f"log parser: {pattern} matched no line {when}: its metrics are "
+                                                   "missing; fix the regex against a line of `visionyard logs`")
 
     def _record(self, events, replay: bool = False) -> None:
         """The events' validations into the job's records; a failure there is logged, never raised
@@ -226,12 +268,18 @@ class RepoWorkload(Workload):
             logger.warning("job %s: validation records: unexpected error", self.job_id, exc_info=True)
 
     def _collect_artifacts(self) -> list[Path]:
-        from custom_repos.translate import find_artifacts
+        from custom_repos.translate import find_artifacts, found_any
 
         if self.output_dir is None:
             return []
-        found = find_artifacts(self.repo, self.output_dir)
+        found = find_artifacts(self.repo, self.output_dir, self.work_tree)
         store, job_dir = self.rt.store, self.job.job_dir
+        artifacts = self.repo.artifacts
+        globs = [g for g, hit in ((artifacts.best, found.best), (artifacts.last, found.last)) if g and not hit]
+        globs += [g for g in artifacts.files if not found_any(g, self.output_dir, self.work_tree)]
+        for pattern in globs:
+            store.add_warning(self.job_id, f"artifact glob '{pattern}' matched nothing under {self.output_dir}: the "
+                                           "run wrote no such file there (where does the repo write it?)")
         outside = [p for p in (found.last, found.best, *found.files) if p and not inside(p, job_dir)]
         for path in outside:  # e.g. a link the repo made to a file of the daemon's user: never uploaded
             store.add_logs(self.job_id, [f"[visionyard] artifact {path} leads outside the job dir; ignored"])

@@ -21,11 +21,19 @@ def job_to_proto(record: JobRecord) -> pb.Job:
         error=record.error, metrics=record.metrics, epoch=record.epoch, total_epochs=record.total_epochs,
         best_checkpoint=record.best_checkpoint, last_checkpoint=record.last_checkpoint, job_dir=record.job_dir,
         env_name=record.env_name, mlflow_run_id=record.mlflow_run_id, device=record.device,
-        placement=record.placement, cause=cause_to_proto(record.cause),
+        placement=record.placement, cause=cause_to_proto(record.cause), warnings=record.warnings,
     )
     if record.exit_code is not None:
         job.exit_code = record.exit_code
     return job
+
+
+def history_to_proto(points) -> list[pb.EpochMetrics]:
+    """``store.metric_points`` (key, step, value, time), ordered by step, as one entry per epoch."""
+    epochs: dict[int, pb.EpochMetrics] = {}
+    for key, step, value, _ in points:
+        epochs.setdefault(step, pb.EpochMetrics(epoch=step)).metrics[key] = value
+    return [epochs[step] for step in sorted(epochs)]
 
 
 def model_to_proto(framework: str, entry: ModelEntry) -> pb.ModelInfo:

@@ -52,11 +52,14 @@ class RepoRpcs:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / filename
             path.write_text(request.spec_yaml)
+            before = {spec.name for spec, source in self.rt.repos.list() if source == "user"}
             try:
                 spec = self.rt.repos.add(path)
             except (RepoSpecError, ValueError, yaml.YAMLError, RecursionError) as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid repo spec:\n{exc}")
-        return repo_to_proto(spec, "user")
+        info = repo_to_proto(spec, "user")
+        info.replaced = spec.name in before
+        return info
 
     def ListRepos(self, request, context) -> pb.ListReposResponse:
         return pb.ListReposResponse(repos=[repo_to_proto(spec, source) for spec, source in self.rt.repos.list()])

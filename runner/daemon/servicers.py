@@ -21,7 +21,7 @@ from adapters.frameworks import all_catalogs, get_catalog
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from protos import visionyard_pb2_grpc as pb_grpc
-from runner.daemon.convert import env_to_proto, job_to_proto, model_to_proto, schema_to_proto
+from runner.daemon.convert import env_to_proto, history_to_proto, job_to_proto, model_to_proto, schema_to_proto
 from runner.core.gc import Policy, collect_garbage
 from runner.launch.ray import node_files, uploads
 from runner.core.failures import Cause
@@ -141,7 +141,10 @@ class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, p
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"job_id {quote(job_id, 80)} is not a job id "
                                 "(1 to 64 printable characters; see `visionyard list`)")
         try:
-            return job_to_proto(self.rt.store.get(job_id))
+            record = self.rt.store.get(job_id)
+            job = job_to_proto(record)
+            job.history.extend(history_to_proto(self.rt.store.metric_points(record.id)))
+            return job
         except JobNotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 

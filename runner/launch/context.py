@@ -35,3 +35,4 @@ class Command:
     pythonpath: list[str] = field(default_factory=list)
     env_spec: Any = None           # the env's spec (envs.EnvSpec)
     checkout: Path | None = None   # a repo's checkout
+    work_tree: Path | None = None  # the job's own working tree of it (adapters.files.link_tree), made where it runs

@@ -12,6 +12,7 @@ LOG = "output.log"                 # the command's stdout+stderr, appended
 JOB_FILE = "job.json"              # what an adapter child runs (adapters/job.py reads it)
 CHECKPOINTS = "checkpoints"        # an adapter's checkpoints
 OUTPUT = "output"                  # a custom repo's outputs (custom_repos.translate)
+WORK_TREE = "repo"                 # a custom repo job's own working tree of the checkout (custom_repos.translate)
 LAUNCH_RECORD = "launch.json"      # how the job was launched: its backend, its workload's state
 SUPERVISOR_RECORD = "supervisor.json"  # who the supervisor and the command are
 EXIT_RECORD = "exit.json"          # how the command ended, written by the supervisor

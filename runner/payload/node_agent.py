@@ -192,6 +192,20 @@ def ensure_checkout(link: DaemonLink, target: Path, home: Path) -> None:
         staging.rename(target)
 
 
+def link_tree(checkout: Path, tree: Path) -> None:
+    """The job's working tree: the checkout's files hard-linked (made read-only first, so no job changes
+    them for the others), as ``adapters.files.link_tree`` makes it where the daemon runs jobs."""
+    def place(origin: str, target: str) -> None:
+        os.chmod(origin, os.stat(origin).st_mode & 0o7555)
+        try:
+            os.link(origin, target)
+        except OSError:
+            shutil.copy2(origin, target)
+
+    shutil.copytree(checkout, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"), copy_function=place,
+                    dirs_exist_ok=True)
+
+
 def build_env(home: Path, plan: dict, uv: str, cancel: threading.Event) -> Path:
     from envs import EnvManager, EnvSpec
 
@@ -282,6 +296,8 @@ def main() -> int:
             extract(link.fetch("home-files"), home)
         if plan.get("checkout"):
             ensure_checkout(link, Path(plan["checkout"]), home)
+            if plan.get("work_tree"):  # the job's own working tree of the checkout, where its command runs
+                link_tree(Path(plan["checkout"]), Path(plan["work_tree"]))
         env_path = build_env(home, plan, find_uv(home, plan), cancel)
         (job_dir / ENV_LINK).unlink(missing_ok=True)
         (job_dir / ENV_LINK).symlink_to(env_path, target_is_directory=True)

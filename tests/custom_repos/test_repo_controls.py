@@ -75,3 +75,18 @@ def test_a_spec_with_a_bad_control_names_it(spec_dict, controls, field, words):
     with pytest.raises(RepoSpecError) as info:
         parse_repo_spec(spec_dict(controls=controls), "x.yaml")
     assert words in dict(info.value.problems)[field]
+
+
+def test_resume_takes_the_repos_own_flag_or_is_refused_naming_what_the_spec_lacks(tmp_path, imagefolder_dataset,
+                                                                                  yolo_dataset):
+    checkpoint = tmp_path / "checkpoint-1.pth"
+    checkpoint.write_text("weights")
+    launch = prepare_launch(shipped_specs()["convnext"], convnext_job(imagefolder_dataset(), resume=str(checkpoint)),
+                            tmp_path / "job", tmp_path, PY, "cpu")
+    assert pairs(launch.argv)["--resume"] == str(checkpoint)
+    with pytest.raises(RepoJobError) as info:
+        resolve_job(shipped_specs()["yolov7"], yolo_job(yolo_dataset(), resume=str(checkpoint)))
+    assert "repo yolov7 has no `resume:` in its spec" in dict(info.value.problems)["resume"]
+    with pytest.raises(RepoJobError) as info:
+        resolve_job(shipped_specs()["convnext"], convnext_job(imagefolder_dataset(), resume=str(tmp_path / "gone.pth")))
+    assert "is not a file on the runner's machine" in dict(info.value.problems)["resume"]

@@ -68,7 +68,8 @@ def test_yolov7_launch(tmp_path, yolo_dataset):
             assert files and all(f.is_symlink() and f.resolve().parent == (dataset / kind / split).resolve()
                                  for f in files)
     assert launch.env == {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONPYCACHEPREFIX": str(job_dir / "pycache")}
-    assert launch.pythonpath == [] and launch.cwd == checkout and launch.output_dir == job_dir / "output"
+    assert launch.pythonpath == [] and launch.output_dir == job_dir / "output"
+    assert launch.cwd == launch.work_tree == job_dir / "repo"  # the job's own working tree, never the checkout
     assert launch.output_dir.is_dir() and "RANK" in launch.unset_env
     assert (snapshot(checkout), snapshot(dataset)) == before  # nothing written into either
 

@@ -265,6 +265,7 @@ class RayLauncher:
                 "env_spec": command.env_spec.to_dict(),
                 "checkout": paths.text(str(checkout)) if checkout else None,
                 "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
+                "work_tree": paths.text(str(command.work_tree)) if command.work_tree and checkout else None,
                 "upload": [d for d in node_files.RESULT_FOLDERS if (job_dir / d).is_dir()],
                 "home_files": self.home_files(job.spec)}
         node_files.write_plan(self.paths, job.job_id, plan)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from runner.launch.jobdir import (CHECKPOINTS, EXIT_RECORD, JOURNAL, LAUNCH_RECORD, LOG, NODE_PLANS, OUTPUT,
-                                  SUPERVISOR_RECORD)
+                                  SUPERVISOR_RECORD, WORK_TREE)
 from runner.launch.procs import NODE_AGENT, SUPERVISOR
 from runner.settings import Paths
 
@@ -41,7 +41,7 @@ RESULT_FOLDERS = (CHECKPOINTS, OUTPUT)
 #: ... and these records of how it went (the exit record last: the daemon ends the job on it).
 RESULT_RECORDS = (JOURNAL, EXIT_RECORD)
 #: Files of the daemon's job dir the node never needs (the daemon's records, the log Ray streams).
-NOT_INPUTS = frozenset({LOG, LAUNCH_RECORD, JOURNAL, EXIT_RECORD, SUPERVISOR_RECORD})
+NOT_INPUTS = frozenset({LOG, LAUNCH_RECORD, JOURNAL, EXIT_RECORD, SUPERVISOR_RECORD, WORK_TREE})
 ENV_NODE_HOME = "VISIONYARD_NODE_HOME"  # where the node agent keeps its code, envs and job dirs
 
 

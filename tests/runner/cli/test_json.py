@@ -24,7 +24,7 @@ JOB = {"id": str, "name": str, "state": str, "spec": dict, "created_at": NUMBER,
        "finished_at": NUMBER, "error": str, "metrics": dict, "epoch": int, "total_epochs": int,
        "best_checkpoint": str, "last_checkpoint": str, "job_dir": str, "env_name": str, "mlflow_run_id": str,
        "device": str, "placement": str, "cause": str}
-JOB_OPTIONAL = {"exit_code": int}
+JOB_OPTIONAL = {"exit_code": int, "warnings": list, "history": list}  # history: status (GetJob) only
 MODEL = {"framework": str, "name": str, "display_name": str, "tasks": list, "params_millions": NUMBER,
          "input_size": int, "recommended_batch_size": int, "recommended_learning_rate": NUMBER, "tags": list}
 SCHEMA = {"framework": str, "tasks": list, "fields": list, "presets": list, "dataset_formats": list,
@@ -36,7 +36,7 @@ PRESET = {"name": str, "description": str, "values": dict}
 ENV = {"name": str, "spec_name": str, "key": str, "path": str, "size_bytes": int, "created_at": NUMBER,
        "last_used_at": NUMBER, "requirements": list}
 REPO = {"name": str, "url": str, "commit": str, "description": str, "tasks": list, "models": list,
-        "dataset_format": str, "source": str, "spec_yaml": str}
+        "dataset_format": str, "source": str, "spec_yaml": str, "replaced": bool}
 GC = {"removed": list, "freed_bytes": int, "dry_run": bool}
 REMOVAL = {"kind": str, "name": str, "path": str, "bytes": int, "reason": str}
 EVENT = {"kind": str, "job_id": str, "seq": int, "time": NUMBER}

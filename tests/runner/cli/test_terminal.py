@@ -107,3 +107,18 @@ def test_watch_follows_as_plain_lines_in_a_pipe_and_with_a_progress_bar_in_a_ter
 def test_a_daemons_refusal_is_one_error_line_and_exit_code_2(jobs, cli):
     code, out = cli("status", "no-such-job", "--address", jobs.address)
     assert code == 2 and out.startswith("error: ") and "no-such-job" in out
+
+
+def test_a_followed_jobs_long_log_line_is_printed_whole_in_a_terminal():
+    """A log line longer than the terminal is one line, as the repo printed it: never cut into pieces."""
+    from protos import visionyard_pb2 as pb
+    from runner.cli.progress import _bars
+
+    line = "Epoch: [0][ 1/10]\tTime  0.101 ( 0.101)\t" + "Loss 7.0682e+00 (7.0682e+00)\t" * 6
+    stream = io.StringIO()
+    out = Output(stream, environ={"TTY_COMPATIBLE": "1", "COLUMNS": "80"})
+    assert out.width == 80
+    job = pb.Job(id="j", name="job", spec=pb.JobSpec(training=pb.TrainingSpec(epochs=1)))
+    _bars([pb.JobEvent(log=pb.LogLine(text=line))], job, out)
+    printed = stream.getvalue().expandtabs()
+    assert line.expandtabs() in printed, printed
