@@ -4,22 +4,27 @@ Training: load the job, pick the adapter named by the framework's catalog, ``fit
 reports every epoch and the result), flush the reporter, exit 0. Any exception: traceback on
 stderr, an ``ErrorReport``, flush, exit 1.
 
-Predict: ``--predict IMAGE --checkpoint PATH [--top-k K] [--annotate] [--max-pixels N]`` refuses
-an image over N pixels (from its header, and in every decode: ``adapters.image_limits``), then
-calls the adapter's ``predict(image_path, top_k, annotate=False)`` (``annotate`` is passed only to
-adapters whose ``predict`` takes it). The adapter returns either
+Predict: ``--predict IMAGE --checkpoint PATH [--top-k K] [--annotate] [--max-pixels N] [--labels A,B,...]
+[--question TEXT]`` refuses an image over N pixels (from its header, and in every decode:
+``adapters.image_limits``), then calls the adapter's ``predict(image_path, top_k, annotate=False)``
+(``annotate`` is passed only to adapters whose ``predict`` takes it). The task's predict options
+(``PREDICT_OPTIONS``: the labels a zero-shot task chooses from, the question visual QA answers) are
+passed as keywords when given, and refused by an adapter whose ``predict`` takes none. The adapter
+returns either
 
 - a list of prediction dicts (the first contract, classification): ``[{"label", "score", "index"}]``
 - or a dict ``{"task", "predictions": [...], "width", "height", "mask_png": bytes?,
-  "image_png": bytes?, "text": str?, "timings_ms": {...}}``, where each prediction may also carry
+  "image_png": bytes?, "depth_png": bytes?, "depth": {...}?, "text": str?, "timings_ms": {...}}``
+  (``depth_png``: depth estimation's 16-bit PNG in millimetres; ``depth``: its ``kind``, ``unit``, ``min``,
+  ``max``, ``median``), where each prediction may also carry
   ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y, v], ...]`` and
   ``rotated_box: [cx, cy, w, h, angle]`` (pixels of the input image, angle in radians).
 
 Both are normalised into one JSON object, printed as the last line of stdout, exit 0::
 
     {"task", "predictions": [{"label", "score", "index", "box"?, "polygon"?, "keypoints"?,
-     "rotated_box"?}], "width", "height", "mask_png_b64"?, "image_png_b64"?, "text"?,
-     "timings_ms": {...}}
+     "rotated_box"?}], "width", "height", "mask_png_b64"?, "image_png_b64"?, "depth_png_b64"?, "depth"?,
+     "text"?, "timings_ms": {...}}
 
 ``task`` defaults to the job's task, ``width``/``height`` to the image's size, and
 ``timings_ms`` always has ``load`` (checkpoint) and ``total`` (the ``predict`` call) measured
@@ -67,6 +72,9 @@ from adapters.reporter import Reporter
 log = logging.getLogger("visionyard.entrypoint")
 
 CLOSE_TIMEOUT = 10.0  # seconds to flush reports before exiting
+#: What a task takes at predict time besides the image, by keyword: ``labels`` (a list of strings: the labels a
+#: zero-shot task chooses from) and ``question`` (a string: what visual question answering answers).
+PREDICT_OPTIONS = ("labels", "question")
 
 
 def load_adapter_class(ref: str) -> type:
@@ -102,7 +110,7 @@ def train(spec_path: str) -> int:
 
 
 def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: bool = False,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+            max_pixels: int = DEFAULT_MAX_PIXELS, options: dict[str, Any] | None = None) -> int:
     try:
         limit_decoding(max_pixels)
         check_image(image, max_pixels)
@@ -111,7 +119,7 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: b
         started = time.perf_counter()
         adapter.load_checkpoint(checkpoint)
         loaded = time.perf_counter()
-        raw = call_predict(adapter, image, top_k, annotate)
+        raw = call_predict(adapter, image, top_k, annotate, **(options or {}))
         done = time.perf_counter()
         result = normalise_prediction_result(raw, job.spec.task, image)
         result["timings_ms"].setdefault("load", (loaded - started) * 1000)
@@ -125,15 +133,21 @@ def predict(spec_path: str, image: str, checkpoint: str, top_k: int, annotate: b
     return 0
 
 
-def call_predict(adapter, image: str, top_k: int, annotate: bool):
-    """``adapter.predict``, with ``annotate`` only for adapters that take it."""
+def call_predict(adapter, image: str, top_k: int, annotate: bool, **options):
+    """``adapter.predict``, with ``annotate`` only for adapters that take it, and the ``options`` given
+    (``PREDICT_OPTIONS``; unset ones left out), which an adapter whose ``predict`` does not take them refuses."""
     try:
         params = inspect.signature(adapter.predict).parameters.values()
     except (TypeError, ValueError):
         params = ()
-    if any(p.name == "annotate" or p.kind is p.VAR_KEYWORD for p in params):
-        return adapter.predict(image, top_k, annotate=annotate)
-    return adapter.predict(image, top_k)
+    keywords = {key: value for key, value in options.items() if value is not None and value not in ("", [], ())}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    refused = sorted(key for key in keywords if key not in {p.name for p in params})
+    if refused and not takes_any:
+        raise ValueError(f"{type(adapter).__name__} takes no {' or '.join(refused)} at predict time")
+    if takes_any or any(p.name == "annotate" for p in params):
+        keywords["annotate"] = annotate
+    return adapter.predict(image, top_k, **keywords)
 
 
 # Flat number lists a prediction may carry, and their lengths.
@@ -158,9 +172,11 @@ def normalise_prediction_result(raw: Any, task: str, image: str) -> dict[str, An
     if not width or not height:
         width, height = _image_size(image)
     result["width"], result["height"] = int(width), int(height)
-    for key in ("mask_png", "image_png"):
+    for key in ("mask_png", "image_png", "depth_png"):
         if data.get(key):
             result[f"{key}_b64"] = base64.b64encode(bytes(data[key])).decode("ascii")
+    if isinstance(data.get("depth"), dict):
+        result["depth"] = {str(k): v if isinstance(v, str) else float(v) for k, v in data["depth"].items()}
     if data.get("text") is not None:
         result["text"] = str(data["text"])
     result["timings_ms"] = {str(k): float(v) for k, v in (data.get("timings_ms") or {}).items()}
@@ -207,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --predict, also return the image with the predictions drawn")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"with --predict, refuse an image with more pixels (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--labels", help="with --predict, the labels a zero-shot task chooses from, comma-separated "
+                                         "(default: the job's classes)")
+    parser.add_argument("--question", help="with --predict, the question visual question answering answers")
     parser.add_argument("--serve", action="store_true",
                         help="a warm predict worker: load --checkpoint (or --weights, or --pretrained) once, "
                              "answer images from stdin (adapters.serve)")
@@ -262,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.predict:
         if not args.checkpoint:
             parser.error("--predict needs --checkpoint")
+        labels = [label.strip() for label in (args.labels or "").split(",") if label.strip()]
         return predict(args.spec, args.predict, args.checkpoint, max(1, args.top_k), args.annotate,
-                       max(1, args.max_pixels))
+                       max(1, args.max_pixels), {"labels": labels or None, "question": args.question})
     return train(args.spec)
 
 

@@ -84,7 +84,7 @@ def evaluate(spec_path: str, checkpoint: str, out_dir: str, *, dataset: str | No
         adapter = build_adapter(job, Reporter(None))
         data, records = read_eval_set(job, adapter, dataset, fmt, split)
         adapter.load_checkpoint(checkpoint)
-        info = prepare_evaluation(adapter)
+        info = prepare_evaluation(adapter, data.class_names)
         scale = info.get("scale")
         if job.spec.task == "super_resolution" and data.scale and scale and data.scale != scale:
             raise EvalError(f"the model upscales x{scale} but the dataset is x{data.scale}: evaluate on x{scale} data "
@@ -144,11 +144,16 @@ def read_eval_set(job, adapter, path: str | None, fmt: str | None, split: str):
     return data, records
 
 
-def prepare_evaluation(adapter) -> dict[str, Any]:
+def prepare_evaluation(adapter, dataset_classes=()) -> dict[str, Any]:
     """The adapter's ``prepare_evaluation()`` (its predict path set for scoring, and what the model predicts:
-    ``classes``, ``scale``); for an adapter without it, its ``class_names``."""
+    ``classes``, ``scale``); for an adapter without it, its ``class_names``. One whose ``prepare_evaluation``
+    takes ``dataset_classes`` gets the evaluated dataset's (a zero-shot model predicts those)."""
+    import inspect
+
     prepare = getattr(adapter, "prepare_evaluation", None)
     if prepare is not None:
+        if "dataset_classes" in inspect.signature(prepare).parameters:
+            return dict(prepare(dataset_classes=list(dataset_classes)) or {})
         return dict(prepare() or {})
     return {"classes": list(getattr(adapter, "class_names", None) or [])}
 

@@ -26,6 +26,13 @@ VAL_PSNR = "val/psnr"
 VAL_SSIM = "val/ssim"
 VAL_CER = "val/cer"
 VAL_WER = "val/wer"
+#: Depth estimation (AbsRel lower is better), captioning, visual question answering.
+VAL_ABS_REL = "val/abs_rel"
+VAL_RMSE = "val/rmse"
+VAL_DELTA1 = "val/delta1"
+VAL_CIDER = "val/cider"
+VAL_BLEU4 = "val/bleu4"
+VAL_VQA_ACCURACY = "val/vqa_accuracy"
 LR = "lr"
 #: Training images per second of an epoch (its training pass, without validation), and the model's size
 #: (reported with the first epoch): what `visionyard compare` shows beside the metrics.
@@ -37,7 +44,8 @@ BOX_METRICS = (VAL_PRECISION, VAL_RECALL, VAL_MAP50, VAL_MAP50_95)
 #: name metrics from it or with a framework's own prefix; tests hold them to it.
 VOCABULARY = frozenset({TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_TOP5, VAL_F1, *BOX_METRICS, VAL_MIOU,
                         VAL_PIXEL_ACCURACY, VAL_PSNR, VAL_SSIM, VAL_CER, VAL_WER, LR, TRAIN_IMAGES_PER_S,
-                        MODEL_PARAMETERS,
+                        MODEL_PARAMETERS, VAL_ABS_REL, VAL_RMSE, VAL_DELTA1, VAL_CIDER, VAL_BLEU4,
+                        VAL_VQA_ACCURACY,
                         *(name.replace("val/", f"val/{twin}_") for twin in ("mask", "pose") for name in BOX_METRICS)})
 
 
@@ -66,6 +74,12 @@ PRIMARY_METRICS: dict[str, PrimaryMetric] = {
     "semantic_segmentation": PrimaryMetric(VAL_MIOU),
     "super_resolution": PrimaryMetric(VAL_PSNR),
     "ocr": PrimaryMetric(VAL_CER, higher_is_better=False),
+    "depth_estimation": PrimaryMetric(VAL_ABS_REL, higher_is_better=False),
+    "zero_shot_classification": PrimaryMetric(VAL_ACCURACY),
+    "zero_shot_detection": PrimaryMetric(VAL_MAP50_95),
+    "image_captioning": PrimaryMetric(VAL_CIDER),
+    "visual_qa": PrimaryMetric(VAL_VQA_ACCURACY),
+    "video_classification": PrimaryMetric(VAL_ACCURACY),
 }
 
 

@@ -9,14 +9,18 @@ line, in on stdin, out on the stdout the worker started with; whatever the frame
 to stderr (the worker's log), never into the answers::
 
     out, once:  {"ready": true, "pid": int, "load_ms": float}        (or exit 1, the reason on stderr)
-    in:         {"id": int, "items": [{"image": path, "top_k": int, "annotate": bool}, ...]}
+    in:         {"id": int, "items": [{"image": path, "top_k": int, "annotate": bool, "labels": [str]?,
+                 "question": str?}, ...]}
     out:        {"id": int, "results": [{"result": {...}} or {"error": "..."}, ...]}
 
-An image no format reads, or one over the pixel limit, is refused before the adapter sees it. Each
+An image no format reads, or one over the pixel limit, is refused before the adapter sees it (a video
+task's inputs are video files: ``video_folder.VIDEO_TASKS``, whose container is sniffed instead). Each
 ``result`` is the JSON object a one-shot ``--predict`` prints (``adapters.entrypoint``). An
 adapter with ``predict_batch(images, top_k, annotate)`` gets a batch's images in one call (those
-of the same ``top_k`` and ``annotate``); the others are called once per image. An item's error (an
-unreadable image, one over the pixel limit) is that item's alone.
+of the same ``top_k``, ``annotate`` and predict options: ``labels`` and ``question``, passed as
+keywords when an item has them, ``adapters.entrypoint.PREDICT_OPTIONS``); the others are called once
+per image. An item's error (an unreadable image, one over the pixel limit, an option the task does
+not take) is that item's alone.
 """
 
 from __future__ import annotations
@@ -81,26 +85,28 @@ def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str 
 
 def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, load_ms: float) -> list[dict[str, Any]]:
     """One result or error per item, in order."""
-    from adapters.entrypoint import call_predict
+    from adapters.entrypoint import PREDICT_OPTIONS, call_predict
 
     results: list[dict[str, Any] | None] = [None] * len(items)
     readable = []
     for i, item in enumerate(items):
         try:
-            if check_image(str(item["image"]), max_pixels) is None:
+            if check_image(str(item["image"]), max_pixels) is None and not _video_input(task, str(item["image"])):
                 raise ValueError(f"{os.path.basename(str(item['image']))} is not an image (no image format "
                                  "reads its header)")
             readable.append(i)
         except Exception as exc:  # noqa: BLE001 (the item's own error)
             results[i] = {"error": f"{type(exc).__name__}: {exc}"}
     batched = getattr(adapter, "predict_batch", None)
-    key = lambda i: (int(items[i].get("top_k") or 5), bool(items[i].get("annotate")))  # noqa: E731
-    for (top_k, annotate), group in groupby(readable, key=key):
+    key = lambda i: (int(items[i].get("top_k") or 5), bool(items[i].get("annotate")),  # noqa: E731
+                     tuple((name, _hashable(items[i].get(name))) for name in PREDICT_OPTIONS if items[i].get(name)))
+    for (top_k, annotate, given), group in groupby(readable, key=key):
         group = list(group)
+        options = {name: list(value) if isinstance(value, tuple) else value for name, value in given}
         if batched is not None and len(group) > 1:
             started = time.perf_counter()
             try:
-                raws = batched([str(items[i]["image"]) for i in group], top_k, annotate)
+                raws = batched([str(items[i]["image"]) for i in group], top_k, annotate, **options)
             except Exception:  # noqa: BLE001 (one image spoiled the batch: each alone says which)
                 log.debug("batch failed; predicting its images one by one", exc_info=True)
                 raws = None
@@ -112,12 +118,27 @@ def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, loa
         for i in group:
             started = time.perf_counter()
             try:
-                raw = call_predict(adapter, str(items[i]["image"]), top_k, annotate)
+                raw = call_predict(adapter, str(items[i]["image"]), top_k, annotate, **options)
                 results[i] = _result(raw, task, items[i], load_ms, (time.perf_counter() - started) * 1000)
             except Exception as exc:  # noqa: BLE001
                 log.debug("predict failed", exc_info=True)
                 results[i] = {"error": f"{type(exc).__name__}: {exc}"}
     return results  # type: ignore[return-value]
+
+
+def _video_input(task: str, path: str) -> bool:
+    """A video file (its container sniffed) given to a task that predicts from videos: the task opens it."""
+    from adapters.datasets.video_folder import VIDEO_TASKS, sniff_container
+
+    if task not in VIDEO_TASKS:
+        return False
+    with open(path, "rb") as f:
+        return sniff_container(f.read(16)) is not None
+
+
+def _hashable(value: Any) -> Any:
+    """A predict option as a grouping key: a list of labels as a tuple of strings."""
+    return tuple(str(v) for v in value) if isinstance(value, list) else value
 
 
 def _result(raw: Any, task: str, item: dict[str, Any], load_ms: float, total_ms: float) -> dict[str, Any]:

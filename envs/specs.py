@@ -88,6 +88,7 @@ TRANSFORMERS = register_spec(
             "pycocotools==2.0.11",  # detection mAP
             "torchmetrics==1.9.0",  # PSNR/SSIM, CER/WER
             "timm==1.0.31",  # backbones some architectures load through timm
+            "av==18.1.0",  # PyAV: video classification decodes its clips (FFmpeg in the wheel)
             "pyyaml==6.0.4",
             *GRPC_REQUIREMENTS,
             *ONNX_REQUIREMENTS,

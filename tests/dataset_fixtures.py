@@ -230,3 +230,152 @@ def make_ocr_dataset(root: Path) -> Path:
             lines.append(json.dumps({"file": f"{i}.png", "text": text}))
         (root / split / "labels.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+# ------------------------------------------------------------ depth maps
+
+DEPTH_IMAGE_SIZE = (40, 32)  # width, height: not square
+
+
+def depth_scene(rng, size=DEPTH_IMAGE_SIZE) -> tuple[Image.Image, np.ndarray]:
+    """An image and its depth in metres: a floor receding from 1 m (bottom) to 4 m (top), a box in front at 0.8 m,
+    the image's brightness falling with depth (something a model can learn), a 3x3 corner without depth (0)."""
+    width, height = size
+    yy = np.mgrid[0:height, 0:width][0]
+    depth = 4.0 - 3.0 * yy / (height - 1)
+    x, y = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+    depth[y:y + height // 3, x:x + width // 3] = 0.8
+    shade = np.clip(255 * (1.2 - depth / 4.0), 0, 255)
+    pixels = np.stack([shade, shade * 0.8, 255 - shade], -1) + rng.integers(-10, 10, (height, width, 3))
+    depth[:3, :3] = 0.0
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), depth
+
+
+def make_depth_dataset(root: Path, train: int = 8, val: int = 4, val_as_npy: bool = True) -> Path:
+    """``depth`` layout: ``{train,val}/images/<i>.png`` + ``{train,val}/depth/<i>.png`` (16-bit, millimetres); val's
+    depth maps as ``.npy`` in metres when ``val_as_npy``."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", val)):
+        for folder in ("images", "depth"):
+            (root / split / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, depth = depth_scene(rng)
+            image.save(root / split / "images" / f"{i}.png")
+            if split == "val" and val_as_npy:
+                np.save(root / split / "depth" / f"{i}.npy", depth.astype(np.float32))
+            else:
+                Image.fromarray(np.rint(depth * 1000).astype(np.uint16)).save(root / split / "depth" / f"{i}.png")
+    return root
+
+
+# ------------------------------------------------------------ captions
+
+CAPTION_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 30), "blue": (30, 30, 220)}
+CAPTION_TRAIN = (("red", "square"), ("blue", "circle"), ("green", "square"), ("red", "circle"), ("blue", "square"),
+                 ("green", "circle"), ("red", "square"), ("blue", "circle"))
+CAPTION_VAL = (("red", "circle"), ("blue", "square"), ("green", "square"), ("green", "circle"))
+CAPTION_SIZE = (48, 40)  # width, height: not square
+
+
+def caption_references(colour: str, shape: str) -> list[str]:
+    """A shape's three reference captions (punctuation and case as people write them)."""
+    return [f"A {colour} {shape}.", f"a {shape} that is {colour}", f"The {colour} shape, on white"]
+
+
+def make_captions_dataset(root: Path, layout: str = "jsonl") -> Path:
+    """Images of a coloured square or circle on white with three captions each: ``jsonl`` writes
+    ``{train,val}/images/<i>.png`` + ``{train,val}/captions.jsonl``; ``coco`` writes
+    ``annotations/captions_{train,val}2017.json`` + ``{train,val}2017/<i>.png`` (COCO's own names)."""
+    from PIL import ImageDraw
+
+    for split, shapes in (("train", CAPTION_TRAIN), ("val", CAPTION_VAL)):
+        images = root / split / "images" if layout == "jsonl" else root / f"{split}2017"
+        images.mkdir(parents=True)
+        lines, doc = [], {"images": [], "annotations": []}
+        for i, (colour, shape) in enumerate(shapes):
+            image = Image.new("RGB", CAPTION_SIZE, "white")
+            draw = ImageDraw.Draw(image)
+            (draw.rectangle if shape == "square" else draw.ellipse)((10, 6, 38, 34), fill=CAPTION_COLOURS[colour])
+            image.save(images / f"{i}.png")
+            captions = caption_references(colour, shape)
+            lines.append(json.dumps({"file": f"{i}.png", "captions": captions}))
+            doc["images"].append({"id": 100 + i, "file_name": f"{i}.png", "width": 48, "height": 40})
+            doc["annotations"] += [{"id": 1000 + 10 * i + k, "image_id": 100 + i, "caption": caption}
+                                   for k, caption in enumerate(captions)]
+        if layout == "jsonl":
+            (root / split / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        else:
+            (root / "annotations").mkdir(exist_ok=True)
+            (root / "annotations" / f"captions_{split}2017.json").write_text(json.dumps(doc), encoding="utf-8")
+    return root
+
+
+#: ``vqa`` datasets: each image a square of one colour, asked two questions (its colour, with four people's answers
+#: as VQA lists them, and a yes/no one with one answer). Train: 6 images (12 questions); val: 3 (6 questions).
+VQA_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+VQA_SPLITS = {"train": ("red", "green", "blue", "red", "green", "blue"), "val": ("red", "green", "blue")}
+
+
+def vqa_questions(colour: str) -> list[dict]:
+    """The two questions about an image of ``colour``, their answers as people write them."""
+    return [{"question": "What colour is it?", "answers": [colour, colour.upper(), f"the {colour}", "white"]},
+            {"question": "Is it red?", "answers": ["yes" if colour == "red" else "no"]}]
+
+
+def make_vqa_dataset(root: Path, size: tuple[int, int] = (32, 24)) -> Path:
+    """``{train,val}/images/<i>.png`` + ``{train,val}/questions.jsonl`` (``VQA_SPLITS``; two lines per image)."""
+    for split, colours in VQA_SPLITS.items():
+        images = root / split / "images"
+        images.mkdir(parents=True)
+        lines = []
+        for i, colour in enumerate(colours):
+            Image.new("RGB", size, VQA_COLOURS[colour]).save(images / f"{i}.png")
+            lines += [json.dumps({"file": f"{i}.png", **q}) for q in vqa_questions(colour)]
+        (root / split / "questions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+#: COCO categories of ``make_coco_shapes``: car (id 3) is class 0, bike (id 7) class 1.
+SHAPE_CATEGORIES = [{"id": 3, "name": "car"}, {"id": 7, "name": "bike"}]
+
+
+def make_coco_shapes(root: Path, train: int = 6, val: int = 3, size: int = 64, seed: int = 0) -> Path:
+    """A COCO dataset of ``size`` px images each with a red "car" and a blue "bike" rectangle, boxed."""
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    colours = {3: (220, 30, 30), 7: (30, 30, 220)}
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", train), ("val", val)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        images, anns = [], []
+        for i in range(count):
+            image = Image.new("RGB", (size, size), (20, 20, 20))
+            draw = ImageDraw.Draw(image)
+            for category, colour in colours.items():
+                w, h = rng.randint(size // 6, size // 3), rng.randint(size // 6, size // 3)
+                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
+                draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": category, "bbox": [x, y, w, h],
+                             "area": w * h, "iscrowd": 0})
+            image.save(root / split / f"{i}.png")
+            images.append({"id": i + 1, "file_name": f"{i}.png", "width": size, "height": size})
+        doc = {"images": images, "annotations": anns, "categories": SHAPE_CATEGORIES}
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    return root
+
+
+#: The first bytes of a file of each video container family (what ``video_folder`` sniffs without a decoder).
+VIDEO_HEADERS = {".mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00", ".mov": b"\x00\x00\x00\x14ftypqt  ",
+                 ".avi": b"RIFF\x00\x10\x00\x00AVI LIST", ".mkv": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81",
+                 ".webm": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81"}
+
+
+def make_fake_videos(root: Path, files: dict[str, bytes | None]) -> Path:
+    """A ``video_folder`` layout of files that only look like videos: ``{"train/cat/a.mp4": content}``, the
+    content None for the extension's container header (``VIDEO_HEADERS``) and filler; no decoder reads them."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(VIDEO_HEADERS.get(path.suffix.lower(), b"") + bytes(64) if content is None else content)
+    return root

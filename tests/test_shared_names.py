@@ -60,7 +60,7 @@ def test_the_adapter_child_and_the_repo_translator_name_the_folders_the_daemon_s
     assert job.checkpoint_dir == tmp_path / jobdir.CHECKPOINTS
     assert translate.OUTPUT_DIR == jobdir.OUTPUT
     assert translate.WORK_TREE == jobdir.WORK_TREE
-    assert set(node_files.RESULT_FOLDERS) == {jobdir.CHECKPOINTS, jobdir.OUTPUT}
+    assert set(node_files.RESULT_FOLDERS) == {jobdir.CHECKPOINTS, jobdir.OUTPUT, jobdir.WORK_TREE}
 
 
 # The names a copy may spell out, and the files that hold those copies.

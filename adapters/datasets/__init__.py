@@ -7,17 +7,24 @@ each registering its reader with ``@register_format`` (the imports below are the
 ============  =====================================================================  ==========================
 format        layout                                                                 tasks
 ============  =====================================================================  ==========================
-imagefolder   ``train/<class>/<image>`` (+ ``val/<class>/``)                          classification
+imagefolder   ``train/<class>/<image>`` (+ ``val/<class>/``)                          classification,
+                                                                                     zero-shot classification
 dice          labelme JSON next to images, or ``images/`` + ``annotations/*.json``    classification, detection,
                                                                                      instance segmentation
 yolo          ``images/{train,val}`` + ``labels/{train,val}`` (+ data.yaml)           detection, instance seg.,
                                                                                      pose, OBB, classification
 coco          ``annotations/instances_{train,val}.json`` + ``{train,val}/``           detection, instance seg.,
-                                                                                     pose
+                                                                                     pose, zero-shot detection
 voc           ``Annotations/*.xml`` + ``JPEGImages/`` (+ ``ImageSets/Main``)          detection
 masks         ``{train,val}/images/`` + ``{train,val}/masks/`` (class-id PNGs)        semantic segmentation
 sr_pairs      ``{train,val}/HR/`` + ``{train,val}/LR_x{scale}/`` (or HR only)         super-resolution
 ocr           ``{train,val}/images/`` + ``{train,val}/labels.jsonl``                  OCR
+captions      ``{train,val}/images/`` + ``{train,val}/captions.jsonl``, or COCO      image captioning
+              ``annotations/captions_{train,val}.json`` + ``{train,val}/``
+depth         ``{train,val}/images/`` + ``{train,val}/depth/`` (PNG mm, .npy m)      depth estimation
+vqa           ``{train,val}/images/`` + ``{train,val}/questions.jsonl``               visual question answering
+video_folder  ``train/<class>/<video>`` (+ ``val/<class>/``), PyAV decodes           video classification
+              mp4, mov, avi, webm, mkv
 ============  =====================================================================  ==========================
 
 ``inspect_dataset`` returns the dataset and every problem (for checks); ``read_dataset`` returns
@@ -30,7 +37,8 @@ from __future__ import annotations
 from typing import Any
 
 # Each format module registers itself on import; this list is the registry's contents.
-from adapters.datasets import coco, dice, imagefolder, masks, ocr, sr_pairs, voc, yolo  # noqa: F401
+from adapters.datasets import (captions, coco, depth, dice, imagefolder, masks, ocr, sr_pairs,  # noqa: F401
+                               video_folder, voc, vqa, yolo)
 from adapters.datasets.coords import to_normalized, to_pixels
 from adapters.datasets.formats import format_names, formats_for_task, get_format
 from adapters.datasets.images import IMAGE_EXTENSIONS, image_size, list_images, open_image

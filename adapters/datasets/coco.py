@@ -57,7 +57,8 @@ def _gc_paused(fn):
     return wrapper
 
 
-@register_format("coco", tasks=("object_detection", "instance_segmentation", "pose_estimation"), layout=LAYOUT)
+@register_format("coco", tasks=("object_detection", "instance_segmentation", "pose_estimation", "zero_shot_detection"),
+                 layout=LAYOUT)
 @_gc_paused
 def read_coco(root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
     files = annotation_files(root, options.task)

@@ -80,7 +80,8 @@ def get_format(name: str) -> FormatInfo:
 
 
 def format_names() -> list[str]:
-    return FORMATS.names()
+    """Every format's name, sorted (not in the order the modules happened to register)."""
+    return sorted(FORMATS.names())
 
 
 def formats_for_task(task: str) -> list[str]:

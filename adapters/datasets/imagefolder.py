@@ -16,7 +16,7 @@ from adapters.datasets.records import ImageRecord
 LAYOUT = "train/<class>/<image> and optionally val/<class>/<image>"
 
 
-@register_format("imagefolder", tasks=("image_classification",), layout=LAYOUT)
+@register_format("imagefolder", tasks=("image_classification", "zero_shot_classification"), layout=LAYOUT)
 def read_imagefolder(root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
     train_dir = root / "train"
     if not train_dir.is_dir():

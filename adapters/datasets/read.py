@@ -27,6 +27,8 @@ from adapters.datasets.split import SplitOptions, make_split
 log = logging.getLogger("visionyard.datasets")
 #: Tasks that need at least two classes (a semantic map's background counts as one).
 MULTI_CLASS_TASKS = ("image_classification", "semantic_segmentation")
+#: Tasks whose records are not images: their format's reader checks that they decode (``video_folder``).
+READER_DECODES = ("video_classification",)
 
 
 def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = None, decode: str = "sample",
@@ -72,7 +74,7 @@ def inspect_dataset(path, fmt: str, task: str, *, split: SplitOptions | None = N
 
     dataset = _split(root, fmt, task, raw, split, problems)
     dataset = _check_records(dataset, problems, strict)
-    if decode != "none":
+    if decode != "none" and task not in READER_DECODES:
         for records in (dataset.train, dataset.val):
             check_decodes(records, problems, sample=SUBMIT_SAMPLE if decode == "sample" else None, seed=split.seed)
     return dataset, problems

@@ -27,9 +27,16 @@ TASKS = (
     "obb_detection",
     "super_resolution",
     "ocr",
+    "depth_estimation",
+    "zero_shot_classification",
+    "zero_shot_detection",
+    "image_captioning",
+    "visual_qa",
+    "video_classification",
 )
 #: Tasks whose images carry per-object annotations with class ids.
-OBJECT_TASKS = ("object_detection", "instance_segmentation", "pose_estimation", "obb_detection")
+OBJECT_TASKS = ("object_detection", "instance_segmentation", "pose_estimation", "obb_detection",
+                "zero_shot_detection")
 SPLITS = ("train", "val")
 
 
@@ -67,6 +74,12 @@ class ImageRecord:
     lr: str | None = None
     #: OCR: the transcription.
     text: str | None = None
+    #: Depth estimation: the image's depth map (a 16-bit PNG in millimetres or a ``.npy`` in metres; 0 = invalid).
+    depth: str | None = None
+    #: Visual question answering: one question about the image (an image with several questions is several
+    #: records) and the answers people gave to it (VQA v2 has ten, repeats included: they weigh the score).
+    question: str | None = None
+    answers: tuple[str, ...] = ()
     #: labelme files that embed the image: ``path`` is the JSON file holding ``imageData``.
     embedded: bool = False
     #: The label file this record came from (a YOLO .txt, a labelme or VOC file, a COCO json).

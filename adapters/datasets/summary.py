@@ -45,7 +45,8 @@ def summarize(dataset: Dataset | None, problems: Problems, *, read_sizes: bool =
         images={name: len(records) for name, records in splits.items()},
         classes=[{"id": i, "name": name, "train": counts["train"][i], "val": counts["val"][i]}
                  for i, name in enumerate(dataset.class_names)],
-        counted="images" if dataset.task == "image_classification" else "objects",
+        counted={"image_classification": "images", "zero_shot_classification": "images",
+                 "video_classification": "videos"}.get(dataset.task, "objects"),
         annotations={k: v for k, v in kinds.items() if v},
         image_sizes=_sizes(dataset, read_sizes),
     )

@@ -254,9 +254,12 @@ class ResultsWriter:
 
 def best_epoch(index: list[dict[str, Any]], task: str) -> int | None:
     """The epoch of ``index`` whose primary metric is best (the first one on ties), as the best
-    checkpoint is picked; None when no epoch has the metric."""
+    checkpoint is picked; None when no epoch has the metric. Epoch 0 (a zero-shot task's evaluation before
+    training) has no checkpoint, so it is never the best."""
     primary, best, epoch = primary_metric(task), None, None
     for entry in index:
+        if entry.get("epoch") == 0:
+            continue
         value = (entry.get("metrics") or {}).get(primary.name)
         if primary.improved(value, best):
             best, epoch = float(value), entry["epoch"]

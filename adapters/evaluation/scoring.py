@@ -396,7 +396,10 @@ class TextScorer(Scorer):
 
 SCORERS: dict[str, type[Scorer]] = {
     "image_classification": ClassificationScorer,
+    "zero_shot_classification": ClassificationScorer,
     "object_detection": DetectionScorer,
+    "zero_shot_detection": DetectionScorer,
+    "video_classification": ClassificationScorer,
     "instance_segmentation": InstanceSegmentationScorer,
     "pose_estimation": PoseScorer,
     "obb_detection": RotatedBoxScorer,

@@ -41,7 +41,8 @@ from adapters.transformers.tasks.base import RecordDataset
 log = logging.getLogger("visionyard.transformers")
 
 #: ``Trainer.evaluate`` bookkeeping that is not a metric.
-NOT_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch")
+NOT_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch",
+               "eval_model_preparation_time")  # an evaluation before training has it from then on
 
 
 class ModelUnavailable(RuntimeError):
@@ -91,7 +92,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
 
     def prepare_model(self) -> None:
         spec = self.spec
-        if spec.task == "image_classification" and not self.asked_image_size():
+        if spec.task in ("image_classification", "depth_estimation", "image_captioning", "zero_shot_classification",
+                         "visual_qa", "zero_shot_detection", "video_classification") and not self.asked_image_size():
             self.task.spec = dataclasses.replace(spec, image_size=0)  # the processor keeps the model's own size
         if spec.resume:  # a checkpoint folder of ours: its head already fits
             self.model, self.processor = self._load(spec.resume, pretrained=True, dataset=None)
@@ -159,8 +161,10 @@ class TransformersAdapter(FrameworkLoopAdapter):
             train_dataset=RecordDataset(self.dataset.train, self.task, train=True),
             eval_dataset=RecordDataset(self.dataset.val, self.task, train=False),
             data_collator=self.task.collate, compute_metrics=self.task.compute_metrics,
-            processing_class=self.processor, callbacks=[_Report(self)],
+            processing_class=self.processor, callbacks=[report := _Report(self)],
         )
+        if getattr(self.task, "evaluate_before_training", False) and not self.spec.resume:
+            evaluate_before_training(trainer, report)
         trainer.train(resume_from_checkpoint=self.spec.resume or None)
 
     def record_validation(self, epoch: int, step: int, reported: dict[str, float]) -> None:
@@ -176,6 +180,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
     # ------------------------------------------------------------ checkpoints and inference
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        if self.spec.task == "depth_estimation" and not self.asked_image_size():  # the size it was trained at
+            self.task.spec = dataclasses.replace(self.spec, image_size=0)
         self._load_for_predict(str(path))
         return {"epoch": 0}
 
@@ -196,13 +202,18 @@ class TransformersAdapter(FrameworkLoopAdapter):
         self.task.processor = self.processor
         self.model.to(self.device).eval()
 
-    def prepare_evaluation(self) -> dict[str, Any]:
+    def prepare_evaluation(self, dataset_classes: list[str] | None = None) -> dict[str, Any]:
         """Switch the loaded model's predict path to what ``eval`` (``adapters.evaluate``) scores (the task's
         ``prepare_evaluation``: detection returns every box down to its evaluation threshold) and say what
-        the model predicts: its classes (``config.id2label``), and for super-resolution its ``scale``."""
+        the model predicts: its classes (``config.id2label``), and for super-resolution its ``scale``. A task
+        with ``open_vocabulary = True`` (zero-shot) predicts the evaluated dataset's ``dataset_classes`` instead:
+        they become its ``class_names``, which its predict looks for when given no labels."""
         if self.model is None:
             raise RuntimeError("load a checkpoint before evaluating")
         self.task.prepare_evaluation()
+        if getattr(self.task, "open_vocabulary", False) and dataset_classes:
+            self.task.class_names = [str(name) for name in dataset_classes]
+            return {"classes": list(self.task.class_names)}
         config = self.model.config
         out: dict[str, Any] = {"classes": [] if self.spec.task in ("super_resolution", "ocr") else
                                [config.id2label[i] for i in range(config.num_labels)]}
@@ -210,23 +221,28 @@ class TransformersAdapter(FrameworkLoopAdapter):
             out["scale"] = int(config.upscale)
         return out
 
-    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False) -> dict[str, Any]:
+    def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False, **options) -> dict[str, Any]:
         """One image's predictions: the one-image case of :meth:`predict_batch`."""
-        return self.predict_batch([image_path], top_k, annotate)[0]
+        return self.predict_batch([image_path], top_k, annotate, **options)[0]
 
-    def predict_batch(self, images: list[str | Path], top_k: int = 5, annotate: bool = False) -> list[dict[str, Any]]:
+    def predict_batch(self, images: list[str | Path], top_k: int = 5, annotate: bool = False,
+                      **options) -> list[dict[str, Any]]:
         """Each image's predictions, the images through the model together as far as the task can
         (``HFTask.predict_batch``). Timings per image: its own decode (``preprocess``) and its share of
-        the task's processing, forward passes and post-processing (``inference``)."""
+        the task's processing, forward passes and post-processing (``inference``). ``options``: what the task
+        takes at predict time besides images (``adapters.entrypoint.PREDICT_OPTIONS``: a zero-shot task's
+        ``labels``, visual QA's ``question``); unset ones are left out, one the task does not take is refused."""
+        options = task_options(self.task, options)
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
         opened, decode_ms = [], []
+        open_input = getattr(self.task, "open_input", None)  # a task whose inputs are no images (video) opens its own
         for path in images:
             started = time.perf_counter()
-            opened.append(open_image(ImageRecord(str(path))))
+            opened.append(open_input(str(path)) if open_input else open_image(ImageRecord(str(path))))
             decode_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        answers = self.task.predict_batch(self.model, self.processor, opened, top_k, annotate)
+        answers = self.task.predict_batch(self.model, self.processor, opened, top_k, annotate, **options)
         each_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
         for out, image, decoded in zip(answers, opened, decode_ms, strict=True):
             out.update(task=self.spec.task, width=image.width, height=image.height)
@@ -311,7 +327,29 @@ PREDICT_CLASSES = {"image_classification": ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPP
                    "semantic_segmentation": ("MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
                                              "MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES"),
                    "super_resolution": ("MODEL_FOR_IMAGE_TO_IMAGE_MAPPING_NAMES",),
-                   "ocr": ()}
+                   "ocr": (),
+                   "zero_shot_detection": ("MODEL_FOR_ZERO_SHOT_OBJECT_DETECTION_MAPPING_NAMES",),
+                   "video_classification": ("MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES",),
+                   "zero_shot_classification": ("MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",),
+                   "visual_qa": ("MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES",),
+                   "image_captioning": ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",),
+                   "depth_estimation": ("MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES",)}
+
+
+#: Task -> model classes that predict it beyond its mappings (OCR's one class; LLaVA answers visual questions).
+EXTRA_PREDICT_CLASSES = {"ocr": ("VisionEncoderDecoderModel",), "visual_qa": ("LlavaForConditionalGeneration",)}
+
+
+def task_options(task, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less the unset ones (None, empty); ValueError naming those the task's ``predict_batch`` does not
+    take."""
+    import inspect
+
+    given = {key: value for key, value in options.items() if value is not None and value not in ("", [], ())}
+    refused = sorted(set(given) - set(inspect.signature(task.predict_batch).parameters))
+    if refused:
+        raise ValueError(f"{task.name} takes no {' or '.join(refused)} at predict time")
+    return given
 
 
 def check_architecture(source: str, task: str) -> None:
@@ -322,7 +360,7 @@ def check_architecture(source: str, task: str) -> None:
     from transformers.models.auto import modeling_auto
 
     def classes(name: str) -> set[str]:
-        found = {"VisionEncoderDecoderModel"} if name == "ocr" else set()
+        found = set(EXTRA_PREDICT_CLASSES.get(name, ()))
         for mapping in PREDICT_CLASSES[name]:
             for value in getattr(modeling_auto, mapping).values():
                 found.update(value if isinstance(value, (list, tuple)) else (value,))
@@ -335,6 +373,21 @@ def check_architecture(source: str, task: str) -> None:
     fix = f"predict it with --task {theirs[0]}" if theirs else f"it has no {task} head: train one in a job first"
     raise ValueError(f"'{source}' is a {architectures[0]}{' (' + theirs[0] + ')' if theirs else ''}, not a model "
                      f"for {task}; {fix}")
+
+
+def evaluate_before_training(trainer, report: _Report) -> None:
+    """Evaluate the model as loaded, before its first training step, and report that as epoch 0: its ``val/*``
+    metrics and its validation record (a zero-shot task's baseline). A task asks for it with a class attribute
+    ``evaluate_before_training = True``; a resumed run has none (its model is not the zero-shot one).
+
+    Epoch 0 has no checkpoint, so it is never ``best``: the Trainer's best starts with the first trained epoch
+    (``train()`` starts a fresh ``TrainerState``), the recorder's best is left as it was, early stopping does
+    not see it, and ``record.best_epoch`` skips it."""
+    report.baseline = True
+    try:
+        trainer.evaluate()
+    finally:
+        report.baseline = False
 
 
 def _our_metrics(metrics: dict[str, float], train_log: dict[str, float]) -> dict[str, float]:
@@ -364,6 +417,8 @@ class _Report(_report_callback_base()):
         self.train_log: dict[str, float] = {}
         self.stopper = adapter.early_stopper()
         self.images_per_s: float | None = None
+        #: True while ``evaluate_before_training`` runs: that evaluation is epoch 0.
+        self.baseline = False
 
     def _epoch(self, state) -> int:
         return max(1, round(state.epoch or 0))
@@ -395,6 +450,12 @@ class _Report(_report_callback_base()):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         epoch, reported = self._epoch(state), _our_metrics(metrics or {}, self.train_log)
+        if self.baseline:  # evaluate_before_training: epoch 0, no best, no early stopping
+            self.adapter.record_validation(0, 0, reported)
+            best = self.recorder.best_metric, self.recorder.best_epoch
+            self.recorder.epoch(0, reported)
+            self.recorder.best_metric, self.recorder.best_epoch = best
+            return
         if self.images_per_s:
             reported[TRAIN_IMAGES_PER_S] = self.images_per_s
         # the record first, so that it is there when the daemon sees the epoch's metrics

@@ -23,6 +23,12 @@ PRIMARY_METRICS: dict[str, tuple[str, bool]] = {
     "semantic_segmentation": ("val/mIoU", True),
     "super_resolution": ("val/psnr", True),
     "ocr": ("val/cer", False),
+    "depth_estimation": ("val/abs_rel", False),
+    "zero_shot_classification": ("val/accuracy", True),
+    "zero_shot_detection": ("val/mAP50-95", True),
+    "image_captioning": ("val/cider", True),
+    "visual_qa": ("val/vqa_accuracy", True),
+    "video_classification": ("val/accuracy", True),
 }
 #: What a task without a primary metric of its own is judged by.
 FALLBACK_METRIC = ("val/loss", False)

@@ -250,8 +250,9 @@ def results(job_dir: Path, plan: dict) -> list[str]:
     """What goes back to the daemon, relative to the job dir: what the job wrote, then its records."""
     files = []
     for folder in plan.get("upload", []):
+        made_only = folder in plan.get("upload_made_only", ())  # a work tree: its links to the checkout stay
         for path in sorted((job_dir / folder).rglob("*")):
-            if path.is_file() and not path.is_symlink():
+            if path.is_file() and not path.is_symlink() and not (made_only and path.stat().st_nlink > 1):
                 files.append(path.relative_to(job_dir).as_posix())
     files += [name for name in UPLOAD_ORDER_LAST if (job_dir / name).is_file()]
     return files

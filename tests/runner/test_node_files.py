@@ -4,6 +4,7 @@ sends back (its results), as the daemon and the node agent handle them."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -164,3 +165,21 @@ def test_only_an_earlier_jobs_files_of_the_home_go_with_a_job(tmp_path):
     assert launcher.home_files({"weights": str(paths.jobs / "gone.pt")}) == []
     (paths.jobs / "link.pt").symlink_to(paths.home / "auth-token")
     assert launcher.home_files({"weights": str(paths.jobs / "link.pt")}) == []
+
+
+def test_a_node_makes_the_work_tree_from_its_checkout_and_sends_back_only_what_the_run_made_there(tmp_path):
+    """The node's working tree of a repo job: the checkout's files linked (read-only at the source), and of
+    that folder only the files the run wrote go back to the daemon."""
+    checkout = tmp_path / "checkouts" / "r-abc"
+    (checkout / "imagenet").mkdir(parents=True)
+    (checkout / "imagenet" / "main.py").write_text("print()")
+    (checkout / ".git").mkdir()
+    job_dir = tmp_path / "job"
+    node_agent.link_tree(checkout, job_dir / "repo")
+    assert (job_dir / "repo" / "imagenet" / "main.py").samefile(checkout / "imagenet" / "main.py")
+    assert not (job_dir / "repo" / ".git").exists()
+    assert not os.access(checkout / "imagenet" / "main.py", os.W_OK) or os.geteuid() == 0  # root writes anyway
+    assert (checkout / "imagenet" / "main.py").stat().st_mode & 0o222 == 0
+    (job_dir / "repo" / "checkpoint.pth.tar").write_text("weights")  # what the run wrote in its cwd
+    files = node_agent.results(job_dir, {"upload": ["repo"], "upload_made_only": ["repo"]})
+    assert files == ["repo/checkpoint.pth.tar"]

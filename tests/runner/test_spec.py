@@ -151,7 +151,7 @@ def test_a_format_the_framework_cannot_read_names_what_it_can(dataset):
     found = problems(spec(dataset, dataset={"path": str(dataset), "format": "coco"}))
     assert "'coco' is not supported by timm. Valid: imagefolder, dice" in found["dataset.format"]
     found = problems(spec(dataset, dataset={"path": str(dataset), "format": "tfrecord"}))
-    assert "Unknown dataset format 'tfrecord'. Valid: coco, dice, imagefolder" in found["dataset.format"]
+    assert "Unknown dataset format 'tfrecord'. Valid: captions, coco, depth, dice, imagefolder" in found["dataset.format"]
 
 
 def _ultralytics(data: Path, task: str = "object_detection", **over):

@@ -11,6 +11,12 @@ TASK_CLASSES = {
     "semantic_segmentation": "segmentation:SegmentationTask",
     "super_resolution": "super_resolution:SuperResolutionTask",
     "ocr": "ocr:OCRTask",
+    "image_captioning": "captioning:CaptioningTask",
+    "depth_estimation": "depth:DepthTask",
+    "zero_shot_classification": "zero_shot:ZeroShotClassificationTask",
+    "visual_qa": "vqa:VQATask",
+    "zero_shot_detection": "zero_shot_detection:ZeroShotDetectionTask",
+    "video_classification": "video_classification:VideoClassificationTask",
 }
 
 

@@ -84,8 +84,8 @@ class DetectionTask(HFTask):
                 image = flipped
         annotations = [{"bbox": [x1, y1, x2 - x1, y2 - y1], "category_id": c, "area": (x2 - x1) * (y2 - y1),
                         "iscrowd": 0} for c, (x1, y1, x2, y2), ignore in objects if not ignore]
-        encoded = self.processor(images=image, annotations={"image_id": 0, "annotations": annotations},
-                                 return_tensors="pt")
+        encoded = self.image_processor()(images=image, annotations={"image_id": 0, "annotations": annotations},
+                                         return_tensors="pt")
         labels = dict(encoded["labels"][0])
         crowd = [(c, box) for c, box, ignore in objects if ignore]
         labels["crowd_class_labels"] = torch.tensor([c for c, _ in crowd], dtype=torch.long)
@@ -95,6 +95,11 @@ class DetectionTask(HFTask):
         if "pixel_mask" in encoded:  # DETR-style processors
             item["pixel_mask"] = encoded["pixel_mask"][0]
         return item
+
+    def image_processor(self):
+        """What turns an image and its COCO annotations into ``pixel_values`` and targets: the processor (a
+        zero-shot detector's holds a tokenizer too: its image processor, there)."""
+        return self.processor
 
     def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         """Images stacked (zero-padded at the bottom/right when sizes differ, ``pixel_mask`` saying

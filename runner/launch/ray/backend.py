@@ -267,6 +267,7 @@ class RayLauncher:
                 "checkout_source": str(checkout) if checkout else None, "paths": paths.pairs,
                 "work_tree": paths.text(str(command.work_tree)) if command.work_tree and checkout else None,
                 "upload": [d for d in node_files.RESULT_FOLDERS if (job_dir / d).is_dir()],
+                "upload_made_only": [node_files.WORK_TREE],  # not the checkout's files linked there
                 "home_files": self.home_files(job.spec)}
         node_files.write_plan(self.paths, job.job_id, plan)
 

@@ -37,7 +37,7 @@ REWRITE_MAX_BYTES = 4 << 20  # larger files are data, never a config naming a pa
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed: a package's name is the hash of its bytes
 FETCHABLE = ("plan", "inputs", "checkout", "home-files")
 #: What a node sends back: the files the job wrote in these folders of its job dir ...
-RESULT_FOLDERS = (CHECKPOINTS, OUTPUT)
+RESULT_FOLDERS = (CHECKPOINTS, OUTPUT, WORK_TREE)  # of the work tree: the files the run made
 #: ... and these records of how it went (the exit record last: the daemon ends the job on it).
 RESULT_RECORDS = (JOURNAL, EXIT_RECORD)
 #: Files of the daemon's job dir the node never needs (the daemon's records, the log Ray streams).
