@@ -594,7 +594,7 @@ class ModelRef(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[str] = ..., weights: _Optional[str] = ..., image_size: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime", "device")
+    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime", "device", "labels", "question")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -603,6 +603,8 @@ class PredictRequest(_message.Message):
     ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     image: bytes
@@ -611,10 +613,12 @@ class PredictRequest(_message.Message):
     annotate: bool
     runtime: str
     device: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    question: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms")
+    __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms", "depth_png")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -630,6 +634,7 @@ class PredictResponse(_message.Message):
     IMAGE_PNG_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_PNG_FIELD_NUMBER: _ClassVar[int]
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
     task: str
     width: int
@@ -638,10 +643,11 @@ class PredictResponse(_message.Message):
     image_png: bytes
     text: str
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    depth_png: bytes
+    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., depth_png: _Optional[bytes] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime", "device")
+    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime", "device", "labels", "question")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -651,6 +657,8 @@ class PredictStreamRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     top_k: int
@@ -660,7 +668,9 @@ class PredictStreamRequest(_message.Message):
     image: bytes
     runtime: str
     device: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    question: str
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("index", "name", "result", "error")

@@ -211,7 +211,7 @@ class Client:
 
     def predict(self, job_id: "str | pb.ModelRef | dict", image: str | os.PathLike | bytes, top_k: int = 5,
                 checkpoint: str = "best", annotate: bool = False, runtime: str = "pytorch",
-                device: str = "") -> pb.PredictResponse:
+                device: str = "", labels: list[str] | None = None, question: str = "") -> pb.PredictResponse:
         """Run a job's checkpoint on one image (a path or the encoded bytes). Instead of a job id, a
         model without a job: ``{"framework": "timm", "model": "resnet50", "weights": "r50.pth"}``
         (a :class:`~protos.visionyard_pb2.ModelRef`; no weights: its pretrained ones, from the
@@ -223,17 +223,22 @@ class Client:
         ``runtime="onnx"``: the checkpoint's newest validated ONNX export (:meth:`export`) runs it.
         ``device``: ``cpu``, ``cuda`` or ``cuda:N`` for the model's worker ("": the job's training device); a
         GPU worker takes a GPU only while training leaves one free, else it runs on the CPU.
+        ``labels``: what a zero-shot classification or detection job ranks or finds (default: its classes);
+        ``question``: what a visual question answering job answers (``text``). A depth estimation job's
+        answer has ``depth_png`` (16-bit, millimetres).
         An image over :data:`~runner.settings.MAX_IMAGE_BYTES` is refused before it is read.
         """
         data = image if isinstance(image, bytes) else _read_image(Path(image))
         if len(data) > MAX_IMAGE_BYTES:
             raise ClientError(None, _too_large("the image", len(data)))
         request = pb.PredictRequest(**_target(job_id), image=data, top_k=top_k, checkpoint=checkpoint,
-                                    annotate=annotate, runtime=runtime, device=device)
+                                    annotate=annotate, runtime=runtime, device=device, labels=list(labels or []),
+                                    question=question)
         return self._call("Predict", request, timeout=None)
 
     def predict_many(self, job_id: "str | pb.ModelRef | dict", images, top_k: int = 5, checkpoint: str = "best",
-                     annotate: bool = False, runtime: str = "pytorch", device: str = ""):
+                     annotate: bool = False, runtime: str = "pytorch", device: str = "",
+                     labels: list[str] | None = None, question: str = ""):
         """Run a job's checkpoint on many images, as a stream: `images` is an iterable of paths (or
         of ``(name, bytes)`` pairs), read one at a time as the daemon takes them; yields one
         :class:`~protos.visionyard_pb2.PredictStreamResponse` per image, in order (``error`` set
@@ -243,7 +248,8 @@ class Client:
 
         def requests():
             yield pb.PredictStreamRequest(**_target(job_id), top_k=top_k, checkpoint=checkpoint, annotate=annotate,
-                                          runtime=runtime, device=device)
+                                          runtime=runtime, device=device, labels=list(labels or []),
+                                          question=question)
             for index, image in enumerate(images):
                 name, data = (image if isinstance(image, tuple) else (str(image), None))
                 if data is None:

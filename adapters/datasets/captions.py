@@ -27,8 +27,7 @@ from pathlib import Path
 
 from adapters.datasets.coco import _gc_paused, _image_dir
 from adapters.datasets.formats import RawDataset, ReadOptions, register_format
-from adapters.datasets.images import list_images
-from adapters.datasets.ocr import _key, _missing
+from adapters.datasets.jsonl import entries, image_key, missing_image, present_images, read_splits, warn_unlisted
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import SPLITS, ImageRecord
 
@@ -74,69 +73,31 @@ def coco_caption_files(root: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- {train,val}/captions.jsonl
 
 def _read_jsonl(root: Path, problems: Problems) -> RawDataset | None:
-    if not (root / "train").is_dir():
-        problems.error(root, f"has no train/ folder and no annotations/captions_train.json (expected {LAYOUT})",
-                       kind="layout")
-        return None
-    raw = RawDataset(())
-    for split in SPLITS:
-        split_dir = root / split
-        if split == "val" and not split_dir.is_dir():
-            continue
-        images_dir, listing = split_dir / "images", split_dir / JSONL
-        if not images_dir.is_dir():
-            problems.error(split_dir, f"has no images/ folder (expected {LAYOUT})", kind="layout")
-            continue
-        if not listing.is_file():
-            problems.error(listing, f"is missing: list each image of {split}/images/ as a line {LINE_SHAPE}",
-                           kind="layout")
-            continue
-        raw.splits[split] = _read_split(images_dir, listing, problems)
-    return raw if "train" in raw.splits else None
+    return read_splits(root, problems, listing=JSONL, layout=LAYOUT, read_split=_read_split,
+                       missing="list each image of {split}/images/ as a line " + LINE_SHAPE,
+                       no_train=f"has no train/ folder and no annotations/captions_train.json (expected {LAYOUT})")
 
 
 def _read_split(images_dir: Path, listing: Path, problems: Problems) -> list[ImageRecord]:
-    present = {p.relative_to(images_dir).as_posix(): p for p in list_images(images_dir)}
-    try:
-        lines = listing.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.error(listing, f"cannot read it as UTF-8 text ({exc})", kind="unreadable-labels")
-        return []
+    present = present_images(images_dir)
     records: list[ImageRecord] = []
-    first_line: dict[str, int] = {}  # image key -> the line that listed it
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"line {number}"
-        try:
-            entry = json.loads(line)
-        except ValueError as exc:
-            problems.error(listing, f"not valid JSON ({exc}); write one object per line: {LINE_SHAPE}", where=where,
-                           kind="bad-json")
-            continue
-        name = entry.get("file") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name.strip():
-            problems.error(listing, f'needs "file": the image path relative to images/ as a string ({LINE_SHAPE})',
-                           where=where, kind="bad-file")
-            continue
-        key = _key(name)
+    first_line: dict[str, str] = {}  # image key -> the line that listed it
+    for where, name, entry in entries(listing, problems, LINE_SHAPE):
+        key = image_key(name)
         if key in first_line:
-            problems.error(listing, f"lists {name} again (first on line {first_line[key]}); put all of an image's "
+            problems.error(listing, f"lists {name} again (first on {first_line[key]}); put all of an image's "
                            'captions in one line\'s "captions"', where=where, kind="duplicate-file")
             continue
-        first_line[key] = number
+        first_line[key] = where
         captions = _captions(entry.get("captions"), name, listing, where, problems)
         if captions is None:
             continue
         image = present.get(key)
         if image is None:
-            problems.error(listing, _missing(images_dir, name, key, present), where=where, kind="missing-image")
+            problems.error(listing, missing_image(images_dir, name, key, present), where=where, kind="missing-image")
             continue
         records.append(CaptionRecord(str(image), label_file=str(listing), captions=captions))
-    for key, image in present.items():
-        if key not in first_line:
-            problems.warning(image, f"is not listed in {listing}; it is not used (add a line for it or remove it)",
-                             kind="unlisted-image")
+    warn_unlisted(present, set(first_line), listing, problems)
     return records
 
 

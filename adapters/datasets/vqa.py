@@ -15,14 +15,12 @@ land in both splits (give a ``val/`` folder, or ``split: file``, to keep images 
 
 from __future__ import annotations
 
-import json
-import posixpath
 from pathlib import Path
 
 from adapters.datasets.formats import RawDataset, ReadOptions, register_format
-from adapters.datasets.images import list_images
+from adapters.datasets.jsonl import entries, image_key, missing_image, present_images, read_splits, warn_unlisted
 from adapters.datasets.problems import Problems
-from adapters.datasets.records import SPLITS, ImageRecord
+from adapters.datasets.records import ImageRecord
 
 LAYOUT = ('{train,val}/images/<image> + {train,val}/questions.jsonl ({"file": ..., "question": ..., "answers": '
           '[...]} per line)')
@@ -32,66 +30,26 @@ QUESTIONS = "questions.jsonl"
 
 @register_format("vqa", tasks=("visual_qa",), layout=LAYOUT)
 def read_vqa(root: Path, options: ReadOptions, problems: Problems) -> RawDataset | None:
-    if not (root / "train").is_dir():
-        problems.error(root, f"has no train/ folder (expected {LAYOUT})", kind="layout")
-        return None
-    raw = RawDataset(())
-    for split in SPLITS:
-        split_dir = root / split
-        if split == "val" and not split_dir.is_dir():
-            continue
-        images_dir, questions = split_dir / "images", split_dir / QUESTIONS
-        if not images_dir.is_dir():
-            problems.error(split_dir, f"has no images/ folder (expected {LAYOUT})", kind="layout")
-            continue
-        if not questions.is_file():
-            problems.error(questions, f"is missing: write one line per question about {split}/images/, {LINE_SHAPE}",
-                           kind="layout")
-            continue
-        raw.splits[split] = _read_split(images_dir, questions, problems)
-    return raw if "train" in raw.splits else None
+    return read_splits(root, problems, listing=QUESTIONS, layout=LAYOUT, read_split=_read_split,
+                       missing="write one line per question about {split}/images/, " + LINE_SHAPE)
 
 
 def _read_split(images_dir: Path, questions: Path, problems: Problems) -> list[ImageRecord]:
-    present = {p.relative_to(images_dir).as_posix(): p for p in list_images(images_dir)}
-    try:
-        lines = questions.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.error(questions, f"cannot read it as UTF-8 text ({exc})", kind="unreadable-labels")
-        return []
+    present = present_images(images_dir)
     records, asked = [], set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        record = _read_line(line, f"line {number}", images_dir, questions, present, problems)
+    for where, name, entry in entries(questions, problems, LINE_SHAPE):
+        record = _read_line(entry, name, where, images_dir, questions, present, problems)
         if record is not None:
             records.append(record)
-            asked.add(_key(Path(record.path).relative_to(images_dir).as_posix()))
-    for key, image in present.items():
-        if key not in asked:
-            problems.warning(image, f"no question in {questions} is about it; it is not used (add a line for it or "
-                             "remove it)", kind="unlisted-image")
+            asked.add(image_key(name))
+    warn_unlisted(present, asked, questions, problems,
+                  "no question in {listing} is about it; it is not used (add a line for it or remove it)")
     return records
 
 
-def _read_line(line: str, where: str, images_dir: Path, questions: Path, present: dict[str, Path],
+def _read_line(entry: dict, name: str, where: str, images_dir: Path, questions: Path, present: dict[str, Path],
                problems: Problems) -> ImageRecord | None:
     """The line's record, or None after reporting what is wrong with it."""
-    try:
-        entry = json.loads(line)
-    except ValueError as exc:
-        problems.error(questions, f"not valid JSON ({exc}); write one object per line: {LINE_SHAPE}", where=where,
-                       kind="bad-json")
-        return None
-    if not isinstance(entry, dict):
-        problems.error(questions, f"is a JSON {type(entry).__name__}, not an object: {LINE_SHAPE}", where=where,
-                       kind="bad-json")
-        return None
-    name = entry.get("file")
-    if not isinstance(name, str) or not name.strip():
-        problems.error(questions, f'needs "file": the image path relative to images/ as a string ({LINE_SHAPE})',
-                       where=where, kind="bad-file")
-        return None
     question = entry.get("question")
     if not isinstance(question, str):
         problems.error(questions, f'needs "question": the question about {name} as a string ({LINE_SHAPE})',
@@ -114,10 +72,10 @@ def _read_line(line: str, where: str, images_dir: Path, questions: Path, present
         problems.error(questions, f'the question "{_short(question)}" has an empty answer; remove it from "answers"',
                        where=where, kind="empty-answer")
         return None
-    key = _key(name)
+    key = image_key(name)
     image = present.get(key)
     if image is None:
-        problems.error(questions, _missing(images_dir, name, key, present), where=where, kind="missing-image")
+        problems.error(questions, missing_image(images_dir, name, key, present), where=where, kind="missing-image")
         return None
     return ImageRecord(str(image), question=question.strip(), answers=tuple(a.strip() for a in answers),
                        label_file=str(questions))
@@ -126,17 +84,3 @@ def _read_line(line: str, where: str, images_dir: Path, questions: Path, present
 def _short(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _key(name: str) -> str:
-    """The path as ``present`` keys it: forward slashes, no ``./`` or ``a/../``."""
-    return posixpath.normpath(name.strip().replace("\\", "/"))
-
-
-def _missing(images_dir: Path, name: str, key: str, present: dict) -> str:
-    if (images_dir / key).is_file():
-        return f"{images_dir / key} is not an image file (png, jpg, ...); point to an image or remove the line"
-    inner = key.removeprefix("images/")
-    if inner != key and inner in present:
-        return f"image {images_dir / key} does not exist; paths are relative to images/: write {inner!r}"
-    return f"image {images_dir / key} does not exist; add it or remove the line"

@@ -238,7 +238,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the response as JSON (images left out); for many "
                                                        "images, one JSON object per line")
     p.add_argument("--save", metavar="PATH",
-                   help="write the annotated (or super-resolved) image, or a semantic mask, to PATH")
+                   help="write the annotated (or super-resolved) image, or a semantic mask, to PATH (depth "
+                        "estimation: the coloured preview, and the 16-bit depth map beside it as <stem>-depth.png)")
+    p.add_argument("--labels", type=lambda text: [label.strip() for label in text.split(",") if label.strip()],
+                   default=[], metavar="A,B,...", help="zero-shot classification and detection: the labels to rank "
+                                                       "or find (default: the job's classes)")
+    p.add_argument("--question", default="", help="visual question answering: the question about the image")
     if command in (None, "datasets"):
         from runner.cli import datasets  # local commands over the dataset layer
 

@@ -248,7 +248,8 @@ def cmd_predict(args, out: Output) -> int:
             return predict_many(client, args, out)
     with _client(args) as client:
         response = client.predict(args.job, args.images[0], top_k=args.top_k, checkpoint=args.checkpoint,
-                                  annotate=bool(args.save), runtime=args.runtime, device=args.device)
+                                  annotate=bool(args.save), runtime=args.runtime, device=args.device,
+                                  labels=args.labels, question=args.question)
     saved = save_images(response, args.save) if args.save else {}
     show_prediction(response, saved, out, as_json=args.json)
     return 0

@@ -10,7 +10,7 @@ from runner.cli import jsonout
 from runner.cli.output import Output
 from runner.client import ClientError
 
-PREDICT_IMAGE_FIELDS = ("image_png", "mask_png")
+PREDICT_IMAGE_FIELDS = ("image_png", "mask_png", "depth_png")
 TIMING_ORDER = ("preprocess", "inference", "postprocess", "total", "load")
 
 
@@ -40,6 +40,8 @@ def save_images(response: pb.PredictResponse, path: str) -> dict[str, str]:
         todo = {"image_png": target}
         if response.mask_png:
             todo["mask_png"] = target.with_name(f"{target.stem}-mask{target.suffix or '.png'}")
+        if response.depth_png:
+            todo["depth_png"] = target.with_name(f"{target.stem}-depth.png")
     elif response.mask_png:
         todo = {"mask_png": target}
     else:

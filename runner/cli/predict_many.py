@@ -81,7 +81,8 @@ def predict_many(client, args, out: Output) -> int:
     total = sum(videos[s].expected if s in videos else 1 for s in sources)
     answers = client.predict_many(args.job, _items(sources, videos), top_k=args.top_k, checkpoint=args.checkpoint,
                                   annotate=target is not None, runtime=getattr(args, "runtime", "pytorch"),
-                                  device=getattr(args, "device", ""))
+                                  device=getattr(args, "device", ""), labels=getattr(args, "labels", None),
+                                  question=getattr(args, "question", ""))
     failed, started, count = [], time.monotonic(), 0
     writers: dict[str, AnnotatedVideo] = {}
     coco = _CocoResults(target / COCO_FILE) if target is not None and args.format == "coco" else _NoFile()

@@ -104,6 +104,9 @@ class PredictRpcs:
         record = self._job_record(request.job_id, context)
         if record.spec.get("framework") == CUSTOM:
             self._repo_spec(record, context)
+            if predict_options(request):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"job {record.id} predicts with its repo's command, "
+                                                                "which takes no labels or question")
         which = request.checkpoint or "best"
         checkpoint = {"best": record.best_checkpoint, "last": record.last_checkpoint}.get(which)
         if checkpoint is None:
@@ -156,7 +159,7 @@ class PredictRpcs:
             worker, image = await loop.run_in_executor(self.pool, self._predict_start, request, record, key,
                                                        sync)
             try:
-                answer = worker.submit(image, request.top_k or 5, request.annotate)
+                answer = worker.submit(image, request.top_k or 5, request.annotate, options=predict_options(request))
                 result = await asyncio.wrap_future(answer)
             except WorkerStopped as exc:
                 if attempt == 1:
@@ -345,7 +348,7 @@ class PredictRpcs:
     async def _stream_answers(self, first, requests, record, key: WorkerKey, sync: ThreadContext, context):
         loop = asyncio.get_running_loop()
         worker = await loop.run_in_executor(self.pool, self._worker_for, record, key, sync)
-        top_k, annotate = first.top_k or 5, first.annotate
+        top_k, annotate, options = first.top_k or 5, first.annotate, predict_options(first)
         window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
         max_pixels = self.predict_gate.limits.max_pixels
 
@@ -364,7 +367,7 @@ class PredictRpcs:
             except OSError as exc:
                 return index, message.name, None, f"the image could not be stored in the job dir: {exc}"
             try:
-                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True)
+                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True, options=options)
             except WorkerError as exc:
                 os.unlink(image)
                 return index, message.name, None, exc
@@ -430,3 +433,13 @@ class PredictRpcs:
 
     def StopWorkers(self, request: pb.StopWorkersRequest, context) -> pb.StopWorkersResponse:
         return pb.StopWorkersResponse(stopped=self.workers.stop(request.job_id or None))
+
+
+def predict_options(request) -> dict:
+    """A request's task options for the child (``labels``, ``question``), only those it sets."""
+    options: dict = {}
+    if request.labels:
+        options["labels"] = [str(label) for label in request.labels]
+    if request.question:
+        options["question"] = request.question
+    return options

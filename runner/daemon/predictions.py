@@ -34,7 +34,7 @@ from protos import visionyard_pb2 as pb
 DEFAULT_CONCURRENT_PREDICTS = 8  # each holds its image here and its decoded pixels in a worker's batch
 QUEUE_PER_SLOT = 2  # predicts that may wait for a slot, per slot
 
-_BYTES_FIELDS = ("mask_png", "image_png")
+_BYTES_FIELDS = ("mask_png", "image_png", "depth_png")
 
 
 class PredictOutputError(ValueError):

@@ -52,7 +52,9 @@ class RepoCommandWorker:
         self._proc: subprocess.Popen | None = None
         threading.Thread(target=self._run, name=f"repo-predict-{key.job_id}", daemon=True).start()
 
-    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False) -> Future:
+    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False,
+               options: dict | None = None) -> Future:
+        """As ``Worker.submit``; a repo's command takes no ``options`` (the daemon refuses them first)."""
         item = _Item(image, top_k, annotate, streaming)
         with self._lock:
             if self.state == "dead":

@@ -113,6 +113,7 @@ class _Item:
     top_k: int
     annotate: bool
     streaming: bool = False  # more images of its stream are coming
+    options: dict = field(default_factory=dict)  # the task's predict options: labels, question
     future: Future = field(default_factory=Future)
 
 
@@ -182,11 +183,13 @@ class Worker:
 
     # ---------------------------------------------------------------- the caller's side
 
-    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False) -> Future:
+    def submit(self, image: str, top_k: int, annotate: bool, streaming: bool = False,
+               options: dict | None = None) -> Future:
         """The answer's future: the child's result object, or a `WorkerError`. Cancel it when its
         caller is gone: a cancelled image is left out of the next batch. `streaming`: more images of
-        its stream are coming (``flush`` when they stop)."""
-        item = _Item(image, top_k, annotate, streaming)
+        its stream are coming (``flush`` when they stop). `options`: the task's predict options
+        (``labels``, ``question``), passed with the image to the child (which refuses one its task lacks)."""
+        item = _Item(image, top_k, annotate, streaming, dict(options or {}))
         with self._lock:
             if self.state == "dead":
                 raise self._error(self._death)
@@ -231,8 +234,8 @@ class Worker:
             if not batch:
                 continue
             self.busy = True
-            request = {"id": next(self._ids), "items": [{"image": i.image, "top_k": i.top_k, "annotate": i.annotate}
-                                                        for i in batch]}
+            request = {"id": next(self._ids), "items": [{"image": i.image, "top_k": i.top_k, "annotate": i.annotate,
+                                                         **i.options} for i in batch]}
             try:
                 self.proc.stdin.write(json.dumps(request) + "\n")
                 self.proc.stdin.flush()

@@ -107,5 +107,11 @@ for line in sys.stdin:
                       "timings_ms": {"load": 12.5, "total": 1.0}}
             if item.get("annotate"):  # the image itself stands in for the drawing
                 result["image_png_b64"] = base64.b64encode(open(item["image"], "rb").read()).decode()
+            if item.get("labels"):  # a zero-shot task ranks the labels it is given
+                result["predictions"] = [{"label": label, "score": 0.5, "index": i}
+                                         for i, label in enumerate(item["labels"])]
+            if item.get("question"):  # a question answering task answers it
+                result["text"] = f"an answer to {item['question']}"
+                result["depth_png_b64"] = result.get("image_png_b64", "")
             results.append({"result": result})
     print(json.dumps({"id": request["id"], "results": results}), flush=True)

@@ -40,9 +40,11 @@ class FakeClient:
     def __exit__(self, *exc):
         return False
 
-    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device=""):
+    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device="",
+                labels=None, question=""):
         FakeClient.calls.append({"job": job_id, "image": image, "top_k": top_k, "checkpoint": checkpoint,
-                                 "annotate": annotate, "runtime": runtime, "device": device})
+                                 "annotate": annotate, "runtime": runtime, "device": device, "labels": labels,
+                                 "question": question})
         return FakeClient.response
 
 
@@ -63,10 +65,11 @@ def predict(monkeypatch, capsys):
 
 def test_human_output_shows_what_each_prediction_has(predict):
     code, out, _ = predict(detection(), "--top-k", "2", "--checkpoint", "last", "--runtime", "onnx", "--device",
-                           "cuda:1")
+                           "cuda:1", "--labels", "car, bike,", "--question", "how many?")
     assert code == 0
     assert FakeClient.calls == [{"job": "job1", "image": "in.jpg", "top_k": 2, "checkpoint": "last",
-                                 "annotate": False, "runtime": "onnx", "device": "cuda:1"}]
+                                 "annotate": False, "runtime": "onnx", "device": "cuda:1", "labels": ["car", "bike"],
+                                 "question": "how many?"}]
     lines = out.splitlines()
     assert lines[0] == "task pose_estimation, image 640x480, 2 prediction(s)"
     assert lines[1].startswith("1. person") and "0.8750" in lines[1]

@@ -114,3 +114,21 @@ def test_a_stream_sent_image_by_image_fills_its_batches_and_its_last_images_go_a
     assert [a.index for a in answers] == list(range(10)) and not any(a.error for a in answers)
     (worker,) = s.children().values()
     assert [n for n, _ in worker["batches"]] == [1, 4, 4, 2]
+
+
+def test_labels_and_a_question_reach_the_worker_with_each_image_and_a_depth_map_comes_back(served, client_of,
+                                                                                          tmp_path):
+    """The task options of a predict (zero-shot labels, a VQA question) go to the child with the image, for one
+    image and for a stream; a depth map the child returns is the answer's depth_png."""
+    s = served()
+    client = client_of(s)
+    image = tmp_path / "a.png"
+    image.write_bytes(png((8, 8)))
+    ranked = client.predict(s.job_id, image, labels=["cat", "dog"])
+    assert [p.label for p in ranked.predictions] == ["cat", "dog"]
+    answered = client.predict(s.job_id, image, question="what colour?", annotate=True)
+    assert answered.text == "an answer to what colour?" and answered.depth_png == image.read_bytes()
+    streamed = list(client.predict_many(s.job_id, [image, image], labels=["fox"]))
+    assert [a.result.predictions[0].label for a in streamed] == ["fox", "fox"]
+    plain = client.predict(s.job_id, image)  # no options: the model's own answer
+    assert plain.predictions[0].label == "red" and not plain.text

@@ -69,7 +69,7 @@ def test_unlisted_images_are_warnings(tmp_path):
 LINE_ERRORS = [
     # (case, the line appended to train/captions.jsonl, its kind, words in the message)
     ("invalid json", '{"file": "a.png", "captions": [', "bad-json", "not valid JSON"),
-    ("not an object", '["a.png", "a dog"]', "bad-file", 'needs "file"'),
+    ("not an object", '["a.png", "a dog"]', "bad-json", "is a JSON list, not an object"),
     ("missing file", '{"captions": ["a dog"]}', "bad-file", 'needs "file"'),
     ("missing captions", '{"file": "c.png"}', "bad-captions", 'needs "captions": a list of caption strings, not '
                                                               "missing"),

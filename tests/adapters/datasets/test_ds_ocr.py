@@ -58,7 +58,7 @@ def test_unlisted_images_are_warnings(tmp_path):
 LINE_ERRORS = [
     # (case, the line appended to train/labels.jsonl, words in the message)
     ("invalid json", '{"file": "a.png", "text": ', "not valid JSON"),
-    ("not an object", '["a.png", "hello"]', 'needs "file"'),
+    ("not an object", '["a.png", "hello"]', "is a JSON list, not an object"),
     ("missing file", '{"text": "hello"}', 'needs "file"'),
     ("file not a string", '{"file": 3, "text": "hello"}', 'needs "file"'),
     ("missing text", '{"file": "c.png"}', 'needs "text"'),

@@ -170,7 +170,8 @@ class StandIn:
         return pb.PrepareRepoResponse(repo=pb.RepoInfo(name=name, url="https://github.com/WongKinYiu/yolov7"),
                                       checkout="/h/repos/yolov7/checkout", env=self.env)
 
-    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device=""):
+    def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device="",
+                labels=None, question=""):
         response = pb.PredictResponse(task="image_classification", width=8, height=8, timings_ms={"total": 1.5})
         response.predictions.add(label="red", score=0.9, index=0)
         return response
