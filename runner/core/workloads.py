@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -244,9 +245,16 @@ class RepoWorkload(Workload):
             self._record(events)
         self._track(final=False)
         for text in self.parser.take_notices():
-            store.add_warning(self.job_id, f"log parser: {text}")
+            self._warn(f"log parser: {text}")
         if self._last_epoch >= 2:
             self._warn_unmatched("in epoch 1")
+
+    def _warn(self, text: str) -> None:
+        """A warning on the job, if the store can take it: noticing never fails a job (a full disk, say)."""
+        try:
+            self.rt.store.add_warning(self.job_id, text)
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("job %s: warning not stored (%s): %s", self.job_id, exc, text)
 
     def _warn_unmatched(self, when: str) -> None:
         """A warning for each parser pattern that matched no line of the log (once, the first time it's checked)."""
@@ -254,7 +262,7 @@ class RepoWorkload(Workload):
             return
         self._checked_patterns = True
         for pattern in self.parser.unmatched():
-            self.rt.store.add_warning(self.job_id, f"log parser: {pattern} matched no line {when}: its metrics are "
+            self._warn(f"log parser: {pattern} matched no line {when}: its metrics are "
                                                    "missing; fix the regex against a line of `visionyard logs`")
 
     def _record(self, events, replay: bool = False) -> None:
@@ -278,7 +286,7 @@ class RepoWorkload(Workload):
         globs = [g for g, hit in ((artifacts.best, found.best), (artifacts.last, found.last)) if g and not hit]
         globs += [g for g in artifacts.files if not found_any(g, self.output_dir, self.work_tree)]
         for pattern in globs:
-            store.add_warning(self.job_id, f"artifact glob '{pattern}' matched nothing under {self.output_dir}: the "
+            self._warn(f"artifact glob '{pattern}' matched nothing under {self.output_dir}: the "
                                            "run wrote no such file there (where does the repo write it?)")
         outside = [p for p in (found.last, found.best, *found.files) if p and not inside(p, job_dir)]
         for path in outside:  # e.g. a link the repo made to a file of the daemon's user: never uploaded
