@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 
 from adapters.datasets.formats import RawDataset, ReadOptions, register_format
+from adapters.datasets.imagefolder import class_folders, read_val
 from adapters.datasets.images import SUBMIT_SAMPLE
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import ImageRecord
@@ -63,7 +64,7 @@ def read_video_folder(root: Path, options: ReadOptions, problems: Problems) -> R
     if not train_dir.is_dir():
         problems.error(root, f"has no train/ folder (expected {LAYOUT})", kind="layout")
         return None
-    class_names = tuple(sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    class_names = class_folders(train_dir)
     if len(class_names) < 2:
         problems.error(train_dir, f"video classification needs at least 2 class folders, found {len(class_names)} "
                        f"({', '.join(class_names) or 'none'}): train/<class>/<video>", kind="too-few-classes")
@@ -72,14 +73,9 @@ def read_video_folder(root: Path, options: ReadOptions, problems: Problems) -> R
     index = {name: i for i, name in enumerate(class_names)}
     raw = RawDataset(class_names, {"train": _videos(train_dir, class_names, index, problems, required=True)})
     val_dir = root / "val"
-    if val_dir.is_dir():
-        extra = sorted(d.name for d in val_dir.iterdir() if d.is_dir() and d.name not in index
-                       and not d.name.startswith("."))
-        if extra:
-            problems.error(val_dir, f"has class folders that train/ lacks: {', '.join(extra)}; add them to train/ "
-                           "or remove them", kind="layout")
-        present = tuple(name for name in class_names if (val_dir / name).is_dir())
-        raw.splits["val"] = _videos(val_dir, present, index, problems, required=False)
+    val = read_val(val_dir, class_names, index, _videos, problems)
+    if val is not None:
+        raw.splits["val"] = val
         missing = [name for name in class_names if not any(r.label == index[name] for r in raw.splits["val"])]
         if missing and raw.splits["val"]:
             problems.warning(val_dir, f"class(es) with no validation videos: {', '.join(missing[:10])}; their "
