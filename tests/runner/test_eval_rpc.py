@@ -136,7 +136,12 @@ def test_compare_uses_evaluations_on_the_same_data(evaluated, monkeypatch):
 def test_eval_plots_draw_the_evals_own_gallery_and_pr_curves(tmp_path, capsys):
     """What `visionyard eval JOB --plots DIR` draws from the EvaluateJob answer (`eval_to_proto` of the record
     the eval child wrote): its gallery from its per-image rows and dataset, its curves; no note to run eval."""
+    import gc
+
     from PIL import Image
+
+    gc.collect()  # an earlier test's finished gRPC server tasks are collected now, not while this test listens
+    capsys.readouterr()
 
     from adapters.evaluation.detection import detection_results
     from adapters.evaluation.record import ValidationRecord
