@@ -172,9 +172,14 @@ class Reporter:
         self._thread.join(max(0.0, self._deadline - time.monotonic()) + 0.5)
         with self._cond:
             flushed = not self._queue and not self._in_flight
+            undelivered = self._undelivered or len(self._queue)
+            # A sender that is still busy (a hung RPC, a starved thread) dies with the process:
+            # whatever it has not taken yet is journaled here, so the journal keeps all of it.
+            while self._take_batch(block=False) is not None:
+                pass
         if not flushed:
             kept = f"; they are in the journal {self._journal_path}" if self._journal_path else ""
-            log.warning("reporter closed with %d item(s) not delivered%s", self._undelivered or len(self._queue), kept)
+            log.warning("reporter closed with %d item(s) not delivered%s", undelivered, kept)
         return flushed
 
     def __enter__(self) -> Reporter:
@@ -197,9 +202,11 @@ class Reporter:
             self._queue.append((time.time(), kind, payload))
             self._cond.notify_all()
 
-    def _take(self, block: bool = True) -> list:
-        """Up to one batch of queued items: waits for some when `block` (and returns [] once closed
-        and empty), else returns what is there now."""
+    def _take_batch(self, block: bool = True):
+        """The next batch of up to `batch_max_items` queued items, numbered and journaled, or None:
+        waits for items when `block` (and returns None once closed and empty), else takes what is
+        there now. Taking and journaling happen under one lock, so an item is always either queued
+        or in the journal."""
         with self._cond:
             if block:
                 while not self._queue and not self._closing:
@@ -207,9 +214,13 @@ class Reporter:
                 if not self._closing and len(self._queue) < self._batch_max:
                     self._cond.wait(self._linger)  # let a burst (metrics + checkpoints) share a batch
             items = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
-            if items:
-                self._in_flight = True
-            return items
+            if not items:
+                return None
+            self._in_flight = True
+            self._batch_seq += 1
+            batch = self._make_batch(self._batch_seq, items)
+            self._journal_batch(batch)
+            return batch
 
     # ------------------------------------------------------------ sender thread
 
@@ -232,10 +243,8 @@ class Reporter:
         backoff = self._backoff[0]
         failures = 0  # consecutive failed attempts
         while True:
-            while items := self._take(block=not pending):  # batch and journal everything queued
-                self._batch_seq += 1
-                pending.append(self._make_batch(self._batch_seq, items))
-                self._journal_batch(pending[-1])
+            while (taken := self._take_batch(block=not pending)) is not None:  # batch everything queued
+                pending.append(taken)
                 if len(pending) > 1 or failures:
                     continue
                 break
@@ -300,11 +309,11 @@ class Reporter:
             channel.close()
         with self._cond:
             self._undelivered = sum(len(b.items) for b in pending) + len(self._queue)
-        while items := self._take(block=False):  # past the deadline: the journal still keeps them
-            self._batch_seq += 1
-            self._journal_batch(self._make_batch(self._batch_seq, items))
-        if self._journal is not None:
-            self._journal.close()
+            while self._take_batch(block=False) is not None:  # past the deadline: the journal keeps them
+                pass
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def _journal_batch(self, batch) -> None:
         if self._journal_path is None:

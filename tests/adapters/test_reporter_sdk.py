@@ -168,6 +168,39 @@ def test_every_batch_is_journaled_before_it_is_sent_even_with_no_daemon(tmp_path
     assert len(read_journal(journal)) == len(batches)
 
 
+def test_what_a_hung_daemon_never_took_is_in_the_journal_when_close_gives_up(tmp_path, short_tmp):
+    """A daemon that accepts the connection but never answers holds the sender in its first RPC;
+    everything reported after that is still journaled by the time close() returns (the process may
+    exit right after, taking the sender thread with it)."""
+    import socket
+
+    from adapters.reporter import ENV_JOURNAL, read_journal
+
+    path = f"{short_tmp}/hung.sock"
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(path)
+    hung.listen(8)  # never accepted, never answered
+    try:
+        journal = tmp_path / "reports.journal"
+        env = {ENV_ADDRESS: f"unix://{path}", ENV_JOB_ID: "job-3", ENV_TOKEN: "t", ENV_JOURNAL: str(journal)}
+        reporter = Reporter.from_env(env, **{**FAST, "rpc_timeout": 30.0, "linger": 0.0})
+        reporter.metrics(1, {"val/accuracy": 0.1})
+        deadline = time.monotonic() + 10
+        while not journal.exists() and time.monotonic() < deadline:  # the sender took batch 1 and is stuck
+            time.sleep(0.01)
+        for epoch in range(2, 6):
+            reporter.metrics(epoch, {"val/accuracy": epoch / 10})
+        reporter.result({"val/accuracy": 0.5}, "/ck/best.pt", "/ck/last.pt")
+        started = time.monotonic()
+        assert reporter.close(timeout=0.3) is False
+        assert time.monotonic() - started < 3
+        items = [item for batch in read_journal(journal) for item in batch.items]
+        assert [i.metrics.step for i in items if i.WhichOneof("kind") == "metrics"] == [1, 2, 3, 4, 5]
+        assert items[-1].WhichOneof("kind") == "result"
+    finally:
+        hung.close()
+
+
 def test_journaled_batches_are_resent_with_the_same_numbers(reporter_server, tmp_path, short_tmp):
     from adapters.reporter import ENV_JOURNAL, read_journal
 
