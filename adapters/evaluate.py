@@ -14,9 +14,10 @@ framework shares.
   adapter's ``prepare_evaluation()`` then switches its predict path to what scoring needs (detection:
   every box down to the framework's own evaluation threshold, none cut) and says what the model
   predicts (``{"classes": [...], "scale": int}``). The images go through ``predict_batch`` ``--batch``
-  at a time, and a scorer per task (``adapters.evaluation.scoring``) turns the results and the
-  dataset's labels into the shared evaluators' ``Evaluation``. The dataset's classes are mapped to
-  the model's by name; one the model does not know is an error naming both lists.
+  at a time (visual QA's with each record's question), and a scorer per task
+  (``adapters.evaluation.scoring``) turns the results and the dataset's labels into the shared
+  evaluators' ``Evaluation``. The dataset's classes are mapped to the model's by name; one the model
+  does not know is an error naming both lists (a zero-shot model looks for the dataset's classes).
 - **Output.** ``DIR/eval.json``: a validation record (``adapters.evaluation.record``) with
   ``source: "eval"``, ``epoch`` and ``step`` null, the job's id, the evaluator, the model's classes,
   the metrics (``val/*``), per-class rows, the confusion matrix and ``per_image`` (see ``scoring``),
@@ -160,21 +161,37 @@ def prepare_evaluation(adapter, dataset_classes=()) -> dict[str, Any]:
 
 def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progress: IO[str]) -> None:
     """Every record's image through the adapter's predict path, ``batch`` at a time, into ``scorer``; a
-    progress line after each batch."""
+    progress line after each batch. The records of a batch that predict takes with other options (visual QA's
+    question: ``scorer.options``) go through it apart, each group in one call."""
     batched = getattr(adapter, "predict_batch", None)
     total = len(records)
     for start in range(0, total, batch):
         chunk = records[start:start + batch]
         images = scorer.inputs(chunk, scratch)
-        if batched is not None:
-            results = batched(images, scorer.top_k, False)
-        else:
-            results = [adapter.predict(image, scorer.top_k) for image in images]
-        scorer.update(chunk, list(results))
+        results: list = [None] * len(chunk)
+        for options, members in by_options(scorer, chunk):
+            group = [images[i] for i in members]
+            if batched is not None:
+                found = batched(group, scorer.top_k, False, **options)
+            else:
+                found = [adapter.predict(image, scorer.top_k, **options) for image in group]
+            for i, result in zip(members, list(found), strict=True):
+                results[i] = result
+        scorer.update(chunk, results)
         for image in images:  # files made for this batch (an LR image, an embedded image) are done with
             if image.startswith(str(scratch) + os.sep):
                 os.unlink(image)
         print(json.dumps({"done": start + len(chunk), "total": total}), file=progress, flush=True)
+
+
+def by_options(scorer, records: list) -> list[tuple[dict[str, Any], list[int]]]:
+    """(options, the positions of the records predicted with them) for each distinct ``scorer.options`` of
+    ``records``, in the order first met."""
+    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for i, record in enumerate(records):
+        options = scorer.options(record) if hasattr(scorer, "options") else {}
+        groups.setdefault(json.dumps(options, sort_keys=True), (options, []))[1].append(i)
+    return list(groups.values())
 
 
 def dataset_hash(records: list, root: str, class_names) -> str:

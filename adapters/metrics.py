@@ -15,6 +15,8 @@ VAL_TOP5 = "val/top5"
 VAL_F1 = "val/f1"
 VAL_MAP50 = "val/mAP50"
 VAL_MAP50_95 = "val/mAP50-95"
+#: COCO AP at IoU 0.75 (PaddleDetection prints it; nothing decides "best" by it).
+VAL_MAP75 = "val/mAP75"
 VAL_PRECISION = "val/precision"
 VAL_RECALL = "val/recall"
 #: Instance segmentation and pose report the mask / keypoint twins of the box metrics.
@@ -42,7 +44,7 @@ BOX_METRICS = (VAL_PRECISION, VAL_RECALL, VAL_MAP50, VAL_MAP50_95)
 #: Every name of the vocabulary: the names above and the mask and keypoint twins of the box
 #: metrics. Log parsers (log_parsers/ imports nothing of this module) and the CLI's progress line
 #: name metrics from it or with a framework's own prefix; tests hold them to it.
-VOCABULARY = frozenset({TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_TOP5, VAL_F1, *BOX_METRICS, VAL_MIOU,
+VOCABULARY = frozenset({TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_TOP5, VAL_F1, *BOX_METRICS, VAL_MAP75, VAL_MIOU,
                         VAL_PIXEL_ACCURACY, VAL_PSNR, VAL_SSIM, VAL_CER, VAL_WER, LR, TRAIN_IMAGES_PER_S,
                         MODEL_PARAMETERS, VAL_ABS_REL, VAL_RMSE, VAL_DELTA1, VAL_CIDER, VAL_BLEU4,
                         VAL_VQA_ACCURACY,

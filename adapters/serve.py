@@ -14,7 +14,8 @@ to stderr (the worker's log), never into the answers::
     out:        {"id": int, "results": [{"result": {...}} or {"error": "..."}, ...]}
 
 An image no format reads, or one over the pixel limit, is refused before the adapter sees it (a video
-task's inputs are video files: ``video_folder.VIDEO_TASKS``, whose container is sniffed instead). Each
+task's inputs are video files: ``video_folder.VIDEO_TASKS``; an image, a file of no video container, or
+one whose frames are over the pixel limit is refused instead). Each
 ``result`` is the JSON object a one-shot ``--predict`` prints (``adapters.entrypoint``). An
 adapter with ``predict_batch(images, top_k, annotate)`` gets a batch's images in one call (those
 of the same ``top_k``, ``annotate`` and predict options: ``labels`` and ``question``, passed as
@@ -91,9 +92,7 @@ def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, loa
     readable = []
     for i, item in enumerate(items):
         try:
-            if check_image(str(item["image"]), max_pixels) is None and not _video_input(task, str(item["image"])):
-                raise ValueError(f"{os.path.basename(str(item['image']))} is not an image (no image format "
-                                 "reads its header)")
+            check_input(task, str(item["image"]), max_pixels)
             readable.append(i)
         except Exception as exc:  # noqa: BLE001 (the item's own error)
             results[i] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -126,14 +125,17 @@ def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, loa
     return results  # type: ignore[return-value]
 
 
-def _video_input(task: str, path: str) -> bool:
-    """A video file (its container sniffed) given to a task that predicts from videos: the task opens it."""
-    from adapters.datasets.video_folder import VIDEO_TASKS, sniff_container
+def check_input(task: str, path: str, max_pixels: int) -> None:
+    """ValueError unless the file is what ``task`` predicts from: an image within ``max_pixels`` by its header;
+    for a task that predicts from videos, a video file whose frames are within ``max_pixels``
+    (``video_folder.video_problem``: its container sniffed, then its header read)."""
+    from adapters.datasets.video_folder import VIDEO_TASKS, video_problem
 
-    if task not in VIDEO_TASKS:
-        return False
-    with open(path, "rb") as f:
-        return sniff_container(f.read(16)) is not None
+    if task in VIDEO_TASKS:
+        if problem := video_problem(path, max_pixels):
+            raise ValueError(f"{os.path.basename(path)} {problem}")
+    elif check_image(path, max_pixels) is None:
+        raise ValueError(f"{os.path.basename(path)} is not an image (no image format reads its header)")
 
 
 def _hashable(value: Any) -> Any:

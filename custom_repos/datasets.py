@@ -9,20 +9,26 @@ have one on disk (they cannot split train themselves).
   ``{train,val}/labels``); class names from ``data.yaml`` or ``classes.txt``.
 - ``imagefolder``: ``train/<class>/<image>`` and ``val/<class>/<image>``, the same classes in
   both (torchvision's ImageFolder numbers each split's class folders on its own).
+- ``coco``: always written fresh into the job dir by the dataset layer (``images/{train,val}/``,
+  ``annotations/instances_{train,val}.json``, category ids 1..N in class order), whatever the
+  source format, so a repo reads one layout and the val split may come from the job's split settings.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.datasets import SplitOptions, formats_for_task
 from adapters.datasets import inspect_dataset as inspect_shared
-from adapters.datasets.convert import TARGETS
+from adapters.datasets.convert import TARGETS, convert_dataset
 from adapters.datasets.stage import stage
 
 #: The task a repo's dataset format is read for.
-FORMAT_TASKS = {"yolo": "object_detection", "imagefolder": "image_classification"}
+FORMAT_TASKS = {"yolo": "object_detection", "imagefolder": "image_classification", "coco": "object_detection"}
+#: Repo formats the dataset layer always writes fresh (never read in place, so no val split on disk is needed).
+CONVERTED_FORMATS = ("coco",)
 
 Problems = list[tuple[str, str]]
 
@@ -63,7 +69,7 @@ def inspect_dataset(fmt: str, path: str, seed: int = 0, repo_format: str | None 
     warnings = tuple(str(p) for p in found.warnings)
     if hidden := found.more("warning"):
         warnings += (f"... and {hidden} more warning(s) of the same kinds",)
-    if fmt != repo_format:
+    if fmt != repo_format or repo_format in CONVERTED_FORMATS:
         return DatasetInfo(root, dataset.class_names, warnings), []
     if dataset.val_source != "disk":
         where = "images/val/ (or val/images/)" if fmt == "yolo" else "val/<class>/"
@@ -82,8 +88,17 @@ def materialize(fmt: str, root: Path, repo_format: str, job_dir: Path, split: Sp
 
     YOLO goes to ``job_dir/data`` either way (links to the user's split folders when the dataset
     is already YOLO and its labels are used as they are, so label caches land in the job dir; a
-    written copy when the checks clipped or dropped labels); an ImageFolder dataset is read in place.
+    written copy when the checks clipped or dropped labels); an ImageFolder dataset is read in place;
+    COCO is always written fresh (images hard-linked, annotations from what the checks read).
     """
     if fmt == repo_format == "imagefolder":
         return root
+    if repo_format in CONVERTED_FORMATS:
+        out = job_dir / "data"
+        if out.is_symlink() or out.is_file():
+            out.unlink()
+        elif out.exists():  # a restarted launch: written again from the source
+            shutil.rmtree(out)
+        convert_dataset(root, fmt, repo_format, FORMAT_TASKS[repo_format], out, split=split)
+        return out
     return stage(root, fmt, repo_format, FORMAT_TASKS[repo_format], job_dir / "data", split)

@@ -16,7 +16,7 @@ from adapters.catalog import resolve_advanced
 from adapters.entrypoint import normalise_prediction_result
 from custom_repos import template
 from custom_repos.spec import RepoSpec
-from custom_repos.translate import SHIM_DIR
+from custom_repos.translate import CONFIG_DIR, SHIM_DIR
 
 #: What a repo spec without `predict:` is told to add.
 MISSING = ("its spec has no `predict:` section. Add one that predicts a folder of images with a checkpoint, "
@@ -45,8 +45,10 @@ def predict_command(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, pytho
         "device_index": "cpu" if device_type == "cpu" else device.split(":", 1)[-1], "device_type": device_type,
         "image_size": job.get("image_size") or training.get("image_size") or spec.default_image_size,
         "num_classes": len(class_names(job_dir, job)) or job.get("num_classes") or 0,
-        "shim_dir": str(SHIM_DIR),
+        "shim_dir": str(SHIM_DIR), "use_gpu": device_type != "cpu",
     }
+    for name in spec.config_files:  # as the job's training wrote them (custom_repos/translate.py)
+        values[f"{template.CONFIG_FILES}.{name}"] = str(Path(job_dir) / CONFIG_DIR / name)
     for key in spec.advanced:
         value: Any = advanced
         for part in key.split("."):
@@ -75,10 +77,22 @@ def class_names(job_dir: Path, job: Mapping[str, Any] | None = None) -> list[str
         names = [names[k] for k in sorted(names)]
     if isinstance(names, list):
         return [str(n) for n in names]
+    categories = _coco_categories(Path(job_dir))
+    if categories:
+        return [name for _, name in categories]
     train = _imagefolder_train_dir(Path(job_dir), job or {})
     try:  # ImageFolder's find_classes: every folder (links followed), sorted by name
         return sorted(entry.name for entry in os.scandir(train) if entry.is_dir()) if train else []
     except OSError:
+        return []
+
+
+def _coco_categories(job_dir: Path) -> list[tuple[int, str]]:
+    """(category id, name) of the COCO annotations a COCO-format repo's training read, by id; [] when none."""
+    try:
+        doc = json.loads((job_dir / "data" / "annotations" / "instances_train.json").read_text(encoding="utf-8"))
+        return sorted((int(c["id"]), str(c["name"])) for c in doc["categories"])
+    except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
@@ -93,8 +107,8 @@ def _imagefolder_train_dir(job_dir: Path, job: Mapping[str, Any]) -> Path | None
 
 
 def read_answers(spec: RepoSpec, task: str, output_dir: Path, stdout: str, images: list[Path],
-                 names: list[str], top_k: int | list[int], annotate: list[bool] | None = None
-                 ) -> list[dict[str, Any] | str]:
+                 names: list[str], top_k: int | list[int], annotate: list[bool] | None = None,
+                 job_dir: Path | None = None) -> list[dict[str, Any] | str]:
     """Per image (in `images`' order, the files the command was given): the result object, or why
     there is none; with the drawn image (`image_png`) where `annotate` asks and the spec says
     where the command draws. `top_k`: for all images, or per image (a batch's requests may differ;
@@ -102,6 +116,8 @@ def read_answers(spec: RepoSpec, task: str, output_dir: Path, stdout: str, image
     assert spec.predict is not None
     if spec.predict.output == "yolo_txt":
         raws = [_yolo_txt(output_dir / spec.predict.labels / f"{image.stem}.txt", image, names) for image in images]
+    elif spec.predict.output == "coco_json":
+        raws = _coco_json(output_dir / spec.predict.labels, images, names, job_dir)
     else:
         raws = _json_lines(stdout, images, names, top_k if isinstance(top_k, list) else [top_k] * len(images))
     answers: list[dict[str, Any] | str] = []
@@ -161,6 +177,50 @@ def _yolo_txt(path: Path, image: Path, names: list[str]) -> dict[str, Any] | str
                             "box": [round(v, 2) for v in box]})
     predictions.sort(key=lambda p: -p["score"])
     return {"predictions": predictions, "width": width, "height": height}
+
+
+def _coco_json(path: Path, images: list[Path], names: list[str], job_dir: Path | None
+               ) -> list[dict[str, Any] | str]:
+    """COCO detection results (``[{"category_id", "bbox": [x, y, w, h], "score", "im_file" | "file_name"}]``,
+    PaddleDetection's ``infer.py --save_results True --rtn_im_file True``): each result's image by its file
+    name (``im_file`` may be a one-element list), its class by the category's place among the job's COCO
+    categories (ids in ascending order). No file: nothing found in any image."""
+    from adapters.image_limits import header_size
+
+    try:
+        results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    except (OSError, ValueError) as exc:
+        return [f"cannot read the repo's answer {path.name}: {exc}"] * len(images)
+    if not isinstance(results, list):
+        return [f"the repo's answer {path.name} is not a list of COCO results"] * len(images)
+    index_of = {cid: i for i, (cid, _) in enumerate(_coco_categories(job_dir) if job_dir else [])}
+    by_image: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        try:
+            where = result.get("im_file") or result.get("file_name")
+            where = where[0] if isinstance(where, list) else where
+            x, y, w, h = map(float, result["bbox"])
+            cid, score = int(result["category_id"]), float(result["score"])
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            return [f"the repo's answer {path.name} holds a result that is not COCO's (category_id, bbox, score, "
+                    f"im_file or file_name): {str(result)[:100]}"] * len(images)
+        index = index_of.get(cid, cid)
+        by_image.setdefault(Path(str(where)).name, []).append(
+            {"label": _label(index, names), "score": score, "index": index, "box": [x, y, x + w, y + h]})
+    answers: list[dict[str, Any] | str] = []
+    for image in images:
+        size = header_size(image)
+        if size is None:
+            answers.append(f"{image.name} is not an image the repo's predict could read")
+            continue
+        width, height = size
+        predictions = sorted(by_image.get(image.name, []), key=lambda p: -p["score"])
+        for p in predictions:  # within the image, as every framework's boxes are
+            x1, y1, x2, y2 = p["box"]
+            p["box"] = [round(min(max(v, 0.0), limit), 2) for v, limit in ((x1, width), (y1, height), (x2, width),
+                                                                            (y2, height))]
+        answers.append({"predictions": predictions, "width": width, "height": height})
+    return answers
 
 
 def _json_lines(stdout: str, images: list[Path], names: list[str], top_ks: list[int]) -> list[dict[str, Any] | str]:

@@ -20,13 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adapters.catalog import FrameworkCatalog, Preset, SchemaField, coerce
 from custom_repos import controls, template
 from custom_repos.datasets import accepted_formats
+from custom_repos.metric_files import MetricFileSpec, metric_file_problems
 
 #: Repo names: lowercase, digits, '.', '_' and single '-' (the env is named ``repo-<name>``).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._]*(?:-[a-z0-9._]+)*$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ADVANCED_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-DATASET_FORMATS = ("yolo", "imagefolder")
+DATASET_FORMATS = ("yolo", "imagefolder", "coco")
+#: A `config_files` name: one plain file name (it names the file and its `{config_files.<name>}` placeholder).
+CONFIG_FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 #: Our compatibility shims (custom_repos/shims/sitecustomize.py), applied without editing the repo.
 SHIMS = ("torch_six", "cuda_synchronize_on_cpu")
 
@@ -91,13 +94,14 @@ class PredictSpec(_Strict):
     ``labels`` (relative to ``{output_dir}``), each line ``class cx cy w h [confidence]``
     normalised to the image (YOLOv7's ``detect.py --save-txt --save-conf``; no file: nothing
     found); ``json_lines``, one JSON object per stdout line, ``{"image": path, "predictions":
-    [{"label", "score", "index", "box"?}]}`` (or ``"error"``: why that image has none).
+    [{"label", "score", "index", "box"?}]}`` (or ``"error"``: why that image has none); ``coco_json``, COCO
+    detection results in the file ``labels`` names (PaddleDetection's ``bbox.json``).
     ``annotated``, when the command draws its predictions: where the drawn image is, relative to
     ``{output_dir}``, ``{name}`` standing for the image's file name. ``env`` adds to the spec's own ``env`` (whose values may use the
     placeholders both have)."""
 
     command: list[str] = Field(min_length=1)
-    output: Literal["yolo_txt", "json_lines"]
+    output: Literal["yolo_txt", "json_lines", "coco_json"]
     labels: str = "labels"
     annotated: str | None = None
     env: dict[str, str] = {}
@@ -136,6 +140,10 @@ class RepoSpec(_Strict):
     #: ``{image_size}`` when the job sets neither ``image_size`` nor ``training.image_size``.
     default_image_size: int = Field(224, ge=8, le=8192)
     command: list[str] = Field(min_length=1)
+    #: Config files written for each job (``<job_dir>/config/<name>``): name -> text with placeholders;
+    #: ``{config_files.<name>}`` is the written file's path (PaddleDetection's config that ``_BASE_``-inherits
+    #: the repo's own).
+    config_files: dict[str, str] = {}
     advanced: dict[str, AdvancedFieldSpec] = {}
     #: Per-model defaults for advanced settings (YOLOv7's tiny and P6 models need other hyps).
     model_defaults: dict[str, dict[str, Any]] = {}
@@ -143,6 +151,8 @@ class RepoSpec(_Strict):
     exclude: list[str] = []
     artifacts: ArtifactsSpec = ArtifactsSpec()  # none: the run only reports metrics
     parser: Any
+    #: Files the repo writes metrics to, read as they grow, beside the log parser (see MetricFileSpec).
+    metric_files: list[MetricFileSpec] = []
     predict: PredictSpec | None = None  # none: `visionyard predict` says what to add
     #: The training controls the repo honours, as its own arguments (``custom_repos/controls.py``).
     controls: dict[str, Any] = {}
@@ -250,7 +260,13 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
                                       minimum=field.minimum, maximum=field.maximum)
         except ValueError as exc:
             problems.append((f"advanced.{key}", str(exc).replace(f"field {key!r}: ", "")))
-    valid = template.valid_placeholders(spec.dataset_format, spec.advanced)
+    valid = template.valid_placeholders(spec.dataset_format, spec.advanced, spec.config_files)
+    for name, text in spec.config_files.items():
+        if not CONFIG_FILE_RE.match(name) or len(name) > 128:
+            problems.append((f"config_files.{name}", "not a plain file name (letters, digits, '_', '.', '-'; "
+                                                     "no folders), e.g. train.yml"))
+        elif (message := template.check(text, valid)) is not None:
+            problems.append((f"config_files.{name}", message))
     for i, element in enumerate(spec.command):
         if (message := template.check(element, valid)) is not None:
             problems.append((f"command[{i}]", message))
@@ -272,7 +288,7 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
                 except ValueError as exc:
                     problems.append((f"model_defaults.{model}.{key}", str(exc).split(": ", 1)[-1]))
     if spec.predict is not None:
-        valid_predict = template.valid_predict_placeholders(spec.advanced)
+        valid_predict = template.valid_predict_placeholders(spec.advanced, spec.config_files)
         for i, element in enumerate(spec.predict.command):
             if (message := template.check(element, valid_predict)) is not None:
                 problems.append((f"predict.command[{i}]", message))
@@ -282,6 +298,7 @@ def _cross_problems(spec: RepoSpec) -> list[tuple[str, str]]:
             elif (message := template.check(value, valid_predict)) is not None:
                 problems.append((f"predict.env.{name}", message))
     problems += _parser_problems(spec.parser)
+    problems += metric_file_problems(spec.metric_files)
     problems += controls.spec_problems(spec.controls, valid)
     if spec.resume is not None:
         for i, element in enumerate(spec.resume.args):

@@ -33,12 +33,17 @@ PLACEHOLDERS: dict[str, str] = {
     "num_classes": "classes found in the dataset",
     "seed": "training.seed",
     "workers": "training.num_workers",
+    "use_gpu": "true on a GPU, false on the CPU (PaddleDetection's use_gpu)",
 }
 #: Placeholders that only make sense for one dataset format.
 FORMAT_PLACEHOLDERS: dict[str, dict[str, str]] = {
     "yolo": {"data_yaml": "<job_dir>/data.yaml, written for this job"},
     "imagefolder": {},
+    "coco": {"train_annotations": "<job_dir>/data/annotations/instances_train.json, written for this job",
+             "val_annotations": "<job_dir>/data/annotations/instances_val.json, written for this job"},
 }
+#: ``{config_files.<name>}``: the file the spec's ``config_files`` entry ``<name>`` was written to.
+CONFIG_FILES = "config_files"
 
 
 #: Placeholders of a repo's `predict.command`.
@@ -56,17 +61,21 @@ PREDICT_PLACEHOLDERS: dict[str, str] = {
     "num_classes": "the job's classes",
     "top_k": "how many predictions an image gets (classification)",
     "shim_dir": "visionyard's custom_repos/shims: predict scripts for repos that have none (convnext_predict.py)",
+    "use_gpu": "true on a GPU, false on the CPU",
 }
 
 
-def valid_predict_placeholders(advanced_keys: Iterable[str]) -> list[str]:
-    return [*PREDICT_PLACEHOLDERS, *(f"advanced.{key}" for key in advanced_keys)]
+def valid_predict_placeholders(advanced_keys: Iterable[str], config_files: Iterable[str] = ()) -> list[str]:
+    """A predict command's placeholders; ``{config_files.<name>}`` is the file the job's training wrote."""
+    return [*PREDICT_PLACEHOLDERS, *(f"advanced.{key}" for key in advanced_keys),
+            *(f"{CONFIG_FILES}.{name}" for name in config_files)]
 
 
-def valid_placeholders(dataset_format: str, advanced_keys: Iterable[str]) -> list[str]:
-    """Every placeholder a spec with this format and these advanced settings may use."""
+def valid_placeholders(dataset_format: str, advanced_keys: Iterable[str],
+                       config_files: Iterable[str] = ()) -> list[str]:
+    """Every placeholder a spec with this format, these advanced settings and these config files may use."""
     names = [*PLACEHOLDERS, *FORMAT_PLACEHOLDERS.get(dataset_format, {})]
-    return names + [f"advanced.{key}" for key in advanced_keys]
+    return names + [f"advanced.{key}" for key in advanced_keys] + [f"{CONFIG_FILES}.{name}" for name in config_files]
 
 
 def placeholders(template: str) -> list[str]:

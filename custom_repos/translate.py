@@ -36,6 +36,7 @@ from envs.spec import EnvSpec
 
 OUTPUT_DIR = "output"  # in the job dir: where the repo writes (the daemon's name for it: runner/launch/jobdir.py)
 WORK_TREE = "repo"  # in the job dir: the job's own working tree of the checkout (`{repo_dir}`, the default cwd)
+CONFIG_DIR = "config"  # in the job dir: the spec's `config_files`, rendered for the job
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Requirement-file lines that point at other files: they cannot be resolved from the env dir.
@@ -70,6 +71,8 @@ class Launch:
     unset_env: list[str] = field(default_factory=lambda: list(DISTRIBUTED_VARS))
     notes: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
+    #: The spec's ``config_files`` as written for this job: name -> path (``<job_dir>/config/<name>``).
+    config_files: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -232,8 +235,14 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
             "nc": resolved["num_classes"], "names": resolved["class_names"]}, sort_keys=False))
         values.update(data_yaml=str(data_yaml), dataset_dir=str(data),
                       train_dir=str(data / "images" / "train"), val_dir=str(data / "images" / "val"))
+    elif spec.dataset_format == "coco":  # written by the dataset layer (custom_repos/datasets.py)
+        values.update(dataset_dir=str(data), train_dir=str(data / "images" / "train"),
+                      val_dir=str(data / "images" / "val"),
+                      train_annotations=str(data / "annotations" / "instances_train.json"),
+                      val_annotations=str(data / "annotations" / "instances_val.json"))
     else:
         values.update(dataset_dir=str(data), train_dir=str(data / "train"), val_dir=str(data / "val"))
+    config_files = write_config_files(spec, job_dir, values)
 
     env = {name: template.render(value, values) for name, value in spec.env.items()}
     env["PYTHONPYCACHEPREFIX"] = str(job_dir / "pycache")
@@ -255,7 +264,18 @@ def prepare_launch(spec: RepoSpec, job: Mapping[str, Any], job_dir: Path, checko
     cwd = Path(template.render(spec.cwd, values)) if spec.cwd else work_tree
     return Launch(argv=argv, env=env, cwd=cwd, output_dir=output_dir, pythonpath=pythonpath,
                   notes=list(resolved.get("dataset_warnings", ())), work_tree=work_tree,
-                  class_names=[str(name) for name in resolved.get("class_names", ())])
+                  class_names=[str(name) for name in resolved.get("class_names", ())], config_files=config_files)
+
+
+def write_config_files(spec: RepoSpec, job_dir: Path, values: dict[str, Any]) -> dict[str, Path]:
+    """Render each of the spec's ``config_files`` into ``<job_dir>/config/<name>``; adds their
+    ``{config_files.<name>}`` paths to ``values`` first, so the command and the files may name any of them."""
+    paths = {name: job_dir / CONFIG_DIR / name for name in spec.config_files}
+    values.update({f"{template.CONFIG_FILES}.{name}": str(path) for name, path in paths.items()})
+    for name, text in spec.config_files.items():
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        paths[name].write_text(template.render(text, values), encoding="utf-8")
+    return paths
 
 
 def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, output_dir: Path, python: Path,
@@ -270,7 +290,7 @@ def _placeholder_values(spec: RepoSpec, job: dict[str, Any], job_dir: Path, outp
         "device_index": "cpu" if device_type == "cpu" else index, "device_type": device_type,
         "output_dir": str(output_dir), "job_dir": str(job_dir), "num_classes": job["num_classes"],
         "repo_dir": str(job_dir / WORK_TREE),
-        "seed": training["seed"], "workers": training["num_workers"],
+        "seed": training["seed"], "workers": training["num_workers"], "use_gpu": device_type != "cpu",
     }
     for key in spec.advanced:
         value: Any = job["advanced"]

@@ -31,7 +31,7 @@ from log_parsers.base import (
 from log_parsers.registry import build_parser, builtin_parsers, register_parser, validate_parser_config
 
 # Built-in parsers (each registers itself with @register_parser).
-from log_parsers import convnext, generic, yolov7  # noqa: F401  isort: skip
+from log_parsers import convnext, generic, ppyoloe, yolov7  # noqa: F401  isort: skip
 from log_parsers.regex_parser import RegexParser  # isort: skip
 from log_parsers.per_class import PerClassParser  # isort: skip
 

@@ -33,6 +33,7 @@ class FailureCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAUSE_CANCELLED: _ClassVar[FailureCause]
     CAUSE_RUNNER: _ClassVar[FailureCause]
     CAUSE_DEVICE: _ClassVar[FailureCause]
+    CAUSE_PRUNED: _ClassVar[FailureCause]
 JOB_STATE_UNSPECIFIED: JobState
 QUEUED: JobState
 PREPARING: JobState
@@ -53,6 +54,7 @@ CAUSE_LOST: FailureCause
 CAUSE_CANCELLED: FailureCause
 CAUSE_RUNNER: FailureCause
 CAUSE_DEVICE: FailureCause
+CAUSE_PRUNED: FailureCause
 
 class DatasetSpec(_message.Message):
     __slots__ = ("path", "format", "split", "val_ratio", "split_file")
@@ -1152,6 +1154,112 @@ class PrepareRepoResponse(_message.Message):
     checkout: str
     env: EnvInfo
     def __init__(self, repo: _Optional[_Union[RepoInfo, _Mapping]] = ..., checkout: _Optional[str] = ..., env: _Optional[_Union[EnvInfo, _Mapping]] = ...) -> None: ...
+
+class CreateSweepRequest(_message.Message):
+    __slots__ = ("spec_json", "resume")
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    spec_json: str
+    resume: bool
+    def __init__(self, spec_json: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
+
+class GetSweepRequest(_message.Message):
+    __slots__ = ("sweep_id",)
+    SWEEP_ID_FIELD_NUMBER: _ClassVar[int]
+    sweep_id: str
+    def __init__(self, sweep_id: _Optional[str] = ...) -> None: ...
+
+class ListSweepsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListSweepsResponse(_message.Message):
+    __slots__ = ("sweeps",)
+    SWEEPS_FIELD_NUMBER: _ClassVar[int]
+    sweeps: _containers.RepeatedCompositeFieldContainer[Sweep]
+    def __init__(self, sweeps: _Optional[_Iterable[_Union[Sweep, _Mapping]]] = ...) -> None: ...
+
+class CancelSweepRequest(_message.Message):
+    __slots__ = ("sweep_id",)
+    SWEEP_ID_FIELD_NUMBER: _ClassVar[int]
+    sweep_id: str
+    def __init__(self, sweep_id: _Optional[str] = ...) -> None: ...
+
+class WatchSweepRequest(_message.Message):
+    __slots__ = ("sweep_id",)
+    SWEEP_ID_FIELD_NUMBER: _ClassVar[int]
+    sweep_id: str
+    def __init__(self, sweep_id: _Optional[str] = ...) -> None: ...
+
+class SweepTrial(_message.Message):
+    __slots__ = ("number", "job_id", "params_json", "state", "job_state", "has_value", "value", "pruned_at", "reason", "epoch")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_STATE_FIELD_NUMBER: _ClassVar[int]
+    HAS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    job_id: str
+    params_json: str
+    state: str
+    job_state: JobState
+    has_value: bool
+    value: float
+    pruned_at: int
+    reason: str
+    epoch: int
+    def __init__(self, number: _Optional[int] = ..., job_id: _Optional[str] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., job_state: _Optional[_Union[JobState, str]] = ..., has_value: _Optional[bool] = ..., value: _Optional[float] = ..., pruned_at: _Optional[int] = ..., reason: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class Sweep(_message.Message):
+    __slots__ = ("id", "name", "state", "spec_json", "metric", "direction", "trials", "parallel", "trial_list", "best_trial", "best_value", "best_params_json", "message", "warnings", "created_at", "finished_at", "mlflow_run_id", "done", "pruned", "failed")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_LIST_FIELD_NUMBER: _ClassVar[int]
+    BEST_TRIAL_FIELD_NUMBER: _ClassVar[int]
+    BEST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BEST_PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: str
+    spec_json: str
+    metric: str
+    direction: str
+    trials: int
+    parallel: int
+    trial_list: _containers.RepeatedCompositeFieldContainer[SweepTrial]
+    best_trial: int
+    best_value: float
+    best_params_json: str
+    message: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    created_at: float
+    finished_at: float
+    mlflow_run_id: str
+    done: int
+    pruned: int
+    failed: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., spec_json: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., trials: _Optional[int] = ..., parallel: _Optional[int] = ..., trial_list: _Optional[_Iterable[_Union[SweepTrial, _Mapping]]] = ..., best_trial: _Optional[int] = ..., best_value: _Optional[float] = ..., best_params_json: _Optional[str] = ..., message: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., mlflow_run_id: _Optional[str] = ..., done: _Optional[int] = ..., pruned: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class ResultReport(_message.Message):
     __slots__ = ("metrics", "best_checkpoint", "last_checkpoint", "note")

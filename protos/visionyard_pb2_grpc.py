@@ -154,6 +154,31 @@ class RunnerStub:
                 request_serializer=protos_dot_visionyard__pb2.PrepareRepoRequest.SerializeToString,
                 response_deserializer=protos_dot_visionyard__pb2.PrepareRepoResponse.FromString,
                 _registered_method=True)
+        self.CreateSweep = channel.unary_unary(
+                '/visionyard.v1.Runner/CreateSweep',
+                request_serializer=protos_dot_visionyard__pb2.CreateSweepRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.Sweep.FromString,
+                _registered_method=True)
+        self.GetSweep = channel.unary_unary(
+                '/visionyard.v1.Runner/GetSweep',
+                request_serializer=protos_dot_visionyard__pb2.GetSweepRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.Sweep.FromString,
+                _registered_method=True)
+        self.ListSweeps = channel.unary_unary(
+                '/visionyard.v1.Runner/ListSweeps',
+                request_serializer=protos_dot_visionyard__pb2.ListSweepsRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.ListSweepsResponse.FromString,
+                _registered_method=True)
+        self.CancelSweep = channel.unary_unary(
+                '/visionyard.v1.Runner/CancelSweep',
+                request_serializer=protos_dot_visionyard__pb2.CancelSweepRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.Sweep.FromString,
+                _registered_method=True)
+        self.WatchSweep = channel.unary_stream(
+                '/visionyard.v1.Runner/WatchSweep',
+                request_serializer=protos_dot_visionyard__pb2.WatchSweepRequest.SerializeToString,
+                response_deserializer=protos_dot_visionyard__pb2.Sweep.FromString,
+                _registered_method=True)
 
 
 class RunnerServicer:
@@ -308,6 +333,38 @@ class RunnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSweep(self, request, context):
+        """Hyperparameter sweeps: an Optuna study the daemon owns, whose trials are ordinary jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSweep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSweeps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelSweep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSweep(self, request, context):
+        """The sweep now, then again at every change; ends once the sweep has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -430,6 +487,31 @@ def add_RunnerServicer_to_server(servicer, server):
                     servicer.PrepareRepo,
                     request_deserializer=protos_dot_visionyard__pb2.PrepareRepoRequest.FromString,
                     response_serializer=protos_dot_visionyard__pb2.PrepareRepoResponse.SerializeToString,
+            ),
+            'CreateSweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSweep,
+                    request_deserializer=protos_dot_visionyard__pb2.CreateSweepRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.Sweep.SerializeToString,
+            ),
+            'GetSweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSweep,
+                    request_deserializer=protos_dot_visionyard__pb2.GetSweepRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.Sweep.SerializeToString,
+            ),
+            'ListSweeps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSweeps,
+                    request_deserializer=protos_dot_visionyard__pb2.ListSweepsRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.ListSweepsResponse.SerializeToString,
+            ),
+            'CancelSweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelSweep,
+                    request_deserializer=protos_dot_visionyard__pb2.CancelSweepRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.Sweep.SerializeToString,
+            ),
+            'WatchSweep': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSweep,
+                    request_deserializer=protos_dot_visionyard__pb2.WatchSweepRequest.FromString,
+                    response_serializer=protos_dot_visionyard__pb2.Sweep.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1080,6 +1162,141 @@ class Runner:
             '/visionyard.v1.Runner/PrepareRepo',
             protos_dot_visionyard__pb2.PrepareRepoRequest.SerializeToString,
             protos_dot_visionyard__pb2.PrepareRepoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/CreateSweep',
+            protos_dot_visionyard__pb2.CreateSweepRequest.SerializeToString,
+            protos_dot_visionyard__pb2.Sweep.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/GetSweep',
+            protos_dot_visionyard__pb2.GetSweepRequest.SerializeToString,
+            protos_dot_visionyard__pb2.Sweep.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSweeps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/ListSweeps',
+            protos_dot_visionyard__pb2.ListSweepsRequest.SerializeToString,
+            protos_dot_visionyard__pb2.ListSweepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionyard.v1.Runner/CancelSweep',
+            protos_dot_visionyard__pb2.CancelSweepRequest.SerializeToString,
+            protos_dot_visionyard__pb2.Sweep.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/visionyard.v1.Runner/WatchSweep',
+            protos_dot_visionyard__pb2.WatchSweepRequest.SerializeToString,
+            protos_dot_visionyard__pb2.Sweep.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,27 @@ def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def load_sweep(spec: str | os.PathLike | dict) -> dict[str, Any]:
+    """A sweep spec with its `base:` inline: a job file's path (relative to the sweep file) is read here,
+    and the base's relative paths are made absolute, as for a submitted job file."""
+    folder = Path.cwd()
+    if not isinstance(spec, dict):
+        folder = Path(spec).resolve().parent
+        spec = load_spec_file(spec)
+    spec = dict(spec)
+    base = spec.get("base")
+    if isinstance(base, (str, os.PathLike)):
+        path = Path(base).expanduser()
+        path = path if path.is_absolute() else folder / path
+        try:
+            spec["base"] = _relative_to(load_spec_file(path), path.resolve().parent)
+        except ClientError as exc:
+            raise ClientError(None, f"base: {exc}") from None
+    elif isinstance(base, dict):
+        spec["base"] = _relative_to(base, folder)
+    return spec
+
+
 def _as_spec(spec: str | os.PathLike | dict | pb.JobSpec) -> pb.JobSpec:
     if isinstance(spec, pb.JobSpec):
         return spec
@@ -368,6 +389,31 @@ class Client:
 
     def prepare_repo(self, name: str) -> pb.PrepareRepoResponse:
         return self._call("PrepareRepo", pb.PrepareRepoRequest(name=name), timeout=None)
+
+    # ------------------------------------------------------------ sweeps
+
+    def create_sweep(self, spec: str | os.PathLike | dict, resume: bool = False) -> pb.Sweep:
+        """A hyperparameter sweep from a sweep file (its `base:` job file read here) or a dict; `resume`
+        adds its `trials` to the ended sweep of the same name."""
+        import json
+
+        return self._call("CreateSweep", pb.CreateSweepRequest(spec_json=json.dumps(load_sweep(spec)), resume=resume))
+
+    def sweep(self, sweep_id: str) -> pb.Sweep:
+        return self._call("GetSweep", pb.GetSweepRequest(sweep_id=sweep_id))
+
+    def sweeps(self, limit: int = 0) -> list[pb.Sweep]:
+        return list(self._call("ListSweeps", pb.ListSweepsRequest(limit=limit)).sweeps)
+
+    def cancel_sweep(self, sweep_id: str) -> pb.Sweep:
+        return self._call("CancelSweep", pb.CancelSweepRequest(sweep_id=sweep_id))
+
+    def watch_sweep(self, sweep_id: str) -> Iterator[pb.Sweep]:
+        """The sweep now and at each change, until it has ended."""
+        try:
+            yield from self.stub.WatchSweep(pb.WatchSweepRequest(sweep_id=sweep_id))
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Block until the daemon answers (e.g. right after starting it)."""

@@ -9,6 +9,8 @@ does, and prints to its log. The job's name says what it does, in words:
   one orphaned by its parent) and writes every pid of the job to ``pids`` in the job dir.
 - ``crash``: after its epochs, reports an error, prints a traceback and exits with code 3.
 - ``stops``: its result says it stopped early (``STOP_NOTE``), as an adapter's early stopping does.
+- ``tuned``: a sweep's trial: its val/accuracy grows with its learning rate (``min(0.99, lr × epoch)``),
+  and each epoch takes 0.2 s, so a pruner can stop it between epochs.
 - ``silent``: reports nothing at all (a test sends reports in its place); writes ``ready`` in the
   job dir, waits for ``go-on``, exits 0.
 """
@@ -41,10 +43,10 @@ def spawn_escapees(job_dir: Path) -> None:
     os.replace(job_dir / "pids.tmp", job_dir / "pids")
 
 
-def epoch(reporter: Reporter, job_dir: Path, e: int, epochs: int) -> tuple[Path, Path]:
+def epoch(reporter: Reporter, job_dir: Path, e: int, epochs: int, accuracy: float | None = None) -> tuple[Path, Path]:
     print(f"fake epoch {e}/{epochs}", flush=True)
     reporter.progress(e, epochs, 1, 1)
-    reporter.metrics(e, {"train/loss": 1.0 / e, "val/accuracy": 0.5 + 0.1 * e})
+    reporter.metrics(e, {"train/loss": 1.0 / e, "val/accuracy": 0.5 + 0.1 * e if accuracy is None else accuracy})
     best, last = job_dir / "checkpoints" / "best.pt", job_dir / "checkpoints" / "last.pt"
     for path in (best, last):
         path.write_text(f"weights of epoch {e}")
@@ -69,7 +71,10 @@ def main() -> int:
         return 0
     reporter = Reporter.from_env(linger=0.01, backoff_max=0.2)
     for e in range(1, epochs + 1):
-        best, last = epoch(reporter, job_dir, e, epochs)
+        accuracy = min(0.99, spec["training"]["learning_rate"] * e) if "tuned" in words else None
+        if "tuned" in words:
+            time.sleep(0.2)
+        best, last = epoch(reporter, job_dir, e, epochs, accuracy)
         if e == 1 and "hold" in words:
             wait_for_file(job_dir / "go-on")
     if "crash" in words:

@@ -320,3 +320,18 @@ for split, count in (("train", 3), ("val", 2)):
             suffix = {0: ".mp4", 1: ".avi", 2: ".mkv"}[i % 3]
             write(root / split / name / f"{name}{i}{suffix}", step, colours[i % 3])
 """
+
+#: ``<out>/simple`` and ``<out>/classic``: tiny ViTPose models (a 2-layer ViT backbone on 64x48 crops, 8 px patches:
+#: 32x24 heatmaps of COCO's 17 keypoints), with the simple and the classic decoder.
+VITPOSE = """
+import sys
+from pathlib import Path
+from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
+root = Path(sys.argv[1])
+for name, simple in (("simple", True), ("classic", False)):
+    backbone = VitPoseBackboneConfig(image_size=[64, 48], patch_size=[8, 8], hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, mlp_ratio=2, out_indices=[2])
+    VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17, use_simple_decoder=simple)
+                             ).save_pretrained(root / name)
+    VitPoseImageProcessor(size={"height": 64, "width": 48}).save_pretrained(root / name)
+"""

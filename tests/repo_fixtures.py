@@ -94,8 +94,80 @@ replay("convnext.log")
 os.makedirs(a.output_dir, exist_ok=True)
 for name in ("checkpoint-0.pth", "checkpoint-1.pth", "checkpoint-best.pth"):
     open(os.path.join(a.output_dir, name), "wb").write(b"weights")
-open(os.path.join(a.output_dir, "log.txt"), "w").write('{"epoch": 0}\\n{"epoch": 1}\\n')
+# log.txt as main.py writes it: a JSON line per epoch, at full precision (what the log prints rounded)
+open(os.path.join(a.output_dir, "log.txt"), "w").write(
+    '{"train_lr": 0.0023, "train_loss": 5.3702, "test_loss": 3.6250, "test_acc1": 53.333333333333336, '
+    '"test_acc5": 100.0, "epoch": 0, "n_parameters": 27823973}\\n'
+    '{"train_lr": 2.6e-05, "train_loss": 3.4582, "test_loss": 1.7058, "test_acc1": 60.0, '
+    '"test_acc5": 100.0, "epoch": 1, "n_parameters": 27823973}\\n')
 '''
+
+# PaddleDetection's tools/train.py as far as the daemon sees it: the generated config (`-c`), whose
+# `_BASE_` must be the repo's own config of the model with its own `_BASE_` files beside it; the
+# dataset it names (COCO, written for the job); the seed the command set through the stand-in
+# `paddle` module. Replays a log of the real repo (PP-YOLOE crn_s on CPU, paddle 3.3.1) and writes
+# the checkpoints ppdet writes into `save_dir` and the evaluation's bbox.json into its working directory.
+FAKE_PADDLEDETECTION_TRAIN = REPLAY + """
+import argparse, json, os, re
+import paddle
+p = argparse.ArgumentParser()
+p.add_argument("-c", "--config", required=True)
+p.add_argument("--eval", action="store_true")
+p.add_argument("-r", "--resume")
+p.add_argument("--amp", action="store_true")
+a = p.parse_args()
+text = open(a.config).read()
+def key(name):
+    found = re.search("^" + name + ": (.*)$", text, re.M)
+    assert found, name
+    return found.group(1).strip().strip("'")
+base = re.fullmatch(r"\\['(.+)'\\]", key("_BASE_")).group(1)
+here = os.path.realpath(os.getcwd())
+assert os.path.isfile(base) and os.path.realpath(base).startswith(here + os.sep), base
+for parent in re.findall(r"'(\\.{1,2}/[^']+)'", open(base).read()):
+    assert os.path.isfile(os.path.join(os.path.dirname(base), parent)), parent
+for path in re.findall(r"(?:anno_path|image_dir|dataset_dir): '([^']+)'", text):
+    assert os.path.exists(path), path
+json.load(open(re.search(r"anno_path: '([^']+)'", text).group(1)))
+assert a.eval and key("use_gpu") == "false" and key("pretrain_weights") == "", text
+print(f"[stand-in] seed {paddle.SEED} epochs {key('epoch')} classes {key('num_classes')} "
+      f"config {os.path.basename(base)}")
+replay("ppyoloe.log")
+save = key("save_dir")
+os.makedirs(save, exist_ok=True)
+for name in ("0.pdparams", "model_final.pdparams", "best_model.pdparams"):
+    open(os.path.join(save, name), "wb").write(b"weights")
+open("bbox.json", "w").write("[]")
+"""
+
+# tools/infer.py with --save_results --rtn_im_file: COCO results in <output_dir>/bbox.json, each naming its
+# image (a one-element list, as ppdet writes it); one box of category 2 per image over its middle
+# quarter, and one below any --save_threshold the spec passes (left out, as infer.py leaves it out).
+FAKE_PADDLEDETECTION_INFER = """
+import argparse, json, os
+p = argparse.ArgumentParser()
+for flag in ("-c", "--infer_dir", "--output_dir", "--save_results", "--rtn_im_file", "--visualize"):
+    p.add_argument(flag)
+p.add_argument("-o", nargs="*")
+p.add_argument("--save_threshold", type=float, default=0.5)
+a = p.parse_args()
+opts = dict(o.split("=", 1) for o in a.o)
+assert os.path.isfile(a.c) and os.path.isfile(opts["weights"]) and opts["use_gpu"] == "false", (a, opts)
+assert (a.save_results, a.rtn_im_file, a.visualize) == ("True", "True", "False"), a
+results = []
+for i, name in enumerate(sorted(os.listdir(a.infer_dir))):
+    path = os.path.join(a.infer_dir, name)
+    for score in (0.875, 0.01):
+        if score >= a.save_threshold:
+            results.append({"image_id": i, "category_id": 2, "bbox": [16.0, 16.0, 32.0, 32.0], "score": score,
+                            "im_file": [path]})
+if results:
+    os.makedirs(a.output_dir, exist_ok=True)
+    json.dump(results, open(os.path.join(a.output_dir, "bbox.json"), "w"))
+"""
+
+FAKE_PADDLE = "SEED = None\n\n\ndef seed(value):\n    global SEED\n    SEED = value\n"
+
 
 # A repo no code in visionyard knows about, onboarded with a YAML spec alone.
 TOY_TRAIN = '''
@@ -158,6 +230,31 @@ def fake_convnext(root: Path) -> tuple[Path, str]:
         "main.py": FAKE_CONVNEXT,
         "convnext.log": (DATA / "convnext_tiny_2epochs.log").read_bytes(),
     })
+
+
+def fake_paddledetection(root: Path) -> tuple[Path, str]:
+    """PaddleDetection's layout where it matters: tools/train.py, the PP-YOLOE configs and their `_BASE_`
+    files, requirements.txt; `paddle` and `numpy` stand-ins (the seeding the spec's command does)."""
+    base = "".join(f"  '{name}',\n" for name in ("../datasets/coco_detection.yml", "../runtime.yml",
+                                                  "./_base_/optimizer_300e.yml", "./_base_/ppyoloe_crn.yml",
+                                                  "./_base_/ppyoloe_reader.yml"))
+    files = {
+        "tools/train.py": FAKE_PADDLEDETECTION_TRAIN,
+        "tools/infer.py": FAKE_PADDLEDETECTION_INFER,
+        "ppyoloe.log": (DATA / "ppyoloe_crn_s_5epochs.log").read_bytes(),
+        "requirements.txt": "# the stand-in needs nothing beyond the stdlib\n",
+        "paddle/__init__.py": FAKE_PADDLE,
+        "numpy/__init__.py": "from numpy import random  # noqa: F401\n",
+        "numpy/random.py": "def seed(value):\n    pass\n",
+    }
+    for name in ("coco_detection.yml", "runtime.yml"):
+        files[f"configs/{name.replace('coco_detection', 'datasets/coco_detection')}"] = "num_classes: 80\n"
+    for name in ("optimizer_300e.yml", "optimizer_80e.yml", "ppyoloe_crn.yml", "ppyoloe_plus_crn.yml",
+                 "ppyoloe_reader.yml", "ppyoloe_plus_reader.yml"):
+        files[f"configs/ppyoloe/_base_/{name}"] = "epoch: 300\n"
+    for model in ("ppyoloe_crn_s_300e_coco", "ppyoloe_plus_crn_s_80e_coco"):
+        files[f"configs/ppyoloe/{model}.yml"] = f"_BASE_: [\n{base}]\n"
+    return make_git_repo(root, files)
 
 
 def toy_repo(root: Path) -> tuple[Path, str]:

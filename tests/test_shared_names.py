@@ -124,7 +124,8 @@ def _extra(name: str) -> bool:
 
 
 @pytest.mark.parametrize("parser,log", [("yolov7", "yolov7_tiny_2epochs.log"),
-                                        ("convnext", "convnext_tiny_2epochs.log")])
+                                        ("convnext", "convnext_tiny_2epochs.log"),
+                                        ("ppyoloe", "ppyoloe_crn_s_5epochs.log")])
 def test_what_a_parser_emits_is_in_the_vocabulary(parser, log):
     events = build_parser(parser).parse_text((LOGS / log).read_text())
     names = {name for e in events if isinstance(e, MetricUpdate) for name in e.values}

@@ -11,7 +11,8 @@ and on whether PyAV (``av``) is importable, which it is in the Transformers env 
   size, its frame count);
 - ``all`` (``visionyard datasets check``), with PyAV: every video decoded to its last frame.
 
-``read_clip`` decodes what training and predict take: ``num_frames`` frames sampled uniformly over the
+``video_problem`` is what a predict worker checks before a video reaches the model. ``read_clip`` decodes
+what training and predict take: ``num_frames`` frames sampled uniformly over the
 clip (the middle of each of ``num_frames`` equal segments; a random point of each for training). PyAV is
 imported when it is called, in the child.
 """
@@ -156,6 +157,30 @@ def video_info(path, decode_all: bool = False) -> tuple[int, int, int]:
             return width, height, int(stream.frames or 0)
         count = sum(1 for _ in container.decode(stream))
     return width, height, count
+
+
+def video_problem(path, max_pixels: int = 0) -> str | None:
+    """Why the file at ``path`` is no video to predict from (a phrase to follow its name), or None: no video
+    container's first bytes (an image says so), a header PyAV can't read, or frames over ``max_pixels``."""
+    from adapters.image_limits import header_size
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if sniff_container(head) is None:
+        if header_size(str(path)) is not None:
+            return ("is an image; a video classification model predicts from a video file (MP4/QuickTime, AVI, "
+                    "Matroska/WebM): send the whole video")
+        return "is not a video file (its first bytes are no MP4/QuickTime, AVI or Matroska/WebM header)"
+    try:
+        width, height, _ = video_info(path)
+    except Exception as exc:  # noqa: BLE001 (any decoder error is the file's problem)
+        why = str(exc).replace(f": {str(path)!r}", "")  # the file is named by whoever reads this
+        return f"cannot be read as a video ({type(exc).__name__}: {why})"
+    if max_pixels and width * height > max_pixels:
+        return (f"has frames of {width}×{height} ({width * height / 1e6:.1f} megapixels); predict takes at most "
+                f"{max_pixels / 1e6:.1f} megapixels ({max_pixels} pixels: `visionyard serve --predict-max-pixels`). "
+                "Scale the video down first")
+    return None
 
 
 def frame_indices(total: int, num_frames: int, rng: random.Random | None = None) -> list[int]:

@@ -8,6 +8,10 @@ them to the evaluator of its task, so a model from any framework is scored by th
 - ``segmentation``: per-class IoU, mIoU and pixel accuracy;
 - ``detection``: COCO AP through pycocotools (boxes, masks, keypoints) and a matched confusion
   matrix with a background row and column;
+- ``restoration``, ``ocr``, ``depth``, ``captions``, ``vqa``: PSNR/SSIM, CER/WER, AbsRel/RMSE/δ1,
+  CIDEr-D/BLEU-4 and the VQA accuracy, each with its worst samples;
+- ``scorer``, ``scoring``, ``scoring_instances``, ``scoring_text``: ``eval``'s scorers, one per task, from
+  predict results and a dataset's records to those evaluators;
 - ``record``: what an evaluator returns (``Evaluation``), the validation record written as JSON
   (``ValidationRecord``) and ``ResultsWriter``, which keeps them in the job folder.
 

@@ -20,13 +20,20 @@ gives an ``Evaluation``:
   record's mask, 255 ignored → the pixel confusion matrix → ``segmentation_results``;
 - super-resolution: the upscaled image (``image_png``) against the HR image (cropped to ``scale`` x
   the LR image) → ``ImageQuality`` (PSNR, SSIM per image);
-- OCR: the predicted text against the record's → ``ocr_results`` (CER, WER per sample).
+- OCR: the predicted text against the record's → ``ocr_results`` (CER, WER per sample);
+- zero-shot classification and detection: as classification and detection, the dataset's class names being
+  what the model looks for (the adapter's ``prepare_evaluation`` takes them: prompts, text queries);
+- depth estimation: the predicted depth in metres at the image's size against the record's depth map, 0
+  (invalid) not scored → ``DepthErrors`` (AbsRel, RMSE, δ1 per image, averaged over the images);
+- image captioning and visual QA (``scoring_text``): the predicted ``text`` against every reference caption
+  (CIDEr-D, BLEU-4) or the answers people gave (the VQA accuracy); a question goes to predict with its image
+  (``Scorer.options``).
 
 ``per_image`` keeps at most ``GALLERY_LIMIT`` rows: for classification and the object tasks the images of
 a gallery (``image``, ``predicted``, ``truth``; classification's mistakes first, the object tasks' boxes,
 axis-aligned, scoring above ``GALLERY_SCORE_ABOVE``), for semantic segmentation each image's pixel
-accuracy and mIoU (the worst first), for super-resolution and OCR what their evaluators list (the worst
-first). Images are named by their path relative to the dataset's folder.
+accuracy and mIoU (the worst first), for super-resolution, OCR, depth, captioning and VQA what their
+evaluators list (the worst first). Images are named by their path relative to the dataset's folder.
 
 Host-importable: numpy at import; Pillow where an image or mask is decoded, pycocotools where objects are
 scored.
@@ -35,7 +42,6 @@ scored.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,10 +51,13 @@ import numpy as np
 from adapters.evaluation import scoring_instances as instances
 from adapters.evaluation.classification import classification_results
 from adapters.evaluation.confusion import ConfusionMatrix, confusion_matrix
+from adapters.evaluation.depth import DepthErrors
 from adapters.evaluation.detection import MATRIX_SCORE_ABOVE, detection_results
 from adapters.evaluation.ocr import ocr_results
 from adapters.evaluation.record import Evaluation
 from adapters.evaluation.restoration import ImageQuality
+from adapters.evaluation.scorer import Scorer
+from adapters.evaluation.scoring_text import CaptionScorer, VQAScorer
 from adapters.evaluation.segmentation import segmentation_metrics, segmentation_results
 from adapters.metrics import VAL_TOP5
 
@@ -88,12 +97,6 @@ def predictions(result: Any) -> list[dict[str, Any]]:
     return list(result) if isinstance(result, (list, tuple)) else list(result.get("predictions") or [])
 
 
-def image_name(path: str, root: str) -> str:
-    """``path`` relative to ``root`` when it lies inside it, else its file name."""
-    path, root = os.path.abspath(path), os.path.abspath(root)
-    return os.path.relpath(path, root) if path.startswith(root + os.sep) else os.path.basename(path)
-
-
 def decode_png(data: bytes, mode: str | None = None) -> np.ndarray:
     """PNG (or any image) bytes as an array (``mode``: converted first, e.g. ``RGB``)."""
     from PIL import Image
@@ -111,43 +114,6 @@ def read_class_ids(path: str) -> np.ndarray:
     if pixels.ndim != 2:
         raise ValueError(f"{path}: a mask must be single-channel (class ids), found shape {pixels.shape}")
     return pixels.astype(np.int64)
-
-
-class Scorer:
-    """Turns predict results into one task's evaluation; ``update`` per batch, ``evaluation`` at the end."""
-
-    #: The ``top_k`` to ask the predict path for.
-    top_k = 1
-
-    def __init__(self, root: str, dataset_classes: Sequence[str], model_classes: Sequence[str],
-                 scale: int | None = None) -> None:
-        self.root = str(root)
-        self.classes = list(model_classes)
-        self.scale = scale
-
-    def inputs(self, records: list, folder: Path) -> list[str]:
-        """The image file to predict for each record; ``folder`` takes files made for it (an image embedded in
-        its label file, written out)."""
-        return [_image_file(record, folder, i) for i, record in enumerate(records)]
-
-    def update(self, records: list, results: list) -> None:
-        raise NotImplementedError
-
-    def evaluation(self) -> Evaluation:
-        raise NotImplementedError
-
-    def name(self, record) -> str:
-        return image_name(record.path, self.root)
-
-
-def _image_file(record, folder: Path, i: int) -> str:
-    if not record.embedded:
-        return record.path
-    from adapters.datasets import open_image
-
-    path = folder / f"embedded-{i}-{Path(record.path).stem}.png"
-    open_image(record).save(path)
-    return str(path)
 
 
 class ClassificationScorer(Scorer):
@@ -394,6 +360,41 @@ class TextScorer(Scorer):
         return ocr_results(self.predicted, self.expected, self.names, limit=GALLERY_LIMIT)
 
 
+class DepthScorer(Scorer):
+    """Depth maps: each image's predicted depth in metres at the image's size (``depth_m``, the float map predict
+    gives once prepared for an evaluation; else ``depth_png``, 16-bit millimetres) against its depth map
+    (``read_depth``: metres, 0 = invalid, not scored) → ``DepthErrors``: AbsRel, RMSE and δ1 per image, then
+    their mean over the images, as a training validation scores them. A model that predicts relative depth
+    (a hub checkpoint no job trained) is refused: the metrics compare metres."""
+
+    def __init__(self, root, dataset_classes, model_classes, scale=None) -> None:
+        super().__init__(root, dataset_classes, model_classes, scale)
+        self.errors = DepthErrors()
+
+    def update(self, records, results) -> None:
+        from adapters.datasets.depth import MILLIMETRES_PER_METRE, read_depth
+
+        for record, result in zip(records, results, strict=True):
+            summary = result.get("depth") or {}
+            if summary.get("kind", "metric") != "metric":
+                raise ValueError(f"the model predicts {summary.get('kind')} depth ({summary.get('unit')}), not metres: "
+                                 "eval scores metric depth; evaluate a checkpoint that a depth_estimation job trained")
+            predicted = result.get("depth_m")
+            if predicted is None:
+                if not result.get("depth_png"):
+                    raise ValueError(f"the predict path returned no depth map for {record.path}")
+                predicted = decode_png(result["depth_png"]).astype(np.float64) / MILLIMETRES_PER_METRE
+            target = read_depth(record.depth)
+            if np.shape(predicted) != target.shape:
+                raise ValueError(f"the predicted depth of {record.path} is {np.shape(predicted)[1]}x"
+                                 f"{np.shape(predicted)[0]} px but its depth map {record.depth} is {target.shape[1]}x"
+                                 f"{target.shape[0]} px")
+            self.errors.update(predicted, target, self.name(record))
+
+    def evaluation(self) -> Evaluation:
+        return self.errors.evaluation(limit=GALLERY_LIMIT)
+
+
 SCORERS: dict[str, type[Scorer]] = {
     "image_classification": ClassificationScorer,
     "zero_shot_classification": ClassificationScorer,
@@ -406,6 +407,9 @@ SCORERS: dict[str, type[Scorer]] = {
     "semantic_segmentation": SegmentationScorer,
     "super_resolution": RestorationScorer,
     "ocr": TextScorer,
+    "depth_estimation": DepthScorer,
+    "image_captioning": CaptionScorer,
+    "visual_qa": VQAScorer,
 }
 
 

@@ -20,7 +20,8 @@ CLS, DET, SEG, SR, OCR = ("image_classification", "object_detection", "semantic_
                           "ocr")
 DEPTH, ZS_CLS, ZS_DET, CAPTION, VQA, VIDEO = ("depth_estimation", "zero_shot_classification", "zero_shot_detection",
                                              "image_captioning", "visual_qa", "video_classification")
-TASKS = (CLS, DET, SEG, SR, OCR, DEPTH, CAPTION, ZS_CLS, VQA, ZS_DET, VIDEO)
+POSE = "pose_estimation"
+TASKS = (CLS, DET, SEG, SR, OCR, DEPTH, CAPTION, ZS_CLS, VQA, ZS_DET, VIDEO, POSE)
 
 #: Architectures (``model_type``) each task's trainer handles. Classification takes any model
 #: ``AutoModelForImageClassification`` builds, so it is not listed (None: anything).
@@ -36,6 +37,7 @@ ARCHITECTURES: dict[str, tuple[str, ...] | None] = {
     VQA: ("blip", "vilt"),
     ZS_DET: ("grounding-dino",),
     VIDEO: ("videomae", "timesformer"),
+    POSE: ("vitpose",),
 }
 #: Architectures that predict and evaluate but can't train here, and why; curated models of them carry the tag
 #: "predict-only".
@@ -143,6 +145,14 @@ MODELS = (
        "self-supervised", "non-commercial"),
     _m("facebook/timesformer-base-finetuned-k400", "TimeSformer-B (Kinetics-400)", VIDEO, 121.3, 224, 4, 5e-5,
        "transformer", "non-commercial"),
+    # Top-down pose estimation (adapters/transformers/tasks/pose.py): people cropped from their boxes to 256x192,
+    # COCO's 17 keypoints as heatmaps. ViTPose+ has experts per dataset: the COCO one is used.
+    _m("usyd-community/vitpose-base-simple", "ViTPose-B simple decoder (COCO)", POSE, 86.0, 256, 16, 5e-5,
+       "transformer", "top-down"),
+    _m("usyd-community/vitpose-base", "ViTPose-B classic decoder (COCO)", POSE, 90.0, 256, 16, 5e-5, "transformer",
+       "top-down"),
+    _m("usyd-community/vitpose-plus-base", "ViTPose+-B (COCO, AIC, MPII, ...)", POSE, 125.5, 256, 16, 5e-5,
+       "transformer", "top-down", "mixture-of-experts"),
 )
 
 #: Short names from the platform's plans → the hub's real ids.
@@ -174,7 +184,8 @@ FIELDS = (
     SchemaField("label_smoothing", "float", 0.0, "Label smoothing (classification, OCR, CLIP zero-shot).", minimum=0.0,
                 maximum=1.0),
     SchemaField("augmentation.random_flip", "bool", True, "Random horizontal flip of training images "
-                "(classification, segmentation, super-resolution; boxes are flipped with detection images)."),
+                "(classification, segmentation, super-resolution; boxes are flipped with detection images, keypoints "
+                "with pose crops of COCO's 17 keypoints)."),
     SchemaField("upscale", "int", 0, "Super-resolution factor for HR-only datasets (0: the model's own); paired "
                 "LR_xN folders say their own.", minimum=0, maximum=8),
     SchemaField("generation.max_length", "int", 64, "OCR, captioning and visual QA answers (BLIP, LLaVA): the longest "
@@ -187,6 +198,8 @@ FIELDS = (
                 "evaluation (mAP).", minimum=0.0, maximum=1.0),
     SchemaField("detection.predict_threshold", "float", 0.3, "Detection: lowest score a box needs to be returned by "
                 "predict.", minimum=0.0, maximum=1.0),
+    SchemaField("pose.flip_test", "bool", True, "Pose: evaluate and predict on each crop and its mirror image, "
+                "heatmaps averaged (COCO's 17 keypoints only)."),
     SchemaField("prompt_template", "str", "a photo of a {}", "Zero-shot classification: the text prompt of a class, "
                 "its name (underscores read as spaces) where {} is."),
 )

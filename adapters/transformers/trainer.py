@@ -45,6 +45,12 @@ NOT_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second
                "eval_model_preparation_time")  # an evaluation before training has it from then on
 
 
+#: Tasks whose processor keeps the model's own size when the spec asks none (the daemon's default is a guess), in
+#: training and when a checkpoint is loaded to predict, evaluate or export.
+OWN_SIZE_TASKS = ("image_classification", "depth_estimation", "image_captioning", "zero_shot_classification",
+                  "visual_qa", "zero_shot_detection", "video_classification")
+
+
 class ModelUnavailable(RuntimeError):
     """A hub model that is neither cached nor downloadable here."""
 
@@ -92,8 +98,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
 
     def prepare_model(self) -> None:
         spec = self.spec
-        if spec.task in ("image_classification", "depth_estimation", "image_captioning", "zero_shot_classification",
-                         "visual_qa", "zero_shot_detection", "video_classification") and not self.asked_image_size():
+        if spec.task in OWN_SIZE_TASKS and not self.asked_image_size():
             self.task.spec = dataclasses.replace(spec, image_size=0)  # the processor keeps the model's own size
         if spec.resume:  # a checkpoint folder of ours: its head already fits
             self.model, self.processor = self._load(spec.resume, pretrained=True, dataset=None)
@@ -132,7 +137,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
                                       lambda: torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         accumulation = max(training.gradient_accumulation, 1)
         if training.warmup_epochs is not None:  # the epochs' optimizer steps
-            steps = math.ceil(math.ceil(len(self.dataset.train) / training.batch_size) / accumulation)
+            samples = len(self.task.samples(self.dataset.train, train=True))
+            steps = math.ceil(math.ceil(samples / training.batch_size) / accumulation)
             warmup = math.ceil(training.warmup_epochs * steps)
         else:
             warmup = s("scheduler.warmup_steps") or s("scheduler.warmup_ratio") or 0
@@ -158,8 +164,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
         self.recorder.model_size(sum(p.numel() for p in self.model.parameters()))
         trainer = self.task.trainer_class()(
             model=self.model, args=self.training_arguments(),
-            train_dataset=RecordDataset(self.dataset.train, self.task, train=True),
-            eval_dataset=RecordDataset(self.dataset.val, self.task, train=False),
+            train_dataset=RecordDataset(self.task.samples(self.dataset.train, train=True), self.task, train=True),
+            eval_dataset=RecordDataset(self.task.samples(self.dataset.val, train=False), self.task, train=False),
             data_collator=self.task.collate, compute_metrics=self.task.compute_metrics,
             processing_class=self.processor, callbacks=[report := _Report(self)],
         )
@@ -180,7 +186,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
     # ------------------------------------------------------------ checkpoints and inference
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        if self.spec.task == "depth_estimation" and not self.asked_image_size():  # the size it was trained at
+        if self.spec.task in OWN_SIZE_TASKS and not self.asked_image_size():  # the size it was trained at
             self.task.spec = dataclasses.replace(self.spec, image_size=0)
         self._load_for_predict(str(path))
         return {"epoch": 0}
@@ -216,6 +222,7 @@ class TransformersAdapter(FrameworkLoopAdapter):
             return {"classes": list(self.task.class_names)}
         config = self.model.config
         out: dict[str, Any] = {"classes": [] if self.spec.task in ("super_resolution", "ocr") else
+                               self.task.model_classes(self.model) if hasattr(self.task, "model_classes") else
                                [config.id2label[i] for i in range(config.num_labels)]}
         if self.spec.task == "super_resolution":
             out["scale"] = int(config.upscale)
@@ -259,9 +266,12 @@ class TransformersAdapter(FrameworkLoopAdapter):
 
         from PIL import Image
 
-        from adapters.onnx_export import torch_export
+        from adapters.onnx_export import ExportError, torch_export
         from adapters.transformers.tasks.common import per_image_inputs
 
+        if self.spec.task == "pose_estimation":
+            raise ExportError("Transformers pose estimation (ViTPose) is not exported to ONNX yet: its inputs are "
+                              "crops of people's boxes, not whole images")
         takes = inspect.signature(self.model.forward).parameters
         size = int(self.spec.image_size or 224)
         example = {k: v.to(self.device) for k, v in per_image_inputs(self.processor, [Image.new("RGB", (size, size))])[0].items()
@@ -333,11 +343,13 @@ PREDICT_CLASSES = {"image_classification": ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPP
                    "zero_shot_classification": ("MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",),
                    "visual_qa": ("MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES",),
                    "image_captioning": ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",),
-                   "depth_estimation": ("MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES",)}
+                   "depth_estimation": ("MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES",),
+                   "pose_estimation": ()}
 
 
 #: Task -> model classes that predict it beyond its mappings (OCR's one class; LLaVA answers visual questions).
-EXTRA_PREDICT_CLASSES = {"ocr": ("VisionEncoderDecoderModel",), "visual_qa": ("LlavaForConditionalGeneration",)}
+EXTRA_PREDICT_CLASSES = {"ocr": ("VisionEncoderDecoderModel",), "visual_qa": ("LlavaForConditionalGeneration",),
+                         "pose_estimation": ("VitPoseForPoseEstimation",)}
 
 
 def task_options(task, options: dict[str, Any]) -> dict[str, Any]:

@@ -202,13 +202,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     envs_sub.add_parser("list", parents=[common, as_json], help="every env built (the default)")
     envs_sub.add_parser("prepare", parents=[common, as_json], help="build an env now").add_argument("name")
     envs_sub.add_parser("rm", parents=[common, as_json], help="remove an env (or every env of a spec)").add_argument("name")
-    p = add("repos", c.cmd_repos, "custom GitHub repos: list, add a YAML spec, show, prepare, remove")
+    p = add("repos", c.cmd_repos, "custom GitHub repos: list, check a YAML spec, add it, show, prepare, remove")
     repos_sub = p.add_subparsers(dest="repos_command")
     repos_sub.add_parser("list", parents=[common, as_json], help="every repo (the default)")
     repos_sub.add_parser("add", parents=[common, as_json], help="add a repo spec").add_argument("spec", help="repo spec YAML")
     repos_sub.add_parser("show", parents=[common, as_json], help="a repo's spec").add_argument("name")
     repos_sub.add_parser("prepare", parents=[common, as_json], help="check out and build its env now").add_argument("name")
     repos_sub.add_parser("rm", parents=[common, as_json], help="remove a repo you added").add_argument("name")
+    from runner.cli.repos_check import add_parser as add_repos_check  # a local command: asks no daemon
+
+    add_repos_check(repos_sub, common, as_json)
     p = add("predict", c.cmd_predict, "predict with a job's checkpoint: one image, or many (files, folders, globs)",
             description="Predict with a job's checkpoint through its warm worker. One image: the predictions "
                         "(--save writes the annotated image). Several, a folder, a glob, a video, or --out: streamed "
@@ -313,6 +316,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             json=True)
     p.add_argument("job", nargs="?", help="only this job's workers")
     p.add_argument("--stop", action="store_true", help="stop them (every worker, or the job's)")
+    from runner.cli import sweeps  # its commands import what they show inside their functions
+
+    sweeps.add_parsers(sub, add, common, as_json)
     p = add("ui", c.cmd_ui, "open the MLflow UI on the home's store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)

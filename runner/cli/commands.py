@@ -193,6 +193,10 @@ def cmd_gc(args, out: Output) -> int:
 
 def cmd_repos(args, out: Output) -> int:
     command = args.repos_command or "list"
+    if command == "check":  # local: the spec is checked before any daemon knows it
+        from runner.cli.repos_check import cmd_repos_check
+
+        return cmd_repos_check(args, out)
     started = time.monotonic()
     with _client(args) as client:
         if command == "add":

@@ -14,13 +14,15 @@ PREDICT_IMAGE_FIELDS = ("image_png", "mask_png", "depth_png")
 TIMING_ORDER = ("preprocess", "inference", "postprocess", "total", "load")
 
 
-def show_prediction(response: pb.PredictResponse, saved: dict[str, str], out: Output, as_json: bool) -> None:
+def show_prediction(response: pb.PredictResponse, saved: dict[str, str], out: Output, as_json: bool,
+                    what: str = "image") -> None:
+    """The response as lines (`what` was predicted: an image, or a video of a video job), or as JSON."""
     if as_json:
         jsonout.print_json(prediction_json(response))
         for note in image_notes(response, saved):
             print(note, file=sys.stderr)
         return
-    out.line(f"task {response.task or '?'}, image {response.width}x{response.height}, "
+    out.line(f"task {response.task or '?'}, {what} {response.width}x{response.height}, "
              f"{len(response.predictions)} prediction(s)")
     for rank, p in enumerate(response.predictions, 1):
         out.line(f"{rank}. {describe(p)}")

@@ -8,6 +8,9 @@ a video's frames also `frame` and `time_s`; or `file`, `index` and `error`), the
 (`DIR/<name>.png`; a video's as `DIR/<name>.annotated.mp4`), with `--format coco` also
 `DIR/results.coco.json` (COCO's results format), and a progress bar with images/s on a terminal. The exit code is 0 when every image was predicted, 1 when some were not (each named with
 its reason).
+
+A job whose model predicts from videos (video classification) gets each video file whole instead of
+its frames (one answer per video: its top-k classes), and its folders give only their videos.
 """
 
 from __future__ import annotations
@@ -23,53 +26,63 @@ from runner.cli.output import Output
 from runner.cli.predict import describe, prediction_json
 from runner.cli.video import VIDEO_SUFFIXES, AnnotatedVideo, Video, frame_of, is_video
 from runner.client import ClientError
+from runner.settings import MAX_IMAGE_BYTES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
 PREDICTIONS_FILE = "predictions.jsonl"
 COCO_FILE = "results.coco.json"
 
 
-def expand(sources: list[str], skipped: list[str]) -> list[str]:
+def expand(sources: list[str], skipped: list[str], suffixes: frozenset[str] = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+           ) -> list[str]:
     """The images and videos `sources` name, in order: a file as given (whatever it holds: the
-    daemon says if it is no image), a folder's image and video files (by suffix, recursively,
-    sorted), a glob's matches; a folder that can't be read is added to `skipped`, named with its
-    reason."""
+    daemon says if it is no image), a folder's files of `suffixes` (image and video files by
+    default; recursively, sorted), a glob's matches; a folder that can't be read is added to
+    `skipped`, named with its reason."""
     images: list[str] = []
     for source in sources:
         if Path(source).is_dir():
-            images += _folder(source, skipped)
+            images += _folder(source, skipped, suffixes)
         elif not Path(source).exists() and glob.has_magic(source):
             for match in sorted(glob.glob(source, recursive=True)):
-                images += _folder(match, skipped) if Path(match).is_dir() else [match]
+                images += _folder(match, skipped, suffixes) if Path(match).is_dir() else [match]
         else:
             images.append(source)
     return images
 
 
-def _folder(folder: str, skipped: list[str]) -> list[str]:
+def _folder(folder: str, skipped: list[str], suffixes: frozenset[str]) -> list[str]:
     found = []
     for root, dirs, files in os.walk(folder, onerror=lambda exc: skipped.append(f"{exc.filename}: {exc.strerror}")):
         dirs.sort()
-        found += [os.path.join(root, f) for f in sorted(files)
-                  if Path(f).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+        found += [os.path.join(root, f) for f in sorted(files) if Path(f).suffix.lower() in suffixes]
     return found
 
 
 def predict_many(client, args, out: Output) -> int:
     skipped: list[str] = []
-    sources = expand(args.images, skipped)
+    whole = takes_whole_videos(client, args)
+    suffixes = VIDEO_SUFFIXES if whole else IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    sources = expand(args.images, skipped, suffixes)
     videos: dict[str, Video] = {}
-    for source in [s for s in sources if is_video(s)]:
-        try:
-            videos[source] = Video(source, args.stride)
-        except ClientError as exc:
-            skipped.append(str(exc))
-    sources = [s for s in sources if not is_video(s) or s in videos]
+    if whole:  # each video sent as its file, whole: refused here when the daemon would refuse its size
+        problems = {s: why for s in sources if (why := whole_video_problem(s))}
+        skipped += problems.values()
+        sources = [s for s in sources if s not in problems]
+    else:
+        for source in [s for s in sources if is_video(s)]:
+            try:
+                videos[source] = Video(source, args.stride)
+            except ClientError as exc:
+                skipped.append(str(exc))
+        sources = [s for s in sources if not is_video(s) or s in videos]
     for reason in skipped:
         out.error(f"skipped {reason}")
     if not sources:
-        raise ClientError(None, f"no images in {', '.join(args.images)} (looked for "
-                                f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        raise ClientError(None, f"no {'videos' if whole else 'images'} in {', '.join(args.images)} (looked for "
+                                f"{', '.join(sorted(suffixes))})")
+    if whole and len(args.images) == 1 and len(sources) == 1 and not args.out and is_video(args.images[0]):
+        return _predict_one_video(client, args, sources[0], out)
     target = Path(args.out) if args.out else None
     if args.format == "coco" and target is None:
         raise ClientError(None, "--format coco writes DIR/results.coco.json: give --out DIR")
@@ -120,11 +133,48 @@ def predict_many(client, args, out: Output) -> int:
     failed += [video.problem for video in videos.values() if video.problem]
     seconds = time.monotonic() - started
     if not args.json:
-        out.line(f"{done} of {count} image(s) predicted in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} "
-                 f"images/s)" + (f"; {target / PREDICTIONS_FILE}" if target is not None else ""))
+        noun = "video" if whole else "image"
+        out.line(f"{done} of {count} {noun}(s) predicted in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} "
+                 f"{noun}s/s)" + (f"; {target / PREDICTIONS_FILE}" if target is not None else ""))
     for reason in failed:
         out.error(f"not predicted: {reason}")
     return 1 if failed or skipped else 0
+
+
+def takes_whole_videos(client, args) -> bool:
+    """Whether the job (or the model without a job) predicts from whole video files (a video
+    classification model), asked of the daemon only when a source may hold videos (a video file, a
+    folder, a glob): its videos are then sent whole, not split into frames, and its folders give
+    only their videos."""
+    if not any(is_video(s) or Path(s).is_dir() or (not Path(s).exists() and glob.has_magic(s)) for s in args.images):
+        return False
+    from adapters.datasets.video_folder import VIDEO_TASKS
+
+    task = args.job.get("task", "") if isinstance(args.job, dict) else client.get(args.job).spec.task
+    return task in VIDEO_TASKS
+
+
+def whole_video_problem(path: str) -> str | None:
+    """Why a video can't be sent whole (it can't be read, or is over the daemon's message limit), or None."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        return f"cannot read video '{path}': {exc.strerror}"
+    if size > MAX_IMAGE_BYTES:
+        return (f"video '{path}' is {size / 2**20:.1f} MiB; the daemon takes files of up to "
+                f"{MAX_IMAGE_BYTES / 2**20:.1f} MiB (its message limit): trim or re-encode it first")
+    return None
+
+
+def _predict_one_video(client, args, video: str, out: Output) -> int:
+    """One video of a video job, shown as one image's prediction is."""
+    from runner.cli.predict import show_prediction
+
+    response = client.predict(args.job, video, top_k=args.top_k, checkpoint=args.checkpoint,
+                              runtime=getattr(args, "runtime", "pytorch"), device=getattr(args, "device", ""),
+                              labels=getattr(args, "labels", None), question=getattr(args, "question", ""))
+    show_prediction(response, {}, out, as_json=args.json, what="video")
+    return 0
 
 
 def _items(sources: list[str], videos: dict[str, Video]):

@@ -152,9 +152,10 @@ def _per_class(result: pb.ValidationResult, out: Output, top: int) -> None:
         out.line(f"  {len(rows) - top} more classes: --top N shows more, --json all of them")
 
 
-#: The tasks an eval keeps a gallery of (``adapters.evaluation.scoring``: classification and the object tasks).
+#: The tasks an eval keeps a gallery of (``adapters.evaluation.scoring``: classification and the object tasks,
+#: zero-shot ones included). The others' evals keep each image's scores, the worst first, which the tables list.
 GALLERY_TASKS = ("image_classification", "object_detection", "instance_segmentation", "pose_estimation",
-                 "obb_detection")
+                 "obb_detection", "zero_shot_classification", "zero_shot_detection")
 
 
 def write_plots(reply: pb.GetResultsResponse, folder: str, note=None) -> list[str]:
@@ -197,6 +198,9 @@ def write_plots(reply: pb.GetResultsResponse, folder: str, note=None) -> list[st
     elif result.source != "eval" and result.task in GALLERY_TASKS:
         (note or _stderr)(f"no gallery.png: training keeps no predictions; `visionyard eval {result.job_id}` "
                           "evaluates its val split and keeps one, which results --plots then draws")
+    elif result.source == "eval" and result.task not in GALLERY_TASKS:
+        (note or _stderr)(f"no gallery.png: an eval of {result.task} keeps no boxes or labels to draw, only each "
+                          "image's scores, which `visionyard eval` lists (the worst first; all with --json)")
     return [str(p) for p in written]
 
 

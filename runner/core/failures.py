@@ -29,6 +29,7 @@ class Cause(str, Enum):
     CANCELLED = "cancelled"          # it was cancelled (by a user, or by the daemon's stop)
     RUNNER = "runner"                # an error inside the runner
     DEVICE = "device"                # the device it asks for is not there (any more)
+    PRUNED = "pruned"                # a sweep's pruner stopped it early (runner/core/sweeps)
 
     def to_proto(self) -> int:
         return pb.FailureCause.Value(f"CAUSE_{self.name}")

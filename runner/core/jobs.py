@@ -74,6 +74,7 @@ class JobExecution(threading.Thread):
         self.detach_requested = threading.Event()
         self.stop_preparing = threading.Event()  # cancel or detach: an env build stops
         self.cancel_reason = "cancelled by user"
+        self.cancel_cause: Cause | None = None  # why, when not a plain cancel (a sweep's pruner)
         self._child: Child | None = None
         self._lock = threading.Lock()
         self.workload: Workload | None = None
@@ -81,11 +82,11 @@ class JobExecution(threading.Thread):
         self._tailer: LogTailer | None = None
         self.token = ""  # the child's reporter token, made at launch
 
-    def cancel(self, reason: str = "cancelled by user") -> None:
+    def cancel(self, reason: str = "cancelled by user", cause: Cause | None = None) -> None:
         with self._lock:
             if self.cancel_requested.is_set():
                 return
-            self.cancel_reason = reason
+            self.cancel_reason, self.cancel_cause = reason, cause
             self.cancel_requested.set()
             self.stop_preparing.set()
             child = self._child
@@ -116,10 +117,14 @@ class JobExecution(threading.Thread):
         if final_state == DETACHED:
             if self._tailer.is_alive():
                 self._tailer.stop(final=False)
+            if self.workload is not None:
+                self.workload.stop_watching(final=False)
             self.on_done(self.job_id, None)
             return
         if self._tailer.is_alive():
             self._tailer.stop()
+        if self.workload is not None:
+            self.workload.stop_watching()
         for partial in remove_partials(self.job_dir / CHECKPOINTS):  # torn by a kill or a full disk
             log.info("job %s: removed the interrupted write %s", self.job_id, partial)
         self.rt.devices.release(self.assignment)
@@ -177,6 +182,7 @@ class JobExecution(threading.Thread):
                 return self._finish(JobState.CANCELLED, self.cancel_reason)
             self.workload = workload
             self._child = launcher.start(command, env_vars, workload.job, launch)
+        workload.watch_files()
         store.transition(self.job_id, JobState.RUNNING, launcher.describe(self._child, self.assignment),
                          pid=self._child.pid, pid_start=self._child.start_ticks,
                          placement=launcher.placement(self._child))
@@ -195,6 +201,7 @@ class JobExecution(threading.Thread):
         with self._lock:
             self.workload, self._child = workload, child
         self._tailer.start()
+        workload.watch_files()
         if child is None:
             log.info("job %s ended while the daemon was down; harvesting it", self.job_id)
             status = read_exit_record(self.job_dir) or ExitStatus(None, None, known=False)
@@ -237,7 +244,8 @@ class JobExecution(threading.Thread):
             exit_code = None
         if self.cancel_requested.is_set() or status.cancelled:
             reason = self.cancel_reason if self.cancel_requested.is_set() else "cancelled while the daemon was down"
-            return self._finish(JobState.CANCELLED, reason, exit_code=exit_code)
+            cause = {"cause": self.cancel_cause} if self.cancel_requested.is_set() and self.cancel_cause else {}
+            return self._finish(JobState.CANCELLED, reason, exit_code=exit_code, **cause)
         ok, why_not = self.workload.succeeded(status.ok)
         if ok:
             return self._finish(JobState.SUCCEEDED, self._result_note() or self.workload.note() or "finished",

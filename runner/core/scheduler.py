@@ -72,14 +72,16 @@ class Scheduler:
         self.rt.store.transition(record.id, JobState.RUNNING, why, **fields)
         return True
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or active job; False when it is already final."""
+    def cancel(self, job_id: str, reason: str = "cancelled by user", cause: Cause | None = None) -> bool:
+        """Cancel a queued or active job; False when it is already final. `reason` and `cause` say why
+        (a sweep's pruner: `Cause.PRUNED`)."""
         with self._lock:
             execution = self._running.get(job_id)
             if execution is not None:
-                execution.cancel()
+                execution.cancel(reason, cause)
                 return True
-            return self.rt.store.transition(job_id, JobState.CANCELLED, "cancelled by user before it started")
+            return self.rt.store.transition(job_id, JobState.CANCELLED, f"{reason} before it started",
+                                            **({"cause": cause.value} if cause else {}))
 
     def shutdown(self, cancel_jobs: bool = False, reason: str = "the daemon shut down",
                  timeout: float = 30) -> None:

@@ -98,6 +98,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     time REAL NOT NULL,
     PRIMARY KEY (job_id, key, step)
 );
+CREATE TABLE IF NOT EXISTS metric_files (
+    job_id TEXT NOT NULL,
+    source INTEGER NOT NULL,      -- the index of the repo spec's `metric_files` entry
+    path TEXT NOT NULL,           -- the file read (what the entry's glob matched)
+    position INTEGER NOT NULL,    -- bytes of complete lines applied (csv, json_lines), or records (json documents)
+    PRIMARY KEY (job_id, source)
+);
 """
 
 UPDATABLE = frozenset({"token", "exit_code", "error", "job_dir", "env_name", "device", "pid", "pid_start", "mlflow_run_id",
@@ -344,6 +351,19 @@ class JobStore:
             db.execute("UPDATE jobs SET epoch = MAX(epoch, ?) WHERE id = ?", (step, job_id))
             event = pb.JobEvent(metrics=pb.MetricsEvent(step=step, values=values))
             return self._append(db, job_id, now, "metrics", event)
+
+    def metric_file_positions(self, job_id: str) -> dict[int, tuple[str, int]]:
+        """How far each of a job's metric files is applied: source index -> (path, position)."""
+        with self._lock:
+            rows = self._db.execute("SELECT source, path, position FROM metric_files WHERE job_id = ?",
+                                    (job_id,)).fetchall()
+        return {source: (path, position) for source, path, position in rows}
+
+    def set_metric_file_position(self, job_id: str, source: int, path: str, position: int) -> None:
+        """Store with the metrics the file's new rows made (in one `atomic()` block), as the log's offset is."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO metric_files (job_id, source, path, position) VALUES (?, ?, ?, ?)",
+                       (job_id, source, path, position))
 
     def metrics(self, job_id: str, key: str | None = None) -> list[tuple[str, int, float]]:
         query, args = "SELECT key, step, value FROM metrics WHERE job_id = ?", [job_id]

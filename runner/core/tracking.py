@@ -111,6 +111,10 @@ class Tracker:
         self._ended: set[str] = set()  # jobs whose run this tracker ended
         self._client = None
         self._experiment_id: str | None = None
+        #: job id → the sweep it is a trial of (None for other jobs): `sweep_id`, `run_id` ('' until made), `name`,
+        #: `params`, `on_created(run_id)`. A trial's run is nested under the sweep's run, made with the first one.
+        self.sweep_of: Callable[[str], dict[str, Any] | None] | None = None
+        self._sweep_runs: dict[str, str] = {}  # sweep id → its parent run, made by this tracker
         self._thread = threading.Thread(target=self._loop, name="mlflow", daemon=True)
         self._thread.start()
 
@@ -139,6 +143,11 @@ class Tracker:
         under ``<under>/<folder>/``, its numbers as metrics and what it is as tags."""
         self._queue.put(_Op("export", "", {"run_id": run_id, "folder": folder, "files": files, "metrics": metrics,
                                            "tags": tags, "under": under}))
+
+    def end_sweep_run(self, sweep_id: str, run_id: str, state: str, best_job: str, tags: dict[str, str]) -> None:
+        """End a sweep's parent run with `tags`; the run of its best trial's job is tagged `visionyard.sweep.best`."""
+        self._queue.put(_Op("sweep_end", sweep_id, {"run_id": run_id, "state": state, "best_job": best_job,
+                                                    "tags": tags}))
 
     def flush(self, timeout: float = 60) -> bool:
         """Wait until everything queued so far has been written."""
@@ -238,7 +247,10 @@ class Tracker:
             return
         self._starts[op.job_id] = op
         client = self._mlflow()
-        run = client.create_run(self._experiment_id, run_name=op.data["name"], tags=op.data["tags"])
+        tags = dict(op.data["tags"])
+        if parent := self._sweep_run(op.job_id):
+            tags["mlflow.parentRunId"] = parent
+        run = client.create_run(self._experiment_id, run_name=op.data["name"], tags=tags)
         run_id = run.info.run_id
         self._runs[op.job_id] = run_id
         self._starts.pop(op.job_id, None)
@@ -321,6 +333,37 @@ class Tracker:
             client.log_batch(run_id, metrics=missing[i:i + MAX_BATCH])
         if missing:
             log.info("job %s: logged %d metric point(s) MLflow had missed", job_id, len(missing))
+
+    def _sweep_run(self, job_id: str) -> str:
+        """The run of the sweep `job_id` is a trial of ('' for other jobs), made here with its first trial's."""
+        from mlflow.entities import Param
+
+        sweep = self.sweep_of(job_id) if self.sweep_of is not None else None
+        if not sweep:
+            return ""
+        run_id = sweep["run_id"] or self._sweep_runs.get(sweep["sweep_id"], "")
+        if not run_id:
+            client = self._mlflow()
+            run_id = client.create_run(self._experiment_id, run_name=sweep["name"],
+                                       tags={"visionyard.sweep_id": sweep["sweep_id"]}).info.run_id
+            client.log_batch(run_id, params=[Param(k, v) for k, v in sweep["params"].items()])
+            sweep["on_created"](run_id)
+        self._sweep_runs[sweep["sweep_id"]] = run_id
+        return run_id
+
+    def _do_sweep_end(self, op: _Op) -> None:
+        run_id = op.data["run_id"] or self._sweep_runs.get(op.job_id)
+        if not run_id:
+            return
+        client = self._mlflow()
+        for key, value in op.data["tags"].items():
+            client.set_tag(run_id, key, value)
+        if op.data["best_job"]:
+            for run in client.search_runs([self._experiment_id],
+                                          f"tags.`visionyard.job_id` = '{op.data['best_job']}'", max_results=5):
+                client.set_tag(run.info.run_id, "visionyard.sweep.best", "true")
+        client.set_terminated(run_id, status={"FINISHED": "FINISHED", "CANCELLED": "KILLED"}.get(op.data["state"],
+                                                                                                  "FINISHED"))
 
     def _do_flush(self, op: _Op) -> None:
         op.data["done"].set()

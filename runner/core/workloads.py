@@ -65,6 +65,13 @@ class Workload:
     def replay(self, lines) -> None:
         """The lines a previous daemon already handled: rebuild parser state, apply nothing."""
 
+    def watch_files(self) -> None:
+        """Start following what the child writes besides its log (a repo's metric files), once it runs
+        (or is adopted: from where the store says the last daemon stopped)."""
+
+    def stop_watching(self, final: bool = True) -> None:
+        """Stop following those files; ``final``: read them a last time first (the child is done)."""
+
     def collect(self) -> list[Path]:
         """After the child exited, however it ended: last parsed metrics; the files it left that go
         to MLflow beside the log and the best checkpoint."""
@@ -115,7 +122,11 @@ class AdapterWorkload(Workload):
 
 class RepoWorkload(Workload):
     """A custom repo's own command; its stdout becomes metrics through the repo's log parser, and
-    per-class tables (a parser's `per_class:`) validation records (runner/core/repo_results.py)."""
+    per-class tables (a parser's `per_class:`) validation records (runner/core/repo_results.py).
+
+    Its spec's `metric_files` are tailed beside the log (runner/core/metric_files.py). A metric a file maps
+    comes from that file only: the parser's values of it are dropped, so each epoch has one value per
+    metric in the job's history, its event stream and MLflow, at the file's precision."""
 
     def __init__(self, job: JobContext, rt: Runtime):
         super().__init__(job, rt)
@@ -128,6 +139,8 @@ class RepoWorkload(Workload):
         self._last_epoch = 0  # the highest epoch the log has shown
         self._to_track: dict[int, dict[str, float]] = {}  # an epoch's latest values, sent to MLflow when it ends
         self._checked_patterns = False  # the patterns that matched nothing in epoch 1 were reported
+        self._file_metrics: frozenset[str] = frozenset()  # the metrics the spec's metric files give
+        self._files = None  # a MetricFilesTailer while the child runs
 
     def prepare(self, log: TextIO) -> Command:
         from custom_repos.git import RepoError
@@ -143,6 +156,7 @@ class RepoWorkload(Workload):
             raise PrepareError(f"repo '{self.spec['repo']}' is not usable: {exc}", Cause.REPO) from exc
         log.write(f"[visionyard] repo spec '{self.repo.name}' as submitted: {self.repo.url} @ {self.repo.commit}\n")
         self.parser = build_parser(self.repo.parser)
+        self._file_metrics = _file_metrics(self.repo)
 
         log.write(f"[visionyard] checking out {self.repo.name} at {self.repo.commit} from {self.repo.url}\n")
         try:
@@ -177,6 +191,7 @@ class RepoWorkload(Workload):
         snapshot = self.job.repo_spec
         self.repo = parse_repo_spec(snapshot, f"job {self.job_id}") if snapshot else self.rt.repos.get(self.spec["repo"])
         self.parser = build_parser(self.repo.parser)
+        self._file_metrics = _file_metrics(self.repo)
         self.output_dir = Path(state["output_dir"]) if state.get("output_dir") else None
         self.work_tree = Path(state["work_tree"]) if state.get("work_tree") else None
         self.class_names = [str(name) for name in state.get("class_names") or ()]
@@ -197,7 +212,32 @@ class RepoWorkload(Workload):
             events += self.parser.feed_line(line)
         self._apply(events)
 
+    def watch_files(self) -> None:
+        from runner.core.metric_files import MetricFilesTailer
+
+        if self.repo is None or not self.repo.metric_files or self.output_dir is None or self._files is not None:
+            return
+        positions = self.rt.store.metric_file_positions(self.job_id)
+        self._files = MetricFilesTailer(self.repo.metric_files, self.output_dir, self.work_tree, positions,
+                                        self._on_file_rows, name=f"metrics-{self.job_id}")
+        for event in self._files.replay():  # rows an earlier daemon applied: where the epochs were
+            self._last_epoch = max(self._last_epoch, event.step)
+        self._files.start()
+
+    def stop_watching(self, final: bool = True) -> None:
+        if self._files is not None:
+            self._files.stop(final=final)
+
+    def _on_file_rows(self, source: int, path: Path, position: int, events, notices: list[str]) -> None:
+        """A metric file's new rows and how far it is read: together, as a log chunk and its offset."""
+        with self.rt.store.atomic():
+            self._apply(events, from_file=True)
+            self.rt.store.set_metric_file_position(self.job_id, source, str(path), position)
+        for text in notices:
+            self._warn(f"metric file {self.repo.metric_files[source].path} ({path}): {text}")
+
     def collect(self) -> list[Path]:
+        self.stop_watching()  # the files' last rows before the last epoch is tracked
         if self.parser is not None:
             self._apply(self.parser.finish())
             self._track(final=True)
@@ -228,9 +268,13 @@ class RepoWorkload(Workload):
                 self.job.job_dir, self.job_id, self.spec["task"], f"{self.repo.name} {self.repo.commit[:7]}",
                 self.class_names, note=lambda text: self.rt.store.add_logs(self.job_id, [text]))
 
-    def _apply(self, events) -> None:
+    def _apply(self, events, from_file: bool = False) -> None:
         store = self.rt.store
         events = [event for event in events if _in_range(event)]
+        parsed = events  # what the parser made of the log, for the validation records
+        if not from_file and self._file_metrics:
+            events = [_without(event, self._file_metrics) for event in events]
+            events = [event for event in events if event is not None]
         for event in events:
             if isinstance(event, MetricUpdate):
                 store.add_metrics(self.job_id, event.step, event.values)
@@ -241,8 +285,8 @@ class RepoWorkload(Workload):
                 total = event.total_epochs or self.spec["training"]["epochs"]
                 store.add_event(self.job_id, pb.JobEvent(progress=pb.ProgressEvent(
                     epoch=event.epoch, total_epochs=total, step=event.step or 0, total_steps=event.total_steps or 0)))
-        if self.results is not None and events:
-            self._record(events)
+        if self.results is not None and parsed and not from_file:
+            self._record(parsed)
         self._track(final=False)
         for text in self.parser.take_notices():
             self._warn(f"log parser: {text}")
@@ -301,6 +345,18 @@ class RepoWorkload(Workload):
                     path=str(path), kind=kind, epoch=store.get(self.job_id).epoch)))
                 store.update(self.job_id, **{f"{kind}_checkpoint": str(path)})
         return [p for p in (found.last, *found.files) if p]
+
+
+def _file_metrics(repo) -> frozenset[str]:
+    return frozenset(mapped.name for entry in repo.metric_files for mapped in entry.metrics.values())
+
+
+def _without(event, names: frozenset[str]):
+    """A parser's event less the metrics a metric file gives (None when nothing is left of it)."""
+    if not isinstance(event, MetricUpdate) or not names & event.values.keys():
+        return event
+    values = {key: value for key, value in event.values.items() if key not in names}
+    return MetricUpdate(step=event.step, values=values) if values else None
 
 
 def _in_range(event) -> bool:

@@ -25,11 +25,11 @@ import grpc
 
 from adapters.catalog import default_input_size, find_model
 from adapters.frameworks import get_catalog
-from adapters.image_limits import ImageTooLarge, check_image
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from runner.daemon.exports import newest_export
-from runner.daemon.predictions import PredictBusy, PredictOutputError, ThreadContext, response_from_json
+from runner.daemon.predictions import (PredictBusy, PredictOutputError, ThreadContext, check_input,
+                                      response_from_json)
 from runner.daemon.workers import (WORKER_LOG, PoolBusy, Worker, WorkerError, WorkerKey, WorkerPool, WorkerStopped)
 from runner.launch.adapter_child import adapter_command
 from runner.launch.jobdir import JOB_FILE
@@ -74,18 +74,15 @@ class PredictRpcs:
 
     def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
         """The job and checkpoint to predict with, or an abort saying why not; the image is refused
-        here when its header says it is too large, before it reaches a worker."""
+        here when its header says it is too large, or is not what the job's task predicts from (an image;
+        a video file for a video task), before it reaches a worker."""
         record, key = self._predict_job(request, context)
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
         try:
-            size = check_image(request.image, self.predict_gate.limits.max_pixels)
-        except ImageTooLarge as exc:
+            check_input(request.image, record.spec.get("task", ""), self.predict_gate.limits.max_pixels)
+        except ValueError as exc:  # too large, or not what the job's task predicts from
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if size is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"the {len(request.image)} bytes sent are not an image (no image format reads their header: "
-                          "send a PNG, JPEG, BMP, TIFF, WebP, ... file)")
         return record, key
 
     def _predict_job(self, request, context) -> tuple:
@@ -350,16 +347,14 @@ class PredictRpcs:
         worker = await loop.run_in_executor(self.pool, self._worker_for, record, key, sync)
         top_k, annotate, options = first.top_k or 5, first.annotate, predict_options(first)
         window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
-        max_pixels = self.predict_gate.limits.max_pixels
+        max_pixels, task = self.predict_gate.limits.max_pixels, record.spec.get("task", "")
 
         def hand_over(index: int, message) -> tuple:
             """(index, name, image file or None, answer's future or error) for one message."""
             try:
                 if not message.image:
                     raise ValueError("the image is empty")
-                if check_image(message.image, max_pixels) is None:
-                    raise ValueError(f"the {len(message.image)} bytes sent are not an image (no image format reads "
-                                     "their header)")
+                check_input(message.image, task, max_pixels)
             except ValueError as exc:
                 return index, message.name, None, str(exc)
             try:

@@ -12,7 +12,9 @@ with ``box: [x1, y1, x2, y2]``, ``polygon: [[x, y], ...]``, ``keypoints: [[x, y,
 
 Also here: the bounds on predicts, kept apart from how a predict is run (by a warm worker,
 ``runner.daemon.workers``) — a few at once and a short queue (:class:`PredictGate`), an image's
-bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``).
+bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and what a
+request's bytes must be for its job's task (:func:`check_input`: an image, or a video file for a task
+that predicts from videos).
 """
 
 from __future__ import annotations
@@ -28,13 +30,38 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.image_limits import DEFAULT_MAX_PIXELS
+from adapters.datasets.video_folder import VIDEO_TASKS, sniff_container
+from adapters.image_limits import DEFAULT_MAX_PIXELS, check_image, header_size
 from protos import visionyard_pb2 as pb
 
 DEFAULT_CONCURRENT_PREDICTS = 8  # each holds its image here and its decoded pixels in a worker's batch
 QUEUE_PER_SLOT = 2  # predicts that may wait for a slot, per slot
 
 _BYTES_FIELDS = ("mask_png", "image_png", "depth_png")
+
+
+def check_input(data: bytes, task: str, max_pixels: int) -> None:
+    """Refuse bytes that are not what a model of ``task`` predicts from, by their header: a video file
+    (MP4/QuickTime, AVI, Matroska/WebM) for a task that predicts from videos (``VIDEO_TASKS``; its frames'
+    size is checked by the worker, which reads the container), else an image whose header says it is
+    within ``max_pixels`` (``ImageTooLarge``, a ValueError, when it is over). ValueError saying what was
+    sent and what to send instead."""
+    container = sniff_container(data[:16])
+    if task in VIDEO_TASKS:
+        if container is not None:
+            return
+        if header_size(data) is not None:
+            raise ValueError(f"a {task} model predicts from a video file, not an image: send the whole video "
+                             "(MP4/QuickTime, AVI, Matroska/WebM)")
+        raise ValueError(f"the {len(data)} bytes sent are not a video file (no MP4/QuickTime, AVI or Matroska/WebM "
+                         "header): send the whole video file")
+    if check_image(data, max_pixels) is not None:
+        return
+    if container is not None:
+        raise ValueError(f"the {len(data)} bytes sent are a video file ({container}); a {task or 'this'} model "
+                         "predicts from images: send its frames as images (`visionyard predict JOB VIDEO` does)")
+    raise ValueError(f"the {len(data)} bytes sent are not an image (no image format reads their header: send a PNG, "
+                     "JPEG, BMP, TIFF, WebP, ... file)")
 
 
 class PredictOutputError(ValueError):

@@ -162,7 +162,7 @@ class RepoCommandWorker:
                                   f"its log {self.log_path} ends:\n{_tail(self.log_path)}")
             return read_answers(self.spec, self.job.get("task", ""), output, stdout, files,
                                 class_names(self.job_dir, self.job), [i.top_k for i in batch],
-                                [i.annotate for i in batch])
+                                [i.annotate for i in batch], job_dir=self.job_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)  # before any answer goes out
 

@@ -40,6 +40,7 @@ from runner.launch.ray.uploads import UploadLimits
 from runner.daemon.predictions import PredictLimits
 from runner.daemon.workers import WorkerLimits, WorkerPool
 from runner.core.scheduler import Scheduler
+from runner.core.sweeps.engine import SweepEngine
 from runner.daemon.servicers import ReporterServicer, RunnerServicer
 from runner.settings import DEFAULT_NODE_HOME, MAX_MESSAGE_BYTES, Paths
 from runner.core.store import TERMINAL, JobStore
@@ -126,6 +127,7 @@ class Daemon:
         elif "OMP_NUM_THREADS" not in os.environ:  # concurrent jobs share the cores instead of fighting
             self.runtime.threads_per_job = max(1, (os.cpu_count() or 1) // max_concurrent_jobs)
         self.scheduler = Scheduler(self.runtime, max_concurrent_jobs)
+        self.sweeps = SweepEngine(self.runtime, self.scheduler)  # hyperparameter sweeps: a client of the queue
         self.health = health.HealthServicer()  # the reporter's (threads)
         self.aio_health = health.aio.HealthServicer()  # the client servers' (its watches are coroutines)
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -141,6 +143,7 @@ class Daemon:
             self.runtime.devices.reclaim = self.workers.release_gpus
         runner = RunnerServicer(self.runtime, self.scheduler, self.gc_policy, self.watch_hub, self.client_pool,
                                 predict, self.workers)
+        runner.sweeps = self.sweeps
         reporter = ReporterServicer(self.runtime, ray.upload_limits if ray is not None else None)
         self.server = self.aio.run(self._client_server(AioGuard(), runner, reporter))
         self.reporter_server = self._register(
@@ -185,6 +188,7 @@ class Daemon:
             if server is not None:
                 self.aio.run(server.start())
         self.scheduler.start()
+        self.sweeps.start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         for name in ("", *(d.full_name for d in pb.DESCRIPTOR.services_by_name.values())):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -214,6 +218,7 @@ class Daemon:
             self.aio.run(self.aio_health.enter_graceful_shutdown(), timeout=STOP_GRACE)
         except TimeoutError:
             log.warning("the client servers' health service did not take the shutdown within %g s", STOP_GRACE)
+        self.sweeps.stop()
         self.scheduler.shutdown(cancel_jobs=self.cancel_jobs_on_stop)
         self.workers.close()
         self._stop_servers()

@@ -34,6 +34,7 @@ from runner.daemon.predictions import PredictGate, PredictLimits
 from runner.daemon.workers import WorkerPool
 from runner.daemon.repo_rpcs import RepoRpcs
 from runner.daemon.results import ResultsRpcs
+from runner.daemon.sweep_rpcs import SweepRpcs
 from runner.core.reports import apply_batch
 from runner.core.scheduler import Scheduler
 from runner.spec.validate import CUSTOM, validate_job_spec
@@ -70,7 +71,7 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
 
-class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, pb_grpc.RunnerServicer):
+class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, SweepRpcs, pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
                  watch_hub: WatchHub | None = None, pool: Executor | None = None,
                  predict_limits: PredictLimits | None = None, workers: WorkerPool | None = None):

@@ -20,7 +20,9 @@ import adapters.entrypoint
 from adapters.datasets import read_dataset
 from adapters.evaluate import dataset_hash, evaluate
 from adapters.evaluation.restoration import PSNR_CAP_DB, psnr
-from tests.dataset_fixtures import ann, make_coco, make_masks, make_ocr_dataset, make_sr_pairs, make_yolo_task
+from tests.dataset_fixtures import (CAPTION_VAL, ann, caption_references, make_captions_dataset, make_coco,
+                                    make_depth_dataset, make_masks, make_ocr_dataset, make_sr_pairs,
+                                    make_vqa_dataset, make_yolo_task)
 
 
 class StandIn:
@@ -271,6 +273,67 @@ def test_ocr_scores_the_predicted_text_against_the_label(tmp_path, monkeypatch):
     assert written["metrics"]["val/cer"] == pytest.approx(1 / 10)
     assert written["per_image"][0] == {"image": "val/images/2.png", "target": "abc", "prediction": "ab",
                                        "cer": pytest.approx(1 / 3)}
+
+
+# ---------------------------------------------------------------- depth, captioning, visual QA
+
+
+def test_depth_scores_each_map_against_its_depth_map_invalid_pixels_left_out(tmp_path, monkeypatch):
+    """Every val image's depth predicted 10 % too deep (and 50 m on its invalid corner): AbsRel 0.1, δ1 1."""
+    from adapters.datasets.depth import read_depth
+
+    dataset = make_depth_dataset(tmp_path / "data", train=2, val=3)
+
+    def answer(path: str) -> dict:
+        truth = read_depth(path.replace("/images/", "/depth/").replace(".png", ".npy"))
+        return {"predictions": [], "depth": {"kind": "metric", "unit": "m"},
+                "depth_m": np.where(truth > 0, truth * 1.1, 50.0)}
+
+    code, written, _ = run(tmp_path, monkeypatch, "depth_estimation", dataset, "depth", StandIn(answer))
+    assert code == 0
+    assert written["metrics"] == pytest.approx({"val/abs_rel": 0.1, "val/delta1": 1.0,
+                                                "val/rmse": written["metrics"]["val/rmse"]}, rel=1e-5)
+    assert (written["evaluator"], written["images"]) == ("visionyard.depth", 3)
+    assert {r["image"] for r in written["per_image"]} == {f"val/images/{i}.png" for i in range(3)}
+
+
+def test_captions_are_scored_against_all_their_references(tmp_path, monkeypatch):
+    """Each val image captioned with its second reference: BLEU-4 1 (the first reference alone would not give it)."""
+    dataset = make_captions_dataset(tmp_path / "data")
+    adapter = StandIn(lambda path: {"predictions": [], "text": caption_references(*CAPTION_VAL[int(Path(path).stem)])[1]})
+    code, written, _ = run(tmp_path, monkeypatch, "image_captioning", dataset, "captions", adapter)
+    assert code == 0 and written["evaluator"] == "visionyard.captions"
+    assert written["metrics"]["val/bleu4"] == pytest.approx(1.0) and written["metrics"]["val/cider"] > 0
+    assert written["per_image"][0]["references"] == caption_references(*CAPTION_VAL[int(
+        Path(written["per_image"][0]["image"]).stem)])
+
+
+class Asked(StandIn):
+    """A visual QA stand-in: answers ``answer(path, question)``; records (question, images) of each call."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(answer)
+        self.calls: list[tuple[str, int]] = []
+
+    def predict_batch(self, images, top_k, annotate, question=None):
+        self.calls.append((question, len(images)))
+        return [{"predictions": [], "text": self.answer(str(path), question)} for path in images]
+
+
+def test_visual_qa_asks_each_records_question_and_scores_the_vqa_accuracy(tmp_path, monkeypatch):
+    """Val: red, green, blue squares, each asked its colour (answers e.g. red, RED, the red, white: the colour is 3
+    of the 4 answers once normalised, 0.75) and "Is it red?" (one answer). Answered with the colour, and "yes"
+    always: (3 x 0.75 + 1 + 0 + 0) / 6. The questions of a batch go to predict one question at a time."""
+    dataset = make_vqa_dataset(tmp_path / "data")
+    colours = {"0": "red", "1": "green", "2": "blue"}
+    adapter = Asked(lambda path, question: "yes" if question == "Is it red?" else colours[Path(path).stem])
+    code, written, _ = run(tmp_path, monkeypatch, "visual_qa", dataset, "vqa", adapter, batch=4)
+    assert code == 0 and written["evaluator"] == "visionyard.vqa" and written["images"] == 6
+    assert written["metrics"] == pytest.approx({"val/vqa_accuracy": (3 * 0.75 + 1.0) / 6})
+    assert adapter.calls == [("What colour is it?", 2), ("Is it red?", 2), ("What colour is it?", 1),
+                             ("Is it red?", 1)]
+    assert [(r["question"], r["prediction"], r["score"]) for r in written["per_image"][:2]] == [
+        ("Is it red?", "yes", 0.0), ("Is it red?", "yes", 0.0)]
 
 
 # ---------------------------------------------------------------- the dataset hash

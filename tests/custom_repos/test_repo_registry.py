@@ -15,7 +15,8 @@ def write(path, data) -> str:
 
 def test_shipped_specs_are_listed(tmp_path):
     registry = RepoRegistry(tmp_path / "specs")
-    assert [(spec.name, kind) for spec, kind in registry.list()] == [("convnext", "shipped"), ("yolov7", "shipped")]
+    assert [(spec.name, kind) for spec, kind in registry.list()] == [("convnext", "shipped"), ("ppyoloe", "shipped"),
+                                                                         ("yolov7", "shipped")]
     assert registry.get("yolov7").dataset_format == "yolo"
     assert not (tmp_path / "specs").exists()  # nothing written until a user adds a spec
 
@@ -23,7 +24,7 @@ def test_shipped_specs_are_listed(tmp_path):
 def test_unknown_repo_lists_valid_names(tmp_path):
     with pytest.raises(UnknownRepoError) as info:
         RepoRegistry(tmp_path).get("yolo")
-    assert str(info.value) == "Unknown repo 'yolo'. Valid: convnext, yolov7"
+    assert str(info.value) == "Unknown repo 'yolo'. Valid: convnext, ppyoloe, yolov7"
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
 
 
@@ -40,7 +41,7 @@ def test_add_get_list_remove_and_persistence(tmp_path, spec_dict):
     again = RepoRegistry(user_dir)  # a restarted daemon
     assert again.get("alpha") == spec
     assert [(s.name, kind) for s, kind in again.list()] == [
-        ("alpha", "user"), ("convnext", "shipped"), ("yolov7", "shipped")]
+        ("alpha", "user"), ("convnext", "shipped"), ("ppyoloe", "shipped"), ("yolov7", "shipped")]
 
     # Re-adding the same name replaces it.
     registry.add(write(tmp_path / "v2.yaml", spec_dict(name="alpha", url=str(tmp_path), description="second")))
@@ -48,7 +49,7 @@ def test_add_get_list_remove_and_persistence(tmp_path, spec_dict):
 
     again.remove("alpha")
     assert not stored.exists()
-    with pytest.raises(UnknownRepoError, match="Unknown repo 'alpha'. Valid: convnext, yolov7"):
+    with pytest.raises(UnknownRepoError, match="Unknown repo 'alpha'. Valid: convnext, ppyoloe, yolov7"):
         registry.get("alpha")
     with pytest.raises(UnknownRepoError, match="Unknown user repo 'alpha'"):
         registry.remove("alpha")

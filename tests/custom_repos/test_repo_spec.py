@@ -37,7 +37,7 @@ def test_valid_spec_parses_with_defaults(spec_dict):
     ({"commit": "abc12"}, "commit", ["at least 7 hex digits"]),
     ({"url": "git@github.com:x/y.git"}, "url", ["https://", "absolute path"]),
     ({"url": "relative/path"}, "url", ["not a supported url"]),
-    ({"dataset_format": "coco"}, "dataset_format", ["Valid: yolo, imagefolder"]),
+    ({"dataset_format": "voc"}, "dataset_format", ["Valid: yolo, imagefolder, coco"]),
     ({"shims": ["torch_seven"]}, "shims", ["unknown shim 'torch_seven'", "torch_six"]),
     ({"parser": "nope"}, "parser", ["Unknown log parser 'nope'", "yolov7"]),
     ({"parser": {"patterns": [{"regex": "(", "metrics": {}}]}}, "parser.patterns[0]", ["regular expression"]),
@@ -106,7 +106,7 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 
 def test_shipped_specs_load_and_pin_facts():
     specs = shipped_specs()
-    assert sorted(specs) == ["convnext", "yolov7"]
+    assert sorted(specs) == ["convnext", "ppyoloe", "yolov7"]
     yolo, convnext = specs["yolov7"], specs["convnext"]
     assert yolo.commit == "a207844b1ce82d204ab36d87d496728d3d2348e7"
     assert yolo.env == {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} and yolo.requirements_file == "requirements.txt"
@@ -117,6 +117,10 @@ def test_shipped_specs_load_and_pin_facts():
     assert convnext.shims == ["torch_six", "cuda_synchronize_on_cpu"] and convnext.min_classes == 5
     for flag in ("--mixup", "--cutmix", "--auto_resume", "--output_dir"):
         assert flag in convnext.command
+    ppyoloe = specs["ppyoloe"]
+    assert ppyoloe.commit == "666f597fd00d3157e84dd9fb2dd3f40bf9918ebc" and ppyoloe.dataset_format == "coco"
+    assert ppyoloe.overrides == ['sklearn; python_version < "3"', "setuptools<81"]
+    assert "paddlepaddle==3.3.1" in ppyoloe.requirements and list(ppyoloe.config_files) == ["ppyoloe.yml"]
     for path in SHIPPED_DIR.glob("*.yaml"):  # the files, not the cache
         assert load_repo_spec(path).name == path.stem
 

@@ -13,7 +13,8 @@ from protos import visionyard_pb2 as pb
 from runner.client import ClientError
 from tests.fixtures import COLOURS, make_imagefolder, save_image
 from tests.helpers import start_daemon
-from tests.repo_fixtures import copy_shipped_spec, fake_convnext, fake_yolov7, make_yolo, toy_repo, toy_spec
+from tests.repo_fixtures import (copy_shipped_spec, fake_convnext, fake_paddledetection, fake_yolov7, make_yolo,
+                                 toy_repo, toy_spec)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,12 +82,44 @@ def test_convnext_format_repo_end_to_end(daemon, tmp_path):
     final = daemon.client.wait(job.id)
     assert final.state == pb.SUCCEEDED, final.error
     steps = metric_steps(daemon.client.watch(job.id))
-    assert [s for s, _ in steps if "val/accuracy" in _] == [1, 2]
-    assert final.metrics["val/accuracy"] == pytest.approx(0.6)
-    assert final.metrics["val/top5"] == pytest.approx(1.0)
-    assert {"train/loss", "lr", "val/loss"} <= set(final.metrics)
+    # the epoch's test accuracy, top-5 and losses come from log.txt only (the log prints them rounded), once each
+    from_file = [(s, v["val/accuracy"], v["val/loss"], v["train/loss"]) for s, v in steps if "val/accuracy" in v]
+    assert from_file == [(1, 0.5333333333333333, 3.625, 5.3702), (2, 0.6, 1.7058, 3.4582)]
+    assert [s for s, v in steps if "train/loss" in v] == [1, 2] and [s for s, v in steps if "lr" in v] == [1, 2]
+    assert final.metrics["val/top5"] == pytest.approx(1.0) and final.metrics["model/parameters"] == 27823973
+    assert final.metrics["lr"] == pytest.approx(2.6e-05)  # the parser's: log.txt's train_lr is not mapped
     assert final.best_checkpoint.endswith("checkpoint-best.pth")
     assert final.last_checkpoint.endswith("checkpoint-1.pth")
+
+
+def test_paddledetection_repo_with_a_generated_config_end_to_end(daemon, tmp_path):
+    url, sha = fake_paddledetection(tmp_path / "paddledetection")
+    daemon.client.add_repo(copy_shipped_spec("ppyoloe", str(url), sha, "ppyoloe-local", tmp_path / "pp.yaml"))
+    data = make_yolo(tmp_path / "parts")  # YOLO labels: written as COCO into the job dir at launch
+    job = daemon.client.submit(custom_job("ppyoloe-local", "ppyoloe_plus_crn_s", "object_detection", data, "yolo", 5,
+                                          training={"epochs": 5, "batch_size": 2, "image_size": 128, "seed": 7,
+                                                    "learning_rate": 0.01, "device": "cpu"}))
+    events = list(daemon.client.watch(job.id, include_logs=True))
+    final = daemon.client.wait(job.id)
+    assert final.state == pb.SUCCEEDED, final.error
+    logs = [e.log.text for e in events if e.WhichOneof("kind") == "log"]
+    assert "[stand-in] seed 7 epochs 5 classes 2 config ppyoloe_plus_crn_s_80e_coco.yml" in logs
+    config = (Path(final.job_dir) / "config" / "ppyoloe.yml").read_text()
+    assert "base_lr: 0.01\n" in config
+    assert "NormalizeImage: {mean: [0., 0., 0.], std: [1., 1., 1.], norm_type: none}" in config
+    coco = Path(final.job_dir) / "data" / "annotations" / "instances_train.json"
+    assert [c["name"] for c in __import__("json").loads(coco.read_text())["categories"]] == ["bolt", "nut"]
+    steps = metric_steps(events)
+    assert [s for s, v in steps if "val/mAP50-95" in v] == [1, 2, 3]  # epochs 4 and 5 found nothing: no table
+    assert [s for s, v in steps if "train/loss" in v] == [1, 2, 3, 4, 5]
+    assert final.metrics["val/mAP50"] == pytest.approx(0.001) and final.epoch == 5
+    assert {"train/cls_loss", "train/iou_loss", "train/dfl_loss", "lr", "val/mAP75"} <= set(final.metrics)
+    assert final.best_checkpoint.endswith("output/best_model.pdparams")
+    assert final.last_checkpoint.endswith("output/model_final.pdparams")
+    # predict: the repo's infer.py over a batch's folder, its COCO results read back as boxes
+    (box,) = daemon.client.predict(job.id, Path(save_image(tmp_path / "photo.png", "red", size=64))).predictions
+    assert (box.label, box.score, box.index) == ("nut", 0.875, 1)  # category 2 of the job's COCO: class 1
+    assert (box.box.x1, box.box.y1, box.box.x2, box.box.y2) == (16, 16, 48, 48)
 
 
 def test_a_yaml_only_repo(daemon, tmp_path, capsys):

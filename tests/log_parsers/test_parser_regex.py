@@ -113,9 +113,9 @@ BAD = [
     ({"builtin": 7}, "parser.builtin: expected a parser name"),
     (7, "parser: expected a built-in parser name or a mapping, got int"),
     (["yolov7"], "parser: expected a built-in parser name or a mapping, got list"),
-    ("yolo", "Unknown log parser 'yolo'. Valid: convnext, generic, yolov7"),
-    ({"builtin": "YOLOv7"}, "Unknown log parser 'YOLOv7'. Valid: convnext, generic, yolov7"),
-    ({"parser": "nope"}, "Unknown log parser 'nope'. Valid: convnext, generic, yolov7"),
+    ("yolo", "Unknown log parser 'yolo'. Valid: convnext, generic, ppyoloe, yolov7"),
+    ({"builtin": "YOLOv7"}, "Unknown log parser 'YOLOv7'. Valid: convnext, generic, ppyoloe, yolov7"),
+    ({"parser": "nope"}, "Unknown log parser 'nope'. Valid: convnext, generic, ppyoloe, yolov7"),
 ]
 
 

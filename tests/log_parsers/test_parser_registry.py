@@ -23,11 +23,11 @@ def test_registering_a_parser_again_is_a_no_op_and_a_different_one_is_refused():
         register_parser("yolov7")(Impostor)
     assert BUILTINS.get("yolov7") is yolov7 and type(build_parser("yolov7")) is yolov7
     assert Impostor.name == LogParser.name  # a refused class is left untouched
-    assert builtin_parsers() == ["convnext", "generic", "yolov7"]
+    assert builtin_parsers() == ["convnext", "generic", "ppyoloe", "yolov7"]
 
 
 def test_an_unknown_parser_lists_the_valid_ones():
     with pytest.raises(UnknownNameError) as info:
         build_parser("yolo")
-    assert str(info.value) == "Unknown log parser 'yolo'. Valid: convnext, generic, yolov7"
+    assert str(info.value) == "Unknown log parser 'yolo'. Valid: convnext, generic, ppyoloe, yolov7"
     assert isinstance(info.value, ValueError)

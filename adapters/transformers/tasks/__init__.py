@@ -17,6 +17,7 @@ TASK_CLASSES = {
     "visual_qa": "vqa:VQATask",
     "zero_shot_detection": "zero_shot_detection:ZeroShotDetectionTask",
     "video_classification": "video_classification:VideoClassificationTask",
+    "pose_estimation": "pose:PoseTask",
 }
 
 

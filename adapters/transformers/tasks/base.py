@@ -54,8 +54,14 @@ class HFTask:
 
     # ------------------------------------------------------------ data
 
+    def samples(self, records: list[ImageRecord], train: bool) -> list:
+        """What the Trainer iterates over for ``records``: each is given to :meth:`encode`. The records themselves,
+        unless a task makes several samples of one image (top-down pose: one per person)."""
+        return records
+
     def encode(self, record: ImageRecord, train: bool) -> dict[str, Any]:
-        """One record → the model's inputs (``pixel_values``, ``labels``, ...)."""
+        """One sample (a record, unless :meth:`samples` says otherwise) → the model's inputs (``pixel_values``,
+        ``labels``, ...)."""
         raise NotImplementedError
 
     def collate(self, batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class DepthTask(HFTask):
         #: (height, width) every input is resized to; None: each image's own size, rounded (GLPN's predict).
         self.size: tuple[int, int] | None = None
         self._errors: DepthErrors | None = None
+        #: Predict also gives the float depth (``depth_m``): set for ``eval`` (``prepare_evaluation``).
+        self.float_depth = False
 
     # ------------------------------------------------------------ model
 
@@ -214,16 +216,27 @@ class DepthTask(HFTask):
 
     # ------------------------------------------------------------ inference
 
+    def prepare_evaluation(self) -> None:
+        """``eval`` scores the depth the model gives, not the PNG's whole millimetres (which also saturate past
+        65.535 m): each result then also holds ``depth_m``, the float map in metres at the image's size."""
+        self.float_depth = True
+
     def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool) -> list[dict[str, Any]]:
-        """Each image's depth map (``depth_png``), preview (``image_png``) and ``depth`` summary; images whose
-        inputs have one size (all of them, at a fixed input size) go through the model together."""
+        """Each image's depth map (``depth_png``), preview (``image_png``) and ``depth`` summary (and, prepared for
+        an evaluation, ``depth_m``); images whose inputs have one size (all of them, at a fixed input size) go
+        through the model together."""
         kind = depth_kind(model.config)
         inputs = [{"pixel_values": self.pixels(image)[None]} for image in images]
 
         def run(batch, members):
             predicted = model(pixel_values=batch["pixel_values"]).predicted_depth
-            return [depth_result(upsample(predicted[j:j + 1], (images[i].height, images[i].width))[0].float().cpu()
-                                 .numpy(), kind) for j, i in enumerate(members)]
+            out = []
+            for j, i in enumerate(members):
+                depth = upsample(predicted[j:j + 1], (images[i].height, images[i].width))[0].float().cpu().numpy()
+                out.append(depth_result(depth, kind))
+                if self.float_depth:
+                    out[-1]["depth_m"] = depth
+            return out
         return in_shape_groups(inputs, model.device, run)
 
 

@@ -333,10 +333,12 @@ def _trainer_class(task: VQATask):
 
             inputs = self._prepare_inputs(inputs)
             with torch.no_grad():
-                loss = model(**inputs).loss.detach()
+                outputs = model(**inputs)
+                loss = outputs.loss.detach()
                 if prediction_loss_only:
                     return loss, None, None
-                answers = task.answer_batch(model, inputs)
+                # ViLT's answers are this pass's logits; BLIP generates its answers
+                answers = outputs.logits.argmax(-1) if task.kind == CLASSIFIER else task.answer_batch(model, inputs)
             return loss, answers, inputs["labels"]
 
     return VQATrainer

@@ -72,17 +72,21 @@ print(json.dumps({"labels": [model.config.id2label[i] for i in range(model.confi
 
 
 #: ``SERVE JOB CHECKPOINT VIDEO VIDEO2 NOT_A_VIDEO``: a warm predict worker's answer to one request of two videos (a
-#: batch) and a file that is no video.
+#: batch), a file that is no video and an image; then to the first video under a pixel limit below its frames'.
 SERVE = """
 import json, sys
+from PIL import Image
 from adapters.entrypoint import build_adapter
 from adapters.job import Job
 from adapters.reporter import Reporter
 from adapters.serve import answer
 adapter = build_adapter(Job.from_file(sys.argv[1]), Reporter(None))
 adapter.load_checkpoint(sys.argv[2])
-items = [{"image": sys.argv[3], "top_k": 3}, {"image": sys.argv[4], "top_k": 3}, {"image": sys.argv[5], "top_k": 3}]
-print(json.dumps(answer(adapter, "video_classification", items, 40_000_000, 1.0)))
+image = sys.argv[5] + ".png"
+Image.new("RGB", (32, 32), "red").save(image)
+items = [{"image": path, "top_k": 3} for path in (*sys.argv[3:6], image)]
+answers = answer(adapter, "video_classification", items, 40_000_000, 1.0)
+print(json.dumps(answers + answer(adapter, "video_classification", items[:1], 32 * 31, 1.0)))
 """
 
 
@@ -162,11 +166,13 @@ def test_predict_takes_a_video_file_and_gives_the_top_k(one_process):
 
 def test_a_warm_worker_answers_videos(one_process):
     """Two videos in one request go through the model as one batch; each gets what predicting it alone gives."""
-    first, second, refused = finished(one_process["out"]["serve"])["json"]
+    first, second, refused, image, too_large = finished(one_process["out"]["serve"])["json"]
     alone = finished(one_process["out"]["predict"])["json"]["predictions"]
     assert first["result"]["predictions"][:2] == [{**p, "score": pytest.approx(p["score"], abs=1e-5)} for p in alone]
     assert len(second["result"]["predictions"]) == 3 and second["result"]["task"] == "video_classification"
-    assert "is not an image" in refused["error"]
+    assert "is not a video file (its first bytes are no MP4/QuickTime, AVI or Matroska/WebM header)" in refused["error"]
+    assert "is an image; a video classification model predicts from a video file" in image["error"]
+    assert "has frames of 32×32" in too_large["error"] and "predict takes at most" in too_large["error"]
 
 
 def test_eval_scores_the_checkpoint_on_the_val_videos(one_process):

@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: an Optuna study the daemon owns, whose trials are ordinary jobs."""
