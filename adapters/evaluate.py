@@ -16,8 +16,12 @@ framework shares.
   predicts (``{"classes": [...], "scale": int}``). The images go through ``predict_batch`` ``--batch``
   at a time (visual QA's with each record's question), and a scorer per task
   (``adapters.evaluation.scoring``) turns the results and the dataset's labels into the shared
-  evaluators' ``Evaluation``. The dataset's classes are mapped to the model's by name; one the model
-  does not know is an error naming both lists (a zero-shot model looks for the dataset's classes).
+  evaluators' ``Evaluation``. A top-down pose model (``prepare_evaluation`` says ``boxes: "truth"``) is given each
+  image's own boxes, crowd regions excepted (``scorer.truth_boxes``: COCO keypoints' protocol with ground-truth
+  boxes, as training validates), and each person it returns is of its box's class; its box AP is left out (the
+  boxes are the dataset's), so the evaluation holds the keypoint metrics training reports. The dataset's classes
+  are mapped to the model's by name; one the model does not know is an error naming both lists (a zero-shot
+  model looks for the dataset's classes).
 - **Output.** ``DIR/eval.json``: a validation record (``adapters.evaluation.record``) with
   ``source: "eval"``, ``epoch`` and ``step`` null, the job's id, the evaluator, the model's classes,
   the metrics (``val/*``), per-class rows, the confusion matrix and ``per_image`` (see ``scoring``),
@@ -92,9 +96,12 @@ def evaluate(spec_path: str, checkpoint: str, out_dir: str, *, dataset: str | No
                             f"(LR_x{scale}/ folders, or HR images only)")
         scorer = make_scorer(job.spec.task, data.root, data.class_names, info.get("classes") or [], scale)
         fingerprint = dataset_hash(records, data.root, data.class_names)
+        given = GivenBoxes(data.class_names, info.get("classes") or []) if info.get("boxes") == "truth" else None
         with tempfile.TemporaryDirectory(prefix="visionyard-eval-") as scratch:
-            predict_all(adapter, scorer, records, Path(scratch), max(1, int(batch)), progress)
+            predict_all(adapter, scorer, records, Path(scratch), max(1, int(batch)), progress, given)
         evaluation = scorer.evaluation()
+        if given is not None:
+            given.keypoints_only(evaluation)
         record = ValidationRecord.of(evaluation, task=job.spec.task, epoch=None, step=None, source="eval",
                                      job=job.job_id or None)
         record = dataclasses.replace(record, dataset=data.root, dataset_hash=fingerprint, checkpoint=str(checkpoint),
@@ -159,10 +166,46 @@ def prepare_evaluation(adapter, dataset_classes=()) -> dict[str, Any]:
     return {"classes": list(getattr(adapter, "class_names", None) or [])}
 
 
-def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progress: IO[str]) -> None:
+class GivenBoxes:
+    """What ``eval`` gives a top-down model: each record's boxes (``truth_boxes``), and each person it returns
+    labelled with its box's class (the dataset's class id mapped to the model's by name)."""
+
+    def __init__(self, dataset_classes, model_classes) -> None:
+        from adapters.evaluation.scoring import class_map
+
+        self.model_classes = list(model_classes)
+        self.to_model = class_map(list(dataset_classes), self.model_classes)
+
+    def boxes(self, record) -> list[list[float]]:
+        from adapters.evaluation.scorer import truth_boxes
+
+        return [box for box, _ in truth_boxes(record)]
+
+    def label(self, record, result) -> None:
+        """Each prediction of ``result`` (one per given box, in order) gets its box's class."""
+        from adapters.evaluation.scorer import truth_boxes
+        from adapters.evaluation.scoring import predictions
+
+        found, given = predictions(result), truth_boxes(record)
+        if len(found) != len(given):
+            raise EvalError(f"the model returned {len(found)} people for the {len(given)} boxes of {record.path}")
+        for prediction, (_, class_id) in zip(found, given, strict=True):
+            index = int(self.to_model[class_id])
+            prediction.update(index=index, label=self.model_classes[index])
+
+    @staticmethod
+    def keypoints_only(evaluation) -> None:
+        """The box metrics left out (the boxes were the dataset's): those of the keypoints stay."""
+        evaluation.metrics = {name: value for name, value in evaluation.metrics.items()
+                              if name.startswith("val/pose_")}
+
+
+def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progress: IO[str],
+                given: GivenBoxes | None = None) -> None:
     """Every record's image through the adapter's predict path, ``batch`` at a time, into ``scorer``; a
     progress line after each batch. The records of a batch that predict takes with other options (visual QA's
-    question: ``scorer.options``) go through it apart, each group in one call."""
+    question: ``scorer.options``) go through it apart, each group in one call. ``given``: each image goes with
+    its own boxes (one list per image, ``boxes=``), and its people are labelled with their boxes' classes."""
     batched = getattr(adapter, "predict_batch", None)
     total = len(records)
     for start in range(0, total, batch):
@@ -171,11 +214,15 @@ def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progr
         results: list = [None] * len(chunk)
         for options, members in by_options(scorer, chunk):
             group = [images[i] for i in members]
+            each = [given.boxes(chunk[i]) for i in members] if given is not None else None
             if batched is not None:
-                found = batched(group, scorer.top_k, False, **options)
+                found = batched(group, scorer.top_k, False, **options, **({"boxes": each} if each else {}))
             else:
-                found = [adapter.predict(image, scorer.top_k, **options) for image in group]
+                found = [adapter.predict(image, scorer.top_k, **options, **({"boxes": [each[j]]} if each else {}))
+                         for j, image in enumerate(group)]
             for i, result in zip(members, list(found), strict=True):
+                if given is not None:
+                    given.label(chunk[i], result)
                 results[i] = result
         scorer.update(chunk, results)
         for image in images:  # files made for this batch (an LR image, an embedded image) are done with

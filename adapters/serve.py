@@ -10,7 +10,7 @@ to stderr (the worker's log), never into the answers::
 
     out, once:  {"ready": true, "pid": int, "load_ms": float}        (or exit 1, the reason on stderr)
     in:         {"id": int, "items": [{"image": path, "top_k": int, "annotate": bool, "labels": [str]?,
-                 "question": str?}, ...]}
+                 "question": str?, "boxes": [[x1, y1, x2, y2], ...]?}, ...]}
     out:        {"id": int, "results": [{"result": {...}} or {"error": "..."}, ...]}
 
 An image no format reads, or one over the pixel limit, is refused before the adapter sees it (a video
@@ -20,8 +20,13 @@ one whose frames are over the pixel limit is refused instead). Each
 adapter with ``predict_batch(images, top_k, annotate)`` gets a batch's images in one call (those
 of the same ``top_k``, ``annotate`` and predict options: ``labels`` and ``question``, passed as
 keywords when an item has them, ``adapters.entrypoint.PREDICT_OPTIONS``); the others are called once
-per image. An item's error (an unreadable image, one over the pixel limit, an option the task does
-not take) is that item's alone.
+per image. ``boxes`` (top-down pose: the people to find the keypoints of, in the image's pixels) are the item's
+own (``PER_IMAGE_OPTIONS``): items with boxes are batched together, each image with its own, the adapter given one
+list of boxes per image (``boxes=[[box, ...], ...]``). An item's error (an unreadable image, one over the pixel
+limit, an option the task does not take) is that item's alone.
+
+A video is checked before it is decoded: a file no video container starts, one over the pixel limit, or one of
+more frames than predict decodes (``video_folder.MAX_PREDICT_FRAMES``) is refused, naming the limit.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from typing import IO, Any
 from adapters.image_limits import check_image, limit_decoding
 
 log = logging.getLogger("visionyard.serve")
+
+#: Predict options given per image, not per batch: an adapter takes them as one value per image, in order.
+PER_IMAGE_OPTIONS = ("boxes",)
 
 
 def serve(spec_path: str, checkpoint: str | None, max_pixels: int, weights: str | None = None,
@@ -98,14 +106,16 @@ def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, loa
             results[i] = {"error": f"{type(exc).__name__}: {exc}"}
     batched = getattr(adapter, "predict_batch", None)
     key = lambda i: (int(items[i].get("top_k") or 5), bool(items[i].get("annotate")),  # noqa: E731
-                     tuple((name, _hashable(items[i].get(name))) for name in PREDICT_OPTIONS if items[i].get(name)))
-    for (top_k, annotate, given), group in groupby(readable, key=key):
+                     tuple((name, _hashable(items[i].get(name))) for name in PREDICT_OPTIONS if items[i].get(name)),
+                     tuple(name for name in PER_IMAGE_OPTIONS if items[i].get(name) is not None))
+    for (top_k, annotate, given, each), group in groupby(readable, key=key):
         group = list(group)
         options = {name: list(value) if isinstance(value, tuple) else value for name, value in given}
         if batched is not None and len(group) > 1:
             started = time.perf_counter()
             try:
-                raws = batched([str(items[i]["image"]) for i in group], top_k, annotate, **options)
+                raws = batched([str(items[i]["image"]) for i in group], top_k, annotate, **options,
+                               **{name: [items[i][name] for i in group] for name in each})
             except Exception:  # noqa: BLE001 (one image spoiled the batch: each alone says which)
                 log.debug("batch failed; predicting its images one by one", exc_info=True)
                 raws = None
@@ -117,7 +127,8 @@ def answer(adapter, task: str, items: list[dict[str, Any]], max_pixels: int, loa
         for i in group:
             started = time.perf_counter()
             try:
-                raw = call_predict(adapter, str(items[i]["image"]), top_k, annotate, **options)
+                raw = call_predict(adapter, str(items[i]["image"]), top_k, annotate, **options,
+                                   **{name: [items[i][name]] for name in each})
                 results[i] = _result(raw, task, items[i], load_ms, (time.perf_counter() - started) * 1000)
             except Exception as exc:  # noqa: BLE001
                 log.debug("predict failed", exc_info=True)

@@ -596,7 +596,7 @@ class ModelRef(_message.Message):
     def __init__(self, framework: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[str] = ..., weights: _Optional[str] = ..., image_size: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime", "device", "labels", "question")
+    __slots__ = ("job_id", "model", "image", "top_k", "checkpoint", "annotate", "runtime", "device", "labels", "question", "boxes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -607,6 +607,7 @@ class PredictRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     image: bytes
@@ -617,7 +618,8 @@ class PredictRequest(_message.Message):
     device: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     question: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ...) -> None: ...
+    boxes: _containers.RepeatedCompositeFieldContainer[Box]
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("predictions", "task", "width", "height", "mask_png", "image_png", "text", "timings_ms", "depth_png")
@@ -649,7 +651,7 @@ class PredictResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., task: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., mask_png: _Optional[bytes] = ..., image_png: _Optional[bytes] = ..., text: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., depth_png: _Optional[bytes] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime", "device", "labels", "question")
+    __slots__ = ("job_id", "model", "top_k", "checkpoint", "annotate", "name", "image", "runtime", "device", "labels", "question", "boxes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -661,6 +663,7 @@ class PredictStreamRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model: ModelRef
     top_k: int
@@ -672,7 +675,8 @@ class PredictStreamRequest(_message.Message):
     device: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     question: str
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ...) -> None: ...
+    boxes: _containers.RepeatedCompositeFieldContainer[Box]
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., checkpoint: _Optional[str] = ..., annotate: _Optional[bool] = ..., name: _Optional[str] = ..., image: _Optional[bytes] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("index", "name", "result", "error")

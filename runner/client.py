@@ -127,6 +127,18 @@ def _read_image(path: Path) -> bytes:
     return data
 
 
+def _boxes(boxes) -> list[pb.Box]:
+    """``[[x1, y1, x2, y2], ...]`` as ``pb.Box``es; ClientError naming ``boxes`` for anything else."""
+    found = []
+    for box in boxes or ():
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ClientError(None, f"boxes: {box!r} is not a box [x1, y1, x2, y2] (4 numbers)") from None
+        found.append(pb.Box(x1=x1, y1=y1, x2=x2, y2=y2))
+    return found
+
+
 def _too_large(what: str, size: int | None) -> str:
     limit = f"{MAX_IMAGE_BYTES / 2**20:.1f} MiB"
     size_text = f"{size / 2**20:.1f} MiB" if size is not None else f"over {limit}"
@@ -232,7 +244,8 @@ class Client:
 
     def predict(self, job_id: "str | pb.ModelRef | dict", image: str | os.PathLike | bytes, top_k: int = 5,
                 checkpoint: str = "best", annotate: bool = False, runtime: str = "pytorch",
-                device: str = "", labels: list[str] | None = None, question: str = "") -> pb.PredictResponse:
+                device: str = "", labels: list[str] | None = None, question: str = "",
+                boxes=None) -> pb.PredictResponse:
         """Run a job's checkpoint on one image (a path or the encoded bytes). Instead of a job id, a
         model without a job: ``{"framework": "timm", "model": "resnet50", "weights": "r50.pth"}``
         (a :class:`~protos.visionyard_pb2.ModelRef`; no weights: its pretrained ones, from the
@@ -246,7 +259,8 @@ class Client:
         GPU worker takes a GPU only while training leaves one free, else it runs on the CPU.
         ``labels``: what a zero-shot classification or detection job ranks or finds (default: its classes);
         ``question``: what a visual question answering job answers (``text``). A depth estimation job's
-        answer has ``depth_png`` (16-bit, millimetres).
+        answer has ``depth_png`` (16-bit, millimetres). ``boxes``: a top-down pose job's people, ``[[x1, y1,
+        x2, y2], ...]`` in the image's pixels (none: the whole image as one box); other jobs refuse them.
         An image over :data:`~runner.settings.MAX_IMAGE_BYTES` is refused before it is read.
         """
         data = image if isinstance(image, bytes) else _read_image(Path(image))
@@ -254,18 +268,22 @@ class Client:
             raise ClientError(None, _too_large("the image", len(data)))
         request = pb.PredictRequest(**_target(job_id), image=data, top_k=top_k, checkpoint=checkpoint,
                                     annotate=annotate, runtime=runtime, device=device, labels=list(labels or []),
-                                    question=question)
+                                    question=question, boxes=_boxes(boxes))
         return self._call("Predict", request, timeout=None)
 
     def predict_many(self, job_id: "str | pb.ModelRef | dict", images, top_k: int = 5, checkpoint: str = "best",
                      annotate: bool = False, runtime: str = "pytorch", device: str = "",
-                     labels: list[str] | None = None, question: str = ""):
+                     labels: list[str] | None = None, question: str = "", boxes=None):
         """Run a job's checkpoint on many images, as a stream: `images` is an iterable of paths (or
         of ``(name, bytes)`` pairs), read one at a time as the daemon takes them; yields one
         :class:`~protos.visionyard_pb2.PredictStreamResponse` per image, in order (``error`` set
         for an image that could not be read or predicted; the others go on). Nothing holds more
-        than a window of images at once, however many there are."""
+        than a window of images at once, however many there are. ``boxes`` (top-down pose, as in
+        :meth:`predict`): one list for every image, or a dict from an image's name (its path as given, or its
+        file name) to its boxes; an image the dict does not name is predicted whole."""
         local_errors: dict[int, tuple[str, str]] = {}  # index → (name, why) of images never sent
+        every = _boxes(boxes) if boxes is not None and not isinstance(boxes, dict) else None
+        by_name = {str(name): _boxes(value) for name, value in boxes.items()} if isinstance(boxes, dict) else {}
 
         def requests():
             yield pb.PredictStreamRequest(**_target(job_id), top_k=top_k, checkpoint=checkpoint, annotate=annotate,
@@ -282,7 +300,8 @@ class Client:
                 elif len(data) > MAX_IMAGE_BYTES:
                     local_errors[index] = (name, _too_large(f"image '{name}'", len(data)))
                     data = b""
-                yield pb.PredictStreamRequest(name=name or f"#{index}", image=data)
+                mine = every if every is not None else by_name.get(name, by_name.get(os.path.basename(name), []))
+                yield pb.PredictStreamRequest(name=name or f"#{index}", image=data, boxes=mine)
 
         call = self.stub.PredictStream(requests(), timeout=None)
         try:

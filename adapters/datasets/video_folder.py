@@ -11,7 +11,10 @@ and on whether PyAV (``av``) is importable, which it is in the Transformers env 
   size, its frame count);
 - ``all`` (``visionyard datasets check``), with PyAV: every video decoded to its last frame.
 
-``video_problem`` is what a predict worker checks before a video reaches the model. ``read_clip`` decodes
+``video_problem`` is what a predict worker checks before a video reaches the model: its container, the frames'
+size, and how many packets its video stream holds, counted without decoding and only up to
+``MAX_PREDICT_FRAMES`` (a file within the size limit can hold millions of tiny frames, which a clip's sampling
+would decode to its end). ``read_clip`` decodes
 what training and predict take: ``num_frames`` frames sampled uniformly over the
 clip (the middle of each of ``num_frames`` equal segments; a random point of each for training). PyAV is
 imported when it is called, in the child.
@@ -34,6 +37,8 @@ LAYOUT = "train/<class>/<video> and optionally val/<class>/<video> (mp4, mov, av
 VIDEO_EXTENSIONS = frozenset((".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv"))
 #: Tasks whose inputs are videos: predict opens them as videos, not images (``adapters.serve``).
 VIDEO_TASKS = ("video_classification",)
+#: The most frames (packets of its video stream) a video to predict from may have: 10 minutes at 30 fps.
+MAX_PREDICT_FRAMES = 18_000
 
 
 def is_video(name: str) -> bool:
@@ -159,9 +164,11 @@ def video_info(path, decode_all: bool = False) -> tuple[int, int, int]:
     return width, height, count
 
 
-def video_problem(path, max_pixels: int = 0) -> str | None:
+def video_problem(path, max_pixels: int = 0, max_frames: int | None = None) -> str | None:
     """Why the file at ``path`` is no video to predict from (a phrase to follow its name), or None: no video
-    container's first bytes (an image says so), a header PyAV can't read, or frames over ``max_pixels``."""
+    container's first bytes (an image says so), a header PyAV can't read, frames over ``max_pixels``, or more
+    than ``max_frames`` frames (default ``MAX_PREDICT_FRAMES``; the container's count, and the stream's packets
+    counted up to one past the limit, nothing decoded)."""
     from adapters.image_limits import header_size
 
     with open(path, "rb") as f:
@@ -180,7 +187,33 @@ def video_problem(path, max_pixels: int = 0) -> str | None:
         return (f"has frames of {width}×{height} ({width * height / 1e6:.1f} megapixels); predict takes at most "
                 f"{max_pixels / 1e6:.1f} megapixels ({max_pixels} pixels: `visionyard serve --predict-max-pixels`). "
                 "Scale the video down first")
+    limit = MAX_PREDICT_FRAMES if max_frames is None else max_frames
+    try:
+        frames = count_frames(path, limit)
+    except Exception as exc:  # noqa: BLE001
+        return f"cannot be read as a video ({type(exc).__name__}: {exc})"
+    if frames > limit:
+        return (f"has more than {limit:,} frames; predict reads videos of up to {limit:,} frames "
+                f"(video_folder.MAX_PREDICT_FRAMES, 10 minutes at 30 fps): trim it or lower its frame rate first")
     return None
+
+
+def count_frames(path, most: int) -> int:
+    """The first video stream's frames as far as ``most + 1``: the container's count when it says more, else its
+    packets with data counted (demuxed, not decoded), stopping one past ``most``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if int(stream.frames or 0) > most:
+            return int(stream.frames)
+        count = 0
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+                if count > most:
+                    break
+    return count
 
 
 def frame_indices(total: int, num_frames: int, rng: random.Random | None = None) -> list[int]:

@@ -5,7 +5,9 @@ A scorer is made from the dataset's folder, its class names and the model's (wha
 means), and the model's upscaling factor (super-resolution). ``eval`` (``adapters.evaluate``) then, batch by
 batch, asks it for the file to predict of each record (``inputs``) and for what predict takes besides the
 file (``options``: visual QA's question), hands it the records and what the adapter's ``predict_batch``
-returned for them (``update``), and at the end takes the ``Evaluation`` (``evaluation``).
+returned for them (``update``), and at the end takes the ``Evaluation`` (``evaluation``). A model that predicts
+inside boxes it is given (top-down pose: its ``prepare_evaluation`` says ``boxes: "truth"``) is given each record's
+own boxes (``truth_boxes``), COCO's keypoint protocol with ground-truth boxes, as training's validation crops them.
 
 Host-importable: numpy at import (the validation record).
 """
@@ -56,6 +58,15 @@ class Scorer:
 
     def name(self, record) -> str:
         return image_name(record.path, self.root)
+
+
+def truth_boxes(record) -> list[tuple[list[float], int]]:
+    """(box x1 y1 x2 y2 in pixels, class id) of each of the record's objects with a box, crowd regions (``ignore``)
+    excepted: what a top-down model is given in ``eval``, in the record's order."""
+    from adapters.datasets import to_pixels
+
+    return [([float(v) for v in a.box], int(a.class_id)) for a in to_pixels(record).annotations
+            if a.box is not None and not a.ignore]
 
 
 def image_file(record, folder: Path, i: int) -> str:

@@ -211,22 +211,23 @@ class TransformersAdapter(FrameworkLoopAdapter):
     def prepare_evaluation(self, dataset_classes: list[str] | None = None) -> dict[str, Any]:
         """Switch the loaded model's predict path to what ``eval`` (``adapters.evaluate``) scores (the task's
         ``prepare_evaluation``: detection returns every box down to its evaluation threshold) and say what
-        the model predicts: its classes (``config.id2label``), and for super-resolution its ``scale``. A task
+        the model predicts: its classes (``config.id2label``), for super-resolution its ``scale``, and what the task's
+        own ``prepare_evaluation`` says (top-down pose: ``boxes: "truth"``, it is given the images' boxes). A task
         with ``open_vocabulary = True`` (zero-shot) predicts the evaluated dataset's ``dataset_classes`` instead:
         they become its ``class_names``, which its predict looks for when given no labels."""
         if self.model is None:
             raise RuntimeError("load a checkpoint before evaluating")
-        self.task.prepare_evaluation()
+        told = dict(self.task.prepare_evaluation() or {})  # top-down pose: {"boxes": "truth"}
         if getattr(self.task, "open_vocabulary", False) and dataset_classes:
             self.task.class_names = [str(name) for name in dataset_classes]
-            return {"classes": list(self.task.class_names)}
+            return {"classes": list(self.task.class_names), **told}
         config = self.model.config
         out: dict[str, Any] = {"classes": [] if self.spec.task in ("super_resolution", "ocr") else
                                self.task.model_classes(self.model) if hasattr(self.task, "model_classes") else
                                [config.id2label[i] for i in range(config.num_labels)]}
         if self.spec.task == "super_resolution":
             out["scale"] = int(config.upscale)
-        return out
+        return {**out, **told}
 
     def predict(self, image_path: str | Path, top_k: int = 5, annotate: bool = False, **options) -> dict[str, Any]:
         """One image's predictions: the one-image case of :meth:`predict_batch`."""

@@ -247,6 +247,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    default=[], metavar="A,B,...", help="zero-shot classification and detection: the labels to rank "
                                                        "or find (default: the job's classes)")
     p.add_argument("--question", default="", help="visual question answering: the question about the image")
+    from runner.cli.predict import BOXES_HELP, parse_boxes
+
+    p.add_argument("--boxes", type=parse_boxes, default=None, metavar="X1,Y1,X2,Y2;...|FILE.json", help=BOXES_HELP)
     if command in (None, "datasets"):
         from runner.cli import datasets  # local commands over the dataset layer
 

@@ -250,10 +250,13 @@ def cmd_predict(args, out: Output) -> int:
 
         with _client(args) as client:
             return predict_many(client, args, out)
+    from runner.cli.predict import boxes_of
+
     with _client(args) as client:
         response = client.predict(args.job, args.images[0], top_k=args.top_k, checkpoint=args.checkpoint,
                                   annotate=bool(args.save), runtime=args.runtime, device=args.device,
-                                  labels=args.labels, question=args.question)
+                                  labels=args.labels, question=args.question,
+                                  boxes=boxes_of(args.boxes, args.images[0]))
     saved = save_images(response, args.save) if args.save else {}
     show_prediction(response, saved, out, as_json=args.json)
     return 0

@@ -1,7 +1,11 @@
-"""`visionyard predict`: a prediction as lines or JSON, and its images written where asked."""
+"""`visionyard predict`: a prediction as lines or JSON, and its images written where asked; `--boxes` read."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +16,57 @@ from runner.client import ClientError
 
 PREDICT_IMAGE_FIELDS = ("image_png", "mask_png", "depth_png")
 TIMING_ORDER = ("preprocess", "inference", "postprocess", "total", "load")
+
+
+BOXES_HELP = ("top-down pose (Transformers ViTPose): the people's boxes, x1,y1,x2,y2 in the image's pixels, ';' "
+              "between boxes (\"10,20,110,220;150,30,240,230\"), or a JSON file: a list of boxes for every image, "
+              "or an object from an image's path (as given, or found in a folder) or file name to its boxes "
+              "([[x1, y1, x2, y2], ...]; an image it does not name is predicted whole). Default: the whole image "
+              "as one box")
+
+
+def parse_boxes(text: str) -> list[list[float]] | dict[str, list[list[float]]]:
+    """``--boxes``: ``x1,y1,x2,y2;...`` or a JSON file (see ``BOXES_HELP``); argparse's error naming what is wrong
+    otherwise. Each box has 4 finite numbers with x2 > x1 and y2 > y1 (the daemon checks it lies in the image)."""
+    if text.strip().lower().endswith(".json") or os.path.isfile(text):
+        try:
+            data = json.loads(Path(text).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text} is not JSON ({exc})") from None
+        if isinstance(data, dict):
+            return {str(name): _box_list(boxes, f"{text}, image {name!r}") for name, boxes in data.items()}
+        return _box_list(data, text)
+    boxes = [[part.strip() for part in box.split(",")] for box in text.split(";") if box.strip()]
+    if not boxes:
+        raise argparse.ArgumentTypeError("no box given: x1,y1,x2,y2 (';' between boxes) or a JSON file")
+    return _box_list(boxes, "--boxes")
+
+
+def _box_list(boxes, where: str) -> list[list[float]]:
+    if not isinstance(boxes, list):
+        raise argparse.ArgumentTypeError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
+    found = []
+    for box in boxes:
+        try:
+            values = [float(v) for v in box] if isinstance(box, (list, tuple)) else []
+        except (TypeError, ValueError):
+            values = []
+        if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[2] <= values[0] \
+                or values[3] <= values[1]:
+            shown = ",".join(box) if isinstance(box, list) and all(isinstance(v, str) for v in box) else json.dumps(box)
+            raise argparse.ArgumentTypeError(f"{where}: {shown} is not a box x1,y1,x2,y2 (4 numbers, x2 > x1 and "
+                                             "y2 > y1, in the image's pixels)")
+        found.append(values)
+    return found
+
+
+def boxes_of(boxes, image: str) -> list[list[float]] | None:
+    """The boxes ``--boxes`` gives ``image`` (a dict's by its path as given, else by its file name)."""
+    if not isinstance(boxes, dict):
+        return boxes or None
+    return boxes.get(image, boxes.get(os.path.basename(image)))
 
 
 def show_prediction(response: pb.PredictResponse, saved: dict[str, str], out: Output, as_json: bool,

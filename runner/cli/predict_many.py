@@ -62,6 +62,10 @@ def _folder(folder: str, skipped: list[str], suffixes: frozenset[str]) -> list[s
 def predict_many(client, args, out: Output) -> int:
     skipped: list[str] = []
     whole = takes_whole_videos(client, args)
+    if whole and getattr(args, "stride", 1) != 1:
+        raise ClientError(None, f"--stride {args.stride} picks frames of a video to predict one by one; a video "
+                                "classification model predicts from the whole video (it samples its own frames): "
+                                "predict without --stride")
     suffixes = VIDEO_SUFFIXES if whole else IMAGE_SUFFIXES | VIDEO_SUFFIXES
     sources = expand(args.images, skipped, suffixes)
     videos: dict[str, Video] = {}
@@ -95,7 +99,7 @@ def predict_many(client, args, out: Output) -> int:
     answers = client.predict_many(args.job, _items(sources, videos), top_k=args.top_k, checkpoint=args.checkpoint,
                                   annotate=target is not None, runtime=getattr(args, "runtime", "pytorch"),
                                   device=getattr(args, "device", ""), labels=getattr(args, "labels", None),
-                                  question=getattr(args, "question", ""))
+                                  question=getattr(args, "question", ""), boxes=getattr(args, "boxes", None))
     failed, started, count = [], time.monotonic(), 0
     writers: dict[str, AnnotatedVideo] = {}
     coco = _CocoResults(target / COCO_FILE) if target is not None and args.format == "coco" else _NoFile()
@@ -168,11 +172,12 @@ def whole_video_problem(path: str) -> str | None:
 
 def _predict_one_video(client, args, video: str, out: Output) -> int:
     """One video of a video job, shown as one image's prediction is."""
-    from runner.cli.predict import show_prediction
+    from runner.cli.predict import boxes_of, show_prediction
 
     response = client.predict(args.job, video, top_k=args.top_k, checkpoint=args.checkpoint,
                               runtime=getattr(args, "runtime", "pytorch"), device=getattr(args, "device", ""),
-                              labels=getattr(args, "labels", None), question=getattr(args, "question", ""))
+                              labels=getattr(args, "labels", None), question=getattr(args, "question", ""),
+                              boxes=boxes_of(getattr(args, "boxes", None), video))
     show_prediction(response, {}, out, as_json=args.json, what="video")
     return 0
 

@@ -28,7 +28,7 @@ from adapters.frameworks import get_catalog
 from envs.specs import get_spec
 from protos import visionyard_pb2 as pb
 from runner.daemon.exports import newest_export
-from runner.daemon.predictions import (PredictBusy, PredictOutputError, ThreadContext, check_input,
+from runner.daemon.predictions import (PredictBusy, PredictOutputError, ThreadContext, check_boxes, check_input,
                                       response_from_json)
 from runner.daemon.workers import (WORKER_LOG, PoolBusy, Worker, WorkerError, WorkerKey, WorkerPool, WorkerStopped)
 from runner.launch.adapter_child import adapter_command
@@ -62,10 +62,10 @@ class PredictRpcs:
         loop = asyncio.get_running_loop()
         sync = ThreadContext(context, loop)
         try:
-            record, key = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
+            record, key, boxes = await loop.run_in_executor(self.pool, self._predict_checks, request, sync)
             try:
                 async with self.predict_gate.slot():
-                    return await self._predict_warm(request, record, key, sync, context)
+                    return await self._predict_warm(request, record, key, sync, context, boxes)
             except PredictBusy as exc:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except asyncio.CancelledError:
@@ -73,17 +73,20 @@ class PredictRpcs:
             raise
 
     def _predict_checks(self, request: pb.PredictRequest, context) -> tuple:
-        """The job and checkpoint to predict with, or an abort saying why not; the image is refused
-        here when its header says it is too large, or is not what the job's task predicts from (an image;
-        a video file for a video task), before it reaches a worker."""
+        """The job and checkpoint to predict with and the request's boxes, or an abort saying why not; the image
+        is refused here when its header says it is too large, or is not what the job's task predicts from (an
+        image; a video file for a video task), and boxes that the job's model does not take or that are no
+        boxes of the image (``check_boxes``), before they reach a worker."""
         record, key = self._predict_job(request, context)
         if not request.image:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty")
         try:
             check_input(request.image, record.spec.get("task", ""), self.predict_gate.limits.max_pixels)
-        except ValueError as exc:  # too large, or not what the job's task predicts from
+            boxes = check_boxes(request.boxes, request.image, record.spec.get("framework", ""),
+                                record.spec.get("task", ""))
+        except ValueError as exc:  # too large, not what the job's task predicts from, or boxes it can't take
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return record, key
+        return record, key, boxes
 
     def _predict_job(self, request, context) -> tuple:
         """The job (`request.job_id`) and the worker key of its checkpoint (`request.checkpoint`) to predict
@@ -148,7 +151,7 @@ class PredictRpcs:
         return wanted
 
     async def _predict_warm(self, request: pb.PredictRequest, record, key: WorkerKey, sync: ThreadContext,
-                            context) -> pb.PredictResponse:
+                            context, boxes: list | None = None) -> pb.PredictResponse:
         """The image through the job's worker; once more through a new worker when the pool
         stopped the one it reached (idle, or evicted, just then)."""
         loop = asyncio.get_running_loop()
@@ -156,7 +159,8 @@ class PredictRpcs:
             worker, image = await loop.run_in_executor(self.pool, self._predict_start, request, record, key,
                                                        sync)
             try:
-                answer = worker.submit(image, request.top_k or 5, request.annotate, options=predict_options(request))
+                answer = worker.submit(image, request.top_k or 5, request.annotate,
+                                       options=predict_options(request, boxes))
                 result = await asyncio.wrap_future(answer)
             except WorkerStopped as exc:
                 if attempt == 1:
@@ -348,6 +352,7 @@ class PredictRpcs:
         top_k, annotate, options = first.top_k or 5, first.annotate, predict_options(first)
         window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
         max_pixels, task = self.predict_gate.limits.max_pixels, record.spec.get("task", "")
+        framework = record.spec.get("framework", "")
 
         def hand_over(index: int, message) -> tuple:
             """(index, name, image file or None, answer's future or error) for one message."""
@@ -355,6 +360,7 @@ class PredictRpcs:
                 if not message.image:
                     raise ValueError("the image is empty")
                 check_input(message.image, task, max_pixels)
+                boxes = check_boxes(message.boxes, message.image, framework, task)
             except ValueError as exc:
                 return index, message.name, None, str(exc)
             try:
@@ -362,7 +368,8 @@ class PredictRpcs:
             except OSError as exc:
                 return index, message.name, None, f"the image could not be stored in the job dir: {exc}"
             try:
-                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True, options=options)
+                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True,
+                                                                 options={**options, **predict_options(None, boxes)})
             except WorkerError as exc:
                 os.unlink(image)
                 return index, message.name, None, exc
@@ -430,9 +437,12 @@ class PredictRpcs:
         return pb.StopWorkersResponse(stopped=self.workers.stop(request.job_id or None))
 
 
-def predict_options(request) -> dict:
-    """A request's task options for the child (``labels``, ``question``), only those it sets."""
-    options: dict = {}
+def predict_options(request, boxes: list | None = None) -> dict:
+    """A request's task options for the child (``labels``, ``question``; ``boxes``: its image's, checked), only
+    those it sets."""
+    options: dict = {"boxes": boxes} if boxes else {}
+    if request is None:
+        return options
     if request.labels:
         options["labels"] = [str(label) for label in request.labels]
     if request.question:

@@ -14,7 +14,7 @@ Also here: the bounds on predicts, kept apart from how a predict is run (by a wa
 ``runner.daemon.workers``) — a few at once and a short queue (:class:`PredictGate`), an image's
 bytes (:data:`runner.settings.MAX_IMAGE_BYTES`) and pixels (``adapters.image_limits``), and what a
 request's bytes must be for its job's task (:func:`check_input`: an image, or a video file for a task
-that predicts from videos).
+that predicts from videos), and the boxes a top-down pose model is given (:func:`check_boxes`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import binascii
 import collections
 import contextlib
 import json
+import math
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -62,6 +63,41 @@ def check_input(data: bytes, task: str, max_pixels: int) -> None:
                          "predicts from images: send its frames as images (`visionyard predict JOB VIDEO` does)")
     raise ValueError(f"the {len(data)} bytes sent are not an image (no image format reads their header: send a PNG, "
                      "JPEG, BMP, TIFF, WebP, ... file)")
+
+
+#: (framework, task) of the models that predict inside boxes they are given (top-down pose: Transformers' ViTPose,
+#: ``adapters/transformers/tasks/pose.py``); every other model finds its objects itself and is refused boxes.
+BOX_PROMPTED = frozenset({("transformers", "pose_estimation")})
+#: Boxes one image may be given at most (each is a crop through the model).
+MAX_BOXES = 100
+
+
+def check_boxes(boxes, data: bytes, framework: str, task: str) -> list[list[float]]:
+    """The boxes of a request (``pb.Box``, x1 y1 x2 y2 in the image's pixels) as lists, once checked: only for a
+    model that predicts inside given boxes (``BOX_PROMPTED``), at most ``MAX_BOXES``, each with x2 > x1 and y2 > y1
+    and inside the image whose bytes are ``data`` (its size from the header). ValueError naming ``boxes`` (the
+    CLI's ``--boxes``) and what is wrong otherwise."""
+    if not boxes:
+        return []
+    if (framework, task) not in BOX_PROMPTED:
+        raise ValueError(f"boxes (--boxes) are taken only by top-down pose models (Transformers ViTPose), which "
+                         f"predict the keypoints inside them; a {framework or '?'} {task or '?'} model finds its "
+                         "objects itself: predict without boxes")
+    if len(boxes) > MAX_BOXES:
+        raise ValueError(f"boxes (--boxes): {len(boxes)} boxes for one image; at most {MAX_BOXES}")
+    size = header_size(data)
+    found = []
+    for i, box in enumerate(boxes):
+        x1, y1, x2, y2 = (float(v) for v in (box.x1, box.y1, box.x2, box.y2))
+        shown = f"[{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+            raise ValueError(f"boxes (--boxes): box {i + 1} {shown} is not a box x1,y1,x2,y2 with x2 > x1 and "
+                             "y2 > y1")
+        if size is not None and not (0 <= x1 and 0 <= y1 and x2 <= size[0] and y2 <= size[1]):
+            raise ValueError(f"boxes (--boxes): box {i + 1} {shown} reaches outside the {size[0]}x{size[1]} image; "
+                             f"boxes are x1,y1,x2,y2 in its pixels, within 0..{size[0]} and 0..{size[1]}")
+        found.append([x1, y1, x2, y2])
+    return found
 
 
 class PredictOutputError(ValueError):

@@ -5,8 +5,9 @@ Appends "START <pid> <grandchild pid> <time>", "ARGS <pid> <its arguments as JSO
 <its CUDA_VISIBLE_DEVICES>" to `children.log` in its cwd (the job dir) and keeps a
 grandchild in its process group; for each batch it sleeps $VY_TEST_PREDICT_SECONDS, appends
 "BATCH <pid> <images> <time>", and answers each image with one box of class 0 ("red") (an image whose
-size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own), and each video file (MP4, AVI,
-Matroska) with two classes and, as its text, the size and sha256 of the bytes it got.
+size is 3×3 makes it exit 3 instead, one of 5×5 gets an error of its own; an image given boxes: a person in
+each, with one keypoint at its centre), and each video file (MP4, AVI, Matroska) with two classes and, as its
+text, the size and sha256 of the bytes it got.
 $VY_TEST_WORKER_FAIL set: it exits 1 at start, printing that to stderr.
 
 With ``--export`` it stands in for an export child instead: "EXPORT <pid> <arguments>" in children.log,
@@ -123,6 +124,10 @@ for line in sys.stdin:
             if item.get("labels"):  # a zero-shot task ranks the labels it is given
                 result["predictions"] = [{"label": label, "score": 0.5, "index": i}
                                          for i, label in enumerate(item["labels"])]
+            if item.get("boxes"):  # a top-down pose task: a person in each box it is given
+                result["predictions"] = [{"label": "person", "score": 0.8, "index": 0, "box": box,
+                                          "keypoints": [[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.9]]}
+                                         for box in item["boxes"]]
             if item.get("question"):  # a question answering task answers it
                 result["text"] = f"an answer to {item['question']}"
                 result["depth_png_b64"] = result.get("image_png_b64", "")

@@ -77,9 +77,9 @@ class Served:
         await server.start()
         return server
 
-    def add_job(self, device: str = "cpu", task: str = "classification") -> str:
-        """A finished job of `task` with a checkpoint, trained on `device`; its id."""
-        job = self.store.create_job({"framework": "timm", "task": task, "model": "resnet18",
+    def add_job(self, device: str = "cpu", task: str = "classification", framework: str = "timm") -> str:
+        """A finished job of `framework` and `task` with a checkpoint, trained on `device`; its id."""
+        job = self.store.create_job({"framework": framework, "task": task, "model": "resnet18",
                                      "training": {"device": device}}, "j", 1)
         job_dir = self.paths.job_dir(job.id)
         job_dir.mkdir(parents=True)

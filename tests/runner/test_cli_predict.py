@@ -41,7 +41,7 @@ class FakeClient:
         return False
 
     def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device="",
-                labels=None, question=""):
+                labels=None, question="", boxes=None):
         FakeClient.calls.append({"job": job_id, "image": image, "top_k": top_k, "checkpoint": checkpoint,
                                  "annotate": annotate, "runtime": runtime, "device": device, "labels": labels,
                                  "question": question})

@@ -26,6 +26,8 @@ Evaluation crops the validation set's boxes (crowd regions excepted), decodes ea
 with ``eval``'s pose scorer (``adapters.evaluation.scoring.PoseScorer``: COCO OKS AP, ``val/pose_mAP50-95`` and
 ``val/pose_mAP50``, precision and recall); a person's score is the mean confidence of its keypoints above
 ``KEYPOINT_SCORE_ABOVE`` (mmpose's rescoring). The boxes being the dataset's, only the keypoint metrics are reported.
+``eval`` does the same through predict (COCO's keypoint protocol with ground-truth boxes): ``prepare_evaluation``
+says ``boxes: "truth"``, and ``adapters.evaluate`` gives each image its own boxes (``Scorer.truth_boxes``).
 
 Only numpy at the top: the host can test the helpers.
 """
@@ -58,6 +60,8 @@ COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "lef
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 #: The object class a model predicts when its config names none (the hub's ViTPose models: people).
 DEFAULT_CLASS = "person"
+#: Boxes one image may be given at most (each is a crop through the model).
+MAX_BOXES = 100
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,11 @@ class PoseTask(HFTask):
 
         return PoseTrainer
 
+    def prepare_evaluation(self) -> dict[str, Any]:
+        """Top-down: ``eval`` gives predict each image's own boxes (``boxes: "truth"``), as training's validation
+        crops them."""
+        return {"boxes": "truth"}
+
     def flip_test(self) -> bool:
         return bool(self.setting("pose.flip_test", True)) and self.config.num_labels == len(COCO_KEYPOINTS)
 
@@ -254,10 +263,8 @@ class PoseTask(HFTask):
             raise ValueError(f"boxes: {len(boxes)} lists of boxes for {len(images)} images (one list per image)")
         per_image = [[tuple(float(v) for v in box) for box in boxes[i]] if boxes is not None else
                      [(0.0, 0.0, float(image.width), float(image.height))] for i, image in enumerate(images)]
-        for chosen in per_image:
-            for box in chosen:
-                if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-                    raise ValueError(f"boxes: {list(box)} is not a box [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        for image, chosen in zip(images, per_image, strict=True):
+            check_boxes(chosen, image.width, image.height)
         crops = [self.crops(image, chosen) for image, chosen in zip(images, per_image, strict=True) if chosen]
         flat = [box for chosen in per_image for box in chosen]
         keypoints: list[np.ndarray] = []
@@ -283,6 +290,19 @@ class PoseTask(HFTask):
 
 
 # ---------------------------------------------------------------- geometry, targets, loss
+
+
+def check_boxes(boxes, width: int, height: int) -> None:
+    """ValueError naming ``boxes`` unless each is [x1, y1, x2, y2] with x2 > x1 and y2 > y1 inside a ``width`` x
+    ``height`` image, at most ``MAX_BOXES`` of them."""
+    if len(boxes) > MAX_BOXES:
+        raise ValueError(f"boxes: {len(boxes)} boxes for one image; at most {MAX_BOXES}")
+    for box in boxes:
+        if len(box) != 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"boxes: {list(box)} is not a box [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
+            raise ValueError(f"boxes: {list(box)} reaches outside the {width}x{height} image (x1, y1, x2, y2 in its "
+                             f"pixels, within 0..{width} and 0..{height})")
 
 
 def input_size(config) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """Transformers top-down pose estimation in the real env: a tiny ViTPose (``tests.hf_models.VITPOSE``) trained as a
 bare child on a COCO keypoints dataset made in code, with the task's heatmap loss (VitPose has none) and OKS AP each
-epoch; resumed; predicted with for the whole image and for given boxes; reloaded by plain transformers. The loss and
-the crop/heatmap geometry are checked on hand-made cases, and the evaluation path with perfect heatmaps.
+epoch; resumed; predicted with for the whole image and for given boxes (also by a warm worker's loop, a batch of
+images each with its own boxes); evaluated by ``eval`` with the dataset's boxes, which gives what training's
+validation gave; reloaded by plain transformers. The loss and the crop/heatmap geometry are checked on hand-made
+cases, and the evaluation path with perfect heatmaps.
 
 Training runs the real entrypoint in a child of its own; the rest shares one child (``one_process``)."""
 
@@ -128,13 +130,19 @@ adapter = build_adapter(Job.from_file(sys.argv[1]), Reporter(None))
 adapter.load_checkpoint(sys.argv[2])
 given = adapter.predict_batch([sys.argv[3]] * 2, boxes=[[[4, 4, 28, 40], [30, 20, 54, 56]], []])
 whole = adapter.predict(sys.argv[3])
-try:
-    adapter.predict(sys.argv[3], boxes=[[[5, 5, 5, 9]]])
-    refused = None
-except ValueError as exc:
-    refused = str(exc)
-print(json.dumps({"given": given, "whole": whole["predictions"], "refused": refused,
-                  "classes": adapter.prepare_evaluation()["classes"]}))
+refused = []
+for boxes in ([[5, 5, 5, 9]], [[0, 10, 65, 20]]):
+    try:
+        adapter.predict(sys.argv[3], boxes=[boxes])
+        refused.append(None)
+    except ValueError as exc:
+        refused.append(str(exc))
+from adapters.serve import answer
+items = [{"image": sys.argv[3], "top_k": 1, "boxes": [[4, 4, 28, 40], [30, 20, 54, 56]]},
+         {"image": sys.argv[3], "top_k": 1, "boxes": [[30, 20, 54, 56]]}, {"image": sys.argv[3], "top_k": 1}]
+served = [r["result"]["predictions"] for r in answer(adapter, "pose_estimation", items, 10**6, 1.0)]
+print(json.dumps({"given": given, "whole": whole["predictions"], "refused": refused, "served": served,
+                  "evaluation": adapter.prepare_evaluation()}))
 """
 
 #: ``PLAIN_LOAD CHECKPOINT IMAGE``: the checkpoint in plain transformers, its processor cropping a box.
@@ -174,6 +182,8 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
             "boxes": {"script": BOXES, "argv": [str(trained["job"]), last, image]},
             "plain transformers": {"script": PLAIN_LOAD, "argv": [last, image]},
             "known cases": {"script": KNOWN_CASES, "argv": [str(trained["job"])]},
+            "eval": {"argv": ["--spec", str(trained["job"]), "--eval", "--checkpoint", last, "--out",
+                              str(root / "eval")]},
         })
         out = in_one_process.run(hf_python, child_env(HF_HUB_OFFLINE="1"), steps)
     return {"out": out, "servers": servers, "root": root}
@@ -270,8 +280,42 @@ def test_predict_returns_17_keypoints_for_the_whole_image_and_for_given_boxes(on
     assert [p["box"] for p in given["predictions"]] == [[4, 4, 28, 40], [30, 20, 54, 56]] and empty["predictions"] == []
     assert all(len(p["keypoints"]) == 17 for p in given["predictions"])
     assert boxes["whole"][0]["box"] == [0.0, 0.0, 64.0, 64.0]
-    assert "is not a box [x1, y1, x2, y2]" in boxes["refused"]
-    assert boxes["classes"] == ["person"]
+    assert "is not a box [x1, y1, x2, y2]" in boxes["refused"][0]
+    assert "boxes: [0.0, 10.0, 65.0, 20.0] reaches outside the 64x64 image" in boxes["refused"][1]
+    assert boxes["evaluation"] == {"classes": ["person"], "boxes": "truth"}
+
+
+def test_a_warm_worker_gives_each_image_of_a_batch_its_own_boxes(one_process):
+    """Three items of one request (two people; one of them alone; no boxes) through ``adapters.serve.answer``: each
+    gets what predicting it alone gives."""
+    boxes = finished(one_process["out"]["boxes"])["json"]
+    pair, one, whole = boxes["served"]
+    alone = boxes["given"][0]["predictions"]
+    assert [p["box"] for p in pair] == [[4, 4, 28, 40], [30, 20, 54, 56]] and [p["box"] for p in one] == [
+        [30, 20, 54, 56]]
+    for served, expected in ((pair[0], alone[0]), (pair[1], alone[1]), (one[0], alone[1]),
+                             (whole[0], boxes["whole"][0])):
+        assert np.abs(np.array(served["keypoints"]) - np.array(expected["keypoints"])).max() < 1e-3
+
+
+def test_eval_with_the_datasets_boxes_equals_trainings_validation(one_process):
+    """``eval`` of the last checkpoint gives the model each val image's own boxes (COCO keypoints' protocol with
+    ground-truth boxes), as training's validation of that epoch cropped them: the same OKS AP, and no box AP."""
+    finished(one_process["out"]["eval"])
+    root = one_process["root"]
+    trained = json.loads((root / "job" / "results" / "val" / "epoch-0002.json").read_text())
+    evaluation = json.loads((root / "eval" / "eval.json").read_text())
+    assert (evaluation["source"], evaluation["task"], evaluation["images"]) == ("eval", POSE, 2)
+    assert set(evaluation["metrics"]) == {"val/pose_precision", "val/pose_recall", "val/pose_mAP50",
+                                          "val/pose_mAP50-95"}
+    for name, value in evaluation["metrics"].items():
+        assert value == pytest.approx(trained["metrics"][name], rel=1e-5, abs=1e-7), name
+    assert sorted(len(row["predicted"]) for row in evaluation["per_image"]) == sorted(
+        len(row["predicted"]) for row in trained["per_image"])
+    # the people's boxes are the dataset's, as in training (box AP 1: whole-image boxes would match none of them)
+    assert evaluation["per_class"] == [{k: pytest.approx(v, rel=1e-5, abs=1e-7) if isinstance(v, float) else v
+                                        for k, v in row.items()} for row in trained["per_class"]]
+    assert evaluation["per_class"][0]["AP50-95"] == 1.0 and evaluation["per_class"][0]["support"] == 4
 
 
 def test_the_checkpoint_loads_in_plain_transformers(one_process):

@@ -90,6 +90,40 @@ print(json.dumps(answers + answer(adapter, "video_classification", items[:1], 32
 """
 
 
+#: ``FRAME_CAP ROOT``: videos of many tiny black frames (16 px), one past predict's frame limit and at it, as
+#: Matroska (which states no frame count: its packets are counted) and MP4 (which states it), through the worker's
+#: checks (``adapters.serve.answer``: refused before any model sees them) and ``video_problem``, timed.
+FRAME_CAP = """
+import json, sys, time
+from pathlib import Path
+import av, numpy as np
+from adapters.datasets.video_folder import MAX_PREDICT_FRAMES, video_problem
+from adapters.serve import answer
+root = Path(sys.argv[1])
+def write(path, frames):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = 100000
+        black = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        for _ in range(frames):
+            for packet in stream.encode(black):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+out = {"limit": MAX_PREDICT_FRAMES}
+for suffix in ("mkv", "mp4"):
+    over, at = write(root / f"over.{suffix}", MAX_PREDICT_FRAMES + 1), write(root / f"at.{suffix}", MAX_PREDICT_FRAMES)
+    started = time.perf_counter()
+    out[suffix] = {"over": answer(None, "video_classification", [{"image": over, "top_k": 1}], 10**8, 1.0)[0],
+                   "at": video_problem(at, 10**8), "seconds": time.perf_counter() - started,
+                   "bytes": Path(over).stat().st_size}
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
 def one_process(trained, hf_python, child_env, reporter_server, in_one_process):
     root, job = trained["root"], str(trained["job"])
@@ -110,6 +144,7 @@ def one_process(trained, hf_python, child_env, reporter_server, in_one_process):
                                                 job]},
             "eval": {"argv": ["--spec", job, "--eval", "--checkpoint", last, "--out", str(root / "eval")]},
             "checks": {"script": CHECKS, "argv": [str(root)]},
+            "frame cap": {"script": FRAME_CAP, "argv": [str(root)]},
             "resume": {"argv": ["--spec", str(root / "resumed" / "job.json")], "env": reporting},
         }
         out = in_one_process.run(hf_python, child_env(HF_HUB_OFFLINE="1"), steps)
@@ -194,3 +229,15 @@ def test_dataset_checks_decode_with_pyav(one_process):
     assert out["frames"] == [4, [32, 32, 3], "uint8"]
     assert out["moves"] == [6, 10, 14, 18]  # frames 1, 3, 5, 7 of 8 (segment middles): x = 12 + 2 (i - 4)
     assert out["info"] == [32, 32, 8]
+
+
+def test_a_video_of_more_frames_than_predict_reads_is_refused_before_decoding(one_process):
+    """A small file of many tiny frames would be decoded to its end by a clip's sampling: the worker counts its
+    packets (Matroska) or reads the container's count (MP4), stops one past the limit and refuses it, naming it."""
+    out = finished(one_process["out"]["frame cap"])["json"]
+    for suffix in ("mkv", "mp4"):
+        found = out[suffix]
+        assert found["bytes"] < 1_000_000 and found["at"] is None
+        assert f"has more than {out['limit']:,} frames; predict reads videos of up to {out['limit']:,} frames" in (
+            found["over"]["error"])
+        assert found["seconds"] < 5

@@ -171,7 +171,7 @@ class StandIn:
                                       checkout="/h/repos/yolov7/checkout", env=self.env)
 
     def predict(self, job_id, image, top_k=5, checkpoint="best", annotate=False, runtime="pytorch", device="",
-                labels=None, question=""):
+                labels=None, question="", boxes=None):
         response = pb.PredictResponse(task="image_classification", width=8, height=8, timings_ms={"total": 1.5})
         response.predictions.add(label="red", score=0.9, index=0)
         return response

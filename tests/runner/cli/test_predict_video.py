@@ -30,7 +30,7 @@ def test_a_video_goes_whole_to_a_video_jobs_worker_and_shows_its_top_k(served, c
     s = served()
     job = video_job(s)
     video = write_video(tmp_path / "clip.mp4", frames=20)
-    code, out = cli("predict", job, str(video), "--top-k", "2", "--stride", "5", "--address", s.address)
+    code, out = cli("predict", job, str(video), "--top-k", "2", "--address", s.address)
     assert code == 0, out
     assert "task video_classification, video 32x32, 2 prediction(s)" in out
     assert "1. left" in out and "2. still" in out and f"text: {sent_whole(video)}" in out
@@ -38,6 +38,16 @@ def test_a_video_goes_whole_to_a_video_jobs_worker_and_shows_its_top_k(served, c
     assert [images for images, _ in child["batches"]] == [1]  # one video, not its 20 frames
     code, out = cli("predict", job, str(video), "--json", "--address", s.address)
     assert code == 0 and json.loads(out)["predictions"][0]["label"] == "left"
+
+
+def test_stride_is_refused_for_a_video_job_whose_model_takes_the_whole_video(served, cli, tmp_path):
+    s = served()
+    job = video_job(s)
+    video = write_video(tmp_path / "clip.mp4", frames=6)
+    for sources in ([str(video)], [str(tmp_path)]):
+        code, out = cli("predict", job, *sources, "--stride", "5", "--address", s.address)
+        assert code == 2 and "--stride 5 picks frames of a video" in out and "predict without --stride" in out
+    assert not s.children(job)  # nothing was sent
 
 
 def test_a_folder_of_a_video_job_sends_its_videos_whole_and_leaves_its_images(served, cli, tmp_path):
