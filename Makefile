@@ -27,8 +27,10 @@ bench: setup
 	$(UV) run python bench/bench_datasets.py
 	$(UV) run python bench/bench_ultralytics.py
 	$(UV) run python bench/bench_transformers.py
+	$(UV) run python bench/bench_transformers_tasks.py
 	$(UV) run python bench/bench_cli.py
 	$(UV) run python bench/bench_link_loops.py
 	$(UV) run python bench/bench_predict.py
 	$(UV) run python bench/bench_predict_batch.py
 	$(UV) run python bench/bench_export.py
+	$(UV) run python bench/bench_sweeps.py

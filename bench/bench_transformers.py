@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.catalog import defaults  # noqa: E402
 from adapters.datasets.images import list_images  # noqa: E402
 from adapters.frameworks import get_catalog  # noqa: E402
+from adapters.job import TRAINING_DEFAULTS  # noqa: E402
 from adapters.metrics import primary_metric  # noqa: E402
 from adapters.transformers.tasks.classification import classification_metrics  # noqa: E402
 from envs.manager import Env  # noqa: E402
@@ -160,7 +161,7 @@ def job_spec(model: Path, dataset: Path, args: argparse.Namespace, epochs: int, 
 
 def training_arguments(spec: dict, out: Path) -> dict:
     """What ``TransformersAdapter.training_arguments()`` passes for ``spec`` on CPU, no ``advanced``."""
-    d, t = defaults(get_catalog("transformers")), spec["training"]
+    d, t, controls = defaults(get_catalog("transformers")), spec["training"], TRAINING_DEFAULTS
     primary = primary_metric(spec["task"])
     return dict(
         output_dir=str(out), num_train_epochs=t["epochs"], per_device_train_batch_size=t["batch_size"],
@@ -168,7 +169,8 @@ def training_arguments(spec: dict, out: Path) -> dict:
         weight_decay=d["optimizer"]["weight_decay"], adam_beta1=d["optimizer"]["beta1"],
         adam_beta2=d["optimizer"]["beta2"], lr_scheduler_type=d["scheduler"]["type"],
         warmup_steps=d["scheduler"]["warmup_steps"] or d["scheduler"]["warmup_ratio"] or 0,
-        gradient_accumulation_steps=d["gradient_accumulation_steps"], max_grad_norm=d["max_grad_norm"],
+        gradient_accumulation_steps=max(t.get("gradient_accumulation", controls["gradient_accumulation"]), 1),
+        **({} if (clip := t.get("gradient_clip", controls["gradient_clip"])) is None else {"max_grad_norm": clip}),
         label_smoothing_factor=d["label_smoothing"] or 0.0, fp16=False, bf16=False, use_cpu=True,
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", save_total_limit=2,
         metric_for_best_model=primary.name.removeprefix("val/"), greater_is_better=primary.higher_is_better,

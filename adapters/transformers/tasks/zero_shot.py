@@ -142,7 +142,9 @@ class ZeroShotClassificationTask(HFTask):
         image = open_image(record)
         if train and self.setting("augmentation.random_flip", True):
             image = flip_image(image)
-        return {"pixel_values": pixel_values(self.processor, image), "labels": record.label}
+        # the image processor itself: the processor's own call (text and images) costs twice as much per image
+        images = getattr(self.processor, "image_processor", self.processor)
+        return {"pixel_values": pixel_values(images, image), "labels": record.label}
 
     def logits(self, model, pixel_values, text_inputs: dict[str, Any] | None = None):
         """Each image's logits against each prompt (images x prompts)."""
