@@ -41,6 +41,7 @@ LOGS = Path(__file__).resolve().parent / "log_parsers" / "data"
 def test_the_supervisor_names_what_the_daemon_reads():
     assert (supervisor.SUPERVISOR_RECORD, supervisor.EXIT_RECORD) == (jobdir.SUPERVISOR_RECORD, jobdir.EXIT_RECORD)
     assert supervisor.TOKEN_ENV == local.TOKEN_ENV
+    assert supervisor.BOUND_ENV == local.BOUND_ENV == node_agent.ENV_SUPERVISOR_BOUND
 
 
 def test_the_node_agent_names_what_the_daemon_reads_and_sets():

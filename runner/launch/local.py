@@ -35,6 +35,7 @@ log = logging.getLogger("visionyard.launcher")
 
 TERMINATE_GRACE_SECONDS = 10.0
 TOKEN_ENV = "VISIONYARD_SUPERVISOR_TOKEN"  # names the job's supervisor in /proc/PID/environ (and its own copy)
+BOUND_ENV = "VISIONYARD_SUPERVISOR_BOUND"  # "1": the supervisor stops the job once its parent is gone (Ray)
 WAIT_POLL_SECONDS = 0.2  # how often a waiter looks at a process it is not the parent of
 
 
@@ -185,6 +186,10 @@ def read_exit_record(job_dir: Path) -> ExitStatus | None:
 
     if not isinstance(record, dict) or (number("code") is None and number("signal") is None):
         return ExitStatus(None, None, known=False, note=f"left an exit record the daemon can't read ({EXIT_RECORD})")
+    if record.get("lost") is True:  # a bound supervisor (on a Ray node) whose parent, Ray's process, ended
+        return ExitStatus(number("code"), number("signal"), known=False,
+                          note="was lost: Ray ended the process that ran it on its node (the node's Ray stopped, "
+                               "or lost its head), and the job was stopped there")
     return ExitStatus(number("code"), number("signal"), record.get("cancelled") is True)
 
 

@@ -47,6 +47,7 @@ ENV_CODE_ID = "VISIONYARD_NODE_CODE"
 # Names the daemon keeps too (runner/launch/jobdir.py, adapters/child_env.py); a test holds them equal.
 ENV_ADDRESS, ENV_JOB_ID, ENV_TOKEN = "VISIONYARD_REPORTER_ADDRESS", "VISIONYARD_JOB_ID", "VISIONYARD_JOB_TOKEN"
 ENV_TLS_ROOTS = "VISIONYARD_REPORTER_TLS_ROOTS"
+ENV_SUPERVISOR_BOUND = "VISIONYARD_SUPERVISOR_BOUND"  # the supervisor stops the job when this agent is gone
 JOURNAL, EXIT_RECORD, ENV_LINK = "reports.journal", "exit.json", "env"
 PLAN_FORMAT = 1
 CHUNK = 1 << 20
@@ -54,6 +55,7 @@ RPC_TIMEOUT = 30.0
 UPLOAD_PATIENCE_SECONDS = 600.0  # a daemon away this long at the job's end: what the job left stays on the node
 CANCEL_UPLOAD_SECONDS = 4.0      # a cancelled job's uploads must end before Ray's SIGKILL
 UPLOAD_ORDER_LAST = (JOURNAL, EXIT_RECORD)  # the exit record last: the daemon ends on it
+RAY_PARENT = os.getppid()  # Ray's job supervisor, which started this agent (its shell exec'd it)
 
 
 def say(text: str) -> None:
@@ -214,10 +216,12 @@ def build_env(home: Path, plan: dict, uv: str, cancel: threading.Event) -> Path:
     return env.path
 
 
-def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel: threading.Event) -> int:
+def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel: threading.Event,
+                   lost: threading.Event) -> int:
     """The command under its supervisor. Its ``<job dir>/env`` paths name the env where it is: a
     Python started through the link would take the link for its prefix, and its bytecode (kept
-    per source path) would be compiled anew for every job."""
+    per source path) would be compiled anew for every job. When Ray's process for the job ends
+    (the node's Ray stopped) the job is stopped as lost (SIGHUP), not cancelled."""
     link = re.compile(re.escape(str(job_dir / ENV_LINK)) + r"(?=/|$)")
 
     def real(value: str) -> str:
@@ -225,6 +229,7 @@ def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # Ray's py_modules: not the job's
     env.update({k: real(v) for k, v in plan["env"].items()})
+    env[ENV_SUPERVISOR_BOUND] = "1"
     for name in [k for k, v in env.items() if v == "" and k in plan["env"] and k != "CUDA_VISIBLE_DEVICES"]:
         del env[name]  # an empty value in the plan unsets the node's own
     argv = [sys.executable, "-I", "-S", str(code / "supervisor.py"), str(job_dir), f"{plan['grace']:g}", "--",
@@ -237,7 +242,11 @@ def run_supervised(code: Path, plan: dict, job_dir: Path, env_path: Path, cancel
             return _returncode(supervisor.wait(0.2))
         except subprocess.TimeoutExpired:
             pass
-        if cancel.is_set() and not forwarded:  # Ray may have signalled this process only
+        if os.getppid() != RAY_PARENT and not lost.is_set() and not forwarded:
+            say(f"Ray's process for this job (pid {RAY_PARENT}) is gone: stopping the job")
+            supervisor.send_signal(signal.SIGHUP)
+            lost.set()
+        if cancel.is_set() and not forwarded and not lost.is_set():  # Ray may have signalled this process only
             supervisor.send_signal(signal.SIGTERM)
             forwarded = True
 
@@ -310,8 +319,9 @@ def main() -> int:
         return 2
     if cancel.is_set():
         return 128 + signal.SIGTERM
-    code_ = run_supervised(code, plan, job_dir, env_path, cancel)
-    send_back(link, job_dir, plan, cancel.is_set())
+    lost = threading.Event()
+    code_ = run_supervised(code, plan, job_dir, env_path, cancel, lost)
+    send_back(link, job_dir, plan, cancel.is_set() or lost.is_set())
     return code_
 
 

@@ -10,12 +10,18 @@ directory and log file (stdout and stderr) already set. The supervisor
 - starts the command in a new session; the command dies with the supervisor
   (``PR_SET_PDEATHSIG``), so killing the supervisor never leaves the job running unwatched;
 - records who it is and who the command is in ``JOB_DIR/supervisor.json``, and how the command
-  ended in ``JOB_DIR/exit.json`` (both written atomically), so a daemon that was down while the
+  ended in ``JOB_DIR/exit.json`` (``lost``: stopped because its parent was gone, see below) (both written atomically), so a daemon that was down while the
   job ran still learns the outcome;
 - on SIGTERM or SIGINT (a cancel) sends SIGTERM to every descendant, waits ``GRACE_SECONDS``,
   then SIGKILLs whatever is left until nothing is; when the command ends by itself, anything it
   left behind is killed;
 - exits with the command's exit code (128 + signal when a signal ended it).
+
+Started with ``VISIONYARD_SUPERVISOR_BOUND=1`` (on a Ray node: under Ray's job supervisor, or the node
+agent), it does not outlive its parent: when the parent is gone (the process that started it exited
+and it was handed to another) or sends SIGHUP, it stops the job as on SIGTERM and records it as lost,
+not cancelled. Nothing else would ever stop the job there: Ray fails a job whose node or head went
+away, and no daemon adopts its processes.
 
 Standard library only, imported by nothing: it runs in the daemon's interpreter with ``-I -S``
 so that it starts in milliseconds and ignores the job's ``PYTHON*`` variables.
@@ -32,6 +38,7 @@ import time
 SUPERVISOR_RECORD = "supervisor.json"
 EXIT_RECORD = "exit.json"
 TOKEN_ENV = "VISIONYARD_SUPERVISOR_TOKEN"  # identifies the job's supervisor in /proc/PID/environ
+BOUND_ENV = "VISIONYARD_SUPERVISOR_BOUND"  # "1": the job stops when the supervisor's parent is gone
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 POLL_SECONDS = 0.5
@@ -143,6 +150,7 @@ def spawn(argv: list[str]) -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             env = dict(os.environ)
             env.pop(TOKEN_ENV, None)
+            env.pop(BOUND_ENV, None)
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:  # noqa: BLE001 (the forked child must never return)
             say(f"could not start {argv[0]}: {exc}")
@@ -158,13 +166,14 @@ def main(argv: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # handled synchronously below
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     me = os.getpid()
+    parent = os.getppid() if os.environ.get(BOUND_ENV) == "1" else None
     child = spawn(command)
     write_atomically(os.path.join(job_dir, SUPERVISOR_RECORD), {
         "supervisor_pid": me, "supervisor_start": start_ticks(me),
         "child_pid": child, "child_start": start_ticks(child)})
     status: int | None = None
     cancelled_at: float | None = None
-    killing = False
+    killing = lost = False
     while True:
         while True:  # reap everything that ended: the command and any orphan we adopted
             try:
@@ -193,14 +202,22 @@ def main(argv: list[str]) -> int:
                 killing = True
                 signal_all(left, signal.SIGKILL)
         info = signal.sigtimedwait(WATCHED, 0.05 if (cancelled_at is not None or killing) else POLL_SECONDS)
-        if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and cancelled_at is None:
+        stop = info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT)
+        if parent is not None and not stop and cancelled_at is None and status is None:
+            if info is not None and info.si_signo == signal.SIGHUP:
+                say("the job was lost around it (SIGHUP from the process that started it)")
+                stop = lost = True
+            elif os.getppid() != parent:
+                say(f"the process that started this job (pid {parent}) is gone")
+                stop = lost = True
+        if stop and cancelled_at is None:
             cancelled_at = time.monotonic()
             left = descendants(me)
             say(f"stopping the job: SIGTERM to {len(left)} process(es), SIGKILL after {grace:g} s")
             signal_all(left, signal.SIGTERM)
     code = os.waitstatus_to_exitcode(status)
     record = {"code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-              "cancelled": cancelled_at is not None, "time": time.time()}
+              "cancelled": cancelled_at is not None and not lost, "lost": lost, "time": time.time()}
     write_atomically(os.path.join(job_dir, EXIT_RECORD), record)
     return code if code >= 0 else 128 - code
 

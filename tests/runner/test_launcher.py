@@ -244,3 +244,77 @@ def test_the_daemon_and_the_supervisor_read_proc_alike():
         sleeper.kill()
         sleeper.wait()
     assert procs.SUPERVISOR.is_file() and procs.NODE_AGENT.is_file()
+
+
+STARTER = """
+import os, subprocess, sys, time
+env = dict(os.environ, **({"VISIONYARD_SUPERVISOR_BOUND": "1"} if sys.argv[3] == "bound" else {}))
+supervisor = subprocess.Popen([sys.executable, "-I", "-S", sys.argv[1], sys.argv[2], "2", "--", sys.executable, "-c",
+                               "import time; print('ready', flush=True); time.sleep(600)"],
+                              env=env, stdout=open(os.path.join(sys.argv[2], "out.log"), "w"), stderr=subprocess.STDOUT)
+print(supervisor.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def started_under_a_parent(tmp_path, bound: bool) -> tuple[subprocess.Popen, int]:
+    """A process (Ray's job supervisor, say) that starts the job's supervisor and stays its parent."""
+    from runner.launch.procs import SUPERVISOR
+
+    parent = subprocess.Popen([sys.executable, "-c", STARTER, str(SUPERVISOR), str(tmp_path),
+                               "bound" if bound else "free"], stdout=subprocess.PIPE, text=True)
+    supervisor_pid = int(parent.stdout.readline())
+    wait_for_text(tmp_path / "out.log", "ready")
+    return parent, supervisor_pid
+
+
+def test_a_bound_supervisor_stops_its_job_when_its_parent_is_gone(tmp_path):
+    parent, supervisor_pid = started_under_a_parent(tmp_path, bound=True)
+    job = processes_of(supervisor_pid)
+    assert job
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while (alive(supervisor_pid) or any(alive(pid) for pid in job)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(supervisor_pid) and not any(alive(pid) for pid in job), (tmp_path / "out.log").read_text()
+    record = read_exit_record(tmp_path)  # not a cancel: the job was lost with its parent
+    assert not record.cancelled and not record.known and record.signal == signal.SIGTERM
+    assert record.describe().startswith("was lost: Ray ended the process that ran it")
+    assert "is gone" in (tmp_path / "out.log").read_text()
+
+
+def test_a_supervisor_outlives_its_parent_unless_bound(tmp_path):
+    """A local daemon's jobs outlive the daemon: its supervisors are not bound."""
+    parent, supervisor_pid = started_under_a_parent(tmp_path, bound=False)
+    try:
+        parent.kill()
+        parent.wait()
+        time.sleep(1.5)  # three of the supervisor's polls
+        assert alive(supervisor_pid) and processes_of(supervisor_pid)
+    finally:
+        os.kill(supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while alive(supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def test_sighup_to_a_bound_supervisor_stops_its_job_as_lost_and_an_unbound_one_ignores_it(tmp_path):
+    bound_dir, free_dir = tmp_path / "bound", tmp_path / "free"
+    bound_dir.mkdir(), free_dir.mkdir()
+    parents = [started_under_a_parent(bound_dir, bound=True), started_under_a_parent(free_dir, bound=False)]
+    try:
+        for _, supervisor_pid in parents:
+            os.kill(supervisor_pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while read_exit_record(bound_dir) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = read_exit_record(bound_dir)
+        assert record is not None and not record.cancelled and record.describe().startswith("was lost")
+        assert alive(parents[1][1]) and read_exit_record(free_dir) is None  # the local daemon's jobs go on
+    finally:
+        for parent, supervisor_pid in parents:
+            if alive(supervisor_pid):
+                os.kill(supervisor_pid, signal.SIGTERM)
+            parent.kill()
+            parent.wait()

@@ -105,9 +105,13 @@ def test_the_exit_record_is_checked_and_written_anew(tmp_path):
     sent = {"code": 0, "cancelled": False, "time": 1.5e9, "note": "x" * 100, "pid": 4}
     receive(job_dir, _upload({"exit.json": json.dumps(sent).encode()}, chunk=40))
     assert json.loads((job_dir / "exit.json").read_text()) == {"code": 0, "signal": None, "cancelled": False,
-                                                               "time": 1.5e9}
+                                                               "lost": False, "time": 1.5e9}
+    lost = {"code": None, "signal": 15, "cancelled": False, "lost": True, "time": 1.5e9}
+    receive(job_dir, _upload({"exit.json": json.dumps(lost).encode()}, chunk=40))
+    assert json.loads((job_dir / "exit.json").read_text()) == lost  # the job was lost on its node, not cancelled
+    receive(job_dir, _upload({"exit.json": json.dumps(sent).encode()}, chunk=40))
     for forged in (b"[]", b"not json", b'{"code": "0"}', b'{"code": true}', b'{"code": 1, "signal": 9}',
-                   b'{"code": null, "signal": 999}', b'{"code": 0, "cancelled": "yes"}', b'{"code": 300}',
+                   b'{"code": null, "signal": 999}', b'{"code": 0, "cancelled": "yes"}', b'{"code": 0, "lost": 1}', b'{"code": 300}',
                    b'{"code": 0, "pad": "' + b"x" * 5000 + b'"}'):
         with pytest.raises(UploadRefused, match="exit.json"):
             receive(job_dir, _upload({"exit.json": forged}, chunk=1000))

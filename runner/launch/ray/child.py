@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from runner.launch.jobdir import EXIT_RECORD, SUPERVISOR_RECORD
-from runner.launch.local import SUPERVISOR, TERMINATE_GRACE_SECONDS, TOKEN_ENV, ExitStatus, read_exit_record
+from runner.launch.local import (BOUND_ENV, SUPERVISOR, TERMINATE_GRACE_SECONDS, TOKEN_ENV, ExitStatus,
+                                 read_exit_record)
 from runner.launch.ray.api import RayJob, RayJobsClient, RayRequestError, RayUnavailable
 
 log = logging.getLogger("visionyard.ray")
@@ -64,7 +65,7 @@ class RayChild:
         only what the job needs: Ray passes it to the node as the job's env vars."""
         supervised = [python, "-I", "-S", str(supervisor), str(job_dir), f"{grace:g}", "--", *cmd]
         entrypoint = f"cd {shlex.quote(str(cwd))} && exec {shlex.join(supervised)}"
-        env_vars = {**env, TOKEN_ENV: token, **stop_wait(grace)}
+        env_vars = {**env, TOKEN_ENV: token, BOUND_ENV: "1", **stop_wait(grace)}
         return cls.submit(client, submission_id, entrypoint, env_vars, log_path, job_dir, num_cpus=num_cpus,
                           num_gpus=num_gpus, metadata=metadata, lost_after=lost_after, on_running=on_running)
 

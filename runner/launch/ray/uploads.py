@@ -107,7 +107,7 @@ def exit_record(data: bytes) -> bytes:
     if not isinstance(record, dict):
         raise UploadRefused(f"{EXIT_RECORD} is not a JSON object of at most {EXIT_RECORD_MAX_BYTES} bytes")
     code, signum, when = record.get("code"), record.get("signal"), record.get("time")
-    cancelled = record.get("cancelled", False)
+    cancelled, lost = record.get("cancelled", False), record.get("lost", False)
 
     def whole(value, low, high) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
@@ -115,11 +115,11 @@ def exit_record(data: bytes) -> bytes:
     if not ((whole(code, 0, 255) and signum is None) or (code is None and whole(signum, 1, 64))):
         raise UploadRefused(f"{EXIT_RECORD} must hold an exit code 0-255 or a signal 1-64, not code={code!r} "
                             f"signal={signum!r}"[:300])
-    if not isinstance(cancelled, bool):
-        raise UploadRefused(f"{EXIT_RECORD}: 'cancelled' must be true or false")
+    if not isinstance(cancelled, bool) or not isinstance(lost, bool):
+        raise UploadRefused(f"{EXIT_RECORD}: 'cancelled' and 'lost' must be true or false")
     if not isinstance(when, (int, float)) or isinstance(when, bool) or not 0 < when < 1e11:
         when = time.time()
-    return json.dumps({"code": code, "signal": signum, "cancelled": cancelled, "time": when}).encode()
+    return json.dumps({"code": code, "signal": signum, "cancelled": cancelled, "lost": lost, "time": when}).encode()
 
 
 def receive(job_dir: Path, chunks, limits: UploadLimits = UploadLimits()) -> tuple[int, int]:
