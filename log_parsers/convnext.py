@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 
 from log_parsers.base import NUMBER as N
-from log_parsers.base import Event, Line, LogParser, MetricUpdate
+from log_parsers.base import Event, Line
+from log_parsers.held_epochs import HeldEpochParser
 from log_parsers.registry import register_parser
 
 __all__ = ["ConvNeXtParser"]
@@ -40,15 +41,14 @@ _START = re.compile(r"Start training for (\d+) epochs")
 
 
 @register_parser("convnext")
-class ConvNeXtParser(LogParser):
+class ConvNeXtParser(HeldEpochParser):
+    """Held record: the epoch's last training line's text, parsed only when emitted."""
+
     def __init__(self) -> None:
         super().__init__()
-        self._epoch: int | None = None     # 0-based epoch of the latest training line
         self._total: int | None = None
-        self._train_text = ""              # the epoch's last training line, parsed only when emitted
-        self._averaged_text = ""           # its `Averaged stats:` line, which wins when present
-        self._held = False                 # train values for self._epoch not yet emitted
-        self._validated = False            # self._epoch's `* Acc@1` already used (the next is EMA)
+        self._averaged_text = ""           # the epoch's `Averaged stats:` line, which wins when present
+        self._validated = False            # the epoch's `* Acc@1` already used (the next is EMA)
         self._last_step = (-1, -1)
 
     def parse_line(self, line: Line) -> list[Event]:
@@ -60,7 +60,7 @@ class ConvNeXtParser(LogParser):
             match = _VAL.search(text)
             return self._val_line(match) if match is not None else []
         if "Averaged stats:" in text:
-            if self._held:
+            if self._held is not None:
                 self._averaged_text = text
         elif "Start training for" in text:
             match = _START.search(text)
@@ -68,19 +68,15 @@ class ConvNeXtParser(LogParser):
                 self._total = int(match.group(1))
         return []
 
-    def finish(self) -> list[Event]:
-        events = super().finish()
-        events.extend(self._release())
+    def _start_epoch(self, epoch: int) -> list[Event]:
+        events = super()._start_epoch(epoch)
+        self._validated, self._averaged_text = False, ""
         return events
 
     def _train_line(self, match: re.Match[str], text: str) -> list[Event]:
         epoch, done, steps = int(match.group(1)), int(match.group(2)) + 1, int(match.group(3))
-        events: list[Event] = []
-        if epoch != self._epoch:
-            events.extend(self._release())
-            self._epoch, self._validated, self._averaged_text = epoch, False, ""
-        self._held = True
-        self._train_text = text
+        events = self._start_epoch(epoch) if epoch != self._epoch else []
+        self._held = text
         key = (epoch, done)
         if key != self._last_step:
             self._last_step = key
@@ -89,9 +85,9 @@ class ConvNeXtParser(LogParser):
                 events.append(progress)
         return events
 
-    def _train_values(self) -> dict[str, float]:
+    def _train_values(self, held: str) -> dict[str, float]:
         values = {}
-        for text in (self._train_text, self._averaged_text):
+        for text in (held, self._averaged_text):
             lr, loss = _LR.search(text), _LOSS.search(text)
             if loss is not None:
                 values["train/loss"] = float(loss.group(1))
@@ -103,18 +99,6 @@ class ConvNeXtParser(LogParser):
         if self._validated:  # the EMA model's evaluation of the same epoch
             return []
         self._validated = True
-        values = self._train_values() if self._held else {}
-        self._held = False
         acc1, acc5, loss = match.groups()
-        values["val/accuracy"] = float(acc1) / 100.0
-        values["val/top5"] = float(acc5) / 100.0
-        values["val/loss"] = float(loss)
-        return [MetricUpdate((self._epoch or 0) + 1, values)]
-
-    def _release(self) -> list[Event]:
-        """The current epoch's train metrics, which got no validation."""
-        if not self._held or self._epoch is None:
-            return []
-        self._held = False
-        values = self._train_values()
-        return [MetricUpdate(self._epoch + 1, values)] if values else []
+        return self._with_validation({"val/accuracy": float(acc1) / 100.0, "val/top5": float(acc5) / 100.0,
+                                      "val/loss": float(loss)})

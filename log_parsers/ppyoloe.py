@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 
 from log_parsers.base import NUMBER as N
-from log_parsers.base import Event, Line, LogParser, MetricUpdate
+from log_parsers.base import Event, Line
+from log_parsers.held_epochs import HeldEpochParser
 from log_parsers.registry import register_parser
 
 __all__ = ["PaddleDetectionParser"]
@@ -38,13 +39,12 @@ _AP_KEYS = {"0.50:0.95": "val/mAP50-95", "0.50": "val/mAP50", "0.75": "val/mAP75
 
 
 @register_parser("ppyoloe")
-class PaddleDetectionParser(LogParser):
+class PaddleDetectionParser(HeldEpochParser):
+    """Held record: the epoch's latest training line's text, parsed only when emitted."""
+
     def __init__(self) -> None:
         super().__init__()
-        self._epoch: int | None = None  # 0-based epoch of the latest training line
-        self._train_text = ""           # that epoch's latest training line, parsed when emitted
-        self._held = False              # train values of self._epoch not yet emitted
-        self._val: dict[str, float] = {}
+        self._val: dict[str, float] = {}  # the current table's lines so far
 
     def parse_line(self, line: Line) -> list[Event]:
         text = line.text
@@ -56,18 +56,10 @@ class PaddleDetectionParser(LogParser):
             return self._ap_line(match) if match is not None else []
         return []
 
-    def finish(self) -> list[Event]:
-        events = super().finish()
-        events.extend(self._release())
-        return events
-
     def _train_line(self, match: re.Match[str], text: str) -> list[Event]:
         epoch, done, steps = int(match.group(1)), int(match.group(2)) + 1, int(match.group(3))
-        events: list[Event] = []
-        if epoch != self._epoch:
-            events.extend(self._release())
-            self._epoch = epoch
-        self._held, self._train_text, self._val = True, text, {}
+        events = self._start_epoch(epoch) if epoch != self._epoch else []
+        self._held, self._val = text, {}
         progress = self._progress(epoch + 1, None, done, steps)
         if progress is not None:
             events.append(progress)
@@ -78,26 +70,17 @@ class PaddleDetectionParser(LogParser):
         self._val[key] = float(match.group(2))
         if key != "val/mAP75":  # the table's third line: AP and AP50 came before it
             return []
-        values = self._train_values() if self._held else {}
-        values.update(self._val)
-        self._held, self._val = False, {}
-        return [MetricUpdate((self._epoch or 0) + 1, values)]
+        values, self._val = self._val, {}
+        return self._with_validation(values)
 
-    def _train_values(self) -> dict[str, float]:
-        match = _TRAIN.search(self._train_text)
+    def _train_values(self, held: str) -> dict[str, float]:
+        match = _TRAIN.search(held)
         if match is None:
             return {}
         values = {"lr": float(match.group(4)), "train/loss": float(match.group(5))}
-        for part, value in _PARTS.findall(self._train_text):
+        for part, value in _PARTS.findall(held):
             values[f"train/{part}_loss"] = float(value)
-        ips = _IPS.search(self._train_text)
+        ips = _IPS.search(held)
         if ips is not None:
             values["train/images_per_s"] = float(ips.group(1))
         return values
-
-    def _release(self) -> list[Event]:
-        """The current epoch's train metrics, which got no evaluation table."""
-        if not self._held or self._epoch is None:
-            return []
-        self._held = False
-        return [MetricUpdate(self._epoch + 1, self._train_values())]

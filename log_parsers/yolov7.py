@@ -29,9 +29,9 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from log_parsers.base import LOOSE_NUMBER
+from log_parsers.base import LOOSE_NUMBER, Event, Line
 from log_parsers.base import NUMBER as N
-from log_parsers.base import Event, Line, LogParser, MetricUpdate
+from log_parsers.held_epochs import HeldEpochParser
 from log_parsers.registry import register_parser
 
 __all__ = ["YoloV7Parser"]
@@ -62,11 +62,11 @@ def _values(keys: tuple[str, ...], texts: tuple[str, ...]) -> dict[str, float]:
 
 
 @register_parser("yolov7")
-class YoloV7Parser(LogParser):
+class YoloV7Parser(HeldEpochParser):
+    """Held record: the epoch's latest losses as printed (box, obj, cls, total)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self._epoch: int | None = None          # 0-based epoch of the latest train row
-        self._held: tuple[str, ...] | None = None  # that epoch's latest losses, not yet emitted
         self._val_pending: deque[int] = deque()   # epochs whose validation header came, `all` row not yet
         self._last_step = (-1, -1)                # fast dedupe of tqdm repaints before _progress
 
@@ -85,18 +85,10 @@ class YoloV7Parser(LogParser):
                 self._val_pending.append(epoch)
         return []
 
-    def finish(self) -> list[Event]:
-        events = super().finish()
-        events.extend(self._release())
-        return events
-
     def _train_row(self, match: re.Match[str]) -> list[Event]:
         epoch_text, last_text, box, obj, cls, total, done, steps = match.groups()
         epoch = int(epoch_text)
-        events: list[Event] = []
-        if epoch != self._epoch:
-            events.extend(self._release())
-            self._epoch = epoch
+        events = self._start_epoch(epoch) if epoch != self._epoch else []
         self._held = (box, obj, cls, total)
         if done is not None and done != "0":
             key = (epoch, int(done))
@@ -109,16 +101,7 @@ class YoloV7Parser(LogParser):
 
     def _all_row(self, numbers: tuple[str, ...]) -> list[Event]:
         epoch = self._val_pending.popleft() if self._val_pending else (self._epoch or 0)
-        values = {}
-        if self._held is not None and epoch == self._epoch:
-            values = _values(_TRAIN_KEYS, self._held)
-            self._held = None
-        values.update(_values(_VAL_KEYS, numbers))
-        return [MetricUpdate(epoch + 1, values)]
+        return self._with_validation(_values(_VAL_KEYS, numbers), epoch)
 
-    def _release(self) -> list[Event]:
-        """The held train metrics of the current epoch, which got no `all` row."""
-        if self._held is None or self._epoch is None:
-            return []
-        values, self._held = _values(_TRAIN_KEYS, self._held), None
-        return [MetricUpdate(self._epoch + 1, values)]
+    def _train_values(self, held: tuple[str, ...]) -> dict[str, float]:
+        return _values(_TRAIN_KEYS, held)

@@ -1,5 +1,5 @@
 """Runner RPCs for predictions: `Predict` through the warm worker of the job's model, and
-`ListWorkers` / `StopWorkers`.
+`ListWorkers` / `StopWorkers` (`PredictStream`, many images through the same worker: `predict_stream`).
 
 A predict is checked first (the job, its checkpoint, the image's header against the pixel limit)
 on a pool thread, then waits for a slot of the predict gate (a few at once, a short queue, then
@@ -37,7 +37,6 @@ from runner.launch.local import child_environment
 from runner.spec.validate import CUSTOM
 
 RUNTIMES = ("pytorch", "onnx")
-STREAM_WINDOW = 32  # images of one stream handed to the worker ahead of the one answered next
 MODELS_DIR = "predict-models"  # under the home: a folder per model predicted without a job
 
 
@@ -322,108 +321,6 @@ class PredictRpcs:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"env {record.env_name or '?'} of job {record.id} is gone; prepare it again")
         return env
-
-    async def PredictStream(self, requests, context):
-        """Many images through the job's worker: read ahead up to `STREAM_WINDOW` images (each checked,
-        written into the job dir and handed to the worker, which batches them), answered in the
-        order sent as each is done. An image's own problem is its answer's `error`; the job, its
-        checkpoint or its worker failing ends the stream with that status."""
-        loop = asyncio.get_running_loop()
-        sync = ThreadContext(context, loop)
-        requests = aiter(requests)
-        first = await anext(requests, None)
-        if first is None:
-            return
-        try:
-            record, key = await loop.run_in_executor(self.pool, self._predict_job, first, sync)
-            try:
-                async with self.predict_gate.slot():
-                    async for answer in self._stream_answers(first, requests, record, key, sync, context):
-                        yield answer
-            except PredictBusy as exc:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except asyncio.CancelledError:
-            sync.cancel()
-            raise
-
-    async def _stream_answers(self, first, requests, record, key: WorkerKey, sync: ThreadContext, context):
-        loop = asyncio.get_running_loop()
-        worker = await loop.run_in_executor(self.pool, self._worker_for, record, key, sync)
-        top_k, annotate, options = first.top_k or 5, first.annotate, predict_options(first)
-        window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
-        max_pixels, task = self.predict_gate.limits.max_pixels, record.spec.get("task", "")
-        framework = record.spec.get("framework", "")
-
-        def hand_over(index: int, message) -> tuple:
-            """(index, name, image file or None, answer's future or error) for one message."""
-            try:
-                if not message.image:
-                    raise ValueError("the image is empty")
-                check_input(message.image, task, max_pixels)
-                boxes = check_boxes(message.boxes, message.image, framework, task)
-            except ValueError as exc:
-                return index, message.name, None, str(exc)
-            try:
-                image = self._image_file(record, message.image)
-            except OSError as exc:
-                return index, message.name, None, f"the image could not be stored in the job dir: {exc}"
-            try:
-                return index, message.name, image, worker.submit(image, top_k, annotate, streaming=True,
-                                                                 options={**options, **predict_options(None, boxes)})
-            except WorkerError as exc:
-                os.unlink(image)
-                return index, message.name, None, exc
-
-        def discard(taken) -> None:
-            """An image handed over whose answer nobody will read: left out, its file removed."""
-            if taken is not None and taken[2] is not None:
-                taken[3].cancel()
-                with contextlib.suppress(OSError):
-                    os.unlink(taken[2])
-
-        async def read() -> None:
-            index = 0
-            message = first
-            while message is not None:
-                if message.image or message.name:
-                    handing = loop.run_in_executor(self.pool, hand_over, index, message)
-                    try:
-                        taken = await asyncio.shield(handing)
-                        await window.put(taken)
-                    except asyncio.CancelledError:
-                        handing.add_done_callback(lambda done: discard(done.result()))
-                        raise
-                    index += 1
-                message = await anext(requests, None)
-            worker.flush()  # the stream's last images need not wait for more
-            await window.put(None)
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while (taken := await window.get()) is not None:
-                index, name, image, answer = taken
-                if isinstance(answer, WorkerError):
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"predict failed: {answer}")
-                if isinstance(answer, str):
-                    yield pb.PredictStreamResponse(index=index, name=name, error=answer)
-                    continue
-                try:
-                    result = await asyncio.wrap_future(answer)
-                    yield pb.PredictStreamResponse(index=index, name=name,
-                                                   result=response_from_json(result, task=record.spec.get("task", "")))
-                except WorkerError as exc:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"predict failed: {exc}")
-                except (ValueError, PredictOutputError) as exc:
-                    yield pb.PredictStreamResponse(index=index, name=name, error=str(exc))
-                finally:
-                    with contextlib.suppress(OSError):
-                        os.unlink(image)
-            await reader
-        finally:
-            reader.cancel()
-            worker.flush()
-            while not window.empty():  # what was handed over but not answered
-                discard(window.get_nowait())
 
     def ListWorkers(self, request: pb.ListWorkersRequest, context) -> pb.ListWorkersResponse:
         return pb.ListWorkersResponse(workers=[

@@ -30,6 +30,7 @@ from runner.settings import LOW_DISK_BYTES
 from runner.daemon.evals import EvalRpcs
 from runner.daemon.exports import ExportRpcs
 from runner.daemon.predict_rpcs import PredictRpcs
+from runner.daemon.predict_stream import PredictStreamRpcs
 from runner.daemon.predictions import PredictGate, PredictLimits
 from runner.daemon.workers import WorkerPool
 from runner.daemon.repo_rpcs import RepoRpcs
@@ -71,7 +72,8 @@ def _record_or_abort(rt: Runtime, job_id: str, context: grpc.ServicerContext):
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job {quote(job_id, 80)} (see `visionyard list`)")
 
 
-class RunnerServicer(RepoRpcs, PredictRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, SweepRpcs, pb_grpc.RunnerServicer):
+class RunnerServicer(RepoRpcs, PredictRpcs, PredictStreamRpcs, ExportRpcs, EvalRpcs, ResultsRpcs, SweepRpcs,
+                     pb_grpc.RunnerServicer):
     def __init__(self, rt: Runtime, scheduler: Scheduler, gc_policy: Policy | None = None,
                  watch_hub: WatchHub | None = None, pool: Executor | None = None,
                  predict_limits: PredictLimits | None = None, workers: WorkerPool | None = None):

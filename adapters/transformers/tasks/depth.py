@@ -50,8 +50,8 @@ import numpy as np
 from adapters.datasets import ImageRecord, open_image
 from adapters.datasets.depth import read_depth
 from adapters.evaluation.depth import MIN_DEPTH_M, DepthErrors
-from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import in_shape_groups
+from adapters.transformers.tasks.own_loss import OwnLossTask
 
 log = logging.getLogger("visionyard.transformers")
 
@@ -63,7 +63,7 @@ METRIC, RELATIVE = "metric", "relative"
 MAX_PNG_MM = 65535
 
 
-class DepthTask(HFTask):
+class DepthTask(OwnLossTask):
     name = "depth_estimation"
     auto_model = "AutoModelForDepthEstimation"
     primary = "abs_rel"
@@ -168,38 +168,18 @@ class DepthTask(HFTask):
 
     # ------------------------------------------------------------ training and evaluation
 
-    def trainer_class(self):
-        from transformers import Trainer
+    def loss_and_outputs(self, model, inputs):
+        """SiLog on the predicted depth at each depth map's size (DPT and Depth Anything have no loss)."""
+        outputs = model(pixel_values=inputs["pixel_values"])
+        predicted = at_sizes(outputs.predicted_depth, inputs["depth_size"], inputs["labels"].shape[-2:])
+        return silog_loss(predicted, inputs["labels"]), {"predicted_depth": predicted}
 
-        task = self
+    def start_evaluation(self) -> None:
+        self._errors = None
 
-        class DepthTrainer(Trainer):
-            """SiLog on the predicted depth (DPT and Depth Anything have no loss); evaluation yields (predicted
-            depth at each map's size, depth maps) per batch."""
-
-            loss_is_scaled_for_ga = False  # a per-batch value: the Trainer divides by accumulation steps
-
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                outputs = model(pixel_values=inputs["pixel_values"])
-                predicted = at_sizes(outputs.predicted_depth, inputs["depth_size"], inputs["labels"].shape[-2:])
-                loss = silog_loss(predicted, inputs["labels"])
-                return (loss, {"predicted_depth": predicted}) if return_outputs else loss
-
-            def evaluate(self, *args, **kwargs):
-                task._errors = None  # forget the batches of an evaluation that stopped half-way
-                return super().evaluate(*args, **kwargs)
-
-            def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-                import torch
-
-                inputs = self._prepare_inputs(inputs)
-                with torch.no_grad(), self.compute_loss_context_manager():
-                    loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-                if prediction_loss_only:
-                    return loss.detach(), None, None
-                return loss.detach(), outputs["predicted_depth"].detach(), inputs["labels"]
-
-        return DepthTrainer
+    def eval_outputs(self, model, inputs, outputs):
+        """(predicted depth at each map's size, depth maps)."""
+        return outputs["predicted_depth"], inputs["labels"]
 
     def compute_metrics(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
         """Called per batch (``batch_eval_metrics``); the last call returns the eval set's metrics and leaves each

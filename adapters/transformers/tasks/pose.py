@@ -10,9 +10,9 @@ becomes a centre and a scale (``box_to_center_and_scale``: widened to the model'
 the crop is the unbiased affine warp of that region to the model's input size (``get_warp_matrix``: the region's
 edges land on the first and last pixel), and a heatmap of ``h x w`` spans the same region, so an image point ``x``
 lies at heatmap column ``(x - cx + sw / 2) * (w - 1) / sw`` (``sw`` the region's width in pixels; rows alike).
-Targets are Gaussians (σ = ``HEATMAP_SIGMA`` heatmap pixels) at each labelled keypoint; a keypoint that is not
-labelled (v = 0) or whose Gaussian lies wholly outside the heatmap has weight 0. Decoding is the processor's
-``keypoints_from_heatmaps``: the arg-max refined by DARK, mapped back to the image.
+Targets are Gaussians (σ = ``pose_geometry.HEATMAP_SIGMA`` heatmap pixels) at each labelled keypoint; a keypoint
+that is not labelled (v = 0) or whose Gaussian lies wholly outside the heatmap has weight 0. Decoding is the
+processor's ``keypoints_from_heatmaps``: the arg-max refined by DARK, mapped back to the image.
 
 The loss: Transformers raises "Training is not yet supported" when VitPose gets labels, so the task's ``Trainer``
 computes the heatmap MSE with target weights (mmpose's ``JointsMSELoss``): the mean over batch, keypoints and pixels
@@ -29,7 +29,8 @@ with ``eval``'s pose scorer (``adapters.evaluation.scoring.PoseScorer``: COCO OK
 ``eval`` does the same through predict (COCO's keypoint protocol with ground-truth boxes): ``prepare_evaluation``
 says ``boxes: "truth"``, and ``adapters.evaluate`` gives each image its own boxes (``Scorer.truth_boxes``).
 
-Only numpy at the top: the host can test the helpers.
+Only numpy at the top (the geometry, targets, loss and pictures are in ``pose_geometry``): the host can test
+the helpers.
 """
 
 from __future__ import annotations
@@ -42,15 +43,13 @@ from typing import Any
 import numpy as np
 
 from adapters.datasets import ImageRecord, open_image, to_pixels
-from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.own_loss import OwnLossTask
+from adapters.transformers.tasks.pose_geometry import (check_boxes, draw_people, flip_box, flip_keypoints, heatmap_loss,
+                                                       heatmap_size, heatmap_targets, input_size, person_score, xywh)
 
 log = logging.getLogger("visionyard.transformers")
 
 ARCHITECTURES = ("vitpose",)
-#: The Gaussian targets' σ, in heatmap pixels (ViTPose's, for 64 x 48 heatmaps).
-HEATMAP_SIGMA = 2.0
-#: A person's score is the mean confidence of its keypoints above this (0 when none is).
-KEYPOINT_SCORE_ABOVE = 0.2
 #: DARK's Gaussian kernel when decoding (the processor's default).
 DARK_KERNEL = 11
 #: COCO's 17 keypoints and their left/right pairs.
@@ -60,8 +59,6 @@ COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "lef
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 #: The object class a model predicts when its config names none (the hub's ViTPose models: people).
 DEFAULT_CLASS = "person"
-#: Boxes one image may be given at most (each is a crop through the model).
-MAX_BOXES = 100
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ class Person:
     class_id: int
 
 
-class PoseTask(HFTask):
+class PoseTask(OwnLossTask):
     name = "pose_estimation"
     auto_model = "VitPoseForPoseEstimation"
     primary = "pose_mAP50-95"
@@ -178,39 +175,20 @@ class PoseTask(HFTask):
 
     # ------------------------------------------------------------ training and evaluation
 
-    def trainer_class(self):
-        from transformers import Trainer
+    def loss_and_outputs(self, model, inputs):
+        """Heatmap MSE with target weights (VitPose has no loss)."""
+        heatmaps = forward_heatmaps(model, inputs["pixel_values"])
+        return heatmap_loss(heatmaps, inputs["labels"], inputs["target_weight"]), {"heatmaps": heatmaps}
 
-        task = self
+    def start_evaluation(self) -> None:
+        self._found = None
 
-        class PoseTrainer(Trainer):
-            """Heatmap MSE with target weights (VitPose has no loss); evaluation yields (heatmaps, person indices)."""
-
-            loss_is_scaled_for_ga = False  # a per-batch value: the Trainer divides by accumulation steps
-
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                heatmaps = forward_heatmaps(model, inputs["pixel_values"])
-                loss = heatmap_loss(heatmaps, inputs["labels"], inputs["target_weight"])
-                return (loss, {"heatmaps": heatmaps}) if return_outputs else loss
-
-            def evaluate(self, *args, **kwargs):
-                task._found = None  # forget the batches of an evaluation that stopped half-way
-                return super().evaluate(*args, **kwargs)
-
-            def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-                import torch
-
-                inputs = self._prepare_inputs(inputs)
-                with torch.no_grad(), self.compute_loss_context_manager():
-                    loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-                    if prediction_loss_only:
-                        return loss.detach(), None, None
-                    heatmaps = outputs["heatmaps"]
-                    if task.flip_test():
-                        heatmaps = flip_averaged(model, inputs["pixel_values"], heatmaps)
-                return loss.detach(), heatmaps.detach(), inputs["person"]
-
-        return PoseTrainer
+    def eval_outputs(self, model, inputs, outputs):
+        """(heatmaps, flip-averaged under ``flip_test``; person indices)."""
+        heatmaps = outputs["heatmaps"]
+        if self.flip_test():
+            heatmaps = flip_averaged(model, inputs["pixel_values"], heatmaps)
+        return heatmaps, inputs["person"]
 
     def prepare_evaluation(self) -> dict[str, Any]:
         """Top-down: ``eval`` gives predict each image's own boxes (``boxes: "truth"``), as training's validation
@@ -289,97 +267,7 @@ class PoseTask(HFTask):
         return out
 
 
-# ---------------------------------------------------------------- geometry, targets, loss
-
-
-def check_boxes(boxes, width: int, height: int) -> None:
-    """ValueError naming ``boxes`` unless each is [x1, y1, x2, y2] with x2 > x1 and y2 > y1 inside a ``width`` x
-    ``height`` image, at most ``MAX_BOXES`` of them."""
-    if len(boxes) > MAX_BOXES:
-        raise ValueError(f"boxes: {len(boxes)} boxes for one image; at most {MAX_BOXES}")
-    for box in boxes:
-        if len(box) != 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"boxes: {list(box)} is not a box [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
-        if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
-            raise ValueError(f"boxes: {list(box)} reaches outside the {width}x{height} image (x1, y1, x2, y2 in its "
-                             f"pixels, within 0..{width} and 0..{height})")
-
-
-def input_size(config) -> tuple[int, int]:
-    """(height, width) of the model's input: its backbone's ``image_size``."""
-    size = config.backbone_config.image_size
-    height, width = (size, size) if isinstance(size, int) else size
-    return int(height), int(width)
-
-
-def heatmap_size(config) -> tuple[int, int]:
-    """(height, width) of the model's heatmaps: the patch grid upsampled 4 times (the simple decoder's
-    ``scale_factor``; the classic decoder's two stride-2 deconvolutions)."""
-    height, width = input_size(config)
-    patch = config.backbone_config.patch_size
-    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else patch
-    factor = int(config.scale_factor) if config.use_simple_decoder else 4
-    return height // patch_h * factor, width // patch_w * factor
-
-
-def xywh(box) -> list[float]:
-    """x1 y1 x2 y2 → COCO's x y w h (what the processor takes)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return [x1, y1, x2 - x1, y2 - y1]
-
-
-def heatmap_targets(points, center, scale, size: tuple[int, int], count: int,
-                    sigma: float = HEATMAP_SIGMA) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian targets (count x h x w, float32) and weights (count, float32) of one person's keypoints (K x 3 in
-    the image's pixels, or None) in the heatmaps of the crop at ``center``/``scale`` (see the module: the region's
-    edges on the heatmap's first and last pixel). Weight 0: not labelled, or the Gaussian lies outside the heatmap."""
-    height, width = size
-    target = np.zeros((count, height, width), dtype=np.float32)
-    weight = np.zeros(count, dtype=np.float32)
-    if points is None:
-        return target, weight
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(points) != count:
-        raise ValueError(f"a person has {len(points)} keypoints but the model predicts {count}")
-    span = np.asarray(scale, dtype=np.float64) * 200.0
-    rows, cols = np.arange(height, dtype=np.float64)[:, None], np.arange(width, dtype=np.float64)[None, :]
-    reach = 3 * sigma
-    for k, (x, y, v) in enumerate(points):
-        if v <= 0:
-            continue
-        hx = (x - center[0] + span[0] / 2) * (width - 1) / span[0]
-        hy = (y - center[1] + span[1] / 2) * (height - 1) / span[1]
-        if not (-reach <= hx <= width - 1 + reach and -reach <= hy <= height - 1 + reach):
-            continue
-        target[k] = np.exp(-((cols - hx) ** 2 + (rows - hy) ** 2) / (2 * sigma ** 2))
-        weight[k] = 1.0
-    return target, weight
-
-
-def heatmap_loss(predicted, target, weight):
-    """The mean over batch, keypoints and pixels of ``weight * (predicted - target)²`` (mmpose's JointsMSELoss):
-    a keypoint of weight 0 adds nothing."""
-    return ((predicted.float() - target.float()) ** 2 * weight.float()[..., None, None]).mean()
-
-
-def flip_box(box, width: int) -> tuple[float, float, float, float]:
-    """A box mirrored in an image ``width`` pixels wide (pixel ``i`` to ``width - 1 - i``, as the keypoints)."""
-    x1, y1, x2, y2 = box
-    return width - 1 - x2, y1, width - 1 - x1, y2
-
-
-def flip_keypoints(points, width: int, pairs) -> np.ndarray | None:
-    """K x 3 keypoints mirrored in an image ``width`` pixels wide, left and right swapped (``pairs``)."""
-    if points is None:
-        return None
-    flipped = np.array(points, dtype=np.float64)
-    flipped[:, 0] = width - 1 - flipped[:, 0]
-    for left, right in pairs:
-        flipped[[left, right]] = flipped[[right, left]]
-    return flipped
-
-
-# ---------------------------------------------------------------- the model, scores, pictures
+# ---------------------------------------------------------------- the model and scores
 
 
 def forward_heatmaps(model, pixel_values, flip_pairs=None):
@@ -399,12 +287,6 @@ def flip_averaged(model, pixel_values, heatmaps):
     return (heatmaps + forward_heatmaps(model, pixel_values.flip(-1), COCO_FLIP_PAIRS)) / 2
 
 
-def person_score(points: np.ndarray) -> float:
-    """The mean confidence of the keypoints above ``KEYPOINT_SCORE_ABOVE`` (0 when none is)."""
-    confident = points[:, 2][points[:, 2] > KEYPOINT_SCORE_ABOVE]
-    return float(confident.mean()) if len(confident) else 0.0
-
-
 def score_people(records, people: list[Person], found: dict[int, np.ndarray], root: str, class_names):
     """The decoded keypoints of ``people`` (by index in ``found``) scored against ``records`` by ``eval``'s pose
     scorer: one prediction per person, its box the dataset's."""
@@ -421,25 +303,6 @@ def score_people(records, people: list[Person], found: dict[int, np.ndarray], ro
     scorer = make_scorer("pose_estimation", root, list(class_names), list(class_names))
     scorer.update(records, results)
     return scorer.evaluation()
-
-
-def draw_people(image, predictions: list[dict[str, Any]]) -> bytes:
-    """The image with each person's box and its keypoints of confidence above ``KEYPOINT_SCORE_ABOVE``, as PNG."""
-    import io
-
-    from PIL import ImageDraw
-
-    canvas = image.convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    radius = max(2, round(min(canvas.size) / 150))
-    for prediction in predictions:
-        draw.rectangle(prediction["box"], outline=(0, 130, 200), width=2)
-        for x, y, confidence in prediction["keypoints"]:
-            if confidence > KEYPOINT_SCORE_ABOVE:
-                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(230, 25, 75))
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _numpy(value) -> np.ndarray:
