@@ -32,7 +32,7 @@ from adapters.child_env import ENV_ADDRESS, ENV_JOB_ID, ENV_JOURNAL, ENV_TLS_ROO
 
 log = logging.getLogger("visionyard.reporter")
 
-PROGRESS_INTERVAL = 0.5  # seconds: at most ~2 progress events a second
+PROGRESS_INTERVAL = 1.0  # seconds between progress events (each wakes the sender: a cost to a busy CPU loop)
 RPC_TIMEOUT = 5.0
 BATCH_MAX_ITEMS = 200
 LINGER = 0.05  # seconds to wait for more items before sending a batch
@@ -211,7 +211,8 @@ class Reporter:
             if block:
                 while not self._queue and not self._closing:
                     self._cond.wait()
-                if not self._closing and len(self._queue) < self._batch_max:
+                if not self._closing and len(self._queue) < self._batch_max and \
+                        any(kind != "progress" for _, kind, _ in self._queue):
                     self._cond.wait(self._linger)  # let a burst (metrics + checkpoints) share a batch
             items = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
             if not items:

@@ -215,3 +215,19 @@ def test_journaled_batches_are_resent_with_the_same_numbers(reporter_server, tmp
     with reporter_server(address=address) as server:
         assert reporter.close(timeout=10)
     assert server.applied_seqs == [b.batch_seq for b in read_journal(journal)] == [1, 2, 3]
+
+
+def test_a_progress_event_goes_at_once_while_metrics_wait_to_share_a_batch(reporter_server):
+    """Progress alone is sent without lingering (one wake-up of the sender per event, the least a busy
+    training loop can be disturbed); metrics still wait `linger` so a checkpoint after them rides along."""
+    with reporter_server() as server:
+        reporter = make_reporter(server.address, linger=3.0)
+        started = time.monotonic()
+        reporter.progress(1, 3, 5, 10)
+        assert server.wait_for(lambda s: s.of_kind("progress"), timeout=10)
+        assert time.monotonic() - started < 2.0
+        reporter.metrics(1, {"train/loss": 0.5})
+        reporter.checkpoint("/ck/last.pt", "last", 1)
+        assert server.wait_for(lambda s: s.of_kind("checkpoint"), timeout=10)
+        assert len(server.applied_seqs) == 2  # the metrics and the checkpoint in one batch
+        assert reporter.close(timeout=10)
