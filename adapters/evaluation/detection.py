@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from adapters.evaluation.record import BACKGROUND, RECALL_POINTS, Evaluation, pr_curve
-from adapters.metrics import VAL_MAP50, VAL_MAP50_95, VAL_PRECISION, VAL_RECALL
+from adapters.metrics import VAL_MAP50, VAL_MAP50_95, VAL_MAP75, VAL_PRECISION, VAL_RECALL
 
 EVALUATOR = "visionyard.coco"
 #: The metric prefix of each COCO ``iouType``: box metrics, and their mask and keypoint twins.
@@ -75,6 +75,16 @@ def detection_results(ground_truth: list[dict[str, Any]], detections: list[dict[
         raise ValueError(f"Unknown iou_type '{iou_type}'. Valid: {', '.join(PREFIXES)}")
     evaluation = run_cocoeval(ground_truth, detections, len(class_names), iou_type, image_sizes, sigmas)
     return evaluation_results(evaluation, ground_truth, detections, class_names, iou_type)
+
+
+def box_results(ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]],
+                class_names: list[str]) -> Evaluation:
+    """``detection_results`` of boxes plus ``val/mAP75``, read from the same ``COCOeval``: what object
+    detection reports (the Transformers tasks and PP-YOLOE in training, ``eval`` of any detector)."""
+    evaluation = run_cocoeval(ground_truth, detections, len(class_names))
+    found = evaluation_results(evaluation, ground_truth, detections, class_names)
+    found.metrics[VAL_MAP75] = average_precision(evaluation, 0.75) or 0.0
+    return found
 
 
 def evaluation_results(evaluation, ground_truth: list[dict[str, Any]], detections: list[dict[str, Any]],

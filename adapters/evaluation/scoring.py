@@ -11,7 +11,8 @@ gives an ``Evaluation``:
 - image classification: each image's top-1 against its label → the confusion matrix →
   ``classification_results`` (and ``val/top5`` from 5 classes on, as training reports it);
 - object detection: every returned box against the record's boxes in pixels of the original image,
-  crowd / difficult objects (``Annotation.ignore``) as COCO ``iscrowd`` regions → ``detection_results``;
+  crowd / difficult objects (``Annotation.ignore``) as COCO ``iscrowd`` regions → ``box_results``
+  (``detection_results`` and ``val/mAP75``);
 - instance segmentation, pose, OBB: the same, with the task's geometry (``scoring_instances``): masks
   (the predictions' ``polygon`` and the records' polygons or RLEs, rasterised) → COCO mask AP
   (``val/mask_*``) beside the box AP; keypoints → COCO OKS AP (``val/pose_*``) beside the box AP; rotated
@@ -52,7 +53,7 @@ from adapters.evaluation import scoring_instances as instances
 from adapters.evaluation.classification import classification_results
 from adapters.evaluation.confusion import ConfusionMatrix, confusion_matrix
 from adapters.evaluation.depth import DepthErrors
-from adapters.evaluation.detection import MATRIX_SCORE_ABOVE, detection_results
+from adapters.evaluation.detection import MATRIX_SCORE_ABOVE, box_results
 from adapters.evaluation.ocr import ocr_results
 from adapters.evaluation.record import Evaluation
 from adapters.evaluation.restoration import ImageQuality
@@ -201,7 +202,7 @@ class DetectionScorer(Scorer):
                           for box, label, crowd in zip(truth["boxes"], truth["labels"], truth["iscrowd"], strict=True)]}
 
     def evaluation(self) -> Evaluation:
-        evaluation = detection_results(self.truth, self.found, self.classes)
+        evaluation = box_results(self.truth, self.found, self.classes)
         evaluation.per_image = self.gallery
         return evaluation
 

@@ -171,8 +171,8 @@ def test_detection_scores_every_box_against_the_labels_in_pixels(tmp_path, monke
 
     code, written, _ = run(tmp_path, monkeypatch, "object_detection", dataset, "yolo", StandIn(answer, classes))
     assert code == 0
-    assert written["metrics"] == pytest.approx({"val/mAP50": 0.75, "val/mAP50-95": 0.75, "val/precision": 0.75,
-                                                "val/recall": 1.0})
+    assert written["metrics"] == pytest.approx({"val/mAP50": 0.75, "val/mAP50-95": 0.75, "val/mAP75": 0.75,
+                                                "val/precision": 0.75, "val/recall": 1.0})
     assert [(r["class"], r["AP50"], r["support"]) for r in written["per_class"]] == [
         ("blue", 1.0, 2), ("red", 0.5, 2), ("green", None, 0)]
     assert written["confusion_labels"] == [*classes, "background"]

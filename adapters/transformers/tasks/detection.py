@@ -35,8 +35,6 @@ from adapters.transformers.tasks.common import flip_image, image_processor, in_s
 MAX_DETECTIONS = 100
 #: The IoU threshold of each metric ``detection_map`` gives (None: COCO's 0.50:0.95).
 MAP_IOUS = {"mAP50-95": None, "mAP50": 0.5, "mAP75": 0.75}
-#: A metric this task reports beside the shared box metrics.
-VAL_MAP75 = "val/mAP75"
 
 
 class DetectionTask(HFTask):
@@ -252,13 +250,9 @@ def detection_evaluation(ground_truth: list[dict[str, Any]], detections: list[di
                          class_names: list[str]) -> Evaluation:
     """What ``adapters.evaluation.detection.detection_results`` gives for boxes (``val/precision``,
     ``val/recall``, ``val/mAP50``, ``val/mAP50-95``, per-class rows ``{"class", "AP50", "AP50-95",
-    "precision", "recall", "support"}``, the matched confusion matrix with background), plus ``val/mAP75``,
-    from one ``COCOeval`` (input as ``detection_map``'s). ``detection_results`` runs a COCOeval of its own and
-    gives no mAP75: both are read from one COCOeval here."""
-    evaluation = run_cocoeval(ground_truth, detections, len(class_names))
-    found = coco.evaluation_results(evaluation, ground_truth, detections, class_names)
-    found.metrics[VAL_MAP75] = average_precision(evaluation, 0.75) or 0.0
-    return found
+    "precision", "recall", "support"}``, the matched confusion matrix with background), plus ``val/mAP75``
+    from the same ``COCOeval`` (``box_results``; input as ``detection_map``'s)."""
+    return coco.box_results(ground_truth, detections, class_names)
 
 
 def draw_boxes(image, predictions: list[dict[str, Any]]) -> bytes:

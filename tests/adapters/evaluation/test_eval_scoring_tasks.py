@@ -113,6 +113,21 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
 
 
+def test_detection_reports_map75_as_detection_training_does():
+    """The box metrics and ``val/mAP75`` (Transformers detection and PP-YOLOE report it each epoch): a box
+    shifted by a quarter of its side overlaps at IoU 0.6, a hit at 0.50-0.55-0.60 only."""
+    classes = ["cat", "dog"]
+    image = record(shape(SQUARE, 0), shape(OTHER, 1))
+    found = [item(classes, 0, 0.9, SQUARE), item(classes, 1, 0.8, OTHER)]
+    exact = scored("object_detection", classes, [image], [found])
+    assert exact.metrics == pytest.approx({"val/precision": 1.0, "val/recall": 1.0, "val/mAP50": 1.0,
+                                           "val/mAP50-95": 1.0, "val/mAP75": 1.0})
+    moved = item(classes, 0, 0.9, (15, 10, 35, 30))
+    shifted = scored("object_detection", classes[:1], [record(shape(SQUARE, 0))], [[moved]])
+    assert shifted.metrics["val/mAP50"] == pytest.approx(1.0) and shifted.metrics["val/mAP75"] == 0.0
+    assert shifted.metrics["val/mAP50-95"] == pytest.approx(0.3)
+
+
 def test_crowd_regions_of_a_coco_file_take_the_detections_on_them(tmp_path):
     """Read from a COCO file: a car polygon of two parts, a crowd RLE region with a more confident
     detection on it (no false positive, nor in the matrix), and an image without objects, whose

@@ -420,9 +420,9 @@ print(json.dumps(found))
 
 
 def _assert_same_evaluation(written: dict, recorded: dict) -> None:
-    """The metrics ``eval`` gives (the shared box metrics; training adds ``val/loss`` and ``val/mAP75``), the
+    """The metrics ``eval`` gives (the box metrics and ``val/mAP75``; training adds ``val/loss``), the
     per-class rows and the matched confusion matrix equal the training-time evaluation's (to float rounding)."""
-    assert set(written["metrics"]) == {"val/precision", "val/recall", "val/mAP50", "val/mAP50-95"}
+    assert set(written["metrics"]) == {"val/precision", "val/recall", "val/mAP50", "val/mAP50-95", "val/mAP75"}
     assert written["metrics"] == pytest.approx({k: recorded["metrics"][k] for k in written["metrics"]}, abs=1e-9)
     assert [row["class"] for row in written["per_class"]] == [row["class"] for row in recorded["per_class"]]
     for got, want in zip(written["per_class"], recorded["per_class"], strict=True):
