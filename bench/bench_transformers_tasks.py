@@ -26,8 +26,8 @@ CPU being the training process's user+sys (visionyard: the daemon's reaped child
     uv run python bench/bench_transformers_tasks.py [--tasks a,b] [--rounds 3] [--epochs 3] [--scale 1.0]
                                                     [--quick] [--envs DIR] [--keep]
 
-``--scale`` multiplies every dataset size (sized at 1.0 for runs of about 60 s on
-a 2-core box under a light load); ``--quick`` is one round of one epoch on small datasets (a check
+``--scale`` multiplies every dataset size (sized at 1.0 for bare runs of 60-80 s on
+a quiet 2-core box); ``--quick`` is one round of one epoch on small datasets (a check
 that every task runs on both sides, not a measurement). ``--envs`` defaults to ``$VISIONYARD_TEST_ENVS``.
 """
 
@@ -184,19 +184,19 @@ def videos(folder: Path) -> list[Path]:
 
 TASKS = {t.name: t for t in (
     Task("depth_estimation", hf_models.DEPTH_MODELS, "dpt", "DPT (ViT, 4 layers, hidden 32) at 32 px", "depth",
-         (3400, 420), lambda root, env, n, m: make_depth_dataset(root, train=n, val=m, val_as_npy=False),
+         (5400, 670), lambda root, env, n, m: make_depth_dataset(root, train=n, val=m, val_as_npy=False),
          depth_samples, {"batch_eval_metrics": True}, lr=1e-3),
     Task("zero_shot_classification", hf_models.TINY_ZERO_SHOT, "clip", "CLIP (2+2 layers, hidden 32) at 32 px",
          "imagefolder", (4500, 600), lambda root, env, n, m: make_imagefolder(root, per_class=n, val_per_class=m),
          folder_samples, {"label_names": ["labels"]}),
     Task("zero_shot_detection", hf_models.ZERO_SHOT_DETECTION_MODELS, "grounding_dino",
-         "Grounding DINO (Swin 16, d_model 32) at 64 px", "coco", (2450, 430),
+         "Grounding DINO (Swin 16, d_model 32) at 64 px", "coco", (3200, 560),
          lambda root, env, n, m: make_coco_shapes(root, train=n, val=m, size=64),
          lambda root: {"train": coco_samples(root, "train")[0], "val": coco_samples(root, "val")[0],
                        "class_names": coco_samples(root, "train")[1]},
          {"eval_do_concat_batches": False}),
     Task("image_captioning", hf_models.TINY_CAPTIONERS, "git", "GIT (1+2 layers, hidden 32) at 32 px", "captions",
-         (9750, 1300), lambda root, env, n, m: captions(root, n, m),
+         (14600, 1950), lambda root, env, n, m: captions(root, n, m),
          lambda root: {s: [(str(root / s / "images" / r["file"]), r["captions"])
                            for r in jsonl(root, s, "captions.jsonl")] for s in ("train", "val")}, {}, lr=5e-4),
     Task("visual_qa", hf_models.TINY_VQA, "vilt", "ViLT (2 layers, hidden 32) at 32 px", "vqa", (5000, 650),
@@ -205,7 +205,7 @@ TASKS = {t.name: t for t in (
                            for r in jsonl(root, s, "questions.jsonl")] for s in ("train", "val")},
          {"label_names": ["labels"]}, lr=5e-4),
     Task("video_classification", hf_models.TINY_VIDEOMAE, "", "VideoMAE (4 frames, 2 layers, hidden 32) at 32 px",
-         "video_folder", (250, 38),
+         "video_folder", (1400, 210),
          lambda root, env, n, m: (subprocess.run([str(env.python), "-c", VIDEOS, str(root), str(n), str(m)],
                                                  check=True, env=base_environ()), root)[1],
          lambda root: folder_samples(root, videos), {}, lr=5e-4),
