@@ -205,7 +205,7 @@ TASKS = {t.name: t for t in (
                            for r in jsonl(root, s, "questions.jsonl")] for s in ("train", "val")},
          {"label_names": ["labels"]}, lr=5e-4),
     Task("video_classification", hf_models.TINY_VIDEOMAE, "", "VideoMAE (4 frames, 2 layers, hidden 32) at 32 px",
-         "video_folder", (1400, 210),
+         "video_folder", (1900, 285),
          lambda root, env, n, m: (subprocess.run([str(env.python), "-c", VIDEOS, str(root), str(n), str(m)],
                                                  check=True, env=base_environ()), root)[1],
          lambda root: folder_samples(root, videos), {}, lr=5e-4),
