@@ -10,8 +10,8 @@ directory and log file (stdout and stderr) already set. The supervisor
 - starts the command in a new session; the command dies with the supervisor
   (``PR_SET_PDEATHSIG``), so killing the supervisor never leaves the job running unwatched;
 - records who it is and who the command is in ``JOB_DIR/supervisor.json``, and how the command
-  ended in ``JOB_DIR/exit.json`` (``lost``: stopped because its parent was gone, see below) (both written atomically), so a daemon that was down while the
-  job ran still learns the outcome;
+  ended in ``JOB_DIR/exit.json`` (both written atomically; ``lost``: see below), so a daemon that
+  was down while the job ran still learns the outcome;
 - on SIGTERM or SIGINT (a cancel) sends SIGTERM to every descendant, waits ``GRACE_SECONDS``,
   then SIGKILLs whatever is left until nothing is; when the command ends by itself, anything it
   left behind is killed;
