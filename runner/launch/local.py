@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -126,20 +127,21 @@ class Child:
         return process_start_ticks(self.pid) == self.start_ticks and alive(self.pid)
 
     def wait(self, timeout: float | None = None, stop: threading.Event | None = None) -> ExitStatus | None:
-        """How the job ended; None when `timeout` passed or `stop` was set first."""
+        """How the job ended; None when `timeout` passed or `stop` was set first. The wait sleeps on a
+        pidfd, which wakes it the moment the supervisor exits (and to look at `stop` five times a
+        second), rather than polling the process."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.alive():
-            if stop is not None and stop.is_set():
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            if self.popen is not None:
-                try:
-                    self.popen.wait(WAIT_POLL_SECONDS)
-                except subprocess.TimeoutExpired:
-                    pass
-            else:
-                time.sleep(WAIT_POLL_SECONDS)
+        exited = _ExitWatch(self.pid)
+        try:
+            while self.alive():
+                if stop is not None and stop.is_set():
+                    return None
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return None
+                exited.wait(WAIT_POLL_SECONDS if deadline is None else min(WAIT_POLL_SECONDS, deadline - now))
+        finally:
+            exited.close()
         return self.exit_status()
 
     def exit_status(self) -> ExitStatus:
@@ -172,6 +174,33 @@ class Child:
                 pass
 
 
+class _ExitWatch:
+    """Sleeps until a process exits or a timeout passes: on its pidfd where the kernel has them (Linux
+    5.3+), which costs no wakeups while the process runs; else a plain sleep (the caller looks again)."""
+
+    def __init__(self, pid: int) -> None:
+        self._poll = self._fd = None
+        try:
+            self._fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfd here, or the process is already gone
+            return
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+
+    def wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self._poll is None:
+            time.sleep(seconds)
+        elif self._poll.poll(seconds * 1000):
+            self._poll = None  # it has exited: later waits (if /proc still shows it) sleep instead of spinning
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._poll = None
+
+
 def read_exit_record(job_dir: Path) -> ExitStatus | None:
     """How the supervisor said the command ended; None when there is no record, and an unknown
     end when the record is not one a supervisor writes."""
@@ -201,12 +230,16 @@ class LogTailer(threading.Thread):
     `offset` is where a tailer started later (by a restarted daemon) must resume so that no line
     is handed over twice or skipped: the end of the last line boundary the sink has seen. Store
     it with what the lines produced, in one transaction.
+
+    It looks every `interval` seconds while the log grows, and less often (up to every
+    `idle_interval`) while it doesn't: a quiet training process is not woken ten times a second.
     """
 
     def __init__(self, path: Path, sink: Callable[[list[Line], int], None], interval: float = 0.1,
-                 read_size: int = 1 << 20, offset: int = 0):
+                 read_size: int = 1 << 20, offset: int = 0, idle_interval: float = 0.5):
         super().__init__(name=f"tail-{path.parent.name}", daemon=True)
         self.path, self.sink, self.interval, self.read_size = path, sink, interval, read_size
+        self.idle_interval = max(interval, idle_interval)
         self._stop_event = threading.Event()
         self._final = True
         self._offset = self.safe_offset = offset
@@ -214,9 +247,10 @@ class LogTailer(threading.Thread):
         self._splitter = LineSplitter()
 
     def run(self) -> None:
+        wait = self.interval
         while not self._stop_event.is_set():
-            self.drain()
-            self._stop_event.wait(self.interval)
+            wait = self.interval if self.drain() else min(wait * 2, self.idle_interval)
+            self._stop_event.wait(wait)
         self.drain(final=self._final)
 
     def stop(self, final: bool = True) -> None:
@@ -227,7 +261,9 @@ class LogTailer(threading.Thread):
         if self.is_alive():
             self.join()
 
-    def drain(self, final: bool = False) -> None:
+    def drain(self, final: bool = False) -> bool:
+        """Hand over what the log has gained; True when it had grown."""
+        begun = self._offset
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
@@ -237,9 +273,10 @@ class LogTailer(threading.Thread):
                     self._held_cr = chunk.endswith(b"\r")
                     self._emit(self._splitter.feed(chunk), None if boundary is None else start + boundary)
         except FileNotFoundError:
-            return
+            return False
         if final:
             self._emit(self._splitter.flush(), self._offset)
+        return self._offset != begun
 
     def _emit(self, lines: list[Line], safe_offset: int | None) -> None:
         if safe_offset is not None:

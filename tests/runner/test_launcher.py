@@ -318,3 +318,46 @@ def test_sighup_to_a_bound_supervisor_stops_its_job_as_lost_and_an_unbound_one_i
                 os.kill(supervisor_pid, signal.SIGTERM)
             parent.kill()
             parent.wait()
+
+
+def test_a_tailer_looks_less_often_while_the_log_is_quiet_and_at_once_again_when_it_grows(tmp_path):
+    """A quiet training process is not woken by ten reads a second; a line written after a quiet spell still
+    arrives within the idle interval."""
+    log = tmp_path / "out.log"
+    log.write_bytes(b"")
+    got, reads = [], []
+    tailer = LogTailer(log, collect(got), interval=0.01, idle_interval=0.2)
+    drain = tailer.drain
+    tailer.drain = lambda final=False: (reads.append(time.monotonic()), drain(final))[1]
+    tailer.start()
+    try:
+        time.sleep(1.0)
+        assert len(reads) < 15  # 0.01 s every time would be ~100
+        written = time.monotonic()
+        with open(log, "ab") as f:
+            f.write(b"late line\n")
+        deadline = written + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [line.text for line in got] == ["late line"]
+        assert time.monotonic() - written < 1.0
+    finally:
+        tailer.stop()
+
+
+def test_a_wait_wakes_when_the_supervisor_exits_not_at_its_next_look(tmp_path, monkeypatch):
+    """Waiting sleeps on the process itself (a pidfd), so an exit is seen at once, not at the waiter's next look
+    (made 60 s here); an adopted supervisor, not the daemon's child, is waited for the same way."""
+    from runner.launch import local
+
+    monkeypatch.setattr(local, "WAIT_POLL_SECONDS", 60.0)
+    child = start(tmp_path, "import time; time.sleep(0.5)", token="tok")
+    adopted = Child.attach(child.pid, child.start_ticks, tmp_path, hash_token("tok"))
+    begun = time.monotonic()
+    assert adopted.wait(30).code == 0
+    assert time.monotonic() - begun < 10
+    child.popen.wait(5)
+    again = start(tmp_path, "import time; time.sleep(0.5)")
+    begun = time.monotonic()
+    assert again.wait().code == 0
+    assert time.monotonic() - begun < 10
