@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.datasets.formats import RawDataset, ReadOptions, register_format
-from adapters.datasets.images import SUBMIT_SAMPLE, list_images
+from adapters.datasets.images import SUBMIT_SAMPLE, file_image_size, list_image_paths, png_header
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import SPLITS, ImageRecord
-from adapters.datasets.walk import check_cancelled, walk_files
+from adapters.datasets.walk import check_cancelled, walk_paths
 
 if TYPE_CHECKING:  # numpy is imported where a depth map is read: listing a dataset needs none
     import numpy as np
@@ -106,6 +106,9 @@ def depth_size(path: str | Path) -> tuple[int, int]:
     if path.lower().endswith(".npy"):
         shape = _npy_2d(np.load(path, mmap_mode="r", allow_pickle=False)).shape
         return int(shape[1]), int(shape[0])
+    header = png_header(path)
+    if header is not None and header[2:] == (16, 0):  # 16-bit greyscale: what a depth PNG is
+        return header[0], header[1]
     from PIL import Image
 
     with Image.open(path) as opened:
@@ -133,13 +136,14 @@ def _npy_2d(array: np.ndarray) -> np.ndarray:
 
 
 def _pairs(images_dir: Path, depth_dir: Path, problems: Problems) -> list[ImageRecord]:
-    present = {str(p) for p in walk_files(depth_dir, lambda name: name.lower().endswith(DEPTH_EXTENSIONS))}
-    claimed: dict[str, Path] = {}  # depth map stem -> the image that uses it
+    present = set(walk_paths(depth_dir, lambda name: name.lower().endswith(DEPTH_EXTENSIONS)))
+    images_base, depth_base = os.path.join(os.path.abspath(images_dir), ""), os.path.abspath(depth_dir)
+    claimed: dict[str, str] = {}  # depth map stem -> the image that uses it
     used: set[str] = set()
     records = []
-    for image in list_images(images_dir):
+    for image in list_image_paths(images_dir):
         check_cancelled()
-        stem = str(depth_dir / os.path.splitext(os.path.relpath(image, images_dir))[0])
+        stem = os.path.join(depth_base, os.path.splitext(image[len(images_base):])[0])
         if stem in claimed:
             problems.error(image, f"shares the stem of {claimed[stem]}, so both would use the depth map {stem}.png "
                            "or .npy; rename one", kind="shared-depth")
@@ -154,20 +158,18 @@ def _pairs(images_dir: Path, depth_dir: Path, problems: Problems) -> list[ImageR
         if len(found) > 1:
             problems.error(image, f"has two depth maps, {found[0]} and {found[1]}; keep one", kind="two-depth-maps")
             continue
-        record = _record(image, Path(found[0]), problems)
+        record = _record(image, found[0], problems)
         if record is not None:
             records.append(record)
     for depth in sorted(present - used):
-        stem = os.path.splitext(os.path.relpath(depth, depth_dir))[0]
+        stem = os.path.splitext(os.path.relpath(depth, depth_base))[0]
         problems.warning(depth, f"depth map without an image: no {stem}.<image extension> in {images_dir}; it is "
                          "not used", kind="orphan-depth")
     return records
 
 
-def _record(image: Path, depth: Path, problems: Problems) -> ImageRecord | None:
+def _record(image: str, depth: str, problems: Problems) -> ImageRecord | None:
     """The pair's record after its header checks (kind, size), or None after reporting."""
-    from PIL import Image
-
     try:
         width, height = depth_size(depth)
     except DepthMapError as exc:
@@ -178,8 +180,7 @@ def _record(image: Path, depth: Path, problems: Problems) -> ImageRecord | None:
                        kind="unreadable-depth")
         return None
     try:
-        with Image.open(image) as opened:
-            size = opened.size
+        size = file_image_size(image)
     except Exception as exc:
         problems.error(image, f"cannot read the image ({type(exc).__name__}: {exc}); replace or remove it",
                        kind="unreadable-image")

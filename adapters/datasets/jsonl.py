@@ -6,13 +6,14 @@ functions hand over, already checked as JSON objects with a ``file``."""
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from adapters.datasets.formats import RawDataset
-from adapters.datasets.images import list_images
+from adapters.datasets.images import list_image_paths
 from adapters.datasets.problems import Problems
 from adapters.datasets.records import SPLITS, ImageRecord
 
@@ -43,9 +44,11 @@ def read_splits(root: Path, problems: Problems, *, listing: str, layout: str, mi
     return raw if "train" in raw.splits else None
 
 
-def present_images(images_dir: Path) -> dict[str, Path]:
-    """The images under ``images_dir``, keyed by their path relative to it (as :func:`image_key` keys a line's)."""
-    return {p.relative_to(images_dir).as_posix(): p for p in list_images(images_dir)}
+def present_images(images_dir: Path) -> dict[str, str]:
+    """The images under ``images_dir`` (their paths), keyed by their path relative to it (as :func:`image_key` keys
+    a line's)."""
+    base = os.path.join(os.path.abspath(images_dir), "")
+    return {path[len(base):].replace(os.sep, "/"): path for path in list_image_paths(images_dir)}
 
 
 def entries(listing: Path, problems: Problems, line_shape: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -93,7 +96,7 @@ def missing_image(images_dir: Path, name: str, key: str, present: dict) -> str:
     return f"image {images_dir / key} does not exist; add it or remove the line"
 
 
-def warn_unlisted(present: dict[str, Path], listed: set[str], listing: Path, problems: Problems,
+def warn_unlisted(present: dict[str, str], listed: set[str], listing: Path, problems: Problems,
                   message: str = "is not listed in {listing}; it is not used (add a line for it or remove it)") -> None:
     """A warning for each image no line of ``listing`` names (it is not used)."""
     for key, image in present.items():

@@ -47,7 +47,7 @@ def _read_split(images_dir: Path, questions: Path, problems: Problems) -> list[I
     return records
 
 
-def _read_line(entry: dict, name: str, where: str, images_dir: Path, questions: Path, present: dict[str, Path],
+def _read_line(entry: dict, name: str, where: str, images_dir: Path, questions: Path, present: dict[str, str],
                problems: Problems) -> ImageRecord | None:
     """The line's record, or None after reporting what is wrong with it."""
     question = entry.get("question")

@@ -231,9 +231,20 @@ def _list(path: str, deadline: Deadline | None) -> tuple[list[str], list[str], l
 
 def walk_files(top, keep, root=None) -> list[Path]:
     """The files under ``top`` whose name ``keep(name)`` accepts, sorted (see ``walk``)."""
-    found = [Path(folder, name) for folder, names in walk(top, root) for name in names if keep(name)]
-    found.sort()
+    return [Path(path) for path in walk_paths(top, keep, root)]
+
+
+def walk_paths(top, keep, root=None) -> list[str]:
+    """``walk_files`` as strings, in the same order (``Path`` order: part by part), without building a ``Path``
+    per file: a dataset of 100,000 images is listed in a fraction of the time."""
+    found = [os.path.join(folder, name) for folder, names in walk(top, root) for name in names if keep(name)]
+    found.sort(key=_parts)
     return found
+
+
+def _parts(path: str) -> list[str]:
+    """What ``PurePosixPath`` compares: the path's parts, empty and "." parts left out."""
+    return [part for part in path.split(os.sep) if part and part != "."]
 
 
 def _refusal(link: str, target: str, holder: str, scope: _Scope) -> str | None:

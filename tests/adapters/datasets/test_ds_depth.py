@@ -157,3 +157,25 @@ def test_the_layout_is_checked_and_the_format_serves_depth_only(tmp_path):
     assert [p.kind for p in problems.items] == ["format-task"]
     _, problems = inspect_dataset(tmp_path / "ok", "masks", "depth_estimation")
     assert "for depth_estimation use: depth" in problems.items[0].message
+
+
+def test_png_sizes_come_from_the_header_and_a_damaged_header_is_still_an_error(tmp_path):
+    from adapters.datasets.images import file_image_size, png_header
+
+    png_depth(tmp_path / "d.png", np.full((5, 7), 1000))
+    Image.new("RGB", (9, 4)).save(tmp_path / "rgb.png")
+    Image.new("RGB", (9, 4)).save(tmp_path / "photo.jpg")
+    assert png_header(tmp_path / "d.png") == (7, 5, 16, 0)
+    assert png_header(tmp_path / "rgb.png") == (9, 4, 8, 2)
+    assert png_header(tmp_path / "photo.jpg") is None and file_image_size(tmp_path / "photo.jpg") == (9, 4)
+    damaged = bytearray((tmp_path / "rgb.png").read_bytes())
+    damaged[17] ^= 0xFF  # the width, so the IHDR CRC no longer matches: Pillow reads it and refuses it
+    (tmp_path / "damaged.png").write_bytes(bytes(damaged))
+    assert png_header(tmp_path / "damaged.png") is None
+    with pytest.raises(Exception, match="cannot identify image file"):  # Pillow's word for a broken header
+        file_image_size(tmp_path / "damaged.png")
+
+    make(tmp_path / "data")
+    (tmp_path / "data" / "train" / "images" / "a.png").write_bytes(bytes(damaged))
+    _, problems = inspect_dataset(tmp_path / "data", "depth", "depth_estimation", decode="none")
+    assert [(p.kind, Path(p.file).name) for p in problems.errors] == [("unreadable-image", "a.png")]

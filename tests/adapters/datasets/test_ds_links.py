@@ -146,3 +146,18 @@ def test_a_cancelled_walk_stops_at_its_next_folder(tmp_path, make_imagefolder):
         deadline.cancel()
         with pytest.raises(CheckCancelled):
             next(folders)
+
+
+def test_a_listing_is_in_path_order_as_strings_and_as_paths(tmp_path):
+    """Readers key and split datasets by listing order: the string listing must sort as ``Path`` does (part by
+    part: ``a/b`` before ``a-c``, which plain string order reverses)."""
+    from adapters.datasets.images import list_image_paths
+
+    for name in ("a/b.png", "a-c.png", "a/a/z.png", "A.png", "a0.png", "b/.hidden.png", "c.txt", "a.b/x.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    as_paths = list_images(tmp_path)
+    assert [str(p) for p in as_paths] == list_image_paths(tmp_path)
+    assert as_paths == sorted(as_paths)
+    assert [p.relative_to(tmp_path).as_posix() for p in as_paths] == [
+        "A.png", "a/a/z.png", "a/b.png", "a-c.png", "a.b/x.png", "a0.png"]
