@@ -33,7 +33,8 @@ def add_parsers(sub, add, common, as_json) -> None:
                         "`trials`, `parallel`, `timeout` and `max_failed` (README.md, \"Hyperparameter sweeps\").", json=True)
     p.add_argument("spec", help="sweep file (YAML)")
     p.add_argument("--follow", "-f", action="store_true", help="show the trials live until the sweep ends")
-    p.add_argument("--resume", action="store_true", help="add the file's `trials` to the ended sweep of its name")
+    p.add_argument("--resume", action="store_true", help="add the file's `trials` to the ended sweep of its name (a grid sweep: its points "
+                   "without a result, at most that many)")
     p = add("sweeps", cmd_sweeps, "list sweeps, show or cancel one, plot its history")
     sweeps_sub = p.add_subparsers(dest="sweeps_command")
     sweeps_sub.add_parser("list", parents=[common, as_json], help="every sweep, newest first (the default)")
@@ -57,6 +58,8 @@ def cmd_sweep(args, out: Output) -> int:
             else:
                 out.line(f"sweep {sweep.id} ({sweep.name}): {sweep.trials} trials, {sweep.parallel} at once, "
                          f"{sweep.direction} {sweep.metric}")
+                if args.resume and sweep.message:
+                    out.line(sweep.message)
                 for warning in sweep.warnings:
                     out.line(f"warning: {warning}", "yellow")
             return 0

@@ -29,6 +29,7 @@ log = logging.getLogger("visionyard.tracking")
 
 EXPERIMENT = "visionyard"
 MAX_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch
 RETRY_INITIAL, RETRY_MAX = 2.0, 120.0  # seconds between attempts to start or end a run
 TRACKER_NICENESS = 10
 STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED"}
@@ -335,7 +336,9 @@ class Tracker:
             log.info("job %s: logged %d metric point(s) MLflow had missed", job_id, len(missing))
 
     def _sweep_run(self, job_id: str) -> str:
-        """The run of the sweep `job_id` is a trial of ('' for other jobs), made here with its first trial's."""
+        """The run of the sweep `job_id` is a trial of ('' for other jobs), made here with its first trial's.
+        A run MLflow already holds for the sweep (a daemon that made it died before its id was stored) is
+        taken up, not made twice."""
         from mlflow.entities import Param
 
         sweep = self.sweep_of(job_id) if self.sweep_of is not None else None
@@ -344,12 +347,23 @@ class Tracker:
         run_id = sweep["run_id"] or self._sweep_runs.get(sweep["sweep_id"], "")
         if not run_id:
             client = self._mlflow()
-            run_id = client.create_run(self._experiment_id, run_name=sweep["name"],
-                                       tags={"visionyard.sweep_id": sweep["sweep_id"]}).info.run_id
-            client.log_batch(run_id, params=[Param(k, v) for k, v in sweep["params"].items()])
+            found = self._find_sweep_run(client, sweep["sweep_id"])
+            run = found or client.create_run(self._experiment_id, run_name=sweep["name"],
+                                             tags={"visionyard.sweep_id": sweep["sweep_id"]})
+            run_id = run.info.run_id
+            logged = run.data.params if found else {}
+            missing = [Param(k, v) for k, v in sweep["params"].items() if k not in logged]
+            for i in range(0, len(missing), MAX_PARAMS_PER_BATCH):
+                client.log_batch(run_id, params=missing[i:i + MAX_PARAMS_PER_BATCH])
             sweep["on_created"](run_id)
         self._sweep_runs[sweep["sweep_id"]] = run_id
         return run_id
+
+    def _find_sweep_run(self, client, sweep_id: str):
+        """The sweep's run in the experiment (the first made, were there several; not a deleted one), or None."""
+        runs = client.search_runs([self._experiment_id], f"tags.`visionyard.sweep_id` = '{sweep_id}'",
+                                  max_results=1, order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
 
     def _do_sweep_end(self, op: _Op) -> None:
         run_id = op.data["run_id"] or self._sweep_runs.get(op.job_id)

@@ -52,6 +52,34 @@ def test_a_tracking_store_that_was_down_gets_the_run_every_point_and_the_end(tmp
     assert [m.step for m in client.get_metric_history(created[0], "train/loss")] == [2]
 
 
+@pytest.mark.slow  # MLflow creates its tables: seconds on a small box
+def test_a_sweep_run_made_by_a_daemon_that_died_before_storing_it_is_taken_up_not_made_again(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    told = []  # the ids handed to the sweep table; its row never gets one: each daemon dies first
+
+    def sweep_of(job_id):
+        return {"sweep_id": "5feb1c2a9d0e", "run_id": "", "name": "lr-search", "on_created": told.append,
+                "params": {"sampler": "grid", "trials": "4"}}
+
+    runs = {}
+    for job in ("job-1", "job-2"):  # a daemon each; the second starts after the first died
+        tracker = Tracker(uri, tmp_path / "artifacts", runs.__setitem__)
+        tracker.sweep_of = sweep_of
+        try:
+            tracker.start_run(job, f"lr-search trial {job[-1]}", {}, {})
+            assert tracker.flush(120)
+        finally:
+            tracker.close()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    parents = client.search_runs([experiment], "tags.`visionyard.sweep_id` = '5feb1c2a9d0e'")
+    assert len(parents) == 1 and told == [parents[0].info.run_id] * 2
+    assert parents[0].data.params == {"sampler": "grid", "trials": "4"}
+    assert {client.get_run(runs[job]).data.tags["mlflow.parentRunId"] for job in runs} == {parents[0].info.run_id}
+
+
 def test_a_half_created_store_is_moved_aside(tmp_path):
     import sqlite3
 

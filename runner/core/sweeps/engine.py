@@ -73,27 +73,50 @@ class SweepEngine:
     def create(self, raw: dict[str, Any], resume: bool = False) -> SweepRecord:
         """A checked sweep, stored RUNNING (its study is made and its trials asked on the engine's
         thread); SpecError names what is wrong before any trial runs. `resume` adds `trials` trials to
-        the ended sweep of the same name."""
+        the ended sweep of the same name (a grid sweep: at most as many as its points left to run)."""
         sweep, _base, warnings = check_sweep(raw, repos=self.rt.repos)
         name = sweep.name or str(sweep.base.get("name") or f"{sweep.base.get('framework')}-{sweep.base.get('model')}")
         stored = sweep.model_dump(mode="json")
         stored["name"] = name
         if resume:
-            try:
-                old = self.table.get(name)
-            except KeyError:
-                raise SpecError([("name", f"no sweep named {name!r} to resume (see `visionyard sweeps list`)")]) from None
-            if old.state == RUNNING:
-                raise SpecError([("name", f"sweep {old.id} ({name}) is still running; --resume adds trials to an "
-                                          "ended one")])
-            done = len(self.table.trials(old.id))
-            self.table.update(old.id, state=RUNNING, trials=done + sweep.trials, finished_at=None,
-                              started_at=time.time(), message=f"resumed: {sweep.trials} more trial(s)")
-            self._changed_now(wake=True)
-            return self.table.get(old.id)
+            return self._resume(name, sweep.trials)
         record = self.table.create(name, stored, sweep.trials, warnings)
         self._changed_now(wake=True)
         return record
+
+    def _resume(self, name: str, asked: int) -> SweepRecord:
+        try:
+            old = self.table.get(name)
+        except KeyError:
+            raise SpecError([("name", f"no sweep named {name!r} to resume (see `visionyard sweeps list`)")]) from None
+        if old.state == RUNNING:
+            raise SpecError([("name", f"sweep {old.id} ({name}) is still running; --resume adds trials to an "
+                                      "ended one")])
+        trials = self.table.trials(old.id)
+        added, message = asked, f"resumed: {asked} more trial(s)"
+        if self._spec(old).sampler.type == "grid":
+            added, message = self._grid_resume(old, trials, asked)
+        self.table.update(old.id, state=RUNNING, trials=len(trials) + added, finished_at=None,
+                          started_at=time.time(), message=message)
+        self._changed_now(wake=True)
+        return self.table.get(old.id)
+
+    def _grid_resume(self, sweep: SweepRecord, trials: list[TrialRecord], asked: int) -> tuple[int, str]:
+        """How many trials resuming a grid sweep adds, and its message: its points left to run, at most
+        `asked` (`study.points_left` says which points may run again); SpecError when none is left."""
+        size, left = grid_points_left(self._spec(sweep), trials)
+        if left == 0:
+            named, ending = f"sweep {sweep.id} ({sweep.name})", sum(not t.told for t in trials)
+            if ending:
+                raise SpecError([("name", f"{named}: every point of its grid of {size} has a trial that ran or is "
+                                          f"running ({ending} still ending); resume once they have ended")])
+            raise SpecError([("name", f"{named}: all {size} points of its grid have run; nothing to resume. To "
+                                      "search further, start a sweep of another name with a wider grid, or with "
+                                      "sampler random or tpe")])
+        if left < asked:
+            return left, (f"resumed: {left} more trial(s), only {left} of its grid's {size} points being left to "
+                          f"run ({asked} asked)")
+        return asked, f"resumed: {asked} more trial(s)"
 
     def cancel(self, sweep_id: str) -> SweepRecord:
         """No new trial; the running ones are cancelled (and told FAIL)."""
@@ -241,7 +264,8 @@ class SweepEngine:
                 stop = f"stopped after {failed} failed trial(s) (max_failed: {spec.max_failed})"
             elif spec.timeout and time.time() - sweep.started_at > spec.timeout:
                 stop = f"stopped: its timeout of {spec.timeout:g} s passed"
-            if stop or len(trials) >= sweep.trials:
+            exhausted = spec.sampler.type == "grid" and grid_points_left(spec, trials)[1] == 0
+            if stop or exhausted or len(trials) >= sweep.trials:
                 if active == 0 and self.table.end(sweep.id, STOPPED if stop else FINISHED,
                                                   stop or self._summary(trials)):
                     self._finish_tracking(sweep.id)
@@ -325,6 +349,19 @@ class SweepEngine:
             {"visionyard.sweep.state": sweep.state, "visionyard.sweep.message": sweep.message[:500],
              **({"visionyard.sweep.best_trial": str(best.number), "visionyard.sweep.best_value": f"{best.value:.6g}",
                  "visionyard.sweep.best_job": best.job_id or ""} if best else {})})
+
+
+def grid_points_left(spec: SweepSpec, trials: list[TrialRecord]) -> tuple[int, int]:
+    """A grid sweep's size and how many of its points no trial has taken (`study.TAKEN`: run or running)."""
+    grid = spec.grid_space()
+    paths = sorted(grid)
+    size = math.prod(len(values) for values in grid.values())
+    taken = set()
+    for trial in trials:
+        point = tuple(trial.params.get(path) for path in paths)
+        if trial.state in st.TAKEN and all(value in grid[path] for path, value in zip(paths, point)):
+            taken.add(point)
+    return size, size - len(taken)
 
 
 def best_trial(trials: list[TrialRecord], direction: str) -> TrialRecord | None:

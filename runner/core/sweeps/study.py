@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +68,58 @@ def make_sampler(spec: SweepSpec):
     return optuna.samplers.TPESampler(seed=seed)
 
 
+#: The states of a trial that takes its grid point: it ran (complete, or judged by the pruner) or is running.
+#: Trials' states by name, as the sweep table and Optuna's `TrialState` both spell them.
+TAKEN = frozenset({"COMPLETE", "PRUNED", "RUNNING"})
+
+
+class GridExhausted(RuntimeError):
+    """A grid sweep asked for a trial when every point of its grid has one that ran or is running."""
+
+
+def points_left(points: Iterable[Any], tried: Iterable[tuple[Any, str]]) -> list[Any]:
+    """A grid's points still to run, in the order to run them: those never tried first, then those whose
+    trials all failed (fewest tries first), each group in `points`' order. `tried` is (point, state) per trial.
+
+    A point whose trial completed or was pruned has run (a pruned trial is the pruner's verdict on the
+    point); a running one is taken. A point whose every trial failed (its job failed or was cancelled, its
+    spec was refused) gave the study no value, so it may run again: resuming a sweep that was cancelled or
+    stopped half-way, or whose trials failed on a problem fixed since, finishes its grid without running
+    any configuration that already has a result."""
+    tries: Counter = Counter()
+    taken = set()
+    for point, state in tried:
+        tries[point] += 1
+        if state in TAKEN:
+            taken.add(point)
+    return sorted((p for p in points if p not in taken), key=lambda p: tries[p])
+
+
 def _grid_class():
     import optuna
 
     class Grid(optuna.samplers.GridSampler):
-        """Optuna's grid sampler, minus its `study.stop()` once the grid is done: that works only inside
-        `study.optimize`; the engine stops asking after `trials` (the grid's size at most) itself."""
+        """Optuna's grid sampler, choosing each new trial's point with `points_left` (Optuna's own samples
+        any point again once every one has a trial, so a resumed sweep would repeat configurations), and
+        without its `study.stop()` once the grid is done: that works only inside `study.optimize`; the
+        engine asks for no more trials than the grid has points left."""
+
+        def before_trial(self, study, trial) -> None:
+            if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+                return  # its point was chosen when it was asked (a trial taken up again)
+            left = self.points_left(study)
+            if not left:
+                raise GridExhausted(f"every one of the grid's {len(self._all_grids)} points has a trial that ran "
+                                    "or is running")
+            study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+            study._storage.set_trial_system_attr(trial._trial_id, "grid_id", left[0])
+
+        def points_left(self, study) -> list[int]:
+            """The grid ids still to run, in order (`points_left`)."""
+            tried = [(t.system_attrs["grid_id"], t.state.name)
+                     for t in study._storage.get_all_trials(study._study_id, deepcopy=False)
+                     if "grid_id" in t.system_attrs and self._same_search_space(t.system_attrs["search_space"])]
+            return points_left(range(len(self._all_grids)), tried)
 
         def after_trial(self, study, trial, state, values) -> None:
             pass

@@ -167,6 +167,36 @@ def test_cancel_stops_the_running_trial_and_resume_adds_trials(daemon, data):
     assert [t.state for t in sweep.trial_list][1:] == ["COMPLETE", "COMPLETE"]
 
 
+def test_resuming_a_grid_sweep_runs_its_points_left_and_then_is_refused(daemon, data, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from runner.cli.app import main
+
+    spec = sweep_spec(data, name="grid-resume", sampler="grid", pruner="none", trials=2,
+                      space={"training.learning_rate": {"type": "float", "low": 0.1, "high": 0.2, "step": 0.1},
+                             "training.batch_size": {"type": "categorical", "choices": [1, 2]}})
+    spec["base"]["training"]["epochs"] = 1
+    created = daemon.client.create_sweep(spec)
+    assert wait_sweep(daemon.client, created.id).state == "FINISHED"
+    monkeypatch.setenv("NO_COLOR", "1")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(dict(spec, trials=None)))  # the grid's size: 4 asked
+    assert main(["sweep", str(tmp_path / "sweep.yaml"), "--resume", "--address", daemon.client.address]) == 0
+    shown = " ".join("".join(capsys.readouterr()).split())
+    assert "resumed: 2 more trial(s), only 2 of its grid's 4 points being left to run (4 asked)" in shown, shown
+    resumed = daemon.client.sweep(created.id)
+    assert resumed.trials == 4
+    sweep = wait_sweep(daemon.client, created.id)
+    assert sweep.state == "FINISHED" and {t.state for t in sweep.trial_list} == {"COMPLETE"}
+    points = sorted((p["training.learning_rate"], p["training.batch_size"])
+                    for p in (json.loads(t.params_json) for t in sweep.trial_list))
+    assert points == [(0.1, 1), (0.1, 2), (0.2, 1), (0.2, 2)]  # each point once: none ran twice
+
+    assert main(["sweep", str(tmp_path / "sweep.yaml"), "--resume", "--address", daemon.client.address]) == 2
+    shown = " ".join("".join(capsys.readouterr()).split())
+    assert f"sweep {created.id} (grid-resume): all 4 points of its grid have run; nothing to resume" in shown, shown
+    assert len(daemon.client.sweep(created.id).trial_list) == 4
+
+
 def test_a_restarted_daemon_carries_the_sweep_on_without_losing_or_repeating_a_trial(serve, data, tmp_path):
     daemon = serve()
     spec = sweep_spec(data, trials=4, parallel=2, pruner="none")
