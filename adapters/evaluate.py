@@ -14,7 +14,8 @@ framework shares.
   adapter's ``prepare_evaluation()`` then switches its predict path to what scoring needs (detection:
   every box down to the framework's own evaluation threshold, none cut) and says what the model
   predicts (``{"classes": [...], "scale": int}``). The images go through ``predict_batch`` ``--batch``
-  at a time (visual QA's with each record's question), and a scorer per task
+  at a time, in one call (visual QA's with each record's question, ``questions``; an adapter that takes one
+  ``question`` a call is asked each question apart), and a scorer per task
   (``adapters.evaluation.scoring``) turns the results and the dataset's labels into the shared
   evaluators' ``Evaluation``. A top-down pose model (``prepare_evaluation`` says ``boxes: "truth"``) is given each
   image's own boxes, crowd regions excepted (``scorer.truth_boxes``: COCO keypoints' protocol with ground-truth
@@ -26,7 +27,8 @@ framework shares.
   ``source: "eval"``, ``epoch`` and ``step`` null, the job's id, the evaluator, the model's classes,
   the metrics (``val/*``), per-class rows, the confusion matrix and ``per_image`` (see ``scoring``),
   plus ``dataset`` (its folder), ``dataset_hash`` (:func:`dataset_hash`), ``checkpoint``, ``split``,
-  ``images`` and ``seconds`` (the whole run, loading included).
+  ``images`` (the records evaluated: visual QA's are questions, several to an image) and ``seconds`` (the
+  whole run, loading included).
 - **Progress.** One JSON line per batch on stdout, ``{"done": n, "total": N}``, then a last line
   ``{"eval": "DIR/eval.json", "metrics": {...}}``. Whatever else a framework prints goes to stderr,
   which also holds the log.
@@ -203,22 +205,28 @@ class GivenBoxes:
 def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progress: IO[str],
                 given: GivenBoxes | None = None) -> None:
     """Every record's image through the adapter's predict path, ``batch`` at a time, into ``scorer``; a
-    progress line after each batch. The records of a batch that predict takes with other options (visual QA's
-    question: ``scorer.options``) go through it apart, each group in one call. ``given``: each image goes with
-    its own boxes (one list per image, ``boxes=``), and its people are labelled with their boxes' classes."""
+    progress line after each batch. A batch is one call, each image with what predict takes per image, one
+    value each: the scorer's ``per_image_options`` (visual QA's ``questions``), where the adapter takes them,
+    and with ``given`` each image's own boxes (``boxes``; its people are labelled with their boxes' classes).
+    Otherwise the records of a batch that predict takes with other options (``scorer.options``: visual QA's
+    ``question``, to an adapter that takes one question a call) go through it apart, each group in one call."""
     batched = getattr(adapter, "predict_batch", None)
     total = len(records)
     for start in range(0, total, batch):
         chunk = records[start:start + batch]
         images = scorer.inputs(chunk, scratch)
         results: list = [None] * len(chunk)
-        for options, members in by_options(scorer, chunk):
+        each = scorer_per_image(scorer, chunk, batched or adapter.predict)
+        groups = by_options(scorer, chunk) if each is None else [({}, list(range(len(chunk))))]
+        for options, members in groups:
             group = [images[i] for i in members]
-            each = [given.boxes(chunk[i]) for i in members] if given is not None else None
+            mine = {key: [values[i] for i in members] for key, values in (each or {}).items()}
+            if given is not None:
+                mine["boxes"] = [given.boxes(chunk[i]) for i in members]
             if batched is not None:
-                found = batched(group, scorer.top_k, False, **options, **({"boxes": each} if each else {}))
+                found = batched(group, scorer.top_k, False, **options, **mine)
             else:
-                found = [adapter.predict(image, scorer.top_k, **options, **({"boxes": [each[j]]} if each else {}))
+                found = [adapter.predict(image, scorer.top_k, **options, **{k: [v[j]] for k, v in mine.items()})
                          for j, image in enumerate(group)]
             for i, result in zip(members, list(found), strict=True):
                 if given is not None:
@@ -229,6 +237,27 @@ def predict_all(adapter, scorer, records: list, scratch: Path, batch: int, progr
             if image.startswith(str(scratch) + os.sep):
                 os.unlink(image)
         print(json.dumps({"done": start + len(chunk), "total": total}), file=progress, flush=True)
+
+
+def scorer_per_image(scorer, records: list, predict) -> dict[str, list] | None:
+    """The scorer's ``per_image_options`` of ``records`` (one value per record under each name: visual QA's
+    ``questions``) when ``predict`` takes them; None when the scorer has none or ``predict`` does not take them
+    (the records then go by ``scorer.options``)."""
+    if not hasattr(scorer, "per_image_options"):
+        return None
+    each = dict(scorer.per_image_options(records))
+    return each if takes(predict, each) else None
+
+
+def takes(function, names) -> bool:
+    """Whether ``function`` takes every one of ``names`` as a keyword: it names them, or takes ``**kwargs``."""
+    import inspect
+
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in params) or set(names) <= {p.name for p in params}
 
 
 def by_options(scorer, records: list) -> list[tuple[dict[str, Any], list[int]]]:

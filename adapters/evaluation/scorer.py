@@ -4,7 +4,8 @@
 A scorer is made from the dataset's folder, its class names and the model's (what its predictions' ``index``
 means), and the model's upscaling factor (super-resolution). ``eval`` (``adapters.evaluate``) then, batch by
 batch, asks it for the file to predict of each record (``inputs``) and for what predict takes besides the
-file (``options``: visual QA's question), hands it the records and what the adapter's ``predict_batch``
+file: per image, in one call for the batch, where the adapter's predict takes it (``per_image_options``: visual
+QA's ``questions``), else per group of records predicted alike (``options``: one ``question``); it hands it the records and what the adapter's ``predict_batch``
 returned for them (``update``), and at the end takes the ``Evaluation`` (``evaluation``). A model that predicts
 inside boxes it is given (top-down pose: its ``prepare_evaluation`` says ``boxes: "truth"``) is given each record's
 own boxes (``truth_boxes``), COCO's keypoint protocol with ground-truth boxes, as training's validation crops them.

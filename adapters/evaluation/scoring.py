@@ -27,8 +27,8 @@ gives an ``Evaluation``:
 - depth estimation: the predicted depth in metres at the image's size against the record's depth map, 0
   (invalid) not scored → ``DepthErrors`` (AbsRel, RMSE, δ1 per image, averaged over the images);
 - image captioning and visual QA (``scoring_text``): the predicted ``text`` against every reference caption
-  (CIDEr-D, BLEU-4) or the answers people gave (the VQA accuracy); a question goes to predict with its image
-  (``Scorer.options``).
+  (CIDEr-D, BLEU-4) or the answers people gave (the VQA accuracy); each question goes to predict with its
+  image, a batch's in one call (``VQAScorer.per_image_options``).
 
 ``per_image`` keeps at most ``GALLERY_LIMIT`` rows: for classification and the object tasks the images of
 a gallery (``image``, ``predicted``, ``truth``; classification's mistakes first, the object tasks' boxes,

@@ -4,9 +4,11 @@ table of every task's scorer is ``adapters.evaluation.scoring.SCORERS``).
 - image captioning: each image's caption (the predict result's ``text``) against every reference caption of
   its record → ``caption_results`` (CIDEr-D, whose n-gram weights come from the references of the images
   evaluated, and corpus BLEU-4), as a training validation of the same images scores them;
-- visual QA: a record is one question about an image; the question goes to predict (``options``: records
-  asking the same question are predicted together), and the answer (``text``) is scored against the
-  answers people gave → ``vqa_results`` (the VQA accuracy, answers normalised as the VQA evaluation does).
+- visual QA: a record is one question about an image; each record's question goes to predict with its image
+  (``per_image_options``: ``questions``, one per image, so a whole batch is one call; to a predict that takes
+  one ``question`` a call, ``options``: records asking the same question are predicted together), and the
+  answer (``text``) is scored against the answers people gave → ``vqa_results`` (the VQA accuracy, answers
+  normalised as the VQA evaluation does).
 
 ``per_image`` is what those evaluators list: the worst samples first, at most 100.
 
@@ -27,6 +29,13 @@ def _text(record, result: Any) -> str:
     if not isinstance(result, dict) or "text" not in result:
         raise ValueError(f"the predict path returned no text for {record.path}")
     return str(result.get("text") or "").strip()
+
+
+def _question(record) -> str:
+    question = (record.question or "").strip()
+    if not question:
+        raise ValueError(f"{record.label_file or record.path}: a record of {record.path} has no question")
+    return question
 
 
 class CaptionScorer(Scorer):
@@ -61,11 +70,13 @@ class VQAScorer(Scorer):
         self.questions: list[str] = []
         self.names: list[str] = []
 
+    def per_image_options(self, records) -> dict[str, list[str]]:
+        """``questions``: each record's question, in order, for a predict that answers each image its own."""
+        return {"questions": [_question(record) for record in records]}
+
     def options(self, record) -> dict[str, Any]:
-        question = (record.question or "").strip()
-        if not question:
-            raise ValueError(f"{record.label_file or record.path}: a record of {record.path} has no question")
-        return {"question": question}
+        """``question``: the record's, for a predict that takes one question a call."""
+        return {"question": _question(record)}
 
     def update(self, records, results) -> None:
         for record, result in zip(records, results, strict=True):

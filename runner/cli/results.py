@@ -12,6 +12,14 @@ CONFUSED_PAIRS = 10
 RANKED_BY = ("f1", "iou", "AP50-95", "accuracy")
 #: The order of the per-class columns (a value not named here comes after these, by name).
 COLUMN_ORDER = ("precision", "recall", "f1", "AP50", "AP50-95", "iou", "accuracy")
+#: What an evaluation's count (``EvalResponse.images``: the records evaluated) counts, where a record is no image:
+#: a visual QA record is one question, and an image has several.
+RECORDS_ARE = {"visual_qa": "questions"}
+
+
+def counted(task: str) -> str:
+    """What an evaluation of ``task`` counts: ``images``, or ``questions`` for visual QA."""
+    return RECORDS_ARE.get(task, "images")
 
 
 def matrix_rows(matrix: pb.ConfusionMatrix) -> list[list[int]]:
@@ -96,19 +104,22 @@ def show_results(reply: pb.GetResultsResponse, out: Output, top: int = 25) -> No
 
 def eval_json(reply: pb.EvalResponse) -> dict:
     """``results --json``'s shape for the evaluation, plus where and on what it ran: ``name``, ``dataset``,
-    ``dataset_hash``, ``checkpoint``, ``split``, ``images``, ``seconds``, ``path``."""
+    ``dataset_hash``, ``checkpoint``, ``split``, ``images``, ``seconds``, ``path``. A visual QA evaluation counts
+    ``questions`` instead; its ``images`` is null (the reply does not say how many images they were about)."""
     data = results_json(pb.GetResultsResponse(result=reply.result))
     data.pop("epochs")
     data.pop("best")
+    count = {"images": reply.images} if counted(reply.result.task) == "images" else \
+        {"images": None, counted(reply.result.task): reply.images}
     return {**data, "name": reply.name, "dataset": reply.dataset, "dataset_hash": reply.dataset_hash,
-            "checkpoint": reply.checkpoint, "split": reply.split, "images": reply.images, "seconds": reply.seconds,
+            "checkpoint": reply.checkpoint, "split": reply.split, **count, "seconds": reply.seconds,
             "path": reply.path}
 
 
 def show_eval(reply: pb.EvalResponse, out: Output, top: int = 25) -> None:
     result = reply.result
     out.line(f"job {result.job_id} ({result.task}): {reply.checkpoint} on {reply.dataset} ({reply.split}, "
-             f"{reply.images} images) by {result.evaluator}, in {reply.seconds:.1f} s")
+             f"{reply.images} {counted(result.task)}) by {result.evaluator}, in {reply.seconds:.1f} s")
     out.line(f"dataset hash {reply.dataset_hash}; kept in {reply.path}")
     out.pairs([(name, _number(value)) for name, value in sorted(result.metrics.items())])
     _per_class(result, out, top)
@@ -123,7 +134,7 @@ def show_evals(job: str, evals: list[pb.EvalResponse], out: Output) -> None:
         return
     keys = sorted({k for e in evals for k in e.result.metrics})[:4]
     columns = ([Column("name", wrap=True), Column("dataset", wrap=True, drop=3), Column("split", drop=2),
-                Column("images", right=True, drop=1)] + [Column(k, right=True) for k in keys]
+                Column(counted(evals[0].result.task), right=True, drop=1)] + [Column(k, right=True) for k in keys]
                + [Column("hash", drop=4)])
     out.table(columns, [[e.name, e.dataset, e.split, str(e.images)]
                         + [_number(e.result.metrics[k]) if k in e.result.metrics else "-" for k in keys]
@@ -220,7 +231,7 @@ def _stderr(line: str) -> None:
 
 
 def _per_image(result: pb.ValidationResult, out: Output, top: int) -> None:
-    """The worst-scored images (the record keeps them worst first)."""
+    """The worst-scored images, or questions (the record keeps them worst first)."""
     rows = list(result.per_image)[:top]
     if not rows:
         return
@@ -230,8 +241,8 @@ def _per_image(result: pb.ValidationResult, out: Output, top: int) -> None:
                + ([Column("target", wrap=True, drop=2), Column("read", wrap=True, drop=1)] if texts else []))
     out.table(columns, [[row.image] + [_number(row.values[k]) if k in row.values else "-" for k in keys]
                         + ([row.target, row.prediction] if texts else []) for row in rows],
-              title=f"the {len(rows)} worst images" + (f" of {len(result.per_image)} kept" if len(result.per_image) > top
-                                                       else ""))
+              title=f"the {len(rows)} worst {counted(result.task)}"
+              + (f" of {len(result.per_image)} kept" if len(result.per_image) > top else ""))
 
 
 def _confusion(matrix: pb.ConfusionMatrix, out: Output) -> None:

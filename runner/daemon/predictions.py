@@ -79,10 +79,9 @@ def check_boxes(boxes, data: bytes, framework: str, task: str) -> list[list[floa
     CLI's ``--boxes``) and what is wrong otherwise."""
     if not boxes:
         return []
-    if (framework, task) not in BOX_PROMPTED:
-        raise ValueError(f"boxes (--boxes) are taken only by top-down pose models (Transformers ViTPose), which "
-                         f"predict the keypoints inside them; a {framework or '?'} {task or '?'} model finds its "
-                         "objects itself: predict without boxes")
+    refused = boxes_refused(framework, task)
+    if refused:
+        raise ValueError(refused)
     if len(boxes) > MAX_BOXES:
         raise ValueError(f"boxes (--boxes): {len(boxes)} boxes for one image; at most {MAX_BOXES}")
     size = header_size(data)
@@ -98,6 +97,16 @@ def check_boxes(boxes, data: bytes, framework: str, task: str) -> list[list[floa
                              f"boxes are x1,y1,x2,y2 in its pixels, within 0..{size[0]} and 0..{size[1]}")
         found.append([x1, y1, x2, y2])
     return found
+
+
+def boxes_refused(framework: str, task: str) -> str | None:
+    """Why a model of ``framework``'s ``task`` is given no boxes (it finds its objects itself), naming ``boxes``
+    (the CLI's ``--boxes``) and the task; None for one that predicts inside them (``BOX_PROMPTED``)."""
+    if (framework, task) in BOX_PROMPTED:
+        return None
+    return (f"boxes (--boxes) are taken only by top-down pose models (Transformers ViTPose), which predict the "
+            f"keypoints inside them; a {framework or '?'} {task or '?'} model finds its objects itself: predict "
+            "without boxes")
 
 
 class PredictOutputError(ValueError):

@@ -44,7 +44,8 @@ def test_an_eval_shows_its_metrics_and_worst_samples_and_draws_no_gallery(tmp_pa
     shown = io.StringIO()
     show_eval(reply, Output(shown, environ={}))
     text = shown.getvalue()
-    assert f"job j ({task})" in text and PRIMARY[task] in text and "the 2 worst images" in text
+    worst = "questions" if task == "visual_qa" else "images"
+    assert f"job j ({task})" in text and PRIMARY[task] in text and f"the 2 worst {worst}" in text
     data = eval_json(reply)
     assert data["task"] == task and PRIMARY[task] in data["metrics"] and len(data["per_image"]) == 2
     assert data["confusion_matrix"] is None and data["per_class"] == []

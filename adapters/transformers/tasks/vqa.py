@@ -16,8 +16,10 @@ two kinds train differently:
 
 Each evaluation scores every validation question's answer with the VQA accuracy
 (``val/vqa_accuracy``); the questions, their answers and the predictions, the worst first, go
-into the validation record. Predict answers a ``question`` given at predict time: ``text`` is
-the answer; ViLT also lists its top-k answers with their sigmoid scores as ``predictions``.
+into the validation record. Predict answers a ``question`` given at predict time (or ``questions``,
+one per image of a batch: ``eval`` asks each record's): ``text`` is the answer; ViLT also lists its
+top-k answers with their sigmoid scores as ``predictions``. ViLT answers a batch in one pass, padded
+and masked as training batches; BLIP and LLaVA in groups of inputs of one shape.
 
 LLaVA (``llava-hf/llava-1.5-7b-hf``, ``LlavaForConditionalGeneration``) predicts only: the question goes
 through its processor's chat template (LLaVA-1.5's ``USER: <image>\n... ASSISTANT:`` without one)
@@ -208,9 +210,7 @@ class VQATask(HFTask):
         padded with pad) given, as its training would make them."""
         import torch
 
-        pad_id = self.processor.tokenizer.pad_token_id or 0
-        out = {key: _pad_stack([item[key] for item in batch], pad_id if key == "input_ids" else 0)
-               for key in batch[0] if key != "labels"}
+        out = self.padded([{key: value for key, value in item.items() if key != "labels"} for item in batch])
         if self.kind == CLASSIFIER:
             out["labels"] = torch.stack([item["labels"] for item in batch])
             return out
@@ -221,6 +221,12 @@ class VQATask(HFTask):
         out["decoder_input_ids"] = labels.masked_fill(labels == -100, self.pad_id)
         out["decoder_attention_mask"] = (labels != -100).long()
         return out
+
+    def padded(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Model inputs of one sample each (no batch dimension) as one batch: text padded to the longest (pad id;
+        masks 0), images padded right and bottom with ``pixel_mask`` 0 there (ViLT's processor pads so)."""
+        pad_id = self.processor.tokenizer.pad_token_id or 0
+        return {key: _pad_stack([item[key] for item in items], pad_id if key == "input_ids" else 0) for key in items[0]}
 
     # ------------------------------------------------------------ evaluation and inference
 
@@ -252,40 +258,46 @@ class VQATask(HFTask):
                                       self.val_names(len(records)))
         return {name.removeprefix("val/"): value for name, value in self.evaluation.metrics.items()}
 
-    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool,
-                      question: str | None = None) -> list[dict[str, Any]]:
-        """Each image's answer to ``question``, the images through the model together where their inputs have the
-        same shapes (BLIP's and LLaVA's always do)."""
-        if not question or not str(question).strip():
-            raise ValueError("visual question answering needs a question (--question \"what colour is the car?\")")
-        question = str(question).strip()
+    def predict_batch(self, model, processor, images: list, top_k: int, annotate: bool, question: str | None = None,
+                      questions: list[str] | None = None) -> list[dict[str, Any]]:
+        """Each image's answer to its question: ``question``, asked of every image, or ``questions``, one per image
+        in order (an evaluation's records). ViLT answers the whole batch in one pass, texts and images padded and
+        masked (:meth:`padded`); BLIP and LLaVA generate for each group of inputs of one shape together, as each
+        would alone (BLIP's decoder attends to the whole question, padding included; LLaVA's prompts differ in
+        length)."""
+        asked = asked_questions(len(images), question, questions)
+        if not images:
+            return []
         if self.kind == MULTIMODAL_LM:
-            return self._generate_answers(model, processor, images, question)
+            return self._generate_answers(model, processor, images, asked)
+        inputs = [self.inputs(image, text) for image, text in zip(images, asked, strict=True)]
+        if self.kind == CLASSIFIER:
+            import torch
+
+            with torch.inference_mode():
+                batch = self.padded([{key: value[0] for key, value in item.items()} for item in inputs])
+                return self._ranked(model(**{key: value.to(model.device) for key, value in batch.items()}).logits,
+                                    top_k)
 
         def run(batch, members):
-            if self.kind == CLASSIFIER:
-                probs = model(**batch).logits.sigmoid()
-                scores, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-                return [{"text": self.answers[row_indices[0]],
-                         "predictions": [{"label": self.answers[int(i)], "score": float(s), "index": int(i)}
-                                         for s, i in zip(row_scores, row_indices, strict=True)]}
-                        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)]
             answers = self.decode(self.answer_batch(model, batch).cpu().numpy())
             return [{"text": answer, "predictions": []} for answer in answers]
-        return in_shape_groups([self.inputs(image, question) for image in images], model.device, run)
+        return in_shape_groups(inputs, model.device, run)
 
+    def _ranked(self, logits, top_k: int) -> list[dict[str, Any]]:
+        """ViLT: each row's best answer (``text``) and its ``top_k`` answers with their sigmoid scores."""
+        probs = logits.sigmoid()
+        scores, indices = probs.topk(min(max(1, top_k), probs.shape[-1]), dim=-1)
+        return [{"text": self.answers[row_indices[0]],
+                 "predictions": [{"label": self.answers[int(i)], "score": float(s), "index": int(i)}
+                                 for s, i in zip(row_scores, row_indices, strict=True)]}
+                for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)]
 
-    def _generate_answers(self, model, processor, images: list, question: str) -> list[dict[str, Any]]:
-        """LLaVA: the answer generated after the prompt (see the module)."""
-        text = f"{question}\n{SHORT_ANSWER}"
-        if getattr(processor, "chat_template", None):
-            prompt = processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
-                add_generation_prompt=True)
-        else:
-            prompt = f"USER: <image>\n{text} ASSISTANT:"
-        inputs = [{key: value for key, value in processor(images=[image], text=[prompt], return_tensors="pt").items()
-                   if hasattr(value, "shape")} for image in images]
+    def _generate_answers(self, model, processor, images: list, questions: list[str]) -> list[dict[str, Any]]:
+        """LLaVA: each image's answer to its question, generated after the prompt (see the module)."""
+        inputs = [{key: value for key, value in processor(images=[image], text=[_llava_prompt(processor, question)],
+                                                          return_tensors="pt").items() if hasattr(value, "shape")}
+                  for image, question in zip(images, questions, strict=True)]
 
         limit = int(getattr(model.config.text_config, "max_position_embeddings", 0) or 0)
 
@@ -299,6 +311,34 @@ class VQATask(HFTask):
             answers = processor.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
             return [{"text": answer.strip(), "predictions": []} for answer in answers]
         return in_shape_groups(inputs, model.device, run)
+
+
+def asked_questions(count: int, question: str | None, questions: list[str] | None) -> list[str]:
+    """The question of each of ``count`` images: ``question`` for all of them, or ``questions``, one per image;
+    ValueError saying what is missing or does not fit."""
+    if question is not None and questions is not None:
+        raise ValueError("give question (asked of every image) or questions (one per image), not both")
+    if question is None and questions is None:
+        raise ValueError('visual question answering needs a question (--question "what colour is the car?")')
+    asked = [question] * count if questions is None else list(questions)
+    if len(asked) != count:
+        raise ValueError(f"questions: {len(asked)} questions for {count} images (one per image, in order)")
+    for i, text in enumerate(asked):
+        if text is None or not str(text).strip():
+            raise ValueError('visual question answering needs a question (--question "what colour is the car?")'
+                             + (f": question {i + 1} of {count} is empty" if questions is not None else ""))
+    return [str(text).strip() for text in asked]
+
+
+def _llava_prompt(processor, question: str) -> str:
+    """LLaVA's prompt for ``question``: its chat template's (LLaVA-1.5's own without one), with the short-answer
+    instruction."""
+    text = f"{question}\n{SHORT_ANSWER}"
+    if getattr(processor, "chat_template", None):
+        return processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+            add_generation_prompt=True)
+    return f"USER: <image>\n{text} ASSISTANT:"
 
 
 def _pad_stack(tensors: list, value: int):

@@ -132,6 +132,7 @@ def test_each_answer_scores_the_vqa_accuracy_against_the_answers_people_gave():
     records = [qa("0", "How many dogs?", ["two", "2", *["3"] * 8]), qa("0", "Is it a dog?", ["yes"] * 4 + ["no"] * 6),
                qa("1", "What colour?", ["red"] * 10)]
     scorer = make_scorer("visual_qa", "/data", [], [])
+    assert scorer.per_image_options(records) == {"questions": ["How many dogs?", "Is it a dog?", "What colour?"]}
     assert [scorer.options(r) for r in records] == [{"question": "How many dogs?"}, {"question": "Is it a dog?"},
                                                     {"question": "What colour?"}]
     scorer.update(records, [{"text": "Two"}, {"text": "yes"}, {"text": "blue", "predictions": []}])
@@ -143,5 +144,7 @@ def test_each_answer_scores_the_vqa_accuracy_against_the_answers_people_gave():
 
 
 def test_a_record_without_a_question_is_an_error_naming_its_file():
+    with pytest.raises(ValueError, match="questions.jsonl: a record of /data/val/images/0.png has no question"):
+        VQAScorer("/data", [], []).per_image_options([qa("1", "Is it?", ["yes"]), qa("0", " ", ["yes"])])
     with pytest.raises(ValueError, match="questions.jsonl: a record of /data/val/images/0.png has no question"):
         VQAScorer("/data", [], []).options(qa("0", " ", ["yes"]))

@@ -63,10 +63,43 @@ def test_boxes_are_refused_for_models_that_find_their_objects_themselves(served,
         code, out = cli("predict", job, str(image), "--boxes", "0,0,4,4", "--address", s.address)
         assert code != 0 and "boxes (--boxes) are taken only by top-down pose models" in out
         assert "finds its objects itself" in out
-    with Client(s.address) as client:
-        answers = list(client.predict_many(s.job_id, [str(image)], boxes=[[0, 0, 4, 4]]))
-    assert "boxes (--boxes) are taken only by top-down pose models" in answers[0].error
     assert not s.children(s.job_id) or all(not c["batches"] for c in s.children(s.job_id).values())
+
+
+def test_a_stream_with_boxes_for_a_model_that_takes_none_is_refused_once_before_its_worker_starts(served, cli,
+                                                                                                   tmp_path):
+    """Not each image's error: the stream's first image carries the boxes, and the stream is refused there, naming
+    `--boxes` and the job's task, before the job's model is loaded."""
+    s = served()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(png((8, 8)))
+    code, out = cli("predict", s.job_id, str(folder), "--boxes", "0,0,4,4", "--address", s.address)
+    assert code != 0 and out.count("boxes (--boxes) are taken only by top-down pose models") == 1, out
+    assert "a timm classification model finds its objects itself" in out
+    with Client(s.address) as client, pytest.raises(ClientError) as refused:
+        list(client.predict_many(s.job_id, [str(folder / "a.png"), str(folder / "b.png")], boxes=[[0, 0, 4, 4]]))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "boxes (--boxes)" in str(refused.value) and "classification" in str(refused.value)
+    assert not s.children(s.job_id)  # no worker was started for it
+
+
+def test_an_image_with_boxes_later_in_a_stream_ends_it_there(served, tmp_path):
+    """The first image has no boxes (a JSON file that names only the second): it is answered; the second image's
+    boxes end the stream, and it never reaches the worker."""
+    s = served()
+    paths = []
+    for name in ("a.png", "b.png", "c.png"):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(png((8, 8)))
+    answers = []
+    with Client(s.address) as client, pytest.raises(ClientError) as refused:
+        for answer in client.predict_many(s.job_id, [str(p) for p in paths], boxes={"b.png": [[0, 0, 4, 4]]}):
+            answers.append(answer)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "boxes (--boxes)" in str(refused.value)
+    assert [(a.name, a.error) for a in answers] == [(str(paths[0]), "")]
+    assert answers[0].result.predictions[0].label == "red"
 
 
 @pytest.mark.parametrize("given, message", [
