@@ -8,9 +8,11 @@ primary metric the same way, and the final result has the same shape for every f
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from adapters.files import atomic_path, link_tree
 from adapters.metrics import LR, MODEL_PARAMETERS, primary_metric
 from adapters.reporter import Reporter
 
@@ -37,6 +39,28 @@ class RunRecorder:
         """Carry a resumed run's best and latest metrics forward."""
         self.best_metric, self.best_epoch = best_metric, int(best_epoch or 0)
         self.metrics = dict(metrics or {})
+
+    def carry_best(self, source: str | Path, target: str | Path, best_metric: float, best_epoch: int) -> None:
+        """Make the best of the run this one resumes this run's best: ``source``, that run's best checkpoint (a file
+        or a folder), whose primary metric was ``best_metric`` at ``best_epoch``, copied to ``target`` in this run's
+        checkpoint dir (unless it is there already) and reported. Without it a resumed run that never beats that
+        best would end with no best checkpoint, and would depend on the old job's files. A folder's files are hard
+        links where the file system allows, made read-only (``files.link_tree``): a checkpoint is written whole, never
+        changed in place."""
+        source, target = Path(source), Path(target)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as partial:
+                try:
+                    if source.is_dir():
+                        link_tree(source, partial)
+                    else:
+                        shutil.copyfile(source, partial)
+                except BaseException:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+        self.best_metric, self.best_epoch = float(best_metric), int(best_epoch)
+        self.checkpoint(target, BEST, int(best_epoch))
 
     def progress(self, epoch: int, step: int, total_steps: int) -> None:
         self.reporter.progress(epoch, self.total_epochs, step, total_steps)

@@ -6,7 +6,8 @@ real task metric, not only the loss), and the checkpoint folders it saves: ``che
 with the model, its config and the processor (``save_pretrained``), plus optimizer, scheduler and
 trainer state. Such a folder is what ``predict`` and ``resume`` load, and it opens with plain
 ``AutoModel*.from_pretrained(folder)``. ``best`` is the Trainer's best by the task's primary
-metric (``metric_for_best_model``); the Trainer keeps it and the newest one.
+metric (``metric_for_best_model``); the Trainer keeps it and the newest one. A resumed run starts with the
+best of the run it resumes, copied into its own checkpoint dir (``carry_best_forward``).
 
 Each evaluation also leaves its validation record (``adapters.evaluation.record``) under
 ``<job_dir>/results/val/``: what the task's ``compute_metrics`` measured per class or per sample,
@@ -239,7 +240,8 @@ class TransformersAdapter(FrameworkLoopAdapter):
         (``HFTask.predict_batch``). Timings per image: its own decode (``preprocess``) and its share of
         the task's processing, forward passes and post-processing (``inference``). ``options``: what the task
         takes at predict time besides images (``adapters.entrypoint.PREDICT_OPTIONS``: a zero-shot task's
-        ``labels``, visual QA's ``question``); unset ones are left out, one the task does not take is refused."""
+        ``labels``, visual QA's ``question``; per image, in order: top-down pose's ``boxes``, visual QA's
+        ``questions``); unset ones are left out, one the task does not take is refused."""
         options = task_options(self.task, options)
         if self.model is None:
             raise RuntimeError("load a checkpoint before predicting")
@@ -403,6 +405,28 @@ def evaluate_before_training(trainer, report: _Report) -> None:
         report.baseline = False
 
 
+def carry_best_forward(state, args, recorder, stopper) -> None:
+    """A resumed run goes on from the best of the run it resumes, which the Trainer's ``state`` (the checkpoint's)
+    holds: that best checkpoint folder becomes this run's (``RunRecorder.carry_best``: copied into this run's
+    checkpoint dir, where the Trainer then finds and keeps it as its best), its metric and epoch the recorder's and
+    early stopping's. A best folder that is gone leaves the resumed run its own best: the first epoch it trains."""
+    if state.best_metric is None:
+        return
+    if not state.best_model_checkpoint or state.best_global_step is None \
+            or not Path(state.best_model_checkpoint).exists():
+        log.warning("the best checkpoint of the resumed run is gone: this run's best starts with its first epoch")
+        state.best_metric = state.best_global_step = state.best_model_checkpoint = None
+        return
+    key = f"eval_{args.metric_for_best_model}"
+    epoch = next((round(entry["epoch"]) for entry in state.log_history
+                  if entry.get("step") == state.best_global_step and key in entry), 0)
+    target = Path(args.output_dir) / Path(state.best_model_checkpoint).name
+    recorder.carry_best(state.best_model_checkpoint, target, state.best_metric, epoch)
+    state.best_model_checkpoint = str(target)
+    if stopper is not None:
+        stopper.restore(state.best_metric, epoch)
+
+
 def _our_metrics(metrics: dict[str, float], train_log: dict[str, float]) -> dict[str, float]:
     """``Trainer.evaluate``'s ``eval_*`` and the epoch's training log in our vocabulary."""
     out = {f"val/{key.removeprefix('eval_')}": float(value) for key, value in metrics.items()
@@ -435,6 +459,11 @@ class _Report(_report_callback_base()):
 
     def _epoch(self, state) -> int:
         return max(1, round(state.epoch or 0))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.adapter.spec.resume:  # ``state``: the resumed checkpoint's
+            self.recorder.checkpoints[LAST] = Path(self.adapter.spec.resume)  # until this run saves its own
+            carry_best_forward(state, args, self.recorder, self.stopper)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch_start = state.global_step

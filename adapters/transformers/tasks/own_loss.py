@@ -1,7 +1,7 @@
 """``OwnLossTask``: a task whose model has no training loss, so its ``Trainer`` computes one.
 
-Transformers' ViTPose, DPT and Depth Anything raise when given labels; their tasks compute the loss from the
-model's outputs themselves. The ``Trainer`` they share (``own_loss_trainer``) asks the task for three things:
+Transformers' ViTPose, DPT, Depth Anything and Swin2SR raise when given labels; their tasks compute the loss from
+the model's outputs themselves. The ``Trainer`` they share (``own_loss_trainer``) asks the task for three things:
 
 - ``loss_and_outputs(model, inputs)``: the batch's loss (a per-batch mean: the Trainer divides it by the
   accumulation steps) and the outputs an evaluation keeps;

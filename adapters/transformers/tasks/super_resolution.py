@@ -1,8 +1,8 @@
 """Super-resolution: Swin2SR (``Swin2SRForImageSuperResolution``), trained on L1 to the HR image.
 
-Swin2SR computes no loss of its own (``labels=`` raises ``NotImplementedError``), so the task's
-``Trainer`` subclass does: L1 between ``outputs.reconstruction`` and the HR image, both RGB in
-[0, 1]. The processor only rescales the LR image to [0, 1] (``do_pad=False``: we pad ourselves).
+Swin2SR computes no loss of its own (``labels=`` raises ``NotImplementedError``), so the task does
+(an ``OwnLossTask``): L1 between ``outputs.reconstruction`` and the HR image, both RGB in [0, 1]. The
+processor only rescales the LR image to [0, 1] (``do_pad=False``: we pad ourselves).
 
 Pairs: the dataset's LR image, or the HR image cropped to a multiple of the scale and downscaled
 bicubically. Training takes random aligned patches (``image_size`` LR pixels a side; smaller
@@ -14,8 +14,9 @@ and HR targets with -1, which marks pixels that count neither in the loss nor in
 
 Metrics, on RGB in [0, 1] after clamping the reconstruction (no border crop, no Y channel):
 ``psnr`` (dB) and ``ssim`` (11 px Gaussian window), each the mean over images, scored image by
-image by ``adapters.evaluation.restoration`` (torchmetrics' definitions). The PSNR of an image
-equal to its target is infinite; it counts as 100 dB (``restoration.PSNR_CAP_DB``). Each image's
+image by ``adapters.evaluation.restoration`` (torchmetrics' definitions), as the batches come; each
+evaluation starts afresh (``start_evaluation``: nothing of one that stopped half-way is kept). The PSNR of
+an image equal to its target is infinite; it counts as 100 dB (``restoration.PSNR_CAP_DB``). Each image's
 PSNR and SSIM, the worst images first, go into the evaluation's validation record.
 """
 
@@ -28,15 +29,15 @@ from typing import Any
 
 from adapters.datasets import ImageRecord, open_image
 from adapters.evaluation.restoration import ImageQuality
-from adapters.transformers.tasks.base import HFTask
 from adapters.transformers.tasks.common import in_shape_groups
+from adapters.transformers.tasks.own_loss import OwnLossTask
 
 #: HR padding value: outside the image (no loss, no metric).
 PAD = -1.0
 ARCHITECTURES = ("swin2sr",)
 
 
-class SuperResolutionTask(HFTask):
+class SuperResolutionTask(OwnLossTask):
     name = "super_resolution"
     auto_model = "AutoModelForImageToImage"
     primary = "psnr"
@@ -117,20 +118,17 @@ class SuperResolutionTask(HFTask):
 
     # ------------------------------------------------------------ training and evaluation
 
-    def trainer_class(self):
-        from transformers import Trainer
+    def loss_and_outputs(self, model, inputs):
+        """L1 on the reconstruction (Swin2SR has no loss), its mean over the batch's real pixels."""
+        reconstruction = model(pixel_values=inputs["pixel_values"]).reconstruction
+        return masked_l1(reconstruction, inputs["labels"]), {"reconstruction": reconstruction}
 
-        class SuperResolutionTrainer(Trainer):
-            """L1 on the reconstruction (Swin2SR has no loss), its mean over the batch's real pixels."""
+    def start_evaluation(self) -> None:
+        self._quality = None
 
-            loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by accumulation steps
-
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                outputs = model(pixel_values=inputs["pixel_values"])
-                loss = masked_l1(outputs.reconstruction, inputs["labels"])
-                return (loss, {"reconstruction": outputs.reconstruction}) if return_outputs else loss
-
-        return SuperResolutionTrainer
+    def eval_outputs(self, model, inputs, outputs):
+        """(reconstructions, HR targets with their padding)."""
+        return outputs["reconstruction"], inputs["labels"]
 
     def compute_metrics(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
         """Called per batch (``batch_eval_metrics``); the last call returns the eval set's metrics and leaves

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from adapters.transformers.catalog import DEPTH, MODELS, TASKS, check_model
+from tests.adapters.transformers.common import EVALUATION_TRAINER
 from tests.dataset_fixtures import DEPTH_IMAGE_SIZE, make_depth_dataset
 
 DEPTH_METRICS = {"val/abs_rel", "val/rmse", "val/delta1"}
@@ -111,13 +112,33 @@ print(json.dumps({
 }))
 """
 
+#: The depth, in metres, that ``CONSTANT`` makes the DPT predict everywhere.
+CONSTANT_M = 2.5
+
+#: ``CONSTANT JOB DPT_FOLDER OUT``: the DPT made to predict ``CONSTANT_M`` everywhere (its head's last convolution
+#: without weights, its bias the depth, through the head's closing ReLU), saved to ``OUT`` (the job's model), then
+#: evaluated as an epoch is: the Trainer's metrics.
+CONSTANT = EVALUATION_TRAINER + f"""
+import json, sys
+import torch
+from transformers import AutoImageProcessor, DPTForDepthEstimation
+model = DPTForDepthEstimation.from_pretrained(sys.argv[2])
+with torch.no_grad():
+    model.head.head[4].weight.zero_()
+    model.head.head[4].bias.fill_({CONSTANT_M})
+model.save_pretrained(sys.argv[3])
+AutoImageProcessor.from_pretrained(sys.argv[2]).save_pretrained(sys.argv[3])
+adapter, trainer = evaluation_trainer(sys.argv[1])
+print(json.dumps(trainer.evaluate()))
+"""
+
 
 @pytest.fixture(scope="module")
 def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_process):
     """The short runs, in one child process (``in_one_process``), each through the function its command line calls
     (``adapters.entrypoint.main``) or a script: resume to epoch 3, a tiny GLPN and a tiny relative Depth Anything
     trained (each reporting to its own server), a predict, both checkpoints in plain transformers, batches against
-    single images, the known cases."""
+    single images, the known cases, a DPT of constant depth evaluated as an epoch is."""
     root, models = trained["root"], trained["models"]
     results = trained["server"].of_kind("result")
     last = results[0].last_checkpoint if results else str(root / "no-checkpoint")  # each test fails alone
@@ -131,6 +152,8 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
         "depth anything": hf_job.write(root / "anything", "depth_estimation", models["depth_anything"],
                                        trained["dataset"], "depth", epochs=1, image_size=None),
     }
+    constant = hf_job.write(root / "constant", "depth_estimation", root / "constant-dpt", trained["dataset"], "depth",
+                            image_size=None)
     with contextlib.ExitStack() as stack:
         servers = {name: stack.enter_context(reporter_server()) for name in jobs}
         steps = {name: {"argv": ["--spec", str(job)], "env": {
@@ -143,6 +166,7 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
             "batches": {"script": BATCHES, "argv": [str(jobs["glpn"]), str(root / "glpn" / "checkpoints" / "checkpoint-2"),
                                                     str(models["depth_anything"]), *images]},
             "known cases": {"script": KNOWN_CASES},
+            "constant": {"script": CONSTANT, "argv": [str(constant), str(models["dpt"]), str(root / "constant-dpt")]},
         })
         out = in_one_process.run(hf_python, child_env(HF_HUB_OFFLINE="1"), steps)
     return {"out": out, "servers": servers}
@@ -206,6 +230,22 @@ def test_resume_continues_at_the_next_epoch(one_process):
     assert [m.step for m in server.of_kind("metrics")] == [3]
     assert DEPTH_METRICS <= set(server.of_kind("metrics")[0].values)
     assert server.of_kind("result")[0].last_checkpoint.endswith("checkpoint-6")
+
+
+def test_an_evaluation_scores_the_models_own_depth(one_process, trained):
+    """A DPT that predicts 2.5 m everywhere scores, in an epoch's evaluation, what 2.5 m scores against each val depth
+    map: the metrics are those of the model's predictions (all zeros, or another model's, would score otherwise)."""
+    metrics = finished(one_process["out"]["constant"])["json"]
+    errors = []
+    for path in sorted((trained["dataset"] / "val" / "depth").glob("*.npy")):
+        truth = np.load(path).astype(np.float64)
+        truth = truth[np.isfinite(truth) & (truth > 0)]
+        errors.append((np.mean(np.abs(CONSTANT_M - truth) / truth), np.sqrt(np.mean((CONSTANT_M - truth) ** 2)),
+                       np.mean(np.maximum(CONSTANT_M / truth, truth / CONSTANT_M) < 1.25)))
+    assert len(errors) == 4
+    expected = dict(zip(("eval_abs_rel", "eval_rmse", "eval_delta1"), np.mean(errors, axis=0), strict=True))
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected, rel=1e-5)
+    assert 0 < expected["eval_delta1"] < 1  # a depth some pixels are near and others are not
 
 
 @pytest.mark.parametrize("name", ["glpn", "depth anything"])

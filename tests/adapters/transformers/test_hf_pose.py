@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from adapters.transformers.catalog import POSE, check_model
 from adapters.transformers.tasks.pose import heatmap_targets
+from tests.adapters.transformers.common import EVALUATION_TRAINER
 from tests.dataset_fixtures import make_yolo_task
 from tests.hf_models import VITPOSE
 
@@ -161,6 +162,43 @@ print(json.dumps({"model": type(model).__name__, "heatmaps": list(outputs.heatma
                   "keypoints": len(found[0][0]["keypoints"]), "size": dict(processor.size)}))
 """
 
+#: ``HANDED_TO_THE_METRIC JOB``: an epoch's evaluation of the job's model, keeping what each batch hands
+#: ``compute_metrics``; and the model's own heatmaps of the same crops, each the mean of the crop's and of its mirror
+#: image's (COCO's left/right pairs swapped back), as ViTPose evaluates.
+HANDED_TO_THE_METRIC = EVALUATION_TRAINER + """
+import json, sys
+import numpy as np, torch
+adapter, trainer = evaluation_trainer(sys.argv[1])
+handed = {"heatmaps": [], "people": []}
+
+
+def numpy(value):
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def keep(eval_pred, compute_result=True):
+    handed["heatmaps"].append(numpy(eval_pred.predictions))
+    handed["people"].append(numpy(eval_pred.label_ids).reshape(-1))
+    return adapter.task.compute_metrics(eval_pred, compute_result)
+
+
+trainer.compute_metrics = keep
+trainer.evaluate()
+pairs = torch.tensor([[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]])
+model, own, people = trainer.model.eval(), [], []
+with torch.no_grad():
+    for batch in trainer.get_eval_dataloader():
+        pixels = batch["pixel_values"]
+        mirrored = model(pixel_values=pixels.flip(-1), flip_pairs=pairs).heatmaps
+        own.append(((model(pixel_values=pixels).heatmaps + mirrored) / 2).numpy())
+        people.append(batch["person"].numpy().reshape(-1))
+heatmaps, own = np.concatenate(handed["heatmaps"]), np.concatenate(own)
+print(json.dumps({"batches": len(handed["heatmaps"]), "shape": list(heatmaps.shape),
+                  "people": np.concatenate(handed["people"]).tolist(), "own people": np.concatenate(people).tolist(),
+                  "difference": float(np.abs(heatmaps - own).max()), "largest": float(np.abs(own).max()),
+                  "spread": float(own.std())}))
+"""
+
 
 @pytest.fixture(scope="module")
 def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_process):
@@ -172,6 +210,9 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
                                    epochs=3, image_size=64, resume=last),
             "yolo": hf_job.write(root / "yolo", POSE, root / "models" / "simple",
                                  make_yolo_task(root / "yolo-data", POSE, train=4, val=2), "yolo", image_size=64)}
+    halves = hf_job.write(root / "halves", POSE, last, trained["dataset"], "coco", image_size=64,
+                          training={"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "device": "cpu",
+                                    "num_workers": 0, "seed": 0})
     with contextlib.ExitStack() as stack:
         servers = {name: stack.enter_context(reporter_server()) for name in jobs}
         steps = {name: {"argv": ["--spec", str(job)], "env": {
@@ -182,6 +223,7 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
             "boxes": {"script": BOXES, "argv": [str(trained["job"]), last, image]},
             "plain transformers": {"script": PLAIN_LOAD, "argv": [last, image]},
             "known cases": {"script": KNOWN_CASES, "argv": [str(trained["job"])]},
+            "handed to the metric": {"script": HANDED_TO_THE_METRIC, "argv": [str(halves)]},
             "eval": {"argv": ["--spec", str(trained["job"]), "--eval", "--checkpoint", last, "--out",
                               str(root / "eval")]},
         })
@@ -316,6 +358,16 @@ def test_eval_with_the_datasets_boxes_equals_trainings_validation(one_process):
     assert evaluation["per_class"] == [{k: pytest.approx(v, rel=1e-5, abs=1e-7) if isinstance(v, float) else v
                                         for k, v in row.items()} for row in trained["per_class"]]
     assert evaluation["per_class"][0]["AP50-95"] == 1.0 and evaluation["per_class"][0]["support"] == 4
+
+
+def test_an_evaluation_scores_the_models_own_heatmaps(one_process):
+    """What an epoch's evaluation hands the metric, batch by batch, is the model's heatmaps of each person's crop
+    (flip-averaged, as ViTPose evaluates), with that person's index: not zeros, not another model's."""
+    out = finished(one_process["out"]["handed to the metric"])["json"]
+    assert out["batches"] == 2 and out["shape"] == [4, 17, 32, 24]  # 2 images x 2 people, two a batch
+    assert out["people"] == out["own people"] == [0, 1, 2, 3]
+    assert out["largest"] > 1e-3 and out["spread"] > 1e-4  # heatmaps that say something
+    assert out["difference"] < 1e-5 * out["largest"]
 
 
 def test_the_checkpoint_loads_in_plain_transformers(one_process):

@@ -15,6 +15,7 @@ import json
 import pytest
 from PIL import Image
 
+from tests.adapters.transformers.common import EVALUATION_TRAINER
 from tests.dataset_fixtures import make_sr_pairs
 
 #: Input sizes to predict: a window multiple and not (13 and 18 are not multiples of the window, 4).
@@ -92,12 +93,42 @@ results["per_image"] = task.take_evaluation().per_image  # no dataset here: imag
 print(json.dumps(results))
 """
 
+#: ``STOPPED_HALF_WAY JOB``: the job's model evaluated as an epoch is (two images a batch), then an evaluation stopped
+#: at its second batch (the caller catches the error), then a whole one again: its metrics and the images it lists.
+STOPPED_HALF_WAY = EVALUATION_TRAINER + """
+import json, sys
+from transformers import TrainerCallback
+
+
+class StopAtTheSecondBatch(TrainerCallback):
+    armed, batches = False, 0
+
+    def on_prediction_step(self, args, state, control, **kwargs):  # after the batch's outputs, before its metrics
+        self.batches += 1
+        if self.armed and self.batches == 2:
+            raise RuntimeError("stopped half-way")
+
+
+stop = StopAtTheSecondBatch()
+adapter, trainer = evaluation_trainer(sys.argv[1], [stop])
+out = {"whole": trainer.evaluate()}
+stop.armed, stop.batches = True, 0
+try:
+    trainer.evaluate()
+except RuntimeError as exc:
+    out["stopped"] = str(exc)
+stop.armed = False
+out["next"] = trainer.evaluate()
+out["images"] = [row["image"] for row in adapter.task.take_evaluation().per_image]
+print(json.dumps(out))
+"""
+
 
 @pytest.fixture(scope="module")
 def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_process):
     """The short runs, in one child process (``in_one_process``), each through the function its command line
     calls (``adapters.entrypoint.main``) or a script: predicts of each size in ``SIZES``, a model for another
-    scale, the checkpoint in plain transformers, the known cases.
+    scale, the checkpoint in plain transformers, the known cases, evaluations after one stopped half-way.
 
     Meanwhile (a second core), ``cli``: the real command line the daemon runs, ``python -m adapters.entrypoint
     --predict``, on the odd size."""
@@ -108,13 +139,17 @@ def one_process(trained, hf_python, hf_job, child_env, reporter_server, in_one_p
         Image.open(trained["dataset"] / "val" / "LR_x2" / "0.png").resize(size).save(root / name)
     dataset = make_sr_pairs(root / "hr-only", train=4, val=2, with_lr=False)
     x3 = hf_job.write(root / "x3", "super_resolution", trained["model"], dataset, "sr_pairs", advanced={"upscale": 3})
+    halves = hf_job.write(root / "halves", "super_resolution", trained["model"], trained["dataset"], "sr_pairs",
+                          training={"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "device": "cpu",
+                                    "num_workers": 0, "seed": 0})
     predict = ["--spec", str(trained["job"]), "--checkpoint", last, "--predict"]
     with reporter_server() as server:
         steps = {**{f"predict {name}": {"argv": [*predict, str(root / name)]} for name in SIZES},
                  "another scale": {"argv": ["--spec", str(x3)], "env": {
                      k: v for k, v in child_env(server.address).items() if k.startswith("VISIONYARD_")}},
                  "plain transformers": {"script": PLAIN_LOAD, "argv": [last]},
-                 "known cases": {"script": KNOWN_CASES}}
+                 "known cases": {"script": KNOWN_CASES},
+                 "stopped half-way": {"script": STOPPED_HALF_WAY, "argv": [str(halves)]}}
         with in_one_process.start(hf_python, child_env(HF_HUB_OFFLINE="1"), steps) as running:
             cli = hf_job.run(hf_python, child_env(), *predict, root / "odd.png")
             out = running.result()
@@ -198,6 +233,16 @@ def test_psnr_ssim_and_padded_batches_on_known_cases(one_process):
     assert [row["image"] for row in results["per_image"]] == ["#0", "#1", "#2", "#3"]
     assert [row["psnr"] for row in results["per_image"]] == [100.0] * 4
     assert results["torchmetrics vs numpy"] < 1e-5
+
+
+def test_an_evaluation_stopped_half_way_leaves_nothing_in_the_next(one_process):
+    """The images of an evaluation that stopped half-way (PSNR and SSIM are summed batch by batch) are forgotten when
+    the next one starts: it scores each val image once, as a whole evaluation does."""
+    out = finished(one_process["out"]["stopped half-way"])["json"]
+    assert out["stopped"] == "stopped half-way"
+    assert sorted(out["images"]) == [f"val/HR/{i}.png" for i in range(4)]
+    for name in ("eval_psnr", "eval_ssim"):
+        assert out["next"][name] == pytest.approx(out["whole"][name], rel=1e-6)
 
 
 def test_each_evaluation_records_every_image_worst_first(trained):

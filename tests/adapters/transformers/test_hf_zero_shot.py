@@ -8,12 +8,14 @@ command line calls), so torch and transformers are imported once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
 import pytest
 
 from adapters.evaluation.record import best_epoch
+from tests.adapters.transformers.common import assert_resumed_best
 from tests.hf_models import TINY_ZERO_SHOT
 
 CLASSES = ["blue", "green", "magenta", "red", "yellow"]  # train/<colour>/: 2 images each, val/: 1 each
@@ -66,6 +68,18 @@ except ValueError as exc:
 print(json.dumps(out))
 """
 
+#: ``LAST_ONLY CHECKPOINT COPY``: the checkpoint copied to ``COPY`` (a new folder), its Trainer state naming a best
+#: checkpoint that is gone (the old job's folder deleted, the last checkpoint kept).
+LAST_ONLY = """
+import json, shutil, sys
+from pathlib import Path
+copy = Path(sys.argv[2])
+shutil.copytree(sys.argv[1], copy)
+state = json.loads((copy / "trainer_state.json").read_text())
+state["best_model_checkpoint"] = str(copy.parent / "deleted")
+(copy / "trainer_state.json").write_text(json.dumps(state))
+"""
+
 
 def reporter_variables(child_env, address: str) -> dict[str, str]:
     return {k: v for k, v in child_env(address).items() if k.startswith("VISIONYARD_")}
@@ -80,7 +94,8 @@ def run(hf_python, hf_job, child_env, reporter_server, make_imagefolder, in_one_
                                epochs=epochs, **over)
             for name, model, epochs, over in (
                 ("clip", "clip", 2, {}), ("siglip", "siglip", 1, {}),
-                ("resumed", "clip", 3, {"resume": str(root / "clip" / "checkpoints" / f"checkpoint-{2 * STEPS}")}))}
+                ("resumed", "clip", 3, {"resume": str(root / "clip" / "checkpoints" / f"checkpoint-{2 * STEPS}")}),
+                ("best gone", "clip", 3, {"resume": str(root / "kept" / f"checkpoint-{2 * STEPS}")}))}
     last = str(root / "clip" / "checkpoints" / f"checkpoint-{2 * STEPS}")
     red = str(dataset / "val" / "red" / "red_0.png")
     no_job = hf_job.write(root / "no-job", "zero_shot_classification", models / "clip", root / "no-data", "imagefolder")
@@ -88,13 +103,15 @@ def run(hf_python, hf_job, child_env, reporter_server, make_imagefolder, in_one_
     def predict(*more: str) -> dict:
         return {"argv": ["--spec", str(jobs["clip"]), "--predict", red, "--checkpoint", last, *more]}
 
-    with reporter_server() as clip, reporter_server() as siglip, reporter_server() as resumed:
-        servers = {"clip": clip, "siglip": siglip, "resumed": resumed}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(reporter_server()) for name in jobs}
+        trains = {f"train {name}": {"argv": ["--spec", str(jobs[name])],
+                                    "env": reporter_variables(child_env, servers[name].address)} for name in jobs}
         steps = {
             "build": {"script": TINY_ZERO_SHOT, "argv": [str(models)]},
-            **{f"train {name}": {"argv": ["--spec", str(jobs[name])],
-                                 "env": reporter_variables(child_env, servers[name].address)}
-               for name in ("clip", "siglip", "resumed")},
+            **{step: trains[step] for step in ("train clip", "train siglip", "train resumed")},
+            "last only": {"script": LAST_ONLY, "argv": [last, str(root / "kept" / f"checkpoint-{2 * STEPS}")]},
+            "train best gone": trains["train best gone"],
             "labels": predict("--labels", "red, blue,cat", "--top-k", "2"),
             "classes": predict(),
             "question": predict("--question", "what is it?"),
@@ -203,6 +220,26 @@ def test_resume_continues_at_the_next_epoch_without_a_new_baseline(run):
     assert server.of_kind("result")[0].last_checkpoint.endswith(f"checkpoint-{3 * STEPS}")
     index = json.loads((run["root"] / "resumed" / "results" / "val" / "index.json").read_text())
     assert [(e["epoch"], e["step"]) for e in index] == [(3, 3 * STEPS)]
+
+
+def test_resume_ends_with_the_best_of_both_runs(run):
+    """The resumed run's best is the best trained epoch of the two runs: the one it resumed (its checkpoint copied into
+    the resumed job's checkpoints) unless epoch 3 beats it."""
+    finished(run["out"]["train clip"])
+    finished(run["out"]["train resumed"])
+    assert_resumed_best("zero_shot_classification", run["servers"]["clip"], run["servers"]["resumed"],
+                        run["root"] / "resumed" / "checkpoints", STEPS)
+
+
+def test_a_resumed_run_whose_best_is_gone_has_its_own_best(run):
+    """Resumed from a last checkpoint whose run's best folder is gone, the run's best is its own first epoch, even
+    when that scores below the old best: a best that no checkpoint holds is no best."""
+    finished(run["out"]["last only"])
+    finished(run["out"]["train best gone"])
+    server = run["servers"]["best gone"]
+    [best] = [c for c in server.of_kind("checkpoint") if c.kind == "best"]
+    assert best.epoch == 3 and best.path == str(run["root"] / "best gone" / "checkpoints" / f"checkpoint-{3 * STEPS}")
+    assert server.of_kind("result")[0].best_checkpoint == best.path
 
 
 def test_the_checkpoint_loads_in_plain_transformers_with_the_jobs_classes(run):

@@ -14,6 +14,7 @@ import pytest
 
 from adapters.evaluation.record import best_epoch
 from adapters.transformers.catalog import check_model
+from tests.adapters.transformers.common import assert_resumed_best
 from tests.dataset_fixtures import make_coco_shapes
 from tests.hf_models import ZERO_SHOT_DETECTION_MODELS
 
@@ -142,6 +143,12 @@ def test_resume_continues_at_the_next_epoch_without_a_baseline(one_process):
     assert [m.step for m in one_process["resumed"].of_kind("metrics")] == [3]
     index = json.loads((one_process["root"] / "resumed" / "results" / "val" / "index.json").read_text())
     assert [(e["epoch"], e["step"]) for e in index] == [(3, 6)]
+
+
+def test_resume_ends_with_the_best_of_both_runs(trained, one_process):
+    finished(one_process["out"]["resume"])
+    checkpoints = one_process["root"] / "resumed" / "checkpoints"
+    assert_resumed_best(TASK, trained["server"], one_process["resumed"], checkpoints, 2)  # 6 images, 4 a batch
 
 
 def test_the_evaluation_scores_phrases_as_classes(one_process):
