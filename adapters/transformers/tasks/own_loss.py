@@ -1,7 +1,8 @@
-"""``OwnLossTask``: a task whose model has no training loss, so its ``Trainer`` computes one.
+"""``OwnLossTask``: a task that says how its ``Trainer`` computes the loss and what an evaluation keeps.
 
 Transformers' ViTPose, DPT, Depth Anything and Swin2SR raise when given labels; their tasks compute the loss from
-the model's outputs themselves. The ``Trainer`` they share (``own_loss_trainer``) asks the task for three things:
+the model's outputs themselves. Semantic segmentation takes its models' own loss, but keeps only class maps from
+an evaluation. The ``Trainer`` they share (``own_loss_trainer``) asks the task for three things:
 
 - ``loss_and_outputs(model, inputs)``: the batch's loss (a per-batch mean: the Trainer divides it by the
   accumulation steps) and the outputs an evaluation keeps;
@@ -55,9 +56,10 @@ def own_loss_trainer(task: OwnLossTask):
             inputs = self._prepare_inputs(inputs)
             with torch.no_grad(), self.compute_loss_context_manager():
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                loss = None if loss is None else loss.detach().mean()  # mean: one value per device under DataParallel
                 if prediction_loss_only:
-                    return loss.detach(), None, None
+                    return loss, None, None
                 predictions, labels = task.eval_outputs(model, inputs, outputs)
-            return loss.detach(), predictions.detach(), labels
+            return loss, predictions.detach(), labels
 
     return OwnLossTrainer

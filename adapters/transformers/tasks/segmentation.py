@@ -29,7 +29,7 @@ import numpy as np
 from adapters.datasets import ImageRecord, open_image
 from adapters.evaluation.confusion import confusion_matrix
 from adapters.evaluation.segmentation import segmentation_results
-from adapters.transformers.tasks.base import HFTask
+from adapters.transformers.tasks.own_loss import OwnLossTask
 from adapters.transformers.tasks.common import in_shape_groups, per_image_inputs
 
 log = logging.getLogger("visionyard.transformers")
@@ -40,7 +40,7 @@ IGNORE_ID = 255
 UNIVERSAL = ("mask2former", "eomt")
 
 
-class SegmentationTask(HFTask):
+class SegmentationTask(OwnLossTask):
     name = "semantic_segmentation"
     auto_model = "AutoModelForSemanticSegmentation"
     primary = "mIoU"
@@ -130,38 +130,17 @@ class SegmentationTask(HFTask):
 
     # ------------------------------------------------------------ evaluation
 
-    def trainer_class(self):
-        from transformers import Trainer
+    def loss_and_outputs(self, model, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        """The model's own loss (a per-batch mean) and its outputs."""
+        outputs = model(**inputs)
+        return outputs.loss, outputs
 
-        task = self
-
-        class SegmentationTrainer(Trainer):
-            """Evaluation yields (predicted class map, true class map) per batch, nothing else.
-
-            The default ``prediction_step`` would hand on every output tensor (Mask2Former's hidden
-            states included) and, for universal models, labels as two ragged lists.
-            """
-
-            loss_is_scaled_for_ga = False  # the models return per-batch means
-
-            def evaluate(self, *args, **kwargs):
-                task.start_evaluation()
-                return super().evaluate(*args, **kwargs)
-
-            def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-                import torch
-
-                inputs = self._prepare_inputs(inputs)
-                with torch.no_grad(), self.compute_loss_context_manager():
-                    outputs = model(**inputs)
-                loss = None if outputs.loss is None else outputs.loss.detach().mean()
-                if prediction_loss_only:
-                    return loss, None, None
-                target = task.target_map(inputs)
-                logits = upsample(task.semantic_logits(outputs), target.shape[-2:])
-                return loss, logits.argmax(1), target
-
-        return SegmentationTrainer
+    def eval_outputs(self, model, inputs: dict[str, Any], outputs) -> tuple[Any, Any]:
+        """(predicted class map, true class map) of a batch, nothing else: the default ``prediction_step`` would
+        hand on every output tensor (Mask2Former's hidden states included) and, for universal models, labels as
+        two ragged lists."""
+        target = self.target_map(inputs)
+        return upsample(self.semantic_logits(outputs), target.shape[-2:]).argmax(1), target
 
     def semantic_logits(self, outputs):
         """Per-class scores (B, C, h, w) from either kind of model."""

@@ -62,7 +62,7 @@ class ZeroShotClassificationTask(HFTask):
 
     #: ``labels`` is no argument of ``CLIPModel.forward``: the Trainer is told it is the label.
     training_args = {"label_names": ["labels"]}
-    #: The zero-shot baseline: the model as loaded, evaluated as epoch 0 (``trainer.evaluate_before_training``).
+    #: The zero-shot baseline: the model as loaded, evaluated as epoch 0 (``report.evaluate_before_training``).
     evaluate_before_training = True
     #: ``eval`` of another dataset scores the model on that dataset's classes (``prepare_evaluation``).
     open_vocabulary = True

@@ -47,7 +47,7 @@ class ZeroShotDetectionTask(DetectionTask):
     auto_model = "AutoModelForZeroShotObjectDetection"
     primary = "mAP50-95"
     training_args = {"eval_do_concat_batches": False}
-    #: Evaluate the model as loaded before training (``trainer.evaluate_before_training``): the zero-shot mAP.
+    #: Evaluate the model as loaded before training (``report.evaluate_before_training``): the zero-shot mAP.
     evaluate_before_training = True
     #: Its classes are text: ``eval`` looks for the evaluated dataset's (``TransformersAdapter.prepare_evaluation``).
     open_vocabulary = True
