@@ -95,8 +95,8 @@ def test_an_image_with_boxes_later_in_a_stream_ends_it_there(served, tmp_path):
         paths[-1].write_bytes(png((8, 8)))
     answers = []
     with Client(s.address) as client, pytest.raises(ClientError) as refused:
-        for answer in client.predict_many(s.job_id, [str(p) for p in paths], boxes={"b.png": [[0, 0, 4, 4]]}):
-            answers.append(answer)
+        for reply in client.predict_many(s.job_id, [str(p) for p in paths], boxes={"b.png": [[0, 0, 4, 4]]}):
+            answers.append(reply)
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "boxes (--boxes)" in str(refused.value)
     assert [(a.name, a.error) for a in answers] == [(str(paths[0]), "")]
     assert answers[0].result.predictions[0].label == "red"
