@@ -8,13 +8,9 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from adapters.base import BEST, LAST
+from adapters.base import BEST, LAST, FrameworkLoopAdapter
 from adapters.metrics import TRAIN_IMAGES_PER_S
-
-if TYPE_CHECKING:
-    from adapters.transformers.trainer import TransformersAdapter
 
 log = logging.getLogger("visionyard.transformers")
 
@@ -80,7 +76,7 @@ def _report_callback_base():
 class Report(_report_callback_base()):
     """Trainer events → the RunRecorder (progress, epoch metrics, checkpoints) and the validation records."""
 
-    def __init__(self, adapter: TransformersAdapter) -> None:
+    def __init__(self, adapter: FrameworkLoopAdapter) -> None:
         self.adapter = adapter
         self.recorder = adapter.recorder
         self.epoch_start = 0
