@@ -10,12 +10,10 @@ through the same ``RunRecorder``, so the daemon sees the same events from both k
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from adapters.controls import EarlyStopper
-from adapters.files import atomic_path
 from adapters.job import Job
 from adapters.recorder import BEST, LAST, RunRecorder
 from adapters.reporter import Reporter
@@ -160,12 +158,8 @@ class TrainingAdapter:
         """
         source = resumed if resumed.name == f"{BEST}.pt" else resumed.with_name(f"{BEST}.pt")
         target = self.checkpoint_path(BEST)
-        if not source.is_file() or target.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as partial:
-            shutil.copyfile(source, partial)
-        self.recorder.checkpoint(target, BEST, self.best_epoch)
+        if source.is_file() and not target.exists():
+            self.recorder.carry_best(source, target, self.best_epoch)
 
 
 

@@ -40,10 +40,11 @@ class RunRecorder:
         self.best_metric, self.best_epoch = best_metric, int(best_epoch or 0)
         self.metrics = dict(metrics or {})
 
-    def carry_best(self, source: str | Path, target: str | Path, best_metric: float, best_epoch: int) -> None:
+    def carry_best(self, source: str | Path, target: str | Path, best_epoch: int,
+                   best_metric: float | None = None) -> None:
         """Make the best of the run this one resumes this run's best: ``source``, that run's best checkpoint (a file
-        or a folder), whose primary metric was ``best_metric`` at ``best_epoch``, copied to ``target`` in this run's
-        checkpoint dir (unless it is there already) and reported. Without it a resumed run that never beats that
+        or a folder), saved at ``best_epoch`` (its primary metric ``best_metric``, when the recorder does not have it
+        yet), copied to ``target`` in this run's checkpoint dir (unless it is there already) and reported. Without it a resumed run that never beats that
         best would end with no best checkpoint, and would depend on the old job's files. A folder's files are hard
         links where the file system allows, made read-only (``files.link_tree``): a checkpoint is written whole, never
         changed in place."""
@@ -59,7 +60,8 @@ class RunRecorder:
                 except BaseException:
                     shutil.rmtree(partial, ignore_errors=True)
                     raise
-        self.best_metric, self.best_epoch = float(best_metric), int(best_epoch)
+        if best_metric is not None:
+            self.best_metric, self.best_epoch = float(best_metric), int(best_epoch)
         self.checkpoint(target, BEST, int(best_epoch))
 
     def progress(self, epoch: int, step: int, total_steps: int) -> None:

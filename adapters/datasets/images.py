@@ -83,9 +83,9 @@ def file_image_size(path) -> tuple[int, int]:
 
 def image_size(record: ImageRecord) -> tuple[int, int]:
     """(width, height) of the record's image, from its header (no decode)."""
-    if not record.embedded and (header := png_header(record.path)) is not None:
-        return header[0], header[1]
     try:
+        if not record.embedded:
+            return file_image_size(record.path)
         with _open(record) as image:
             return image.size
     except Exception as exc:

@@ -50,7 +50,7 @@ def carry_best_forward(state, args, recorder, stopper) -> None:
     epoch = next((round(entry["epoch"]) for entry in state.log_history
                   if entry.get("step") == state.best_global_step and key in entry), 0)
     target = Path(args.output_dir) / Path(state.best_model_checkpoint).name
-    recorder.carry_best(state.best_model_checkpoint, target, state.best_metric, epoch)
+    recorder.carry_best(state.best_model_checkpoint, target, epoch, state.best_metric)
     state.best_model_checkpoint = str(target)
     if stopper is not None:
         stopper.restore(state.best_metric, epoch)
